@@ -80,7 +80,11 @@ class DatasetConfig:
     def to_dict(self) -> dict[str, Any]:
         """The normalised config with defaults filled in: what the stack writes for the Lambda to read."""
         return {
-            "source": {"bucket": self.source.bucket, "prefix": self.source.prefix, "create": self.create_source},
+            "source": {
+                "bucket": self.source.bucket,
+                "prefix": self.source.prefix,
+                "create": self.create_source,
+            },
             "target": {"bucket": self.target.bucket, "prefix": self.target.prefix},
             "key_template": self.key_template,
             "include": list(self.include),
@@ -203,7 +207,7 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
     for key in _STR_LIST_FIELDS:
         value = raw.get(key, ["*"] if key == "include" else [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            problems.append(f"{where}.{key}: must be a list of non-empty glob patterns, e.g. [\"*.csv\"]")
+            problems.append(f'{where}.{key}: must be a list of non-empty glob patterns, e.g. ["*.csv"]')
             value = []
         lists[key] = tuple(value)
     if "include" in raw and not lists["include"]:
@@ -211,9 +215,7 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
 
     timezone = raw.get("timezone", "UTC")
     if not isinstance(timezone, str) or not _valid_timezone(timezone):
-        problems.append(
-            f"{where}.timezone: {timezone!r} is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')"
-        )
+        problems.append(f"{where}.timezone: {timezone!r} is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')")
 
     ints: dict[str, int] = {}
     for key, (default, low, high) in _INT_FIELDS.items():
@@ -254,11 +256,9 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
     )
 
 
-def _parse_location(
-    where: str, which: str, raw: Any, allowed: frozenset[str], problems: list[str]
-) -> Location | None:
+def _parse_location(where: str, which: str, raw: Any, allowed: frozenset[str], problems: list[str]) -> Location | None:
     if raw is None:
-        problems.append(f"{where}.{which}: missing; give {{\"bucket\": ..., \"prefix\": ...}}")
+        problems.append(f'{where}.{which}: missing; give {{"bucket": ..., "prefix": ...}}')
         return None
     if not isinstance(raw, Mapping):
         problems.append(f"{where}.{which}: must be an object with 'bucket' and optional 'prefix'")

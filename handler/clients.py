@@ -1,0 +1,36 @@
+"""AWS clients sized for a run: one shared client, its pool as large as the copy concurrency.
+
+boto3 itself honours AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3; an explicit
+endpoint (the CLI's --endpoint-url) wins. Throttling (503 SlowDown) and transient errors are retried by
+botocore's standard retry mode with exponential backoff; AWS_RETRY_MODE=adaptive also rate-limits.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+def client_config(concurrency: int) -> Config:
+    return Config(
+        retries={"mode": os.environ.get("AWS_RETRY_MODE", "standard"), "max_attempts": 10},
+        # Each copy worker makes HEADs while s3transfer's own threads run the copies: room for both.
+        max_pool_connections=2 * concurrency + 8,
+        connect_timeout=10,
+        read_timeout=120,
+    )
+
+
+def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str | None = None) -> Any:
+    session = session or boto3.session.Session()
+    kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    return session.client("s3", config=client_config(concurrency), **kwargs)
+
+
+def sns_client(session: Any = None, *, endpoint_url: str | None = None) -> Any:
+    session = session or boto3.session.Session()
+    kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    return session.client("sns", config=Config(retries={"mode": "standard", "max_attempts": 5}), **kwargs)

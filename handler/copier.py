@@ -1,0 +1,205 @@
+"""Server-side copy of one planned object, guarded, verified and idempotent.
+
+The copy itself is boto3's managed transfer (s3transfer): CopyObject below the multipart threshold,
+parallel UploadPartCopy above it (mandatory past 5 GiB). A multipart copy does not carry content type
+or metadata over, so both are always set explicitly from a HEAD of the source. The HEAD and the copy are
+guarded with the listed ETag, and the landed object is checked afterwards, because some servers (moto
+among them) ignore CopySourceIfMatch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.exceptions import ClientError
+from s3transfer.subscribers import BaseSubscriber
+
+from . import metadata as meta
+from .s3io import error_code, error_reason, is_not_found, is_precondition_failed
+
+log = logging.getLogger(__name__)
+
+CARRIED_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
+
+COPIED = "copied"
+SKIPPED = "skipped"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CopyContext:
+    """What every copy of one run shares."""
+
+    dataset: str
+    run_id: str
+    date: str
+    source_bucket: str
+    target_bucket: str
+    multipart_threshold: int
+
+
+def transfer_manager(s3: Any, *, concurrency: int, threshold: int, chunk: int) -> Any:
+    """One managed-transfer pool per run, sharing the caller's client and its connection pool."""
+    config = TransferConfig(
+        multipart_threshold=threshold,
+        multipart_chunksize=chunk,
+        max_concurrency=concurrency,
+        use_threads=True,
+        preferred_transfer_client="classic",
+    )
+    return create_transfer_manager(s3, config)
+
+
+class _KnownSource(BaseSubscriber):
+    """Hands s3transfer the size and ETag we already have, sparing it a HEAD per object."""
+
+    def __init__(self, size: int, etag: str):
+        self._size = size
+        self._etag = etag
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self._size)
+        future.meta.provide_object_etag(self._etag)
+
+
+def _line(item: dict[str, Any], status: str, reason: str = "", ingested_at: str | None = None) -> dict[str, Any]:
+    return {
+        "source_key": item["key"],
+        "source_etag": item["etag"],
+        "size": item["size"],
+        "target_key": item["target"],
+        "status": status,
+        "reason": reason,
+        "ingested_at": ingested_at,
+    }
+
+
+def copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[str, Any]:
+    """Land one object; never raises for the object's own problems, returns its manifest line instead."""
+    try:
+        return _copy_one(s3, tm, item, ctx)
+    except Exception as err:  # one bad object must not abort the other 9,999
+        log.warning("copy of %r failed: %s", item["key"], err)
+        return _line(item, FAILED, error_reason(err))
+
+
+def _copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[str, Any]:
+    quoted = f'"{item["etag"]}"'
+    existing = _head_or_none(s3, ctx.target_bucket, item["target"])
+    if existing is not None:
+        landed = meta.landed_from(existing.get("Metadata"))
+        if landed == (ctx.source_bucket, item["key"], item["etag"]) and existing["ContentLength"] == item["size"]:
+            ingested_at = meta.normalise(existing.get("Metadata")).get(meta.TIMESTAMP)
+            return _line(item, COPIED, "already landed by an earlier attempt of this run", ingested_at)
+        other = f"{landed[1]!r} ETag {landed[2]}" if landed else "an object without lineage metadata"
+        return _line(
+            item,
+            SKIPPED,
+            f"target occupied: {item['target']!r} already holds {other}; this version lands on a later date",
+        )
+
+    try:
+        source = s3.head_object(Bucket=ctx.source_bucket, Key=item["key"], IfMatch=quoted)
+    except ClientError as err:
+        if is_not_found(err):
+            return _line(item, FAILED, "source object is gone since listing")
+        if is_precondition_failed(err):
+            return _line(item, FAILED, "source changed since listing (ETag differs); it lands on the next run")
+        raise
+
+    ingested_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    lineage = meta.lineage(
+        source_bucket=ctx.source_bucket,
+        source_key=item["key"],
+        source_etag=item["etag"],
+        dataset=ctx.dataset,
+        date=ctx.date,
+        timestamp=ingested_at,
+        run_id=ctx.run_id,
+    )
+    try:
+        user_metadata = meta.merged(source.get("Metadata"), lineage)
+    except meta.MetadataTooLarge as err:
+        return _line(item, FAILED, str(err))
+    extra: dict[str, Any] = {h: source[h] for h in CARRIED_HEADERS if source.get(h)}
+    extra.setdefault("ContentType", "binary/octet-stream")
+    extra.update(Metadata=user_metadata, MetadataDirective="REPLACE", CopySourceIfMatch=quoted)
+
+    future = tm.copy(
+        {"Bucket": ctx.source_bucket, "Key": item["key"]},
+        ctx.target_bucket,
+        item["target"],
+        extra_args=extra,
+        subscribers=[_KnownSource(item["size"], quoted)],
+    )
+    try:
+        future.result()
+    except ClientError as err:
+        if is_precondition_failed(err):
+            return _line(item, FAILED, "source changed during the copy (CopySourceIfMatch); it lands on the next run")
+        if is_not_found(err) and error_code(err) != "NoSuchBucket":
+            return _line(item, FAILED, "source object is gone since listing")
+        raise
+
+    problem = _verify(s3, item, ctx)
+    if problem:
+        # What landed is not the listed version: remove it so the ledger and the bucket agree.
+        s3.delete_object(Bucket=ctx.target_bucket, Key=item["target"])
+        return _line(item, FAILED, problem)
+    return _line(item, COPIED, "", ingested_at)
+
+
+def _verify(s3: Any, item: dict[str, Any], ctx: CopyContext) -> str | None:
+    head = s3.head_object(Bucket=ctx.target_bucket, Key=item["target"])
+    if head["ContentLength"] != item["size"]:
+        return f"verification failed: landed {head['ContentLength']} bytes, listed {item['size']}"
+    landed = meta.landed_from(head.get("Metadata"))
+    if landed != (ctx.source_bucket, item["key"], item["etag"]):
+        return "verification failed: landed object lacks this copy's lineage metadata"
+    single_part = item["size"] < ctx.multipart_threshold
+    plain_md5 = "-" not in item["etag"] and len(item["etag"]) == 32
+    if single_part and plain_md5 and head.get("ServerSideEncryption") != "aws:kms":
+        landed_etag = head.get("ETag", "").strip('"')
+        if landed_etag != item["etag"]:
+            return (
+                f"verification failed: landed ETag {landed_etag} differs from listed {item['etag']} "
+                "(the source changed during the copy); it lands on the next run"
+            )
+    return None
+
+
+def _head_or_none(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+def copy_items(
+    s3: Any,
+    tm: Any,
+    items: Iterable[dict[str, Any]],
+    ctx: CopyContext,
+    *,
+    concurrency: int,
+    check: Callable[[], None] = lambda: None,
+) -> Iterator[dict[str, Any]]:
+    """Copy items with `concurrency` workers; yield manifest lines in the items' order.
+
+    `check` runs before each object (the lock heartbeat raises there if the run lost its lock).
+    """
+
+    def work(item: dict[str, Any]) -> dict[str, Any]:
+        check()
+        return copy_one(s3, tm, item, ctx)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="copy") as pool:
+        yield from pool.map(work, items)

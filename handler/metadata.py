@@ -1,0 +1,78 @@
+"""Lineage metadata on every landed object, so the object itself answers "from where, and when?".
+
+S3 user metadata must be ASCII and at most 2 KB in total. Source keys can be any UTF-8, so the
+`ingest-source-key` value is the key percent-encoded as UTF-8 (RFC 3986, `/` kept): decode it with
+`urllib.parse.unquote`. Names are compared case-insensitively because some S3-compatible servers
+return them title-cased.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote, unquote
+
+PREFIX = "ingest-"
+SOURCE_BUCKET = "ingest-source-bucket"
+SOURCE_KEY = "ingest-source-key"
+SOURCE_ETAG = "ingest-source-etag"
+DATASET = "ingest-dataset"
+DATE = "ingest-date"
+TIMESTAMP = "ingest-timestamp"
+RUN_ID = "ingest-run-id"
+
+MAX_METADATA_BYTES = 2048
+
+
+class MetadataTooLarge(ValueError):
+    """User metadata plus lineage exceeds S3's 2 KB limit."""
+
+
+def encode_value(value: str) -> str:
+    """ASCII-safe form of any string: percent-encoded UTF-8, reversible with `unquote`."""
+    return quote(value, safe="/")
+
+
+def lineage(
+    *,
+    source_bucket: str,
+    source_key: str,
+    source_etag: str,
+    dataset: str,
+    date: str,
+    timestamp: str,
+    run_id: str,
+) -> dict[str, str]:
+    return {
+        SOURCE_BUCKET: source_bucket,
+        SOURCE_KEY: encode_value(source_key),
+        SOURCE_ETAG: source_etag,
+        DATASET: dataset,
+        DATE: date,
+        TIMESTAMP: timestamp,
+        RUN_ID: run_id,
+    }
+
+
+def normalise(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Lower-case names, so `Ingest-Source-Key` and `ingest-source-key` are one."""
+    return {str(k).lower(): v for k, v in (metadata or {}).items()}
+
+
+def merged(user: Mapping[str, str] | None, lineage_values: Mapping[str, str]) -> dict[str, str]:
+    """Source user metadata kept as-is, lineage added; a source's own `ingest-*` names are replaced by ours."""
+    result = {k: v for k, v in normalise(user).items() if not k.startswith(PREFIX)}
+    result.update(lineage_values)
+    size = sum(len(k.encode()) + len(str(v).encode()) for k, v in result.items())
+    if size > MAX_METADATA_BYTES:
+        raise MetadataTooLarge(
+            f"user metadata plus lineage would be {size} bytes, over S3's {MAX_METADATA_BYTES}-byte limit"
+        )
+    return result
+
+
+def landed_from(metadata: Mapping[str, str] | None) -> tuple[str, str, str] | None:
+    """(source bucket, source key, source ETag) recorded on a landed object, or None if it has no lineage."""
+    meta = normalise(metadata)
+    if SOURCE_KEY not in meta or SOURCE_ETAG not in meta:
+        return None
+    return meta.get(SOURCE_BUCKET, ""), unquote(meta[SOURCE_KEY]), meta[SOURCE_ETAG]

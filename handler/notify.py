@@ -1,0 +1,62 @@
+"""The end-of-run message: what people read in their inbox, and what subscribers filter on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+STATUS_WORDS = {
+    "succeeded": "succeeded",
+    "partial": "partly failed",
+    "failed": "failed",
+    "nothing_new": "nothing new",
+}
+MAX_FAILURES_LISTED = 10
+
+
+def build_notification(summary: dict[str, Any]) -> dict[str, Any]:
+    """Subject, body and SNS message attributes for a run summary (no secrets: only keys, counts, reasons)."""
+    status = summary["status"]
+    subject = f"[ingestion] {summary['dataset']} {summary['date']}: {STATUS_WORDS.get(status, status)}"
+    lines = [
+        f"Dataset {summary['dataset']}, run {summary['run_id']} for {summary['date']}: "
+        f"{STATUS_WORDS.get(status, status)}.",
+        f"Copied {summary['copied']} object(s), {summary['bytes']} bytes, in {summary['duration_seconds']:.1f}s; "
+        f"skipped {summary['skipped']}, failed {summary['failed']}, unchanged {summary['unchanged']}.",
+        f"From {summary['source']} to {summary['target']}.",
+    ]
+    if summary.get("resumed"):
+        lines.append("This run was interrupted earlier and has now been completed under its own date.")
+    failures = summary.get("failures") or []
+    if failures:
+        lines.append(f"First {min(len(failures), MAX_FAILURES_LISTED)} failure(s) of {summary['failed']}:")
+        lines.extend(f"  - {f['source_key']}: {f['reason']}" for f in failures[:MAX_FAILURES_LISTED])
+    lines.append(f"Manifest: {summary['manifest']}")
+    lines.append("")
+    lines.append(json.dumps(summary, indent=2, ensure_ascii=False))
+    return {
+        "subject": _ascii(subject)[:100],
+        "message": "\n".join(lines),
+        "attributes": {
+            "dataset": {"DataType": "String", "StringValue": summary["dataset"]},
+            "status": {"DataType": "String", "StringValue": status},
+        },
+    }
+
+
+def publish(sns: Any, topic_arn: str | None, notification: dict[str, Any]) -> str | None:
+    """Publish if a topic is configured; with none, do nothing (a laptop run needs no topic)."""
+    if not topic_arn:
+        return None
+    response = sns.publish(
+        TopicArn=topic_arn,
+        Subject=notification["subject"],
+        Message=notification["message"],
+        MessageAttributes=notification["attributes"],
+    )
+    return response.get("MessageId")
+
+
+def _ascii(text: str) -> str:
+    """SNS subjects must be ASCII and printable."""
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
