@@ -1,0 +1,50 @@
+"""Where a process config comes from: a local file, an `s3://bucket/key` URI, or the Lambda environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .config import ProcessConfig, parse_config_text
+from .errors import ConfigError
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key:
+        raise ConfigError(f"config location {uri!r} must look like s3://bucket/key.json")
+    return bucket, key
+
+
+def load_config(location: str, s3_factory: Callable[[], Any]) -> ProcessConfig:
+    """Read and validate a config; `s3_factory` builds a client only when the location is in S3."""
+    if location.startswith("s3://"):
+        bucket, key = split_s3_uri(location)
+        try:
+            text = s3_factory().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            raise ConfigError(f"cannot read config {location}: {code}; check the bucket, key and permissions") from err
+        return parse_config_text(text, origin=location)
+    try:
+        with open(location, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {location!r}: {err.strerror}") from err
+    return parse_config_text(text, origin=location)
+
+
+def location_from_env(dataset: str, env: Mapping[str, str] | None = None) -> str:
+    """CONFIG_PATH, or CONFIG_BUCKET + CONFIG_KEY (which may contain `{dataset}`: one object per dataset)."""
+    env = os.environ if env is None else env
+    if env.get("CONFIG_PATH"):
+        return env["CONFIG_PATH"]
+    bucket = env.get("CONFIG_BUCKET")
+    if not bucket:
+        raise ConfigError("no config location: set CONFIG_BUCKET (and CONFIG_KEY) or CONFIG_PATH")
+    key = env.get("CONFIG_KEY", "config/{dataset}.json").replace("{dataset}", dataset)
+    return f"s3://{bucket}/{key}"

@@ -1,0 +1,70 @@
+"""Lambda entry point: one function, the event's `action` picks the step (see docs/lambda-contract.md).
+
+Errors are raised, not returned, so Step Functions sees their class name as `Error` and its Retry and
+Catch rules apply (`RunInProgress`, `LockLost`, `ConfigError`, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import date as Date
+from typing import Any
+
+from .clients import s3_client, sns_client
+from .configfile import load_config, location_from_env
+from .errors import ConfigError
+from .notify import build_notification, publish
+from .runner import Engine
+
+logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+log = logging.getLogger(__name__)
+
+ACTIONS = ("plan", "copy_batch", "finalize")
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    dataset_name = event.get("dataset")
+    if not isinstance(dataset_name, str) or not dataset_name:
+        raise ConfigError('the event must name a dataset: {"dataset": "<name>"}')
+    action = event.get("action")
+    if action is not None and action not in ACTIONS:
+        raise ConfigError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)} or none (one-shot run)")
+
+    bootstrap = s3_client()
+    config = load_config(location_from_env(dataset_name), lambda: bootstrap)
+    dataset = config.dataset(dataset_name)
+    engine = Engine(s3_client(concurrency=dataset.concurrency), dataset)
+    log.info("dataset=%s action=%s", dataset_name, action or "run")
+
+    if action == "plan":
+        return engine.plan(_date(event))
+    if action == "copy_batch":
+        return engine.copy_batch(_required(event, "run_id"), int(event["batch"]))
+    if action == "finalize":
+        return engine.finalize(_required(event, "run_id"))
+
+    summaries = engine.run(_date(event))
+    topic = dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
+    if topic:
+        sns = sns_client()
+        for summary in summaries:
+            publish(sns, topic, build_notification(summary))
+    return summaries[-1] if len(summaries) == 1 else {**summaries[-1], "resumed_runs": summaries[:-1]}
+
+
+def _date(event: dict[str, Any]) -> Date | None:
+    value = event.get("date")
+    if not value:
+        return None
+    try:
+        return Date.fromisoformat(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"event date {value!r} is not YYYY-MM-DD") from err
+
+
+def _required(event: dict[str, Any], field: str) -> str:
+    value = event.get(field)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"the {event.get('action')} event needs {field!r}")
+    return value

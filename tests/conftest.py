@@ -1,0 +1,91 @@
+"""Shared fixtures: fake credentials before any client exists, moto in-process and over HTTP."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from handler.config import DatasetConfig, parse_config
+
+REGION = "us-east-1"
+REPO = Path(__file__).resolve().parent.parent
+_bucket_numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a real account: fake keys, an explicit region, no profile or endpoint leakage."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SNS",
+        "SNS_TOPIC_ARN",
+        "CONFIG_BUCKET",
+        "CONFIG_KEY",
+        "CONFIG_PATH",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+
+
+@pytest.fixture
+def aws(aws_credentials: None) -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def s3(aws: None) -> Any:
+    return boto3.client("s3", region_name=REGION)
+
+
+def unique_bucket(stem: str) -> str:
+    return f"{stem}-{os.getpid()}-{next(_bucket_numbers)}"
+
+
+@pytest.fixture
+def buckets(s3: Any) -> tuple[str, str]:
+    """A fresh (source, raw) pair of buckets."""
+    source, raw = unique_bucket("source"), unique_bucket("raw")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=raw)
+    return source, raw
+
+
+def dataset_config(source: str, raw: str, name: str = "movielens", **overrides: Any) -> DatasetConfig:
+    """A validated dataset over the given buckets; overrides are raw config fields."""
+    raw_config = {
+        "source": {"bucket": source, "prefix": "movielens/"},
+        "target": {"bucket": raw, "prefix": "movielens/"},
+        **overrides,
+    }
+    return parse_config({"datasets": {name: raw_config}}).dataset(name)
+
+
+def write_config(path: Path, source: str, raw: str, name: str = "movielens", **overrides: Any) -> Path:
+    ds = dataset_config(source, raw, name, **overrides)
+    path.write_text(json.dumps({"datasets": {name: ds.to_dict()}}))
+    return path
+
+
+def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
+    paginator = s3.get_paginator("list_objects_v2")
+    return [o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
+
+
+def landed_keys(s3: Any, bucket: str) -> list[str]:
+    """Keys in the raw bucket outside the ledger."""
+    return [k for k in list_keys(s3, bucket) if not k.startswith("_ingestion/")]
