@@ -1,0 +1,297 @@
+"""The ingestion state machine, as Amazon States Language built from Python data.
+
+One execution ingests one dataset: input `{"dataset": "<name>"}`, optionally with `"date"`. The steps are
+the Lambda actions of docs/lambda-contract.md, so the shape follows that contract:
+
+- `plan` lists the source and writes the batches to S3 itself. The batches are read back by a
+  Distributed Map `ItemReader` rather than passed inline, because a large dataset's plan would not fit in
+  the 256 KiB state payload; and they are written already batched because `ItemBatcher` would hide the
+  batch number the runtime's ledger is keyed by (moto's interpreter also rejects it).
+- A plan with nothing to copy is already finalized by the runtime, so the machine only publishes the
+  notification the plan returned.
+- Each batch is its own child execution so one slow or failing batch is retried on its own, and the Map
+  tolerates a share of failed batches: `finalize` reconciles batches that never reported by looking at
+  what landed, so a tolerated failure loses nothing already copied.
+- `finalize` may answer `replan: true` (the plan resumed an interrupted run); the machine then plans
+  again so tonight's files are still ingested.
+- Every task catches everything into one `NotifyFailure` step that builds its message from the caught
+  error alone, so even a Lambda that crashed before returning anything produces a notification.
+  `RunInProgress` from `plan` is not a failure: another execution is doing the work, so this one says
+  it skipped and succeeds (failing would page someone for an overlap that heals itself).
+
+`build_definition` is a plain function (no Pulumi) so tests can run the definition in moto's interpreter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+SNS_PUBLISH = "arn:aws:states:::sns:publish"
+S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
+
+# Errors of the Lambda service itself (throttling, a sandbox that died, a lost response): the function
+# may not have run, and every action is safe to run again.
+LAMBDA_SERVICE_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
+]
+
+# Errors the runtime raises on purpose (handler/errors.py): running the step again gives the same answer.
+# `LockLost` above all must not be retried: another run owns the dataset now.
+NOT_RETRYABLE_ERRORS = [
+    "LockLost",
+    "RunInProgress",
+    "RunNotFound",
+    "ConfigError",
+    "UnknownDataset",
+    "ConditionalWritesUnsupported",
+    "CollisionError",
+]
+
+SERVICE_RETRY = {
+    "ErrorEquals": LAMBDA_SERVICE_ERRORS,
+    "IntervalSeconds": 2,
+    "MaxAttempts": 6,
+    "BackoffRate": 2.0,
+    "MaxDelaySeconds": 60,
+    "JitterStrategy": "FULL",
+}
+NO_RETRY = {"ErrorEquals": NOT_RETRYABLE_ERRORS, "MaxAttempts": 0}
+# Anything else escaped the handler after boto3's own retries: an outage or a bug. copy_batch and finalize
+# are idempotent, so a couple of slow retries cost little and ride out the outage.
+OTHER_RETRY = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 2, "BackoffRate": 3.0}
+
+CATCH_ALL = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
+
+
+def build_definition(
+    function_arn: str, topic_arn: str, map_concurrency: int, tolerated_failure_percentage: float
+) -> dict[str, Any]:
+    """The state machine definition (a STANDARD workflow) for one Lambda function and one SNS topic."""
+    if map_concurrency < 1:
+        raise ValueError(f"map_concurrency must be at least 1, got {map_concurrency}")
+    if not 0 <= tolerated_failure_percentage <= 100:
+        raise ValueError(
+            f"tolerated_failure_percentage must be within 0-100, got {tolerated_failure_percentage}"
+        )
+
+    def invoke(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"FunctionName": function_arn, "Payload": payload}
+
+    def publish_notification(path: str) -> dict[str, Any]:
+        """sns:publish of a notification the runtime built (subject, message, attributes) at `path`."""
+        return {
+            "TopicArn": topic_arn,
+            "Subject.$": f"{path}.subject",
+            "Message.$": f"{path}.message",
+            "MessageAttributes.$": f"{path}.attributes",
+        }
+
+    def publish_status(status: str, subject: str, message: str) -> dict[str, Any]:
+        """sns:publish of a message built here, with the same attributes as the runtime's."""
+        return {
+            "TopicArn": topic_arn,
+            "Subject.$": subject,
+            "Message.$": message,
+            "MessageAttributes": {
+                "dataset": {"DataType": "String", "StringValue.$": "$.dataset"},
+                "status": {"DataType": "String", "StringValue": status},
+            },
+        }
+
+    notify_retry = {
+        "ErrorEquals": ["States.TaskFailed"],
+        "IntervalSeconds": 2,
+        "MaxAttempts": 3,
+        "BackoffRate": 2.0,
+    }
+
+    states: dict[str, Any] = {
+        # The scheduler always sends a dataset; without one there is nothing to name in a notification.
+        "CheckInput": {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "And": [
+                        {"Variable": "$.dataset", "IsPresent": True},
+                        {"Variable": "$.date", "IsPresent": True},
+                    ],
+                    "Next": "PlanRequestForDate",
+                },
+                {"Variable": "$.dataset", "IsPresent": True, "Next": "PlanRequestForToday"},
+            ],
+            "Default": "InvalidInput",
+        },
+        "InvalidInput": {
+            "Type": "Fail",
+            "Error": "InvalidInput",
+            "Cause": 'The execution input must be {"dataset": "<name>"} with an optional "date".',
+        },
+        # The plan request is built once, so a replan after a resumed run asks exactly the same question.
+        "PlanRequestForDate": {
+            "Type": "Pass",
+            "Parameters": {"action": "plan", "dataset.$": "$.dataset", "date.$": "$.date"},
+            "ResultPath": "$.plan_request",
+            "Next": "Plan",
+        },
+        "PlanRequestForToday": {
+            "Type": "Pass",
+            "Parameters": {"action": "plan", "dataset.$": "$.dataset"},
+            "ResultPath": "$.plan_request",
+            "Next": "Plan",
+        },
+        # Plan is not retried on errors of its own: it takes the dataset's lock, and a retry after a crash
+        # would find that lock held. The next scheduled run resumes the interrupted plan instead.
+        "Plan": {
+            "Type": "Task",
+            "Resource": LAMBDA_INVOKE,
+            "Parameters": {"FunctionName": function_arn, "Payload.$": "$.plan_request"},
+            "ResultSelector": {
+                "run_id.$": "$.Payload.run_id",
+                "date.$": "$.Payload.date",
+                "resumed.$": "$.Payload.resumed",
+                "batch_count.$": "$.Payload.batch_count",
+                "planned.$": "$.Payload.planned",
+                "batches.$": "$.Payload.batches",
+                "notification.$": "$.Payload.notification",
+            },
+            "ResultPath": "$.plan",
+            "Retry": [NO_RETRY, SERVICE_RETRY],
+            "Catch": [
+                {"ErrorEquals": ["RunInProgress"], "ResultPath": "$.error", "Next": "NotifySkipped"},
+                CATCH_ALL,
+            ],
+            "Next": "AnythingToCopy",
+        },
+        "AnythingToCopy": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": "$.plan.batch_count", "NumericEquals": 0, "Next": "NotifyNothingToCopy"}
+            ],
+            "Default": "CopyBatches",
+        },
+        "NotifyNothingToCopy": {
+            "Type": "Task",
+            "Resource": SNS_PUBLISH,
+            "Parameters": publish_notification("$.plan.notification"),
+            "ResultPath": None,
+            "Retry": [notify_retry],
+            "Catch": [CATCH_ALL],
+            "Next": "Done",
+        },
+        "CopyBatches": {
+            "Type": "Map",
+            "ItemReader": {
+                "Resource": S3_GET_OBJECT,
+                "ReaderConfig": {"InputType": "JSON"},
+                "Parameters": {"Bucket.$": "$.plan.batches.bucket", "Key.$": "$.plan.batches.key"},
+            },
+            "ItemSelector": {
+                "action": "copy_batch",
+                "dataset.$": "$$.Map.Item.Value.dataset",
+                "run_id.$": "$$.Map.Item.Value.run_id",
+                "batch.$": "$$.Map.Item.Value.batch",
+            },
+            "MaxConcurrency": int(map_concurrency),
+            # Always a float: moto's grammar (like a JSON schema for a percentage) wants a number with a
+            # fraction here and rejects a bare `0`.
+            "ToleratedFailurePercentage": float(tolerated_failure_percentage),
+            "ItemProcessor": {
+                # STANDARD children: a batch can run for the Lambda's full 15 minutes and then be retried,
+                # longer than an EXPRESS child may live.
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "CopyBatch",
+                "States": {
+                    "CopyBatch": {
+                        "Type": "Task",
+                        "Resource": LAMBDA_INVOKE,
+                        "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+                        # The counts stay in the child's history; each child returns only its batch number,
+                        # so the Map's collected result stays far below the 256 KiB payload limit.
+                        "ResultPath": None,
+                        "OutputPath": "$.batch",
+                        "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
+                        "End": True,
+                    }
+                },
+            },
+            # The per-batch results are not needed (finalize reads the ledger); keep the plan for finalize.
+            "ResultPath": None,
+            "Catch": [CATCH_ALL],
+            "Next": "Finalize",
+        },
+        "Finalize": {
+            "Type": "Task",
+            "Resource": LAMBDA_INVOKE,
+            "Parameters": invoke(
+                {"action": "finalize", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id"}
+            ),
+            "ResultSelector": {
+                "summary.$": "$.Payload.summary",
+                "notification.$": "$.Payload.notification",
+                "replan.$": "$.Payload.replan",
+            },
+            "ResultPath": "$.finalize",
+            "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
+            "Catch": [CATCH_ALL],
+            "Next": "NotifyRun",
+        },
+        "NotifyRun": {
+            "Type": "Task",
+            "Resource": SNS_PUBLISH,
+            "Parameters": publish_notification("$.finalize.notification"),
+            "ResultPath": None,
+            "Retry": [notify_retry],
+            "Catch": [CATCH_ALL],
+            "Next": "PlanAgain",
+        },
+        "PlanAgain": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.finalize.replan", "BooleanEquals": True, "Next": "Plan"}],
+            "Default": "Done",
+        },
+        "Done": {"Type": "Succeed"},
+        "NotifySkipped": {
+            "Type": "Task",
+            "Resource": SNS_PUBLISH,
+            "Parameters": publish_status(
+                "skipped",
+                "States.Format('Ingestion skipped: {}', $.dataset)",
+                "States.Format('Ingestion of dataset {} skipped: another run is in progress "
+                "(execution {}).', $.dataset, $$.Execution.Name)",
+            ),
+            "ResultPath": None,
+            "Retry": [notify_retry],
+            "Next": "Skipped",
+        },
+        "Skipped": {"Type": "Succeed"},
+        # Built from $.error as a whole: a crashed Lambda's error may have no Cause, and a missing path
+        # here would fail the one step that must not fail.
+        "NotifyFailure": {
+            "Type": "Task",
+            "Resource": SNS_PUBLISH,
+            "Parameters": publish_status(
+                "failed",
+                "States.Format('Ingestion failed: {}', $.dataset)",
+                "States.Format('Ingestion of dataset {} failed (execution {}). Error: {}', "
+                "$.dataset, $$.Execution.Name, States.JsonToString($.error))",
+            ),
+            "ResultPath": None,
+            "Retry": [notify_retry],
+            "Next": "Failed",
+        },
+        "Failed": {
+            "Type": "Fail",
+            "Error": "IngestionFailed",
+            "Cause": "A step failed; the failure notification carries the error and its cause.",
+        },
+    }
+    return {
+        "Comment": "Ingest one dataset: plan, copy the batches in a Distributed Map, finalize, notify.",
+        "StartAt": "CheckInput",
+        "States": states,
+    }
