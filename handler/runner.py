@@ -54,7 +54,8 @@ def run_date_for(dataset: DatasetConfig, now: datetime | None = None) -> Date:
 
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable by start time, unique without coordination."""
-    return f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:6]}"
 
 
 def _utc_now() -> str:

@@ -1,0 +1,35 @@
+# Everything installs into ./.venv from requirements.txt; a fresh machine needs only python3, pip and make.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell python3 -c "import hashlib,sys;print(hashlib.sha1(open('requirements.txt','rb').read()).hexdigest()[:12])")
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+## Run the pipeline end to end against local S3 and SNS (moto, in-process). SOURCE_DIR=path seeds real files.
+demo: $(STAMP)
+	$(PY) -m handler demo $(if $(SOURCE_DIR),--source-dir $(SOURCE_DIR))
+
+## The whole test suite (unit, moto integration, CLI over HTTP, Pulumi mocks, Step Functions end to end).
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Side-by-side throughput against aws-cli and s5cmd on a local S3 server (see bench/README.md).
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
