@@ -104,7 +104,8 @@ class Engine:
             run_date = run_date or run_date_for(ds, now)
             run_id = handle.run_id
             started = _utc_now()
-            with _scratch_db() as db:
+            # Listing millions of keys can outlast the TTL: keep the lock alive while planning.
+            with _scratch_db() as db, locks.Heartbeat(self.s3, handle):
                 load_state(self.s3, paths, db)
                 objects = iter_source_objects(
                     self.s3, ds.source.bucket, ds.source.prefix, skip_prefix=self._ledger_in_source()
@@ -248,7 +249,7 @@ class Engine:
         date = open_run["date"]
         tally = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
         failures: list[dict[str, Any]] = []
-        with _scratch_db() as db, tempfile.TemporaryFile() as manifest:
+        with _scratch_db() as db, tempfile.TemporaryFile() as manifest, locks.Heartbeat(self.s3, handle):
             load_state(self.s3, paths, db)
             for line in self._run_lines(open_run, db):
                 line.update(
