@@ -18,6 +18,7 @@ from typing import Any
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.exceptions import ClientError
+from s3transfer.exceptions import S3CopyFailedError
 from s3transfer.subscribers import BaseSubscriber
 
 from . import metadata as meta
@@ -140,6 +141,10 @@ def _copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[
     )
     try:
         future.result()
+    except S3CopyFailedError:
+        # s3transfer's multipart copy raises this, not the ClientError, when UploadPartCopy's
+        # CopySourceIfMatch fails (it has aborted the upload already).
+        return _line(item, FAILED, "source changed during the copy (CopySourceIfMatch); it lands on the next run")
     except ClientError as err:
         if is_precondition_failed(err):
             return _line(item, FAILED, "source changed during the copy (CopySourceIfMatch); it lands on the next run")
