@@ -1,0 +1,295 @@
+"""Every IAM and bucket policy of the stack, as plain functions from known ARNs to policy documents.
+
+They take plain strings (the components resolve Outputs first and serialise the result), so tests and
+parliament read exactly what is deployed, and one file shows everything any role may do.
+
+Least privilege here means: exact ARNs, prefixes from the dataset config, no wildcard action in any
+Allow, and `Resource: "*"` only where AWS offers nothing narrower (log delivery, see below).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from handler.config import DatasetConfig
+
+VERSION = "2012-10-17"
+
+
+def bucket_arn(partition: str, bucket: str) -> str:
+    return f"arn:{partition}:s3:::{bucket}"
+
+
+def objects_arn(partition: str, bucket: str, prefix: str) -> str:
+    """Every object under a prefix (`prefix` is empty or ends with `/`, as in DatasetConfig)."""
+    return f"arn:{partition}:s3:::{bucket}/{prefix}*"
+
+
+def document(statements: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": VERSION, "Statement": list(statements)}
+
+
+def service_trust_policy(service: str, account_id: str | None = None) -> dict[str, Any]:
+    """Who may assume a role: one AWS service, and (where the service sets it) only for this account.
+
+    `aws:SourceAccount` stops the confused deputy: another account's schedule or state machine cannot be
+    pointed at this role, because the service would be acting for that other account.
+    """
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if account_id is not None:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    return document([statement])
+
+
+def deny_insecure_transport_policy(partition: str, bucket: str) -> dict[str, Any]:
+    """Bucket policy: refuse every request that does not use TLS.
+
+    The one wildcard action in the stack, in a Deny: it must cover every S3 action, present and future.
+    """
+    return document(
+        [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn(partition, bucket), f"{bucket_arn(partition, bucket)}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
+    )
+
+
+def function_policy(
+    *,
+    partition: str,
+    datasets: Sequence[DatasetConfig],
+    config_bucket: str,
+    config_keys: Sequence[str],
+    topic_arn: str,
+    log_group_arn: str,
+    kms_key_arn: str | None = None,
+    region: str | None = None,
+) -> dict[str, Any]:
+    """What the ingestion Lambda may do, derived from the datasets it serves.
+
+    Per dataset: list and read the source prefix; write, verify (HeadObject is s3:GetObject) and delete
+    its own failed copies under the target prefix; read, write and delete its ledger
+    (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write its own logs.
+    """
+    statements: list[dict[str, Any]] = []
+    sids = _sids([ds.name for ds in datasets])
+    for ds in datasets:
+        sid = sids[ds.name]
+        list_source: dict[str, Any] = {
+            "Sid": f"ListSource{sid}",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn(partition, ds.source.bucket),
+        }
+        # An empty prefix means the whole bucket. A request without a Prefix carries no s3:prefix key, and
+        # StringLike on a missing key is false, so a "*" condition would deny exactly that listing.
+        if ds.source.prefix:
+            list_source["Condition"] = {"StringLike": {"s3:prefix": [f"{ds.source.prefix}*"]}}
+        statements.append(list_source)
+        statements.append(
+            {
+                "Sid": f"ReadSource{sid}",
+                "Effect": "Allow",
+                # CopyObject copies the source's tags by default, which needs GetObjectTagging on the
+                # source and PutObjectTagging on the target whenever the source object has tags.
+                "Action": ["s3:GetObject", "s3:GetObjectTagging"],
+                "Resource": objects_arn(partition, ds.source.bucket, ds.source.prefix),
+            }
+        )
+        statements.append(
+            {
+                "Sid": f"LandTarget{sid}",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:PutObject",
+                    "s3:PutObjectTagging",
+                    "s3:GetObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                ],
+                "Resource": objects_arn(partition, ds.target.bucket, ds.target.prefix),
+            }
+        )
+        statements.append(
+            {
+                "Sid": f"Ledger{sid}",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:PutObject",
+                    "s3:GetObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                ],
+                "Resource": objects_arn(partition, ds.target.bucket, ds.ledger_prefix),
+            }
+        )
+    # Deliberately without an s3:prefix condition. The runtime tells "not landed yet" from "landed" by a
+    # 404 from HeadObject/GetObject on the target, and S3 answers 403 instead of 404 unless the caller
+    # may ListBucket the bucket; a GetObject request carries no s3:prefix, so a prefix condition would
+    # turn every "not there yet" into AccessDenied. The target is the stack's own raw bucket.
+    statements.append(
+        {
+            "Sid": "ListTargets",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": sorted({bucket_arn(partition, ds.target.bucket) for ds in datasets}),
+        }
+    )
+    statements.append(
+        {
+            "Sid": "ReadConfig",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [f"{bucket_arn(partition, config_bucket)}/{k}" for k in config_keys],
+        }
+    )
+    statements.append({"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn})
+    statements.append(
+        {
+            "Sid": "OwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{log_group_arn}:*",
+        }
+    )
+    if kms_key_arn:
+        statements.append(kms_statement(kms_key_arn, region, services=("s3",)))
+    return document(statements)
+
+
+def workflow_policy(
+    *,
+    partition: str,
+    datasets: Sequence[DatasetConfig],
+    function_arn: str,
+    topic_arn: str,
+    kms_key_arn: str | None = None,
+    region: str | None = None,
+) -> dict[str, Any]:
+    """What the state machine may do before it exists: invoke, publish, read batch lists, log.
+
+    It must be attached before the state machine is created, because CreateStateMachine checks that
+    the role can deliver logs. Running its own Distributed Map children needs the state machine's ARN and
+    lives in `map_run_policy`.
+    """
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "InvokeIngestFunction",
+            "Effect": "Allow",
+            "Action": "lambda:InvokeFunction",
+            # The function, and its versions/aliases should the definition ever name one.
+            "Resource": [function_arn, f"{function_arn}:*"],
+        },
+        {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
+        {
+            "Sid": "ReadBatchLists",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            # Exactly what the Map's ItemReader reads: _ingestion/<dataset>/work/<run_id>/batches.json.
+            "Resource": sorted(
+                {f"{bucket_arn(partition, ds.target.bucket)}/{ds.ledger_prefix}work/*/batches.json" for ds in datasets}
+            ),
+        },
+        {
+            "Sid": "DeliverLogs",
+            "Effect": "Allow",
+            # These are the CloudWatch Logs vended-delivery APIs Step Functions calls on the role's behalf
+            # to set up logging. None of them supports resource-level permissions (the Service
+            # Authorization Reference lists no resource type for them), so "*" is the narrowest
+            # resource AWS accepts. It is the only Resource "*" in the stack.
+            "Action": [
+                "logs:CreateLogDelivery",
+                "logs:GetLogDelivery",
+                "logs:UpdateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy",
+                "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups",
+            ],
+            "Resource": "*",
+        },
+    ]
+    if kms_key_arn:
+        # Reading a batch list from an SSE-KMS bucket and publishing to a topic encrypted with the key.
+        statements.append(kms_statement(kms_key_arn, region, services=("s3", "sns")))
+    return document(statements)
+
+
+def map_run_policy(state_machine_arn: str) -> dict[str, Any]:
+    """Distributed Map: the state machine starts, watches and stops child executions of itself.
+
+    Children of a Map run are named `execution:<state machine>/<map run label>:<id>` (or `express:` for
+    EXPRESS children), so `<name>/*` covers them and nothing of any other state machine.
+    """
+    prefix, _, name = state_machine_arn.rpartition(":stateMachine:")
+    if not prefix or not name:
+        raise ValueError(f"not a state machine ARN: {state_machine_arn!r}")
+    return document(
+        [
+            {
+                "Sid": "StartMapRunChildren",
+                "Effect": "Allow",
+                "Action": "states:StartExecution",
+                "Resource": state_machine_arn,
+            },
+            {
+                "Sid": "ManageMapRunChildren",
+                "Effect": "Allow",
+                "Action": ["states:DescribeExecution", "states:StopExecution"],
+                "Resource": [f"{prefix}:execution:{name}/*", f"{prefix}:express:{name}/*"],
+            },
+        ]
+    )
+
+
+def scheduler_policy(state_machine_arn: str) -> dict[str, Any]:
+    """EventBridge Scheduler may start this state machine and nothing else."""
+    return document(
+        [
+            {
+                "Sid": "StartIngestion",
+                "Effect": "Allow",
+                "Action": "states:StartExecution",
+                "Resource": state_machine_arn,
+            }
+        ]
+    )
+
+
+def kms_statement(kms_key_arn: str, region: str | None, services: Sequence[str]) -> dict[str, Any]:
+    """Use of the stack's key, only through the services that encrypt with it."""
+    statement: dict[str, Any] = {
+        "Sid": "UseStackKey",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": kms_key_arn,
+    }
+    if region:
+        statement["Condition"] = {
+            "StringEquals": {"kms:ViaService": [f"{service}.{region}.amazonaws.com" for service in services]}
+        }
+    return statement
+
+
+def _sids(names: Sequence[str]) -> dict[str, str]:
+    """A unique statement-id part per dataset: Sids allow only [A-Za-z0-9], dataset names also '-', '_'.
+
+    `a-b` and `a_b` both become `AB`; a number keeps them apart.
+    """
+    camel = {name: "".join(p.capitalize() for p in name.replace("_", "-").split("-")) for name in names}
+    counts: dict[str, int] = {}
+    for value in camel.values():
+        counts[value] = counts.get(value, 0) + 1
+    return {name: value if counts[value] == 1 else f"{value}{i}" for i, (name, value) in enumerate(camel.items())}
