@@ -1,0 +1,61 @@
+"""The process config objects: each dataset's validated config, written where the Lambda reads it.
+
+This is what makes `pulumi config set` + `pulumi up` change the next run: the Lambda reads
+`config/<dataset>.json` from the config bucket at the start of each step, and nothing is baked into code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from handler.config import DatasetConfig
+
+CONFIG_KEY_TEMPLATE = "config/{dataset}.json"
+"""The Lambda's CONFIG_KEY, braces included: the runtime substitutes the dataset of each event."""
+
+
+def config_key(dataset: str) -> str:
+    return CONFIG_KEY_TEMPLATE.format(dataset=dataset)
+
+
+def config_document(dataset: DatasetConfig) -> dict[str, Any]:
+    """One dataset's process config, defaults filled in: a document `parse_config` accepts as is."""
+    return {"datasets": {dataset.name: dataset.to_dict()}}
+
+
+@dataclass
+class ConfigObjectsArgs:
+    """The config bucket and the validated datasets to write into it."""
+
+    bucket: pulumi.Input[str]
+    datasets: Sequence[DatasetConfig]
+
+
+class ConfigObjects(pulumi.ComponentResource):
+    """One object per dataset, so a change to one dataset's config rewrites only that object."""
+
+    objects: dict[str, aws.s3.BucketObjectv2]
+    keys: dict[str, str]
+
+    def __init__(self, name: str, args: ConfigObjectsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("data-file-ingestion:config:ConfigObjects", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.keys = {ds.name: config_key(ds.name) for ds in args.datasets}
+        self.objects = {
+            ds.name: aws.s3.BucketObjectv2(
+                f"{name}-{ds.name}",
+                bucket=args.bucket,
+                key=self.keys[ds.name],
+                content=json.dumps(config_document(ds), indent=2, sort_keys=True) + "\n",
+                content_type="application/json",
+                opts=child,
+            )
+            for ds in args.datasets
+        }
+        self.register_outputs({"keys": self.keys})

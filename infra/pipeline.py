@@ -1,0 +1,151 @@
+"""The whole ingestion pipeline of one stack, composed from the single-concern components."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config_objects import CONFIG_KEY_TEMPLATE, ConfigObjects, ConfigObjectsArgs
+from infra.function import IngestFunction, IngestFunctionArgs
+from infra.notifications import Notifications, NotificationsArgs
+from infra.schedule import DatasetSchedules, DatasetSchedulesArgs
+from infra.stack_config import StackConfig
+from infra.storage import SecureBucket, SecureBucketArgs
+from infra.workflow import Workflow, WorkflowArgs
+
+
+@dataclass
+class IngestionPipelineArgs:
+    """The validated stack config and where the runtime package is."""
+
+    config: StackConfig
+    package_dir: Path
+
+
+class IngestionPipeline(pulumi.ComponentResource):
+    """Buckets, config objects, topic, function, state machine and schedules for the configured datasets.
+
+    Account, region and partition come from the provider's credentials, never from code, so the same
+    program deploys anywhere the stack config points it.
+    """
+
+    raw_bucket: SecureBucket
+    config_bucket: SecureBucket
+    source_buckets: dict[str, SecureBucket]
+    config_objects: ConfigObjects
+    notifications: Notifications
+    function: IngestFunction
+    workflow: Workflow
+    schedules: DatasetSchedules
+    exports: dict[str, Any]
+
+    def __init__(self, name: str, args: IngestionPipelineArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("data-file-ingestion:pipeline:IngestionPipeline", name, None, opts)
+        config = args.config
+        datasets = list(config.datasets.datasets.values())
+        invoke_opts = pulumi.InvokeOutputOptions(parent=self)
+        partition = aws.get_partition_output(opts=invoke_opts).partition
+        region = aws.get_region_output(opts=invoke_opts).region
+        account_id = aws.get_caller_identity_output(opts=invoke_opts).account_id
+
+        self._create_buckets(name, config, partition)
+        self.config_objects = ConfigObjects(
+            f"{name}-config-objects",
+            ConfigObjectsArgs(bucket=self.config_bucket.bucket.id, datasets=datasets),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.notifications = Notifications(
+            f"{name}-notifications",
+            NotificationsArgs(subscriptions=config.subscriptions, kms_key_arn=config.kms_key_arn),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.function = IngestFunction(
+            f"{name}-lambda",
+            IngestFunctionArgs(
+                package_dir=args.package_dir,
+                settings=config.function,
+                datasets=datasets,
+                config_bucket=config.config_bucket,
+                config_key_template=CONFIG_KEY_TEMPLATE,
+                config_keys=sorted(self.config_objects.keys.values()),
+                topic_arn=self.notifications.topic_arn,
+                partition=partition,
+                region=region,
+                log_retention_days=config.log_retention_days,
+                kms_key_arn=config.kms_key_arn,
+            ),
+            # The function names the config bucket by its configured name; wait until it exists.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_bucket]),
+        )
+        self.workflow = Workflow(
+            f"{name}-workflow",
+            WorkflowArgs(
+                function_arn=self.function.arn,
+                topic_arn=self.notifications.topic_arn,
+                map_concurrency=config.workflow.map_concurrency,
+                tolerated_failure_percentage=config.workflow.tolerated_failure_percentage,
+                datasets=datasets,
+                partition=partition,
+                region=region,
+                account_id=account_id,
+                log_retention_days=config.log_retention_days,
+                log_level=config.workflow.log_level,
+                kms_key_arn=config.kms_key_arn,
+            ),
+            # The whole function component: its role policy must be in place before a run can start.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.function]),
+        )
+        self.schedules = DatasetSchedules(
+            f"{name}-schedules",
+            DatasetSchedulesArgs(state_machine_arn=self.workflow.arn, datasets=datasets, account_id=account_id),
+            # A schedule may fire right after `pulumi up`: everything a run reads must exist by then.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[
+                    self.workflow,
+                    self.config_objects,
+                    self.raw_bucket,
+                    *self.source_buckets.values(),
+                ],
+            ),
+        )
+        self.exports = {
+            "rawBucketName": self.raw_bucket.name,
+            "configBucketName": self.config_bucket.name,
+            "sourceBucketNames": {bucket: b.name for bucket, b in self.source_buckets.items()},
+            "configObjectKeys": dict(self.config_objects.keys),
+            "topicArn": self.notifications.topic_arn,
+            "functionName": self.function.function_name,
+            # What the owner of a source bucket in another account grants read access to.
+            "functionRoleArn": self.function.role_arn,
+            "stateMachineArn": self.workflow.arn,
+            "stateMachineName": self.workflow.state_machine_name,
+            "scheduleNames": {ds: s.name for ds, s in self.schedules.schedules.items()},
+        }
+        self.register_outputs(self.exports)
+
+    def _create_buckets(self, name: str, config: StackConfig, partition: pulumi.Output[str]) -> None:
+        def bucket(logical: str, bucket_name: str) -> SecureBucket:
+            return SecureBucket(
+                logical,
+                SecureBucketArgs(
+                    bucket_name=bucket_name,
+                    partition=partition,
+                    kms_key_arn=config.kms_key_arn,
+                    force_destroy=config.force_destroy_buckets,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.raw_bucket = bucket(f"{name}-raw", config.raw_bucket)
+        self.config_bucket = bucket(f"{name}-config-bucket", config.config_bucket)
+        # Named by bucket, not dataset: two datasets may read one created bucket, and renaming a dataset
+        # must not replace (delete) the bucket holding its files.
+        self.source_buckets = {
+            bucket_name: bucket(f"{name}-source-{bucket_name}", bucket_name)
+            for bucket_name in config.created_source_buckets
+        }

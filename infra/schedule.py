@@ -1,0 +1,82 @@
+"""EventBridge Scheduler: one schedule per dataset, each starting the state machine for its dataset."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from handler.config import DatasetConfig
+from infra.policies import scheduler_policy, service_trust_policy
+
+
+def execution_input(dataset: str) -> str:
+    """What each scheduled execution receives: the dataset name and nothing else (date = today there)."""
+    return json.dumps({"dataset": dataset})
+
+
+@dataclass
+class DatasetSchedulesArgs:
+    """The state machine to start and the datasets (with their cron and time zone) to start it for."""
+
+    state_machine_arn: pulumi.Input[str]
+    datasets: Sequence[DatasetConfig]
+    account_id: pulumi.Input[str]
+    # StartExecution failing (throttling, a brief outage) is retried for up to an hour; a nightly run
+    # that starts an hour late is better than one that never starts.
+    retry_attempts: int = 5
+    max_event_age_seconds: int = 3600
+
+
+class DatasetSchedules(pulumi.ComponentResource):
+    """Scheduler (not an EventBridge rule) because it takes a time zone: a dataset's 20:00 stays 20:00
+    local time across daylight-saving changes, and its cron uses the dataset's own `timezone`."""
+
+    role: aws.iam.Role
+    policy: aws.iam.RolePolicy
+    schedules: dict[str, aws.scheduler.Schedule]
+
+    def __init__(self, name: str, args: DatasetSchedulesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("data-file-ingestion:schedule:DatasetSchedules", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
+                lambda account: json.dumps(service_trust_policy("scheduler.amazonaws.com", account))
+            ),
+            description="Ingestion schedules: start the ingestion state machine",
+            opts=child,
+        )
+        self.policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=pulumi.Output.from_input(args.state_machine_arn).apply(
+                lambda arn: json.dumps(scheduler_policy(arn))
+            ),
+            opts=child,
+        )
+        self.schedules = {ds.name: self._create_schedule(name, ds, args) for ds in args.datasets}
+        self.register_outputs({"schedule_names": {n: s.name for n, s in self.schedules.items()}})
+
+    def _create_schedule(self, name: str, ds: DatasetConfig, args: DatasetSchedulesArgs) -> aws.scheduler.Schedule:
+        return aws.scheduler.Schedule(
+            f"{name}-{ds.name}",
+            description=f"Nightly ingestion of dataset {ds.name}",
+            schedule_expression=ds.schedule,
+            schedule_expression_timezone=ds.timezone,
+            flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+            target=aws.scheduler.ScheduleTargetArgs(
+                arn=args.state_machine_arn,
+                role_arn=self.role.arn,
+                input=execution_input(ds.name),
+                retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
+                    maximum_retry_attempts=args.retry_attempts,
+                    maximum_event_age_in_seconds=args.max_event_age_seconds,
+                ),
+            ),
+            # The first firing must find the permission to start the state machine in place.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy]),
+        )
