@@ -9,9 +9,10 @@ the Lambda actions of docs/lambda-contract.md, so the shape follows that contrac
   batch number the runtime's ledger is keyed by (moto's interpreter also rejects it).
 - A plan with nothing to copy is already finalized by the runtime, so the machine only publishes the
   notification the plan returned.
-- Each batch is its own child execution so one slow or failing batch is retried on its own, and the Map
-  tolerates a share of failed batches: `finalize` reconciles batches that never reported by looking at
-  what landed, so a tolerated failure loses nothing already copied.
+- Each batch is its own child execution so one slow or failing batch is retried on its own. The Map may
+  tolerate a share of failed batches (`tolerated_failure_percentage`; at 0 any failed batch fails the run):
+  `finalize` reconciles batches that never reported by looking at what landed, so a tolerated failure loses
+  nothing already copied and its objects land on the next run.
 - `finalize` may answer `replan: true` (the plan resumed an interrupted run); the machine then plans
   again so tonight's files are still ingested.
 - Every task catches everything into one `NotifyFailure` step that builds its message from the caught
@@ -30,8 +31,9 @@ LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
 
-# Errors of the Lambda service itself (throttling, a sandbox that died, a lost response): the function
-# may not have run, and every action is safe to run again.
+# Errors of the Lambda service itself (throttling, a sandbox that died, a lost response): the function may not
+# have run. copy_batch and finalize are idempotent; a plan retried after a lost response finds its own lock and
+# ends as skipped, and the next run resumes the plan it wrote.
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -75,9 +77,7 @@ def build_definition(
     if map_concurrency < 1:
         raise ValueError(f"map_concurrency must be at least 1, got {map_concurrency}")
     if not 0 <= tolerated_failure_percentage <= 100:
-        raise ValueError(
-            f"tolerated_failure_percentage must be within 0-100, got {tolerated_failure_percentage}"
-        )
+        raise ValueError(f"tolerated_failure_percentage must be within 0-100, got {tolerated_failure_percentage}")
 
     def invoke(payload: dict[str, Any]) -> dict[str, Any]:
         return {"FunctionName": function_arn, "Payload": payload}
@@ -169,9 +169,7 @@ def build_definition(
         },
         "AnythingToCopy": {
             "Type": "Choice",
-            "Choices": [
-                {"Variable": "$.plan.batch_count", "NumericEquals": 0, "Next": "NotifyNothingToCopy"}
-            ],
+            "Choices": [{"Variable": "$.plan.batch_count", "NumericEquals": 0, "Next": "NotifyNothingToCopy"}],
             "Default": "CopyBatches",
         },
         "NotifyNothingToCopy": {
@@ -227,9 +225,7 @@ def build_definition(
         "Finalize": {
             "Type": "Task",
             "Resource": LAMBDA_INVOKE,
-            "Parameters": invoke(
-                {"action": "finalize", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id"}
-            ),
+            "Parameters": invoke({"action": "finalize", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id"}),
             "ResultSelector": {
                 "summary.$": "$.Payload.summary",
                 "notification.$": "$.Payload.notification",
@@ -260,7 +256,7 @@ def build_definition(
             "Resource": SNS_PUBLISH,
             "Parameters": publish_status(
                 "skipped",
-                "States.Format('Ingestion skipped: {}', $.dataset)",
+                "States.Format('[ingestion] {}: skipped, another run is in progress', $.dataset)",
                 "States.Format('Ingestion of dataset {} skipped: another run is in progress "
                 "(execution {}).', $.dataset, $$.Execution.Name)",
             ),
@@ -276,7 +272,7 @@ def build_definition(
             "Resource": SNS_PUBLISH,
             "Parameters": publish_status(
                 "failed",
-                "States.Format('Ingestion failed: {}', $.dataset)",
+                "States.Format('[ingestion] {}: failed', $.dataset)",
                 "States.Format('Ingestion of dataset {} failed (execution {}). Error: {}', "
                 "$.dataset, $$.Execution.Name, States.JsonToString($.error))",
             ),
@@ -284,9 +280,10 @@ def build_definition(
             "Retry": [notify_retry],
             "Next": "Failed",
         },
+        # The caught error's name becomes the execution's, so a list of failed executions says why.
         "Failed": {
             "Type": "Fail",
-            "Error": "IngestionFailed",
+            "ErrorPath": "$.error.Error",
             "Cause": "A step failed; the failure notification carries the error and its cause.",
         },
     }
