@@ -1,8 +1,10 @@
-"""The state machine definition run end to end in moto's Step Functions interpreter.
+"""The deployed state machine definition run end to end in moto's Step Functions interpreter.
 
-moto executes Amazon States Language when its user config asks for it, and routes `lambda:invoke` tasks
-to `LambdaBackend.invoke`, which without Docker cannot run code. The `lambda_runtime` fixture replaces
-that method with a call into Python, so the definition and the runtime are tested together in one process.
+moto executes Amazon States Language when its user config asks for it, and sends `lambda:invoke` tasks to
+`LambdaBackend.invoke`, which cannot run code without Docker. The `lambda_runtime` fixture replaces that
+method with a call into the real handler in this process, so the definition, the Lambda contract and the
+runtime are tested together against moto's S3 and SNS. Faults the runtime cannot be asked to produce (a
+crash, a lock taken over mid-run) are injected by wrapping the real handler, never by replacing it.
 """
 
 from __future__ import annotations
@@ -13,25 +15,32 @@ import time
 import traceback
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 import pytest
-from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
 from moto.core.config import default_user_config
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
+from handler import lambda_function
+from handler.ledger import LedgerPaths
 from infra.workflow_definition import build_definition
+from tests.conftest import REGION, dataset_config, landed_keys, list_keys, unique_bucket
 
-REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ingest-state-machine"
+DATASET = "movielens"
+DATE = "2026-11-27"
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+
+# ---- harness --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -42,45 +51,29 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     invoked_function_arn: str = FUNCTION_ARN
     memory_limit_in_mb: int = 1024
-    timeout_ms: int = 900_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_ms
+        return 900_000
 
 
 @dataclass
 class LambdaRuntime:
-    """Where the patched Lambda service sends invocations; tests set `handler` and read `calls`."""
+    """Where the patched Lambda service sends invocations; tests may wrap `handler` and read `calls`."""
 
-    handler: Handler | None = None
+    handler: Handler = lambda_function.handler
     calls: list[dict[str, Any]] = field(default_factory=list)
 
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fake credentials and an explicit region, then every AWS call of the test goes to moto."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    # Must be set before the state machine is created: without it moto only returns a canned history.
-    monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
-    with mock_aws():
-        yield
+    def actions(self) -> list[str]:
+        return [call.get("action", "run") for call in self.calls]
 
 
 @pytest.fixture
 def lambda_runtime(aws: None, monkeypatch: pytest.MonkeyPatch) -> LambdaRuntime:
     """Route every Lambda invocation to `runtime.handler`, reporting exceptions the way Lambda does.
 
-    Invocations are serialised: on AWS each concurrent invocation has its own sandbox, so module-level
-    state of the handler (cached clients, config) is never shared between two running invocations. Run
-    in threads of one process it would be, which tests something that cannot happen in production.
+    Invocations are serialised: on AWS each concurrent invocation has its own sandbox, so the handler's
+    module-level state is never shared by two running invocations. Threads of one process would share
+    it, which tests something that cannot happen in production.
     """
     runtime = LambdaRuntime()
     lock = threading.Lock()
@@ -96,7 +89,6 @@ def lambda_runtime(aws: None, monkeypatch: pytest.MonkeyPatch) -> LambdaRuntime:
         event = json.loads(body or "{}")
         with lock:
             runtime.calls.append(event)
-            assert runtime.handler is not None, "the test did not set lambda_runtime.handler"
             try:
                 result = runtime.handler(event, LambdaContext())
             except Exception as err:  # every exception becomes a Lambda function error, as on AWS
@@ -122,19 +114,16 @@ def retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 @dataclass
 class Notifications:
-    """An SQS queue subscribed to the run topic: what subscribers of the topic would receive."""
+    """An SQS queue subscribed to the run topic: what subscribers of the topic receive."""
 
     topic_arn: str
     queue_url: str
 
     def receive(self) -> list[dict[str, Any]]:
-        """Every message delivered so far, as `{"subject", "message", "attributes"}`, oldest first."""
+        """Every message delivered since the last call, as `{"subject", "message", "attributes"}`."""
         sqs = boto3.client("sqs", region_name=REGION)
         received = []
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return received
+        while batch := sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
             for message in batch:
                 envelope = json.loads(message["Body"])
                 received.append(
@@ -145,14 +134,15 @@ class Notifications:
                     }
                 )
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return received
 
 
 @pytest.fixture
 def notifications(aws: None) -> Notifications:
     sns = boto3.client("sns", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
-    topic_arn = sns.create_topic(Name=f"ingest-runs-{uuid.uuid4().hex[:8]}")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=f"ingest-runs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    topic_arn = sns.create_topic(Name=unique_bucket("ingest-runs"))["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=unique_bucket("ingest-runs"))["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     return Notifications(topic_arn=topic_arn, queue_url=queue_url)
@@ -170,24 +160,24 @@ class StateMachine:
             stateMachineArn=self.arn, name=f"run-{uuid.uuid4().hex}", input=json.dumps(execution_input)
         )["executionArn"]
         deadline = time.monotonic() + timeout
-        while True:
-            described = sfn.describe_execution(executionArn=execution_arn)
-            if described["status"] != "RUNNING":
-                return described
+        while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
             if time.monotonic() > deadline:
                 raise AssertionError(f"execution still RUNNING after {timeout}s: {execution_arn}")
             time.sleep(0.05)
-
-    def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        return sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        return described
 
 
 @pytest.fixture
 def state_machine(
-    lambda_runtime: LambdaRuntime, notifications: Notifications, retry_waits: list[float]
+    aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+    lambda_runtime: LambdaRuntime,
+    notifications: Notifications,
+    retry_waits: list[float],
 ) -> StateMachine:
     """The production definition, pointed at the patched Lambda function and the subscribed topic."""
+    # Must be set before the state machine is created: without it moto only returns a canned history.
+    monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
     definition = build_definition(
         function_arn=FUNCTION_ARN,
         topic_arn=notifications.topic_arn,
@@ -196,211 +186,258 @@ def state_machine(
     )
     sfn = boto3.client("stepfunctions", region_name=REGION)
     arn = sfn.create_state_machine(
-        name=f"ingest-{uuid.uuid4().hex[:8]}",
-        definition=json.dumps(definition),
-        roleArn=ROLE_ARN,
-        type="STANDARD",
+        name=unique_bucket("ingest"), definition=json.dumps(definition), roleArn=ROLE_ARN, type="STANDARD"
     )["stateMachineArn"]
     return StateMachine(arn=arn)
 
 
-DATASET = "movielens"
+# ---- the dataset ----------------------------------------------------------------------------------------
 
 
-class FakeRuntime:
-    """A stand-in that honours docs/lambda-contract.md just enough to drive the state machine.
+@dataclass
+class Dataset:
+    """A movielens dataset configured the way the stack configures the Lambda: a config object in S3."""
 
-    It copies `source/<key>` to `landed/<key>` and treats a landed key as already ingested. It is not the
-    runtime: it exists to test what the real handler cannot be made to do on purpose (crash, or find the
-    lock held).
-    """
+    source: str
+    raw: str
+    s3: Any
 
-    def __init__(self, source: str, target: str, batch_size: int = 3):
-        self.s3 = boto3.client("s3", region_name=REGION)
-        self.source, self.target, self.batch_size = source, target, batch_size
-        self.fail_with: dict[str, Exception] = {}
+    @property
+    def ledger(self) -> LedgerPaths:
+        return LedgerPaths(dataset_config(self.source, self.raw))
 
-    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        action = event["action"]
-        if action in self.fail_with:
-            raise self.fail_with[action]
-        return getattr(self, action)(event)
-
-    def _keys(self, bucket: str, prefix: str = "") -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-    def _work(self, event: dict[str, Any]) -> str:
-        return f"_ingestion/{event['dataset']}/work/{event['run_id']}/"
-
-    def _notification(self, dataset: str, status: str, message: str) -> dict[str, Any]:
-        attributes = {"dataset": dataset, "status": status}
-        return {
-            "subject": f"{dataset}: {status}",
-            "message": message,
-            "attributes": {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
-        }
-
-    def plan(self, event: dict[str, Any]) -> dict[str, Any]:
-        landed = {key.removeprefix("landed/") for key in self._keys(self.target, "landed/")}
-        new = [key for key in self._keys(self.source) if key not in landed]
-        run = {"dataset": event["dataset"], "run_id": uuid.uuid4().hex, "date": event.get("date", "today")}
-        batches = [new[i : i + self.batch_size] for i in range(0, len(new), self.batch_size)]
-        work = self._work(run)
-        for number, keys in enumerate(batches):
-            self.s3.put_object(Bucket=self.target, Key=f"{work}batch-{number}.json", Body=json.dumps(keys))
-        items = [{**run, "batch": number} for number in range(len(batches))]
-        self.s3.put_object(Bucket=self.target, Key=f"{work}batches.json", Body=json.dumps(items))
-        nothing = self._notification(run["dataset"], "nothing_new", "nothing new") if not batches else None
-        return {
-            **run,
-            "resumed": False,
-            "batch_count": len(batches),
-            "planned": len(new),
-            "bytes": 0,
-            "batches": {"bucket": self.target, "key": f"{work}batches.json"},
-            "summary": {"status": "nothing_new"} if not batches else None,
-            "notification": nothing,
-        }
-
-    def copy_batch(self, event: dict[str, Any]) -> dict[str, Any]:
-        body = self.s3.get_object(Bucket=self.target, Key=f"{self._work(event)}batch-{event['batch']}.json")["Body"]
-        keys = json.loads(body.read())
+    def add_objects(self, count: int, start: int = 0) -> list[str]:
+        keys = [f"movielens/ratings/part-{number:05}.csv" for number in range(start, start + count)]
         for key in keys:
-            self.s3.copy_object(CopySource={"Bucket": self.source, "Key": key}, Bucket=self.target, Key=f"landed/{key}")
-        return {"batch": event["batch"], "copied": len(keys), "skipped": 0, "failed": 0, "bytes": 0}
+            self.s3.put_object(Bucket=self.source, Key=key, Body=f"user,movie,rating\n{key},1,5\n".encode())
+        return keys
 
-    def finalize(self, event: dict[str, Any]) -> dict[str, Any]:
-        landed = len(self._keys(self.target, "landed/"))
-        notification = self._notification(event["dataset"], "succeeded", f"{landed} objects landed")
-        return {
-            "summary": {"status": "succeeded", "landed": landed},
-            "notification": notification,
-            "replan": False,
-        }
+    def expected_key(self, source_key: str, date: str) -> str:
+        # The default key template `{dir}/ingest_date={date}/{name}` under the target prefix `movielens/`.
+        directory, _, name = source_key.removeprefix("movielens/").rpartition("/")
+        return f"movielens/{directory}/ingest_date={date}/{name}"
 
 
 @pytest.fixture
-def fake_runtime(lambda_runtime: LambdaRuntime) -> FakeRuntime:
-    """The Lambda function runs FakeRuntime instead of the real handler."""
+def dataset(aws: None, monkeypatch: pytest.MonkeyPatch, notifications: Notifications) -> Dataset:
+    """Source and raw buckets, and the config object the handler reads through CONFIG_BUCKET/CONFIG_KEY."""
     s3 = boto3.client("s3", region_name=REGION)
-    source, target = f"src-{uuid.uuid4().hex[:8]}", f"raw-{uuid.uuid4().hex[:8]}"
-    for bucket in (source, target):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    for number in range(10):
-        s3.put_object(Bucket=source, Key=f"ratings/part-{number:02}.csv", Body=b"user,movie,rating\n")
-    runtime = FakeRuntime(source, target)
-    lambda_runtime.handler = runtime
-    return runtime
+    source, raw, config_bucket = unique_bucket("source"), unique_bucket("raw"), unique_bucket("config")
+    for bucket in (source, raw, config_bucket):
+        s3.create_bucket(Bucket=bucket)
+    # Several Map batches from a few thousand objects.
+    config = dataset_config(source, raw, batch_max_objects=400, concurrency=8)
+    s3.put_object(
+        Bucket=config_bucket,
+        Key=f"config/{DATASET}.json",
+        Body=json.dumps({"datasets": {DATASET: config.to_dict()}}).encode(),
+    )
+    monkeypatch.setenv("CONFIG_BUCKET", config_bucket)
+    monkeypatch.setenv("CONFIG_KEY", "config/{dataset}.json")
+    monkeypatch.setenv("SNS_TOPIC_ARN", notifications.topic_arn)
+    return Dataset(source=source, raw=raw, s3=s3)
 
 
-def test_fake_runtime_every_batch_lands_and_the_run_is_announced(
-    fake_runtime: FakeRuntime,
-    lambda_runtime: LambdaRuntime,
-    state_machine: StateMachine,
-    notifications: Notifications,
+def output_of(execution: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(execution["output"])
+
+
+# ---- the issue's scenarios --------------------------------------------------------------------------------
+
+
+def test_a_few_thousand_objects_land_completely_with_lineage_and_a_success_notification(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
 ) -> None:
-    execution = state_machine.run({"dataset": DATASET})
+    source_keys = dataset.add_objects(2500)
 
-    assert execution["status"] == "SUCCEEDED", state_machine.history(execution["executionArn"])
-    actions = [call["action"] for call in lambda_runtime.calls]
-    assert actions[0] == "plan" and actions[-1] == "finalize"
-    assert sorted(call["batch"] for call in lambda_runtime.calls if call["action"] == "copy_batch") == [
-        0,
-        1,
-        2,
-        3,
-    ]
-    assert len(fake_runtime._keys(fake_runtime.target, "landed/")) == 10
-    assert lambda_runtime.calls[0] == {"action": "plan", "dataset": DATASET}
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    assert lambda_runtime.calls[0] == {"action": "plan", "dataset": DATASET, "date": DATE}
+    batches = sorted(call["batch"] for call in lambda_runtime.calls if call["action"] == "copy_batch")
+    assert batches == list(range(7)), "2,500 objects in batches of at most 400"
+    assert lambda_runtime.actions()[-1] == "finalize"
+
+    expected = {dataset.expected_key(key, DATE): key for key in source_keys}
+    assert sorted(landed_keys(dataset.s3, dataset.raw)) == sorted(expected)
+    for target_key, source_key in expected.items():
+        head = dataset.s3.head_object(Bucket=dataset.raw, Key=target_key)
+        lineage = head["Metadata"]
+        assert lineage["ingest-source-bucket"] == dataset.source
+        assert unquote(lineage["ingest-source-key"]) == source_key
+        assert lineage["ingest-dataset"] == DATASET and lineage["ingest-date"] == DATE
+
+    summary = output_of(execution)["finalize"]["summary"]
+    assert (summary["status"], summary["copied"], summary["failed"]) == ("succeeded", 2500, 0)
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "succeeded"}
+    assert DATASET in message["subject"] and summary["run_id"] in message["message"]
 
 
-def test_fake_runtime_date_is_passed_to_plan_only_when_given(
-    fake_runtime: FakeRuntime, lambda_runtime: LambdaRuntime, state_machine: StateMachine
+def test_a_second_execution_lands_nothing_new_and_says_so(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
 ) -> None:
-    execution = state_machine.run({"dataset": DATASET, "date": "2026-11-27"})
-
-    assert execution["status"] == "SUCCEEDED"
-    assert lambda_runtime.calls[0] == {"action": "plan", "dataset": DATASET, "date": "2026-11-27"}
-
-
-def test_fake_runtime_nothing_new_only_publishes_the_plan_notification(
-    fake_runtime: FakeRuntime,
-    lambda_runtime: LambdaRuntime,
-    state_machine: StateMachine,
-    notifications: Notifications,
-) -> None:
-    assert state_machine.run({"dataset": DATASET})["status"] == "SUCCEEDED"
+    dataset.add_objects(30)
+    assert state_machine.run({"dataset": DATASET, "date": DATE})["status"] == "SUCCEEDED"
+    before = {
+        k: dataset.s3.head_object(Bucket=dataset.raw, Key=k)["ETag"] for k in landed_keys(dataset.s3, dataset.raw)
+    }
     notifications.receive()
     lambda_runtime.calls.clear()
 
+    # No date this time: the plan request without one is the scheduler's.
     execution = state_machine.run({"dataset": DATASET})
 
-    assert execution["status"] == "SUCCEEDED"
-    assert [call["action"] for call in lambda_runtime.calls] == ["plan"]
+    assert execution["status"] == "SUCCEEDED", execution
+    assert lambda_runtime.calls == [{"action": "plan", "dataset": DATASET}], "nothing to copy or finalize"
+    after = {k: dataset.s3.head_object(Bucket=dataset.raw, Key=k)["ETag"] for k in landed_keys(dataset.s3, dataset.raw)}
+    assert after == before
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "nothing_new"}
 
 
-def test_crashed_lambda_is_retried_then_produces_a_failure_message(
-    fake_runtime: FakeRuntime,
-    lambda_runtime: LambdaRuntime,
-    state_machine: StateMachine,
-    notifications: Notifications,
-    retry_waits: list[float],
+def test_a_missing_target_bucket_fails_the_execution_with_a_failure_message(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
 ) -> None:
-    fake_runtime.fail_with["finalize"] = ZeroDivisionError("division by zero")
+    dataset.add_objects(5)
+    for key in list_keys(dataset.s3, dataset.raw):
+        dataset.s3.delete_object(Bucket=dataset.raw, Key=key)
+    dataset.s3.delete_bucket(Bucket=dataset.raw)
 
-    execution = state_machine.run({"dataset": DATASET})
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
 
     assert execution["status"] == "FAILED"
-    assert [call["action"] for call in lambda_runtime.calls].count("finalize") == 3
-    assert retry_waits == [10, 30]
+    assert execution.get("error") == "NoSuchBucket", execution
+    assert lambda_runtime.actions() == ["plan"]
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "failed"}
-    assert "ZeroDivisionError" in message["message"] and "division by zero" in message["message"]
+    assert DATASET in message["subject"]
+    assert "NoSuchBucket" in message["message"], message["message"]
 
 
-def test_run_in_progress_is_announced_as_skipped_and_succeeds(
-    fake_runtime: FakeRuntime,
-    lambda_runtime: LambdaRuntime,
-    state_machine: StateMachine,
-    notifications: Notifications,
+# ---- the definition's other paths, with the real runtime --------------------------------------------------
+
+
+def test_another_live_run_makes_the_execution_skip_and_succeed(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
 ) -> None:
-    from handler.errors import RunInProgress
+    from handler import lock
 
-    fake_runtime.fail_with["plan"] = RunInProgress("movielens is locked by run 20261127T200000Z-3f9a1c")
+    dataset.add_objects(5)
+    lock.acquire(dataset.s3, dataset.raw, dataset.ledger.lock, "20261127T190000Z-abcdef", ttl=900)
 
-    execution = state_machine.run({"dataset": DATASET})
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
 
     assert execution["status"] == "SUCCEEDED"
-    assert len(lambda_runtime.calls) == 1, "RunInProgress must not be retried"
+    assert lambda_runtime.actions() == ["plan"], "RunInProgress is not retried"
+    assert landed_keys(dataset.s3, dataset.raw) == []
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "skipped"}
     assert "another run is in progress" in message["message"]
 
 
-def test_missing_dataset_fails_without_calling_the_lambda(
-    fake_runtime: FakeRuntime, lambda_runtime: LambdaRuntime, state_machine: StateMachine
+def test_an_interrupted_run_is_completed_first_then_tonights_files_are_planned_again(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
+) -> None:
+    first = dataset.add_objects(20)
+    interrupted = lambda_function.handler({"action": "plan", "dataset": DATASET, "date": "2026-11-26"}, None)
+    # The interrupted run's Lambda died: its lock expires instead of being released.
+    lock_doc = json.loads(dataset.s3.get_object(Bucket=dataset.raw, Key=dataset.ledger.lock)["Body"].read())
+    lock_doc["expires_at"] = time.time() - 1
+    dataset.s3.put_object(Bucket=dataset.raw, Key=dataset.ledger.lock, Body=json.dumps(lock_doc).encode())
+    later = dataset.add_objects(10, start=20)
+
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    assert lambda_runtime.actions().count("plan") == 2 and lambda_runtime.actions().count("finalize") == 2
+    landed = set(landed_keys(dataset.s3, dataset.raw))
+    assert {dataset.expected_key(key, "2026-11-26") for key in first} <= landed, "resumed under its own date"
+    assert {dataset.expected_key(key, DATE) for key in later} <= landed
+    messages = notifications.receive()
+    assert [m["attributes"]["status"] for m in messages] == ["succeeded", "succeeded"]
+    assert interrupted["run_id"] in messages[0]["message"]
+
+
+def test_a_crashing_finalize_is_retried_and_the_run_still_succeeds(
+    dataset: Dataset,
+    state_machine: StateMachine,
+    lambda_runtime: LambdaRuntime,
+    notifications: Notifications,
+    retry_waits: list[float],
+) -> None:
+    dataset.add_objects(5)
+    crashes = iter([MemoryError("Runtime exited with error"), ConnectionResetError("reset by peer")])
+
+    def flaky(event: dict[str, Any], context: Any) -> Any:
+        if event["action"] == "finalize" and (crash := next(crashes, None)):
+            raise crash
+        return lambda_function.handler(event, context)
+
+    lambda_runtime.handler = flaky
+
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    assert lambda_runtime.actions().count("finalize") == 3
+    assert retry_waits == [10, 30]
+    [message] = notifications.receive()
+    assert message["attributes"] == {"dataset": DATASET, "status": "succeeded"}
+
+
+def test_a_lambda_that_always_crashes_still_produces_a_failure_message(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
+) -> None:
+    dataset.add_objects(5)
+
+    def crashing(event: dict[str, Any], context: Any) -> Any:
+        if event["action"] == "finalize":
+            raise ZeroDivisionError("division by zero")
+        return lambda_function.handler(event, context)
+
+    lambda_runtime.handler = crashing
+
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "FAILED"
+    [message] = notifications.receive()
+    assert message["attributes"] == {"dataset": DATASET, "status": "failed"}
+    assert "ZeroDivisionError" in message["message"] and "division by zero" in message["message"]
+
+
+def test_a_run_whose_lock_is_taken_over_stops_without_retrying_and_reports_failure(
+    dataset: Dataset,
+    state_machine: StateMachine,
+    lambda_runtime: LambdaRuntime,
+    notifications: Notifications,
+    retry_waits: list[float],
+) -> None:
+    dataset.add_objects(5)
+
+    def taken_over(event: dict[str, Any], context: Any) -> Any:
+        if event["action"] == "copy_batch":
+            doc = json.loads(dataset.s3.get_object(Bucket=dataset.raw, Key=dataset.ledger.lock)["Body"].read())
+            doc.update(run_id="20261127T210000Z-other0", token="someone-else")
+            dataset.s3.put_object(Bucket=dataset.raw, Key=dataset.ledger.lock, Body=json.dumps(doc).encode())
+        return lambda_function.handler(event, context)
+
+    lambda_runtime.handler = taken_over
+
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "FAILED"
+    assert retry_waits == [], "LockLost is never retried"
+    assert lambda_runtime.actions() == ["plan", "copy_batch", "finalize"]
+    assert landed_keys(dataset.s3, dataset.raw) == []
+    [message] = notifications.receive()
+    assert message["attributes"] == {"dataset": DATASET, "status": "failed"}
+    assert "LockLost" in message["message"]
+
+
+def test_an_input_without_a_dataset_fails_before_any_lambda_runs(
+    state_machine: StateMachine, lambda_runtime: LambdaRuntime
 ) -> None:
     execution = state_machine.run({"datset": DATASET})
 
     assert execution["status"] == "FAILED"
     assert lambda_runtime.calls == []
-
-
-def test_lock_lost_in_a_batch_is_not_retried(
-    fake_runtime: FakeRuntime, lambda_runtime: LambdaRuntime, state_machine: StateMachine, retry_waits: list[float]
-) -> None:
-    from handler.errors import LockLost
-
-    fake_runtime.fail_with["copy_batch"] = LockLost("movielens lock taken over by run 20261128T200000Z-aaaaaa")
-
-    state_machine.run({"dataset": DATASET})
-
-    # moto 5.2.5 ignores ToleratedFailurePercentage and lets a Distributed Map succeed whatever its children
-    # did, so only the retry policy is checked here, not that the Map fails as it does on AWS.
-    assert retry_waits == []
-    assert sorted(call["batch"] for call in lambda_runtime.calls if call["action"] == "copy_batch") == [0, 1, 2, 3]
