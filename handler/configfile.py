@@ -29,13 +29,21 @@ def load_config(location: str, s3_factory: Callable[[], Any]) -> ProcessConfig:
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             raise ConfigError(f"cannot read config {location}: {code}; check the bucket, key and permissions") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(_not_utf8(location, err)) from err
         return parse_config_text(text, origin=location)
     try:
         with open(location, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as err:
         raise ConfigError(f"cannot read config file {location!r}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(_not_utf8(location, err)) from err
     return parse_config_text(text, origin=location)
+
+
+def _not_utf8(location: str, err: UnicodeDecodeError) -> str:
+    return f"config {location} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
 
 
 def location_from_env(dataset: str, env: Mapping[str, str] | None = None) -> str:
