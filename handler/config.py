@@ -35,7 +35,8 @@ _DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # S3 bucket naming rules (general purpose buckets); dots allowed but not adjacent.
 _BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#-]+$")
-_RATE = re.compile(r"^rate\(\s*[1-9][0-9]*\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+# EventBridge wants the singular unit for 1 and the plural above it: rate(1 hour), rate(2 hours).
+_RATE = re.compile(r"^rate\((?:1 (?:minute|hour|day)|(?:[2-9]|[1-9][0-9]+) (?:minutes|hours|days))\)$")
 
 
 @dataclass(frozen=True)

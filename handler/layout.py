@@ -12,6 +12,8 @@ import posixpath
 from dataclasses import dataclass
 from datetime import date as Date
 
+from .config import LEDGER_ROOT
+
 MAX_KEY_BYTES = 1024
 """S3's limit on a key's UTF-8 length."""
 
@@ -83,6 +85,8 @@ def render_target_key(
     if any(s in (".", "..") for s in segments) or not segments:
         raise UnsafeKey(f"key template renders {rendered!r}, which has an empty, '.' or '..' segment")
     key = target_prefix + "/".join(segments)
+    if key.startswith(LEDGER_ROOT):
+        raise UnsafeKey(f"target key {key!r} would land inside the reserved ledger prefix {LEDGER_ROOT!r}")
     size = len(key.encode("utf-8"))
     if size > MAX_KEY_BYTES:
         raise KeyTooLong(

@@ -19,7 +19,8 @@ def build_notification(summary: dict[str, Any]) -> dict[str, Any]:
     status = summary["status"]
     subject = f"[ingestion] {summary['dataset']} {summary['date']}: {STATUS_WORDS.get(status, status)}"
     lines = [
-        f"Dataset {summary['dataset']}, run {summary['run_id']} for {summary['date']}: "
+        f"Dataset {summary['dataset']}, run {summary['run_id'] or '(none: the run could not start)'} "
+        f"for {summary['date']}: "
         f"{STATUS_WORDS.get(status, status)}.",
         f"Copied {summary['copied']} object(s), {summary['bytes']} bytes, in {summary['duration_seconds']:.1f}s; "
         f"skipped {summary['skipped']}, failed {summary['failed']}, unchanged {summary['unchanged']}.",
@@ -30,12 +31,13 @@ def build_notification(summary: dict[str, Any]) -> dict[str, Any]:
     failures = summary.get("failures") or []
     if failures:
         lines.append(f"First {min(len(failures), MAX_FAILURES_LISTED)} failure(s) of {summary['failed']}:")
-        lines.extend(f"  - {f['source_key']}: {f['reason']}" for f in failures[:MAX_FAILURES_LISTED])
-    lines.append(f"Manifest: {summary['manifest']}")
+        lines.extend(f"  - {_printable(f['source_key'])}: {f['reason']}" for f in failures[:MAX_FAILURES_LISTED])
+    if summary.get("manifest"):
+        lines.append(f"Manifest: {summary['manifest']}")
     lines.append("")
     lines.append(json.dumps(summary, indent=2, ensure_ascii=False))
     return {
-        "subject": _ascii(subject)[:100],
+        "subject": _ascii(subject)[:99],  # SNS: ASCII, fewer than 100 characters
         "message": "\n".join(lines),
         "attributes": {
             "dataset": {"DataType": "String", "StringValue": summary["dataset"]},
@@ -55,6 +57,11 @@ def publish(sns: Any, topic_arn: str | None, notification: dict[str, Any]) -> st
         MessageAttributes=notification["attributes"],
     )
     return response.get("MessageId")
+
+
+def _printable(key: str) -> str:
+    """S3 keys may hold newlines and other control characters: escape them so one failure stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
 
 
 def _ascii(text: str) -> str:

@@ -566,6 +566,8 @@ def test_null_topic_arn_means_no_topic() -> None:
         ("rate(5 weeks)", "is not 'cron(...)' or 'rate(...)'"),
         ("rate(five minutes)", "is not 'cron(...)' or 'rate(...)'"),
         ("rate(-1 hours)", "is not 'cron(...)' or 'rate(...)'"),
+        ("rate(1 minutes)", "is not 'cron(...)' or 'rate(...)'"),
+        ("rate(5 minute)", "is not 'cron(...)' or 'rate(...)'"),
         ("", "is not 'cron(...)' or 'rate(...)'"),
     ],
 )

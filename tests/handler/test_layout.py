@@ -298,3 +298,12 @@ def test_distinct_source_paths_never_share_a_landed_key(template: str) -> None:
             continue
         path = "/".join(s for s in relative.split("/") if s)
         assert landed.setdefault(key, path) == path, (key, landed[key], path)
+
+
+@pytest.mark.parametrize(
+    ("relative", "template"),
+    [("_ingestion/movielens/lock.json", "{path}/{date}"), ("x.csv", "_ingestion/{dir}/{date}/{name}")],
+)
+def test_a_key_that_would_land_inside_the_ledger_is_unsafe(relative: str, template: str) -> None:
+    with pytest.raises(UnsafeKey, match="reserved ledger prefix"):
+        render(relative, template=template, prefix="")

@@ -75,7 +75,7 @@ def test_subject_is_printable_ascii_and_at_most_100_characters(dataset: str) -> 
     subject = build_notification(summary(dataset=dataset))["subject"]
 
     assert subject.isascii() and subject.isprintable(), subject
-    assert len(subject) <= 100
+    assert len(subject) < 100
     assert subject.startswith("[ingestion] ")
 
 
@@ -243,3 +243,17 @@ def test_subscribers_can_filter_on_status(topic_and_queue: Any) -> None:
 
     statuses = [json.loads(m["Body"])["MessageAttributes"]["status"]["Value"] for m in receive(sqs, alarms)]
     assert statuses == ["failed"]
+
+
+def test_a_failed_key_with_a_newline_stays_on_one_line_of_the_message() -> None:
+    failures = [{"source_key": "a\nb.csv", "reason": "source object is gone since listing"}]
+    message = build_notification(summary(status="failed", failed=1, failures=failures))["message"]
+
+    assert "  - a\\nb.csv: source object is gone since listing" in message.splitlines()
+
+
+def test_a_run_that_could_not_start_says_so_and_names_no_manifest() -> None:
+    message = build_notification(summary(status="failed", run_id=None, manifest=None))["message"]
+
+    assert "run (none: the run could not start)" in message
+    assert "Manifest:" not in message
