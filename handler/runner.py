@@ -151,6 +151,11 @@ class Engine:
         locks.rebind(self.s3, handle, open_run["run_id"])
         open_run = dict(open_run, resumed=True)
         put_json(self.s3, self.paths.bucket, self.paths.open_run, open_run)
+        if open_run["batch_count"] == 0:
+            # A plan result with no batches is final by contract (nothing calls finalize after it), so an
+            # empty run whose finalize died is finalized here, or it would stay open for good.
+            finished = self.finalize(open_run["run_id"], handle=handle)
+            return self._plan_result(open_run, summary=finished["summary"], notification=finished["notification"])
         return self._plan_result(open_run)
 
     def _plan_result(
@@ -243,7 +248,7 @@ class Engine:
         if open_run is None or open_run["run_id"] != run_id:
             last, _ = get_json(self.s3, paths.bucket, paths.last_run)
             if last and last.get("run_id") == run_id:
-                return {"summary": last, "notification": build_notification(last), "replan": False}
+                return {"summary": last, "notification": build_notification(last), "replan": bool(last.get("resumed"))}
             self._open_run(run_id)  # raises RunNotFound with the details
         handle = handle or locks.adopt(self.s3, paths.bucket, paths.lock, run_id, ds.lock_ttl_seconds)
         date = open_run["date"]
