@@ -1,0 +1,59 @@
+"""Fixtures that build the Pulumi program fresh for each test under recording mocks (see harness.py)."""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra.pipeline import IngestionPipeline, IngestionPipelineArgs
+from infra.stack_config import NAMESPACE, StackConfig
+from tests.infra.harness import HANDLER_DIR, ROOT, Deployment, RecordingMocks
+
+
+@pytest.fixture
+def mocks() -> Iterator[RecordingMocks]:
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=NAMESPACE, stack="test", preview=False, monitor=mocks.monitor)
+    yield mocks
+    pulumi.runtime.set_all_config({})
+
+
+@pytest.fixture
+def run_program(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], Deployment]:
+    """Run __main__.py, exactly as `pulumi up` would, against the given stack config."""
+
+    def run(config: dict[str, str]) -> Deployment:
+        exports: dict[str, Any] = {}
+        monkeypatch.setattr(pulumi, "export", lambda name, value: exports.__setitem__(name, value))
+        pulumi.runtime.set_all_config(config)
+
+        @pulumi.runtime.test
+        def program() -> pulumi.Output[Any]:
+            runpy.run_path(str(ROOT / "__main__.py"))
+            # Resolve every export, so a test sees values, not Outputs.
+            return pulumi.Output.from_input(exports).apply(resolved.update)
+
+        resolved: dict[str, Any] = {}
+        program()
+        return Deployment(resources=list(mocks.resources), urns=mocks.urns(), exports=resolved)
+
+    return run
+
+
+@pytest.fixture
+def build_pipeline(mocks: RecordingMocks) -> Callable[[StackConfig], Deployment]:
+    """Build the pipeline component straight from stack-config dataclasses."""
+
+    def build(config: StackConfig) -> Deployment:
+        @pulumi.runtime.test
+        def program() -> None:
+            IngestionPipeline("ingestion", IngestionPipelineArgs(config=config, package_dir=HANDLER_DIR))
+
+        program()
+        return Deployment(resources=list(mocks.resources), urns=mocks.urns())
+
+    return build

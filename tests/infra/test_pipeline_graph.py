@@ -1,0 +1,423 @@
+"""The resource graph of the program under Pulumi mocks: what exists, how it is configured, what it exports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from handler.config import parse_config
+from infra.function import HANDLER, handler_files
+from infra.stack_config import FunctionSettings, StackConfig, Subscription, WorkflowSettings, parse_stack_config
+from infra.workflow_definition import build_definition
+from tests.infra.harness import (
+    ACCOUNT,
+    HANDLER_DIR,
+    REGION,
+    Deployment,
+    RecordingMocks,
+    dev_stack_config,
+    stack_values,
+    two_dataset_config,
+)
+
+BUCKET = "aws:s3/bucket:Bucket"
+PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2"
+TOPIC = "aws:sns/topic:Topic"
+SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+FUNCTION = "aws:lambda/function:Function"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+Build = Callable[[StackConfig], Deployment]
+Run = Callable[[dict[str, str]], Deployment]
+
+
+def dev_config() -> StackConfig:
+    return parse_stack_config(stack_values(dev_stack_config()))
+
+
+def bucket_settings(deployment: Deployment, typ: str) -> dict[str, dict[str, Any]]:
+    """bucket name -> inputs of the one resource of `typ` configuring it."""
+    settings: dict[str, dict[str, Any]] = {}
+    for resource in deployment.of_type(typ):
+        assert resource.inputs["bucket"] not in settings, f"two {typ} for {resource.inputs['bucket']}"
+        settings[resource.inputs["bucket"]] = resource.inputs
+    return settings
+
+
+# --- which resources exist ------------------------------------------------------------------------
+
+
+def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_program: Run) -> None:
+    deployment = run_program(dev_stack_config())
+    counts = deployment.counts()
+    for typ in (BUCKET, PUBLIC_ACCESS_BLOCK, OWNERSHIP, ENCRYPTION, VERSIONING, LIFECYCLE, BUCKET_POLICY):
+        assert counts[typ] == 3, typ
+    assert sorted(b.inputs["bucket"] for b in deployment.of_type(BUCKET)) == [
+        "data-file-ingestion-dev-config",
+        "data-file-ingestion-dev-movielens",
+        "data-file-ingestion-dev-raw",
+    ]
+    assert counts[OBJECT] == 1
+    assert counts[TOPIC] == 1
+    assert counts.get(SUBSCRIPTION, 0) == 0  # the dev stack lists no addresses yet
+    assert counts[FUNCTION] == 1
+    assert counts[LOG_GROUP] == 2  # the function's and the state machine's
+    assert counts[STATE_MACHINE] == 1
+    assert counts[SCHEDULE] == 1
+    assert counts[ROLE] == 3  # function, state machine, scheduler
+    assert counts[ROLE_POLICY] == 4  # function, state machine (two: before and after it exists), scheduler
+    # Nothing else: a new resource type is a deliberate change to this list.
+    components = {
+        "data-file-ingestion:pipeline:IngestionPipeline": 1,
+        "data-file-ingestion:storage:SecureBucket": 3,
+        "data-file-ingestion:config:ConfigObjects": 1,
+        "data-file-ingestion:notifications:Notifications": 1,
+        "data-file-ingestion:compute:IngestFunction": 1,
+        "data-file-ingestion:workflow:Workflow": 1,
+        "data-file-ingestion:schedule:DatasetSchedules": 1,
+    }
+    expected = {t: 3 for t in (BUCKET, PUBLIC_ACCESS_BLOCK, OWNERSHIP, ENCRYPTION, VERSIONING, LIFECYCLE)}
+    expected.update({BUCKET_POLICY: 3, OBJECT: 1, TOPIC: 1, FUNCTION: 1, LOG_GROUP: 2, STATE_MACHINE: 1})
+    expected.update({SCHEDULE: 1, ROLE: 3, ROLE_POLICY: 4, **components})
+    assert counts == expected
+
+
+def test_two_datasets_in_existing_buckets_get_no_source_bucket_but_one_schedule_and_config_each(
+    build_pipeline: Build,
+) -> None:
+    deployment = build_pipeline(two_dataset_config())
+    assert sorted(b.inputs["bucket"] for b in deployment.of_type(BUCKET)) == ["acme-ingestion-config", "acme-raw"]
+    assert len(deployment.of_type(SCHEDULE)) == 2
+    assert sorted(o.inputs["key"] for o in deployment.of_type(OBJECT)) == [
+        "config/click_stream.json",
+        "config/orders.json",
+    ]
+    assert len(deployment.of_type(FUNCTION)) == 1
+    assert len(deployment.of_type(STATE_MACHINE)) == 1
+
+
+def test_every_cloud_resource_lives_in_a_component_of_the_pipeline(run_program: Run) -> None:
+    deployment = run_program(dev_stack_config())
+    # A URN's type part is `<parent type>$<own type>`.
+    parent_of = {}
+    for urn in deployment.urns:
+        parent, _, own = urn.split("::")[2].rpartition("$")
+        parent_of.setdefault(own, set()).add(parent)
+    cloud = {t: p for t, p in parent_of.items() if t.startswith("aws:")}
+    assert len(cloud) >= 10
+    for typ, parents in cloud.items():
+        for parent in parents:
+            assert parent.startswith("data-file-ingestion:") and parent.count(":") == 2, (typ, parent)
+            # Only single-concern components own cloud resources; the pipeline only composes them.
+            assert parent != "data-file-ingestion:pipeline:IngestionPipeline", typ
+    components = {t: p for t, p in parent_of.items() if t.startswith("data-file-ingestion:")}
+    assert components.pop("data-file-ingestion:pipeline:IngestionPipeline") == {"pulumi:pulumi:Stack"}
+    assert len(components) == 6
+    assert all(p == {"data-file-ingestion:pipeline:IngestionPipeline"} for p in components.values())
+    # Children are named from their component, so two pipelines in one stack could not collide.
+    assert all(r.name.startswith("ingestion") for r in deployment.resources)
+
+
+# --- buckets ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kms", [False, True], ids=["sse-s3", "sse-kms"])
+def test_every_bucket_is_private_encrypted_versioned_owner_enforced_and_tls_only(
+    build_pipeline: Build, kms: bool
+) -> None:
+    config = dev_config()
+    if kms:
+        config = StackConfig(**{**config.__dict__, "kms_key_arn": KMS_KEY})
+    deployment = build_pipeline(config)
+    buckets = [b.inputs["bucket"] for b in deployment.of_type(BUCKET)]
+    assert len(buckets) == 3
+
+    public = bucket_settings(deployment, PUBLIC_ACCESS_BLOCK)
+    ownership = bucket_settings(deployment, OWNERSHIP)
+    encryption = bucket_settings(deployment, ENCRYPTION)
+    versioning = bucket_settings(deployment, VERSIONING)
+    lifecycle = bucket_settings(deployment, LIFECYCLE)
+    policies = bucket_settings(deployment, BUCKET_POLICY)
+    for bucket in buckets:
+        assert public[bucket] | {"bucket": None} == {
+            "bucket": None,
+            "blockPublicAcls": True,
+            "blockPublicPolicy": True,
+            "ignorePublicAcls": True,
+            "restrictPublicBuckets": True,
+        }
+        assert ownership[bucket]["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+        (rule,) = encryption[bucket]["rules"]
+        if kms:
+            assert rule["applyServerSideEncryptionByDefault"] == {
+                "sseAlgorithm": "aws:kms",
+                "kmsMasterKeyId": KMS_KEY,
+            }
+            assert rule["bucketKeyEnabled"] is True
+        else:
+            assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+        assert versioning[bucket]["versioningConfiguration"] == {"status": "Enabled"}
+        (abort,) = lifecycle[bucket]["rules"]
+        assert abort["status"] == "Enabled"
+        assert abort["filter"] == {"prefix": ""}
+        assert abort["abortIncompleteMultipartUpload"]["daysAfterInitiation"] == 7
+        policy = json.loads(policies[bucket]["policy"])
+        assert policy["Statement"] == [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
+
+
+def test_buckets_keep_their_objects_on_destroy_unless_the_stack_says_otherwise(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config())
+    assert [b.inputs.get("forceDestroy", False) for b in deployment.of_type(BUCKET)] == [False, False]
+
+
+# --- config objects --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["dev", "two-datasets"])
+def test_config_objects_hold_exactly_the_validated_stack_config(build_pipeline: Build, which: str) -> None:
+    config = dev_config() if which == "dev" else two_dataset_config()
+    deployment = build_pipeline(config)
+    objects = {o.inputs["key"]: o.inputs for o in deployment.of_type(OBJECT)}
+    assert set(objects) == {f"config/{name}.json" for name in config.datasets.datasets}
+    for name, ds in config.datasets.datasets.items():
+        obj = objects[f"config/{name}.json"]
+        assert obj["bucket"] == config.config_bucket
+        assert obj["contentType"] == "application/json"
+        document = json.loads(obj["content"])
+        assert document == {"datasets": {name: ds.to_dict()}}
+        # What the Lambda will parse is the dataset the stack validated, field for field.
+        assert parse_config(document).dataset(name) == ds
+
+
+# --- notifications ---------------------------------------------------------------------------------
+
+
+def test_topic_is_encrypted_and_every_configured_subscriber_is_subscribed(build_pipeline: Build) -> None:
+    subscribers = (
+        Subscription("email", "data-team@example.com"),
+        Subscription("email", "oncall@example.com"),
+        Subscription("https", "https://hooks.example.com/ingest"),
+    )
+    deployment = build_pipeline(two_dataset_config(subscriptions=subscribers))
+    (topic,) = deployment.of_type(TOPIC)
+    assert topic.inputs["kmsMasterKeyId"] == "alias/aws/sns"
+    subscriptions = deployment.of_type(SUBSCRIPTION)
+    assert sorted((s.inputs["protocol"], s.inputs["endpoint"]) for s in subscriptions) == sorted(
+        (s.protocol, s.endpoint) for s in subscribers
+    )
+    assert {s.inputs["topic"] for s in subscriptions} == {topic.arn}
+
+
+def test_topic_uses_the_stack_key_when_one_is_configured(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config(kms_key_arn=KMS_KEY))
+    (topic,) = deployment.of_type(TOPIC)
+    assert topic.inputs["kmsMasterKeyId"] == KMS_KEY
+
+
+# --- function --------------------------------------------------------------------------------------
+
+
+def test_function_runs_the_handler_package_with_configured_size_and_environment(build_pipeline: Build) -> None:
+    config = two_dataset_config(
+        function=FunctionSettings(memory_mb=2048, timeout_seconds=600, reserved_concurrency=40),
+        workflow=WorkflowSettings(map_concurrency=30),
+    )
+    deployment = build_pipeline(config)
+    (function,) = deployment.of_type(FUNCTION)
+    (topic,) = deployment.of_type(TOPIC)
+    inputs = function.inputs
+    assert inputs["runtime"] in {aws.lambda_.Runtime.PYTHON3D12.value, aws.lambda_.Runtime.PYTHON3D13.value}
+    assert inputs["handler"] == "handler.lambda_function.handler" == HANDLER
+    assert inputs["memorySize"] == 2048
+    assert inputs["timeout"] == 600
+    assert inputs["reservedConcurrentExecutions"] == 40
+    assert inputs["environment"] == {
+        "variables": {
+            "CONFIG_BUCKET": "acme-ingestion-config",
+            "CONFIG_KEY": "config/{dataset}.json",
+            "SNS_TOPIC_ARN": topic.arn,
+        }
+    }
+    assert inputs["role"] == deployment.named("ingestion-lambda-role").arn
+
+
+def test_function_timeout_defaults_to_fifteen_minutes_and_concurrency_is_not_reserved(
+    build_pipeline: Build,
+) -> None:
+    deployment = build_pipeline(two_dataset_config())
+    (function,) = deployment.of_type(FUNCTION)
+    assert function.inputs["timeout"] == 900
+    assert "reservedConcurrentExecutions" not in function.inputs
+
+
+def test_lambda_archive_holds_the_handler_package_and_nothing_else(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config())
+    (function,) = deployment.of_type(FUNCTION)
+    archive = function.inputs["code"]
+    assert isinstance(archive, pulumi.AssetArchive)
+    on_disk = {
+        f"handler/{p.relative_to(HANDLER_DIR).as_posix()}": p
+        for p in HANDLER_DIR.rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert set(archive.assets) == set(on_disk)
+    assert {"handler/__init__.py", "handler/config.py", "handler/errors.py"} <= set(archive.assets)
+    for name, asset in archive.assets.items():
+        assert isinstance(asset, pulumi.FileAsset)
+        assert Path(asset.path).resolve() == on_disk[name].resolve()
+
+
+def test_the_handler_setting_names_a_module_in_the_archive() -> None:
+    module = HANDLER.rsplit(".", 1)[0].replace(".", "/") + ".py"
+    if not (HANDLER_DIR.parent / module).exists():
+        pytest.skip(f"{module} is not written yet (the runtime entry point is being written in parallel)")
+    assert module in handler_files(HANDLER_DIR)
+
+
+def test_archive_leaves_out_caches_hidden_files_and_non_python_files(tmp_path: Path) -> None:
+    package = tmp_path / "handler"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "sub").mkdir()
+    (package / ".mypy_cache").mkdir()
+    for name in ("__init__.py", "lambda_function.py", "sub/__init__.py", "sub/x.py"):
+        (package / name).write_text("")
+    for name in ("__pycache__/config.cpython-313.pyc", "__pycache__/stale.py", ".mypy_cache/a.py", "notes.txt"):
+        (package / name).write_text("")
+    assert sorted(handler_files(package)) == [
+        "handler/__init__.py",
+        "handler/lambda_function.py",
+        "handler/sub/__init__.py",
+        "handler/sub/x.py",
+    ]
+
+
+def test_function_has_its_own_log_group_with_the_configured_retention(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config(log_retention_days=60))
+    (function,) = deployment.of_type(FUNCTION)
+    group = deployment.named("ingestion-lambda-logs")
+    assert group.inputs["name"] == f"/aws/lambda/{function.state['name']}"
+    assert group.inputs["retentionInDays"] == 60
+
+
+# --- state machine ---------------------------------------------------------------------------------
+
+
+def test_state_machine_runs_the_definition_for_this_function_and_topic(build_pipeline: Build) -> None:
+    config = two_dataset_config(workflow=WorkflowSettings(map_concurrency=25, tolerated_failure_percentage=5))
+    deployment = build_pipeline(config)
+    (machine,) = deployment.of_type(STATE_MACHINE)
+    (function,) = deployment.of_type(FUNCTION)
+    (topic,) = deployment.of_type(TOPIC)
+    assert machine.inputs["type"] == "STANDARD"
+    assert machine.inputs["roleArn"] == deployment.named("ingestion-workflow-role").arn
+    assert json.loads(machine.inputs["definition"]) == build_definition(function.arn, topic.arn, 25, 5.0)
+
+
+@pytest.mark.parametrize("level", ["ERROR", "ALL"])
+def test_state_machine_logs_to_its_own_group_without_execution_data(build_pipeline: Build, level: str) -> None:
+    config = two_dataset_config(workflow=WorkflowSettings(log_level=level), log_retention_days=90)
+    deployment = build_pipeline(config)
+    (machine,) = deployment.of_type(STATE_MACHINE)
+    group = deployment.named("ingestion-workflow-logs")
+    assert group.state["name"].startswith("/aws/vendedlogs/states/")
+    assert group.inputs["retentionInDays"] == 90
+    assert machine.inputs["loggingConfiguration"] == {
+        "level": level,
+        "includeExecutionData": False,
+        "logDestination": f"{group.arn}:*",
+    }
+
+
+# --- schedules -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["dev", "two-datasets"])
+def test_one_schedule_per_dataset_starts_the_state_machine_for_that_dataset(build_pipeline: Build, which: str) -> None:
+    config = dev_config() if which == "dev" else two_dataset_config()
+    deployment = build_pipeline(config)
+    (machine,) = deployment.of_type(STATE_MACHINE)
+    scheduler_role = deployment.named("ingestion-schedules-role")
+    schedules = {s.name.removeprefix("ingestion-schedules-"): s.inputs for s in deployment.of_type(SCHEDULE)}
+    assert set(schedules) == set(config.datasets.datasets)
+    for name, ds in config.datasets.datasets.items():
+        schedule = schedules[name]
+        assert schedule["scheduleExpression"] == ds.schedule
+        assert schedule["scheduleExpressionTimezone"] == ds.timezone
+        assert schedule["flexibleTimeWindow"] == {"mode": "OFF"}
+        target = schedule["target"]
+        assert target["arn"] == machine.arn
+        assert target["roleArn"] == scheduler_role.arn
+        assert json.loads(target["input"]) == {"dataset": name}
+        assert target["retryPolicy"]["maximumRetryAttempts"] >= 1
+        assert 60 <= target["retryPolicy"]["maximumEventAgeInSeconds"] <= 86_400
+
+
+def test_schedules_use_the_expression_and_time_zone_from_stack_config(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config())
+    schedules = {s.name: s.inputs for s in deployment.of_type(SCHEDULE)}
+    assert schedules["ingestion-schedules-orders"]["scheduleExpression"] == "cron(30 2 * * ? *)"
+    assert schedules["ingestion-schedules-orders"]["scheduleExpressionTimezone"] == "Europe/Berlin"
+    # No schedule in config: the default, 20:00 every day.
+    assert schedules["ingestion-schedules-click_stream"]["scheduleExpression"] == "cron(0 20 * * ? *)"
+    assert schedules["ingestion-schedules-click_stream"]["scheduleExpressionTimezone"] == "UTC"
+
+
+# --- the program: outputs and bad config -------------------------------------------------------------
+
+
+def test_program_exports_bucket_names_topic_state_machine_function_and_schedules(run_program: Run) -> None:
+    deployment = run_program(dev_stack_config())
+    (machine,) = deployment.of_type(STATE_MACHINE)
+    (function,) = deployment.of_type(FUNCTION)
+    (topic,) = deployment.of_type(TOPIC)
+    (schedule,) = deployment.of_type(SCHEDULE)
+    assert deployment.exports == {
+        "rawBucketName": "data-file-ingestion-dev-raw",
+        "configBucketName": "data-file-ingestion-dev-config",
+        "sourceBucketNames": {"data-file-ingestion-dev-movielens": "data-file-ingestion-dev-movielens"},
+        "configObjectKeys": {"movielens": "config/movielens.json"},
+        "topicArn": topic.arn,
+        "functionName": function.state["name"],
+        "functionRoleArn": deployment.named("ingestion-lambda-role").arn,
+        "stateMachineArn": machine.arn,
+        "stateMachineName": machine.state["name"],
+        "scheduleNames": {"movielens": schedule.state["name"]},
+    }
+
+
+def test_program_stops_before_creating_anything_when_the_stack_config_is_wrong(
+    run_program: Run, mocks: RecordingMocks
+) -> None:
+    config = dev_stack_config()
+    datasets = json.loads(config["data-file-ingestion:datasets"])
+    datasets["movielens"]["schedule"] = "cron(0 25 * * ? *)"
+    config["data-file-ingestion:datasets"] = json.dumps(datasets)
+    with pytest.raises(pulumi.RunError, match=r"data-file-ingestion:datasets\.movielens\.schedule: .*hours"):
+        run_program(config)
+    assert mocks.resources == []

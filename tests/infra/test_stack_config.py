@@ -1,0 +1,285 @@
+"""infra/stack_config.py: bad stack config fails before anything is created, naming the key and the problem."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+from handler.config import DEFAULT_SCHEDULE, parse_config
+from handler.errors import ConfigError
+from infra.stack_config import (
+    FunctionSettings,
+    StackConfig,
+    StackConfigError,
+    Subscription,
+    WorkflowSettings,
+    load_stack_config,
+    parse_stack_config,
+)
+from tests.infra.harness import dev_stack_config, stack_values, two_dataset_config
+
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def dataset(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "source": {"bucket": "acme-landing", "prefix": "exports/", "create": True},
+        "target": {"bucket": "acme-raw", "prefix": "exports/"},
+    }
+    base.update(overrides)
+    return base
+
+
+def values(**overrides: Any) -> dict[str, Any]:
+    """A valid stack config in Pulumi's string form; overrides replace (None removes) a key."""
+    base: dict[str, Any] = {
+        "rawBucket": "acme-raw",
+        "configBucket": "acme-config",
+        "datasets": json.dumps({"exports": dataset()}),
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def problems_of(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(StackConfigError) as caught:
+        parse_stack_config(raw)
+    return caught.value.problems
+
+
+def test_dev_stack_config_is_valid_and_uses_the_runtime_schema() -> None:
+    config = parse_stack_config(stack_values(dev_stack_config()))
+    movielens = config.datasets.dataset("movielens")
+    assert movielens.create_source is True
+    assert movielens.target.bucket == config.raw_bucket
+    assert movielens.schedule == "cron(0 20 * * ? *)"
+    assert config.created_source_buckets == (movielens.source.bucket,)
+    # The same code the Lambda runs accepts the stack's datasets unchanged.
+    assert parse_config(config.datasets.to_dict()) == config.datasets
+
+
+def test_pulumi_strings_are_decoded_to_typed_settings() -> None:
+    config = parse_stack_config(
+        values(
+            lambdaMemoryMb="2048",
+            lambdaTimeoutSeconds="600",
+            lambdaReservedConcurrency="20",
+            mapConcurrency="20",
+            toleratedFailurePercentage="2.5",
+            logRetentionDays="90",
+            workflowLogLevel="all",
+            forceDestroyBuckets="true",
+            kmsKeyArn=KMS_KEY,
+            notificationEmails='["data-team@example.com"]',
+            subscriptions='[{"protocol": "https", "endpoint": "https://hooks.example.com/ingest"}]',
+        )
+    )
+    assert config.function == FunctionSettings(memory_mb=2048, timeout_seconds=600, reserved_concurrency=20)
+    assert config.workflow == WorkflowSettings(map_concurrency=20, tolerated_failure_percentage=2.5, log_level="ALL")
+    assert config.log_retention_days == 90
+    assert config.force_destroy_buckets is True
+    assert config.kms_key_arn == KMS_KEY
+    assert config.subscriptions == (
+        Subscription("email", "data-team@example.com"),
+        Subscription("https", "https://hooks.example.com/ingest"),
+    )
+
+
+def test_defaults_when_optional_keys_are_absent() -> None:
+    config = parse_stack_config(values())
+    assert config.function == FunctionSettings(memory_mb=1024, timeout_seconds=900, reserved_concurrency=None)
+    assert config.workflow == WorkflowSettings(map_concurrency=10, tolerated_failure_percentage=0.0, log_level="ERROR")
+    assert config.log_retention_days == 30
+    assert config.kms_key_arn is None
+    assert config.subscriptions == ()
+    assert config.datasets.dataset("exports").schedule == DEFAULT_SCHEDULE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # The runtime's own checks, renamed to the stack config key.
+        (
+            {"datasets": json.dumps({"exports": dataset(schedule="cron(0 20 * * *)")})},
+            "data-file-ingestion:datasets.exports.schedule: 'cron(0 20 * * *)' has 5 fields",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(schedule="every night")})},
+            "data-file-ingestion:datasets.exports.schedule: 'every night' is not 'cron(...)' or 'rate(...)'",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(timezone="Mars/Olympus_Mons")})},
+            "data-file-ingestion:datasets.exports.timezone: 'Mars/Olympus_Mons' is not an IANA time zone",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(source={"prefix": "exports/"})})},
+            "data-file-ingestion:datasets.exports.source.bucket: missing or empty",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(source={"bucket": "s3://acme-landing"})})},
+            "data-file-ingestion:datasets.exports.source.bucket: 's3://acme-landing' is not a valid S3 bucket",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(sechedule="cron(0 20 * * ? *)")})},
+            "data-file-ingestion:datasets.exports.sechedule: unknown field; did you mean 'schedule'?",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(key_template="{name}")})},
+            "data-file-ingestion:datasets.exports.key_template: must contain {date}",
+        ),
+        ({"datasets": "{}"}, "data-file-ingestion:datasets: 'datasets' must be a non-empty object"),
+        ({"datasets": None}, "data-file-ingestion:datasets: missing"),
+        ({"datasets": "{movielens: {"}, "data-file-ingestion:datasets: not valid JSON"),
+        # What only a stack can get wrong.
+        (
+            {"datasets": json.dumps({"exports": dataset(target={"bucket": "someone-elses-raw"})})},
+            "data-file-ingestion:datasets.exports.target.bucket: 'someone-elses-raw' is not this stack's raw "
+            "bucket ('acme-raw')",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(topic_arn="arn:aws:sns:eu-west-1:123456789012:elsewhere")})},
+            "data-file-ingestion:datasets.exports.topic_arn: not supported in a stack",
+        ),
+        (
+            {
+                "datasets": json.dumps(
+                    {"exports": dataset(source={"bucket": "acme-raw", "prefix": "in/", "create": True})}
+                )
+            },
+            "data-file-ingestion:datasets.exports.source.create: 'acme-raw' is already created by this stack "
+            "as rawBucket",
+        ),
+        ({"rawBucket": None}, "data-file-ingestion:rawBucket: missing; set it with `pulumi config set"),
+        ({"configBucket": "Acme_Config"}, "data-file-ingestion:configBucket: 'Acme_Config' is not a valid S3"),
+        ({"configBucket": "acme-raw"}, "data-file-ingestion:configBucket: must differ from rawBucket"),
+        ({"kmsKeyArn": "alias/ingestion"}, "data-file-ingestion:kmsKeyArn: 'alias/ingestion' is not a KMS key"),
+        ({"lambdaMemoryMb": "64"}, "data-file-ingestion:lambdaMemoryMb: must be between 128 and 10240, got 64"),
+        ({"lambdaTimeoutSeconds": "15m"}, "data-file-ingestion:lambdaTimeoutSeconds: must be a whole number"),
+        ({"lambdaTimeoutSeconds": "901"}, "data-file-ingestion:lambdaTimeoutSeconds: must be between 1 and 900"),
+        (
+            {"lambdaReservedConcurrency": "5", "mapConcurrency": "10"},
+            "data-file-ingestion:lambdaReservedConcurrency: 5 is below mapConcurrency (10)",
+        ),
+        ({"mapConcurrency": "0"}, "data-file-ingestion:mapConcurrency: must be between 1 and 10000, got 0"),
+        (
+            {"toleratedFailurePercentage": "150"},
+            "data-file-ingestion:toleratedFailurePercentage: must be between 0 and 100, got 150",
+        ),
+        ({"logRetentionDays": "45"}, "data-file-ingestion:logRetentionDays: 45 is not one of 1, 3, 5"),
+        ({"workflowLogLevel": "FATAL"}, "data-file-ingestion:workflowLogLevel: 'FATAL' must be ALL or ERROR"),
+        ({"forceDestroyBuckets": "yes"}, "data-file-ingestion:forceDestroyBuckets: must be true or false"),
+        (
+            {"notificationEmails": '["not-an-address"]'},
+            "data-file-ingestion:notificationEmails[0]: 'not-an-address' is not an email address",
+        ),
+        (
+            {"subscriptions": '[{"protocol": "lambda", "endpoint": "arn:aws:lambda:x"}]'},
+            "data-file-ingestion:subscriptions[0].protocol: 'lambda' is not supported",
+        ),
+        (
+            {"subscriptions": '[{"protocol": "https", "endpoint": "http://hooks.example.com"}]'},
+            "data-file-ingestion:subscriptions[0].endpoint: 'http://hooks.example.com' must start with https://",
+        ),
+        (
+            {
+                "notificationEmails": '["ops@example.com"]',
+                "subscriptions": '[{"protocol": "email", "endpoint": "ops@example.com"}]',
+            },
+            "data-file-ingestion:subscriptions: email 'ops@example.com' is subscribed twice",
+        ),
+    ],
+)
+def test_bad_stack_config_names_the_key_and_the_problem(overrides: dict[str, Any], expected: str) -> None:
+    problems = problems_of(values(**overrides))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = problems_of(
+        values(
+            rawBucket=None,
+            mapConcurrency="0",
+            datasets=json.dumps({"exports": dataset(schedule="nightly", timezone="Nowhere/Land")}),
+        )
+    )
+    keys = {p.split(": ", 1)[0] for p in problems}
+    assert {
+        "data-file-ingestion:rawBucket",
+        "data-file-ingestion:mapConcurrency",
+        "data-file-ingestion:datasets.exports.schedule",
+        "data-file-ingestion:datasets.exports.timezone",
+    } <= keys
+
+
+def test_error_is_a_config_error_whose_message_lists_the_keys() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(values(mapConcurrency="0"))
+    message = str(caught.value)
+    assert message.startswith("invalid stack config:")
+    assert "data-file-ingestion:mapConcurrency: must be between 1 and 10000" in message
+
+
+def test_a_bucket_created_for_one_dataset_must_be_created_for_every_dataset_reading_it() -> None:
+    shared = {"bucket": "acme-landing", "prefix": "b/"}
+    problems = problems_of(
+        values(
+            datasets=json.dumps(
+                {
+                    "a": dataset(),
+                    "b": dataset(source=shared, target={"bucket": "acme-raw", "prefix": "b/"}),
+                }
+            )
+        )
+    )
+    assert any(
+        p.startswith("data-file-ingestion:datasets.b.source.create: bucket 'acme-landing' is created by dataset 'a'")
+        for p in problems
+    ), problems
+
+
+def test_a_misspelt_optional_key_is_reported_not_ignored() -> None:
+    problems = problems_of({**values(), "mapConcurency": "50"})
+    assert problems == ["data-file-ingestion:mapConcurency: unknown key; did you mean 'mapConcurrency'?"]
+
+
+def test_load_stack_config_reads_the_pulumi_config_of_the_stack(mocks: object) -> None:
+    pulumi.runtime.set_all_config(
+        {
+            "data-file-ingestion:rawBucket": "acme-raw",
+            "data-file-ingestion:configBucket": "acme-config",
+            "data-file-ingestion:datasets": json.dumps({"exports": dataset()}),
+            "data-file-ingestion:mapConcurrency": "25",
+            "aws:region": "eu-west-1",
+        }
+    )
+    config = load_stack_config(pulumi.Config())
+    assert config.raw_bucket == "acme-raw"
+    assert config.workflow.map_concurrency == 25
+    assert list(config.datasets.datasets) == ["exports"]
+
+
+def test_load_stack_config_catches_a_misspelt_key_in_the_stack(mocks: object) -> None:
+    pulumi.runtime.set_all_config(
+        {
+            "data-file-ingestion:rawBucket": "acme-raw",
+            "data-file-ingestion:configBucket": "acme-config",
+            "data-file-ingestion:datasets": json.dumps({"exports": dataset()}),
+            "data-file-ingestion:logRetention": "7",
+        }
+    )
+    with pytest.raises(StackConfigError, match="data-file-ingestion:logRetention: unknown key"):
+        load_stack_config(pulumi.Config())
+
+
+def test_an_invalid_stack_config_cannot_be_constructed_directly() -> None:
+    with pytest.raises(StackConfigError, match="data-file-ingestion:mapConcurrency"):
+        two_dataset_config(workflow=WorkflowSettings(map_concurrency=0))
+    with pytest.raises(StackConfigError, match="data-file-ingestion:datasets.orders.target.bucket"):
+        StackConfig(
+            raw_bucket="another-raw",
+            config_bucket="acme-config",
+            datasets=two_dataset_config().datasets,
+        )
