@@ -420,6 +420,7 @@ class Engine:
         run_id = new_run_id(now)
         with _scratch_db() as db:
             load_state(self.s3, self.paths, db)
+            interrupted = self._dry_run_interrupted(db, out)
             objects = iter_source_objects(
                 self.s3, ds.source.bucket, ds.source.prefix, skip_prefix=self._ledger_in_source()
             )
@@ -434,7 +435,35 @@ class Engine:
             "date": run_date.isoformat(),
             "status": "dry_run",
             **counts.as_dict(),
+            **({"completes_first": interrupted} if interrupted else {}),
         }
+
+    def _dry_run_interrupted(self, db: sqlite3.Connection, out: Callable[[str], None]) -> dict[str, Any] | None:
+        """A run first completes an interrupted one under that run's date: show its plan, then plan past it."""
+        open_run, _ = get_json(self.s3, self.paths.bucket, self.paths.open_run)
+        if open_run is None:
+            return None
+        ds, run_id, date = self.dataset, open_run["run_id"], open_run["date"]
+        out(f"RESUME  run {run_id} was interrupted; it is completed first, its plan landing under {date}")
+        for number in range(open_run["batch_count"]):
+            batch, _ = get_json(self.s3, self.paths.bucket, self.paths.batch(run_id, number))
+            items = (batch or {}).get("items", [])
+            for item in items:
+                out(f"COPY  s3://{ds.source.bucket}/{item['key']} -> s3://{ds.target.bucket}/{item['target']}")
+            # By the time the new run plans, these are in the state: plan as if they were.
+            lines = [
+                {
+                    "source_key": item["key"],
+                    "source_etag": item["etag"],
+                    "size": item["size"],
+                    "target_key": item["target"],
+                    "status": COPIED,
+                    "ingested_at": None,
+                }
+                for item in items
+            ]
+            record_landed(db, lines, run_id, date)
+        return {"run_id": run_id, "date": date, "planned": open_run["counts"]["planned"]}
 
     # ---- history ------------------------------------------------------------------------------------------
 
