@@ -32,8 +32,11 @@ class DatasetSchedulesArgs:
 
 
 class DatasetSchedules(pulumi.ComponentResource):
-    """Scheduler (not an EventBridge rule) because it takes a time zone: a dataset's 20:00 stays 20:00
-    local time across daylight-saving changes, and its cron uses the dataset's own `timezone`."""
+    """One schedule per dataset, and the role they start the state machine with.
+
+    Scheduler rather than an EventBridge rule because it takes a time zone: a dataset's 20:00 stays
+    20:00 local time across daylight-saving changes, in the dataset's own `timezone`.
+    """
 
     role: aws.iam.Role
     policy: aws.iam.RolePolicy

@@ -13,8 +13,8 @@ from handler.config import DatasetConfig
 from infra.policies import map_run_policy, service_trust_policy, workflow_policy
 from infra.workflow_definition import build_definition
 
-# CloudWatch Logs allows a limited resource policy size per account; Step Functions adds the delivery
-# permissions it needs only for groups outside this prefix, so vended logs go under it.
+# Log delivery writes through a CloudWatch Logs resource policy, whose size per account is limited; groups
+# under this AWS-recommended prefix share one statement instead of adding one each.
 VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
 
 
@@ -67,8 +67,8 @@ class Workflow(pulumi.ComponentResource):
         self.state_machine = self._create_state_machine(name, args)
         self.arn = self.state_machine.arn
         self.state_machine_name = self.state_machine.name
-        # Needs the state machine's own ARN, so it can only exist after it; no execution can start before
-        # `pulumi up` finishes the component (the schedules depend on the whole component).
+        # Needs the state machine's own ARN, so it can only exist after it; no schedule fires before it
+        # exists, because the schedules depend on the whole component.
         self.map_run_policy = aws.iam.RolePolicy(
             f"{name}-map-run-policy",
             role=self.role.id,
