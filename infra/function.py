@@ -100,6 +100,8 @@ class IngestFunction(pulumi.ComponentResource):
             memory_size=settings.memory_mb,
             timeout=settings.timeout_seconds,
             reserved_concurrent_executions=settings.reserved_concurrency,
+            # /tmp holds the plan's SQLite file and finalize's spooled state and manifest (FunctionSettings).
+            ephemeral_storage=aws.lambda_.FunctionEphemeralStorageArgs(size=settings.ephemeral_storage_mb),
             environment=aws.lambda_.FunctionEnvironmentArgs(
                 variables={
                     "CONFIG_BUCKET": args.config_bucket,

@@ -71,6 +71,10 @@ class FunctionSettings:
     memory_mb: int = 1024
     timeout_seconds: int = 900
     reserved_concurrency: int | None = None
+    # /tmp. Planning keeps the run's plan in an on-disk SQLite file there (about 200-300 bytes a source
+    # key) and finalize spools the compressed state and the manifest there too: Lambda's default 512 MB
+    # would cap a dataset at about a million keys.
+    ephemeral_storage_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ KEYS: dict[str, str] = {
     "lambdaMemoryMb": "int",
     "lambdaTimeoutSeconds": "int",
     "lambdaReservedConcurrency": "int",
+    "lambdaEphemeralStorageMb": "int",
     "logRetentionDays": "int",
     "mapConcurrency": "int",
     "toleratedFailurePercentage": "number",
@@ -167,6 +172,7 @@ def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = 
         memory_mb=raw.integer("lambdaMemoryMb", 1024, 128, 10_240),
         timeout_seconds=raw.integer("lambdaTimeoutSeconds", 900, 1, 900),
         reserved_concurrency=raw.integer("lambdaReservedConcurrency", None, 1, 100_000),
+        ephemeral_storage_mb=raw.integer("lambdaEphemeralStorageMb", 2048, 512, 10_240),
     )
     workflow = WorkflowSettings(
         map_concurrency=raw.integer("mapConcurrency", 10, 1, MAX_MAP_CONCURRENCY),
@@ -248,6 +254,8 @@ def stack_problems(
         problems.append(f"{key('lambdaMemoryMb')}: must be between 128 and 10240")
     if not 1 <= function.timeout_seconds <= 900:
         problems.append(f"{key('lambdaTimeoutSeconds')}: must be between 1 and 900")
+    if not 512 <= function.ephemeral_storage_mb <= 10_240:
+        problems.append(f"{key('lambdaEphemeralStorageMb')}: must be between 512 and 10240")
     reserved = function.reserved_concurrency
     if reserved is not None and reserved < workflow.map_concurrency:
         problems.append(

@@ -276,6 +276,26 @@ def test_function_timeout_defaults_to_fifteen_minutes_and_concurrency_is_not_res
     assert "reservedConcurrentExecutions" not in function.inputs
 
 
+def test_function_gets_2048_mb_of_ephemeral_storage_by_default(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config())
+    (function,) = deployment.of_type(FUNCTION)
+    assert function.inputs["ephemeralStorage"] == {"size": 2048}
+
+
+def test_function_ephemeral_storage_follows_the_stack_config_key(run_program: Run) -> None:
+    config = {**dev_stack_config(), "data-file-ingestion:lambdaEphemeralStorageMb": "10240"}
+    deployment = run_program(config)
+    (function,) = deployment.of_type(FUNCTION)
+    assert function.inputs["ephemeralStorage"] == {"size": 10240}
+
+
+def test_program_refuses_an_ephemeral_storage_lambda_cannot_have(run_program: Run, mocks: RecordingMocks) -> None:
+    config = {**dev_stack_config(), "data-file-ingestion:lambdaEphemeralStorageMb": "256"}
+    with pytest.raises(pulumi.RunError, match=r"data-file-ingestion:lambdaEphemeralStorageMb: must be between 512"):
+        run_program(config)
+    assert mocks.resources == []
+
+
 def test_lambda_archive_holds_the_handler_package_and_nothing_else(build_pipeline: Build) -> None:
     deployment = build_pipeline(two_dataset_config())
     (function,) = deployment.of_type(FUNCTION)

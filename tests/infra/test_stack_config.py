@@ -157,6 +157,18 @@ def test_defaults_when_optional_keys_are_absent() -> None:
         ({"configBucket": "acme-raw"}, "data-file-ingestion:configBucket: must differ from rawBucket"),
         ({"kmsKeyArn": "alias/ingestion"}, "data-file-ingestion:kmsKeyArn: 'alias/ingestion' is not a KMS key"),
         ({"lambdaMemoryMb": "64"}, "data-file-ingestion:lambdaMemoryMb: must be between 128 and 10240, got 64"),
+        (
+            {"lambdaEphemeralStorageMb": "511"},
+            "data-file-ingestion:lambdaEphemeralStorageMb: must be between 512 and 10240, got 511",
+        ),
+        (
+            {"lambdaEphemeralStorageMb": "10241"},
+            "data-file-ingestion:lambdaEphemeralStorageMb: must be between 512 and 10240, got 10241",
+        ),
+        (
+            {"lambdaEphemeralStorageMb": "2GB"},
+            "data-file-ingestion:lambdaEphemeralStorageMb: must be a whole number between 512 and 10240",
+        ),
         ({"lambdaTimeoutSeconds": "15m"}, "data-file-ingestion:lambdaTimeoutSeconds: must be a whole number"),
         ({"lambdaTimeoutSeconds": "901"}, "data-file-ingestion:lambdaTimeoutSeconds: must be between 1 and 900"),
         (
@@ -195,6 +207,20 @@ def test_defaults_when_optional_keys_are_absent() -> None:
 def test_bad_stack_config_names_the_key_and_the_problem(overrides: dict[str, Any], expected: str) -> None:
     problems = problems_of(values(**overrides))
     assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_lambda_ephemeral_storage_defaults_to_2048_mb_and_takes_the_configured_size() -> None:
+    # The plan's SQLite file, the state and the finalize spool live in /tmp: 512 MB would cap a dataset
+    # at about a million keys.
+    assert parse_stack_config(values()).function.ephemeral_storage_mb == 2048
+    assert FunctionSettings().ephemeral_storage_mb == 2048
+    for size in ("512", "4096", "10240"):
+        assert parse_stack_config(values(lambdaEphemeralStorageMb=size)).function.ephemeral_storage_mb == int(size)
+
+
+def test_an_out_of_range_ephemeral_storage_cannot_be_constructed_directly() -> None:
+    with pytest.raises(StackConfigError, match="data-file-ingestion:lambdaEphemeralStorageMb"):
+        two_dataset_config(function=FunctionSettings(ephemeral_storage_mb=256))
 
 
 def test_every_problem_is_reported_at_once() -> None:
