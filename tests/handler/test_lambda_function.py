@@ -1,0 +1,372 @@
+"""The Lambda entry point driven the way docs/lambda-contract.md says the state machine drives it."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date as Date
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from handler.errors import ConfigError, LockLost, RunInProgress, UnknownDataset
+from handler.lambda_function import handler
+from handler.runner import run_date_for
+from tests.conftest import REGION, dataset_config, landed_keys, list_keys, unique_bucket, write_config
+
+PLAN_FIELDS = {
+    "dataset",
+    "run_id",
+    "date",
+    "resumed",
+    "batch_count",
+    "planned",
+    "bytes",
+    "batches",
+    "summary",
+    "notification",
+}
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "ingest"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:ingest"
+    memory_limit_in_mb: int = 1024
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+@dataclass
+class Deployment:
+    """What the stack sets up for the function: buckets, one config object per dataset, the environment."""
+
+    s3: Any
+    source: str
+    raw: str
+    config_bucket: str
+    monkeypatch: pytest.MonkeyPatch
+
+    def configure(self, name: str = "movielens", **overrides: Any) -> None:
+        ds = dataset_config(self.source, self.raw, name, **overrides)
+        self.s3.put_object(
+            Bucket=self.config_bucket,
+            Key=f"config/{name}.json",
+            Body=json.dumps({"datasets": {name: ds.to_dict()}}).encode(),
+            ContentType="application/json",
+        )
+
+
+@pytest.fixture
+def deployment(s3: Any, buckets: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    config_bucket = unique_bucket("config")
+    s3.create_bucket(Bucket=config_bucket)
+    monkeypatch.setenv("CONFIG_BUCKET", config_bucket)
+    monkeypatch.setenv("CONFIG_KEY", "config/{dataset}.json")
+    deployment = Deployment(s3, buckets[0], buckets[1], config_bucket, monkeypatch)
+    deployment.configure()
+    return deployment
+
+
+@pytest.fixture
+def subscriber(aws: None) -> Any:
+    """An SNS topic with an SQS queue subscribed, so published notifications can be read back."""
+    return Subscriber.create("ingest-runs")
+
+
+@dataclass
+class Subscriber:
+    topic_arn: str
+    queue_url: str
+
+    @classmethod
+    def create(cls, name: str) -> Subscriber:
+        sns = boto3.client("sns", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        topic_arn = sns.create_topic(Name=name)["TopicArn"]
+        queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        return cls(topic_arn, queue_url)
+
+    def messages(self) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs", region_name=REGION)
+        received = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        return [json.loads(m["Body"]) for m in received.get("Messages", [])]
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    """Call the handler as Lambda does: JSON in, JSON out (a result that does not serialise fails here)."""
+    result = handler(json.loads(json.dumps(event)), LambdaContext())
+    return json.loads(json.dumps(result))
+
+
+def put_files(s3: Any, bucket: str, count: int) -> None:
+    for n in range(count):
+        s3.put_object(Bucket=bucket, Key=f"movielens/f{n}.csv", Body=f"file {n}".encode())
+
+
+def expire_lock(s3: Any, raw: str) -> None:
+    key = "_ingestion/movielens/lock.json"
+    document = dict(json.loads(s3.get_object(Bucket=raw, Key=key)["Body"].read()), expires_at=time.time() - 1)
+    s3.put_object(Bucket=raw, Key=key, Body=json.dumps(document).encode())
+
+
+# ---- the step events ----------------------------------------------------------------------------------------
+
+
+def test_plan_copy_batch_and_finalize_follow_the_contract(deployment):
+    s3 = deployment.s3
+    deployment.configure(batch_max_objects=2)
+    put_files(s3, deployment.source, 5)
+
+    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+
+    assert set(plan) == PLAN_FIELDS
+    assert plan["dataset"] == "movielens"
+    assert plan["date"] == "2026-11-27"
+    assert plan["resumed"] is False
+    assert (plan["batch_count"], plan["planned"], plan["bytes"]) == (3, 5, 30)
+    assert plan["summary"] is None
+    assert plan["notification"] is None
+    assert plan["batches"] == {
+        "bucket": deployment.raw,
+        "key": f"_ingestion/movielens/work/{plan['run_id']}/batches.json",
+    }
+    items = json.loads(s3.get_object(**{k.title(): v for k, v in plan["batches"].items()})["Body"].read())
+    assert items == [{"dataset": "movielens", "run_id": plan["run_id"], "batch": n} for n in range(3)]
+
+    results = [invoke({**item, "action": "copy_batch"}) for item in items]
+
+    assert results == [
+        {"batch": 0, "copied": 2, "skipped": 0, "failed": 0, "bytes": 12},
+        {"batch": 1, "copied": 2, "skipped": 0, "failed": 0, "bytes": 12},
+        {"batch": 2, "copied": 1, "skipped": 0, "failed": 0, "bytes": 6},
+    ]
+
+    finished = invoke({"action": "finalize", "dataset": "movielens", "run_id": plan["run_id"]})
+
+    assert set(finished) == {"summary", "notification", "replan"}
+    assert finished["replan"] is False
+    summary = finished["summary"]
+    assert (summary["run_id"], summary["date"], summary["status"], summary["copied"]) == (
+        plan["run_id"],
+        "2026-11-27",
+        "succeeded",
+        5,
+    )
+    notification = finished["notification"]
+    assert set(notification) == {"subject", "message", "attributes"}
+    assert notification["attributes"] == {
+        "dataset": {"DataType": "String", "StringValue": "movielens"},
+        "status": {"DataType": "String", "StringValue": "succeeded"},
+    }
+    assert notification["subject"].isascii()
+    assert len(notification["subject"]) <= 100
+    assert plan["run_id"] in notification["message"]
+    assert len(landed_keys(s3, deployment.raw)) == 5
+    assert list_keys(s3, deployment.raw, "_ingestion/movielens/work/") == []
+    assert list_keys(s3, deployment.raw, "_ingestion/movielens/lock.json") == []
+
+
+def test_copy_batch_retried_after_success_copies_nothing_twice(deployment):
+    s3 = deployment.s3
+    put_files(s3, deployment.source, 2)
+    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    event = {"action": "copy_batch", "dataset": "movielens", "run_id": plan["run_id"], "batch": 0}
+    first = invoke(event)
+    landed = {k: s3.head_object(Bucket=deployment.raw, Key=k)["LastModified"] for k in landed_keys(s3, deployment.raw)}
+
+    again = invoke(event)
+
+    assert again == first
+    assert {k: s3.head_object(Bucket=deployment.raw, Key=k)["LastModified"] for k in landed} == landed
+    summary = invoke({"action": "finalize", "dataset": "movielens", "run_id": plan["run_id"]})["summary"]
+    assert summary["copied"] == 2
+
+
+def test_plan_with_nothing_to_copy_returns_the_finalized_run(deployment):
+    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+
+    assert set(plan) == PLAN_FIELDS
+    assert plan["batch_count"] == 0
+    assert plan["summary"]["status"] == "nothing_new"
+    assert plan["notification"]["attributes"]["status"] == {"DataType": "String", "StringValue": "nothing_new"}
+    assert list_keys(deployment.s3, deployment.raw, "_ingestion/movielens/lock.json") == []
+    assert list_keys(deployment.s3, deployment.raw, "_ingestion/movielens/open-run.json") == []
+
+
+def test_plan_without_a_date_uses_today_in_the_datasets_time_zone(deployment):
+    deployment.configure(timezone="Pacific/Kiritimati")
+
+    plan = invoke({"action": "plan", "dataset": "movielens"})
+
+    expected = run_date_for(dataset_config(deployment.source, deployment.raw, timezone="Pacific/Kiritimati"))
+    assert plan["date"] == expected.isoformat()
+
+
+def test_plan_after_an_interrupted_run_returns_that_run_and_finalize_asks_for_a_replan(deployment):
+    s3 = deployment.s3
+    put_files(s3, deployment.source, 1)
+    crashed = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    expire_lock(s3, deployment.raw)
+
+    resumed = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
+    invoke({"action": "copy_batch", "dataset": "movielens", "run_id": resumed["run_id"], "batch": 0})
+    finished = invoke({"action": "finalize", "dataset": "movielens", "run_id": resumed["run_id"]})
+    replanned = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
+
+    assert (resumed["run_id"], resumed["date"], resumed["resumed"]) == (crashed["run_id"], "2026-11-27", True)
+    assert finished["replan"] is True
+    assert finished["summary"]["resumed"] is True
+    assert "interrupted earlier" in finished["notification"]["message"]
+    assert (replanned["resumed"], replanned["date"], replanned["batch_count"]) == (False, "2026-11-28", 0)
+    assert landed_keys(s3, deployment.raw) == ["movielens/ingest_date=2026-11-27/f0.csv"]
+
+
+def test_second_concurrent_plan_raises_run_in_progress(deployment):
+    put_files(deployment.s3, deployment.source, 1)
+    first = invoke({"action": "plan", "dataset": "movielens"})
+
+    with pytest.raises(RunInProgress) as raised:
+        invoke({"action": "plan", "dataset": "movielens"})
+
+    assert first["run_id"] in str(raised.value)
+
+
+def test_copy_batch_of_a_finalized_run_raises_lock_lost(deployment):
+    put_files(deployment.s3, deployment.source, 1)
+    plan = invoke({"action": "plan", "dataset": "movielens"})
+    invoke({"action": "finalize", "dataset": "movielens", "run_id": plan["run_id"]})
+
+    with pytest.raises(LockLost):
+        invoke({"action": "copy_batch", "dataset": "movielens", "run_id": plan["run_id"], "batch": 0})
+
+
+# ---- one-shot ---------------------------------------------------------------------------------------------
+
+
+def test_one_shot_event_lands_everything_and_publishes_the_notification(deployment, subscriber):
+    deployment.monkeypatch.setenv("SNS_TOPIC_ARN", subscriber.topic_arn)
+    deployment.configure(batch_max_objects=2)
+    put_files(deployment.s3, deployment.source, 3)
+
+    summary = invoke({"dataset": "movielens", "date": "2026-11-27"})
+
+    assert summary["status"] == "succeeded"
+    assert summary["copied"] == 3
+    assert sorted(landed_keys(deployment.s3, deployment.raw)) == [
+        f"movielens/ingest_date=2026-11-27/f{n}.csv" for n in range(3)
+    ]
+    (message,) = subscriber.messages()
+    assert message["TopicArn"] == subscriber.topic_arn
+    assert message["Subject"] == "[ingestion] movielens 2026-11-27: succeeded"
+    assert summary["run_id"] in message["Message"]
+    assert message["MessageAttributes"] == {
+        "dataset": {"Type": "String", "Value": "movielens"},
+        "status": {"Type": "String", "Value": "succeeded"},
+    }
+
+
+def test_one_shot_publishes_to_the_datasets_own_topic_over_the_environments(deployment, subscriber):
+    own = Subscriber.create("movielens-runs")
+    deployment.monkeypatch.setenv("SNS_TOPIC_ARN", subscriber.topic_arn)
+    deployment.configure(topic_arn=own.topic_arn)
+    put_files(deployment.s3, deployment.source, 1)
+
+    invoke({"dataset": "movielens"})
+
+    assert len(own.messages()) == 1
+    assert subscriber.messages() == []
+
+
+def test_one_shot_without_a_topic_runs_without_error(deployment):
+    put_files(deployment.s3, deployment.source, 2)
+
+    summary = invoke({"dataset": "movielens"})
+
+    assert summary["copied"] == 2
+
+
+def test_one_shot_after_an_interrupted_run_reports_and_notifies_both_runs(deployment, subscriber):
+    s3 = deployment.s3
+    deployment.monkeypatch.setenv("SNS_TOPIC_ARN", subscriber.topic_arn)
+    put_files(s3, deployment.source, 1)
+    crashed = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    expire_lock(s3, deployment.raw)
+    s3.put_object(Bucket=deployment.source, Key="movielens/late.csv", Body=b"late")
+
+    result = invoke({"dataset": "movielens", "date": "2026-11-28"})
+
+    assert (result["date"], result["copied"], result["resumed"]) == ("2026-11-28", 1, False)
+    assert [(r["run_id"], r["date"], r["copied"]) for r in result["resumed_runs"]] == [
+        (crashed["run_id"], "2026-11-27", 1)
+    ]
+    subjects = sorted(m["Subject"] for m in subscriber.messages())
+    assert subjects == [
+        "[ingestion] movielens 2026-11-27: succeeded",
+        "[ingestion] movielens 2026-11-28: succeeded",
+    ]
+
+
+def test_config_can_come_from_a_local_file(deployment, tmp_path: Path):
+    deployment.monkeypatch.delenv("CONFIG_BUCKET")
+    deployment.monkeypatch.setenv(
+        "CONFIG_PATH", str(write_config(tmp_path / "config.json", deployment.source, deployment.raw))
+    )
+    put_files(deployment.s3, deployment.source, 1)
+
+    assert invoke({"dataset": "movielens"})["copied"] == 1
+
+
+# ---- refused events ---------------------------------------------------------------------------------------
+
+
+def test_unknown_dataset_in_a_shared_config_object_raises_unknown_dataset(deployment):
+    deployment.monkeypatch.setenv("CONFIG_KEY", "config/movielens.json")
+
+    with pytest.raises(UnknownDataset) as raised:
+        invoke({"action": "plan", "dataset": "imdb"})
+
+    assert "movielens" in str(raised.value)
+
+
+def test_dataset_without_a_config_object_raises_a_config_error_naming_the_object(deployment):
+    with pytest.raises(ConfigError) as raised:
+        invoke({"action": "plan", "dataset": "imdb"})
+
+    assert f"s3://{deployment.config_bucket}/config/imdb.json" in str(raised.value)
+    assert landed_keys(deployment.s3, deployment.raw) == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"action": "copy", "dataset": "movielens"},
+        {"action": "PLAN", "dataset": "movielens"},
+        {"action": "plan"},
+        {"action": "plan", "dataset": ""},
+        {"action": "plan", "dataset": "movielens", "date": "27/11/2026"},
+        {"action": "copy_batch", "dataset": "movielens", "batch": 0},
+        {"action": "finalize", "dataset": "movielens"},
+    ],
+)
+def test_malformed_event_raises_config_error_and_touches_nothing(deployment, event):
+    put_files(deployment.s3, deployment.source, 1)
+
+    with pytest.raises(ConfigError):
+        invoke(event)
+
+    assert list_keys(deployment.s3, deployment.raw) == []
+
+
+def test_dates_in_events_are_iso_dates(deployment):
+    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-02-28"})
+
+    assert Date.fromisoformat(plan["date"]) == Date(2026, 2, 28)
