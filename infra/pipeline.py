@@ -129,7 +129,7 @@ class IngestionPipeline(pulumi.ComponentResource):
         self.register_outputs(self.exports)
 
     def _create_buckets(self, name: str, config: StackConfig, partition: pulumi.Output[str]) -> None:
-        def bucket(logical: str, bucket_name: str) -> SecureBucket:
+        def bucket(logical: str, bucket_name: str, ledger_noncurrent_version_days: int | None = None) -> SecureBucket:
             return SecureBucket(
                 logical,
                 SecureBucketArgs(
@@ -137,11 +137,13 @@ class IngestionPipeline(pulumi.ComponentResource):
                     partition=partition,
                     kms_key_arn=config.kms_key_arn,
                     force_destroy=config.force_destroy_buckets,
+                    ledger_noncurrent_version_days=ledger_noncurrent_version_days,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-        self.raw_bucket = bucket(f"{name}-raw", config.raw_bucket)
+        # Every dataset's ledger lives in the raw bucket (its target), so only it gets the ledger rule.
+        self.raw_bucket = bucket(f"{name}-raw", config.raw_bucket, config.ledger_noncurrent_version_days)
         self.config_bucket = bucket(f"{name}-config-bucket", config.config_bucket)
         # Named by bucket, not dataset: two datasets may read one created bucket, and renaming a dataset
         # must not replace (delete) the bucket holding its files.

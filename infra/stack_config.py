@@ -99,6 +99,8 @@ class StackConfig:
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     log_retention_days: int = 30
     force_destroy_buckets: bool = False
+    # Days a replaced or deleted version under the raw bucket's `_ingestion/` (the ledger) is kept.
+    ledger_noncurrent_version_days: int = 7
 
     def __post_init__(self) -> None:
         problems = stack_problems(
@@ -110,6 +112,7 @@ class StackConfig:
             function=self.function,
             workflow=self.workflow,
             log_retention_days=self.log_retention_days,
+            ledger_noncurrent_version_days=self.ledger_noncurrent_version_days,
         )
         if problems:
             raise StackConfigError(problems)
@@ -133,6 +136,7 @@ KEYS: dict[str, str] = {
     "lambdaReservedConcurrency": "int",
     "lambdaEphemeralStorageMb": "int",
     "logRetentionDays": "int",
+    "ledgerNoncurrentVersionDays": "int",
     "mapConcurrency": "int",
     "toleratedFailurePercentage": "number",
     "workflowLogLevel": "str",
@@ -180,6 +184,7 @@ def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = 
         log_level=(raw.optional_str("workflowLogLevel") or "ERROR").upper(),
     )
     log_retention_days = raw.integer("logRetentionDays", 30, 1, 3653)
+    ledger_noncurrent_version_days = raw.integer("ledgerNoncurrentVersionDays", 7, 1, 3650)
     force_destroy = raw.boolean("forceDestroyBuckets", False)
 
     problems.extend(
@@ -192,6 +197,7 @@ def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = 
             function=function,
             workflow=workflow,
             log_retention_days=log_retention_days,
+            ledger_noncurrent_version_days=ledger_noncurrent_version_days,
         )
     )
     if problems or datasets is None or raw_bucket is None or config_bucket is None:
@@ -206,6 +212,7 @@ def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = 
         workflow=workflow,
         log_retention_days=log_retention_days,
         force_destroy_buckets=force_destroy,
+        ledger_noncurrent_version_days=ledger_noncurrent_version_days,
     )
 
 
@@ -219,6 +226,7 @@ def stack_problems(
     function: FunctionSettings,
     workflow: WorkflowSettings,
     log_retention_days: int,
+    ledger_noncurrent_version_days: int,
 ) -> list[str]:
     """Checks across keys and the ones only a deployment needs; a None value was already reported."""
     problems: list[str] = []
@@ -241,6 +249,8 @@ def stack_problems(
     if log_retention_days not in LOG_RETENTION_DAYS:
         allowed = ", ".join(str(d) for d in sorted(LOG_RETENTION_DAYS))
         problems.append(f"{key('logRetentionDays')}: {log_retention_days} is not one of {allowed}")
+    if not 1 <= ledger_noncurrent_version_days <= 3650:
+        problems.append(f"{key('ledgerNoncurrentVersionDays')}: must be between 1 and 3650")
     if workflow.log_level not in WORKFLOW_LOG_LEVELS:
         problems.append(
             f"{key('workflowLogLevel')}: {workflow.log_level!r} must be ALL or ERROR (execution data is never "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from handler.config import LEDGER_ROOT
 from infra.policies import deny_insecure_transport_policy
 
 ABORT_INCOMPLETE_MULTIPART_DAYS = 7
@@ -24,6 +25,9 @@ class SecureBucketArgs:
     kms_key_arn: str | None = None
     # Lets `pulumi destroy` remove a bucket that still holds objects (and versions): for dev stacks.
     force_destroy: bool = False
+    # Only for a bucket that holds ledgers (the raw bucket): days a replaced or deleted version under
+    # `_ingestion/` is kept. None: no ledger rule, every version is kept.
+    ledger_noncurrent_version_days: int | None = None
 
 
 class SecureBucket(pulumi.ComponentResource):
@@ -70,24 +74,8 @@ class SecureBucket(pulumi.ComponentResource):
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
             opts=child,
         )
-        # A copy that dies mid-way (a Lambda timeout during a multipart copy) leaves parts that are billed
-        # and invisible in listings until someone aborts them.
         aws.s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle",
-            bucket=self.bucket.id,
-            rules=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="abort-incomplete-multipart-uploads",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    abort_incomplete_multipart_upload=(
-                        aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                            days_after_initiation=ABORT_INCOMPLETE_MULTIPART_DAYS
-                        )
-                    ),
-                )
-            ],
-            opts=child,
+            f"{name}-lifecycle", bucket=self.bucket.id, rules=lifecycle_rules(args), opts=child
         )
         # After the public access block: S3 rejects concurrent changes to a bucket's policy state.
         aws.s3.BucketPolicy(
@@ -118,3 +106,42 @@ class SecureBucket(pulumi.ComponentResource):
             ],
             opts=child,
         )
+
+
+def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """What S3 cleans up by itself. No rule expires or transitions a current version: raw data is kept."""
+    # A copy that dies mid-way (a Lambda timeout during a multipart copy) leaves parts that are billed
+    # and invisible in listings until someone aborts them.
+    rules = [
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="abort-incomplete-multipart-uploads",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            abort_incomplete_multipart_upload=(
+                aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=ABORT_INCOMPLETE_MULTIPART_DAYS
+                )
+            ),
+        )
+    ]
+    if args.ledger_noncurrent_version_days is not None:
+        # The runtime rewrites small ledger objects all the time (lock.json on every heartbeat,
+        # open-run.json, last-run.json, the state) and deletes each run's work/ files at finalize; in a
+        # versioned bucket every rewrite and delete leaves a noncurrent version that would be kept forever.
+        # Only `_ingestion/` is filtered: the runtime refuses target prefixes and landed keys under it, so
+        # landed data and its versions are never touched.
+        rules.append(
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-noncurrent-ledger-versions",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=LEDGER_ROOT),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=args.ledger_noncurrent_version_days
+                ),
+                # Then removes the delete marker a deleted work/ file leaves once its last version is gone.
+                # S3 forbids this flag only next to `days` or `date` in the same Expiration, which would
+                # expire current versions; this rule sets neither, so one rule does both.
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True),
+            )
+        )
+    return rules

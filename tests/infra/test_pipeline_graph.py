@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from handler.config import parse_config
+from handler.config import LEDGER_ROOT, parse_config
 from infra.function import HANDLER, handler_files
 from infra.stack_config import FunctionSettings, StackConfig, Subscription, WorkflowSettings, parse_stack_config
 from infra.workflow_definition import build_definition
@@ -59,6 +59,20 @@ def bucket_settings(deployment: Deployment, typ: str) -> dict[str, dict[str, Any
         assert resource.inputs["bucket"] not in settings, f"two {typ} for {resource.inputs['bucket']}"
         settings[resource.inputs["bucket"]] = resource.inputs
     return settings
+
+
+def lifecycle_rules(deployment: Deployment) -> dict[str, dict[str, dict[str, Any]]]:
+    """bucket name -> rule id -> lifecycle rule, as the program registered them."""
+    rules: dict[str, dict[str, dict[str, Any]]] = {}
+    for bucket, inputs in bucket_settings(deployment, LIFECYCLE).items():
+        ids = [rule["id"] for rule in inputs["rules"]]
+        assert len(ids) == len(set(ids)), f"duplicate lifecycle rule ids on {bucket}: {ids}"
+        rules[bucket] = {rule["id"]: rule for rule in inputs["rules"]}
+    return rules
+
+
+LEDGER_RULE = "expire-noncurrent-ledger-versions"
+ABORT_RULE = "abort-incomplete-multipart-uploads"
 
 
 # --- which resources exist ------------------------------------------------------------------------
@@ -174,7 +188,7 @@ def test_every_bucket_is_private_encrypted_versioned_owner_enforced_and_tls_only
         else:
             assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
         assert versioning[bucket]["versioningConfiguration"] == {"status": "Enabled"}
-        (abort,) = lifecycle[bucket]["rules"]
+        (abort,) = [rule for rule in lifecycle[bucket]["rules"] if rule["id"] == ABORT_RULE]
         assert abort["status"] == "Enabled"
         assert abort["filter"] == {"prefix": ""}
         assert abort["abortIncompleteMultipartUpload"]["daysAfterInitiation"] == 7
@@ -189,6 +203,65 @@ def test_every_bucket_is_private_encrypted_versioned_owner_enforced_and_tls_only
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         ]
+
+
+def test_raw_bucket_expires_noncurrent_ledger_versions_after_7_days_by_default(run_program: Run) -> None:
+    deployment = run_program(dev_stack_config())
+    rule = lifecycle_rules(deployment)["data-file-ingestion-dev-raw"][LEDGER_RULE]
+    assert rule == {
+        "id": LEDGER_RULE,
+        "status": "Enabled",
+        "filter": {"prefix": "_ingestion/"},
+        "noncurrentVersionExpiration": {"noncurrentDays": 7},
+        # Removes the delete markers left once a deleted work/ file's versions have expired.
+        "expiration": {"expiredObjectDeleteMarker": True},
+    }
+    assert rule["filter"]["prefix"] == LEDGER_ROOT
+
+
+def test_ledger_noncurrent_version_days_follow_the_stack_config_key(run_program: Run) -> None:
+    config = {**dev_stack_config(), "data-file-ingestion:ledgerNoncurrentVersionDays": "30"}
+    deployment = run_program(config)
+    rule = lifecycle_rules(deployment)["data-file-ingestion-dev-raw"][LEDGER_RULE]
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
+
+
+def test_only_the_raw_bucket_gets_the_ledger_rule(run_program: Run) -> None:
+    deployment = run_program(dev_stack_config())
+    rules = lifecycle_rules(deployment)
+    assert set(rules) == {
+        "data-file-ingestion-dev-raw",
+        "data-file-ingestion-dev-config",
+        "data-file-ingestion-dev-movielens",
+    }
+    assert set(rules["data-file-ingestion-dev-raw"]) == {ABORT_RULE, LEDGER_RULE}
+    # The config bucket and a created source bucket hold no ledger: their versions are the safety net.
+    assert set(rules["data-file-ingestion-dev-config"]) == {ABORT_RULE}
+    assert set(rules["data-file-ingestion-dev-movielens"]) == {ABORT_RULE}
+
+
+@pytest.mark.parametrize("which", ["dev", "two-datasets"])
+def test_no_lifecycle_rule_expires_current_versions_or_touches_landed_data(build_pipeline: Build, which: str) -> None:
+    config = dev_config() if which == "dev" else two_dataset_config(ledger_noncurrent_version_days=1)
+    deployment = build_pipeline(config)
+    target_prefixes = {ds.target.prefix for ds in config.datasets.datasets.values()}
+    assert target_prefixes and all(target_prefixes)
+    for bucket, rules in lifecycle_rules(deployment).items():
+        for rule_id, rule in rules.items():
+            # Raw data is kept: nothing ever expires or transitions a current version.
+            expiration = rule.get("expiration") or {}
+            assert "days" not in expiration and "date" not in expiration, (bucket, rule_id)
+            assert not rule.get("transitions") and not rule.get("noncurrentVersionTransitions"), (bucket, rule_id)
+            if rule_id == ABORT_RULE:
+                assert set(rule) == {"id", "status", "filter", "abortIncompleteMultipartUpload"}
+                continue
+            # Any rule that deletes versions or markers is confined to the ledger, which no target prefix
+            # overlaps (the runtime refuses target prefixes and landed keys under it).
+            prefix = rule["filter"]["prefix"]
+            assert prefix == LEDGER_ROOT, (bucket, rule_id)
+            assert set(rule["filter"]) == {"prefix"}, (bucket, rule_id)
+            for target in target_prefixes:
+                assert not target.startswith(prefix) and not prefix.startswith(target), (bucket, rule_id, target)
 
 
 def test_buckets_keep_their_objects_on_destroy_unless_the_stack_says_otherwise(build_pipeline: Build) -> None:

@@ -169,6 +169,18 @@ def test_defaults_when_optional_keys_are_absent() -> None:
             {"lambdaEphemeralStorageMb": "2GB"},
             "data-file-ingestion:lambdaEphemeralStorageMb: must be a whole number between 512 and 10240",
         ),
+        (
+            {"ledgerNoncurrentVersionDays": "0"},
+            "data-file-ingestion:ledgerNoncurrentVersionDays: must be between 1 and 3650, got 0",
+        ),
+        (
+            {"ledgerNoncurrentVersionDays": "3651"},
+            "data-file-ingestion:ledgerNoncurrentVersionDays: must be between 1 and 3650, got 3651",
+        ),
+        (
+            {"ledgerNoncurrentVersionDays": "a week"},
+            "data-file-ingestion:ledgerNoncurrentVersionDays: must be a whole number between 1 and 3650",
+        ),
         ({"lambdaTimeoutSeconds": "15m"}, "data-file-ingestion:lambdaTimeoutSeconds: must be a whole number"),
         ({"lambdaTimeoutSeconds": "901"}, "data-file-ingestion:lambdaTimeoutSeconds: must be between 1 and 900"),
         (
@@ -221,6 +233,18 @@ def test_lambda_ephemeral_storage_defaults_to_2048_mb_and_takes_the_configured_s
 def test_an_out_of_range_ephemeral_storage_cannot_be_constructed_directly() -> None:
     with pytest.raises(StackConfigError, match="data-file-ingestion:lambdaEphemeralStorageMb"):
         two_dataset_config(function=FunctionSettings(ephemeral_storage_mb=256))
+
+
+def test_ledger_noncurrent_versions_are_kept_7_days_by_default_or_as_configured() -> None:
+    assert parse_stack_config(values()).ledger_noncurrent_version_days == 7
+    for days in ("1", "30", "3650"):
+        config = parse_stack_config(values(ledgerNoncurrentVersionDays=days))
+        assert config.ledger_noncurrent_version_days == int(days)
+
+
+def test_an_out_of_range_ledger_version_retention_cannot_be_constructed_directly() -> None:
+    with pytest.raises(StackConfigError, match="data-file-ingestion:ledgerNoncurrentVersionDays"):
+        two_dataset_config(ledger_noncurrent_version_days=0)
 
 
 def test_every_problem_is_reported_at_once() -> None:
