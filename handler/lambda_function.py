@@ -40,7 +40,11 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if action == "plan":
         return engine.plan(_date(event))
     if action == "copy_batch":
-        return engine.copy_batch(_required(event, "run_id"), int(event["batch"]))
+        try:
+            batch = int(event["batch"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError("the copy_batch event needs 'batch', a batch number from batches.json") from err
+        return engine.copy_batch(_required(event, "run_id"), batch)
     if action == "finalize":
         return engine.finalize(_required(event, "run_id"))
 
