@@ -354,6 +354,8 @@ def test_dataset_without_a_config_object_raises_a_config_error_naming_the_object
         {"action": "plan", "dataset": ""},
         {"action": "plan", "dataset": "movielens", "date": "27/11/2026"},
         {"action": "copy_batch", "dataset": "movielens", "batch": 0},
+        {"action": "copy_batch", "dataset": "movielens", "run_id": "20261127T200000000Z-3f9a1c"},
+        {"action": "copy_batch", "dataset": "movielens", "run_id": "20261127T200000000Z-3f9a1c", "batch": "first"},
         {"action": "finalize", "dataset": "movielens"},
     ],
 )
