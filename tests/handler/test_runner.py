@@ -231,6 +231,26 @@ def test_changed_object_on_the_same_date_waits_for_the_next_date(s3, buckets):
     assert s3.get_object(Bucket=raw, Key="movielens/ingest_date=2026-11-28/a.csv")["Body"].read() == b"v2"
 
 
+def test_runs_on_versioned_buckets_as_deployed(s3, buckets):
+    """The stack versions both buckets: a released lock leaves a delete marker the next If-None-Match passes."""
+    source, raw = buckets
+    for bucket in buckets:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    put(s3, source, "movielens/a.csv", "v1")
+    engine = Engine(s3, dataset_config(source, raw))
+    engine.run(NOV_27)
+    put(s3, source, "movielens/a.csv", "v2")
+
+    statuses = [s["status"] for day in (NOV_28, NOV_29) for s in engine.run(day)]
+
+    assert statuses == ["succeeded", "nothing_new"]
+    assert sorted(landed_keys(s3, raw)) == [
+        "movielens/ingest_date=2026-11-27/a.csv",
+        "movielens/ingest_date=2026-11-28/a.csv",
+    ]
+    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == []
+
+
 def test_object_deleted_from_source_stays_landed(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
@@ -719,6 +739,31 @@ def test_copy_batch_after_another_run_took_the_lock_over_raises_lock_lost(s3, bu
         engine.copy_batch(plan["run_id"], 0)
 
     assert landed_keys(s3, raw) == []
+
+
+def test_a_batch_longer_than_the_lock_ttl_keeps_its_lock(s3, buckets):
+    source, raw = buckets
+    for n in range(6):
+        put(s3, source, f"movielens/f{n}.csv", str(n))
+    engine = Engine(s3, dataset_config(source, raw, lock_ttl_seconds=1, concurrency=1))
+    plan = engine.plan(NOV_27)
+    rivals: list[str] = []
+
+    def slow_copy(**kwargs: Any) -> None:
+        time.sleep(0.3)  # six copies: 1.8 s, past the 1 s TTL
+        try:
+            Engine(s3, engine.dataset).acquire()
+        except RunInProgress as err:
+            rivals.append(type(err).__name__)
+
+    s3.meta.events.register("before-call.s3.CopyObject", slow_copy)
+
+    result = engine.copy_batch(plan["run_id"], 0)
+
+    assert result["copied"] == 6
+    assert rivals == ["RunInProgress"] * 6
+    assert read_json(s3, raw, "_ingestion/movielens/lock.json")["run_id"] == plan["run_id"]
+    assert engine.finalize(plan["run_id"])["summary"]["copied"] == 6
 
 
 def test_plan_while_a_run_holds_the_lock_raises_run_in_progress(s3, buckets):
