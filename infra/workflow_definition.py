@@ -9,6 +9,8 @@ the Lambda actions of docs/lambda-contract.md, so the shape follows that contrac
   batch number the runtime's ledger is keyed by (moto's interpreter also rejects it).
 - A plan with nothing to copy is already finalized by the runtime, so the machine only publishes the
   notification the plan returned.
+- A run in which objects failed (`partial`, `failed`) ends the execution FAILED with `ObjectsFailed`
+  after its notification is out, so CloudWatch's ExecutionsFailed metric counts it.
 - Each batch is its own child execution so one slow or failing batch is retried on its own. The Map may
   tolerate a share of failed batches (`tolerated_failure_percentage`; at 0 any failed batch fails the run):
   `finalize` reconciles batches that never reported by looking at what landed, so a tolerated failure loses
@@ -68,6 +70,23 @@ NO_RETRY = {"ErrorEquals": NOT_RETRYABLE_ERRORS, "MaxAttempts": 0}
 OTHER_RETRY = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 2, "BackoffRate": 3.0}
 
 CATCH_ALL = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
+
+
+def outcome_choice(status_path: str) -> dict[str, Any]:
+    """Succeed unless the run's summary says objects failed (`partial` or `failed`)."""
+    return {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Or": [
+                    {"Variable": status_path, "StringEquals": "partial"},
+                    {"Variable": status_path, "StringEquals": "failed"},
+                ],
+                "Next": "ObjectsFailed",
+            }
+        ],
+        "Default": "Done",
+    }
 
 
 def build_definition(
@@ -179,8 +198,9 @@ def build_definition(
             "ResultPath": None,
             "Retry": [notify_retry],
             "Catch": [CATCH_ALL],
-            "Next": "Done",
+            "Next": "PlanOutcome",
         },
+        "PlanOutcome": outcome_choice("$.plan.summary.status"),
         "CopyBatches": {
             "Type": "Map",
             "ItemReader": {
@@ -248,7 +268,15 @@ def build_definition(
         "PlanAgain": {
             "Type": "Choice",
             "Choices": [{"Variable": "$.finalize.replan", "BooleanEquals": True, "Next": "Plan"}],
-            "Default": "Done",
+            "Default": "RunOutcome",
+        },
+        "RunOutcome": outcome_choice("$.finalize.summary.status"),
+        # Objects that failed to land fail the execution (after the notification went out), so the
+        # ExecutionsFailed metric and alarms on it see them; the objects are retried by the next run.
+        "ObjectsFailed": {
+            "Type": "Fail",
+            "Error": "ObjectsFailed",
+            "Cause": "Some objects did not land; the notification and the run's manifest name them and why.",
         },
         "Done": {"Type": "Succeed"},
         "NotifySkipped": {

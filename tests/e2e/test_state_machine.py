@@ -315,6 +315,24 @@ def test_a_missing_target_bucket_fails_the_execution_with_a_failure_message(
     assert "NoSuchBucket" in message["message"], message["message"]
 
 
+def test_objects_that_fail_to_land_fail_the_execution_after_the_partial_notification(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
+) -> None:
+    dataset.add_objects(3)
+    # A source key whose landed key would pass S3's 1,024-byte limit fails on its own; the others land.
+    long_key = "movielens/" + "d" * 500 + "/" + "f" * 490 + ".csv"
+    dataset.s3.put_object(Bucket=dataset.source, Key=long_key, Body=b"x")
+
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "FAILED"
+    assert execution.get("error") == "ObjectsFailed", execution
+    assert len(landed_keys(dataset.s3, dataset.raw)) == 3
+    [message] = notifications.receive()
+    assert message["attributes"] == {"dataset": DATASET, "status": "partial"}
+    assert "1024-byte limit" in message["message"]
+
+
 # ---- the definition's other paths, with the real runtime --------------------------------------------------
 
 
