@@ -154,8 +154,10 @@ def sample_movielens(seed: int = 7) -> dict[str, bytes]:
         ),
         "tags.csv": (
             ["userId", "movieId", "tag", "timestamp"],
-            [(rng.randint(1, 50), rng.choice(movies)[0], rng.choice(["funny", "classic", "dark"]), 1445714994 + i)
-             for i in range(60)],
+            [
+                (rng.randint(1, 50), rng.choice(movies)[0], rng.choice(["funny", "classic", "dark"]), 1445714994 + i)
+                for i in range(60)
+            ],
         ),
     }
     out = {}
@@ -211,8 +213,20 @@ def _print_tree(s3: Any, bucket: str) -> None:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     print("\nRun summary:")
-    for key in ("run_id", "date", "status", "listed", "planned", "copied", "skipped", "unchanged", "failed", "bytes",
-                "manifest", "marker"):
+    for key in (
+        "run_id",
+        "date",
+        "status",
+        "listed",
+        "planned",
+        "copied",
+        "skipped",
+        "unchanged",
+        "failed",
+        "bytes",
+        "manifest",
+        "marker",
+    ):
         print(f"  {key:<9} {summary.get(key)}")
 
 

@@ -6,6 +6,7 @@ Catch rules apply (`RunInProgress`, `LockLost`, `ConfigError`, ...).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import date as Date
@@ -31,10 +32,9 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if action is not None and action not in ACTIONS:
         raise ConfigError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)} or none (one-shot run)")
 
-    bootstrap = s3_client()
-    config = load_config(location_from_env(dataset_name), lambda: bootstrap)
+    config = load_config(location_from_env(dataset_name), lambda: _s3(1))
     dataset = config.dataset(dataset_name)
-    engine = Engine(s3_client(concurrency=dataset.concurrency), dataset)
+    engine = Engine(_s3(dataset.concurrency), dataset)
     log.info("dataset=%s action=%s", dataset_name, action or "run")
 
     if action == "plan":
@@ -55,6 +55,12 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         for summary in summaries:
             publish(sns, topic, build_notification(summary))
     return summaries[-1] if len(summaries) == 1 else {**summaries[-1], "resumed_runs": summaries[:-1]}
+
+
+@functools.lru_cache(maxsize=8)
+def _s3(concurrency: int) -> Any:
+    """One client per pool size per container: a warm Lambda reuses its connections across invocations."""
+    return s3_client(concurrency=concurrency)
 
 
 def _date(event: dict[str, Any]) -> Date | None:

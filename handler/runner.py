@@ -21,9 +21,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import lock as locks
-from .config import DatasetConfig
+from .config import LEDGER_ROOT, DatasetConfig
 from .copier import COPIED, FAILED, CopyContext, copy_items, transfer_manager
-from .errors import RunNotFound
+from .errors import LockLost, RunNotFound
 from .ledger import (
     LedgerPaths,
     jsonl_bytes,
@@ -175,9 +175,10 @@ class Engine:
             "notification": notification,
         }
 
-    def _ledger_in_source(self) -> str | None:
-        """The ledger is never source data, even when source and target share a bucket."""
-        return self.dataset.ledger_prefix if self.dataset.source.bucket == self.paths.bucket else None
+    def _ledger_in_source(self) -> str:
+        """A ledger is never source data: not ours when source and target share a bucket, and not another
+        pipeline's when the source is some other raw bucket."""
+        return LEDGER_ROOT
 
     # ---- copy ---------------------------------------------------------------------------------------------
 
@@ -248,6 +249,7 @@ class Engine:
         if open_run is None or open_run["run_id"] != run_id:
             last, _ = get_json(self.s3, paths.bucket, paths.last_run)
             if last and last.get("run_id") == run_id:
+                self._finish_cleanup(run_id)
                 return {"summary": last, "notification": build_notification(last), "replan": bool(last.get("resumed"))}
             self._open_run(run_id)  # raises RunNotFound with the details
         handle = handle or locks.adopt(self.s3, paths.bucket, paths.lock, run_id, ds.lock_ttl_seconds)
@@ -281,6 +283,16 @@ class Engine:
         delete_prefix(self.s3, paths.bucket, paths.work(run_id))
         locks.release(self.s3, handle)
         return {"summary": summary, "notification": build_notification(summary), "replan": summary["resumed"]}
+
+    def _finish_cleanup(self, run_id: str) -> None:
+        """A finalize that died after committing left its work files and lock: clear them, or the replan
+        after a resumed run would meet its own lock until the TTL ran out."""
+        delete_prefix(self.s3, self.paths.bucket, self.paths.work(run_id))
+        try:
+            handle = locks.adopt(self.s3, self.paths.bucket, self.paths.lock, run_id, self.dataset.lock_ttl_seconds)
+        except LockLost:
+            return  # released already, or another run holds it: not ours to touch
+        locks.release(self.s3, handle)
 
     def _run_lines(self, open_run: dict[str, Any], db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
         """Plan notes, then each batch's results in order; a batch that never reported is reconciled."""

@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from handler.config import DatasetConfig, parse_config
+from handler.lambda_function import _s3 as _lambda_clients
 
 REGION = "us-east-1"
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +40,8 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
+    # The Lambda keeps its S3 clients per container; each test is a fresh container.
+    _lambda_clients.cache_clear()
 
 
 @pytest.fixture

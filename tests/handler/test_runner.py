@@ -809,6 +809,39 @@ def test_a_crash_while_finalizing_is_finished_by_calling_finalize_again(s3, buck
     assert engine.run(NOV_28)[0]["status"] == "nothing_new"
 
 
+def test_a_finalize_that_died_after_committing_releases_its_lock_when_called_again(s3, buckets):
+    source, raw = buckets
+    put(s3, source, "movielens/a.csv", "a")
+    engine = Engine(s3, dataset_config(source, raw))
+    plan = engine.plan(NOV_27)
+    engine.copy_batch(plan["run_id"], 0)
+    crash_once(s3, "GetObject", "/lock.json")  # dies at the release, after open-run.json is gone
+    with pytest.raises(Crash):
+        engine.finalize(plan["run_id"])
+    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == ["_ingestion/movielens/lock.json"]
+
+    again = engine.finalize(plan["run_id"])
+
+    assert again["summary"]["copied"] == 1
+    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == []
+    assert list_keys(s3, raw, "_ingestion/movielens/work/") == []
+    assert engine.run(NOV_28)[0]["status"] == "nothing_new"
+
+
+def test_another_pipelines_ledger_in_a_source_bucket_is_never_source_data(s3, buckets):
+    source, raw = buckets
+    put(s3, source, "_ingestion/upstream/lock.json", "{}")
+    put(s3, source, "_ingestion/upstream/manifest/date=2026-11-27/r.jsonl", "{}")
+    put(s3, source, "orders/a.csv", "a")
+    config = {"source": {"bucket": source, "prefix": ""}, "target": {"bucket": raw, "prefix": "movielens/"}}
+    engine = Engine(s3, parse_config({"datasets": {"movielens": config}}).dataset("movielens"))
+
+    [summary] = engine.run(NOV_27)
+
+    assert (summary["listed"], summary["copied"]) == (1, 1)
+    assert landed_keys(s3, raw) == ["movielens/orders/ingest_date=2026-11-27/a.csv"]
+
+
 # ---- dry run and history ------------------------------------------------------------------------------------
 
 
