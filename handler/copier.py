@@ -1,7 +1,8 @@
 """Server-side copy of one planned object, guarded, verified and idempotent.
 
-The copy itself is boto3's managed transfer (s3transfer): CopyObject below the multipart threshold,
-parallel UploadPartCopy above it (mandatory past 5 GiB). A multipart copy does not carry content type
+Above the multipart threshold the copy is boto3's managed transfer (s3transfer): parallel UploadPartCopy
+(mandatory past 5 GiB). Below it the copy is the one CopyObject the managed transfer would make, called
+directly so its response's ETag verifies the copy without another request. A multipart copy does not carry content type
 or metadata over, so both are always set explicitly from a HEAD of the source. The HEAD and the copy are
 guarded with the listed ETag, and the landed object is checked afterwards, because some servers (moto
 among them) ignore CopySourceIfMatch.
@@ -43,6 +44,9 @@ class CopyContext:
     source_bucket: str
     target_bucket: str
     multipart_threshold: int
+    # A batch's first attempt of a fresh run cannot find its own copies: it skips the HEAD that looks for
+    # them. Retries and resumed runs look first, so nothing is copied twice.
+    check_target: bool = True
 
 
 def transfer_manager(s3: Any, *, concurrency: int, threshold: int, chunk: int) -> Any:
@@ -92,7 +96,7 @@ def copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[s
 
 def _copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[str, Any]:
     quoted = f'"{item["etag"]}"'
-    existing = _head_or_none(s3, ctx.target_bucket, item["target"])
+    existing = _head_or_none(s3, ctx.target_bucket, item["target"]) if ctx.check_target else None
     if existing is not None:
         landed = meta.landed_from(existing.get("Metadata"))
         if landed == (ctx.source_bucket, item["key"], item["etag"]) and existing["ContentLength"] == item["size"]:
@@ -132,6 +136,9 @@ def _copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[
     extra.setdefault("ContentType", "binary/octet-stream")
     extra.update(Metadata=user_metadata, MetadataDirective="REPLACE", CopySourceIfMatch=quoted)
 
+    if item["size"] < ctx.multipart_threshold:
+        return _copy_single(s3, item, ctx, extra, ingested_at)
+
     future = tm.copy(
         {"Bucket": ctx.source_bucket, "Key": item["key"]},
         ctx.target_bucket,
@@ -152,12 +159,60 @@ def _copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[
             return _line(item, FAILED, "source object is gone since listing")
         raise
 
+    return _verified(s3, item, ctx, ingested_at)
+
+
+def _copy_single(
+    s3: Any, item: dict[str, Any], ctx: CopyContext, extra: dict[str, Any], ingested_at: str
+) -> dict[str, Any]:
+    """Below the threshold a managed copy is one CopyObject anyway; calling it here keeps its response.
+
+    The response's ETag is the landed object's: for a plain-MD5 source without KMS, equal ETags prove the
+    bytes are the listed version's, so no second HEAD is needed to verify.
+    """
+    try:
+        response = s3.copy_object(
+            Bucket=ctx.target_bucket,
+            Key=item["target"],
+            CopySource={"Bucket": ctx.source_bucket, "Key": item["key"]},
+            **extra,
+        )
+    except ClientError as err:
+        if is_precondition_failed(err):
+            return _line(item, FAILED, "source changed during the copy (CopySourceIfMatch); it lands on the next run")
+        if is_not_found(err) and error_code(err) != "NoSuchBucket":
+            return _line(item, FAILED, "source object is gone since listing")
+        raise
+    landed_etag = response.get("CopyObjectResult", {}).get("ETag", "").strip('"')
+    if _plain_md5(item["etag"]) and response.get("ServerSideEncryption") != "aws:kms":
+        if landed_etag == item["etag"]:
+            return _line(item, COPIED, "", ingested_at)
+        return _discard(s3, item, ctx, _etag_mismatch(landed_etag, item["etag"]))
+    return _verified(s3, item, ctx, ingested_at)
+
+
+def _verified(s3: Any, item: dict[str, Any], ctx: CopyContext, ingested_at: str) -> dict[str, Any]:
     problem = _verify(s3, item, ctx)
     if problem:
-        # What landed is not the listed version: remove it so the ledger and the bucket agree.
-        s3.delete_object(Bucket=ctx.target_bucket, Key=item["target"])
-        return _line(item, FAILED, problem)
+        return _discard(s3, item, ctx, problem)
     return _line(item, COPIED, "", ingested_at)
+
+
+def _discard(s3: Any, item: dict[str, Any], ctx: CopyContext, problem: str) -> dict[str, Any]:
+    """What landed is not the listed version: remove it so the ledger and the bucket agree."""
+    s3.delete_object(Bucket=ctx.target_bucket, Key=item["target"])
+    return _line(item, FAILED, problem)
+
+
+def _plain_md5(etag: str) -> bool:
+    return "-" not in etag and len(etag) == 32
+
+
+def _etag_mismatch(landed: str, listed: str) -> str:
+    return (
+        f"verification failed: landed ETag {landed} differs from listed {listed} "
+        "(the source changed during the copy); it lands on the next run"
+    )
 
 
 def _verify(s3: Any, item: dict[str, Any], ctx: CopyContext) -> str | None:
@@ -168,14 +223,10 @@ def _verify(s3: Any, item: dict[str, Any], ctx: CopyContext) -> str | None:
     if landed != (ctx.source_bucket, item["key"], item["etag"]):
         return "verification failed: landed object lacks this copy's lineage metadata"
     single_part = item["size"] < ctx.multipart_threshold
-    plain_md5 = "-" not in item["etag"] and len(item["etag"]) == 32
-    if single_part and plain_md5 and head.get("ServerSideEncryption") != "aws:kms":
+    if single_part and _plain_md5(item["etag"]) and head.get("ServerSideEncryption") != "aws:kms":
         landed_etag = head.get("ETag", "").strip('"')
         if landed_etag != item["etag"]:
-            return (
-                f"verification failed: landed ETag {landed_etag} differs from listed {item['etag']} "
-                "(the source changed during the copy); it lands on the next run"
-            )
+            return _etag_mismatch(landed_etag, item["etag"])
     return None
 
 

@@ -71,6 +71,9 @@ class LedgerPaths:
     def batch(self, run_id: str, number: int) -> str:
         return f"{self.work(run_id)}batches/{number:06d}.json"
 
+    def batch_started(self, run_id: str, number: int) -> str:
+        return f"{self.work(run_id)}started/{number:06d}"
+
     def result(self, run_id: str, number: int) -> str:
         return f"{self.work(run_id)}results/{number:06d}.jsonl"
 
@@ -141,9 +144,15 @@ def load_state(s3: Any, paths: LedgerPaths, db: sqlite3.Connection) -> int:
     return count
 
 
+def landed_entry(db: sqlite3.Connection, key: str) -> tuple[str, str] | None:
+    """(ETag, target key) the source key last landed with, or None."""
+    row = db.execute("SELECT etag, target FROM landed WHERE key = ?", (key,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 def landed_etag(db: sqlite3.Connection, key: str) -> str | None:
-    row = db.execute("SELECT etag FROM landed WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else None
+    entry = landed_entry(db, key)
+    return entry[0] if entry else None
 
 
 def record_landed(db: sqlite3.Connection, lines: Iterable[dict[str, Any]], run_id: str, date: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import DatasetConfig
 from .layout import KeyTooLong, UnsafeKey, relative_key, render_target_key
-from .ledger import landed_etag
+from .ledger import landed_entry
 from .selection import COPY, EXCLUDE, FAIL, FOLDER_MARKER, SKIP, UNCHANGED, SourceObject, decide
 
 ROUTINE_SKIPS = frozenset({UNCHANGED, FOLDER_MARKER})
@@ -96,12 +96,13 @@ def _decide_row(
     counts: PlanCounts,
 ) -> tuple[Any, ...] | None:
     relative = relative_key(dataset.source.prefix, obj.key)
+    landed = landed_entry(db, obj.key)
     decision = decide(
         obj,
         relative,
         include=dataset.include,
         exclude=dataset.exclude,
-        landed_etag=landed_etag(db, obj.key),
+        landed_etag=landed[0] if landed else None,
         min_age_seconds=dataset.min_age_seconds,
         now=now,
     )
@@ -128,6 +129,17 @@ def _decide_row(
             action, reason = FAIL, str(err)
         except UnsafeKey as err:
             action, reason = SKIP, f"unsafe key: {err}"
+        else:
+            if landed and landed[1] == target:
+                # An earlier version landed on this very key (a second run on the same date): never
+                # overwrite a landing; the new version takes the next date's key.
+                action, reason = (
+                    SKIP,
+                    (
+                        f"target occupied: {target!r} already holds the version with ETag {landed[0]}; "
+                        "this version lands on a later date (or add {run_id} to key_template)"
+                    ),
+                )
     return (obj.key, obj.etag, obj.size, target, action, reason)
 
 

@@ -20,6 +20,8 @@ from datetime import date as Date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from botocore.exceptions import ClientError
+
 from . import lock as locks
 from .config import LEDGER_ROOT, DatasetConfig
 from .copier import COPIED, FAILED, CopyContext, copy_items, transfer_manager
@@ -36,7 +38,15 @@ from .ledger import (
 from .metadata import landed_from
 from .notify import build_notification
 from .planner import ROUTINE_SKIPS, build_plan, cut_batches, iter_copies, iter_notes
-from .s3io import delete_prefix, get_json, is_not_found, iter_keys, iter_source_objects, put_json
+from .s3io import (
+    delete_prefix,
+    get_json,
+    is_not_found,
+    is_precondition_failed,
+    iter_keys,
+    iter_source_objects,
+    put_json,
+)
 from .selection import UNCHANGED
 
 log = logging.getLogger(__name__)
@@ -197,7 +207,7 @@ class Engine:
         batch, _ = get_json(self.s3, paths.bucket, paths.batch(run_id, number))
         if batch is None:
             raise RunNotFound(f"run {run_id} has no batch {number}")
-        ctx = self._context(open_run)
+        ctx = self._context(open_run, check_target=self._is_retry(open_run, number))
         tm = transfer_manager(
             self.s3,
             concurrency=ds.concurrency,
@@ -221,8 +231,22 @@ class Engine:
         )
         return {"batch": number, **_tally(lines)}
 
-    def _context(self, open_run: dict[str, Any]) -> CopyContext:
+    def _is_retry(self, open_run: dict[str, Any], number: int) -> bool:
+        """Could this batch's objects already be at their targets? Only on a resumed run or a batch tried before."""
+        if open_run.get("resumed"):
+            return True
+        marker = self.paths.batch_started(open_run["run_id"], number)
+        try:
+            self.s3.put_object(Bucket=self.paths.bucket, Key=marker, Body=b"", IfNoneMatch="*")
+        except ClientError as err:
+            if is_precondition_failed(err):
+                return True
+            raise
+        return False
+
+    def _context(self, open_run: dict[str, Any], *, check_target: bool = True) -> CopyContext:
         return CopyContext(
+            check_target=check_target,
             dataset=self.dataset.name,
             run_id=open_run["run_id"],
             date=open_run["date"],

@@ -842,6 +842,39 @@ def test_another_pipelines_ledger_in_a_source_bucket_is_never_source_data(s3, bu
     assert landed_keys(s3, raw) == ["movielens/orders/ingest_date=2026-11-27/a.csv"]
 
 
+def count_calls(s3: Any, operation: str, bucket: str) -> list[str]:
+    """Keys of every `operation` the client sends to `bucket` from now on."""
+    keys: list[str] = []
+
+    def record(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("Bucket") == bucket:
+            keys.append(params.get("Key", ""))
+
+    s3.meta.events.register(f"before-parameter-build.s3.{operation}", record)
+    return keys
+
+
+def test_a_first_attempt_copies_with_two_requests_and_a_retried_batch_looks_for_its_copies_first(s3, buckets):
+    source, raw = buckets
+    for name in ("a", "b", "c"):
+        put(s3, source, f"movielens/{name}.csv", name)
+    engine = Engine(s3, dataset_config(source, raw))
+    plan = engine.plan(NOV_27)
+    heads = count_calls(s3, "HeadObject", raw)
+    copies = count_calls(s3, "CopyObject", raw)
+
+    engine.copy_batch(plan["run_id"], 0)
+    first_heads, first_copies = len([k for k in heads if k.startswith("movielens/")]), len(copies)
+    retried = engine.copy_batch(plan["run_id"], 0)
+
+    assert (first_heads, first_copies) == (0, 3), "single-part copies are verified by CopyObject's own ETag"
+    assert len([k for k in heads if k.startswith("movielens/")]) == 3, "the retry looks before it copies"
+    assert len(copies) == 3, "and copies nothing twice"
+    assert (retried["copied"], retried["failed"]) == (3, 0)
+    summary = engine.finalize(plan["run_id"])["summary"]
+    assert len(landed_keys(s3, raw)) == summary["copied"] == 3
+
+
 # ---- dry run and history ------------------------------------------------------------------------------------
 
 
