@@ -323,12 +323,11 @@ class Engine:
         paths, run_id = self.paths, open_run["run_id"]
         yield from read_jsonl(self.s3, paths.bucket, paths.plan_notes(run_id)) or ()
         for number in range(open_run["batch_count"]):
-            lines = read_jsonl(self.s3, paths.bucket, paths.result(run_id, number))
-            if lines is None:
-                lines = iter(self._reconcile(open_run, number))
-            for line in lines:
-                record_landed(db, [line], run_id, open_run["date"])
-                yield line
+            reported = read_jsonl(self.s3, paths.bucket, paths.result(run_id, number))
+            # A batch is at most batch_max_objects lines: recorded in one transaction, not one per line.
+            lines = list(reported) if reported is not None else self._reconcile(open_run, number)
+            record_landed(db, lines, run_id, open_run["date"])
+            yield from lines
 
     def _reconcile(self, open_run: dict[str, Any], number: int) -> list[dict[str, Any]]:
         """Look at what landed for a batch whose Lambda died: the ledger must match the bucket."""
