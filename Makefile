@@ -27,8 +27,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-## Side-by-side throughput against aws-cli and s5cmd on a local S3 server (see bench/README.md).
+## Side-by-side throughput against aws-cli, s5cmd and rclone on local S3 servers (see bench/README.md).
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/run.py
 
 clean:
