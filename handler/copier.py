@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 CARRIED_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
 
+CHANGED_DURING_COPY = "source changed during the copy (CopySourceIfMatch); it lands on the next run"
+
 COPIED = "copied"
 SKIPPED = "skipped"
 FAILED = "failed"
@@ -151,13 +153,9 @@ def _copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[
     except S3CopyFailedError:
         # s3transfer's multipart copy raises this, not the ClientError, when UploadPartCopy's
         # CopySourceIfMatch fails (it has aborted the upload already).
-        return _line(item, FAILED, "source changed during the copy (CopySourceIfMatch); it lands on the next run")
+        return _line(item, FAILED, CHANGED_DURING_COPY)
     except ClientError as err:
-        if is_precondition_failed(err):
-            return _line(item, FAILED, "source changed during the copy (CopySourceIfMatch); it lands on the next run")
-        if is_not_found(err) and error_code(err) != "NoSuchBucket":
-            return _line(item, FAILED, "source object is gone since listing")
-        raise
+        return _copy_refused(item, err)
 
     return _verified(s3, item, ctx, ingested_at)
 
@@ -178,17 +176,22 @@ def _copy_single(
             **extra,
         )
     except ClientError as err:
-        if is_precondition_failed(err):
-            return _line(item, FAILED, "source changed during the copy (CopySourceIfMatch); it lands on the next run")
-        if is_not_found(err) and error_code(err) != "NoSuchBucket":
-            return _line(item, FAILED, "source object is gone since listing")
-        raise
+        return _copy_refused(item, err)
     landed_etag = response.get("CopyObjectResult", {}).get("ETag", "").strip('"')
     if _plain_md5(item["etag"]) and response.get("ServerSideEncryption") != "aws:kms":
         if landed_etag == item["etag"]:
             return _line(item, COPIED, "", ingested_at)
         return _discard(s3, item, ctx, _etag_mismatch(landed_etag, item["etag"]))
     return _verified(s3, item, ctx, ingested_at)
+
+
+def _copy_refused(item: dict[str, Any], err: ClientError) -> dict[str, Any]:
+    """The object's own reasons for a refused copy become its manifest line; anything else is raised."""
+    if is_precondition_failed(err):
+        return _line(item, FAILED, CHANGED_DURING_COPY)
+    if is_not_found(err) and error_code(err) != "NoSuchBucket":
+        return _line(item, FAILED, "source object is gone since listing")
+    raise err
 
 
 def _verified(s3: Any, item: dict[str, Any], ctx: CopyContext, ingested_at: str) -> dict[str, Any]:
