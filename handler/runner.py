@@ -110,6 +110,9 @@ class Engine:
             if open_run is not None:
                 durable = True
                 return self._resume(open_run, handle)
+            # With the lock held and no run open, anything under work/ is a plan that died before it was
+            # stored: nothing was copied from it, so it goes.
+            delete_prefix(self.s3, paths.bucket, paths.root + "work/")
             now = datetime.now(UTC)
             run_date = run_date or run_date_for(ds, now)
             run_id = handle.run_id
@@ -223,6 +226,8 @@ class Engine:
                 done_bytes += line["size"] if line["status"] == COPIED else 0
                 if progress and done % 50 == 0:
                     progress(done, done_bytes)
+        # A process paused past its TTL (stopped, swapped out) must not report into a run it no longer owns.
+        locks.renew(self.s3, handle)
         self.s3.put_object(
             Bucket=paths.bucket,
             Key=paths.result(run_id, number),
@@ -296,6 +301,7 @@ class Engine:
                     tally["bytes"] += line["size"]
                 elif line["status"] == FAILED and len(failures) < MAX_FAILURES_IN_SUMMARY:
                     failures.append({"source_key": line["source_key"], "reason": line["reason"]})
+            locks.renew(self.s3, handle)  # the commit starts here: only the lock's owner may make it
             upload_spooled(self.s3, paths.bucket, paths.manifest(date, run_id), manifest, "application/x-ndjson")
             write_state(self.s3, paths, db)
         summary = self._summary(open_run, tally, failures)

@@ -790,6 +790,36 @@ def test_plan_that_fails_before_its_plan_is_stored_releases_the_lock(s3, buckets
     assert list_keys(s3, raw, "_ingestion/movielens/open-run.json") == []
 
 
+def test_a_plan_that_died_before_it_was_stored_leaves_no_work_files_after_the_next_run(s3, buckets):
+    source, raw = buckets
+    put(s3, source, "movielens/a.csv", "a")
+    engine = Engine(s3, dataset_config(source, raw))
+    crash_once(s3, "PutObject", "/open-run.json")
+    with pytest.raises(Crash):
+        engine.plan(NOV_27)
+    assert list_keys(s3, raw, "_ingestion/movielens/work/") != []
+
+    [summary] = engine.run(NOV_28)
+
+    assert (summary["date"], summary["copied"]) == ("2026-11-28", 1)
+    assert list_keys(s3, raw, "_ingestion/movielens/work/") == []
+
+
+def test_a_batch_whose_lock_was_taken_over_mid_copy_reports_nothing(s3, buckets):
+    source, raw = buckets
+    put(s3, source, "movielens/a.csv", "a")
+    engine = Engine(s3, dataset_config(source, raw))
+    handle = engine.acquire()
+    plan = engine.plan(NOV_27, handle=handle)
+    expire_lock(s3, raw)
+    engine.acquire()  # another run takes over while this one is paused
+
+    with pytest.raises(LockLost):
+        engine.copy_batch(plan["run_id"], 0, handle=handle)
+
+    assert list_keys(s3, raw, "_ingestion/movielens/work/" + plan["run_id"] + "/results/") == []
+
+
 def test_a_crash_while_finalizing_is_finished_by_calling_finalize_again(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
