@@ -186,6 +186,8 @@ class Engine:
             "batches": {"bucket": self.paths.bucket, "key": self.paths.batch_index(open_run["run_id"])},
             "summary": summary,
             "notification": notification,
+            # An interrupted run finished inside this plan step: tonight's work is still to be planned.
+            "replan": bool(summary and open_run.get("resumed")),
         }
 
     def _ledger_in_source(self) -> str:

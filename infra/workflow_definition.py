@@ -78,9 +78,15 @@ def outcome_choice(status_path: str) -> dict[str, Any]:
         "Type": "Choice",
         "Choices": [
             {
-                "Or": [
-                    {"Variable": status_path, "StringEquals": "partial"},
-                    {"Variable": status_path, "StringEquals": "failed"},
+                # On AWS a Choice on a path that is not there is a runtime error, not a false rule.
+                "And": [
+                    {"Variable": status_path, "IsPresent": True},
+                    {
+                        "Or": [
+                            {"Variable": status_path, "StringEquals": "partial"},
+                            {"Variable": status_path, "StringEquals": "failed"},
+                        ]
+                    },
                 ],
                 "Next": "ObjectsFailed",
             }
@@ -177,6 +183,10 @@ def build_definition(
                 "planned.$": "$.Payload.planned",
                 "batches.$": "$.Payload.batches",
                 "notification.$": "$.Payload.notification",
+                # Filled in when the plan finalized the run itself (nothing to copy): the outcome and
+                # whether an interrupted run was finished first.
+                "summary.$": "$.Payload.summary",
+                "replan.$": "$.Payload.replan",
             },
             "ResultPath": "$.plan",
             "Retry": [NO_RETRY, SERVICE_RETRY],
@@ -198,7 +208,13 @@ def build_definition(
             "ResultPath": None,
             "Retry": [notify_retry],
             "Catch": [CATCH_ALL],
-            "Next": "PlanOutcome",
+            "Next": "PlanAgainAfterEmptyRun",
+        },
+        # An interrupted run with nothing left to copy is finished by plan itself; then plan tonight's work.
+        "PlanAgainAfterEmptyRun": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.plan.replan", "BooleanEquals": True, "Next": "Plan"}],
+            "Default": "PlanOutcome",
         },
         "PlanOutcome": outcome_choice("$.plan.summary.status"),
         "CopyBatches": {

@@ -17,6 +17,7 @@ import types
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date as Date
 from typing import Any
 from urllib.parse import unquote
 
@@ -28,6 +29,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from handler import lambda_function
 from handler.ledger import LedgerPaths
+from handler.runner import Engine
 from infra.workflow_definition import build_definition
 from tests.conftest import REGION, dataset_config, landed_keys, list_keys, unique_bucket
 
@@ -375,6 +377,51 @@ def test_an_interrupted_run_is_completed_first_then_tonights_files_are_planned_a
     messages = notifications.receive()
     assert [m["attributes"]["status"] for m in messages] == ["succeeded", "succeeded"]
     assert interrupted["run_id"] in messages[0]["message"]
+
+
+def test_a_plan_whose_only_objects_collide_fails_the_execution_after_its_notification(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
+) -> None:
+    for key in ("movielens/x//y.csv", "movielens/x/y.csv"):
+        dataset.s3.put_object(Bucket=dataset.source, Key=key, Body=b"y")
+
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "FAILED"
+    assert execution.get("error") == "ObjectsFailed", execution
+    assert lambda_runtime.actions() == ["plan"]
+    assert landed_keys(dataset.s3, dataset.raw) == []
+    [message] = notifications.receive()
+    assert message["attributes"] == {"dataset": DATASET, "status": "failed"}
+    assert "collision" in message["message"]
+
+
+def test_an_interrupted_empty_run_is_finished_by_plan_and_tonights_files_still_land(
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
+) -> None:
+    engine = Engine(dataset.s3, dataset_config(dataset.source, dataset.raw))
+    # An empty run whose plan step died while finalizing it: open, with nothing to copy, lock left behind.
+    dataset.s3.meta.events.register("before-parameter-build.s3.PutObject", _die_at_summary)
+    with pytest.raises(RuntimeError):
+        engine.plan(Date(2026, 11, 26))
+    dataset.s3.meta.events.unregister("before-parameter-build.s3.PutObject", _die_at_summary)
+    lock_doc = json.loads(dataset.s3.get_object(Bucket=dataset.raw, Key=dataset.ledger.lock)["Body"].read())
+    lock_doc["expires_at"] = time.time() - 1
+    dataset.s3.put_object(Bucket=dataset.raw, Key=dataset.ledger.lock, Body=json.dumps(lock_doc).encode())
+    tonight = dataset.add_objects(5)
+
+    execution = state_machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    assert lambda_runtime.actions().count("plan") == 2
+    assert sorted(landed_keys(dataset.s3, dataset.raw)) == sorted(dataset.expected_key(k, DATE) for k in tonight)
+    statuses = [m["attributes"]["status"] for m in notifications.receive()]
+    assert statuses == ["nothing_new", "succeeded"]
+
+
+def _die_at_summary(params: dict[str, Any], **kwargs: Any) -> None:
+    if "/summary/" in params.get("Key", ""):
+        raise RuntimeError("the Lambda died while finalizing")
 
 
 def test_a_crashing_finalize_is_retried_and_the_run_still_succeeds(

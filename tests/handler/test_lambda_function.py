@@ -29,6 +29,7 @@ PLAN_FIELDS = {
     "batches",
     "summary",
     "notification",
+    "replan",
 }
 
 
@@ -196,6 +197,7 @@ def test_plan_with_nothing_to_copy_returns_the_finalized_run(deployment):
 
     assert set(plan) == PLAN_FIELDS
     assert plan["batch_count"] == 0
+    assert plan["replan"] is False, "nothing was interrupted"
     assert plan["summary"]["status"] == "nothing_new"
     assert plan["notification"]["attributes"]["status"] == {"DataType": "String", "StringValue": "nothing_new"}
     assert list_keys(deployment.s3, deployment.raw, "_ingestion/movielens/lock.json") == []

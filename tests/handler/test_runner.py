@@ -605,6 +605,7 @@ def test_crash_while_finalizing_an_empty_run_is_finalized_by_the_next_plan(s3, b
     again = engine.plan(NOV_28)
 
     assert again["resumed"] is True
+    assert again["replan"] is True, "tonight's work is still to be planned"
     assert again["batch_count"] == 0
     assert again["date"] == "2026-11-27"
     assert again["summary"]["status"] == "nothing_new"
