@@ -214,6 +214,12 @@ class Dataset:
             self.s3.put_object(Bucket=self.source, Key=key, Body=f"user,movie,rating\n{key},1,5\n".encode())
         return keys
 
+    def expire_lock(self) -> None:
+        """Age the dataset's lock past its expiry, as when the Lambda holding it died."""
+        lock_doc = json.loads(self.s3.get_object(Bucket=self.raw, Key=self.ledger.lock)["Body"].read())
+        lock_doc["expires_at"] = time.time() - 1
+        self.s3.put_object(Bucket=self.raw, Key=self.ledger.lock, Body=json.dumps(lock_doc).encode())
+
     def expected_key(self, source_key: str, date: str) -> str:
         # The default key template `{dir}/ingest_date={date}/{name}` under the target prefix `movielens/`.
         directory, _, name = source_key.removeprefix("movielens/").rpartition("/")
@@ -362,9 +368,7 @@ def test_an_interrupted_run_is_completed_first_then_tonights_files_are_planned_a
     first = dataset.add_objects(20)
     interrupted = lambda_function.handler({"action": "plan", "dataset": DATASET, "date": "2026-11-26"}, None)
     # The interrupted run's Lambda died: its lock expires instead of being released.
-    lock_doc = json.loads(dataset.s3.get_object(Bucket=dataset.raw, Key=dataset.ledger.lock)["Body"].read())
-    lock_doc["expires_at"] = time.time() - 1
-    dataset.s3.put_object(Bucket=dataset.raw, Key=dataset.ledger.lock, Body=json.dumps(lock_doc).encode())
+    dataset.expire_lock()
     later = dataset.add_objects(10, start=20)
 
     execution = state_machine.run({"dataset": DATASET, "date": DATE})
@@ -405,9 +409,7 @@ def test_an_interrupted_empty_run_is_finished_by_plan_and_tonights_files_still_l
     with pytest.raises(RuntimeError):
         engine.plan(Date(2026, 11, 26))
     dataset.s3.meta.events.unregister("before-parameter-build.s3.PutObject", _die_at_summary)
-    lock_doc = json.loads(dataset.s3.get_object(Bucket=dataset.raw, Key=dataset.ledger.lock)["Body"].read())
-    lock_doc["expires_at"] = time.time() - 1
-    dataset.s3.put_object(Bucket=dataset.raw, Key=dataset.ledger.lock, Body=json.dumps(lock_doc).encode())
+    dataset.expire_lock()
     tonight = dataset.add_objects(5)
 
     execution = state_machine.run({"dataset": DATASET, "date": DATE})
