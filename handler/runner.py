@@ -47,7 +47,7 @@ from .s3io import (
     iter_source_objects,
     put_json,
 )
-from .selection import UNCHANGED
+from .selection import UNCHANGED, SourceObject
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,7 @@ class Engine:
             # Listing millions of keys can outlast the TTL: keep the lock alive while planning.
             with _scratch_db() as db, locks.Heartbeat(self.s3, handle):
                 load_state(self.s3, paths, db)
-                objects = iter_source_objects(
-                    self.s3, ds.source.bucket, ds.source.prefix, skip_prefix=self._ledger_in_source()
-                )
-                counts = build_plan(objects, ds, db, run_date=run_date, run_id=run_id, now=now)
+                counts = build_plan(self._source_objects(), ds, db, run_date=run_date, run_id=run_id, now=now)
                 put_json_lines(self.s3, paths.bucket, paths.plan_notes(run_id), iter_notes(db))
                 batch_count = 0
                 for number, batch in enumerate(
@@ -190,10 +187,11 @@ class Engine:
             "replan": bool(summary and open_run.get("resumed")),
         }
 
-    def _ledger_in_source(self) -> str:
-        """A ledger is never source data: not ours when source and target share a bucket, and not another
-        pipeline's when the source is some other raw bucket."""
-        return LEDGER_ROOT
+    def _source_objects(self) -> Iterator[SourceObject]:
+        """The listing a plan decides over. A ledger is never source data: not ours when source and target
+        share a bucket, and not another pipeline's when the source is some other raw bucket."""
+        source = self.dataset.source
+        return iter_source_objects(self.s3, source.bucket, source.prefix, skip_prefix=LEDGER_ROOT)
 
     # ---- copy ---------------------------------------------------------------------------------------------
 
@@ -464,10 +462,7 @@ class Engine:
         with _scratch_db() as db:
             load_state(self.s3, self.paths, db)
             interrupted = self._dry_run_interrupted(db, out)
-            objects = iter_source_objects(
-                self.s3, ds.source.bucket, ds.source.prefix, skip_prefix=self._ledger_in_source()
-            )
-            counts = build_plan(objects, ds, db, run_date=run_date, run_id=run_id, now=now)
+            counts = build_plan(self._source_objects(), ds, db, run_date=run_date, run_id=run_id, now=now)
             for item in iter_copies(db):
                 out(f"COPY  s3://{ds.source.bucket}/{item['key']} -> s3://{ds.target.bucket}/{item['target']}")
             for note in iter_notes(db):
