@@ -7,10 +7,11 @@ half-way through a run.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -187,7 +188,7 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
         return None
     for key in raw:
         if key not in _DATASET_FIELDS:
-            problems.append(f"{where}.{key}: unknown field{_did_you_mean(key, _DATASET_FIELDS)}")
+            problems.append(f"{where}.{key}: unknown field{did_you_mean(key, _DATASET_FIELDS)}")
 
     source = _parse_location(where, "source", raw.get("source"), _SOURCE_FIELDS, problems)
     target = _parse_location(where, "target", raw.get("target"), _TARGET_FIELDS, problems)
@@ -267,17 +268,14 @@ def _parse_location(where: str, which: str, raw: Any, allowed: frozenset[str], p
     ok = True
     for key in raw:
         if key not in allowed:
-            problems.append(f"{where}.{which}.{key}: unknown field{_did_you_mean(key, allowed)}")
+            problems.append(f"{where}.{which}.{key}: unknown field{did_you_mean(key, allowed)}")
             ok = False
     bucket = raw.get("bucket")
     if not isinstance(bucket, str) or not bucket:
         problems.append(f"{where}.{which}.bucket: missing or empty; give the bucket name")
         ok = False
-    elif not _BUCKET_NAME.match(bucket):
-        problems.append(
-            f"{where}.{which}.bucket: {bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, "
-            "digits, '.' or '-'); give the name, not an ARN or s3:// URI"
-        )
+    elif problem := bucket_name_problem(bucket):
+        problems.append(f"{where}.{which}.bucket: {problem}")
         ok = False
     prefix = raw.get("prefix", "")
     if not isinstance(prefix, str):
@@ -385,8 +383,26 @@ def _valid_timezone(name: str) -> bool:
     return True
 
 
-def _did_you_mean(key: str, allowed: frozenset[str]) -> str:
-    import difflib
+def bucket_name_problem(bucket: str) -> str | None:
+    """Why `bucket` is not an S3 bucket name, or None.
 
-    close = difflib.get_close_matches(key, sorted(allowed), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
+    The runtime and the stack both check names before anything talks to S3, so a URI or an ARN pasted where
+    a name belongs is caught with a hint instead of failing later as an opaque S3 error.
+    """
+    if _BUCKET_NAME.match(bucket):
+        return None
+    return (
+        f"{bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-'); "
+        "give the name, not an ARN or s3:// URI"
+    )
+
+
+def did_you_mean(name: str, known: Iterable[str], listing: str = "allowed") -> str:
+    """The tail of an "unknown name" message: the closest known name, or else all of them under `listing`.
+
+    A misspelt optional field would otherwise fall back to its default without a word; naming the likely
+    intended one makes the fix obvious.
+    """
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; {listing}: {', '.join(names)}"

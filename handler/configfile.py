@@ -11,6 +11,10 @@ from botocore.exceptions import ClientError
 from .config import ProcessConfig, parse_config_text
 from .errors import ConfigError
 
+CONFIG_KEY_TEMPLATE = "config/{dataset}.json"
+"""Where each dataset's config object lives in the config bucket: the stack writes there and sets CONFIG_KEY to
+this template, braces included, and the runtime falls back to it, so the two cannot disagree."""
+
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     rest = uri[len("s3://") :]
@@ -54,5 +58,9 @@ def location_from_env(dataset: str, env: Mapping[str, str] | None = None) -> str
     bucket = env.get("CONFIG_BUCKET")
     if not bucket:
         raise ConfigError("no config location: set CONFIG_BUCKET (and CONFIG_KEY) or CONFIG_PATH")
-    key = env.get("CONFIG_KEY", "config/{dataset}.json").replace("{dataset}", dataset)
-    return f"s3://{bucket}/{key}"
+    return f"s3://{bucket}/{config_key(dataset, env.get('CONFIG_KEY') or CONFIG_KEY_TEMPLATE)}"
+
+
+def config_key(dataset: str, template: str = CONFIG_KEY_TEMPLATE) -> str:
+    """The config object key of one dataset; a template without `{dataset}` is one object for all datasets."""
+    return template.replace("{dataset}", dataset)

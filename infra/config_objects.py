@@ -16,12 +16,9 @@ import pulumi_aws as aws
 
 from handler.config import DatasetConfig
 
-CONFIG_KEY_TEMPLATE = "config/{dataset}.json"
-"""The Lambda's CONFIG_KEY, braces included: the runtime substitutes the dataset of each event."""
-
-
-def config_key(dataset: str) -> str:
-    return CONFIG_KEY_TEMPLATE.format(dataset=dataset)
+# The runtime owns the key layout; re-exported so the pipeline sets the Lambda's CONFIG_KEY to the same template.
+from handler.configfile import CONFIG_KEY_TEMPLATE as CONFIG_KEY_TEMPLATE
+from handler.configfile import config_key
 
 
 def config_document(dataset: DatasetConfig) -> dict[str, Any]:

@@ -10,7 +10,6 @@ Every problem is reported at once, each prefixed with the stack config key it be
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from typing import Any
 
 import pulumi
 
-from handler.config import ProcessConfig, parse_config
+from handler.config import ProcessConfig, bucket_name_problem, did_you_mean, parse_config
 from handler.errors import ConfigError
 
 NAMESPACE = "data-file-ingestion"
@@ -36,7 +35,6 @@ SUBSCRIPTION_PROTOCOLS = frozenset({"email", "email-json", "https", "sqs", "sms"
 WORKFLOW_LOG_LEVELS = frozenset({"ALL", "ERROR"})
 MAX_MAP_CONCURRENCY = 10_000  # the Distributed Map's own limit on concurrent child executions
 
-_BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # A key ARN, not an alias: IAM grants on an alias ARN do not cover using the key it points to.
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -162,7 +160,7 @@ def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = 
     problems: list[str] = []
     for name in sorted(set(configured or ()) | set(values)):
         if name not in KEYS:
-            problems.append(f"{key(name)}: unknown key{_did_you_mean(name, KEYS)}")
+            problems.append(f"{key(name)}: unknown key{did_you_mean(name, KEYS, 'known keys')}")
 
     raw = _Reader(values, problems)
     raw_bucket = raw.required_str("rawBucket")
@@ -231,11 +229,8 @@ def stack_problems(
     """Checks across keys and the ones only a deployment needs; a None value was already reported."""
     problems: list[str] = []
     for name, bucket in (("rawBucket", raw_bucket), ("configBucket", config_bucket)):
-        if bucket is not None and not _BUCKET_NAME.match(bucket):
-            problems.append(
-                f"{key(name)}: {bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, "
-                "'.' or '-'); give the name, not an ARN or s3:// URI"
-            )
+        if bucket is not None and (problem := bucket_name_problem(bucket)):
+            problems.append(f"{key(name)}: {problem}")
     if raw_bucket is not None and raw_bucket == config_bucket:
         problems.append(
             f"{key('configBucket')}: must differ from rawBucket: the Lambda may read only its config objects "
@@ -472,11 +467,6 @@ def _configured_keys(namespace: str) -> set[str]:
         return set()
     prefix = namespace + ":"
     return {name[len(prefix) :] for name in names if name.startswith(prefix)}
-
-
-def _did_you_mean(name: str, allowed: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(name, sorted(allowed), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(allowed))}"
 
 
 def _unique(problems: list[str]) -> list[str]:

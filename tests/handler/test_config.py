@@ -13,6 +13,8 @@ from handler.config import (
     DatasetConfig,
     Location,
     ProcessConfig,
+    bucket_name_problem,
+    did_you_mean,
     normalise_prefix,
     parse_config,
     parse_config_text,
@@ -156,6 +158,12 @@ def test_misspelt_location_field_gets_a_did_you_mean(which: str, typo: str, mean
     raw[which] = {**raw[which], typo: "x"}
 
     assert f"datasets.sales.{which}.{typo}: unknown field; did you mean {meant!r}?" in problems(raw)
+
+
+def test_did_you_mean_names_the_closest_or_lists_all_under_the_given_heading() -> None:
+    assert did_you_mean("prefx", {"bucket", "prefix"}) == "; did you mean 'prefix'?"
+    assert did_you_mean("zzz", {"prefix", "bucket"}) == "; allowed: bucket, prefix"
+    assert did_you_mean("zzz", ["b", "a"], "known keys") == "; known keys: a, b"
 
 
 def test_create_is_a_source_field_only() -> None:
@@ -342,7 +350,15 @@ def test_invalid_bucket_name_is_named_with_a_hint(which: str, bucket: str) -> No
 
 @pytest.mark.parametrize("bucket", ["abc", "a" * 63, "my.bucket-1", "123-data", "logs.example.com"])
 def test_valid_bucket_names_are_accepted(bucket: str) -> None:
+    assert bucket_name_problem(bucket) is None
     assert parse_one(raw_dataset(source={"bucket": bucket})).source.bucket == bucket
+
+
+def test_bucket_name_problem_is_the_message_the_config_reports() -> None:
+    assert bucket_name_problem("s3://src-bucket") == (
+        "'s3://src-bucket' is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-'); "
+        "give the name, not an ARN or s3:// URI"
+    )
 
 
 @pytest.mark.parametrize(

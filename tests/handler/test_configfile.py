@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from handler.configfile import load_config, location_from_env, split_s3_uri
+from handler.configfile import CONFIG_KEY_TEMPLATE, config_key, load_config, location_from_env, split_s3_uri
 from handler.errors import ConfigError
 from tests.conftest import dataset_config, unique_bucket, write_config
 
@@ -214,6 +214,19 @@ def test_bucket_and_key_give_an_s3_location_with_the_dataset_filled_in(key: str,
 
 def test_key_defaults_to_one_object_per_dataset() -> None:
     assert location_from_env("sales", {"CONFIG_BUCKET": "cfg-bucket"}) == "s3://cfg-bucket/config/sales.json"
+
+
+def test_default_key_is_the_template_the_stack_writes_to() -> None:
+    assert CONFIG_KEY_TEMPLATE == "config/{dataset}.json"
+    assert config_key("sales") == "config/sales.json"
+    assert config_key("sales", "shared/config.json") == "shared/config.json"
+
+
+def test_empty_config_key_falls_back_to_the_default_like_an_empty_config_path() -> None:
+    # Regression: an empty CONFIG_KEY used to give the location s3://cfg-bucket/, refused as having no key.
+    env = {"CONFIG_BUCKET": "cfg-bucket", "CONFIG_KEY": ""}
+
+    assert location_from_env("sales", env) == "s3://cfg-bucket/config/sales.json"
 
 
 def test_empty_config_path_falls_back_to_the_bucket() -> None:
