@@ -12,7 +12,7 @@ import json
 import re
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -72,7 +72,6 @@ class DatasetConfig:
     topic_arn: str | None = None
     schedule: str = DEFAULT_SCHEDULE
     create_source: bool = False
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ledger_prefix(self) -> str:
@@ -136,7 +135,7 @@ _INT_FIELDS: dict[str, tuple[int, int, int]] = {
 }
 _STR_LIST_FIELDS = ("include", "exclude")
 _DATASET_FIELDS = frozenset(
-    {"source", "target", "key_template", "timezone", "topic_arn", "schedule", "description"}
+    {"source", "target", "key_template", "timezone", "topic_arn", "schedule"}
     | set(_INT_FIELDS)
     | set(_STR_LIST_FIELDS)
 )
@@ -253,7 +252,6 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
         topic_arn=topic_arn,
         schedule=schedule,
         create_source=create_source,
-        raw=dict(raw),
         **ints,
     )
 

@@ -88,7 +88,6 @@ def test_every_field_given_is_kept() -> None:
             batch_max_bytes=1024,
             topic_arn="arn:aws:sns:us-east-1:123456789012:ingest",
             schedule="rate(1 hour)",
-            description="nightly sales drop",
         )
     )
 
@@ -140,6 +139,13 @@ def test_misspelt_dataset_field_gets_a_did_you_mean(typo: str, meant: str) -> No
     message = only_problem(raw_dataset(**{typo: 1}))
 
     assert message == f"datasets.sales.{typo}: unknown field; did you mean {meant!r}?"
+
+
+def test_description_is_not_a_field_so_a_comment_belongs_in_yaml_comments() -> None:
+    # It used to be accepted and then ignored: an undocumented field nothing read.
+    assert only_problem(raw_dataset(description="nightly sales drop")).startswith(
+        "datasets.sales.description: unknown field; "
+    )
 
 
 def test_unknown_field_with_nothing_close_lists_the_allowed_ones() -> None:
@@ -689,7 +695,6 @@ ROUND_TRIP_CASES = {
         batch_max_bytes=1,
         topic_arn="arn:aws:sns:eu-west-1:123456789012:ingest-alerts",
         schedule="cron(30 2 ? * MON-FRI *)",
-        description="dropped by description: it is documentation only",
     ),
     "same-bucket-disjoint": raw_dataset(
         source={"bucket": "shared-bucket", "prefix": "in"}, target={"bucket": "shared-bucket", "prefix": "inbox"}

@@ -79,7 +79,7 @@ def test_invalid_json_file_names_the_file_line_and_column(tmp_path: Path) -> Non
 
 def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
-    text = '{"datasets": {"movielens": {"description": "données"}}}'.encode("latin-1")
+    text = '{"datasets": {"movielens": {"source": {"prefix": "données"}}}}'.encode("latin-1")
     path.write_bytes(text)
     offset = text.index("é".encode("latin-1"))
 
