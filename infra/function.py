@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from infra.policies import function_policy, service_trust_policy
+from infra.policies import function_policy
+from infra.roles import role_policy, service_role
 from infra.stack_config import FunctionSettings
 
 HANDLER = "handler.lambda_function.handler"
@@ -71,9 +72,9 @@ class IngestFunction(pulumi.ComponentResource):
     def __init__(self, name: str, args: IngestFunctionArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("data-file-ingestion:compute:IngestFunction", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=json.dumps(service_trust_policy("lambda.amazonaws.com")),
+        self.role = service_role(
+            name,
+            service="lambda.amazonaws.com",
             description="Ingestion Lambda: reads its datasets' sources, lands them in the raw bucket",
             opts=child,
         )
@@ -127,19 +128,21 @@ class IngestFunction(pulumi.ComponentResource):
 
     def _create_policy(self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions) -> aws.iam.RolePolicy:
         # A separate policy, not inline on the role: it names the log group, which is named after the
-        # function, which needs the role first.
-        document = pulumi.Output.all(args.partition, args.topic_arn, self.log_group.arn, args.region).apply(
-            lambda a: json.dumps(
-                function_policy(
-                    partition=a[0],
-                    datasets=args.datasets,
-                    config_bucket=args.config_bucket,
-                    config_keys=args.config_keys,
-                    topic_arn=a[1],
-                    log_group_arn=a[2],
-                    kms_key_arn=args.kms_key_arn,
-                    region=a[3],
-                )
-            )
+        # function, which needs the role first. Settings are bound here; the Outputs are resolved by name.
+        known = partial(
+            function_policy,
+            datasets=args.datasets,
+            config_bucket=args.config_bucket,
+            config_keys=args.config_keys,
+            kms_key_arn=args.kms_key_arn,
         )
-        return aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=document, opts=child)
+        return role_policy(
+            f"{name}-policy",
+            self.role,
+            known,
+            child,
+            partition=args.partition,
+            topic_arn=args.topic_arn,
+            log_group_arn=self.log_group.arn,
+            region=args.region,
+        )

@@ -10,7 +10,8 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from infra.policies import scheduler_policy, service_trust_policy
+from infra.policies import scheduler_policy
+from infra.roles import role_policy, service_role
 
 
 def execution_input(dataset: str) -> str:
@@ -45,21 +46,15 @@ class DatasetSchedules(pulumi.ComponentResource):
     def __init__(self, name: str, args: DatasetSchedulesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("data-file-ingestion:schedule:DatasetSchedules", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
-                lambda account: json.dumps(service_trust_policy("scheduler.amazonaws.com", account))
-            ),
+        self.role = service_role(
+            name,
+            service="scheduler.amazonaws.com",
+            account_id=args.account_id,
             description="Ingestion schedules: start the ingestion state machine",
             opts=child,
         )
-        self.policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=pulumi.Output.from_input(args.state_machine_arn).apply(
-                lambda arn: json.dumps(scheduler_policy(arn))
-            ),
-            opts=child,
+        self.policy = role_policy(
+            f"{name}-policy", self.role, scheduler_policy, child, state_machine_arn=args.state_machine_arn
         )
         self.schedules = {ds.name: self._create_schedule(name, ds, args) for ds in args.datasets}
         self.register_outputs({"schedule_names": {n: s.name for n, s in self.schedules.items()}})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pulumi
@@ -10,6 +9,7 @@ import pulumi_aws as aws
 
 from handler.config import LEDGER_ROOT
 from infra.policies import deny_insecure_transport_policy
+from infra.roles import policy_json
 
 ABORT_INCOMPLETE_MULTIPART_DAYS = 7
 
@@ -81,9 +81,7 @@ class SecureBucket(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-policy",
             bucket=self.bucket.id,
-            policy=pulumi.Output.all(args.partition, self.bucket.bucket).apply(
-                lambda a: json.dumps(deny_insecure_transport_policy(a[0], a[1]))
-            ),
+            policy=policy_json(deny_insecure_transport_policy, partition=args.partition, bucket=self.bucket.bucket),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
         )
         self.register_outputs({"name": self.name, "arn": self.arn})

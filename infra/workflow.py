@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from infra.policies import map_run_policy, service_trust_policy, workflow_policy
+from infra.policies import map_run_policy, workflow_policy
+from infra.roles import role_policy, service_role
 from infra.workflow_definition import build_definition
 
 # Log delivery writes through a CloudWatch Logs resource policy, whose size per account is limited; groups
@@ -49,11 +51,10 @@ class Workflow(pulumi.ComponentResource):
     def __init__(self, name: str, args: WorkflowArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("data-file-ingestion:workflow:Workflow", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
-                lambda account: json.dumps(service_trust_policy("states.amazonaws.com", account))
-            ),
+        self.role = service_role(
+            name,
+            service="states.amazonaws.com",
+            account_id=args.account_id,
             description="Ingestion state machine: invokes the ingestion Lambda, publishes run reports",
             opts=child,
         )
@@ -69,33 +70,32 @@ class Workflow(pulumi.ComponentResource):
         self.state_machine_name = self.state_machine.name
         # Needs the state machine's own ARN, so it can only exist after it; no schedule fires before it
         # exists, because the schedules depend on the whole component.
-        self.map_run_policy = aws.iam.RolePolicy(
-            f"{name}-map-run-policy",
-            role=self.role.id,
-            policy=self.state_machine.arn.apply(lambda arn: json.dumps(map_run_policy(arn))),
-            opts=child,
+        self.map_run_policy = role_policy(
+            f"{name}-map-run-policy", self.role, map_run_policy, child, state_machine_arn=self.state_machine.arn
         )
         self.register_outputs({"arn": self.arn, "state_machine_name": self.state_machine_name})
 
     def _create_policy(self, name: str, args: WorkflowArgs, child: pulumi.ResourceOptions) -> aws.iam.RolePolicy:
-        document = pulumi.Output.all(args.partition, args.function_arn, args.topic_arn, args.region).apply(
-            lambda a: json.dumps(
-                workflow_policy(
-                    partition=a[0],
-                    datasets=args.datasets,
-                    function_arn=a[1],
-                    topic_arn=a[2],
-                    kms_key_arn=args.kms_key_arn,
-                    region=a[3],
-                )
-            )
+        # Settings are bound here; the Outputs are resolved by name.
+        known = partial(workflow_policy, datasets=args.datasets, kms_key_arn=args.kms_key_arn)
+        return role_policy(
+            f"{name}-policy",
+            self.role,
+            known,
+            child,
+            partition=args.partition,
+            function_arn=args.function_arn,
+            topic_arn=args.topic_arn,
+            region=args.region,
         )
-        return aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=document, opts=child)
 
     def _create_state_machine(self, name: str, args: WorkflowArgs) -> aws.sfn.StateMachine:
         definition = pulumi.Output.all(
-            args.function_arn, args.topic_arn, args.map_concurrency, args.tolerated_failure_percentage
-        ).apply(lambda a: json.dumps(build_definition(*a)))
+            function_arn=args.function_arn,
+            topic_arn=args.topic_arn,
+            map_concurrency=args.map_concurrency,
+            tolerated_failure_percentage=args.tolerated_failure_percentage,
+        ).apply(lambda values: json.dumps(build_definition(**values)))
         return aws.sfn.StateMachine(
             f"{name}-state-machine",
             type="STANDARD",
