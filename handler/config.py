@@ -3,15 +3,20 @@
 A config is validated as a whole before anything is copied, and every problem is reported at once with
 the dataset and field it belongs to, so a typo in a nightly config fails loudly at deploy time instead of
 half-way through a run.
+
+Every dataset field is one row of `DATASET_FIELDS`: its name, type, default, range and doc are written
+there and nowhere else. The `DatasetConfig` defaults, the parser's checks and the README's
+field table (`markdown_table`) are all read from it, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,8 +34,11 @@ DEFAULT_SCHEDULE = "cron(0 20 * * ? *)"
 
 PLACEHOLDERS = frozenset({"dataset", "path", "dir", "name", "stem", "ext", "date", "yyyy", "mm", "dd", "run_id"})
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 GiB = 1024 * MiB
+TiB = 1024 * GiB
+DAY = 24 * 3600
 
 _DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # S3 bucket naming rules (general purpose buckets); dots allowed but not adjacent.
@@ -40,282 +48,156 @@ _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#-]+$")
 _RATE = re.compile(r"^rate\((?:1 (?:minute|hour|day)|(?:[2-9]|[1-9][0-9]+) (?:minutes|hours|days))\)$")
 
 
+# ---- settings tables -----------------------------------------------------------------------------------------
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""The default of a setting that has none: a document must give it."""
+
+
 @dataclass(frozen=True)
-class Location:
-    """A bucket and a key prefix; the prefix is empty or ends with `/`."""
+class Setting:
+    """One row of a settings table: the one place a setting's name, type, default, range and doc are written.
 
-    bucket: str
-    prefix: str = ""
-
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """One dataset: where its files are, where they land, and how the run behaves."""
+    The process config's `DATASET_FIELDS` and the stack config's table in `infra/stack_config.py` are made of
+    these, so the dataclass defaults, the checks and the documentation tables all read the same row.
+    """
 
     name: str
-    source: Location
-    target: Location
-    key_template: str = DEFAULT_KEY_TEMPLATE
-    include: tuple[str, ...] = ("*",)
-    exclude: tuple[str, ...] = ()
-    timezone: str = "UTC"
-    concurrency: int = 32
-    lock_ttl_seconds: int = 900
-    min_age_seconds: int = 0
-    multipart_threshold_bytes: int = 256 * MiB
-    multipart_chunk_bytes: int = 64 * MiB
-    batch_max_objects: int = 1000
-    batch_max_bytes: int = 100 * GiB
-    topic_arn: str | None = None
-    schedule: str = DEFAULT_SCHEDULE
-    create_source: bool = False
+    """As a document spells it: `concurrency`, `source.bucket`, `lambdaMemoryMb`."""
+    type: type
+    """The value's JSON type: int, float, str, bool, list or dict."""
+    default: Any
+    """REQUIRED when a document must give it; None when leaving it out means "none"."""
+    doc: str
+    low: int | float | None = None
+    high: int | float | None = None
+    unit: str = ""
+    """"bytes" or "seconds": how the documentation writes its numbers (256 MiB, 7 days)."""
+    attribute: str = ""
+    """Dotted path of the value on the config object, when it is not the name (`function.memory_mb`)."""
+    check: Callable[[Any], list[str]] | None = None
+    """What a value of the right type and range must also be; returns the problems (empty: none)."""
+    choices: tuple[Any, ...] = ()
+    """The only values allowed, when there is such a list."""
+    decode: Callable[[Any], Any] | None = None
+    """How a reader of text (the Pulumi CLI's strings) turns a value of the right type into the stored one."""
 
     @property
-    def ledger_prefix(self) -> str:
-        """Where this dataset's ledger lives in the target bucket."""
-        return f"{LEDGER_ROOT}{self.name}/"
+    def path(self) -> str:
+        return self.attribute or self.name
 
-    def to_dict(self) -> dict[str, Any]:
-        """The normalised config with defaults filled in: what the stack writes for the Lambda to read."""
-        return {
-            "source": {
-                "bucket": self.source.bucket,
-                "prefix": self.source.prefix,
-                "create": self.create_source,
-            },
-            "target": {"bucket": self.target.bucket, "prefix": self.target.prefix},
-            "key_template": self.key_template,
-            "include": list(self.include),
-            "exclude": list(self.exclude),
-            "timezone": self.timezone,
-            "concurrency": self.concurrency,
-            "lock_ttl_seconds": self.lock_ttl_seconds,
-            "min_age_seconds": self.min_age_seconds,
-            "multipart_threshold_bytes": self.multipart_threshold_bytes,
-            "multipart_chunk_bytes": self.multipart_chunk_bytes,
-            "batch_max_objects": self.batch_max_objects,
-            "batch_max_bytes": self.batch_max_bytes,
-            **({"topic_arn": self.topic_arn} if self.topic_arn else {}),
-            "schedule": self.schedule,
-        }
+    def read(self, obj: Any) -> Any:
+        """This setting's value on a config object."""
+        return functools.reduce(getattr, self.path.split("."), obj)
 
+    def problems(self, value: Any) -> list[str]:
+        """Why `value` cannot be this setting's value (empty: it can); the caller prefixes where it is.
 
-@dataclass(frozen=True)
-class ProcessConfig:
-    """All datasets of one config document."""
+        None is "not set" for a setting whose default is None, and a missing required value is reported by
+        whoever read the document (it knows whether the key was absent), so neither is a problem here.
+        """
+        if value is None and (self.default is None or self.default is REQUIRED):
+            return []
+        if self.type is bool:
+            return [] if isinstance(value, bool) else ["must be true or false"]
+        if self.low is not None and self.high is not None:
+            problem = _number_problem(value, self.low, self.high, whole=self.type is int)
+            if problem:
+                return [problem]
+        found = self.check(value) if self.check else []
+        if not found and self.choices and value not in self.choices:
+            found = [f"{value!r} is not one of {', '.join(str(c) for c in self.choices)}"]
+        return found
 
-    datasets: Mapping[str, DatasetConfig]
+    def stored(self, value: Any) -> Any:
+        """The value as the config object holds it: JSON lists become tuples, so the object stays frozen."""
+        return tuple(value) if self.type is list else value
 
-    def dataset(self, name: str) -> DatasetConfig:
-        try:
-            return self.datasets[name]
-        except KeyError:
-            known = ", ".join(sorted(self.datasets)) or "none"
-            raise UnknownDataset(
-                f"dataset {name!r} is not in the config (known datasets: {known}); "
-                "check the name or add it under 'datasets'"
-            ) from None
+    def default_text(self) -> str:
+        return _shown(self.default, self.unit)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"datasets": {name: ds.to_dict() for name, ds in self.datasets.items()}}
+    def range_text(self) -> str:
+        if self.choices:
+            return ", ".join(_shown(c, self.unit) for c in self.choices)
+        if self.low is None or self.high is None:
+            return ""
+        return f"{_shown(self.low, self.unit)} to {_shown(self.high, self.unit)}"
 
 
-# name -> (type, default, (min, max) or None). Numbers are whole numbers; bool is not accepted as int.
-_INT_FIELDS: dict[str, tuple[int, int, int]] = {
-    "concurrency": (32, 1, 1024),
-    "lock_ttl_seconds": (900, 1, 7 * 24 * 3600),
-    "min_age_seconds": (0, 0, 365 * 24 * 3600),
-    "multipart_threshold_bytes": (256 * MiB, 5 * MiB, 5 * GiB),
-    "multipart_chunk_bytes": (64 * MiB, 5 * MiB, 5 * GiB),
-    "batch_max_objects": (1000, 1, 100_000),
-    "batch_max_bytes": (100 * GiB, 1, 5 * 1024 * GiB),
-}
-_STR_LIST_FIELDS = ("include", "exclude")
-_DATASET_FIELDS = frozenset(
-    {"source", "target", "key_template", "timezone", "topic_arn", "schedule"}
-    | set(_INT_FIELDS)
-    | set(_STR_LIST_FIELDS)
-)
-_SOURCE_FIELDS = frozenset({"bucket", "prefix", "create"})
-_TARGET_FIELDS = frozenset({"bucket", "prefix"})
+def markdown_table(
+    settings: Iterable[Setting], headers: Sequence[str] = ("field", "default", "range", "meaning")
+) -> str:
+    """A settings table as the docs show it; tests hold the README and docs/deploy.md to exactly this text."""
+    rows = [list(headers), ["---"] * len(headers)]
+    rows += [[f"`{s.name}`", s.default_text(), s.range_text(), s.doc] for s in settings]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
 
 
-def parse_config(data: Any) -> ProcessConfig:
-    """Validate a whole config document; raise ConfigError listing every problem found."""
-    problems: list[str] = []
-    if not isinstance(data, Mapping):
-        raise ConfigError("the config must be a JSON object with a 'datasets' object")
-    for key in data:
-        if key != "datasets":
-            problems.append(f"unknown top-level field {key!r} (only 'datasets' is allowed)")
-    raw_datasets = data.get("datasets")
-    if not isinstance(raw_datasets, Mapping) or not raw_datasets:
-        problems.append("'datasets' must be a non-empty object of dataset name -> dataset config")
-        raise ConfigError(problems)
-    datasets: dict[str, DatasetConfig] = {}
-    for name, raw in raw_datasets.items():
-        ds = _parse_dataset(str(name), raw, problems)
-        if ds is not None:
-            datasets[ds.name] = ds
-    if problems:
-        raise ConfigError(problems)
-    return ProcessConfig(datasets=datasets)
+def _number_problem(value: Any, low: float, high: float, *, whole: bool) -> str | None:
+    # bool is an int to Python, but `true` for a number is a mistake; NaN would pass every comparison.
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float) or value != value:
+        kind = "a whole number" if whole else "a number"
+        return f"must be {kind} between {_number(low)} and {_number(high)}, got {value!r}"
+    if not low <= value <= high:
+        return f"must be between {_number(low)} and {_number(high)}, got {_number(value)}"
+    return None
 
 
-def parse_config_text(text: str, origin: str = "config") -> ProcessConfig:
-    """Parse JSON text; a syntax error names the origin, line and column."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{origin} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
-    return parse_config(data)
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | None:
-    where = f"datasets.{name}"
-    start = len(problems)
-    if not _DATASET_NAME.match(name):
-        problems.append(
-            f"{where}: dataset name must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter "
-            "or digit (it is used in S3 keys and resource names)"
-        )
-    if not isinstance(raw, Mapping):
-        problems.append(f"{where}: must be an object")
+def _shown(value: Any, unit: str = "") -> str:
+    """A value as the documentation writes it: JSON in code style, sizes and durations in their units."""
+    if value is REQUIRED:
+        return "required"
+    if value is None:
+        return "none"
+    if isinstance(value, bool | list | tuple) or value == "":
+        return f"`{json.dumps(list(value) if isinstance(value, tuple) else value)}`"
+    if isinstance(value, str):
+        return f"`{value}`"
+    if unit == "bytes":
+        for size, name in ((TiB, "TiB"), (GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+            if value >= size and value % size == 0:
+                return f"{value // size} {name}"
+    if unit == "seconds" and value >= DAY and value % DAY == 0:
+        return f"{value // DAY} day{'s' if value > DAY else ''}"
+    return _number(value)
+
+
+# ---- single values -------------------------------------------------------------------------------------------
+
+
+def bucket_name_problem(bucket: str) -> str | None:
+    """Why `bucket` is not an S3 bucket name, or None.
+
+    The runtime and the stack both check names before anything talks to S3, so a URI or an ARN pasted where
+    a name belongs is caught with a hint instead of failing later as an opaque S3 error.
+    """
+    if _BUCKET_NAME.match(bucket):
         return None
-    for key in raw:
-        if key not in _DATASET_FIELDS:
-            problems.append(f"{where}.{key}: unknown field{did_you_mean(key, _DATASET_FIELDS)}")
-
-    source = _parse_location(where, "source", raw.get("source"), _SOURCE_FIELDS, problems)
-    target = _parse_location(where, "target", raw.get("target"), _TARGET_FIELDS, problems)
-    create_source = False
-    if isinstance(raw.get("source"), Mapping) and "create" in raw["source"]:
-        create_source = raw["source"]["create"]
-        if not isinstance(create_source, bool):
-            problems.append(f"{where}.source.create: must be true or false")
-            create_source = False
-
-    template = raw.get("key_template", DEFAULT_KEY_TEMPLATE)
-    if not isinstance(template, str) or not template.strip():
-        problems.append(f"{where}.key_template: must be a non-empty string")
-    else:
-        problems.extend(f"{where}.key_template: {p}" for p in template_problems(template))
-
-    lists: dict[str, tuple[str, ...]] = {}
-    for key in _STR_LIST_FIELDS:
-        value = raw.get(key, ["*"] if key == "include" else [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            problems.append(f'{where}.{key}: must be a list of non-empty glob patterns, e.g. ["*.csv"]')
-            value = []
-        lists[key] = tuple(value)
-    if "include" in raw and not lists["include"]:
-        problems.append(f"{where}.include: an empty list would include nothing; omit it to include everything")
-
-    timezone = raw.get("timezone", "UTC")
-    if not isinstance(timezone, str) or not _valid_timezone(timezone):
-        problems.append(f"{where}.timezone: {timezone!r} is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')")
-
-    ints: dict[str, int] = {}
-    for key, (default, low, high) in _INT_FIELDS.items():
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{where}.{key}: must be a whole number between {low} and {high}, got {value!r}")
-        elif not low <= value <= high:
-            problems.append(f"{where}.{key}: must be between {low} and {high}, got {value}")
-        ints[key] = value if isinstance(value, int) else default
-
-    topic_arn = raw.get("topic_arn")
-    if topic_arn is not None and (not isinstance(topic_arn, str) or not topic_arn.startswith("arn:")):
-        problems.append(f"{where}.topic_arn: must be an SNS topic ARN (arn:aws:sns:...) or omitted")
-
-    schedule = raw.get("schedule", DEFAULT_SCHEDULE)
-    schedule_problem = schedule_expression_problem(schedule)
-    if schedule_problem:
-        problems.append(f"{where}.schedule: {schedule_problem}")
-
-    if source and target:
-        problems.extend(f"{where}: {p}" for p in _overlap_problems(name, source, target))
-
-    if len(problems) > start or source is None or target is None:
-        return None
-    return DatasetConfig(
-        name=name,
-        source=source,
-        target=target,
-        key_template=template,
-        include=lists["include"],
-        exclude=lists["exclude"],
-        timezone=timezone,
-        topic_arn=topic_arn,
-        schedule=schedule,
-        create_source=create_source,
-        **ints,
+    return (
+        f"{bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-'); "
+        "give the name, not an ARN or s3:// URI"
     )
 
 
-def _parse_location(where: str, which: str, raw: Any, allowed: frozenset[str], problems: list[str]) -> Location | None:
-    if raw is None:
-        problems.append(f'{where}.{which}: missing; give {{"bucket": ..., "prefix": ...}}')
-        return None
-    if not isinstance(raw, Mapping):
-        problems.append(f"{where}.{which}: must be an object with 'bucket' and optional 'prefix'")
-        return None
-    ok = True
-    for key in raw:
-        if key not in allowed:
-            problems.append(f"{where}.{which}.{key}: unknown field{did_you_mean(key, allowed)}")
-            ok = False
-    bucket = raw.get("bucket")
-    if not isinstance(bucket, str) or not bucket:
-        problems.append(f"{where}.{which}.bucket: missing or empty; give the bucket name")
-        ok = False
-    elif problem := bucket_name_problem(bucket):
-        problems.append(f"{where}.{which}.bucket: {problem}")
-        ok = False
-    prefix = raw.get("prefix", "")
-    if not isinstance(prefix, str):
-        problems.append(f"{where}.{which}.prefix: must be a string")
-        ok = False
-    else:
-        prefix = normalise_prefix(prefix)
-        if prefix is None:
-            problems.append(
-                f"{where}.{which}.prefix: {raw.get('prefix')!r} has an empty, '.' or '..' segment; "
-                "write it as 'folder/sub/'"
-            )
-            ok = False
-        elif which == "target" and prefix.startswith(LEDGER_ROOT):
-            problems.append(f"{where}.target.prefix: {LEDGER_ROOT!r} is reserved for the ledger; choose another")
-            ok = False
-    return Location(bucket=bucket, prefix=prefix) if ok else None
+def did_you_mean(name: str, known: Iterable[str], listing: str = "allowed") -> str:
+    """The tail of an "unknown name" message: the closest known name, or else all of them under `listing`.
 
-
-def normalise_prefix(prefix: str) -> str | None:
-    """`a/b` and `/a/b/` mean `a/b/`; a prefix with `.`/`..`/empty inner segments is refused (None)."""
-    stripped = prefix.strip("/")
-    if not stripped:
-        return ""
-    segments = stripped.split("/")
-    if any(s in ("", ".", "..") for s in segments):
-        return None
-    return stripped + "/"
-
-
-def _overlap_problems(name: str, source: Location, target: Location) -> list[str]:
-    if source.bucket != target.bucket:
-        return []
-    problems = []
-    if source.prefix.startswith(target.prefix) or target.prefix.startswith(source.prefix):
-        problems.append(
-            f"target s3://{target.bucket}/{target.prefix} overlaps source s3://{source.bucket}/{source.prefix}: "
-            "landed files would be ingested again on the next run; use another bucket or disjoint prefixes"
-        )
-    if source.prefix.startswith(LEDGER_ROOT):
-        problems.append(f"source.prefix: {LEDGER_ROOT!r} is the ledger of the target bucket; choose another")
-    return problems
+    A misspelt optional field would otherwise fall back to its default without a word; naming the likely
+    intended one makes the fix obvious.
+    """
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; {listing}: {', '.join(names)}"
 
 
 def template_problems(template: str) -> list[str]:
@@ -381,26 +263,386 @@ def _valid_timezone(name: str) -> bool:
     return True
 
 
-def bucket_name_problem(bucket: str) -> str | None:
-    """Why `bucket` is not an S3 bucket name, or None.
+def _key_template_problems(template: Any) -> list[str]:
+    if not isinstance(template, str) or not template.strip():
+        return ["must be a non-empty string"]
+    return template_problems(template)
 
-    The runtime and the stack both check names before anything talks to S3, so a URI or an ARN pasted where
-    a name belongs is caught with a hint instead of failing later as an opaque S3 error.
-    """
-    if _BUCKET_NAME.match(bucket):
+
+def _patterns_problems(patterns: Any) -> list[str]:
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        return ['must be a list of non-empty glob patterns, e.g. ["*.csv"]']
+    return []
+
+
+def _include_problems(patterns: Any) -> list[str]:
+    if patterns == []:
+        return ["an empty list would include nothing; omit it to include everything"]
+    return _patterns_problems(patterns)
+
+
+def _timezone_problems(name: Any) -> list[str]:
+    if isinstance(name, str) and _valid_timezone(name):
+        return []
+    return [f"{name!r} is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')"]
+
+
+def _topic_arn_problems(arn: Any) -> list[str]:
+    if isinstance(arn, str) and arn.startswith("arn:"):
+        return []
+    return ["must be an SNS topic ARN (arn:aws:sns:...) or omitted"]
+
+
+def _schedule_problems(expression: Any) -> list[str]:
+    problem = schedule_expression_problem(expression)
+    return [problem] if problem else []
+
+
+# ---- the dataset fields --------------------------------------------------------------------------------------
+
+DATASET_FIELDS: tuple[Setting, ...] = (
+    Setting("source.bucket", str, REQUIRED, "where the files are: the source bucket's name."),
+    Setting(
+        "source.prefix",
+        str,
+        "",
+        "the key prefix the files are under. A prefix is a folder: `movielens` means `movielens/`.",
+    ),
+    Setting(
+        "source.create",
+        bool,
+        False,
+        "Pulumi only: the stack creates this bucket (otherwise it must exist).",
+        attribute="create_source",
+    ),
+    Setting(
+        "target.bucket",
+        str,
+        REQUIRED,
+        "where files land. Must not overlap the source (same bucket with one prefix inside the other), or landed "
+        "files would be ingested again.",
+    ),
+    Setting(
+        "target.prefix",
+        str,
+        "",
+        "the key prefix files land under, a folder like `source.prefix`. `_ingestion/` is reserved.",
+    ),
+    Setting(
+        "key_template",
+        str,
+        DEFAULT_KEY_TEMPLATE,
+        "the landed key, under `target.prefix` (see below)",
+        check=_key_template_problems,
+    ),
+    Setting(
+        "include",
+        list,
+        ("*",),
+        "glob patterns on the key relative to the source prefix; an object must match one. Case-sensitive; `*` "
+        "also matches `/` (as in `aws s3 cp --include`).",
+        check=_include_problems,
+    ),
+    Setting(
+        "exclude",
+        list,
+        (),
+        "glob patterns like `include`; an object that matches one is left out.",
+        check=_patterns_problems,
+    ),
+    Setting(
+        "timezone",
+        str,
+        "UTC",
+        "IANA zone that decides which date a run belongs to (a run at 20:00 in `America/Chicago` is that day).",
+        check=_timezone_problems,
+    ),
+    Setting("concurrency", int, 32, "parallel copies; the S3 connection pool is sized to it.", 1, 1024),
+    Setting(
+        "lock_ttl_seconds",
+        int,
+        900,
+        "a dead run's lock is taken over after this long; a live run renews it every third of it.",
+        1,
+        7 * DAY,
+        unit="seconds",
+    ),
+    Setting(
+        "min_age_seconds",
+        int,
+        0,
+        "objects modified more recently are left for the next run (a producer may still be writing its set).",
+        0,
+        365 * DAY,
+        unit="seconds",
+    ),
+    Setting(
+        "multipart_threshold_bytes",
+        int,
+        256 * MiB,
+        "objects this size or larger are copied as parallel multipart copies.",
+        5 * MiB,
+        5 * GiB,
+        unit="bytes",
+    ),
+    Setting(
+        "multipart_chunk_bytes",
+        int,
+        64 * MiB,
+        "the part size of those multipart copies.",
+        5 * MiB,
+        5 * GiB,
+        unit="bytes",
+    ),
+    Setting(
+        "batch_max_objects",
+        int,
+        1000,
+        "how plans are cut into batches: at most this many objects a batch. Each batch is one Lambda invocation, "
+        "sized to finish well inside 15 minutes.",
+        1,
+        100_000,
+    ),
+    Setting(
+        "batch_max_bytes",
+        int,
+        100 * GiB,
+        "how plans are cut into batches: at most this many bytes a batch.",
+        1,
+        5 * TiB,
+        unit="bytes",
+    ),
+    Setting(
+        "topic_arn",
+        str,
+        None,
+        "SNS topic for run notifications (also `--topic-arn` or `SNS_TOPIC_ARN`). No topic: no message, no error.",
+        check=_topic_arn_problems,
+    ),
+    Setting(
+        "schedule",
+        str,
+        DEFAULT_SCHEDULE,
+        "Pulumi only: EventBridge Scheduler expression, in the dataset's `timezone`.",
+        check=_schedule_problems,
+    ),
+)
+"""Every field of a dataset config, in the order the README lists them and the parser reports problems."""
+
+_FIELD = {s.name: s for s in DATASET_FIELDS}
+# Fields held directly by DatasetConfig; the rest are the bucket and prefix of its two Locations.
+_PLAIN_FIELDS = {s.path: s for s in DATASET_FIELDS if "." not in s.path}
+_DATASET_FIELDS = frozenset(s.name.partition(".")[0] for s in DATASET_FIELDS)
+_LOCATION_FIELDS = {
+    which: frozenset(s.name.partition(".")[2] for s in DATASET_FIELDS if s.name.startswith(which + "."))
+    for which in ("source", "target")
+}
+
+
+def _default(name: str) -> Any:
+    return _FIELD[name].default
+
+
+@dataclass(frozen=True)
+class Location:
+    """A bucket and a key prefix; the prefix is empty or ends with `/`."""
+
+    bucket: str
+    prefix: str = ""
+
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """One dataset: where its files are, where they land, and how the run behaves (defaults: DATASET_FIELDS)."""
+
+    name: str
+    source: Location
+    target: Location
+    key_template: str = _default("key_template")
+    include: tuple[str, ...] = _default("include")
+    exclude: tuple[str, ...] = _default("exclude")
+    timezone: str = _default("timezone")
+    concurrency: int = _default("concurrency")
+    lock_ttl_seconds: int = _default("lock_ttl_seconds")
+    min_age_seconds: int = _default("min_age_seconds")
+    multipart_threshold_bytes: int = _default("multipart_threshold_bytes")
+    multipart_chunk_bytes: int = _default("multipart_chunk_bytes")
+    batch_max_objects: int = _default("batch_max_objects")
+    batch_max_bytes: int = _default("batch_max_bytes")
+    topic_arn: str | None = _default("topic_arn")
+    schedule: str = _default("schedule")
+    create_source: bool = _default("source.create")
+
+    @property
+    def ledger_prefix(self) -> str:
+        """Where this dataset's ledger lives in the target bucket."""
+        return f"{LEDGER_ROOT}{self.name}/"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised config with defaults filled in: what the stack writes for the Lambda to read.
+
+        A field left unset (no topic) is left out, so the document reads back to an equal dataset.
+        """
+        document: dict[str, Any] = {}
+        for setting in DATASET_FIELDS:
+            value = setting.read(self)
+            if setting.default is None and not value:
+                continue
+            parent, _, leaf = setting.name.rpartition(".")
+            (document.setdefault(parent, {}) if parent else document)[leaf] = (
+                list(value) if isinstance(value, tuple) else value
+            )
+        return document
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """All datasets of one config document."""
+
+    datasets: Mapping[str, DatasetConfig]
+
+    def dataset(self, name: str) -> DatasetConfig:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise UnknownDataset(
+                f"dataset {name!r} is not in the config (known datasets: {known}); "
+                "check the name or add it under 'datasets'"
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"datasets": {name: ds.to_dict() for name, ds in self.datasets.items()}}
+
+
+def parse_config(data: Any) -> ProcessConfig:
+    """Validate a whole config document; raise ConfigError listing every problem found."""
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        raise ConfigError("the config must be a JSON object with a 'datasets' object")
+    for key in data:
+        if key != "datasets":
+            problems.append(f"unknown top-level field {key!r} (only 'datasets' is allowed)")
+    raw_datasets = data.get("datasets")
+    if not isinstance(raw_datasets, Mapping) or not raw_datasets:
+        problems.append("'datasets' must be a non-empty object of dataset name -> dataset config")
+        raise ConfigError(problems)
+    datasets: dict[str, DatasetConfig] = {}
+    for name, raw in raw_datasets.items():
+        ds = _parse_dataset(str(name), raw, problems)
+        if ds is not None:
+            datasets[ds.name] = ds
+    if problems:
+        raise ConfigError(problems)
+    return ProcessConfig(datasets=datasets)
+
+
+def parse_config_text(text: str, origin: str = "config") -> ProcessConfig:
+    """Parse JSON text; a syntax error names the origin, line and column."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{origin} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
+    return parse_config(data)
+
+
+def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | None:
+    where = f"datasets.{name}"
+    start = len(problems)
+    if not _DATASET_NAME.match(name):
+        problems.append(
+            f"{where}: dataset name must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter "
+            "or digit (it is used in S3 keys and resource names)"
+        )
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}: must be an object")
         return None
-    return (
-        f"{bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-'); "
-        "give the name, not an ARN or s3:// URI"
-    )
+    for key in raw:
+        if key not in _DATASET_FIELDS:
+            problems.append(f"{where}.{key}: unknown field{did_you_mean(key, _DATASET_FIELDS)}")
+
+    source = _parse_location(where, "source", raw.get("source"), problems)
+    target = _parse_location(where, "target", raw.get("target"), problems)
+    values: dict[str, Any] = {}
+    for attribute, setting in _PLAIN_FIELDS.items():
+        parent, _, leaf = setting.name.rpartition(".")
+        given = raw.get(parent) if parent else raw
+        if not isinstance(given, Mapping) or leaf not in given:
+            continue
+        found = setting.problems(given[leaf])
+        problems.extend(f"{where}.{setting.name}: {p}" for p in found)
+        if not found:
+            values[attribute] = setting.stored(given[leaf])
+
+    if source and target:
+        problems.extend(f"{where}: {p}" for p in _overlap_problems(name, source, target))
+
+    if len(problems) > start or source is None or target is None:
+        return None
+    return DatasetConfig(name=name, source=source, target=target, **values)
 
 
-def did_you_mean(name: str, known: Iterable[str], listing: str = "allowed") -> str:
-    """The tail of an "unknown name" message: the closest known name, or else all of them under `listing`.
+def _parse_location(where: str, which: str, raw: Any, problems: list[str]) -> Location | None:
+    if raw is None:
+        problems.append(f'{where}.{which}: missing; give {{"bucket": ..., "prefix": ...}}')
+        return None
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}.{which}: must be an object with 'bucket' and optional 'prefix'")
+        return None
+    ok = True
+    allowed = _LOCATION_FIELDS[which]
+    for key in raw:
+        if key not in allowed:
+            problems.append(f"{where}.{which}.{key}: unknown field{did_you_mean(key, allowed)}")
+            ok = False
+    bucket = raw.get("bucket")
+    if not isinstance(bucket, str) or not bucket:
+        problems.append(f"{where}.{which}.bucket: missing or empty; give the bucket name")
+        ok = False
+    elif problem := bucket_name_problem(bucket):
+        problems.append(f"{where}.{which}.bucket: {problem}")
+        ok = False
+    prefix = raw.get("prefix", _default(f"{which}.prefix"))
+    if not isinstance(prefix, str):
+        problems.append(f"{where}.{which}.prefix: must be a string")
+        ok = False
+    else:
+        prefix = normalise_prefix(prefix)
+        if prefix is None:
+            problems.append(
+                f"{where}.{which}.prefix: {raw.get('prefix')!r} has an empty, '.' or '..' segment; "
+                "write it as 'folder/sub/'"
+            )
+            ok = False
+        elif which == "target" and prefix.startswith(LEDGER_ROOT):
+            problems.append(f"{where}.target.prefix: {LEDGER_ROOT!r} is reserved for the ledger; choose another")
+            ok = False
+    return Location(bucket=bucket, prefix=prefix) if ok else None
 
-    A misspelt optional field would otherwise fall back to its default without a word; naming the likely
-    intended one makes the fix obvious.
-    """
-    names = sorted(known)
-    close = difflib.get_close_matches(name, names, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; {listing}: {', '.join(names)}"
+
+def normalise_prefix(prefix: str) -> str | None:
+    """`a/b` and `/a/b/` mean `a/b/`; a prefix with `.`/`..`/empty inner segments is refused (None)."""
+    stripped = prefix.strip("/")
+    if not stripped:
+        return ""
+    segments = stripped.split("/")
+    if any(s in ("", ".", "..") for s in segments):
+        return None
+    return stripped + "/"
+
+
+def _overlap_problems(name: str, source: Location, target: Location) -> list[str]:
+    if source.bucket != target.bucket:
+        return []
+    problems = []
+    if source.prefix.startswith(target.prefix) or target.prefix.startswith(source.prefix):
+        problems.append(
+            f"target s3://{target.bucket}/{target.prefix} overlaps source s3://{source.bucket}/{source.prefix}: "
+            "landed files would be ingested again on the next run; use another bucket or disjoint prefixes"
+        )
+    if source.prefix.startswith(LEDGER_ROOT):
+        problems.append(f"source.prefix: {LEDGER_ROOT!r} is the ledger of the target bucket; choose another")
+    return problems

@@ -555,6 +555,15 @@ def test_filter_that_is_not_a_list_of_patterns_is_named(field: str, value: Any) 
     assert found[0] == f'datasets.sales.{field}: must be a list of non-empty glob patterns, e.g. ["*.csv"]'
 
 
+@pytest.mark.parametrize("value", ["*.csv", [""], None])
+def test_malformed_include_is_not_also_called_empty(value: Any) -> None:
+    # Regression: a malformed include was reported twice, the second time as "an empty list would include
+    # nothing", which the user never wrote.
+    assert problems(raw_dataset(include=value)) == [
+        'datasets.sales.include: must be a list of non-empty glob patterns, e.g. ["*.csv"]'
+    ]
+
+
 @pytest.mark.parametrize("topic", ["my-topic", "", 7, "sns:us-east-1:123:topic"])
 def test_topic_arn_that_is_not_an_arn_is_named(topic: Any) -> None:
     message = only_problem(raw_dataset(topic_arn=topic))
