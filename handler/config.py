@@ -5,12 +5,13 @@ the dataset and field it belongs to, so a typo in a nightly config fails loudly 
 half-way through a run.
 
 Every dataset field is one row of `DATASET_FIELDS`: its name, type, default, range and doc are written
-there and nowhere else. The `DatasetConfig` defaults, the parser's checks and the README's
+there and nowhere else. The `DatasetConfig` defaults, the parser's checks, `with_overrides` and the README's
 field table (`markdown_table`) are all read from it, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -567,15 +568,12 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
     source = _parse_location(where, "source", raw.get("source"), problems)
     target = _parse_location(where, "target", raw.get("target"), problems)
     values: dict[str, Any] = {}
-    for attribute, setting in _PLAIN_FIELDS.items():
+    for setting in _PLAIN_FIELDS.values():
         parent, _, leaf = setting.name.rpartition(".")
         given = raw.get(parent) if parent else raw
         if not isinstance(given, Mapping) or leaf not in given:
             continue
-        found = setting.problems(given[leaf])
-        problems.extend(f"{where}.{setting.name}: {p}" for p in found)
-        if not found:
-            values[attribute] = setting.stored(given[leaf])
+        _take(setting, given[leaf], f"{where}.", problems, values)
 
     if source and target:
         problems.extend(f"{where}: {p}" for p in _overlap_problems(name, source, target))
@@ -646,3 +644,35 @@ def _overlap_problems(name: str, source: Location, target: Location) -> list[str
     if source.prefix.startswith(LEDGER_ROOT):
         problems.append(f"source.prefix: {LEDGER_ROOT!r} is the ledger of the target bucket; choose another")
     return problems
+
+
+def with_overrides(dataset: DatasetConfig, **fields: Any) -> DatasetConfig:
+    """`dataset` with some fields replaced, each checked exactly as the same field in a config document is.
+
+    The CLI's options (`--concurrency`, `--topic-arn`) override the config; replacing fields directly would
+    skip the checks the config gets, and a concurrency of 5000 would size a 5000-connection pool. Fields are
+    named as DatasetConfig names them (`create_source` for `source.create`) and take the values a document
+    would hold (a list of patterns as a list or a tuple). Every problem is reported at once in one
+    ConfigError, each naming its field as the config does: `concurrency: must be between 1 and 1024, got 5000`.
+    A name that is not an overridable field (`source`, `target`, a typo) is a programming error: TypeError.
+    """
+    unknown = [name for name in fields if name not in _PLAIN_FIELDS]
+    if unknown:
+        raise TypeError(
+            f"with_overrides: {', '.join(unknown)} cannot be overridden; fields that can: {', '.join(_PLAIN_FIELDS)}"
+        )
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for attribute, value in fields.items():
+        _take(_PLAIN_FIELDS[attribute], list(value) if isinstance(value, tuple) else value, "", problems, values)
+    if problems:
+        raise ConfigError(problems)
+    return dataclasses.replace(dataset, **values)
+
+
+def _take(setting: Setting, value: Any, where: str, problems: list[str], values: dict[str, Any]) -> None:
+    """Check one given value: keep it as the config object holds it, or record why it cannot be."""
+    found = setting.problems(value)
+    problems.extend(f"{where}{setting.name}: {p}" for p in found)
+    if not found:
+        values[setting.path] = setting.stored(value)
