@@ -4,6 +4,10 @@ The datasets use the runtime's own schema (`handler.config.parse_config`), so a 
 dataset the Lambda accepts, and the object the stack writes for the Lambda is the validated config itself.
 The stack adds what only a deployment has: bucket names, the KMS key, subscribers and sizes.
 
+Every stack key is one row of `STACK_SETTINGS` (a `handler.config.Setting`): its type, default, range and
+doc are written there only. The dataclass defaults, the reader's decoding, the checks of `stack_problems`
+and the key table in docs/deploy.md (`stack_keys_markdown`) all read it.
+
 Every problem is reported at once, each prefixed with the stack config key it belongs to (for example
 `data-file-ingestion:datasets.movielens.schedule`), and `pulumi up` stops before any resource is created.
 """
@@ -18,7 +22,15 @@ from typing import Any
 
 import pulumi
 
-from handler.config import ProcessConfig, bucket_name_problem, did_you_mean, parse_config
+from handler.config import (
+    REQUIRED,
+    ProcessConfig,
+    Setting,
+    bucket_name_problem,
+    did_you_mean,
+    markdown_table,
+    parse_config,
+)
 from handler.errors import ConfigError
 
 NAMESPACE = "data-file-ingestion"
@@ -62,26 +74,188 @@ class Subscription:
     endpoint: str
 
 
+def _bucket_problems(bucket: Any) -> list[str]:
+    if not isinstance(bucket, str):
+        return ["must be a non-empty string"]
+    problem = bucket_name_problem(bucket)
+    return [problem] if problem else []
+
+
+def _kms_key_problems(arn: Any) -> list[str]:
+    if isinstance(arn, str) and _KMS_KEY_ARN.match(arn):
+        return []
+    return [
+        f"{arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>); "
+        "an alias cannot be used because IAM grants on an alias do not cover the key"
+    ]
+
+
+def _log_level_problems(level: Any) -> list[str]:
+    if isinstance(level, str) and level in WORKFLOW_LOG_LEVELS:
+        return []
+    return [f"{level!r} must be {' or '.join(sorted(WORKFLOW_LOG_LEVELS))} (execution data is never logged either way)"]
+
+
+STACK_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "rawBucket",
+        str,
+        REQUIRED,
+        "Name of the raw bucket the stack creates. Every dataset's `target.bucket` must be this bucket.",
+        attribute="raw_bucket",
+        check=_bucket_problems,
+    ),
+    Setting(
+        "configBucket",
+        str,
+        REQUIRED,
+        "Name of the config bucket the stack creates.",
+        attribute="config_bucket",
+        check=_bucket_problems,
+    ),
+    Setting(
+        "datasets",
+        dict,
+        REQUIRED,
+        "Object of dataset name → dataset config: the same schema as the process config's `datasets` "
+        "(`handler/config.py`), validated by the same code.",
+    ),
+    Setting(
+        "kmsKeyArn",
+        str,
+        None,
+        "A KMS key ARN (not an alias) for the buckets and the topic; without one, SSE-S3.",
+        attribute="kms_key_arn",
+        check=_kms_key_problems,
+    ),
+    Setting("notificationEmails", list, (), "Email addresses subscribed to run reports.", attribute="subscriptions"),
+    Setting(
+        "subscriptions",
+        list,
+        (),
+        'Other subscribers: `[{"protocol": "https", "endpoint": "https://..."}]`; protocols '
+        + ", ".join(f"`{p}`" for p in sorted(SUBSCRIPTION_PROTOCOLS))
+        + ". An SQS queue must allow the topic to send to it.",
+    ),
+    Setting("lambdaMemoryMb", int, 1024, "Function memory in MB.", 128, 10_240, attribute="function.memory_mb"),
+    Setting(
+        "lambdaTimeoutSeconds", int, 900, "Function timeout in seconds.", 1, 900, attribute="function.timeout_seconds"
+    ),
+    Setting(
+        "lambdaEphemeralStorageMb",
+        int,
+        2048,
+        "Function `/tmp` in MB. Planning keeps the run's plan in an on-disk SQLite file there, about 200-300 bytes "
+        "a source key, and finalize spools the compressed state and the manifest there: Lambda's own 512 MB would "
+        "cap a dataset at about a million keys, 2048 MB allows several million. Raise it for larger datasets; "
+        "storage above 512 MB is billed per GB-second.",
+        512,
+        10_240,
+        attribute="function.ephemeral_storage_mb",
+    ),
+    Setting(
+        "lambdaReservedConcurrency",
+        int,
+        None,
+        "Reserved concurrency; at least `mapConcurrency`, or copy steps are throttled.",
+        1,
+        100_000,
+        attribute="function.reserved_concurrency",
+    ),
+    Setting(
+        "mapConcurrency",
+        int,
+        10,
+        "Batches copied at once per run.",
+        1,
+        MAX_MAP_CONCURRENCY,
+        attribute="workflow.map_concurrency",
+    ),
+    Setting(
+        "toleratedFailurePercentage",
+        float,
+        0.0,
+        "Share of batches that may fail before the Map fails; finalize reconciles what did land.",
+        0.0,
+        100.0,
+        attribute="workflow.tolerated_failure_percentage",
+    ),
+    Setting(
+        "workflowLogLevel",
+        str,
+        "ERROR",
+        "The state machine's log level. Execution data is never logged.",
+        attribute="workflow.log_level",
+        check=_log_level_problems,
+        choices=tuple(sorted(WORKFLOW_LOG_LEVELS)),
+        decode=str.upper,
+    ),
+    Setting(
+        "logRetentionDays",
+        int,
+        30,
+        "Retention of both log groups, in days: one of the periods CloudWatch Logs accepts.",
+        1,
+        3653,
+        attribute="log_retention_days",
+        choices=tuple(sorted(LOG_RETENTION_DAYS)),
+    ),
+    Setting(
+        "ledgerNoncurrentVersionDays",
+        int,
+        7,
+        "Days S3 keeps a replaced or deleted version of a ledger object under the raw bucket's `_ingestion/`. The "
+        "runtime rewrites `lock.json` on every heartbeat, `open-run.json`, `last-run.json` and the state on every "
+        "run, and deletes each run's `work/` files at finalize; without expiry those versions would pile up "
+        "forever. Current versions (and all landed data under the target prefixes) are never expired.",
+        1,
+        3650,
+        attribute="ledger_noncurrent_version_days",
+    ),
+    Setting(
+        "forceDestroyBuckets",
+        bool,
+        False,
+        "Let `pulumi destroy` delete buckets that still hold objects. For dev stacks only.",
+        attribute="force_destroy_buckets",
+    ),
+)
+"""Every key of the stack config, in the order docs/deploy.md lists them."""
+
+_SETTING = {s.name: s for s in STACK_SETTINGS}
+# Structured keys are JSON, decoded and checked by their own parsers; every other key is one plain value.
+_STRUCTURED = (dict, list)
+_REGION = Setting("aws:region", str, REQUIRED, "Region of every resource.")
+
+# key -> kind: how a Pulumi config string is decoded.
+KEYS: dict[str, str] = {
+    s.name: {str: "str", dict: "json", list: "json", int: "int", float: "number", bool: "bool"}[s.type]
+    for s in STACK_SETTINGS
+}
+
+
+def stack_keys_markdown() -> str:
+    """The stack config table of docs/deploy.md; a test holds the doc to exactly this text."""
+    return markdown_table([_REGION, *STACK_SETTINGS], headers=("Key", "Default", "Range", "Meaning"))
+
+
 @dataclass(frozen=True)
 class FunctionSettings:
-    """Sizing of the one Lambda function that runs every step."""
+    """Sizing of the one Lambda function that runs every step (defaults and ranges: STACK_SETTINGS)."""
 
-    memory_mb: int = 1024
-    timeout_seconds: int = 900
-    reserved_concurrency: int | None = None
-    # /tmp. Planning keeps the run's plan in an on-disk SQLite file there (about 200-300 bytes a source
-    # key) and finalize spools the compressed state and the manifest there too: Lambda's default 512 MB
-    # would cap a dataset at about a million keys.
-    ephemeral_storage_mb: int = 2048
+    memory_mb: int = _SETTING["lambdaMemoryMb"].default
+    timeout_seconds: int = _SETTING["lambdaTimeoutSeconds"].default
+    reserved_concurrency: int | None = _SETTING["lambdaReservedConcurrency"].default
+    ephemeral_storage_mb: int = _SETTING["lambdaEphemeralStorageMb"].default
 
 
 @dataclass(frozen=True)
 class WorkflowSettings:
     """How wide the Distributed Map fans out and how much failure a run tolerates."""
 
-    map_concurrency: int = 10
-    tolerated_failure_percentage: float = 0.0
-    log_level: str = "ERROR"
+    map_concurrency: int = _SETTING["mapConcurrency"].default
+    tolerated_failure_percentage: float = _SETTING["toleratedFailurePercentage"].default
+    log_level: str = _SETTING["workflowLogLevel"].default
 
 
 @dataclass(frozen=True)
@@ -91,27 +265,16 @@ class StackConfig:
     raw_bucket: str
     config_bucket: str
     datasets: ProcessConfig
-    kms_key_arn: str | None = None
+    kms_key_arn: str | None = _SETTING["kmsKeyArn"].default
     subscriptions: tuple[Subscription, ...] = ()
     function: FunctionSettings = field(default_factory=FunctionSettings)
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
-    log_retention_days: int = 30
-    force_destroy_buckets: bool = False
-    # Days a replaced or deleted version under the raw bucket's `_ingestion/` (the ledger) is kept.
-    ledger_noncurrent_version_days: int = 7
+    log_retention_days: int = _SETTING["logRetentionDays"].default
+    force_destroy_buckets: bool = _SETTING["forceDestroyBuckets"].default
+    ledger_noncurrent_version_days: int = _SETTING["ledgerNoncurrentVersionDays"].default
 
     def __post_init__(self) -> None:
-        problems = stack_problems(
-            raw_bucket=self.raw_bucket,
-            config_bucket=self.config_bucket,
-            datasets=self.datasets,
-            kms_key_arn=self.kms_key_arn,
-            subscriptions=self.subscriptions,
-            function=self.function,
-            workflow=self.workflow,
-            log_retention_days=self.log_retention_days,
-            ledger_noncurrent_version_days=self.ledger_noncurrent_version_days,
-        )
+        problems = stack_problems(self)
         if problems:
             raise StackConfigError(problems)
 
@@ -119,27 +282,6 @@ class StackConfig:
     def created_source_buckets(self) -> tuple[str, ...]:
         """Source buckets this stack creates (`source.create: true`), each once, in a stable order."""
         return tuple(sorted({ds.source.bucket for ds in self.datasets.datasets.values() if ds.create_source}))
-
-
-# key -> kind. The kinds drive how a Pulumi config string is decoded.
-KEYS: dict[str, str] = {
-    "rawBucket": "str",
-    "configBucket": "str",
-    "datasets": "json",
-    "kmsKeyArn": "str",
-    "notificationEmails": "json",
-    "subscriptions": "json",
-    "lambdaMemoryMb": "int",
-    "lambdaTimeoutSeconds": "int",
-    "lambdaReservedConcurrency": "int",
-    "lambdaEphemeralStorageMb": "int",
-    "logRetentionDays": "int",
-    "ledgerNoncurrentVersionDays": "int",
-    "mapConcurrency": "int",
-    "toleratedFailurePercentage": "number",
-    "workflowLogLevel": "str",
-    "forceDestroyBuckets": "bool",
-}
 
 
 def load_stack_config(config: pulumi.Config) -> StackConfig:
@@ -155,7 +297,8 @@ def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = 
     """Validate stack config values (Pulumi's strings, or already-decoded values) as a whole.
 
     `configured` is every key set under the namespace, so a misspelt optional key is reported instead of
-    silently falling back to its default.
+    silently falling back to its default. What cannot be decoded is reported here; everything else is
+    checked by constructing the StackConfig, the same checks a StackConfig built in code gets.
     """
     problems: list[str] = []
     for name in sorted(set(configured or ()) | set(values)):
@@ -163,118 +306,64 @@ def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = 
             problems.append(f"{key(name)}: unknown key{did_you_mean(name, KEYS, 'known keys')}")
 
     raw = _Reader(values, problems)
-    raw_bucket = raw.required_str("rawBucket")
-    config_bucket = raw.required_str("configBucket")
-    kms_key_arn = raw.optional_str("kmsKeyArn")
-    datasets = _parse_datasets(raw.structured("datasets"), "datasets" in values, problems)
+    plain: dict[str, Any] = {"function": {}, "workflow": {}}
+    for setting in STACK_SETTINGS:
+        if setting.type not in _STRUCTURED:
+            group, _, name = setting.path.rpartition(".")
+            (plain[group] if group else plain)[name] = raw.read(setting)
+    datasets = _parse_datasets(raw.structured("datasets"), values.get("datasets") is not None, problems)
     subscriptions = _parse_subscriptions(
         raw.structured("notificationEmails"), raw.structured("subscriptions"), problems
     )
-    function = FunctionSettings(
-        memory_mb=raw.integer("lambdaMemoryMb", 1024, 128, 10_240),
-        timeout_seconds=raw.integer("lambdaTimeoutSeconds", 900, 1, 900),
-        reserved_concurrency=raw.integer("lambdaReservedConcurrency", None, 1, 100_000),
-        ephemeral_storage_mb=raw.integer("lambdaEphemeralStorageMb", 2048, 512, 10_240),
-    )
-    workflow = WorkflowSettings(
-        map_concurrency=raw.integer("mapConcurrency", 10, 1, MAX_MAP_CONCURRENCY),
-        tolerated_failure_percentage=raw.number("toleratedFailurePercentage", 0.0, 0.0, 100.0),
-        log_level=(raw.optional_str("workflowLogLevel") or "ERROR").upper(),
-    )
-    log_retention_days = raw.integer("logRetentionDays", 30, 1, 3653)
-    ledger_noncurrent_version_days = raw.integer("ledgerNoncurrentVersionDays", 7, 1, 3650)
-    force_destroy = raw.boolean("forceDestroyBuckets", False)
-
-    problems.extend(
-        stack_problems(
-            raw_bucket=raw_bucket,
-            config_bucket=config_bucket,
-            datasets=datasets,
-            kms_key_arn=kms_key_arn,
+    try:
+        config = StackConfig(
+            datasets=datasets,  # None only when already reported
             subscriptions=subscriptions,
-            function=function,
-            workflow=workflow,
-            log_retention_days=log_retention_days,
-            ledger_noncurrent_version_days=ledger_noncurrent_version_days,
+            function=FunctionSettings(**plain.pop("function")),
+            workflow=WorkflowSettings(**plain.pop("workflow")),
+            **plain,
         )
-    )
-    if problems or datasets is None or raw_bucket is None or config_bucket is None:
+    except StackConfigError as err:
+        raise StackConfigError(_unique(problems + err.problems)) from None
+    if problems:
         raise StackConfigError(_unique(problems))
-    return StackConfig(
-        raw_bucket=raw_bucket,
-        config_bucket=config_bucket,
-        datasets=datasets,
-        kms_key_arn=kms_key_arn,
-        subscriptions=subscriptions,
-        function=function,
-        workflow=workflow,
-        log_retention_days=log_retention_days,
-        force_destroy_buckets=force_destroy,
-        ledger_noncurrent_version_days=ledger_noncurrent_version_days,
-    )
+    return config
 
 
-def stack_problems(
-    *,
-    raw_bucket: str | None,
-    config_bucket: str | None,
-    datasets: ProcessConfig | None,
-    kms_key_arn: str | None,
-    subscriptions: tuple[Subscription, ...],
-    function: FunctionSettings,
-    workflow: WorkflowSettings,
-    log_retention_days: int,
-    ledger_noncurrent_version_days: int,
-) -> list[str]:
-    """Checks across keys and the ones only a deployment needs; a None value was already reported."""
+def stack_problems(config: StackConfig) -> list[str]:
+    """Each key's own checks (its STACK_SETTINGS row), then the ones across keys and what only a deployment needs.
+
+    A required value that is None was already reported by the reader as missing.
+    """
     problems: list[str] = []
-    for name, bucket in (("rawBucket", raw_bucket), ("configBucket", config_bucket)):
-        if bucket is not None and (problem := bucket_name_problem(bucket)):
-            problems.append(f"{key(name)}: {problem}")
+    wrong: set[str] = set()  # keys with a problem of their own, left out of the checks across keys
+    for setting in STACK_SETTINGS:
+        if setting.type not in _STRUCTURED:
+            found = setting.problems(setting.read(config))
+            problems.extend(f"{key(setting.name)}: {p}" for p in found)
+            if found:
+                wrong.add(setting.name)
+    raw_bucket, config_bucket = config.raw_bucket, config.config_bucket
     if raw_bucket is not None and raw_bucket == config_bucket:
         problems.append(
             f"{key('configBucket')}: must differ from rawBucket: the Lambda may read only its config objects "
             "in the config bucket, but writes landed data in the raw bucket"
         )
-    if kms_key_arn is not None and not _KMS_KEY_ARN.match(kms_key_arn):
-        problems.append(
-            f"{key('kmsKeyArn')}: {kms_key_arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>); "
-            "an alias cannot be used because IAM grants on an alias do not cover the key"
-        )
-    if log_retention_days not in LOG_RETENTION_DAYS:
-        allowed = ", ".join(str(d) for d in sorted(LOG_RETENTION_DAYS))
-        problems.append(f"{key('logRetentionDays')}: {log_retention_days} is not one of {allowed}")
-    if not 1 <= ledger_noncurrent_version_days <= 3650:
-        problems.append(f"{key('ledgerNoncurrentVersionDays')}: must be between 1 and 3650")
-    if workflow.log_level not in WORKFLOW_LOG_LEVELS:
-        problems.append(
-            f"{key('workflowLogLevel')}: {workflow.log_level!r} must be ALL or ERROR (execution data is never "
-            "logged either way)"
-        )
-    if not 1 <= workflow.map_concurrency <= MAX_MAP_CONCURRENCY:
-        problems.append(f"{key('mapConcurrency')}: must be between 1 and {MAX_MAP_CONCURRENCY}")
-    if not 0 <= workflow.tolerated_failure_percentage <= 100:
-        problems.append(f"{key('toleratedFailurePercentage')}: must be between 0 and 100")
-    if not 128 <= function.memory_mb <= 10_240:
-        problems.append(f"{key('lambdaMemoryMb')}: must be between 128 and 10240")
-    if not 1 <= function.timeout_seconds <= 900:
-        problems.append(f"{key('lambdaTimeoutSeconds')}: must be between 1 and 900")
-    if not 512 <= function.ephemeral_storage_mb <= 10_240:
-        problems.append(f"{key('lambdaEphemeralStorageMb')}: must be between 512 and 10240")
-    reserved = function.reserved_concurrency
-    if reserved is not None and reserved < workflow.map_concurrency:
+    reserved, map_concurrency = config.function.reserved_concurrency, config.workflow.map_concurrency
+    crossed = not wrong & {"lambdaReservedConcurrency", "mapConcurrency"}
+    if crossed and reserved is not None and reserved < map_concurrency:
         problems.append(
             f"{key('lambdaReservedConcurrency')}: {reserved} is below mapConcurrency "
-            f"({workflow.map_concurrency}): the Map would start more copy steps than the function may run, "
+            f"({map_concurrency}): the Map would start more copy steps than the function may run, "
             "and the throttled ones fail after their retries; raise it or lower mapConcurrency"
         )
     seen: set[tuple[str, str]] = set()
-    for sub in subscriptions:
+    for sub in config.subscriptions:
         if (sub.protocol, sub.endpoint) in seen:
             problems.append(f"{key('subscriptions')}: {sub.protocol} {sub.endpoint!r} is subscribed twice")
         seen.add((sub.protocol, sub.endpoint))
-    if datasets is not None and raw_bucket is not None and config_bucket is not None:
-        problems.extend(_dataset_problems(datasets, raw_bucket, config_bucket))
+    if config.datasets is not None and raw_bucket is not None and config_bucket is not None:
+        problems.extend(_dataset_problems(config.datasets, raw_bucket, config_bucket))
     return problems
 
 
@@ -376,27 +465,60 @@ def _parse_subscriptions(emails: Any, others: Any, problems: list[str]) -> tuple
     return tuple(subscriptions)
 
 
+_UNREADABLE = object()
+
+
+def _decode(kind: type, value: Any) -> Any:
+    """A Pulumi config value (the CLI's string, or the stack YAML's own value) as `kind`, or _UNREADABLE."""
+    if kind is str:
+        return value.strip() if isinstance(value, str) and value.strip() else _UNREADABLE
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = value.strip().lower() if isinstance(value, str) else ""
+        return text == "true" if text in ("true", "false") else _UNREADABLE
+    if kind is int:
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+            return int(value)
+        return value if isinstance(value, int) and not isinstance(value, bool) else _UNREADABLE
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    return _UNREADABLE if number is None or number != number else number  # NaN compares unequal to itself
+
+
 class _Reader:
-    """Decodes Pulumi config values (always strings from the CLI) and records what is wrong with them."""
+    """Decodes Pulumi config values (always strings from the CLI) and records what cannot be decoded."""
 
     def __init__(self, values: Mapping[str, Any], problems: list[str]):
         self.values = values
         self.problems = problems
 
-    def required_str(self, name: str) -> str | None:
-        value = self.optional_str(name)
-        if value is None and name not in self.values:
-            self.problems.append(f"{key(name)}: missing; set it with `pulumi config set {name} <value>`")
-        return value
+    def read(self, setting: Setting) -> Any:
+        """A plain key's value as its type, its default when absent, or (reported) its default when unreadable.
 
-    def optional_str(self, name: str) -> str | None:
+        Ranges and allowed values are not checked here: StackConfig checks them, for a config read from a stack
+        and one built in code alike.
+        """
+        name = setting.name
         value = self.values.get(name)
+        default = None if setting.default is REQUIRED else setting.default
         if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.problems.append(f"{key(name)}: must be a non-empty string")
-            return None
-        return value.strip()
+            if setting.default is REQUIRED:
+                self.problems.append(f"{key(name)}: missing; set it with `pulumi config set {name} <value>`")
+            return default
+        decoded = _decode(setting.type, value)
+        if decoded is _UNREADABLE:
+            if setting.type is str:
+                why = "must be a non-empty string"
+            elif setting.type is bool:
+                why = f"must be true or false, got {value!r}"
+            else:
+                why = setting.problems(value)[0]
+            self.problems.append(f"{key(name)}: {why}")
+            return default
+        return setting.decode(decoded) if setting.decode else decoded
 
     def structured(self, name: str) -> Any:
         value = self.values.get(name)
@@ -410,47 +532,6 @@ class _Reader:
                 "set structured values in the stack YAML or with `pulumi config set --path`"
             )
             return None
-
-    def integer(self, name: str, default: int | None, low: int, high: int) -> Any:
-        value = self.values.get(name)
-        if value is None:
-            return default
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problems.append(f"{key(name)}: must be a whole number between {low} and {high}, got {value!r}")
-            return default
-        if not low <= value <= high:
-            self.problems.append(f"{key(name)}: must be between {low} and {high}, got {value}")
-            return default
-        return value
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        value = self.values.get(name)
-        if value is None:
-            return default
-        try:
-            number = float(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            number = None
-        if number is None or number != number:  # NaN compares unequal to itself
-            self.problems.append(f"{key(name)}: must be a number between {low:g} and {high:g}, got {value!r}")
-            return default
-        if not low <= number <= high:
-            self.problems.append(f"{key(name)}: must be between {low:g} and {high:g}, got {number:g}")
-            return default
-        return number
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.values.get(name)
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        self.problems.append(f"{key(name)}: must be true or false, got {value!r}")
-        return default
 
 
 def _configured_keys(namespace: str) -> set[str]:
