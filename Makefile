@@ -30,7 +30,7 @@ format: $(STAMP)
 ## Side-by-side throughput against aws-cli, s5cmd and rclone on local S3 servers (see bench/README.md).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt
-	$(PY) bench/run.py
+	$(PY) -m bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

