@@ -6,10 +6,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .config import ProcessConfig, parse_config_text
 from .errors import ConfigError
+from .s3errors import S3Error, s3_errors
 
 CONFIG_KEY_TEMPLATE = "config/{dataset}.json"
 """Where each dataset's config object lives in the config bucket: the stack writes there and sets CONFIG_KEY to
@@ -29,10 +28,12 @@ def load_config(location: str, s3_factory: Callable[[], Any]) -> ProcessConfig:
     if location.startswith("s3://"):
         bucket, key = split_s3_uri(location)
         try:
-            text = s3_factory().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            raise ConfigError(f"cannot read config {location}: {code}; check the bucket, key and permissions") from err
+            with s3_errors():
+                text = s3_factory().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        except S3Error as err:
+            raise ConfigError(
+                f"cannot read config {location}: {err.code}; check the bucket, key and permissions"
+            ) from err
         except UnicodeDecodeError as err:
             raise ConfigError(_not_utf8(location, err)) from err
         return parse_config_text(text, origin=location)
