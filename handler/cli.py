@@ -6,20 +6,20 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
 import sys
-from datetime import UTC, datetime
 from datetime import date as Date
 from typing import Any
 
 from .clients import s3_client, sns_client
+from .config import DatasetConfig, with_overrides
 from .configfile import load_config
 from .errors import ConditionalWritesUnsupported, ConfigError, IngestError, LockLost, RunInProgress
 from .notify import build_notification, publish
-from .runner import Engine
+from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
+from .runner import Engine, one_shot, run_date_for
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
 
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 def _engine(args: argparse.Namespace, concurrency: int | None = None) -> tuple[Engine, Any]:
     bootstrap = s3_client(endpoint_url=args.endpoint_url)
     dataset = load_config(args.config, lambda: bootstrap).dataset(args.dataset)
-    if concurrency:
-        dataset = dataclasses.replace(dataset, concurrency=concurrency)
+    if concurrency is not None:
+        dataset = with_overrides(dataset, concurrency=concurrency)
     s3 = s3_client(concurrency=dataset.concurrency, endpoint_url=args.endpoint_url)
     return Engine(s3, dataset, allow_unprotected=getattr(args, "allow_unprotected", False)), dataset
 
@@ -107,9 +107,9 @@ def _run(args: argparse.Namespace) -> int:
         _print(result, args.json)
         return EXIT_OK
     topic = args.topic_arn or dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
-    started = datetime.now(UTC)
+    started = utc_now()
     try:
-        summaries = engine.run(args.date, progress=_progress_printer())
+        summaries = one_shot(engine.job, args.date, progress=_progress_printer())
     except (RunInProgress, ConfigError, ConditionalWritesUnsupported):
         raise
     except Exception as err:
@@ -119,16 +119,18 @@ def _run(args: argparse.Namespace) -> int:
             publish(sns_client(), topic, build_notification(failure))
         print(f"error: run failed: {err}", file=sys.stderr)
         if args.json:
-            print(json.dumps(failure))
+            print(json.dumps(failure.to_json()))
         return EXIT_FAILED
     _clear_progress()
     if topic:
         sns = sns_client()
         for summary in summaries:
             publish(sns, topic, build_notification(summary))
-    result = dict(summaries[-1], resumed_runs=summaries[:-1]) if len(summaries) > 1 else summaries[-1]
+    result = summaries[-1].to_json()
+    if len(summaries) > 1:
+        result["resumed_runs"] = [s.to_json() for s in summaries[:-1]]
     _print(result, args.json)
-    return EXIT_FAILED if any(s["status"] in ("partial", "failed") for s in summaries) else EXIT_OK
+    return EXIT_FAILED if any(s.failing for s in summaries) else EXIT_OK
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -147,29 +149,24 @@ def _history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _failure_summary(dataset: Any, run_date: Date | None, started: datetime, err: Exception) -> dict[str, Any]:
-    finished = datetime.now(UTC)
-    return {
-        "dataset": dataset.name,
-        "run_id": None,
-        "date": (run_date or started.date()).isoformat(),
-        "status": "failed",
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": finished.isoformat(timespec="seconds"),
-        "duration_seconds": (finished - started).total_seconds(),
-        "resumed": False,
-        "source": dataset.source.uri(),
-        "target": dataset.target.uri(),
-        "planned": 0,
-        "copied": 0,
-        "skipped": 0,
-        "unchanged": 0,
-        "failed": 0,
-        "bytes": 0,
-        "error": f"{type(err).__name__}: {err}",
-        "failures": [{"source_key": "(whole run)", "reason": f"{type(err).__name__}: {err}"}],
-        "manifest": None,
-    }
+def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str, err: Exception) -> RunSummary:
+    """The run itself broke before it could commit: a summary that says so, for the notification and --json."""
+    finished = utc_now()
+    error = f"{type(err).__name__}: {err}"
+    return RunSummary(
+        dataset=dataset.name,
+        run_id=None,
+        date=(run_date or run_date_for(dataset)).isoformat(),
+        status=RunStatus.FAILED,
+        started_at=started,
+        finished_at=finished,
+        duration_seconds=(parse_utc(finished) - parse_utc(started)).total_seconds(),
+        resumed=False,
+        source=dataset.source.uri(),
+        target=dataset.target.uri(),
+        error=error,
+        failures=(Failure("(whole run)", error),),
+    )
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:

@@ -18,22 +18,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from botocore.exceptions import ClientError
-from s3transfer.exceptions import S3CopyFailedError
 from s3transfer.subscribers import BaseSubscriber
 
 from . import metadata as meta
-from .s3io import error_code, error_reason, is_not_found, is_precondition_failed
+from . import s3io
+from .records import BatchItem, ManifestLine, ObjectStatus
+from .s3errors import NoSuchBucket, NotFound, PreconditionFailed, S3Error
 
 log = logging.getLogger(__name__)
 
 CARRIED_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
 
 CHANGED_DURING_COPY = "source changed during the copy (CopySourceIfMatch); it lands on the next run"
+SOURCE_GONE = "source object is gone since listing"
 
-COPIED = "copied"
-SKIPPED = "skipped"
-FAILED = "failed"
+COPIED, SKIPPED, FAILED = ObjectStatus.COPIED, ObjectStatus.SKIPPED, ObjectStatus.FAILED
 
 
 @dataclass(frozen=True)
@@ -75,56 +74,46 @@ class _KnownSource(BaseSubscriber):
         future.meta.provide_object_etag(self._etag)
 
 
-def _line(item: dict[str, Any], status: str, reason: str = "", ingested_at: str | None = None) -> dict[str, Any]:
-    return {
-        "source_key": item["key"],
-        "source_etag": item["etag"],
-        "size": item["size"],
-        "target_key": item["target"],
-        "status": status,
-        "reason": reason,
-        "ingested_at": ingested_at,
-    }
+_line = ManifestLine.of
 
 
-def copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[str, Any]:
+def copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
     """Land one object; never raises for the object's own problems, returns its manifest line instead."""
     try:
         return _copy_one(s3, tm, item, ctx)
     except Exception as err:  # one bad object must not abort the other 9,999
-        log.warning("copy of %r failed: %s", item["key"], err)
-        return _line(item, FAILED, error_reason(err))
+        log.warning("copy of %r failed: %s", item.key, err)
+        reason = err.reason if isinstance(err, S3Error) else f"{type(err).__name__}: {err}"
+        return _line(item, FAILED, reason)
 
 
-def _copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[str, Any]:
-    quoted = f'"{item["etag"]}"'
-    existing = _head_or_none(s3, ctx.target_bucket, item["target"]) if ctx.check_target else None
+def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
+    quoted = f'"{item.etag}"'
+    existing = s3io.head_or_none(s3, ctx.target_bucket, item.target) if ctx.check_target else None
     if existing is not None:
         landed = meta.landed_from(existing.get("Metadata"))
-        if landed == (ctx.source_bucket, item["key"], item["etag"]) and existing["ContentLength"] == item["size"]:
+        if landed == (ctx.source_bucket, item.key, item.etag) and existing["ContentLength"] == item.size:
             ingested_at = meta.normalise(existing.get("Metadata")).get(meta.TIMESTAMP)
             return _line(item, COPIED, "already landed by an earlier attempt of this run", ingested_at)
         other = f"{landed[1]!r} ETag {landed[2]}" if landed else "an object without lineage metadata"
         return _line(
             item,
             SKIPPED,
-            f"target occupied: {item['target']!r} already holds {other}; this version lands on a later date",
+            f"target occupied: {item.target!r} already holds {other}; this version lands on a later date",
         )
 
     try:
-        source = s3.head_object(Bucket=ctx.source_bucket, Key=item["key"], IfMatch=quoted)
-    except ClientError as err:
-        if is_not_found(err):
-            return _line(item, FAILED, "source object is gone since listing")
-        if is_precondition_failed(err):
-            return _line(item, FAILED, "source changed since listing (ETag differs); it lands on the next run")
-        raise
+        source = s3io.head(s3, ctx.source_bucket, item.key, if_match=quoted)
+    except NotFound:
+        return _line(item, FAILED, SOURCE_GONE)
+    except PreconditionFailed:
+        return _line(item, FAILED, "source changed since listing (ETag differs); it lands on the next run")
 
     ingested_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     lineage = meta.lineage(
         source_bucket=ctx.source_bucket,
-        source_key=item["key"],
-        source_etag=item["etag"],
+        source_key=item.key,
+        source_etag=item.etag,
         dataset=ctx.dataset,
         date=ctx.date,
         timestamp=ingested_at,
@@ -138,72 +127,67 @@ def _copy_one(s3: Any, tm: Any, item: dict[str, Any], ctx: CopyContext) -> dict[
     extra.setdefault("ContentType", "binary/octet-stream")
     extra.update(Metadata=user_metadata, MetadataDirective="REPLACE", CopySourceIfMatch=quoted)
 
-    if item["size"] < ctx.multipart_threshold:
+    if item.size < ctx.multipart_threshold:
         return _copy_single(s3, item, ctx, extra, ingested_at)
 
     future = tm.copy(
-        {"Bucket": ctx.source_bucket, "Key": item["key"]},
+        {"Bucket": ctx.source_bucket, "Key": item.key},
         ctx.target_bucket,
-        item["target"],
+        item.target,
         extra_args=extra,
-        subscribers=[_KnownSource(item["size"], quoted)],
+        subscribers=[_KnownSource(item.size, quoted)],
     )
     try:
-        future.result()
-    except S3CopyFailedError:
-        # s3transfer's multipart copy raises this, not the ClientError, when UploadPartCopy's
-        # CopySourceIfMatch fails (it has aborted the upload already).
-        return _line(item, FAILED, CHANGED_DURING_COPY)
-    except ClientError as err:
+        s3io.wait(future)  # a failed UploadPartCopy has been aborted by s3transfer already
+    except S3Error as err:
         return _copy_refused(item, err)
 
     return _verified(s3, item, ctx, ingested_at)
 
 
-def _copy_single(
-    s3: Any, item: dict[str, Any], ctx: CopyContext, extra: dict[str, Any], ingested_at: str
-) -> dict[str, Any]:
+def _copy_single(s3: Any, item: BatchItem, ctx: CopyContext, extra: dict[str, Any], ingested_at: str) -> ManifestLine:
     """Below the threshold a managed copy is one CopyObject anyway; calling it here keeps its response.
 
     The response's ETag is the landed object's: for a plain-MD5 source without KMS, equal ETags prove the
     bytes are the listed version's, so no second HEAD is needed to verify.
     """
     try:
-        response = s3.copy_object(
+        response = s3io.copy_object(
+            s3,
             Bucket=ctx.target_bucket,
-            Key=item["target"],
-            CopySource={"Bucket": ctx.source_bucket, "Key": item["key"]},
+            Key=item.target,
+            CopySource={"Bucket": ctx.source_bucket, "Key": item.key},
             **extra,
         )
-    except ClientError as err:
+    except S3Error as err:
         return _copy_refused(item, err)
     landed_etag = response.get("CopyObjectResult", {}).get("ETag", "").strip('"')
-    if _plain_md5(item["etag"]) and response.get("ServerSideEncryption") != "aws:kms":
-        if landed_etag == item["etag"]:
+    if _plain_md5(item.etag) and response.get("ServerSideEncryption") != "aws:kms":
+        if landed_etag == item.etag:
             return _line(item, COPIED, "", ingested_at)
-        return _discard(s3, item, ctx, _etag_mismatch(landed_etag, item["etag"]))
+        return _discard(s3, item, ctx, _etag_mismatch(landed_etag, item.etag))
     return _verified(s3, item, ctx, ingested_at)
 
 
-def _copy_refused(item: dict[str, Any], err: ClientError) -> dict[str, Any]:
+def _copy_refused(item: BatchItem, err: S3Error) -> ManifestLine:
     """The object's own reasons for a refused copy become its manifest line; anything else is raised."""
-    if is_precondition_failed(err):
+    if isinstance(err, PreconditionFailed):
         return _line(item, FAILED, CHANGED_DURING_COPY)
-    if is_not_found(err) and error_code(err) != "NoSuchBucket":
-        return _line(item, FAILED, "source object is gone since listing")
+    if isinstance(err, NotFound) and not isinstance(err, NoSuchBucket):
+        return _line(item, FAILED, SOURCE_GONE)
     raise err
 
 
-def _verified(s3: Any, item: dict[str, Any], ctx: CopyContext, ingested_at: str) -> dict[str, Any]:
+def _verified(s3: Any, item: BatchItem, ctx: CopyContext, ingested_at: str) -> ManifestLine:
     problem = _verify(s3, item, ctx)
     if problem:
         return _discard(s3, item, ctx, problem)
     return _line(item, COPIED, "", ingested_at)
 
 
-def _discard(s3: Any, item: dict[str, Any], ctx: CopyContext, problem: str) -> dict[str, Any]:
+def _discard(s3: Any, item: BatchItem, ctx: CopyContext, problem: str) -> ManifestLine:
     """What landed is not the listed version: remove it so the ledger and the bucket agree."""
-    s3.delete_object(Bucket=ctx.target_bucket, Key=item["target"])
+    s3io.delete(s3, ctx.target_bucket, item.target)
     return _line(item, FAILED, problem)
 
 
@@ -218,45 +202,36 @@ def _etag_mismatch(landed: str, listed: str) -> str:
     )
 
 
-def _verify(s3: Any, item: dict[str, Any], ctx: CopyContext) -> str | None:
-    head = s3.head_object(Bucket=ctx.target_bucket, Key=item["target"])
-    if head["ContentLength"] != item["size"]:
-        return f"verification failed: landed {head['ContentLength']} bytes, listed {item['size']}"
+def _verify(s3: Any, item: BatchItem, ctx: CopyContext) -> str | None:
+    head = s3io.head(s3, ctx.target_bucket, item.target)
+    if head["ContentLength"] != item.size:
+        return f"verification failed: landed {head['ContentLength']} bytes, listed {item.size}"
     landed = meta.landed_from(head.get("Metadata"))
-    if landed != (ctx.source_bucket, item["key"], item["etag"]):
+    if landed != (ctx.source_bucket, item.key, item.etag):
         return "verification failed: landed object lacks this copy's lineage metadata"
-    single_part = item["size"] < ctx.multipart_threshold
-    if single_part and _plain_md5(item["etag"]) and head.get("ServerSideEncryption") != "aws:kms":
+    single_part = item.size < ctx.multipart_threshold
+    if single_part and _plain_md5(item.etag) and head.get("ServerSideEncryption") != "aws:kms":
         landed_etag = head.get("ETag", "").strip('"')
-        if landed_etag != item["etag"]:
-            return _etag_mismatch(landed_etag, item["etag"])
+        if landed_etag != item.etag:
+            return _etag_mismatch(landed_etag, item.etag)
     return None
-
-
-def _head_or_none(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
-    try:
-        return s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
 
 
 def copy_items(
     s3: Any,
     tm: Any,
-    items: Iterable[dict[str, Any]],
+    items: Iterable[BatchItem],
     ctx: CopyContext,
     *,
     concurrency: int,
     check: Callable[[], None] = lambda: None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ManifestLine]:
     """Copy items with `concurrency` workers; yield manifest lines in the items' order.
 
     `check` runs before each object (the lock heartbeat raises there if the run lost its lock).
     """
 
-    def work(item: dict[str, Any]) -> dict[str, Any]:
+    def work(item: BatchItem) -> ManifestLine:
         check()
         return copy_one(s3, tm, item, ctx)
 

@@ -21,14 +21,13 @@ import boto3
 from .clients import s3_client
 from .configfile import load_config
 from .notify import build_notification, publish
-from .runner import Engine
+from .runner import Engine, one_shot
 
 DATASET = "movielens"
 SOURCE_BUCKET = "demo-source"
 RAW_BUCKET = "demo-raw"
 CONFIG_BUCKET = "demo-config"
 SOURCE_PREFIX = "movielens/"
-MOVIELENS_FILES = ("links.csv", "movies.csv", "ratings.csv", "tags.csv")
 
 
 def main(source_dir: str | None = None) -> int:
@@ -111,9 +110,9 @@ def _demo(endpoint: str, source_dir: Path | None) -> int:
 
 
 def _run(engine: Engine, sns: Any, topic_arn: str, run_date: Any) -> dict[str, Any]:
-    summary = engine.run(run_date)[-1]
+    summary = one_shot(engine.job, run_date)[-1]
     publish(sns, topic_arn, build_notification(summary))
-    return summary
+    return summary.to_json()
 
 
 def _seed(s3: Any, source_dir: Path | None) -> dict[str, int]:

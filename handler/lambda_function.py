@@ -16,7 +16,7 @@ from .clients import s3_client, sns_client
 from .configfile import load_config, location_from_env
 from .errors import ConfigError
 from .notify import build_notification, publish
-from .runner import Engine
+from .runner import Engine, one_shot
 
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 log = logging.getLogger(__name__)
@@ -48,13 +48,16 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if action == "finalize":
         return engine.finalize(_required(event, "run_id"))
 
-    summaries = engine.run(_date(event))
+    summaries = one_shot(engine.job, _date(event))
     topic = dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
     if topic:
         sns = sns_client()
         for summary in summaries:
             publish(sns, topic, build_notification(summary))
-    return summaries[-1] if len(summaries) == 1 else {**summaries[-1], "resumed_runs": summaries[:-1]}
+    result = summaries[-1].to_json()
+    if len(summaries) > 1:
+        result["resumed_runs"] = [s.to_json() for s in summaries[:-1]]
+    return result
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,38 +1,39 @@
-"""The record of what arrived, from where, and when: layout of `_ingestion/<dataset>/` and its I/O.
+"""The record of what arrived, from where, and when: one dataset's `_ingestion/<dataset>/`, and every
+read and write of it.
 
     _ingestion/<dataset>/
-      lock.json                                   the run lock (see lock.py)
-      open-run.json                               the run being worked on; present only until finalize
-      last-run.json                               summary of the newest finalized run
-      state/current.jsonl.gz                      compact current state: one line per source key last landed
+      lock.json                                   the run lock (lock.py)
+      open-run.json                               the run being worked on; present only until its commit
+      last-run.json                               summary of the newest committed run
+      state/current.jsonl.gz                      current state: one line per source key last landed (state.py)
       manifest/date=YYYY-MM-DD/<run_id>.jsonl     one line per object the run copied, skipped or failed
-      summary/date=YYYY-MM-DD/<run_id>.json       one line per run: status, counts, bytes, start, end
+      summary/date=YYYY-MM-DD/<run_id>.json       the run's summary: status, counts, bytes, start, end
       complete/date=YYYY-MM-DD/<run_id>.json      completion marker for downstream jobs (runs that landed files)
-      work/<run_id>/...                           batches and per-batch results, deleted at finalize
+      work/<run_id>/...                           plan notes, batches, batch results; deleted at the commit
+      probe/                                      the conditional-write probe's scratch objects
 
-The state is what makes incremental planning cheap: a run reads one compressed object (about 60 bytes a
-key) instead of every manifest of a long history. It is loaded into an on-disk SQLite table, so memory
-stays flat for millions of keys.
+Nothing outside this module builds one of these keys or calls S3 on one of these objects; the steps
+(steps/) compose the ledger, the lock it hands out, the copier and the pure decisions. The order in which
+a run becomes durable is in one place, `Ledger.commit`.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from botocore.exceptions import ClientError
-
+from . import s3io, state
 from .config import DatasetConfig
-from .s3io import is_not_found
+from .lock import Lock, LockFile
+from .records import BatchItem, ManifestLine, Marker, OpenRun, RunSummary
+
+JSONL = "application/x-ndjson"
 
 
 class LedgerPaths:
-    """Keys of one dataset's ledger in its target bucket."""
+    """Keys of one dataset's ledger in its target bucket: the only place they are spelt."""
 
     def __init__(self, dataset: DatasetConfig):
         self.bucket = dataset.target.bucket
@@ -59,11 +60,23 @@ class LedgerPaths:
         return self.root + "state/current.jsonl.gz"
 
     @property
+    def manifests(self) -> str:
+        return self.root + "manifest/"
+
+    @property
     def summaries(self) -> str:
         return self.root + "summary/"
 
+    @property
+    def markers(self) -> str:
+        return self.root + "complete/"
+
+    @property
+    def all_work(self) -> str:
+        return self.root + "work/"
+
     def work(self, run_id: str) -> str:
-        return f"{self.root}work/{run_id}/"
+        return f"{self.all_work}{run_id}/"
 
     def batch_index(self, run_id: str) -> str:
         return self.work(run_id) + "batches.json"
@@ -81,119 +94,162 @@ class LedgerPaths:
         return self.work(run_id) + "plan.jsonl"
 
     def manifest(self, date: str, run_id: str) -> str:
-        return f"{self.root}manifest/date={date}/{run_id}.jsonl"
+        return f"{self.manifests}date={date}/{run_id}.jsonl"
 
     def summary(self, date: str, run_id: str) -> str:
-        return f"{self.root}summary/date={date}/{run_id}.json"
+        return f"{self.summaries}date={date}/{run_id}.json"
 
     def marker(self, date: str, run_id: str) -> str:
-        return f"{self.root}complete/date={date}/{run_id}.json"
+        return f"{self.markers}date={date}/{run_id}.json"
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
 
-def jsonl_bytes(lines: Iterable[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
+class Ledger:
+    """One dataset's ledger in its target bucket."""
 
+    def __init__(self, s3: Any, dataset: DatasetConfig):
+        self._s3 = s3
+        self.dataset = dataset.name
+        self.paths = paths = LedgerPaths(dataset)
+        self.bucket = paths.bucket
+        self.lock = LockFile(s3, self.bucket, paths.lock, dataset.lock_ttl_seconds, paths.probe)
 
-def read_jsonl(s3: Any, bucket: str, key: str) -> Iterator[dict[str, Any]] | None:
-    """Stream the lines of a JSONL object, or None when it does not exist."""
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as err:
-        if is_not_found(err):
-            return None
-        raise
-    return (json.loads(line) for line in io.TextIOWrapper(body, encoding="utf-8") if line.strip())
+    # ---- where things are ---------------------------------------------------------------------------------
 
+    def manifest_uri(self, date: str, run_id: str) -> str:
+        return self.paths.uri(self.paths.manifest(date, run_id))
 
-def upload_spooled(s3: Any, bucket: str, key: str, fileobj: IO[bytes], content_type: str, **extra: str) -> None:
-    """Upload a temp file with the managed transfer (multipart when large) from its start."""
-    fileobj.seek(0)
-    s3.upload_fileobj(fileobj, bucket, key, ExtraArgs={"ContentType": content_type, **extra})
+    def summary_uri(self, date: str, run_id: str) -> str:
+        return self.paths.uri(self.paths.summary(date, run_id))
 
+    def marker_uri(self, date: str, run_id: str) -> str:
+        return self.paths.uri(self.paths.marker(date, run_id))
 
-# ---- current state --------------------------------------------------------------------------------------
+    def batch_index(self, run_id: str) -> dict[str, str]:
+        """Where the batch index is, in the form a Distributed Map's ItemReader takes."""
+        return {"bucket": self.bucket, "key": self.paths.batch_index(run_id)}
 
-STATE_COLUMNS = ("key", "etag", "size", "target", "run_id", "date", "ingested_at")
+    # ---- the open run -------------------------------------------------------------------------------------
 
+    def open_run(self) -> OpenRun | None:
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.open_run)
+        return None if document is None else OpenRun.from_json(document)
 
-def state_table(db: sqlite3.Connection) -> None:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS landed (key TEXT PRIMARY KEY, etag TEXT, size INTEGER, target TEXT, "
-        "run_id TEXT, date TEXT, ingested_at TEXT) WITHOUT ROWID"
-    )
+    def save_open_run(self, run: OpenRun) -> None:
+        """From this write on, the run's plan is durable: a crash after it is completed by the next run."""
+        s3io.put_json(self._s3, self.bucket, self.paths.open_run, run.to_json())
 
+    # ---- the plan -----------------------------------------------------------------------------------------
 
-def load_state(s3: Any, paths: LedgerPaths, db: sqlite3.Connection) -> int:
-    """Stream the current state into the `landed` table; returns the number of keys."""
-    state_table(db)
-    try:
-        body = s3.get_object(Bucket=paths.bucket, Key=paths.state)["Body"]
-    except ClientError as err:
-        if is_not_found(err):
-            return 0
-        raise
-    count = 0
-    with gzip.GzipFile(fileobj=body) as raw, db:
-        rows = (_state_row(json.loads(line)) for line in io.TextIOWrapper(raw, encoding="utf-8") if line.strip())
-        for chunk in _chunks(rows, 5000):
-            db.executemany("INSERT OR REPLACE INTO landed VALUES (?,?,?,?,?,?,?)", chunk)
-            count += len(chunk)
-    return count
+    def clear_unstored_plans(self) -> None:
+        """With the lock held and no run open, anything under work/ is a plan that died before it was
+        stored: nothing was copied from it."""
+        s3io.delete_prefix(self._s3, self.bucket, self.paths.all_work)
 
+    def store_plan(self, run_id: str, notes: Iterable[ManifestLine], batches: Iterable[list[BatchItem]]) -> int:
+        """Plan notes, each batch, then the index the Map reads; returns the number of batches."""
+        self._upload_lines(self.paths.plan_notes(run_id), (line.to_json() for line in notes))
+        count = 0
+        for number, batch in enumerate(batches):
+            document = {"run_id": run_id, "items": [item.to_json() for item in batch]}
+            s3io.put_json(self._s3, self.bucket, self.paths.batch(run_id, number), document)
+            count = number + 1
+        index = self.batch_index(run_id)
+        items = [{"dataset": self.dataset, "run_id": run_id, "batch": n} for n in range(count)]
+        s3io.put_json(self._s3, self.bucket, index["key"], items)
+        return count
 
-def landed_entry(db: sqlite3.Connection, key: str) -> tuple[str, str] | None:
-    """(ETag, target key) the source key last landed with, or None."""
-    row = db.execute("SELECT etag, target FROM landed WHERE key = ?", (key,)).fetchone()
-    return (row[0], row[1]) if row else None
+    def batch(self, run_id: str, number: int) -> list[BatchItem] | None:
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.batch(run_id, number))
+        return None if document is None else [BatchItem.from_json(item) for item in document["items"]]
 
+    def first_attempt(self, run_id: str, number: int) -> bool:
+        """True only for the first attempt at a batch (a marker written with If-None-Match)."""
+        return s3io.create_once(self._s3, self.bucket, self.paths.batch_started(run_id, number))
 
-def landed_etag(db: sqlite3.Connection, key: str) -> str | None:
-    entry = landed_entry(db, key)
-    return entry[0] if entry else None
+    def plan_notes(self, run_id: str) -> Iterator[ManifestLine]:
+        lines = s3io.read_jsonl(self._s3, self.bucket, self.paths.plan_notes(run_id)) or ()
+        return (ManifestLine.from_json(line) for line in lines)
 
+    # ---- batch results ------------------------------------------------------------------------------------
 
-def record_landed(db: sqlite3.Connection, lines: Iterable[dict[str, Any]], run_id: str, date: str) -> None:
-    with db:
-        db.executemany(
-            "INSERT OR REPLACE INTO landed VALUES (?,?,?,?,?,?,?)",
-            (
-                (
-                    line["source_key"],
-                    line["source_etag"],
-                    line["size"],
-                    line["target_key"],
-                    run_id,
-                    date,
-                    line["ingested_at"],
-                )
-                for line in lines
-                if line["status"] == "copied"
-            ),
+    def save_result(self, run_id: str, number: int, lines: list[ManifestLine], lock: Lock) -> None:
+        """Only the lock's owner may report: a process paused past its TTL must not write into a run it
+        no longer owns."""
+        lock.renew()
+        body = s3io.jsonl_bytes(line.to_json() for line in lines)
+        s3io.put_bytes(self._s3, self.bucket, self.paths.result(run_id, number), body, JSONL)
+
+    def result(self, run_id: str, number: int) -> list[ManifestLine] | None:
+        """A batch's reported lines, or None when it never reported. A batch is at most batch_max_objects."""
+        lines = s3io.read_jsonl(self._s3, self.bucket, self.paths.result(run_id, number))
+        return None if lines is None else [ManifestLine.from_json(line) for line in lines]
+
+    # ---- the state ----------------------------------------------------------------------------------------
+
+    def load_state(self, db: sqlite3.Connection) -> int:
+        """Stream the current state into `db`'s `landed` table; returns the number of keys."""
+        state.create_table(db)
+        body = s3io.open_body(self._s3, self.bucket, self.paths.state)
+        return 0 if body is None else state.read_into(db, body)
+
+    def save_state(self, db: sqlite3.Connection) -> None:
+        """The whole state through a temp file (never all in memory); only `commit` calls it in a run."""
+        with tempfile.TemporaryFile() as spool:
+            state.write_to(db, spool)
+            s3io.upload_file(self._s3, self.bucket, self.paths.state, spool, "application/gzip")
+
+    # ---- the commit ---------------------------------------------------------------------------------------
+
+    def commit(
+        self, run: OpenRun, manifest: IO[bytes], db: sqlite3.Connection, summary: RunSummary, lock: Lock
+    ) -> None:
+        """Make a finished run part of the record, in the one order that survives dying between any two writes.
+
+        1. Renew the lock: only its owner may commit (a process paused past its TTL stops here).
+        2. The manifest, then the state. Both are rewritten whole from the batch results under work/, which stay
+           until step 6, so a commit that dies after either is simply made again by the next finalize, with the
+           same keys and the same content.
+        3. The summary, then the marker (only when something landed): the marker is the hand-off to downstream
+           jobs, so it comes after everything it names.
+        4. last-run.json: the newest run, and how a repeated finalize knows this run is committed.
+        5. Delete open-run.json: from here on the run is no longer resumed. Everything before this point is
+           repeated by the next run if we die; nothing after it is needed for the record.
+        6. Delete the work files, release the lock. A death here leaves only garbage and a lock that the next
+           finalize (or the TTL) clears.
+        """
+        lock.renew()
+        s3io.upload_file(self._s3, self.bucket, self.paths.manifest(run.date, run.run_id), manifest, JSONL)
+        self.save_state(db)
+        s3io.put_json(self._s3, self.bucket, self.paths.summary(run.date, run.run_id), summary.to_json())
+        if summary.copied:
+            marker = Marker.of(summary, self.summary_uri(run.date, run.run_id))
+            s3io.put_json(self._s3, self.bucket, self.paths.marker(run.date, run.run_id), marker.to_json())
+        s3io.put_json(self._s3, self.bucket, self.paths.last_run, summary.to_json())
+        s3io.delete(self._s3, self.bucket, self.paths.open_run)
+        self.clear_work(run.run_id)
+        lock.release()
+
+    def last_run(self) -> RunSummary | None:
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
+        return None if document is None else RunSummary.from_json(document)
+
+    def clear_work(self, run_id: str) -> None:
+        s3io.delete_prefix(self._s3, self.bucket, self.paths.work(run_id))
+
+    def history(self, limit: int) -> list[RunSummary]:
+        """Run summaries, newest first (run ids start with their UTC start time)."""
+        keys = sorted(
+            s3io.iter_keys(self._s3, self.bucket, self.paths.summaries),
+            key=lambda k: k.rsplit("/", 1)[-1],
+            reverse=True,
         )
+        return [RunSummary.from_json(s3io.get_json(self._s3, self.bucket, key)[0]) for key in keys[:limit]]
 
-
-def write_state(s3: Any, paths: LedgerPaths, db: sqlite3.Connection) -> None:
-    """Write the whole state, sorted by key, through a temp file (never all in memory)."""
-    with tempfile.TemporaryFile() as tmp:
-        with gzip.GzipFile(fileobj=tmp, mode="wb", mtime=0) as gz:
-            for row in db.execute("SELECT * FROM landed ORDER BY key"):
-                gz.write((json.dumps(dict(zip(STATE_COLUMNS, row, strict=True)), ensure_ascii=False) + "\n").encode())
-        upload_spooled(s3, paths.bucket, paths.state, tmp, "application/gzip")
-
-
-def _state_row(entry: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(entry.get(column) for column in STATE_COLUMNS)
-
-
-def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    def _upload_lines(self, key: str, lines: Iterable[dict[str, Any]]) -> None:
+        with tempfile.TemporaryFile() as spool:
+            for line in lines:
+                spool.write(s3io.jsonl_bytes([line]))
+            s3io.upload_file(self._s3, self.bucket, key, spool, JSONL)

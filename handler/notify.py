@@ -5,56 +5,57 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .records import Notification, RunStatus, RunSummary
+
 STATUS_WORDS = {
-    "succeeded": "succeeded",
-    "partial": "partly failed",
-    "failed": "failed",
-    "nothing_new": "nothing new",
+    RunStatus.SUCCEEDED: "succeeded",
+    RunStatus.PARTIAL: "partly failed",
+    RunStatus.FAILED: "failed",
+    RunStatus.NOTHING_NEW: "nothing new",
 }
 MAX_FAILURES_LISTED = 10
 
 
-def build_notification(summary: dict[str, Any]) -> dict[str, Any]:
+def build_notification(summary: RunSummary) -> Notification:
     """Subject, body and SNS message attributes for a run summary (no secrets: only keys, counts, reasons)."""
-    status = summary["status"]
-    subject = f"[ingestion] {summary['dataset']} {summary['date']}: {STATUS_WORDS.get(status, status)}"
+    status = STATUS_WORDS.get(summary.status, summary.status)
+    subject = f"[ingestion] {summary.dataset} {summary.date}: {status}"
     lines = [
-        f"Dataset {summary['dataset']}, run {summary['run_id'] or '(none: the run could not start)'} "
-        f"for {summary['date']}: "
-        f"{STATUS_WORDS.get(status, status)}.",
-        f"Copied {summary['copied']} object(s), {summary['bytes']} bytes, in {summary['duration_seconds']:.1f}s; "
-        f"skipped {summary['skipped']}, failed {summary['failed']}, unchanged {summary['unchanged']}.",
-        f"From {summary['source']} to {summary['target']}.",
+        f"Dataset {summary.dataset}, run {summary.run_id or '(none: the run could not start)'} "
+        f"for {summary.date}: {status}.",
+        f"Copied {summary.copied} object(s), {summary.bytes} bytes, in {summary.duration_seconds:.1f}s; "
+        f"skipped {summary.skipped}, failed {summary.failed}, unchanged {summary.unchanged}.",
+        f"From {summary.source} to {summary.target}.",
     ]
-    if summary.get("resumed"):
+    if summary.resumed:
         lines.append("This run was interrupted earlier and has now been completed under its own date.")
-    failures = summary.get("failures") or []
+    failures = summary.failures
     if failures:
-        lines.append(f"First {min(len(failures), MAX_FAILURES_LISTED)} failure(s) of {summary['failed']}:")
-        lines.extend(f"  - {_printable(f['source_key'])}: {f['reason']}" for f in failures[:MAX_FAILURES_LISTED])
-    if summary.get("manifest"):
-        lines.append(f"Manifest: {summary['manifest']}")
+        lines.append(f"First {min(len(failures), MAX_FAILURES_LISTED)} failure(s) of {summary.failed}:")
+        lines.extend(f"  - {_printable(f.source_key)}: {f.reason}" for f in failures[:MAX_FAILURES_LISTED])
+    if summary.manifest:
+        lines.append(f"Manifest: {summary.manifest}")
     lines.append("")
-    lines.append(json.dumps(summary, indent=2, ensure_ascii=False))
-    return {
-        "subject": _ascii(subject)[:99],  # SNS: ASCII, fewer than 100 characters
-        "message": "\n".join(lines),
-        "attributes": {
-            "dataset": {"DataType": "String", "StringValue": summary["dataset"]},
-            "status": {"DataType": "String", "StringValue": status},
+    lines.append(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    return Notification(
+        subject=_ascii(subject)[:99],  # SNS: ASCII, fewer than 100 characters
+        message="\n".join(lines),
+        attributes={
+            "dataset": {"DataType": "String", "StringValue": summary.dataset},
+            "status": {"DataType": "String", "StringValue": str(summary.status)},
         },
-    }
+    )
 
 
-def publish(sns: Any, topic_arn: str | None, notification: dict[str, Any]) -> str | None:
+def publish(sns: Any, topic_arn: str | None, notification: Notification) -> str | None:
     """Publish if a topic is configured; with none, do nothing (a laptop run needs no topic)."""
     if not topic_arn:
         return None
     response = sns.publish(
         TopicArn=topic_arn,
-        Subject=notification["subject"],
-        Message=notification["message"],
-        MessageAttributes=notification["attributes"],
+        Subject=notification.subject,
+        Message=notification.message,
+        MessageAttributes=dict(notification.attributes),
     )
     return response.get("MessageId")
 

@@ -17,32 +17,19 @@ from typing import Any
 
 from .config import DatasetConfig
 from .layout import KeyTooLong, UnsafeKey, relative_key, render_target_key
-from .ledger import landed_entry
-from .selection import COPY, EXCLUDE, FAIL, FOLDER_MARKER, SKIP, UNCHANGED, SourceObject, decide
-
-ROUTINE_SKIPS = frozenset({UNCHANGED, FOLDER_MARKER})
+from .records import BatchItem, ManifestLine, ObjectStatus, PlanCounts
+from .selection import COPY, EXCLUDE, FAIL, ROUTINE_SKIPS, SKIP, SkipKind, SourceObject, decide
+from .state import landed_entry
 
 
 @dataclass
-class PlanCounts:
+class _Counting:
+    """Counts while the listing streams; frozen into PlanCounts at the end."""
+
     listed: int = 0
     excluded: int = 0
-    planned: int = 0
-    planned_bytes: int = 0
     skipped: int = 0
-    failed: int = 0
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "listed": self.listed,
-            "excluded": self.excluded,
-            "planned": self.planned,
-            "planned_bytes": self.planned_bytes,
-            "skipped": self.skipped,
-            "failed_at_plan": self.failed,
-            "skipped_by_reason": dict(self.skipped_by_reason),
-        }
 
 
 def build_plan(
@@ -57,10 +44,10 @@ def build_plan(
     """Decide every listed object into the `planned` table; `db` already holds the `landed` state."""
     db.execute(
         "CREATE TABLE planned (key TEXT PRIMARY KEY, etag TEXT, size INTEGER, target TEXT, action TEXT, "
-        "reason TEXT) WITHOUT ROWID"
+        "reason TEXT, kind TEXT) WITHOUT ROWID"
     )
     db.execute("CREATE INDEX planned_target ON planned (target) WHERE action = 'copy'")
-    counts = PlanCounts()
+    counts = _Counting()
     rows: list[tuple[Any, ...]] = []
     with db:
         for obj in objects:
@@ -69,20 +56,27 @@ def build_plan(
             if row is not None:
                 rows.append(row)
             if len(rows) >= 5000:
-                db.executemany("INSERT OR REPLACE INTO planned VALUES (?,?,?,?,?,?)", rows)
+                db.executemany(_INSERT, rows)
                 rows.clear()
-        db.executemany("INSERT OR REPLACE INTO planned VALUES (?,?,?,?,?,?)", rows)
+        db.executemany(_INSERT, rows)
     _mark_collisions(db)
+    totals = {COPY: (0, 0), FAIL: (0, 0), SKIP: (0, 0)}
     for action, number, size in db.execute("SELECT action, COUNT(*), COALESCE(SUM(size), 0) FROM planned GROUP BY 1"):
-        if action == COPY:
-            counts.planned, counts.planned_bytes = number, size
-        elif action == FAIL:
-            counts.failed = number
-        elif action == SKIP:
-            counts.skipped += number
-    for reason, number in db.execute("SELECT reason, COUNT(*) FROM planned WHERE action = 'skip' GROUP BY 1"):
-        counts.skipped_by_reason[_reason_kind(reason)] += number
-    return counts
+        totals[action] = (number, size)
+    for kind, number in db.execute("SELECT kind, COUNT(*) FROM planned WHERE action = 'skip' GROUP BY 1"):
+        counts.skipped_by_reason[kind] += number
+    return PlanCounts(
+        listed=counts.listed,
+        excluded=counts.excluded,
+        planned=totals[COPY][0],
+        planned_bytes=totals[COPY][1],
+        skipped=counts.skipped + totals[SKIP][0],
+        failed_at_plan=totals[FAIL][0],
+        skipped_by_reason=dict(counts.skipped_by_reason),
+    )
+
+
+_INSERT = "INSERT OR REPLACE INTO planned VALUES (?,?,?,?,?,?,?)"
 
 
 def _decide_row(
@@ -93,7 +87,7 @@ def _decide_row(
     run_date: Date,
     run_id: str,
     now: datetime,
-    counts: PlanCounts,
+    counts: _Counting,
 ) -> tuple[Any, ...] | None:
     relative = relative_key(dataset.source.prefix, obj.key)
     landed = landed_entry(db, obj.key)
@@ -109,12 +103,12 @@ def _decide_row(
     if decision.action == EXCLUDE:
         counts.excluded += 1
         return None
-    if decision.action == SKIP and decision.reason in ROUTINE_SKIPS:
+    if decision.action == SKIP and decision.kind in ROUTINE_SKIPS:
         counts.skipped += 1
-        counts.skipped_by_reason[decision.reason] += 1
+        counts.skipped_by_reason[decision.kind] += 1
         return None
     target = None
-    action, reason = decision.action, decision.reason
+    action, reason, kind = decision.action, decision.reason, decision.kind
     if action == COPY:
         try:
             target = render_target_key(
@@ -128,19 +122,17 @@ def _decide_row(
         except KeyTooLong as err:
             action, reason = FAIL, str(err)
         except UnsafeKey as err:
-            action, reason = SKIP, f"unsafe key: {err}"
+            action, reason, kind = SKIP, f"unsafe key: {err}", SkipKind.UNSAFE_KEY
         else:
             if landed and landed[1] == target:
                 # An earlier version landed on this very key (a second run on the same date): never
                 # overwrite a landing; the new version takes the next date's key.
-                action, reason = (
-                    SKIP,
-                    (
-                        f"target occupied: {target!r} already holds the version with ETag {landed[0]}; "
-                        "this version lands on a later date (or add {run_id} to key_template)"
-                    ),
+                action, kind = SKIP, SkipKind.TARGET_OCCUPIED
+                reason = (
+                    f"target occupied: {target!r} already holds the version with ETag {landed[0]}; "
+                    "this version lands on a later date (or add {run_id} to key_template)"
                 )
-    return (obj.key, obj.etag, obj.size, target, action, reason)
+    return (obj.key, obj.etag, obj.size, target, action, reason, kind)
 
 
 def _mark_collisions(db: sqlite3.Connection) -> None:
@@ -163,46 +155,31 @@ def _mark_collisions(db: sqlite3.Connection) -> None:
             )
 
 
-def _reason_kind(reason: str) -> str:
-    """Group skip reasons for the summary (`archived in GLACIER: ...` -> `archived`)."""
-    for kind in ("archived", "modified", "unsafe key", "target occupied"):
-        if reason.startswith(kind):
-            return "too recent" if kind == "modified" else kind
-    return reason
-
-
-def iter_copies(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+def iter_copies(db: sqlite3.Connection) -> Iterator[BatchItem]:
     for key, etag, size, target in db.execute(
         "SELECT key, etag, size, target FROM planned WHERE action = 'copy' ORDER BY key"
     ):
-        yield {"key": key, "etag": etag, "size": size, "target": target}
+        yield BatchItem(key, etag, size, target)
 
 
-def iter_notes(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+def iter_notes(db: sqlite3.Connection) -> Iterator[ManifestLine]:
     """Manifest lines for objects the plan itself skipped or failed (not the routine, unchanged ones)."""
     for key, etag, size, target, action, reason in db.execute(
         "SELECT key, etag, size, target, action, reason FROM planned WHERE action != 'copy' ORDER BY key"
     ):
-        yield {
-            "source_key": key,
-            "source_etag": etag,
-            "size": size,
-            "target_key": target,
-            "status": "failed" if action == FAIL else "skipped",
-            "reason": reason,
-            "ingested_at": None,
-        }
+        status = ObjectStatus.FAILED if action == FAIL else ObjectStatus.SKIPPED
+        yield ManifestLine(key, etag, size, target, status, reason)
 
 
-def cut_batches(items: Iterable[dict[str, Any]], *, max_objects: int, max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+def cut_batches(items: Iterable[BatchItem], *, max_objects: int, max_bytes: int) -> Iterator[list[BatchItem]]:
     """Group items so each batch finishes well inside one Lambda's 15 minutes; a huge object goes alone."""
-    batch: list[dict[str, Any]] = []
+    batch: list[BatchItem] = []
     size = 0
     for item in items:
-        if batch and (len(batch) >= max_objects or size + item["size"] > max_bytes):
+        if batch and (len(batch) >= max_objects or size + item.size > max_bytes):
             yield batch
             batch, size = [], 0
         batch.append(item)
-        size += item["size"]
+        size += item.size
     if batch:
         yield batch

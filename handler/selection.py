@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from fnmatch import fnmatchcase
 
 COPY = "copy"
@@ -14,9 +15,22 @@ FAIL = "fail"
 ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 """Storage classes whose objects need a restore before they can be read (GLACIER_IR is instant: copied)."""
 
-# Skip reasons that are routine (not written to the manifest line by line, only counted).
-UNCHANGED = "unchanged"
-FOLDER_MARKER = "folder marker"
+
+class SkipKind(StrEnum):
+    """Why an object is skipped, as the summary's `skipped_by_reason` counts it (never parsed from text)."""
+
+    UNCHANGED = "unchanged"
+    FOLDER_MARKER = "folder marker"
+    ARCHIVED = "archived"
+    TOO_RECENT = "too recent"
+    UNSAFE_KEY = "unsafe key"
+    TARGET_OCCUPIED = "target occupied"
+
+
+UNCHANGED = SkipKind.UNCHANGED
+FOLDER_MARKER = SkipKind.FOLDER_MARKER
+ROUTINE_SKIPS = frozenset({UNCHANGED, FOLDER_MARKER})
+"""Skips that are only counted, never written to the manifest line by line."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +46,11 @@ class SourceObject:
 
 @dataclass(frozen=True)
 class Decision:
+    """An action, and for a skip its kind; `reason` is the message a person reads in the manifest."""
+
     action: str
     reason: str = ""
+    kind: str = ""
 
 
 def clean_etag(etag: str) -> str:
@@ -59,14 +76,16 @@ def decide(
 ) -> Decision:
     """Decide one object's fate; the order matters: cheap, certain reasons first."""
     if obj.key.endswith("/"):
-        return Decision(SKIP, FOLDER_MARKER)
+        return Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
     if not is_selected(relative, include, exclude):
         return Decision(EXCLUDE, "excluded by include/exclude filters")
     if landed_etag is not None and landed_etag == obj.etag:
-        return Decision(SKIP, UNCHANGED)
+        return Decision(SKIP, UNCHANGED, UNCHANGED)
     if obj.storage_class in ARCHIVED_CLASSES:
         return Decision(
-            SKIP, f"archived in {obj.storage_class}: restore it (or copy it to a readable class) to ingest it"
+            SKIP,
+            f"archived in {obj.storage_class}: restore it (or copy it to a readable class) to ingest it",
+            SkipKind.ARCHIVED,
         )
     if min_age_seconds:
         age = (now - obj.last_modified).total_seconds()
@@ -75,5 +94,6 @@ def decide(
                 SKIP,
                 f"modified {max(age, 0):.0f}s ago, younger than min_age_seconds={min_age_seconds}; "
                 "left for the next run",
+                SkipKind.TOO_RECENT,
             )
     return Decision(COPY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from moto import mock_aws
 
 from handler.config import DatasetConfig, parse_config
 from handler.lambda_function import _s3 as _lambda_clients
+from handler.ledger import Ledger
 
 REGION = "us-east-1"
 REPO = Path(__file__).resolve().parent.parent
@@ -92,3 +94,21 @@ def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
 def landed_keys(s3: Any, bucket: str) -> list[str]:
     """Keys in the raw bucket outside the ledger."""
     return [k for k in list_keys(s3, bucket) if not k.startswith("_ingestion/")]
+
+
+def ledger_in(s3: Any, raw: str, name: str = "movielens") -> Ledger:
+    """A dataset's ledger in a raw bucket (it depends on nothing else): tests find ledger objects by its paths."""
+    return Ledger(s3, dataset_config("ledger-test-source", raw, name))
+
+
+def lock_document(ledger: Ledger) -> dict[str, Any]:
+    document, _ = ledger.lock.read()
+    assert document is not None, "the dataset holds no lock"
+    return document
+
+
+def expire_lock(ledger: Ledger) -> None:
+    """Age the dataset lock past its expiry, as if its holder died long ago (cheaper than sleeping out a TTL)."""
+    lock = ledger.lock
+    document = dict(lock_document(ledger), expires_at=time.time() - 1)
+    lock.s3.put_object(Bucket=lock.bucket, Key=lock.key, Body=json.dumps(document).encode())

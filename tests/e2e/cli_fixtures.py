@@ -34,11 +34,11 @@ from moto.s3.models import s3_backends
 from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import REPO, landed_keys, list_keys, write_config
+from handler.ledger import LedgerPaths
+from tests.conftest import REPO, dataset_config, landed_keys, list_keys, write_config
 
 REGION = "us-east-1"
 DATASET = "movielens"
-LEDGER = f"_ingestion/{DATASET}/"
 CLI_TIMEOUT = 120
 """Generous on purpose: it only bounds a hung child, no test asserts how fast a run is."""
 
@@ -119,6 +119,11 @@ class Stage:
     raw: str
     workdir: Path
 
+    @property
+    def ledger(self) -> LedgerPaths:
+        """Where the CLI's ledger objects are: the runtime's own paths, never spelt out here."""
+        return LedgerPaths(dataset_config(self.source, self.raw, DATASET))
+
     # ---- setting up -----------------------------------------------------------------------------------
 
     def config(self, name: str = "config.json", **overrides: Any) -> Path:
@@ -197,14 +202,14 @@ class Stage:
     def manifest_lines(self) -> list[dict[str, Any]]:
         """Every line of every manifest in the ledger."""
         lines = []
-        for key in list_keys(self.s3, self.raw, LEDGER + "manifest/"):
+        for key in list_keys(self.s3, self.raw, self.ledger.manifests):
             text = self.body(self.raw, key).decode("utf-8")
             lines.extend(json.loads(line) for line in text.splitlines() if line.strip())
         return lines
 
     def state(self) -> list[dict[str, Any]]:
         """The ledger's current state: one line per source key last landed."""
-        raw = gzip.decompress(self.body(self.raw, LEDGER + "state/current.jsonl.gz")).decode("utf-8")
+        raw = gzip.decompress(self.body(self.raw, self.ledger.state)).decode("utf-8")
         return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
     def wait_for_object(self, key: str, proc: subprocess.Popen[str], timeout: float = 90) -> None:

@@ -22,7 +22,6 @@ import pytest
 from tests.conftest import list_keys
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     CLI_TIMEOUT,
-    LEDGER,
     Stage,
     kill,
     moto_server_fixture,
@@ -101,10 +100,10 @@ def assert_ledger_matches_bucket(stage: Stage, lineage: dict[str, dict[str, str]
     assert {key: row["target"] for key, row in state.items()} == {
         meta["ingest-source-key"]: target for target, meta in lineage.items()
     }
-    leftovers = [k for k in list_keys(stage.s3, stage.raw, LEDGER) if k.endswith(("open-run.json", "lock.json"))]
+    leftovers = [k for k in (stage.ledger.open_run, stage.ledger.lock) if list_keys(stage.s3, stage.raw, k)]
     assert leftovers == []
     if tidy:
-        assert list_keys(stage.s3, stage.raw, LEDGER + "work/") == []
+        assert list_keys(stage.s3, stage.raw, stage.ledger.all_work) == []
 
 
 def test_a_killed_runs_lock_blocks_the_next_run_and_a_dry_run_shows_it_completed_first(stage: Stage) -> None:

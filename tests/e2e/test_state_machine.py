@@ -28,10 +28,10 @@ from moto.core.config import default_user_config
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from handler import lambda_function
-from handler.ledger import LedgerPaths
+from handler.ledger import Ledger, LedgerPaths
 from handler.runner import Engine
 from infra.workflow_definition import build_definition
-from tests.conftest import REGION, dataset_config, landed_keys, list_keys, unique_bucket
+from tests.conftest import REGION, dataset_config, expire_lock, landed_keys, list_keys, unique_bucket
 
 ACCOUNT = "123456789012"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest"
@@ -216,9 +216,7 @@ class Dataset:
 
     def expire_lock(self) -> None:
         """Age the dataset's lock past its expiry, as when the Lambda holding it died."""
-        lock_doc = json.loads(self.s3.get_object(Bucket=self.raw, Key=self.ledger.lock)["Body"].read())
-        lock_doc["expires_at"] = time.time() - 1
-        self.s3.put_object(Bucket=self.raw, Key=self.ledger.lock, Body=json.dumps(lock_doc).encode())
+        expire_lock(Ledger(self.s3, dataset_config(self.source, self.raw)))
 
     def expected_key(self, source_key: str, date: str) -> str:
         # The default key template `{dir}/ingest_date={date}/{name}` under the target prefix `movielens/`.
@@ -347,10 +345,8 @@ def test_objects_that_fail_to_land_fail_the_execution_after_the_partial_notifica
 def test_another_live_run_makes_the_execution_skip_and_succeed(
     dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
 ) -> None:
-    from handler import lock
-
     dataset.add_objects(5)
-    lock.acquire(dataset.s3, dataset.raw, dataset.ledger.lock, "20261127T190000Z-abcdef", ttl=900)
+    Ledger(dataset.s3, dataset_config(dataset.source, dataset.raw)).lock.acquire("20261127T190000Z-abcdef")
 
     execution = state_machine.run({"dataset": DATASET, "date": DATE})
 

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from handler import metadata as meta
 from handler.copier import COPIED, FAILED, SKIPPED, CopyContext, copy_items, transfer_manager
 from handler.layout import render_target_key
+from handler.records import BatchItem, ManifestLine
 from handler.runner import Engine
 from tests.conftest import dataset_config
 
@@ -105,15 +106,15 @@ def target_for(key: str) -> str:
     )
 
 
-def listed(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+def listed(s3: Any, bucket: str, key: str) -> BatchItem:
     """A plan item for one source object, with the ETag and size its listing shows."""
     (entry,) = [o for o in s3.list_objects_v2(Bucket=bucket, Prefix=key)["Contents"] if o["Key"] == key]
-    return {"key": key, "etag": entry["ETag"].strip('"'), "size": entry["Size"], "target": target_for(key)}
+    return BatchItem(key, entry["ETag"].strip('"'), entry["Size"], target_for(key))
 
 
 def copy(
-    s3: Any, items: list[dict[str, Any]], ctx: CopyContext, *, threshold: int = 256 * MiB, chunk: int = 64 * MiB
-) -> list[dict[str, Any]]:
+    s3: Any, items: list[BatchItem], ctx: CopyContext, *, threshold: int = 256 * MiB, chunk: int = 64 * MiB
+) -> list[ManifestLine]:
     with transfer_manager(s3, concurrency=4, threshold=threshold, chunk=chunk) as tm:
         return list(copy_items(s3, tm, items, ctx, concurrency=4))
 
@@ -149,22 +150,22 @@ def test_single_part_copy_keeps_content_type_and_user_metadata_and_adds_lineage(
 
     (line,) = copy(s3, [item], context(source, raw))
 
-    assert line["status"] == COPIED
-    assert line["reason"] == ""
-    head = s3.head_object(Bucket=raw, Key=item["target"])
+    assert line.status == COPIED
+    assert line.reason == ""
+    head = s3.head_object(Bucket=raw, Key=item.target)
     assert head["ContentType"] == "text/csv"
     assert head["ContentEncoding"] == "identity"
     assert head["CacheControl"] == "no-cache"
     assert head["Metadata"]["owner"] == "grouplens"
     assert head["Metadata"]["ingest-source-bucket"] == source
     assert head["Metadata"]["ingest-source-key"] == key  # a source's own ingest-* value is replaced by ours
-    assert head["Metadata"]["ingest-source-etag"] == item["etag"]
+    assert head["Metadata"]["ingest-source-etag"] == item.etag
     assert head["Metadata"]["ingest-dataset"] == "movielens"
     assert head["Metadata"]["ingest-date"] == DATE
     assert head["Metadata"]["ingest-run-id"] == RUN_ID
-    assert head["Metadata"]["ingest-timestamp"] == line["ingested_at"]
-    assert head["ETag"].strip('"') == item["etag"]
-    assert s3.get_object(Bucket=raw, Key=item["target"])["Body"].read() == b"userId,movieId,rating\n1,31,2.5\n"
+    assert head["Metadata"]["ingest-timestamp"] == line.ingested_at
+    assert head["ETag"].strip('"') == item.etag
+    assert s3.get_object(Bucket=raw, Key=item.target)["Body"].read() == b"userId,movieId,rating\n1,31,2.5\n"
 
 
 def test_copy_request_carries_the_listed_etag_as_copy_source_if_match(s3, buckets, calls):
@@ -175,10 +176,10 @@ def test_copy_request_carries_the_listed_etag_as_copy_source_if_match(s3, bucket
     copy(s3, [item], context(source, raw))
 
     (request,) = calls.params("CopyObject")
-    assert request["CopySourceIfMatch"] == f'"{item["etag"]}"'
+    assert request["CopySourceIfMatch"] == f'"{item.etag}"'
     assert request["MetadataDirective"] == "REPLACE"
     (guarded_head,) = [p for p in calls.params("HeadObject") if p["Bucket"] == source]
-    assert guarded_head["IfMatch"] == f'"{item["etag"]}"'
+    assert guarded_head["IfMatch"] == f'"{item.etag}"'
 
 
 def test_multipart_copy_carries_content_type_and_metadata_and_identical_bytes(s3, buckets, calls):
@@ -192,17 +193,17 @@ def test_multipart_copy_carries_content_type_and_metadata_and_identical_bytes(s3
         s3, [item], context(source, raw, threshold=SMALL_THRESHOLD), threshold=SMALL_THRESHOLD, chunk=5 * MiB
     )
 
-    assert line["status"] == COPIED, line["reason"]
+    assert line.status == COPIED, line.reason
     assert calls.count("CopyObject") == 0
     assert calls.count("UploadPartCopy") == 3
-    assert all(p["CopySourceIfMatch"] == f'"{item["etag"]}"' for p in calls.params("UploadPartCopy"))
-    landed = s3.get_object(Bucket=raw, Key=item["target"])
+    assert all(p["CopySourceIfMatch"] == f'"{item.etag}"' for p in calls.params("UploadPartCopy"))
+    landed = s3.get_object(Bucket=raw, Key=item.target)
     assert landed["Body"].read() == body
     assert landed["ContentType"] == "text/csv"
     assert landed["ContentLength"] == len(body)
     assert landed["ETag"].strip('"').endswith("-3")
     assert landed["Metadata"]["origin"] == "grouplens"
-    assert meta.landed_from(landed["Metadata"]) == (source, key, item["etag"])
+    assert meta.landed_from(landed["Metadata"]) == (source, key, item.etag)
 
 
 def test_multipart_copy_of_a_source_without_content_type_gets_the_s3_default(s3, buckets):
@@ -215,8 +216,8 @@ def test_multipart_copy_of_a_source_without_content_type_gets_the_s3_default(s3,
         s3, [item], context(source, raw, threshold=SMALL_THRESHOLD), threshold=SMALL_THRESHOLD, chunk=5 * MiB
     )
 
-    assert line["status"] == COPIED
-    head = s3.head_object(Bucket=raw, Key=item["target"])
+    assert line.status == COPIED
+    head = s3.head_object(Bucket=raw, Key=item.target)
     assert head["ContentType"] in ("binary/octet-stream", "application/octet-stream")
 
 
@@ -227,9 +228,9 @@ def test_zero_byte_file_lands(s3, buckets):
 
     (line,) = copy(s3, [item], context(source, raw))
 
-    assert line["status"] == COPIED
-    assert line["size"] == 0
-    landed = s3.get_object(Bucket=raw, Key=item["target"])
+    assert line.status == COPIED
+    assert line.size == 0
+    landed = s3.get_object(Bucket=raw, Key=item.target)
     assert landed["ContentLength"] == 0
     assert landed["Body"].read() == b""
 
@@ -257,10 +258,10 @@ def test_awkward_key_lands_with_exact_bytes_and_decodable_lineage(s3, buckets, n
 
     (line,) = copy(s3, [item], context(source, raw))
 
-    assert line["status"] == COPIED, line["reason"]
-    assert line["target_key"].endswith("/" + name.rsplit("/", 1)[-1])
-    assert s3.get_object(Bucket=raw, Key=item["target"])["Body"].read() == body
-    recorded = s3.head_object(Bucket=raw, Key=item["target"])["Metadata"]["ingest-source-key"]
+    assert line.status == COPIED, line.reason
+    assert line.target_key.endswith("/" + name.rsplit("/", 1)[-1])
+    assert s3.get_object(Bucket=raw, Key=item.target)["Body"].read() == body
+    recorded = s3.head_object(Bucket=raw, Key=item.target)["Metadata"]["ingest-source-key"]
     assert recorded.isascii()
     assert unquote(recorded) == key
 
@@ -274,11 +275,11 @@ def test_source_gone_since_listing_fails_that_object_and_the_rest_of_the_batch_g
 
     lines = copy(s3, items, context(source, raw))
 
-    assert [line["status"] for line in lines] == [COPIED, FAILED, COPIED]
-    assert lines[1]["reason"] == "source object is gone since listing"
-    assert absent(s3, raw, items[1]["target"])
-    assert not absent(s3, raw, items[0]["target"])
-    assert not absent(s3, raw, items[2]["target"])
+    assert [line.status for line in lines] == [COPIED, FAILED, COPIED]
+    assert lines[1].reason == "source object is gone since listing"
+    assert absent(s3, raw, items[1].target)
+    assert not absent(s3, raw, items[0].target)
+    assert not absent(s3, raw, items[2].target)
 
 
 def test_source_changed_between_listing_and_head_fails_and_lands_nothing(s3, buckets):
@@ -289,9 +290,9 @@ def test_source_changed_between_listing_and_head_fails_and_lands_nothing(s3, buc
 
     (line,) = copy(s3, [item], context(source, raw))
 
-    assert line["status"] == FAILED
-    assert "changed since listing" in line["reason"]
-    assert absent(s3, raw, item["target"])
+    assert line.status == FAILED
+    assert "changed since listing" in line.reason
+    assert absent(s3, raw, item.target)
 
 
 def test_source_changed_during_single_part_copy_is_recorded_and_leaves_nothing(s3, buckets, calls):
@@ -299,29 +300,29 @@ def test_source_changed_during_single_part_copy_is_recorded_and_leaves_nothing(s
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"a")
     s3.put_object(Bucket=source, Key="movielens/b.csv", Body=b"b")
     items = [listed(s3, source, "movielens/a.csv"), listed(s3, source, "movielens/b.csv")]
-    calls.fail("CopyObject", "PreconditionFailed", 412, key=items[0]["target"])
+    calls.fail("CopyObject", "PreconditionFailed", 412, key=items[0].target)
 
     lines = copy(s3, items, context(source, raw))
 
-    assert lines[0]["status"] == FAILED
-    assert "source changed during the copy" in lines[0]["reason"]
-    assert absent(s3, raw, items[0]["target"])
-    assert lines[1]["status"] == COPIED
+    assert lines[0].status == FAILED
+    assert "source changed during the copy" in lines[0].reason
+    assert absent(s3, raw, items[0].target)
+    assert lines[1].status == COPIED
 
 
 def test_source_changed_during_multipart_copy_is_recorded_and_leaves_no_object_or_upload(s3, buckets, calls):
     source, raw = buckets
     s3.put_object(Bucket=source, Key="movielens/big.csv", Body=patterned(11 * MiB))
     item = listed(s3, source, "movielens/big.csv")
-    calls.fail("UploadPartCopy", "PreconditionFailed", 412, key=item["target"])
+    calls.fail("UploadPartCopy", "PreconditionFailed", 412, key=item.target)
 
     (line,) = copy(
         s3, [item], context(source, raw, threshold=SMALL_THRESHOLD), threshold=SMALL_THRESHOLD, chunk=5 * MiB
     )
 
-    assert line["status"] == FAILED
-    assert "source changed during the copy" in line["reason"]
-    assert absent(s3, raw, item["target"])
+    assert line.status == FAILED
+    assert "source changed during the copy" in line.reason
+    assert absent(s3, raw, item.target)
     assert s3.list_multipart_uploads(Bucket=raw).get("Uploads", []) == []
     assert calls.count("AbortMultipartUpload") == 1
 
@@ -340,9 +341,9 @@ def test_copy_that_lands_another_version_is_removed_by_verification(s3, buckets,
 
     (line,) = copy(s3, [item], context(source, raw))
 
-    assert line["status"] == FAILED
-    assert line["reason"].startswith("verification failed")
-    assert absent(s3, raw, item["target"])
+    assert line.status == FAILED
+    assert line.reason.startswith("verification failed")
+    assert absent(s3, raw, item.target)
 
 
 def test_target_holding_another_versions_lineage_is_skipped_as_occupied(s3, buckets):
@@ -358,27 +359,27 @@ def test_target_holding_another_versions_lineage_is_skipped_as_occupied(s3, buck
         timestamp="2026-11-27T20:00:00.000Z",
         run_id="20261127T100000Z-000000",
     )
-    s3.put_object(Bucket=raw, Key=item["target"], Body=b"old", Metadata=older)
+    s3.put_object(Bucket=raw, Key=item.target, Body=b"old", Metadata=older)
 
     (line,) = copy(s3, [item], context(source, raw))
 
-    assert line["status"] == SKIPPED
-    assert line["reason"].startswith("target occupied")
-    assert "0" * 32 in line["reason"]
-    assert s3.get_object(Bucket=raw, Key=item["target"])["Body"].read() == b"old"
+    assert line.status == SKIPPED
+    assert line.reason.startswith("target occupied")
+    assert "0" * 32 in line.reason
+    assert s3.get_object(Bucket=raw, Key=item.target)["Body"].read() == b"old"
 
 
 def test_target_holding_an_object_without_lineage_is_skipped_as_occupied(s3, buckets):
     source, raw = buckets
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"new")
     item = listed(s3, source, "movielens/a.csv")
-    s3.put_object(Bucket=raw, Key=item["target"], Body=b"hand made")
+    s3.put_object(Bucket=raw, Key=item.target, Body=b"hand made")
 
     (line,) = copy(s3, [item], context(source, raw))
 
-    assert line["status"] == SKIPPED
-    assert "without lineage metadata" in line["reason"]
-    assert s3.get_object(Bucket=raw, Key=item["target"])["Body"].read() == b"hand made"
+    assert line.status == SKIPPED
+    assert "without lineage metadata" in line.reason
+    assert s3.get_object(Bucket=raw, Key=item.target)["Body"].read() == b"hand made"
 
 
 def test_object_already_landed_by_this_run_is_recorded_copied_without_a_second_copy(s3, buckets, calls):
@@ -386,16 +387,16 @@ def test_object_already_landed_by_this_run_is_recorded_copied_without_a_second_c
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"a", ContentType="text/csv")
     item = listed(s3, source, "movielens/a.csv")
     (first,) = copy(s3, [item], context(source, raw))
-    landed_before = s3.head_object(Bucket=raw, Key=item["target"])
+    landed_before = s3.head_object(Bucket=raw, Key=item.target)
 
     (again,) = copy(s3, [item], context(source, raw))
 
-    assert first["status"] == again["status"] == COPIED
-    assert again["reason"].startswith("already landed")
-    assert again["ingested_at"] == first["ingested_at"]
+    assert first.status == again.status == COPIED
+    assert again.reason.startswith("already landed")
+    assert again.ingested_at == first.ingested_at
     assert calls.count("CopyObject") == 1
-    assert calls.count("PutObject", key=item["target"]) == 0
-    landed_after = s3.head_object(Bucket=raw, Key=item["target"])
+    assert calls.count("PutObject", key=item.target) == 0
+    landed_after = s3.head_object(Bucket=raw, Key=item.target)
     assert landed_after["LastModified"] == landed_before["LastModified"]
     assert landed_after["Metadata"] == landed_before["Metadata"]
 
@@ -406,17 +407,17 @@ def test_access_denied_fails_that_object_and_the_rest_goes_on(s3, buckets, calls
     s3.put_object(Bucket=source, Key="movielens/secret.csv", Body=b"s")
     s3.put_object(Bucket=source, Key="movielens/open.csv", Body=b"o")
     items = [listed(s3, source, "movielens/secret.csv"), listed(s3, source, "movielens/open.csv")]
-    denied_key = items[0]["key"] if operation == "HeadObject" else items[0]["target"]
+    denied_key = items[0].key if operation == "HeadObject" else items[0].target
     calls.fail(operation, "AccessDenied", 403, key=denied_key)
 
     lines = copy(s3, items, context(source, raw))
 
-    assert lines[0]["status"] == FAILED
-    assert lines[0]["reason"].startswith("AccessDenied")
-    assert f"({operation})" in lines[0]["reason"]
-    assert absent(s3, raw, items[0]["target"])
-    assert lines[1]["status"] == COPIED
-    assert s3.get_object(Bucket=raw, Key=items[1]["target"])["Body"].read() == b"o"
+    assert lines[0].status == FAILED
+    assert lines[0].reason.startswith("AccessDenied")
+    assert f"({operation})" in lines[0].reason
+    assert absent(s3, raw, items[0].target)
+    assert lines[1].status == COPIED
+    assert s3.get_object(Bucket=raw, Key=items[1].target)["Body"].read() == b"o"
 
 
 def test_user_metadata_too_large_for_lineage_fails_with_the_reason(s3, buckets):
@@ -426,9 +427,9 @@ def test_user_metadata_too_large_for_lineage_fails_with_the_reason(s3, buckets):
 
     (line,) = copy(s3, [item], context(source, raw))
 
-    assert line["status"] == FAILED
-    assert "2048-byte limit" in line["reason"]
-    assert absent(s3, raw, item["target"])
+    assert line.status == FAILED
+    assert "2048-byte limit" in line.reason
+    assert absent(s3, raw, item.target)
 
 
 def test_failed_copies_in_an_engine_batch_are_recorded_and_the_batch_goes_on(s3, buckets, calls):

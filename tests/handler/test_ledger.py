@@ -1,4 +1,4 @@
-"""The ledger's layout and its state file on moto: what is written where, and that it reads back exactly."""
+"""The ledger on moto: its layout, state file and work files are written where they belong and read back exactly."""
 
 from __future__ import annotations
 
@@ -10,44 +10,41 @@ from typing import Any
 
 import pytest
 
-from handler.ledger import (
-    LedgerPaths,
-    jsonl_bytes,
-    landed_etag,
-    load_state,
-    read_jsonl,
-    record_landed,
-    state_table,
-    write_state,
-)
+from handler.errors import LockLost
+from handler.ledger import Ledger, LedgerPaths
+from handler.records import BatchItem, ManifestLine, ObjectStatus
+from handler.s3io import jsonl_bytes
+from handler.state import create_table, landed_entry, record_landed
 from tests.conftest import dataset_config, list_keys
 
 
 @pytest.fixture
-def paths(buckets: tuple[str, str]) -> LedgerPaths:
+def ledger(s3: Any, buckets: tuple[str, str]) -> Ledger:
     source, raw = buckets
-    return LedgerPaths(dataset_config(source, raw))
+    return Ledger(s3, dataset_config(source, raw))
+
+
+@pytest.fixture
+def paths(ledger: Ledger) -> LedgerPaths:
+    return ledger.paths
 
 
 @pytest.fixture
 def db() -> Iterator[sqlite3.Connection]:
     connection = sqlite3.connect(":memory:")
-    state_table(connection)
+    create_table(connection)
     yield connection
     connection.close()
 
 
-def line(key: str, etag: str, status: str = "copied", **extra: Any) -> dict[str, Any]:
-    return {
-        "source_key": key,
-        "source_etag": etag,
-        "size": len(key),
-        "target_key": f"movielens/ingest_date=2026-11-27/{key.rsplit('/', 1)[-1]}",
-        "status": status,
-        "reason": "",
-        "ingested_at": "2026-11-27T20:00:00.000Z",
-        **extra,
-    }
+def line(key: str, etag: str, status: str = "copied", reason: str = "") -> ManifestLine:
+    target = f"movielens/ingest_date=2026-11-27/{key.rsplit('/', 1)[-1]}"
+    return ManifestLine(key, etag, len(key), target, ObjectStatus(status), reason, "2026-11-27T20:00:00.000Z")
+
+
+def landed_etag(db: sqlite3.Connection, key: str) -> str | None:
+    entry = landed_entry(db, key)
+    return entry[0] if entry else None
 
 
 def test_every_ledger_path_is_under_the_datasets_reserved_prefix(paths, buckets):
@@ -73,7 +70,7 @@ def test_batch_and_result_numbers_sort_as_text_in_batch_order(paths):
     assert sorted(keys) == keys
 
 
-def test_state_written_then_loaded_reads_back_every_row(s3, paths, db):
+def test_state_written_then_loaded_reads_back_every_row(s3, ledger, paths, db):
     record_landed(
         db,
         [line("movielens/a.csv", "e1"), line("movielens/ünïcødé 数据.csv", "e2"), line("movielens/b c+d%.csv", "e3")],
@@ -81,9 +78,9 @@ def test_state_written_then_loaded_reads_back_every_row(s3, paths, db):
         "2026-11-27",
     )
 
-    write_state(s3, paths, db)
+    ledger.save_state(db)
     again = sqlite3.connect(":memory:")
-    count = load_state(s3, paths, again)
+    count = ledger.load_state(again)
 
     assert count == 3
     assert landed_etag(again, "movielens/ünïcødé 数据.csv") == "e2"
@@ -95,10 +92,10 @@ def test_state_written_then_loaded_reads_back_every_row(s3, paths, db):
     )
 
 
-def test_state_object_is_gzipped_json_lines_sorted_by_key(s3, paths, db):
+def test_state_object_is_gzipped_json_lines_sorted_by_key(s3, ledger, paths, db):
     record_landed(db, [line("movielens/b.csv", "e2"), line("movielens/a.csv", "e1")], "run-1", "2026-11-27")
 
-    write_state(s3, paths, db)
+    ledger.save_state(db)
 
     stored = s3.get_object(Bucket=paths.bucket, Key=paths.state)
     assert stored["ContentType"] == "application/gzip"
@@ -125,30 +122,30 @@ def test_state_object_is_gzipped_json_lines_sorted_by_key(s3, paths, db):
     ]
 
 
-def test_same_state_written_twice_is_byte_identical(s3, paths, db):
+def test_same_state_written_twice_is_byte_identical(s3, ledger, paths, db):
     record_landed(db, [line("movielens/a.csv", "e1")], "run-1", "2026-11-27")
 
-    write_state(s3, paths, db)
+    ledger.save_state(db)
     first = s3.head_object(Bucket=paths.bucket, Key=paths.state)["ETag"]
-    write_state(s3, paths, db)
+    ledger.save_state(db)
 
     assert s3.head_object(Bucket=paths.bucket, Key=paths.state)["ETag"] == first
 
 
-def test_missing_state_loads_as_empty(s3, paths):
+def test_missing_state_loads_as_empty(ledger):
     fresh = sqlite3.connect(":memory:")
 
-    assert load_state(s3, paths, fresh) == 0
+    assert ledger.load_state(fresh) == 0
     assert fresh.execute("SELECT COUNT(*) FROM landed").fetchone() == (0,)
 
 
-def test_large_state_round_trips_through_chunked_loading(s3, paths, db):
+def test_large_state_round_trips_through_chunked_loading(s3, ledger, paths, db):
     record_landed(db, (line(f"movielens/p/{n:06d}.csv", f"e{n}") for n in range(12_345)), "run-1", "2026-11-27")
 
-    write_state(s3, paths, db)
+    ledger.save_state(db)
     again = sqlite3.connect(":memory:")
 
-    assert load_state(s3, paths, again) == 12_345
+    assert ledger.load_state(again) == 12_345
     assert landed_etag(again, "movielens/p/012344.csv") == "e12344"
 
 
@@ -175,26 +172,61 @@ def test_a_newer_landing_replaces_the_older_one(db):
     assert db.execute("SELECT etag, run_id, date FROM landed").fetchall() == [("new", "run-2", "2026-11-28")]
 
 
-def test_jsonl_round_trips_through_s3_with_non_ascii_intact(s3, paths):
+def test_batch_results_round_trip_through_s3_with_non_ascii_intact(s3, ledger):
     lines = [line("movielens/ünïcødé.csv", "e1"), line("movielens/line\nbreak.csv", "e2", "failed", reason="gone")]
-    s3.put_object(Bucket=paths.bucket, Key="_ingestion/movielens/x.jsonl", Body=jsonl_bytes(lines))
+    lock = ledger.lock.acquire("run-1")
 
-    read = read_jsonl(s3, paths.bucket, "_ingestion/movielens/x.jsonl")
+    ledger.save_result("run-1", 0, lines, lock)
 
-    assert read is not None
-    assert list(read) == lines
+    assert ledger.result("run-1", 0) == lines
+    stored = s3.get_object(Bucket=ledger.bucket, Key=ledger.paths.result("run-1", 0))
+    assert stored["ContentType"] == "application/x-ndjson"
+    assert stored["Body"].read() == jsonl_bytes(line.to_json() for line in lines)
 
 
-def test_jsonl_of_nothing_is_empty_and_reads_back_as_no_lines(s3, paths):
-    s3.put_object(Bucket=paths.bucket, Key="_ingestion/movielens/empty.jsonl", Body=jsonl_bytes([]))
+def test_jsonl_of_nothing_is_empty_and_reads_back_as_no_lines(s3, ledger):
+    lock = ledger.lock.acquire("run-1")
 
-    read = read_jsonl(s3, paths.bucket, "_ingestion/movielens/empty.jsonl")
+    ledger.save_result("run-1", 0, [], lock)
 
     assert jsonl_bytes([]) == b""
-    assert read is not None
-    assert list(read) == []
+    assert ledger.result("run-1", 0) == []
 
 
-def test_reading_a_missing_jsonl_object_gives_none(s3, paths):
-    assert read_jsonl(s3, paths.bucket, "_ingestion/movielens/absent.jsonl") is None
-    assert list_keys(s3, paths.bucket) == []
+def test_a_batch_that_never_reported_reads_as_none(s3, ledger):
+    assert ledger.result("run-1", 0) is None
+    assert list(ledger.plan_notes("run-1")) == []
+    assert list_keys(s3, ledger.bucket) == []
+
+
+def test_a_stored_plan_reads_back_batch_by_batch_with_its_index(s3, ledger):
+    batches = [[BatchItem("movielens/a.csv", "e1", 1, "t/a.csv")], [BatchItem("movielens/ü.csv", "e2", 2, "t/ü.csv")]]
+    notes = [line("movielens/x.csv", "e3", "skipped", reason="archived in GLACIER")]
+
+    count = ledger.store_plan("run-1", notes, iter(batches))
+
+    assert count == 2
+    assert [ledger.batch("run-1", n) for n in range(2)] == batches
+    assert ledger.batch("run-1", 2) is None
+    assert list(ledger.plan_notes("run-1")) == notes
+    index = ledger.batch_index("run-1")
+    assert index == {"bucket": ledger.bucket, "key": ledger.paths.batch_index("run-1")}
+    stored = json.loads(s3.get_object(Bucket=index["bucket"], Key=index["key"])["Body"].read())
+    assert stored == [{"dataset": "movielens", "run_id": "run-1", "batch": n} for n in range(2)]
+
+
+def test_a_result_is_refused_from_a_run_that_lost_its_lock(s3, ledger):
+    stale = ledger.lock.acquire("run-1")
+    s3.delete_object(Bucket=ledger.bucket, Key=ledger.paths.lock)
+    ledger.lock.acquire("run-2")
+
+    with pytest.raises(LockLost):
+        ledger.save_result("run-1", 0, [line("movielens/a.csv", "e1")], stale)
+
+    assert ledger.result("run-1", 0) is None
+
+
+def test_first_attempt_at_a_batch_is_true_once(ledger):
+    assert ledger.first_attempt("run-1", 0) is True
+    assert ledger.first_attempt("run-1", 0) is False
+    assert ledger.first_attempt("run-1", 1) is True

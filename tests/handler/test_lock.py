@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from handler import lock as locks
 from handler.errors import ConditionalWritesUnsupported, LockLost, RunInProgress
+from handler.ledger import Ledger
+from handler.lock import LockFile
 from handler.runner import Engine
-from tests.conftest import dataset_config, list_keys
-
-KEY = "_ingestion/movielens/lock.json"
+from tests.conftest import dataset_config, expire_lock, list_keys, lock_document
 
 
 @pytest.fixture
@@ -22,14 +21,14 @@ def bucket(buckets: tuple[str, str]) -> str:
     return buckets[1]
 
 
-def lock_document(s3: Any, bucket: str) -> dict[str, Any]:
-    return json.loads(s3.get_object(Bucket=bucket, Key=KEY)["Body"].read())
+@pytest.fixture
+def ledger(s3: Any, buckets: tuple[str, str]) -> Ledger:
+    return Ledger(s3, dataset_config(*buckets))
 
 
-def expire(s3: Any, bucket: str) -> None:
-    """Age the lock past its expiry, as if its holder died long ago (cheaper than sleeping out a TTL)."""
-    document = dict(lock_document(s3, bucket), expires_at=time.time() - 1)
-    s3.put_object(Bucket=bucket, Key=KEY, Body=json.dumps(document).encode())
+def lock_file(ledger: Ledger, ttl: int) -> LockFile:
+    """The dataset's lock with another TTL (the ledger's own uses the config's)."""
+    return dataclasses.replace(ledger.lock, ttl=ttl)
 
 
 def ignore_if_none_match(client: Any) -> None:
@@ -41,126 +40,126 @@ def ignore_if_none_match(client: Any) -> None:
     client.meta.events.register("before-parameter-build.s3.PutObject", drop)
 
 
-def test_acquire_writes_a_lock_naming_run_owner_and_expiry(s3, bucket):
+def test_acquire_writes_a_lock_naming_run_owner_and_expiry(s3, bucket, ledger):
     before = time.time()
 
-    handle = locks.acquire(s3, bucket, KEY, "run-1", 60, owner="host-a:42")
+    handle = lock_file(ledger, 60).acquire("run-1", owner="host-a:42")
 
-    document = lock_document(s3, bucket)
+    document = lock_document(ledger)
     assert document["run_id"] == "run-1"
     assert document["owner"] == "host-a:42"
     assert document["token"] == handle.token
     assert before + 60 <= document["expires_at"] <= time.time() + 60
-    assert handle.etag == s3.head_object(Bucket=bucket, Key=KEY)["ETag"]
+    assert handle.etag == s3.head_object(Bucket=bucket, Key=ledger.paths.lock)["ETag"]
 
 
-def test_second_acquire_raises_run_in_progress_naming_the_holder(s3, bucket):
-    locks.acquire(s3, bucket, KEY, "run-1", 60, owner="host-a:42")
+def test_second_acquire_raises_run_in_progress_naming_the_holder(s3, bucket, ledger):
+    lock_file(ledger, 60).acquire("run-1", owner="host-a:42")
 
     with pytest.raises(RunInProgress) as raised:
-        locks.acquire(s3, bucket, KEY, "run-2", 60, owner="host-b:7")
+        lock_file(ledger, 60).acquire("run-2", owner="host-b:7")
 
     assert "run-1" in str(raised.value)
     assert "host-a:42" in str(raised.value)
-    assert lock_document(s3, bucket)["run_id"] == "run-1"
+    assert lock_document(ledger)["run_id"] == "run-1"
 
 
-def test_expired_lock_is_taken_over(s3, bucket):
-    locks.acquire(s3, bucket, KEY, "run-1", 60, owner="host-a:42")
-    expire(s3, bucket)
+def test_expired_lock_is_taken_over(s3, bucket, ledger):
+    lock_file(ledger, 60).acquire("run-1", owner="host-a:42")
+    expire_lock(ledger)
 
-    handle = locks.acquire(s3, bucket, KEY, "run-2", 60, owner="host-b:7")
+    handle = lock_file(ledger, 60).acquire("run-2", owner="host-b:7")
 
-    document = lock_document(s3, bucket)
+    document = lock_document(ledger)
     assert document["run_id"] == "run-2"
     assert document["token"] == handle.token
     assert document["expires_at"] > time.time()
 
 
-def test_lock_expires_on_its_own_after_its_ttl(s3, bucket):
-    locks.acquire(s3, bucket, KEY, "run-1", 1)
+def test_lock_expires_on_its_own_after_its_ttl(s3, bucket, ledger):
+    lock_file(ledger, 1).acquire("run-1")
     time.sleep(1.2)
 
-    handle = locks.acquire(s3, bucket, KEY, "run-2", 60)
+    handle = lock_file(ledger, 60).acquire("run-2")
 
     assert handle.run_id == "run-2"
 
 
-def test_renew_after_takeover_raises_lock_lost(s3, bucket):
-    first = locks.acquire(s3, bucket, KEY, "run-1", 60)
-    expire(s3, bucket)
-    locks.acquire(s3, bucket, KEY, "run-2", 60)
+def test_renew_after_takeover_raises_lock_lost(s3, bucket, ledger):
+    first = lock_file(ledger, 60).acquire("run-1")
+    expire_lock(ledger)
+    lock_file(ledger, 60).acquire("run-2")
 
     with pytest.raises(LockLost) as raised:
-        locks.renew(s3, first)
+        first.renew()
 
     assert "run-2" in str(raised.value)
-    assert lock_document(s3, bucket)["run_id"] == "run-2"
+    assert lock_document(ledger)["run_id"] == "run-2"
 
 
-def test_renew_pushes_expiry_forward_and_keeps_the_token(s3, bucket):
-    handle = locks.acquire(s3, bucket, KEY, "run-1", 30)
-    expires = lock_document(s3, bucket)["expires_at"]
+def test_renew_pushes_expiry_forward_and_keeps_the_token(s3, bucket, ledger):
+    handle = lock_file(ledger, 30).acquire("run-1")
+    expires = lock_document(ledger)["expires_at"]
     time.sleep(0.05)
 
-    locks.renew(s3, handle)
+    handle.renew()
 
-    document = lock_document(s3, bucket)
+    document = lock_document(ledger)
     assert document["expires_at"] > expires
     assert document["token"] == handle.token
-    assert handle.etag == s3.head_object(Bucket=bucket, Key=KEY)["ETag"]
+    assert handle.etag == s3.head_object(Bucket=bucket, Key=ledger.paths.lock)["ETag"]
 
 
-def test_renew_with_a_stale_etag_rechecks_and_succeeds(s3, bucket):
+def test_renew_with_a_stale_etag_rechecks_and_succeeds(s3, bucket, ledger):
     """Two workers of one run renew at once: the loser of the If-Match race re-reads and renews."""
-    handle = locks.acquire(s3, bucket, KEY, "run-1", 30)
-    other_worker = locks.adopt(s3, bucket, KEY, "run-1", 30)
+    handle = lock_file(ledger, 30).acquire("run-1")
+    other_worker = lock_file(ledger, 30).adopt("run-1")
 
-    locks.renew(s3, handle)
-    locks.renew(s3, other_worker)
+    handle.renew()
+    other_worker.renew()
 
-    assert lock_document(s3, bucket)["token"] == handle.token
+    assert lock_document(ledger)["token"] == handle.token
 
 
-def test_heartbeat_keeps_a_lock_alive_beyond_its_ttl(s3, bucket):
-    handle = locks.acquire(s3, bucket, KEY, "run-1", 1)
+def test_heartbeat_keeps_a_lock_alive_beyond_its_ttl(s3, bucket, ledger):
+    handle = lock_file(ledger, 1).acquire("run-1")
 
-    with locks.Heartbeat(s3, handle) as heartbeat:
+    with handle.heartbeat() as heartbeat:
         time.sleep(1.6)
         with pytest.raises(RunInProgress):
-            locks.acquire(s3, bucket, KEY, "run-2", 1)
+            lock_file(ledger, 1).acquire("run-2")
         heartbeat.check()
 
-    assert lock_document(s3, bucket)["run_id"] == "run-1"
-    assert lock_document(s3, bucket)["expires_at"] > time.time()
+    assert lock_document(ledger)["run_id"] == "run-1"
+    assert lock_document(ledger)["expires_at"] > time.time()
 
 
-def test_heartbeat_reports_a_takeover_at_the_next_check(s3, bucket):
-    handle = locks.acquire(s3, bucket, KEY, "run-1", 1)
+def test_heartbeat_reports_a_takeover_at_the_next_check(s3, bucket, ledger):
+    handle = lock_file(ledger, 1).acquire("run-1")
 
-    with locks.Heartbeat(s3, handle) as heartbeat:
-        expire(s3, bucket)
-        locks.acquire(s3, bucket, KEY, "run-2", 60)
+    with handle.heartbeat() as heartbeat:
+        expire_lock(ledger)
+        lock_file(ledger, 60).acquire("run-2")
         deadline = time.time() + 3
         while heartbeat.lost is None and time.time() < deadline:
             time.sleep(0.05)
         with pytest.raises(LockLost):
             heartbeat.check()
 
-    assert lock_document(s3, bucket)["run_id"] == "run-2"
+    assert lock_document(ledger)["run_id"] == "run-2"
 
 
-def test_probe_passes_on_a_server_with_conditional_writes_and_cleans_up(s3, bucket):
-    locks.probe_conditional_writes(s3, bucket, "_ingestion/movielens/probe/")
+def test_probe_passes_on_a_server_with_conditional_writes_and_cleans_up(s3, bucket, ledger):
+    ledger.lock.probe()
 
     assert list_keys(s3, bucket) == []
 
 
-def test_probe_refuses_a_server_that_ignores_if_none_match(s3, bucket):
+def test_probe_refuses_a_server_that_ignores_if_none_match(s3, bucket, ledger):
     ignore_if_none_match(s3)
 
     with pytest.raises(ConditionalWritesUnsupported):
-        locks.probe_conditional_writes(s3, bucket, "_ingestion/movielens/probe/")
+        ledger.lock.probe()
 
     assert list_keys(s3, bucket) == []
 
@@ -187,71 +186,71 @@ def test_engine_allowed_to_run_unprotected_skips_the_probe(s3, buckets):
     assert summary["copied"] == 1
 
 
-def test_release_deletes_our_own_lock(s3, bucket):
-    handle = locks.acquire(s3, bucket, KEY, "run-1", 60)
+def test_release_deletes_our_own_lock(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-1")
 
-    locks.release(s3, handle)
-
-    assert list_keys(s3, bucket) == []
-    assert locks.acquire(s3, bucket, KEY, "run-2", 60).run_id == "run-2"
-
-
-def test_release_leaves_a_lock_another_run_took_over(s3, bucket):
-    first = locks.acquire(s3, bucket, KEY, "run-1", 60)
-    expire(s3, bucket)
-    second = locks.acquire(s3, bucket, KEY, "run-2", 60)
-
-    locks.release(s3, first)
-
-    assert lock_document(s3, bucket)["token"] == second.token
-
-
-def test_release_of_an_already_released_lock_is_harmless(s3, bucket):
-    handle = locks.acquire(s3, bucket, KEY, "run-1", 60)
-    locks.release(s3, handle)
-
-    locks.release(s3, handle)
+    handle.release()
 
     assert list_keys(s3, bucket) == []
+    assert lock_file(ledger, 60).acquire("run-2").run_id == "run-2"
 
 
-def test_adopt_by_another_run_raises_lock_lost(s3, bucket):
-    locks.acquire(s3, bucket, KEY, "run-1", 60)
+def test_release_leaves_a_lock_another_run_took_over(s3, bucket, ledger):
+    first = lock_file(ledger, 60).acquire("run-1")
+    expire_lock(ledger)
+    second = lock_file(ledger, 60).acquire("run-2")
+
+    first.release()
+
+    assert lock_document(ledger)["token"] == second.token
+
+
+def test_release_of_an_already_released_lock_is_harmless(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-1")
+    handle.release()
+
+    handle.release()
+
+    assert list_keys(s3, bucket) == []
+
+
+def test_adopt_by_another_run_raises_lock_lost(s3, bucket, ledger):
+    lock_file(ledger, 60).acquire("run-1")
 
     with pytest.raises(LockLost):
-        locks.adopt(s3, bucket, KEY, "run-2", 60)
+        lock_file(ledger, 60).adopt("run-2")
 
 
-def test_adopt_without_any_lock_raises_lock_lost(s3, bucket):
+def test_adopt_without_any_lock_raises_lock_lost(s3, bucket, ledger):
     with pytest.raises(LockLost):
-        locks.adopt(s3, bucket, KEY, "run-1", 60)
+        lock_file(ledger, 60).adopt("run-1")
 
 
-def test_adopted_lock_shares_the_token_and_renews(s3, bucket):
-    handle = locks.acquire(s3, bucket, KEY, "run-1", 60)
+def test_adopted_lock_shares_the_token_and_renews(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-1")
 
-    joined = locks.adopt(s3, bucket, KEY, "run-1", 60)
+    joined = lock_file(ledger, 60).adopt("run-1")
 
     assert joined.token == handle.token
-    locks.release(s3, joined)
+    joined.release()
     assert list_keys(s3, bucket) == []
 
 
-def test_rebind_moves_the_lock_to_the_resumed_run(s3, bucket):
-    handle = locks.acquire(s3, bucket, KEY, "run-new", 60)
+def test_rebind_moves_the_lock_to_the_resumed_run(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-new")
 
-    locks.rebind(s3, handle, "run-old")
+    handle.rebind("run-old")
 
     assert handle.run_id == "run-old"
-    assert lock_document(s3, bucket)["run_id"] == "run-old"
-    assert locks.adopt(s3, bucket, KEY, "run-old", 60).token == handle.token
+    assert lock_document(ledger)["run_id"] == "run-old"
+    assert lock_file(ledger, 60).adopt("run-old").token == handle.token
 
 
-def test_a_plain_put_over_a_held_lock_is_refused_by_s3(s3, bucket):
+def test_a_plain_put_over_a_held_lock_is_refused_by_s3(s3, bucket, ledger):
     """The guarantee the lock rests on: a second If-None-Match write loses with PreconditionFailed."""
-    locks.acquire(s3, bucket, KEY, "run-1", 60)
+    lock_file(ledger, 60).acquire("run-1")
 
     with pytest.raises(ClientError) as raised:
-        s3.put_object(Bucket=bucket, Key=KEY, Body=b"{}", IfNoneMatch="*")
+        s3.put_object(Bucket=bucket, Key=ledger.paths.lock, Body=b"{}", IfNoneMatch="*")
 
     assert raised.value.response["Error"]["Code"] == "PreconditionFailed"

@@ -8,31 +8,50 @@ from typing import Any
 import boto3
 import pytest
 
-from handler.notify import MAX_FAILURES_LISTED, STATUS_WORDS, build_notification, publish
+from handler import notify
+from handler.notify import MAX_FAILURES_LISTED, STATUS_WORDS
+from handler.records import Notification, RunSummary
 from tests.conftest import REGION
 
 MANIFEST = "s3://raw-bucket/_ingestion/sales/manifest/date=2024-03-07/20240307T200000Z-ab12.jsonl"
 
 
 def summary(**overrides: Any) -> dict[str, Any]:
+    """A run summary in its JSON form, every field present (as finalize writes it)."""
     return {
         "dataset": "sales",
         "run_id": "20240307T200000Z-ab12",
         "date": "2024-03-07",
         "status": "succeeded",
+        "started_at": "2024-03-07T20:00:00.000Z",
+        "finished_at": "2024-03-07T20:00:12.340Z",
         "duration_seconds": 12.34,
         "resumed": False,
         "source": "s3://src-bucket/in/",
         "target": "s3://raw-bucket/out/",
+        "listed": 9,
+        "excluded": 0,
+        "planned": 3,
         "copied": 3,
-        "bytes": 1234,
         "skipped": 1,
         "unchanged": 5,
         "failed": 0,
+        "bytes": 1234,
+        "skipped_by_reason": {"unchanged": 5},
         "failures": [],
         "manifest": MANIFEST,
+        "marker": None,
         **overrides,
     }
+
+
+def build_notification(data: dict[str, Any]) -> dict[str, Any]:
+    """The notification for a summary read back from its JSON form, in the JSON form finalize returns."""
+    return notify.build_notification(RunSummary.from_json(data)).to_json()
+
+
+def publish(sns: Any, topic_arn: str | None, note: dict[str, Any]) -> str | None:
+    return notify.publish(sns, topic_arn, Notification(**note))
 
 
 def failure(n: int) -> dict[str, str]:

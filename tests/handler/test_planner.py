@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from handler.ledger import record_landed, state_table
-from handler.planner import PlanCounts, build_plan, cut_batches, iter_copies, iter_notes
+from handler.planner import build_plan, cut_batches, iter_copies, iter_notes
+from handler.records import BatchItem, ManifestLine, ObjectStatus, PlanCounts
 from handler.selection import SourceObject
+from handler.state import create_table, record_landed
 from tests.conftest import dataset_config
 
 RUN_DATE = date(2024, 3, 7)
@@ -26,7 +27,7 @@ PREFIX = "movielens/"  # source and target prefix of conftest's dataset_config
 @pytest.fixture
 def db() -> Iterator[sqlite3.Connection]:
     connection = sqlite3.connect(":memory:")
-    state_table(connection)
+    create_table(connection)
     yield connection
     connection.close()
 
@@ -39,14 +40,9 @@ def src(relative: str, etag: str = "e1", size: int = 10, **fields: Any) -> Sourc
 
 def landed(db: sqlite3.Connection, relative: str, etag: str, size: int = 10) -> None:
     """Record in the ledger state that a previous run landed this source object."""
-    line = {
-        "source_key": PREFIX + relative,
-        "source_etag": etag,
-        "size": size,
-        "target_key": f"{PREFIX}old/{relative}",
-        "status": "copied",
-        "ingested_at": "2024-03-06T20:00:05Z",
-    }
+    line = ManifestLine(
+        PREFIX + relative, etag, size, f"{PREFIX}old/{relative}", ObjectStatus.COPIED, "", "2024-03-06T20:00:05Z"
+    )
     record_landed(db, [line], "20240306T200000Z-0000", "2024-03-06")
 
 
@@ -85,7 +81,7 @@ def test_every_kind_of_object_is_counted_once(db: sqlite3.Connection) -> None:
 
     counts = plan(db, objects, exclude=["*.tmp"], min_age_seconds=60)
 
-    assert counts.as_dict() == {
+    assert counts.to_json() == {
         "listed": 14,
         "excluded": 1,
         "planned": 4,
@@ -94,7 +90,7 @@ def test_every_kind_of_object_is_counted_once(db: sqlite3.Connection) -> None:
         "failed_at_plan": 3,
         "skipped_by_reason": {"unchanged": 1, "folder marker": 1, "archived": 2, "too recent": 1, "unsafe key": 1},
     }
-    assert [copy["key"] for copy in iter_copies(db)] == [
+    assert [copy.key for copy in iter_copies(db)] == [
         PREFIX + "changed.csv",
         PREFIX + "empty.csv",
         PREFIX + "instant.csv",
@@ -105,7 +101,7 @@ def test_every_kind_of_object_is_counted_once(db: sqlite3.Connection) -> None:
 def test_empty_listing_plans_nothing(db: sqlite3.Connection) -> None:
     counts = plan(db, [])
 
-    assert counts.as_dict() == {
+    assert counts.to_json() == {
         "listed": 0,
         "excluded": 0,
         "planned": 0,
@@ -125,7 +121,7 @@ def test_unchanged_object_is_skipped_and_changed_one_planned_again(db: sqlite3.C
     counts = plan(db, [src("a.csv", "e1"), src("b.csv", "e2")])
 
     assert (counts.planned, counts.skipped, counts.skipped_by_reason["unchanged"]) == (1, 1, 1)
-    assert list(iter_copies(db)) == [{"key": PREFIX + "b.csv", "etag": "e2", "size": 10, "target": target("", "b.csv")}]
+    assert list(iter_copies(db)) == [BatchItem(PREFIX + "b.csv", "e2", 10, target("", "b.csv"))]
     assert list(iter_notes(db)) == []  # unchanged is routine: counted, not noted
 
 
@@ -155,14 +151,14 @@ def test_ledger_entry_of_another_key_does_not_make_an_object_unchanged(db: sqlit
 def test_planned_copy_targets_the_rendered_key(db: sqlite3.Connection, relative: str, expected: str) -> None:
     plan(db, [src(relative, size=4)])
 
-    assert list(iter_copies(db)) == [{"key": PREFIX + relative, "etag": "e1", "size": 4, "target": expected}]
+    assert list(iter_copies(db)) == [BatchItem(PREFIX + relative, "e1", 4, expected)]
 
 
 def test_key_template_of_the_dataset_is_used(db: sqlite3.Connection) -> None:
     plan(db, [src("a/b.csv")], key_template="{dataset}/{yyyy}/{mm}/{dd}/{run_id}/{path}")
 
     [copy] = iter_copies(db)
-    assert copy["target"] == f"{PREFIX}movielens/2024/03/07/{RUN_ID}/a/b.csv"
+    assert copy.target == f"{PREFIX}movielens/2024/03/07/{RUN_ID}/a/b.csv"
 
 
 # ---- collisions --------------------------------------------------------------------------------------------------
@@ -172,15 +168,15 @@ def test_two_sources_landing_on_one_target_both_fail_before_any_copy(db: sqlite3
     counts = plan(db, [src("x//y.csv", "e1"), src("x/y.csv", "e2"), src("x/z.csv")])
 
     shared = target("x", "y.csv")
-    assert (counts.planned, counts.failed) == (1, 2)
-    assert [copy["key"] for copy in iter_copies(db)] == [PREFIX + "x/z.csv"]
+    assert (counts.planned, counts.failed_at_plan) == (1, 2)
+    assert [copy.key for copy in iter_copies(db)] == [PREFIX + "x/z.csv"]
     notes = list(iter_notes(db))
-    assert [(n["source_key"], n["status"], n["target_key"]) for n in notes] == [
+    assert [(n.source_key, n.status, n.target_key) for n in notes] == [
         (PREFIX + "x//y.csv", "failed", shared),
         (PREFIX + "x/y.csv", "failed", shared),
     ]
     for note in notes:
-        reason = note["reason"]
+        reason = note.reason
         assert reason.startswith("collision: 2 source objects (")
         assert repr(PREFIX + "x//y.csv") in reason and repr(PREFIX + "x/y.csv") in reason
         assert f"would land on {shared!r}; none of them is copied" in reason
@@ -189,8 +185,8 @@ def test_two_sources_landing_on_one_target_both_fail_before_any_copy(db: sqlite3
 def test_three_way_collision_names_the_count(db: sqlite3.Connection) -> None:
     counts = plan(db, [src("/x/y.csv"), src("x//y.csv"), src("x/y.csv")])
 
-    assert (counts.planned, counts.failed) == (0, 3)
-    assert {n["reason"].split(" (")[0] for n in iter_notes(db)} == {"collision: 3 source objects"}
+    assert (counts.planned, counts.failed_at_plan) == (0, 3)
+    assert {n.reason.split(" (")[0] for n in iter_notes(db)} == {"collision: 3 source objects"}
 
 
 def test_template_that_drops_the_folder_makes_same_names_collide(db: sqlite3.Connection) -> None:
@@ -199,7 +195,7 @@ def test_template_that_drops_the_folder_makes_same_names_collide(db: sqlite3.Con
 
     counts = build_plan([src("a/data.csv"), src("b/data.csv")], dataset, db, run_date=RUN_DATE, run_id=RUN_ID, now=NOW)
 
-    assert (counts.planned, counts.failed) == (0, 2)
+    assert (counts.planned, counts.failed_at_plan) == (0, 2)
 
 
 def test_collision_with_an_unchanged_object_is_not_a_collision(db: sqlite3.Connection) -> None:
@@ -207,7 +203,7 @@ def test_collision_with_an_unchanged_object_is_not_a_collision(db: sqlite3.Conne
 
     counts = plan(db, [src("x/y.csv", "e1"), src("x//y.csv", "e2")])
 
-    assert (counts.planned, counts.failed, counts.skipped) == (1, 0, 1)
+    assert (counts.planned, counts.failed_at_plan, counts.skipped) == (1, 0, 1)
 
 
 # ---- unsafe and too long ---------------------------------------------------------------------------------------------
@@ -217,10 +213,10 @@ def test_collision_with_an_unchanged_object_is_not_a_collision(db: sqlite3.Conne
 def test_unsafe_key_is_skipped_with_the_reason(db: sqlite3.Connection, relative: str, segment: str) -> None:
     counts = plan(db, [src(relative)])
 
-    assert (counts.planned, counts.skipped, counts.failed) == (0, 1, 0)
+    assert (counts.planned, counts.skipped, counts.failed_at_plan) == (0, 1, 0)
     assert counts.skipped_by_reason == {"unsafe key": 1}
     [note] = iter_notes(db)
-    assert note == {
+    assert note.to_json() == {
         "source_key": PREFIX + relative,
         "source_etag": "e1",
         "size": 10,
@@ -236,11 +232,11 @@ def test_too_long_target_key_fails_with_the_reason(db: sqlite3.Connection) -> No
 
     counts = plan(db, [src(relative)])
 
-    assert (counts.planned, counts.failed) == (0, 1)
+    assert (counts.planned, counts.failed_at_plan) == (0, 1)
     [note] = iter_notes(db)
-    assert note["status"] == "failed" and note["target_key"] is None
-    assert note["reason"].startswith("target key would be ")
-    assert "over S3's 1024-byte limit" in note["reason"]
+    assert note.status == "failed" and note.target_key is None
+    assert note.reason.startswith("target key would be ")
+    assert "over S3's 1024-byte limit" in note.reason
 
 
 def test_notes_hold_skips_and_failures_but_not_routine_or_excluded_objects(db: sqlite3.Connection) -> None:
@@ -256,7 +252,7 @@ def test_notes_hold_skips_and_failures_but_not_routine_or_excluded_objects(db: s
 
     plan(db, objects, exclude=["*.tmp"], min_age_seconds=60)
 
-    assert list(iter_notes(db)) == [
+    assert [note.to_json() for note in iter_notes(db)] == [
         {
             "source_key": PREFIX + "cold.csv",
             "source_etag": "e2",
@@ -289,7 +285,7 @@ def test_copies_come_out_in_key_order_whatever_the_listing_order(db: sqlite3.Con
 
     plan(db, [src(r) for r in shuffled])
 
-    keys = [copy["key"] for copy in iter_copies(db)]
+    keys = [copy.key for copy in iter_copies(db)]
     # S3 lists in UTF-8 byte order; for str that is code point order.
     assert keys == sorted(PREFIX + r for r in relatives)
     assert keys == sorted(keys, key=lambda k: k.encode("utf-8"))
@@ -299,18 +295,18 @@ def test_the_same_key_listed_twice_is_planned_once(db: sqlite3.Connection) -> No
     counts = plan(db, [src("a.csv", "e1"), src("a.csv", "e2")])
 
     assert (counts.listed, counts.planned) == (2, 1)
-    assert [c["key"] for c in iter_copies(db)] == [PREFIX + "a.csv"]
+    assert [c.key for c in iter_copies(db)] == [PREFIX + "a.csv"]
 
 
 # ---- batches ---------------------------------------------------------------------------------------------------------
 
 
-def items(*sizes: int) -> list[dict[str, Any]]:
-    return [{"key": f"k{n:03d}", "size": size} for n, size in enumerate(sizes)]
+def items(*sizes: int) -> list[BatchItem]:
+    return [BatchItem(f"k{n:03d}", "e", size, f"t{n:03d}") for n, size in enumerate(sizes)]
 
 
-def sizes_of(batches: list[list[dict[str, Any]]]) -> list[list[int]]:
-    return [[item["size"] for item in batch] for batch in batches]
+def sizes_of(batches: list[list[BatchItem]]) -> list[list[int]]:
+    return [[item.size for item in batch] for batch in batches]
 
 
 def test_batches_are_cut_by_count() -> None:
@@ -363,12 +359,12 @@ def test_batches_keep_every_item_in_order_none_empty_none_over_limits_and_none_c
 
     assert [item for batch in batches for item in batch] == given
     for number, batch in enumerate(batches):
-        total = sum(item["size"] for item in batch)
+        total = sum(item.size for item in batch)
         assert batch, "empty batch"
         assert len(batch) <= max_objects
         assert total <= max_bytes or len(batch) == 1
         if number + 1 < len(batches):
-            following = batches[number + 1][0]["size"]
+            following = batches[number + 1][0].size
             assert len(batch) == max_objects or total + following > max_bytes
 
 
@@ -378,5 +374,5 @@ def test_planned_copies_cut_into_batches_hold_every_copy(db: sqlite3.Connection)
     batches = list(cut_batches(iter_copies(db), max_objects=7, max_bytes=100))
 
     assert sum(len(batch) for batch in batches) == 30
-    assert all(sum(item["size"] for item in batch) <= 100 or len(batch) == 1 for batch in batches)
-    assert [item["key"] for batch in batches for item in batch] == [f"{PREFIX}f{n:02d}.csv" for n in range(30)]
+    assert all(sum(item.size for item in batch) <= 100 or len(batch) == 1 for batch in batches)
+    assert [item.key for batch in batches for item in batch] == [f"{PREFIX}f{n:02d}.csv" for n in range(30)]

@@ -10,13 +10,13 @@ from datetime import date as Date
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from handler import metadata as meta
 from handler.config import parse_config
 from handler.errors import ConfigError, LockLost, RunInProgress, RunNotFound
 from handler.runner import Engine
-from tests.conftest import dataset_config, landed_keys, list_keys
+from handler.s3errors import NoSuchBucket
+from tests.conftest import dataset_config, expire_lock, landed_keys, ledger_in, list_keys
 
 NOV_27 = Date(2026, 11, 27)
 NOV_28 = Date(2026, 11, 28)
@@ -74,7 +74,7 @@ def by_key(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def state(s3: Any, raw: str) -> list[dict[str, Any]]:
-    body = gzip.decompress(s3.get_object(Bucket=raw, Key="_ingestion/movielens/state/current.jsonl.gz")["Body"].read())
+    body = gzip.decompress(s3.get_object(Bucket=raw, Key=ledger_in(s3, raw).paths.state)["Body"].read())
     return [json.loads(line) for line in body.decode().splitlines()]
 
 
@@ -91,19 +91,12 @@ def lineage_in_bucket(s3: Any, raw: str) -> list[tuple[str, str, str]]:
 def copied_in_manifests(s3: Any, raw: str) -> list[tuple[str, str, str]]:
     """(target key, source key, source ETag) of every `copied` line of every manifest."""
     found = []
-    for key in list_keys(s3, raw, "_ingestion/movielens/manifest/"):
+    for key in list_keys(s3, raw, ledger_in(s3, raw).paths.manifests):
         for line in s3.get_object(Bucket=raw, Key=key)["Body"].read().decode().splitlines():
             entry = json.loads(line)
             if entry["status"] == "copied":
                 found.append((entry["target_key"], entry["source_key"], entry["source_etag"]))
     return found
-
-
-def expire_lock(s3: Any, raw: str) -> None:
-    """Age the dataset lock past its expiry, as if its holder died long ago."""
-    key = "_ingestion/movielens/lock.json"
-    document = dict(read_json(s3, raw, key), expires_at=time.time() - 1)
-    s3.put_object(Bucket=raw, Key=key, Body=json.dumps(document).encode())
 
 
 def snapshot(s3: Any, *buckets: str) -> dict[str, list[tuple[str, str]]]:
@@ -133,10 +126,7 @@ def test_more_than_a_thousand_objects_all_land_in_batches_cut_by_batch_max_objec
     assert plan["planned"] == 1205
     index = read_json(s3, raw, plan["batches"]["key"])
     assert index == [{"dataset": "movielens", "run_id": plan["run_id"], "batch": n} for n in range(3)]
-    sizes = [
-        len(read_json(s3, raw, f"_ingestion/movielens/work/{plan['run_id']}/batches/{n:06d}.json")["items"])
-        for n in range(3)
-    ]
+    sizes = [len(read_json(s3, raw, ledger_in(s3, raw).paths.batch(plan["run_id"], n))["items"]) for n in range(3)]
     assert sizes == [500, 500, 205]
 
     results = [engine.copy_batch(plan["run_id"], n) for n in range(3)]
@@ -149,7 +139,7 @@ def test_more_than_a_thousand_objects_all_land_in_batches_cut_by_batch_max_objec
         f"movielens/ingest_date=2026-11-27/{k.rsplit('/', 1)[1]}" for k in keys
     )
     assert len(state(s3, raw)) == 1205
-    assert list_keys(s3, raw, f"_ingestion/movielens/work/{plan['run_id']}/") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.work(plan["run_id"])) == []
 
 
 def test_batches_are_also_cut_by_batch_max_bytes(s3, buckets):
@@ -181,7 +171,7 @@ def test_second_run_lands_nothing_new(s3, buckets):
     assert second["copied"] == 0
     assert second["unchanged"] == 2
     assert second["marker"] is None
-    assert list_keys(s3, raw, "_ingestion/movielens/complete/date=2026-11-28/") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.markers + "date=2026-11-28/") == []
     assert sorted(landed_keys(s3, raw)) == [
         "movielens/ingest_date=2026-11-27/a.csv",
         "movielens/ingest_date=2026-11-27/b.csv",
@@ -248,7 +238,7 @@ def test_runs_on_versioned_buckets_as_deployed(s3, buckets):
         "movielens/ingest_date=2026-11-27/a.csv",
         "movielens/ingest_date=2026-11-28/a.csv",
     ]
-    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.lock) == []
 
 
 def test_object_deleted_from_source_stays_landed(s3, buckets):
@@ -304,9 +294,9 @@ def test_summary_records_status_counts_bytes_and_times(s3, buckets):
 
     (summary,) = engine.run(NOV_27)
 
-    stored = read_json(s3, raw, f"_ingestion/movielens/summary/date=2026-11-27/{summary['run_id']}.json")
+    stored = read_json(s3, raw, ledger_in(s3, raw).paths.summary("2026-11-27", summary["run_id"]))
     assert stored == summary
-    assert read_json(s3, raw, "_ingestion/movielens/last-run.json") == summary
+    assert read_json(s3, raw, ledger_in(s3, raw).paths.last_run) == summary
     assert summary["status"] == "succeeded"
     assert (summary["listed"], summary["excluded"], summary["planned"]) == (3, 1, 2)
     assert (summary["copied"], summary["skipped"], summary["failed"]) == (2, 0, 0)
@@ -325,7 +315,7 @@ def test_completion_marker_names_run_date_and_manifest(s3, buckets):
 
     (summary,) = engine.run(NOV_27)
 
-    marker_key = f"_ingestion/movielens/complete/date=2026-11-27/{summary['run_id']}.json"
+    marker_key = ledger_in(s3, raw).paths.marker("2026-11-27", summary["run_id"])
     assert summary["marker"] == f"s3://{raw}/{marker_key}"
     marker = read_json(s3, raw, marker_key)
     assert marker["run_id"] == summary["run_id"]
@@ -345,8 +335,8 @@ def test_no_completion_marker_when_nothing_landed(s3, buckets):
 
     assert summary["status"] == "nothing_new"
     assert summary["marker"] is None
-    assert list_keys(s3, raw, "_ingestion/movielens/complete/") == []
-    assert list_keys(s3, raw, "_ingestion/movielens/summary/") != []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.markers) == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.summaries) != []
 
 
 def test_state_lists_every_landed_key(s3, buckets):
@@ -534,7 +524,7 @@ def test_crashed_run_is_completed_under_its_own_date_before_new_work(s3, buckets
     put(s3, source, "movielens/new.csv", "new")
     with pytest.raises(RunInProgress):
         engine.run(NOV_29)
-    expire_lock(s3, raw)
+    expire_lock(ledger_in(s3, raw))
 
     resumed, fresh = engine.run(NOV_29)
 
@@ -561,7 +551,7 @@ def test_crash_right_after_planning_is_completed_by_the_next_run(s3, buckets):
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
     crashed = engine.plan(NOV_27)
-    expire_lock(s3, raw)
+    expire_lock(ledger_in(s3, raw))
 
     summaries = engine.run(NOV_28)
 
@@ -578,7 +568,7 @@ def test_plan_of_a_crashed_run_returns_that_run_with_its_batches(s3, buckets):
         put(s3, source, f"movielens/{n}.csv", str(n))
     engine = Engine(s3, dataset_config(source, raw, batch_max_objects=2))
     crashed = engine.plan(NOV_27)
-    expire_lock(s3, raw)
+    expire_lock(ledger_in(s3, raw))
 
     again = engine.plan(NOV_28)
 
@@ -586,7 +576,7 @@ def test_plan_of_a_crashed_run_returns_that_run_with_its_batches(s3, buckets):
     assert {k: again[k] for k in ("run_id", "date", "batch_count", "planned", "batches")} == {
         k: crashed[k] for k in ("run_id", "date", "batch_count", "planned", "batches")
     }
-    assert read_json(s3, raw, "_ingestion/movielens/lock.json")["run_id"] == crashed["run_id"]
+    assert read_json(s3, raw, ledger_in(s3, raw).paths.lock)["run_id"] == crashed["run_id"]
 
 
 def test_crash_while_finalizing_an_empty_run_is_finalized_by_the_next_plan(s3, buckets):
@@ -600,7 +590,7 @@ def test_crash_while_finalizing_an_empty_run_is_finalized_by_the_next_plan(s3, b
     crash_once(s3, "PutObject", "/summary/")
     with pytest.raises(Crash):
         engine.plan(NOV_27)
-    expire_lock(s3, raw)
+    expire_lock(ledger_in(s3, raw))
 
     again = engine.plan(NOV_28)
 
@@ -611,8 +601,8 @@ def test_crash_while_finalizing_an_empty_run_is_finalized_by_the_next_plan(s3, b
     assert again["summary"]["status"] == "nothing_new"
     assert again["summary"]["resumed"] is True
     assert again["notification"]["attributes"]["status"]["StringValue"] == "nothing_new"
-    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == []
-    assert list_keys(s3, raw, "_ingestion/movielens/open-run.json") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.lock) == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.open_run) == []
 
 
 def test_finalize_reconciles_batches_that_never_reported(s3, buckets):
@@ -671,7 +661,7 @@ def test_finalize_of_a_resumed_run_called_twice_still_asks_for_a_replan(s3, buck
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
     crashed = engine.plan(NOV_27)
-    expire_lock(s3, raw)
+    expire_lock(ledger_in(s3, raw))
     resumed = engine.plan(NOV_28)
     engine.copy_batch(resumed["run_id"], 0)
 
@@ -733,7 +723,7 @@ def test_copy_batch_after_another_run_took_the_lock_over_raises_lock_lost(s3, bu
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
     plan = engine.plan(NOV_27)
-    expire_lock(s3, raw)
+    expire_lock(ledger_in(s3, raw))
     engine.acquire()  # another run takes over the expired lock
 
     with pytest.raises(LockLost):
@@ -763,7 +753,7 @@ def test_a_batch_longer_than_the_lock_ttl_keeps_its_lock(s3, buckets):
 
     assert result["copied"] == 6
     assert rivals == ["RunInProgress"] * 6
-    assert read_json(s3, raw, "_ingestion/movielens/lock.json")["run_id"] == plan["run_id"]
+    assert read_json(s3, raw, ledger_in(s3, raw).paths.lock)["run_id"] == plan["run_id"]
     assert engine.finalize(plan["run_id"])["summary"]["copied"] == 6
 
 
@@ -783,12 +773,13 @@ def test_plan_that_fails_before_its_plan_is_stored_releases_the_lock(s3, buckets
     _, raw = buckets
     engine = Engine(s3, dataset_config("no-such-source-bucket", raw))
 
-    with pytest.raises(ClientError) as raised:
+    with pytest.raises(NoSuchBucket) as raised:
         engine.plan(NOV_27)
 
-    assert raised.value.response["Error"]["Code"] == "NoSuchBucket"
-    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == []
-    assert list_keys(s3, raw, "_ingestion/movielens/open-run.json") == []
+    assert raised.value.code == "NoSuchBucket"
+    assert raised.value.__cause__.response["Error"]["Code"] == "NoSuchBucket"
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.lock) == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.open_run) == []
 
 
 def test_a_plan_that_died_before_it_was_stored_leaves_no_work_files_after_the_next_run(s3, buckets):
@@ -798,27 +789,27 @@ def test_a_plan_that_died_before_it_was_stored_leaves_no_work_files_after_the_ne
     crash_once(s3, "PutObject", "/open-run.json")
     with pytest.raises(Crash):
         engine.plan(NOV_27)
-    assert list_keys(s3, raw, "_ingestion/movielens/work/") != []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.all_work) != []
 
     [summary] = engine.run(NOV_28)
 
     assert (summary["date"], summary["copied"]) == ("2026-11-28", 1)
-    assert list_keys(s3, raw, "_ingestion/movielens/work/") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.all_work) == []
 
 
 def test_a_batch_whose_lock_was_taken_over_mid_copy_reports_nothing(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    handle = engine.acquire()
-    plan = engine.plan(NOV_27, handle=handle)
-    expire_lock(s3, raw)
+    lock = engine.acquire()
+    plan = engine.plan(NOV_27, lock=lock)
+    expire_lock(ledger_in(s3, raw))
     engine.acquire()  # another run takes over while this one is paused
 
     with pytest.raises(LockLost):
-        engine.copy_batch(plan["run_id"], 0, handle=handle)
+        engine.copy_batch(plan["run_id"], 0, lock=lock)
 
-    assert list_keys(s3, raw, "_ingestion/movielens/work/" + plan["run_id"] + "/results/") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.work(plan["run_id"]) + "results/") == []
 
 
 def test_a_crash_while_finalizing_is_finished_by_calling_finalize_again(s3, buckets):
@@ -836,7 +827,7 @@ def test_a_crash_while_finalizing_is_finished_by_calling_finalize_again(s3, buck
     assert summary["copied"] == 1
     assert [line["status"] for line in manifest(s3, raw, summary)] == ["copied"]
     assert [row["key"] for row in state(s3, raw)] == ["movielens/a.csv"]
-    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.lock) == []
     assert engine.run(NOV_28)[0]["status"] == "nothing_new"
 
 
@@ -849,13 +840,13 @@ def test_a_finalize_that_died_after_committing_releases_its_lock_when_called_aga
     crash_once(s3, "GetObject", "/lock.json")  # dies at the release, after open-run.json is gone
     with pytest.raises(Crash):
         engine.finalize(plan["run_id"])
-    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == ["_ingestion/movielens/lock.json"]
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.lock) == [ledger_in(s3, raw).paths.lock]
 
     again = engine.finalize(plan["run_id"])
 
     assert again["summary"]["copied"] == 1
-    assert list_keys(s3, raw, "_ingestion/movielens/lock.json") == []
-    assert list_keys(s3, raw, "_ingestion/movielens/work/") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.lock) == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.all_work) == []
     assert engine.run(NOV_28)[0]["status"] == "nothing_new"
 
 

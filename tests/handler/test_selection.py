@@ -13,6 +13,7 @@ from handler.selection import (
     SKIP,
     UNCHANGED,
     Decision,
+    SkipKind,
     SourceObject,
     clean_etag,
     decide,
@@ -60,11 +61,11 @@ def test_new_object_is_copied() -> None:
 
 @pytest.mark.parametrize("key", ["in/", "in/sub/", "in/données/", "in/a//"])
 def test_folder_marker_is_skipped(key: str) -> None:
-    assert decide_one(obj(key, size=0)) == Decision(SKIP, FOLDER_MARKER)
+    assert decide_one(obj(key, size=0)) == Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
 
 
 def test_folder_marker_with_content_is_still_a_marker() -> None:
-    assert decide_one(obj("in/sub/", size=5)) == Decision(SKIP, FOLDER_MARKER)
+    assert decide_one(obj("in/sub/", size=5)) == Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
 
 
 @pytest.mark.parametrize("key", ["in/empty.csv", "in/_SUCCESS", "in/sub/.keep"])
@@ -118,7 +119,7 @@ def test_filters_see_the_key_relative_to_the_source_prefix() -> None:
 
 
 def test_unchanged_object_is_skipped_by_its_etag() -> None:
-    assert decide_one(obj(etag="abc"), landed_etag="abc") == Decision(SKIP, UNCHANGED)
+    assert decide_one(obj(etag="abc"), landed_etag="abc") == Decision(SKIP, UNCHANGED, UNCHANGED)
 
 
 @pytest.mark.parametrize("landed", ["abd", "ABC", "abc-2", ""])
@@ -148,6 +149,7 @@ def test_archived_object_is_skipped_with_a_restore_hint(storage_class: str) -> N
 
     assert decision.action == SKIP
     assert decision.reason == (f"archived in {storage_class}: restore it (or copy it to a readable class) to ingest it")
+    assert decision.kind == SkipKind.ARCHIVED
 
 
 @pytest.mark.parametrize(
@@ -172,7 +174,9 @@ def test_object_one_second_younger_than_min_age_is_left_for_the_next_run() -> No
 
     decision = decide_one(source, min_age_seconds=60)
 
-    assert decision == Decision(SKIP, "modified 59s ago, younger than min_age_seconds=60; left for the next run")
+    assert decision == Decision(
+        SKIP, "modified 59s ago, younger than min_age_seconds=60; left for the next run", SkipKind.TOO_RECENT
+    )
 
 
 def test_object_modified_in_the_future_counts_as_zero_seconds_old() -> None:
@@ -186,7 +190,7 @@ def test_object_modified_in_the_future_counts_as_zero_seconds_old() -> None:
 
 
 def test_folder_marker_wins_over_filters() -> None:
-    assert decide_one(obj("in/tmp/"), "tmp/", exclude=("tmp/*",)) == Decision(SKIP, FOLDER_MARKER)
+    assert decide_one(obj("in/tmp/"), "tmp/", exclude=("tmp/*",)) == Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
 
 
 def test_excluded_archived_object_is_excluded_not_skipped() -> None:
@@ -194,7 +198,9 @@ def test_excluded_archived_object_is_excluded_not_skipped() -> None:
 
 
 def test_unchanged_archived_object_is_routine_unchanged() -> None:
-    assert decide_one(obj(etag="x", storage_class="DEEP_ARCHIVE"), landed_etag="x") == Decision(SKIP, UNCHANGED)
+    assert decide_one(obj(etag="x", storage_class="DEEP_ARCHIVE"), landed_etag="x") == Decision(
+        SKIP, UNCHANGED, UNCHANGED
+    )
 
 
 def test_archived_reason_wins_over_age() -> None:

@@ -1,0 +1,361 @@
+"""What the ledger stores and the steps pass to each other, as frozen records with one JSON form each.
+
+The JSON forms are the contract (docs/lambda-contract.md and the README's ledger section): field names and
+order here are what lands in S3 and what Step Functions sees. Each record has exactly one `to_json` and,
+where it is read back, one `from_json`, so no module spells a manifest line or a summary by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class ObjectStatus(StrEnum):
+    """What happened to one object in a run (a manifest line's `status`)."""
+
+    COPIED = "copied"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class RunStatus(StrEnum):
+    """How a run ended (a summary's `status`)."""
+
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    NOTHING_NEW = "nothing_new"
+    DRY_RUN = "dry_run"
+
+
+FAILING_STATUSES = frozenset({RunStatus.PARTIAL, RunStatus.FAILED})
+
+
+def run_status(copied: int, failed: int) -> RunStatus:
+    """Something landed and nothing failed is success; failures with landings are partial."""
+    if failed:
+        return RunStatus.PARTIAL if copied else RunStatus.FAILED
+    return RunStatus.SUCCEEDED if copied else RunStatus.NOTHING_NEW
+
+
+def utc_now() -> str:
+    """Timestamps in the ledger: UTC, ISO 8601, milliseconds, `Z`."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_utc(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    """A flat record's fields in declaration order (enums are str, so json.dumps writes their value)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `cls` declares, so a document with extra keys (a newer writer) still reads."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One planned copy: the listed version and where it lands."""
+
+    key: str
+    etag: str
+    size: int
+    target: str
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BatchItem:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """What every manifest line of one run shares; stamped onto each line when the manifest is written."""
+
+    dataset: str
+    run_id: str
+    date: str
+    source_bucket: str
+    target_bucket: str
+
+
+@dataclass(frozen=True)
+class ManifestLine:
+    """One object's outcome. Batches report these; the manifest is these stamped with their run."""
+
+    source_key: str
+    source_etag: str
+    size: int
+    target_key: str | None
+    status: ObjectStatus
+    reason: str = ""
+    ingested_at: str | None = None
+
+    @classmethod
+    def of(
+        cls, item: BatchItem, status: ObjectStatus, reason: str = "", ingested_at: str | None = None
+    ) -> ManifestLine:
+        return cls(item.key, item.etag, item.size, item.target, status, reason, ingested_at)
+
+    @property
+    def landed_bytes(self) -> int:
+        return self.size if self.status == ObjectStatus.COPIED else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    def stamped(self, run: RunRef) -> dict[str, Any]:
+        """The manifest's form: the object's fields, then the run's (README: "Manifest line")."""
+        return {**self.to_json(), **_plain(run)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ManifestLine:
+        values = _known(cls, data)
+        values["status"] = ObjectStatus(values["status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Objects and bytes by outcome: a batch's result, and a run's running total."""
+
+    copied: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes: int = 0
+
+    @classmethod
+    def of(cls, lines: Iterable[ManifestLine]) -> Tally:
+        total = cls()
+        for line in lines:
+            total = total.plus(line)
+        return total
+
+    def plus(self, line: ManifestLine) -> Tally:
+        return Tally(
+            copied=self.copied + (line.status == ObjectStatus.COPIED),
+            skipped=self.skipped + (line.status == ObjectStatus.SKIPPED),
+            failed=self.failed + (line.status == ObjectStatus.FAILED),
+            bytes=self.bytes + line.landed_bytes,
+        )
+
+    @property
+    def objects(self) -> int:
+        return self.copied + self.skipped + self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class PlanCounts:
+    """What a plan decided, counted at plan time (routine skips are only counted, never listed)."""
+
+    listed: int = 0
+    excluded: int = 0
+    planned: int = 0
+    planned_bytes: int = 0
+    skipped: int = 0
+    failed_at_plan: int = 0
+    skipped_by_reason: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**_plain(self), "skipped_by_reason": dict(self.skipped_by_reason)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlanCounts:
+        values = _known(cls, data)
+        values["skipped_by_reason"] = dict(values.get("skipped_by_reason") or {})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """The run being worked on (`open-run.json`): present from a stored plan until its commit."""
+
+    dataset: str
+    run_id: str
+    date: str
+    started_at: str
+    batch_count: int
+    counts: PlanCounts
+    resumed: bool = False
+
+    def as_resumed(self) -> OpenRun:
+        return replace(self, resumed=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**_plain(self), "counts": self.counts.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OpenRun:
+        values = _known(cls, data)
+        values["counts"] = PlanCounts.from_json(values["counts"])
+        values["resumed"] = bool(values.get("resumed"))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed object as a summary lists it."""
+
+    source_key: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run's outcome (`summary/`, `last-run.json`, the CLI's `--json`, the notification's body)."""
+
+    dataset: str
+    run_id: str | None
+    date: str
+    status: RunStatus
+    started_at: str
+    finished_at: str
+    duration_seconds: float
+    resumed: bool
+    source: str
+    target: str
+    listed: int = 0
+    excluded: int = 0
+    planned: int = 0
+    copied: int = 0
+    skipped: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    bytes: int = 0
+    skipped_by_reason: Mapping[str, int] = field(default_factory=dict)
+    failures: tuple[Failure, ...] = ()
+    manifest: str | None = None
+    marker: str | None = None
+    error: str | None = None
+    """Set only when the run itself broke (no manifest then)."""
+
+    @property
+    def failing(self) -> bool:
+        return self.status in FAILING_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        data = {
+            **_plain(self),
+            "skipped_by_reason": dict(self.skipped_by_reason),
+            "failures": [f.to_json() for f in self.failures],
+        }
+        if self.error is None:
+            del data["error"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunSummary:
+        values = _known(cls, data)
+        values["status"] = RunStatus(values["status"])
+        values["skipped_by_reason"] = dict(values.get("skipped_by_reason") or {})
+        values["failures"] = tuple(Failure(**f) for f in values.get("failures") or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """The completion marker (`complete/`): the hand-off to downstream jobs, written last."""
+
+    dataset: str
+    run_id: str
+    date: str
+    status: RunStatus
+    copied: int
+    bytes: int
+    manifest: str
+    summary: str
+    target: str
+    completed_at: str
+
+    @classmethod
+    def of(cls, summary: RunSummary, summary_uri: str) -> Marker:
+        assert summary.run_id is not None and summary.manifest is not None
+        return cls(
+            dataset=summary.dataset,
+            run_id=summary.run_id,
+            date=summary.date,
+            status=summary.status,
+            copied=summary.copied,
+            bytes=summary.bytes,
+            manifest=summary.manifest,
+            summary=summary_uri,
+            target=summary.target,
+            completed_at=summary.finished_at,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What SNS publishes: `attributes` is already in MessageAttributes form."""
+
+    subject: str
+    message: str
+    attributes: Mapping[str, Mapping[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"subject": self.subject, "message": self.message, "attributes": dict(self.attributes)}
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """The finalize step's answer: the committed summary, its message, and whether to plan again."""
+
+    summary: RunSummary
+    notification: Notification
+
+    @property
+    def replan(self) -> bool:
+        """A resumed run was completed: tonight's own work is still to be planned."""
+        return self.summary.resumed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.summary.to_json(), "notification": self.notification.to_json(), "replan": self.replan}
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """The plan step's answer; `batches` locates the batch index a Distributed Map's ItemReader reads."""
+
+    run: OpenRun
+    batches: Mapping[str, str]
+    finalized: Finalized | None = None
+    """Set when the plan finalized the run itself (it had no batches)."""
+
+    @property
+    def batch_count(self) -> int:
+        return 0 if self.finalized else self.run.batch_count
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.run.dataset,
+            "run_id": self.run.run_id,
+            "date": self.run.date,
+            "resumed": self.run.resumed,
+            "batch_count": self.batch_count,
+            "planned": self.run.counts.planned,
+            "bytes": self.run.counts.planned_bytes,
+            "batches": dict(self.batches),
+            "summary": self.finalized.summary.to_json() if self.finalized else None,
+            "notification": self.finalized.notification.to_json() if self.finalized else None,
+            "replan": bool(self.finalized and self.run.resumed),
+        }

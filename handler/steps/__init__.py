@@ -1,0 +1,58 @@
+"""A run's steps (plan, copy a batch, finalize, and the dry run), each composing the ledger, the lock it
+hands out, the copier and the pure decisions. `runner.Engine` is their public face."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from datetime import date as Date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..config import DatasetConfig
+from ..errors import RunNotFound
+from ..ledger import Ledger
+from ..lock import Lock
+from ..records import OpenRun
+
+
+def run_date_for(dataset: DatasetConfig, now: datetime | None = None) -> Date:
+    """The date a run belongs to: today in the dataset's time zone (a run at 20:00 in Chicago is that day)."""
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(dataset.timezone)).date()
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by start time, unique without coordination."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every step of one dataset shares: its S3 client, its config and its ledger."""
+
+    s3: Any
+    dataset: DatasetConfig
+    ledger: Ledger
+    allow_unprotected: bool = False
+
+    @classmethod
+    def of(cls, s3: Any, dataset: DatasetConfig, *, allow_unprotected: bool = False) -> Job:
+        return cls(s3, dataset, Ledger(s3, dataset), allow_unprotected)
+
+    def take_lock(self) -> Lock:
+        """Probe for conditional writes (unless told not to), then take the dataset's lock for a new run."""
+        if not self.allow_unprotected:
+            self.ledger.lock.probe()
+        return self.ledger.lock.acquire(new_run_id())
+
+    def open_run_named(self, run_id: str) -> OpenRun:
+        """The open run, which must be `run_id`: a step for any other run has nothing to do here."""
+        run = self.ledger.open_run()
+        if run is None or run.run_id != run_id:
+            raise RunNotFound(
+                f"run {run_id} of dataset {self.dataset.name} is not open (open: "
+                f"{run and run.run_id}); it was finalized already or never planned"
+            )
+        return run

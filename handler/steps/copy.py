@@ -1,0 +1,62 @@
+"""The copy step: one batch of a stored plan, safe to retry (what landed is recognised, not copied again)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..copier import CopyContext, copy_items, transfer_manager
+from ..errors import RunNotFound
+from ..lock import Lock
+from ..records import ManifestLine, OpenRun, Tally
+from . import Job
+
+Progress = Callable[[int, int], None]
+"""Called with (objects done, bytes done) as a batch goes."""
+
+PROGRESS_EVERY = 50
+
+
+def copy_batch(
+    job: Job, run_id: str, number: int, *, lock: Lock | None = None, progress: Progress | None = None
+) -> Tally:
+    ds, ledger = job.dataset, job.ledger
+    lock = lock or ledger.lock.adopt(run_id)
+    run = job.open_run_named(run_id)
+    items = ledger.batch(run_id, number)
+    if items is None:
+        raise RunNotFound(f"run {run_id} has no batch {number}")
+    # Could this batch's objects be at their targets already? Only on a resumed run or a batch tried before.
+    retry = run.resumed or not ledger.first_attempt(run_id, number)
+    tm = transfer_manager(
+        job.s3, concurrency=ds.concurrency, threshold=ds.multipart_threshold_bytes, chunk=ds.multipart_chunk_bytes
+    )
+    lines: list[ManifestLine] = []
+    tally = Tally()
+    with tm, lock.heartbeat() as heartbeat:
+        for line in copy_items(
+            job.s3,
+            tm,
+            items,
+            copy_context(job, run, check_target=retry),
+            concurrency=ds.concurrency,
+            check=heartbeat.check,
+        ):
+            lines.append(line)
+            tally = tally.plus(line)
+            if progress and tally.objects % PROGRESS_EVERY == 0:
+                progress(tally.objects, tally.bytes)
+    ledger.save_result(run_id, number, lines, lock)
+    return tally
+
+
+def copy_context(job: Job, run: OpenRun, *, check_target: bool = True) -> CopyContext:
+    ds = job.dataset
+    return CopyContext(
+        check_target=check_target,
+        dataset=ds.name,
+        run_id=run.run_id,
+        date=run.date,
+        source_bucket=ds.source.bucket,
+        target_bucket=ds.target.bucket,
+        multipart_threshold=ds.multipart_threshold_bytes,
+    )

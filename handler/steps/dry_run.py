@@ -1,0 +1,52 @@
+"""The dry run: what a run would do, writing nothing and taking no lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from datetime import date as Date
+from typing import Any
+
+from ..planner import build_plan, iter_copies, iter_notes
+from ..records import ManifestLine, ObjectStatus, RunStatus
+from ..state import record_landed, scratch_db
+from . import Job, new_run_id, run_date_for
+from .plan import source_objects
+
+
+def dry_run(job: Job, run_date: Date | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
+    ds = job.dataset
+    now = datetime.now(UTC)
+    run_date = run_date or run_date_for(ds, now)
+    with scratch_db() as db:
+        job.ledger.load_state(db)
+        interrupted = _interrupted(job, db, out)
+        counts = build_plan(source_objects(job), ds, db, run_date=run_date, run_id=new_run_id(now), now=now)
+        for item in iter_copies(db):
+            out(f"COPY  s3://{ds.source.bucket}/{item.key} -> s3://{ds.target.bucket}/{item.target}")
+        for note in iter_notes(db):
+            out(f"{note.status.upper()[:4]}  s3://{ds.source.bucket}/{note.source_key}: {note.reason}")
+    return {
+        "dataset": ds.name,
+        "run_id": None,
+        "date": run_date.isoformat(),
+        "status": RunStatus.DRY_RUN,
+        **counts.to_json(),
+        **({"completes_first": interrupted} if interrupted else {}),
+    }
+
+
+def _interrupted(job: Job, db: Any, out: Callable[[str], None]) -> dict[str, Any] | None:
+    """A run first completes an interrupted one under that run's date: show its plan, then plan past it."""
+    run = job.ledger.open_run()
+    if run is None:
+        return None
+    ds = job.dataset
+    out(f"RESUME  run {run.run_id} was interrupted; it is completed first, its plan landing under {run.date}")
+    for number in range(run.batch_count):
+        items = job.ledger.batch(run.run_id, number) or []
+        for item in items:
+            out(f"COPY  s3://{ds.source.bucket}/{item.key} -> s3://{ds.target.bucket}/{item.target}")
+        # By the time the new run plans, these are in the state: plan as if they were.
+        record_landed(db, [ManifestLine.of(item, ObjectStatus.COPIED) for item in items], run.run_id, run.date)
+    return {"run_id": run.run_id, "date": run.date, "planned": run.counts.planned}
