@@ -17,9 +17,9 @@ from .clients import s3_client, sns_client
 from .config import DatasetConfig, with_overrides
 from .configfile import load_config
 from .errors import ConditionalWritesUnsupported, ConfigError, IngestError, LockLost, RunInProgress
-from .notify import build_notification, publish
+from .notify import build_notification, publish, publish_all
 from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
-from .runner import Engine, one_shot, run_date_for
+from .runner import Engine, one_shot, one_shot_answer, run_date_for
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
 
@@ -123,13 +123,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     _clear_progress()
     if topic:
-        sns = sns_client()
-        for summary in summaries:
-            publish(sns, topic, build_notification(summary))
-    result = summaries[-1].to_json()
-    if len(summaries) > 1:
-        result["resumed_runs"] = [s.to_json() for s in summaries[:-1]]
-    _print(result, args.json)
+        publish_all(sns_client(), topic, summaries)
+    _print(one_shot_answer(summaries), args.json)
     return EXIT_FAILED if any(s.failing for s in summaries) else EXIT_OK
 
 

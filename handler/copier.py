@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
@@ -22,7 +21,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from . import metadata as meta
 from . import s3io
-from .records import BatchItem, ManifestLine, ObjectStatus
+from .records import BatchItem, ManifestLine, ObjectStatus, utc_now
 from .s3errors import NoSuchBucket, NotFound, PreconditionFailed, S3Error
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
     except PreconditionFailed:
         return _line(item, FAILED, "source changed since listing (ETag differs); it lands on the next run")
 
-    ingested_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    ingested_at = utc_now()
     lineage = meta.lineage(
         source_bucket=ctx.source_bucket,
         source_key=item.key,

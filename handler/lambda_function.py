@@ -15,8 +15,8 @@ from typing import Any
 from .clients import s3_client, sns_client
 from .configfile import load_config, location_from_env
 from .errors import ConfigError
-from .notify import build_notification, publish
-from .runner import Engine, one_shot
+from .notify import publish_all
+from .runner import Engine, one_shot, one_shot_answer
 
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 log = logging.getLogger(__name__)
@@ -51,13 +51,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     summaries = one_shot(engine.job, _date(event))
     topic = dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
     if topic:
-        sns = sns_client()
-        for summary in summaries:
-            publish(sns, topic, build_notification(summary))
-    result = summaries[-1].to_json()
-    if len(summaries) > 1:
-        result["resumed_runs"] = [s.to_json() for s in summaries[:-1]]
-    return result
+        publish_all(sns_client(), topic, summaries)
+    return one_shot_answer(summaries)
 
 
 @functools.lru_cache(maxsize=8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from .records import Notification, RunStatus, RunSummary
@@ -58,6 +59,12 @@ def publish(sns: Any, topic_arn: str | None, notification: Notification) -> str 
         MessageAttributes=dict(notification.attributes),
     )
     return response.get("MessageId")
+
+
+def publish_all(sns: Any, topic_arn: str | None, summaries: Iterable[RunSummary]) -> None:
+    """One message per finalized run, the resumed one first, as a one-shot run reports them."""
+    for summary in summaries:
+        publish(sns, topic_arn, build_notification(summary))
 
 
 def _printable(key: str) -> str:

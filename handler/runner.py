@@ -73,6 +73,14 @@ class Engine:
         return [summary.to_json() for summary in self.ledger.history(limit)]
 
 
+def one_shot_answer(summaries: list[RunSummary]) -> dict[str, Any]:
+    """What a one-shot run answers (CLI --json, Lambda): the last run's summary, with any resumed runs in it."""
+    answer = summaries[-1].to_json()
+    if len(summaries) > 1:
+        answer["resumed_runs"] = [summary.to_json() for summary in summaries[:-1]]
+    return answer
+
+
 def one_shot(job: Job, run_date: Date | None = None, *, progress: Progress | None = None) -> list[RunSummary]:
     """The steps chained in one process, as the state machine chains them across Lambdas."""
     summaries = []
