@@ -33,7 +33,3 @@ class ConditionalWritesUnsupported(IngestError):
 
 class RunNotFound(IngestError):
     """A batch or finalize step named a run that has no open plan (already finalized, or never planned)."""
-
-
-class CollisionError(IngestError):
-    """Two source objects would land on one target key."""

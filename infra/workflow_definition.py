@@ -53,7 +53,6 @@ NOT_RETRYABLE_ERRORS = [
     "ConfigError",
     "UnknownDataset",
     "ConditionalWritesUnsupported",
-    "CollisionError",
 ]
 
 SERVICE_RETRY = {
