@@ -21,6 +21,8 @@ from .records import BatchItem, ManifestLine, ObjectStatus, PlanCounts
 from .selection import COPY, EXCLUDE, FAIL, ROUTINE_SKIPS, SKIP, SkipKind, SourceObject, decide
 from .state import landed_entry
 
+_INSERT = "INSERT OR REPLACE INTO planned VALUES (?,?,?,?,?,?,?)"
+
 
 @dataclass
 class _Counting:
@@ -74,9 +76,6 @@ def build_plan(
         failed_at_plan=totals[FAIL][0],
         skipped_by_reason=dict(counts.skipped_by_reason),
     )
-
-
-_INSERT = "INSERT OR REPLACE INTO planned VALUES (?,?,?,?,?,?,?)"
 
 
 def _decide_row(

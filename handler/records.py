@@ -7,7 +7,7 @@ where it is read back, one `from_json`, so no module spells a manifest line or a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -134,13 +134,6 @@ class Tally:
     skipped: int = 0
     failed: int = 0
     bytes: int = 0
-
-    @classmethod
-    def of(cls, lines: Iterable[ManifestLine]) -> Tally:
-        total = cls()
-        for line in lines:
-            total = total.plus(line)
-        return total
 
     def plus(self, line: ManifestLine) -> Tally:
         return Tally(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from datetime import date as Date
@@ -36,7 +37,7 @@ def dry_run(job: Job, run_date: Date | None = None, out: Callable[[str], None] =
     }
 
 
-def _interrupted(job: Job, db: Any, out: Callable[[str], None]) -> dict[str, Any] | None:
+def _interrupted(job: Job, db: sqlite3.Connection, out: Callable[[str], None]) -> dict[str, Any] | None:
     """A run first completes an interrupted one under that run's date: show its plan, then plan past it."""
     run = job.ledger.open_run()
     if run is None:
