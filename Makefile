@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell python3 -c "import hashlib,sys;print(hashlib.sha1(open('requirements.txt','rb').read()).hexdigest()[:12])")
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench faults clean
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -31,6 +31,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench $(BENCH_FLAGS)
+
+## The exactly-once fault campaign (issue 7), 30 trials per setting (see docs/RELIABILITY.md). FAULT_TRIALS=N
+## changes the count, FAULT_SEED=N replays one seed, FAULT_FLAGS adds pytest flags (e.g. -k kill).
+faults: $(STAMP)
+	$(PY) -m pip install --quiet -r tests/faults/requirements.txt
+	FAULT_TRIALS=$(or $(FAULT_TRIALS),30) $(PY) -m pytest tests/faults $(FAULT_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

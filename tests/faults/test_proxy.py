@@ -1,0 +1,472 @@
+"""The fault proxy itself: each fault has the outcome a client and the server would see from real S3 trouble.
+
+Clients here run with retries off (`attempts=1`) wherever a test observes a fault, and read the server's
+truth with a direct client that bypasses the proxy.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError, ConnectionClosedError, HTTPClientError, ResponseStreamingError
+
+from tests.e2e.cli_fixtures import moto_server_fixture  # noqa: F401 (fixture)
+from tests.faults.proxy import (
+    DELAY,
+    ERROR_500,
+    LOST_AFTER,
+    RESET_BEFORE,
+    RESET_BODY,
+    SLOWDOWN,
+    FaultProxy,
+    Logged,
+    Request,
+    Rule,
+    classify,
+)
+from tests.faults.servers import RCLONE_CREDENTIALS, rclone_server_fixture, s3_client  # noqa: F401 (fixture)
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def proxy(moto_server: str) -> Iterator[FaultProxy]:
+    with FaultProxy(moto_server, seed=7) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(moto_server: str) -> str:
+    name = f"proxy-{uuid.uuid4().hex[:12]}"
+    s3_client(moto_server).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def direct(moto_server: str) -> Any:
+    """The server's truth, not through the proxy."""
+    return s3_client(moto_server)
+
+
+@pytest.fixture
+def via(proxy: FaultProxy) -> Any:
+    """Through the proxy, retries off: the test sees each fault as it was injected."""
+    return s3_client(proxy.url, attempts=1)
+
+
+def exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("404", "NoSuchKey"):
+            return False
+        raise
+    return True
+
+
+def presigned(proxy: FaultProxy, method: str, bucket: str, key: str) -> str:
+    """Path and query of a presigned request through the proxy: moto refuses anonymous ones (403)."""
+    operation = {"GET": "get_object", "PUT": "put_object"}[method]
+    url = s3_client(proxy.url).generate_presigned_url(operation, Params={"Bucket": bucket, "Key": key})
+    return url.removeprefix(proxy.url)
+
+
+def raw_connection(proxy: FaultProxy) -> http.client.HTTPConnection:
+    host, port = proxy.url.removeprefix("http://").split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=30)
+
+
+def error_code(err: ClientError) -> tuple[int, str]:
+    return err.response["ResponseMetadata"]["HTTPStatusCode"], err.response["Error"]["Code"]
+
+
+# ---- each fault -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"), [(SLOWDOWN, 503, "SlowDown"), (ERROR_500, 500, "InternalError")], ids=str
+)
+def test_an_error_fault_answers_without_reaching_the_server(
+    proxy: FaultProxy, via: Any, direct: Any, bucket: str, fault: Any, status: int, code: str
+) -> None:
+    proxy.add_rule(Rule(fault, operation="PutObject", key="refused.csv"))
+
+    with pytest.raises(ClientError) as raised:
+        via.put_object(Bucket=bucket, Key="data/refused.csv", Body=b"never stored")
+
+    assert error_code(raised.value) == (status, code)
+    assert not exists(direct, bucket, "data/refused.csv")
+    via.put_object(Bucket=bucket, Key="data/refused.csv", Body=b"stored")  # the rule was for one request only
+    assert direct.get_object(Bucket=bucket, Key="data/refused.csv")["Body"].read() == b"stored"
+    assert proxy.injected == {(fault, "PutObject"): 1}
+
+
+def test_an_error_on_head_has_the_status_and_no_body(proxy: FaultProxy, via: Any, direct: Any, bucket: str) -> None:
+    direct.put_object(Bucket=bucket, Key="k", Body=b"x")
+    proxy.add_rule(Rule(SLOWDOWN, operation="HeadObject"))
+
+    with pytest.raises(ClientError) as raised:
+        via.head_object(Bucket=bucket, Key="k")
+
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert via.head_object(Bucket=bucket, Key="k")["ContentLength"] == 1  # the connection is still usable
+
+
+def test_a_lost_answer_leaves_the_write_applied_though_the_client_got_500(
+    proxy: FaultProxy, via: Any, direct: Any, bucket: str
+) -> None:
+    proxy.add_rule(Rule(LOST_AFTER, operation="PutObject"))
+
+    with pytest.raises(ClientError) as raised:
+        via.put_object(Bucket=bucket, Key="applied.csv", Body=b"it is there")
+
+    assert error_code(raised.value) == (500, "InternalError")
+    assert direct.get_object(Bucket=bucket, Key="applied.csv")["Body"].read() == b"it is there"
+
+
+def test_a_lost_copy_answer_leaves_the_copy_landed(proxy: FaultProxy, via: Any, direct: Any, bucket: str) -> None:
+    direct.put_object(Bucket=bucket, Key="src.csv", Body=b"copied bytes")
+    proxy.add_rule(Rule(LOST_AFTER, operation="CopyObject", key="dst.csv"))
+
+    with pytest.raises(ClientError):
+        via.copy_object(Bucket=bucket, Key="dst.csv", CopySource={"Bucket": bucket, "Key": "src.csv"})
+
+    assert direct.get_object(Bucket=bucket, Key="dst.csv")["Body"].read() == b"copied bytes"
+
+
+def test_a_reset_before_the_answer_is_a_connection_error_and_the_write_is_applied(
+    proxy: FaultProxy, via: Any, direct: Any, bucket: str
+) -> None:
+    proxy.add_rule(Rule(RESET_BEFORE, operation="PutObject"))
+
+    with pytest.raises((ConnectionClosedError, HTTPClientError)):
+        via.put_object(Bucket=bucket, Key="reset.csv", Body=b"applied anyway")
+
+    assert direct.get_object(Bucket=bucket, Key="reset.csv")["Body"].read() == b"applied anyway"
+
+
+def test_a_reset_is_a_real_rst_not_a_clean_close(proxy: FaultProxy, direct: Any, bucket: str) -> None:
+    """A FIN would read as an empty answer (RemoteDisconnected); an RST is ECONNRESET, as from a dead peer."""
+    direct.put_object(Bucket=bucket, Key="k", Body=b"x")
+    proxy.add_rule(Rule(RESET_BEFORE, operation="GetObject"))
+    conn = raw_connection(proxy)
+    try:
+        conn.request("GET", presigned(proxy, "GET", bucket, "k"))
+        with pytest.raises(ConnectionResetError):
+            conn.getresponse()
+    finally:
+        conn.close()
+
+
+def test_a_reset_mid_body_breaks_a_get_after_its_headers(proxy: FaultProxy, via: Any, direct: Any, bucket: str) -> None:
+    body = bytes(range(256)) * 400
+    direct.put_object(Bucket=bucket, Key="big.bin", Body=body)
+    proxy.add_rule(Rule(RESET_BODY, operation="GetObject"))
+
+    response = via.get_object(Bucket=bucket, Key="big.bin")  # status and headers arrive whole
+    assert response["ContentLength"] == len(body)
+    with pytest.raises(ResponseStreamingError):
+        response["Body"].read()
+
+    assert via.get_object(Bucket=bucket, Key="big.bin")["Body"].read() == body
+
+
+def test_a_reset_mid_body_sends_about_half_the_body(proxy: FaultProxy, direct: Any, bucket: str) -> None:
+    body = b"0123456789" * 1000
+    direct.put_object(Bucket=bucket, Key="k", Body=body)
+    proxy.add_rule(Rule(RESET_BODY, operation="GetObject"))
+    conn = raw_connection(proxy)
+    try:
+        conn.request("GET", presigned(proxy, "GET", bucket, "k"))
+        response = conn.getresponse()
+        assert response.status == 200
+        with pytest.raises(http.client.IncompleteRead) as raised:
+            response.read()  # Content-Length promised more than arrives
+    finally:
+        conn.close()
+    received = raised.value.partial
+    assert 0 < len(received) < len(body)
+    assert body.startswith(received)
+
+
+def test_a_delay_forwards_the_request_only_after_its_sleep(
+    proxy: FaultProxy, via: Any, direct: Any, bucket: str
+) -> None:
+    """The window a race test needs: a write made while the request sleeps in the proxy is what it sees."""
+    direct.put_object(Bucket=bucket, Key="k", Body=b"before")
+    arrived = threading.Event()
+    proxy.add_rule(Rule(DELAY, operation="GetObject", delay=2.0, action=lambda request: arrived.set()))
+    result: dict[str, bytes] = {}
+    reader = threading.Thread(target=lambda: result.update(body=via.get_object(Bucket=bucket, Key="k")["Body"].read()))
+    reader.start()
+    assert arrived.wait(30)
+    direct.put_object(Bucket=bucket, Key="k", Body=b"after")
+    reader.join(60)
+
+    assert result == {"body": b"after"}
+    assert proxy.injected == {(DELAY, "GetObject"): 1}
+
+
+def test_an_action_runs_before_the_request_is_forwarded(proxy: FaultProxy, via: Any, direct: Any, bucket: str) -> None:
+    direct.put_object(Bucket=bucket, Key="src.csv", Body=b"listed version")
+
+    def rewrite(request: Request) -> None:
+        direct.put_object(Bucket=bucket, Key="src.csv", Body=b"rewritten in the window")
+
+    proxy.add_rule(Rule(None, operation="CopyObject", action=rewrite))
+    via.copy_object(Bucket=bucket, Key="dst.csv", CopySource={"Bucket": bucket, "Key": "src.csv"})
+
+    assert direct.get_object(Bucket=bucket, Key="dst.csv")["Body"].read() == b"rewritten in the window"
+    assert proxy.injected == {}
+    assert proxy.log[-1] == Logged("CopyObject", "dst.csv", None)
+
+
+# ---- rules ----------------------------------------------------------------------------------------------------
+
+
+def outcomes(s3: Any, bucket: str, key: str, count: int) -> list[str]:
+    result = []
+    for n in range(count):
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=f"{n}".encode())
+            result.append("ok")
+        except ClientError as err:
+            result.append(err.response["Error"]["Code"])
+    return result
+
+
+def test_a_rule_hits_exactly_times_matches_after_skipping_after(proxy: FaultProxy, via: Any, bucket: str) -> None:
+    rule = proxy.add_rule(Rule(ERROR_500, operation="PutObject", key="target.csv", times=2, after=1))
+
+    other = outcomes(via, bucket, "other.csv", 2)
+    hit = outcomes(via, bucket, "dir/target.csv", 5)
+
+    assert other == ["ok", "ok"]
+    assert hit == ["ok", "InternalError", "InternalError", "ok", "ok"]
+    assert (rule.matched, rule.hits, rule.exhausted) == (5, 2, True)
+
+
+def test_a_rule_with_times_none_hits_every_match_from_after_on(proxy: FaultProxy, via: Any, bucket: str) -> None:
+    proxy.add_rule(Rule(ERROR_500, operation="PutObject", times=None, after=2))
+
+    assert outcomes(via, bucket, "k", 5) == ["ok", "ok", "InternalError", "InternalError", "InternalError"]
+    proxy.clear()
+    assert outcomes(via, bucket, "k", 1) == ["ok"]
+
+
+def test_rules_are_consulted_in_order_and_the_first_in_its_window_wins(
+    proxy: FaultProxy, via: Any, bucket: str
+) -> None:
+    first = proxy.add_rule(Rule(SLOWDOWN, operation="PutObject", times=1, after=1))
+    second = proxy.add_rule(Rule(ERROR_500, operation="PutObject", times=1))
+
+    assert outcomes(via, bucket, "k", 3) == ["InternalError", "SlowDown", "ok"]
+    assert (first.matched, first.hits, second.matched, second.hits) == (3, 1, 2, 1)
+
+
+def test_a_rule_matches_a_regex_and_the_ledger_keys(proxy: FaultProxy, via: Any, bucket: str) -> None:
+    lock = proxy.add_rule(Rule(LOST_AFTER, operation="PutObject", key="lock.json", times=None))
+    csv = proxy.add_rule(Rule(ERROR_500, operation="PutObject", key=re.compile(r"\.csv$"), times=None))
+
+    assert outcomes(via, bucket, "_ingestion/movielens/lock.json", 1) == ["InternalError"]
+    assert outcomes(via, bucket, "movielens/a.csv", 1) == ["InternalError"]
+    assert outcomes(via, bucket, "movielens/a.csv.bak", 1) == ["ok"]
+    assert (lock.hits, csv.hits) == (1, 1)
+    assert proxy.injected == {(LOST_AFTER, "PutObject"): 1, (ERROR_500, "PutObject"): 1}
+
+
+def test_a_rule_for_several_operations_and_one_bucket(
+    proxy: FaultProxy, via: Any, direct: Any, bucket: str, moto_server: str
+) -> None:
+    other_bucket = f"proxy-other-{uuid.uuid4().hex[:8]}"
+    direct.create_bucket(Bucket=other_bucket)
+    direct.put_object(Bucket=bucket, Key="k", Body=b"x")
+    direct.put_object(Bucket=other_bucket, Key="k", Body=b"x")
+    proxy.add_rule(Rule(ERROR_500, operation=("HeadObject", "GetObject"), bucket=bucket, times=None))
+
+    via.head_object(Bucket=other_bucket, Key="k")
+    for call in (via.head_object, via.get_object):
+        with pytest.raises(ClientError):
+            call(Bucket=bucket, Key="k")
+    assert proxy.injected == {(ERROR_500, "HeadObject"): 1, (ERROR_500, "GetObject"): 1}
+
+
+# ---- classification -------------------------------------------------------------------------------------------
+
+
+def test_every_operation_the_runtime_makes_is_classified_with_its_decoded_key(
+    proxy: FaultProxy, via: Any, direct: Any, moto_server: str
+) -> None:
+    bucket = f"proxy-ops-{uuid.uuid4().hex[:8]}"
+    key = "dir/a b+c%25 é/x.csv"
+    via.create_bucket(Bucket=bucket)
+    via.head_bucket(Bucket=bucket)
+    via.put_object(Bucket=bucket, Key=key, Body=b"v")
+    via.head_object(Bucket=bucket, Key=key)
+    via.get_object(Bucket=bucket, Key=key)["Body"].read()
+    via.copy_object(Bucket=bucket, Key="copy.csv", CopySource={"Bucket": bucket, "Key": key})
+    via.list_objects_v2(Bucket=bucket, Prefix="dir/")
+    via.delete_object(Bucket=bucket, Key="copy.csv")
+    via.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key}]})
+    upload = via.create_multipart_upload(Bucket=bucket, Key="mp.bin")["UploadId"]
+    part = via.upload_part(Bucket=bucket, Key="mp.bin", UploadId=upload, PartNumber=1, Body=b"p")
+    via.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp.bin",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    aborted = via.create_multipart_upload(Bucket=bucket, Key="gone.bin")["UploadId"]
+    via.abort_multipart_upload(Bucket=bucket, Key="gone.bin", UploadId=aborted)
+
+    assert [(entry.operation, entry.key) for entry in proxy.log] == [
+        ("CreateBucket", None),
+        ("HeadBucket", None),
+        ("PutObject", key),
+        ("HeadObject", key),
+        ("GetObject", key),
+        ("CopyObject", "copy.csv"),
+        ("ListObjectsV2", None),
+        ("DeleteObject", "copy.csv"),
+        ("DeleteObjects", None),
+        ("CreateMultipartUpload", "mp.bin"),
+        ("UploadPart", "mp.bin"),
+        ("CompleteMultipartUpload", "mp.bin"),
+        ("CreateMultipartUpload", "gone.bin"),
+        ("AbortMultipartUpload", "gone.bin"),
+    ]
+    assert all(entry.fault is None for entry in proxy.log)
+
+
+def test_a_managed_multipart_copy_is_upload_part_copies_with_the_bytes_intact(
+    proxy: FaultProxy, via: Any, direct: Any, bucket: str
+) -> None:
+    body = bytes(range(256)) * (6 * MiB // 256 + 1)
+    direct.put_object(Bucket=bucket, Key="src.bin", Body=body)
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, use_threads=False)
+
+    via.copy({"Bucket": bucket, "Key": "src.bin"}, bucket, "dst.bin", Config=config)
+
+    operations = [entry.operation for entry in proxy.log if entry.key == "dst.bin"]
+    assert operations == ["CreateMultipartUpload", "UploadPartCopy", "UploadPartCopy", "CompleteMultipartUpload"]
+    assert direct.get_object(Bucket=bucket, Key="dst.bin")["Body"].read() == body
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "copy_source", "expected"),
+    [
+        ("GET", "/", False, ("ListBuckets", None, None)),
+        ("GET", "/b?list-type=2&prefix=x%2F", False, ("ListObjectsV2", "b", None)),
+        ("GET", "/b/", False, ("ListObjects", "b", None)),
+        ("PUT", "/b", False, ("CreateBucket", "b", None)),
+        ("HEAD", "/b", False, ("HeadBucket", "b", None)),
+        ("POST", "/b?delete", False, ("DeleteObjects", "b", None)),
+        ("POST", "/b/k%2Fk?uploads", False, ("CreateMultipartUpload", "b", "k/k")),
+        ("POST", "/b/k?uploadId=u", False, ("CompleteMultipartUpload", "b", "k")),
+        ("DELETE", "/b/k?uploadId=u", False, ("AbortMultipartUpload", "b", "k")),
+        ("PUT", "/b/k?partNumber=1&uploadId=u", True, ("UploadPartCopy", "b", "k")),
+        ("PUT", "/b/k?partNumber=1&uploadId=u", False, ("UploadPart", "b", "k")),
+        ("PUT", "/b/a//b.csv?x-id=CopyObject", True, ("CopyObject", "b", "a//b.csv")),
+        ("PUT", "/b/k?tagging", False, ("other", "b", "k")),
+        ("GET", "/b/k?versionId=3", False, ("GetObject", "b", "k")),
+        ("GET", "/b/k?uploadId=u", False, ("ListParts", "b", "k")),
+    ],
+)
+def test_classify(method: str, target: str, copy_source: bool, expected: tuple[str, str | None, str | None]) -> None:
+    assert classify(method, target, copy_source=copy_source) == expected
+
+
+# ---- framing --------------------------------------------------------------------------------------------------
+
+
+def test_a_chunked_request_body_is_forwarded_with_its_framing(proxy: FaultProxy, direct: Any, bucket: str) -> None:
+    conn = raw_connection(proxy)
+    try:
+        target = presigned(proxy, "PUT", bucket, "chunked.txt")
+        conn.request("PUT", target, body=iter([b"hello, ", b"chunked ", b"world"]), encode_chunked=True)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+    finally:
+        conn.close()
+    assert direct.get_object(Bucket=bucket, Key="chunked.txt")["Body"].read() == b"hello, chunked world"
+
+
+def test_many_concurrent_clients_share_the_proxy(proxy: FaultProxy, direct: Any, bucket: str) -> None:
+    via = s3_client(proxy.url)
+    bodies = {f"k{n:03d}": uuid.uuid4().bytes * 50 for n in range(40)}
+    threads = [
+        threading.Thread(target=via.put_object, kwargs={"Bucket": bucket, "Key": k, "Body": b})
+        for k, b in bodies.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert {k: direct.get_object(Bucket=bucket, Key=k)["Body"].read() for k in bodies} == bodies
+
+
+# ---- seeded rates ---------------------------------------------------------------------------------------------
+
+
+def fault_sequence(moto_server: str, bucket: str, seed: int) -> list[Any]:
+    rates = {SLOWDOWN: 0.15, ERROR_500: 0.15, LOST_AFTER: 0.1}
+    with FaultProxy(moto_server, seed=seed, rates=rates) as proxy:
+        via = s3_client(proxy.url, attempts=1)
+        outcomes(via, bucket, "seeded.csv", 40)
+        return [entry.fault for entry in proxy.log]
+
+
+def test_one_seed_gives_one_fault_sequence_for_sequential_requests(moto_server: str, bucket: str) -> None:
+    first = fault_sequence(moto_server, bucket, seed=7)
+    again = fault_sequence(moto_server, bucket, seed=7)
+    other = fault_sequence(moto_server, bucket, seed=8)
+
+    assert first == again
+    assert first != other
+    assert {SLOWDOWN, ERROR_500, LOST_AFTER} <= set(first)
+    assert None in first
+
+
+def test_rates_can_be_limited_to_some_operations(moto_server: str, direct: Any, bucket: str) -> None:
+    direct.put_object(Bucket=bucket, Key="k", Body=b"x")
+    with FaultProxy(moto_server, seed=1, rates={ERROR_500: 1.0}, rate_operations={"HeadObject"}) as proxy:
+        via = s3_client(proxy.url, attempts=1)
+        assert via.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+        with pytest.raises(ClientError):
+            via.head_object(Bucket=bucket, Key="k")
+        assert proxy.injected == {(ERROR_500, "HeadObject"): 1}
+
+
+def test_rates_must_add_up_to_at_most_one(moto_server: str) -> None:
+    with pytest.raises(ValueError):
+        FaultProxy(moto_server, rates={SLOWDOWN: 0.6, ERROR_500: 0.6})
+
+
+# ---- in front of rclone ---------------------------------------------------------------------------------------
+
+
+def test_in_front_of_rclone_requests_pass_signed_and_faults_are_injected(rclone_server: str) -> None:
+    """rclone checks SigV4 over the Host header: the proxy must forward it untouched for anything to work."""
+    direct = s3_client(rclone_server, credentials=RCLONE_CREDENTIALS)
+    bucket = f"proxy-{uuid.uuid4().hex[:12]}"
+    with FaultProxy(rclone_server, seed=3) as proxy:
+        via = s3_client(proxy.url, attempts=1, credentials=RCLONE_CREDENTIALS)
+        via.create_bucket(Bucket=bucket)
+        via.put_object(Bucket=bucket, Key="dir/plain.csv", Body=b"through the proxy", Metadata={"a": "b"})
+        assert via.get_object(Bucket=bucket, Key="dir/plain.csv")["Body"].read() == b"through the proxy"
+
+        proxy.add_rule(Rule(LOST_AFTER, operation="PutObject", key="lost.csv"))
+        with pytest.raises(ClientError) as raised:
+            via.put_object(Bucket=bucket, Key="dir/lost.csv", Body=b"applied")
+        assert error_code(raised.value) == (500, "InternalError")
+
+        assert direct.get_object(Bucket=bucket, Key="dir/lost.csv")["Body"].read() == b"applied"
+        assert proxy.injected == {(LOST_AFTER, "PutObject"): 1}
