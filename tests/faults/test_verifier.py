@@ -1,0 +1,178 @@
+"""The verifier finds each kind of broken promise: a clean run passes, and each violation built by hand with
+boto3 over a clean run's buckets is reported with its kind."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import date as Date
+from typing import Any
+
+import pytest
+
+from handler.clients import s3_client
+from handler.runner import Engine
+from tests.conftest import dataset_config
+from tests.e2e.cli_fixtures import Stage, moto_server_fixture, stage_fixture  # noqa: F401 (fixtures)
+from tests.faults.verifier import kind_of, overwritten, snapshot, tally, verify
+
+DATE = "2026-03-04"
+
+
+@pytest.fixture
+def landed(stage: Stage) -> Stage:
+    """A clean run of six objects, one of them under a key that needs percent-encoding in its lineage."""
+    for n in range(5):
+        stage.put(f"movielens/dir/part-{n}.csv", f"id\n{n}\n".encode())
+    stage.put("movielens/dir/naïve name.csv", b"id\n9\n")
+    # In process (the runtime's public Engine over HTTP) rather than the CLI: a child process per test would
+    # cost seconds each, and how the landing was made is not what these tests are about.
+    engine = Engine(s3_client(endpoint_url=stage.url), dataset_config(stage.source, stage.raw))
+    [summary] = engine.run(Date.fromisoformat(DATE))
+    assert (summary["status"], summary["copied"]) == ("succeeded", 6), summary
+    return stage
+
+
+def check(stage: Stage, **kwargs: Any) -> list[str]:
+    return verify(stage.s3, stage.source, stage.raw, "movielens", **kwargs)
+
+
+def kinds(violations: list[str]) -> set[str]:
+    return {kind_of(v) for v in violations}
+
+
+def a_landed_key(stage: Stage) -> str:
+    return sorted(stage.landed())[0]
+
+
+def test_a_clean_run_passes_every_check(landed: Stage) -> None:
+    expected = landed.etags(landed.source)
+    assert check(landed, expected=expected, settled=True, check_bytes=True) == []
+
+
+def test_a_duplicate_landing_is_reported(landed: Stage) -> None:
+    key = a_landed_key(landed)
+    landed.s3.copy_object(Bucket=landed.raw, Key=key + ".again", CopySource={"Bucket": landed.raw, "Key": key})
+
+    violations = check(landed)
+
+    assert kinds(violations) == {"duplicated", "orphan"}
+    assert any("landed 2 times" in v for v in violations)
+
+
+def test_an_object_without_lineage_or_manifest_line_is_an_orphan(landed: Stage) -> None:
+    landed.s3.put_object(Bucket=landed.raw, Key="movielens/stray.csv", Body=b"who put this here")
+
+    violations = check(landed)
+
+    assert kinds(violations) == {"orphan", "lineage"}
+    assert all("movielens/stray.csv" in v for v in violations)
+
+
+def test_a_manifest_line_without_its_object_is_a_loss(landed: Stage) -> None:
+    key = a_landed_key(landed)
+    landed.s3.delete_object(Bucket=landed.raw, Key=key)
+
+    violations = check(landed)
+
+    assert kinds(violations) == {"lost"}
+    assert key in violations[0]
+
+
+def test_an_expected_version_that_never_landed_is_a_loss(landed: Stage) -> None:
+    expected = dict(landed.etags(landed.source), **{"movielens/dir/late.csv": "0" * 32})
+
+    assert check(landed, expected=expected) == ["lost: 'movielens/dir/late.csv' ETag " + "0" * 32 + " never landed"]
+
+
+def test_lineage_that_disagrees_with_the_manifest_is_reported(landed: Stage) -> None:
+    key = a_landed_key(landed)
+    metadata = landed.s3.head_object(Bucket=landed.raw, Key=key)["Metadata"]
+    landed.s3.copy_object(
+        Bucket=landed.raw,
+        Key=key,
+        CopySource={"Bucket": landed.raw, "Key": key},
+        Metadata=dict(metadata, **{"ingest-run-id": "20260101T000000000Z-other"}),
+        MetadataDirective="REPLACE",
+    )
+
+    violations = check(landed)
+
+    assert kinds(violations) == {"lineage"}
+    assert "run_id" in violations[0]
+
+
+def test_bytes_that_are_not_the_claimed_source_version_are_reported(landed: Stage) -> None:
+    key = a_landed_key(landed)
+    metadata = landed.s3.head_object(Bucket=landed.raw, Key=key)["Metadata"]
+    landed.s3.put_object(Bucket=landed.raw, Key=key, Body=b"something else", Metadata=metadata)
+
+    assert kinds(check(landed)) >= {"bytes"}
+
+
+def test_a_stale_state_is_reported(landed: Stage) -> None:
+    raw = gzip.decompress(landed.body(landed.raw, landed.ledger.state)).decode()
+    rows = [json.loads(line) for line in raw.splitlines()]
+    rows[0]["etag"] = "f" * 32
+    body = gzip.compress("".join(json.dumps(row) + "\n" for row in rows[1:] + [rows[0]]).encode())
+    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.state, Body=body)
+
+    violations = check(landed)
+
+    assert kinds(violations) == {"state"}
+    assert "stale" in violations[0] and rows[0]["key"] in violations[0]
+
+
+def test_a_state_row_missing_is_reported(landed: Stage) -> None:
+    raw = gzip.decompress(landed.body(landed.raw, landed.ledger.state)).decode()
+    body = gzip.compress("\n".join(raw.splitlines()[1:]).encode())
+    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.state, Body=body)
+
+    assert kinds(check(landed)) == {"state"}
+
+
+def test_leftovers_after_a_successful_run_are_unsettled_only_when_asked(landed: Stage) -> None:
+    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.lock, Body=b"{}")
+    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.work("r1") + "batches.json", Body=b"[]")
+
+    assert check(landed) == []
+    assert tally(check(landed, settled=True)) == {"unsettled": 2}
+
+
+def test_a_committed_run_without_its_summary_or_marker_is_unsettled(landed: Stage) -> None:
+    [summary] = [k for k in landed.everything() if k.startswith(landed.ledger.summaries)]
+    [marker] = [k for k in landed.everything() if k.startswith(landed.ledger.markers)]
+    landed.s3.delete_object(Bucket=landed.raw, Key=summary)
+    landed.s3.delete_object(Bucket=landed.raw, Key=marker)
+
+    assert tally(check(landed, settled=True)) == {"unsettled": 2}
+
+
+def test_a_manifest_line_in_the_wrong_file_is_a_ledger_problem(landed: Stage) -> None:
+    [manifest] = [k for k in landed.everything() if k.startswith(landed.ledger.manifests)]
+    moved = manifest.replace(f"date={DATE}", "date=2026-03-05")
+    landed.s3.copy_object(Bucket=landed.raw, Key=moved, CopySource={"Bucket": landed.raw, "Key": manifest})
+    landed.s3.delete_object(Bucket=landed.raw, Key=manifest)
+
+    assert kinds(check(landed)) == {"ledger"}
+
+
+def test_overwritten_finds_rewritten_recopied_and_deleted_landings(landed: Stage) -> None:
+    before = snapshot(landed.s3, landed.raw)
+    first, second, third = sorted(before)[:3]
+    landed.s3.put_object(Bucket=landed.raw, Key=first, Body=b"rewritten")
+    metadata = landed.s3.head_object(Bucket=landed.raw, Key=second)["Metadata"]
+    landed.s3.copy_object(  # the same bytes copied again: same ETag, newer timestamp
+        Bucket=landed.raw,
+        Key=second,
+        CopySource={"Bucket": landed.raw, "Key": second},
+        Metadata=dict(metadata, **{"ingest-timestamp": "2099-01-01T00:00:00.000Z"}),
+        MetadataDirective="REPLACE",
+    )
+    landed.s3.delete_object(Bucket=landed.raw, Key=third)
+
+    problems = overwritten(before, snapshot(landed.s3, landed.raw))
+
+    assert [kind_of(p) for p in problems] == ["overwritten"] * 3
+    assert [next(k for k in (first, second, third) if repr(k) in p) for p in problems] == sorted([first, second, third])
+    assert overwritten(before, before) == []
