@@ -17,21 +17,37 @@ import functools
 import json
 import re
 import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date as Date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, UnknownDataset
+from .layout import LEDGER_ROOT, DotSegment, InLedger, KeyTooLong, UnsafeKey, render_target_key
 
-LEDGER_ROOT = "_ingestion/"
-"""Reserved prefix of every target bucket: the ledger lives under `_ingestion/<dataset>/`.
-
-It starts with `_` so Hive, Athena and Spark treat it as hidden even if a table points at the bucket root.
-"""
+__all__ = ["LEDGER_ROOT"]  # defined beside the key rendering that guards it; read from here by the rest
 
 DEFAULT_KEY_TEMPLATE = "{dir}/ingest_date={date}/{name}"
 DEFAULT_SCHEDULE = "cron(0 20 * * ? *)"
+
+TEMPLATE_SAMPLE_KEYS: tuple[str, ...] = (
+    "a.csv",
+    "dir/sub/file.tar.gz",
+    ".env",
+    "README",
+    "données/été 2024 ✓/映画.csv",
+    "ab/c.csv",
+    "a/bc.csv",
+    "/".join(f"level-{n:02d}" for n in range(12)) + "/" + "x" * 40 + ".parquet",
+)
+"""Ordinary, distinct source keys (relative to the source prefix) that every key template must land.
+
+The syntax check cannot see what a template does to real keys (`{dir}/../{date}/{name}` is well formed);
+rendering these through `layout.render_target_key`, the planner's own function, can. `ab/c.csv` and
+`a/bc.csv` catch placeholders glued together (`{dir}{name}`); the last is a long-ish (156-byte) key."""
+TEMPLATE_SAMPLE_DATE = Date(2026, 11, 27)
+TEMPLATE_SAMPLE_RUN_ID = "20261127T200000000Z-3f9a1c"
 
 PLACEHOLDERS = frozenset({"dataset", "path", "dir", "name", "stem", "ext", "date", "yyyy", "mm", "dd", "run_id"})
 
@@ -227,6 +243,71 @@ def template_problems(template: str) -> list[str]:
             "must keep distinct source files distinct: use {path}, or {dir} with {name} (or {stem} and {ext})"
         )
     return problems
+
+
+_UNSAFE_WHY = {
+    DotSegment: "a '.' or '..' segment, which could leave target.prefix",
+    InLedger: f"inside the reserved ledger prefix {LEDGER_ROOT!r}",
+    KeyTooLong: "over S3's 1,024-byte key limit",
+}
+
+
+def landing_problems(dataset: str, template: str, target_prefix: str) -> list[str]:
+    """Why `template` under `target_prefix` would refuse or merge ordinary files (empty list: it would not).
+
+    A template that passes the syntax check can still skip every object as unsafe, every night, with exit 0;
+    rendering TEMPLATE_SAMPLE_KEYS the way the planner will turns that into a config error before any run.
+    Each message starts with the field name; the caller says which dataset.
+    """
+    landed: dict[str, str] = {}
+    collisions: list[tuple[str, str, str]] = []
+    for sample in TEMPLATE_SAMPLE_KEYS:
+        try:
+            key = render_target_key(
+                template,
+                target_prefix,
+                dataset=dataset,
+                relative=sample,
+                run_date=TEMPLATE_SAMPLE_DATE,
+                run_id=TEMPLATE_SAMPLE_RUN_ID,
+            )
+        except UnsafeKey as err:
+            why = next((text for kind, text in _UNSAFE_WHY.items() if isinstance(err, kind)), str(err))
+            return [
+                f"key_template: {template!r} cannot land ordinary files (each would be skipped or fail): for the "
+                f"source key {_shortened(sample)} it renders {_shortened(err.rendered or '')}, {why}; write it "
+                f"with plain folder names and placeholders, outside {LEDGER_ROOT!r}, e.g. the default "
+                f"{DEFAULT_KEY_TEMPLATE!r}"
+            ]
+        except (KeyError, IndexError, ValueError, AttributeError):
+            return []  # malformed: template_problems says why
+        if key in landed:
+            collisions.append((landed[key], sample, key))
+        landed.setdefault(key, sample)
+    if not collisions or template_problems(template):
+        return []  # a template without a file name part is refused once, by the syntax check
+    first, second, key = collisions[0]
+    return [
+        f"key_template: {template!r} lands different files on one key: {first!r} and {second!r} both render "
+        f"{key!r}; separate {{dir}} from the file name with '/' (e.g. {{dir}}/{{date}}/{{name}}) or use {{path}}"
+    ]
+
+
+def _shortened(key: str, keep: int = 100) -> str:
+    """A key quoted for a message, its middle cut when long: the message stays readable, the shape visible."""
+    if len(key) <= keep:
+        return repr(key)
+    return f"{key[: keep // 2]!r}...{key[-keep // 2 :]!r} ({len(key.encode('utf-8'))} bytes)"
+
+
+def parse_run_date(text: Any) -> Date:
+    """A run's date from text; only YYYY-MM-DD, since Python 3.11 would also read `20261127` or `2026-W48-5`."""
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ValueError(f"{text!r} is not YYYY-MM-DD")
+    try:
+        return Date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not YYYY-MM-DD (no such day)") from None
 
 
 def schedule_expression_problem(expression: Any) -> str | None:
@@ -542,12 +623,67 @@ def parse_config(data: Any) -> ProcessConfig:
 
 
 def parse_config_text(text: str, origin: str = "config") -> ProcessConfig:
-    """Parse JSON text; a syntax error names the origin, line and column."""
+    """Parse JSON text; a syntax error names the origin, line and column.
+
+    Two things plain `json.loads` lets through are refused here, naming the origin: a key given twice in
+    one object (json keeps the last without a word, so a dataset pasted twice silently loses its first
+    definition), and nesting so deep that the decoder runs out of stack (a RecursionError, not a message).
+    """
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_JSONObject.of)
     except json.JSONDecodeError as err:
         raise ConfigError(f"{origin} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from err
-    return parse_config(data)
+    except RecursionError as err:
+        raise ConfigError(
+            f"{origin} nests arrays or objects too deeply to be a config (one is 5 levels deep at most); "
+            "check that it is the process config"
+        ) from err
+    duplicates = [
+        f"{origin}: {path} is given twice (JSON keeps only the last); remove or rename one of them"
+        for path in _duplicate_paths(data)
+    ]
+    try:
+        config = parse_config(data)
+    except ConfigError as err:
+        raise ConfigError(duplicates + err.problems) from err
+    if duplicates:
+        raise ConfigError(duplicates)
+    return config
+
+
+class _JSONObject(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that remembers which of its keys were given more than once."""
+
+    duplicates: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _JSONObject:
+        obj = cls()
+        duplicates = []
+        for key, value in pairs:
+            if key in obj and key not in duplicates:
+                duplicates.append(key)
+            obj[key] = value
+        obj.duplicates = tuple(duplicates)
+        return obj
+
+
+def _duplicate_paths(data: Any) -> Iterator[str]:
+    """Dotted paths (`datasets.sales.source.bucket`, `include[0]`) of every key given twice, in document order.
+
+    Walked with an explicit stack: the document may be as deep as the decoder allows, deeper than recursion here.
+    """
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, node = stack.pop()
+        children: list[tuple[str, Any]] = []
+        if isinstance(node, _JSONObject):
+            for key in node.duplicates:
+                yield f"{path}.{key}" if path else key
+            children = [(f"{path}.{key}" if path else key, value) for key, value in node.items()]
+        elif isinstance(node, list):
+            children = [(f"{path}[{n}]", value) for n, value in enumerate(node)]
+        stack.extend(reversed(children))
 
 
 def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | None:
@@ -577,6 +713,9 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
 
     if source and target:
         problems.extend(f"{where}: {p}" for p in _overlap_problems(name, source, target))
+    template = raw.get("key_template", DEFAULT_KEY_TEMPLATE)
+    if target and isinstance(template, str) and template.strip():
+        problems.extend(f"{where}.{p}" for p in landing_problems(name, template, target.prefix))
 
     if len(problems) > start or source is None or target is None:
         return None
@@ -665,6 +804,8 @@ def with_overrides(dataset: DatasetConfig, **fields: Any) -> DatasetConfig:
     values: dict[str, Any] = {}
     for attribute, value in fields.items():
         _take(_PLAIN_FIELDS[attribute], list(value) if isinstance(value, tuple) else value, "", problems, values)
+    if "key_template" in values:
+        problems.extend(landing_problems(dataset.name, values["key_template"], dataset.target.prefix))
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(dataset, **values)

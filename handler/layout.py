@@ -4,6 +4,9 @@ A landed key must stay inside the target prefix whatever the source key looks li
 followed by segment normalisation: empty segments (leading or doubled `/`) are dropped, and `.`/`..`
 segments make the object unsafe to land (it is skipped with that reason, never silently rewritten into
 another object's place).
+
+This module depends on nothing else in the package, so the config can check a key template by rendering
+sample keys through the very function the planner uses.
 """
 
 from __future__ import annotations
@@ -12,14 +15,34 @@ import posixpath
 from dataclasses import dataclass
 from datetime import date as Date
 
-from .config import LEDGER_ROOT
+LEDGER_ROOT = "_ingestion/"
+"""Reserved prefix of every target bucket: the ledger lives under `_ingestion/<dataset>/`.
+
+It starts with `_` so Hive, Athena and Spark treat it as hidden even if a table points at the bucket root.
+"""
 
 MAX_KEY_BYTES = 1024
 """S3's limit on a key's UTF-8 length."""
 
 
 class UnsafeKey(ValueError):
-    """The source key cannot be landed safely; the message is the reason recorded in the manifest."""
+    """The source key cannot be landed safely; the message is the reason recorded in the manifest.
+
+    `rendered` is the target key the template produced (None when the source key itself was refused), so a
+    config check can show the user what their template did.
+    """
+
+    def __init__(self, reason: str, *, rendered: str | None = None):
+        super().__init__(reason)
+        self.rendered = rendered
+
+
+class DotSegment(UnsafeKey):
+    """The rendered key has a `.` or `..` segment: S3 would store it, but tools resolving paths would not."""
+
+
+class InLedger(UnsafeKey):
+    """The rendered key falls under the reserved ledger prefix, where it could overwrite the ledger."""
 
 
 class KeyTooLong(UnsafeKey):
@@ -82,15 +105,29 @@ def render_target_key(
         run_id=run_id,
     )
     segments = [s for s in rendered.split("/") if s != ""]
-    if any(s in (".", "..") for s in segments) or not segments:
-        raise UnsafeKey(f"key template renders {rendered!r}, which has an empty, '.' or '..' segment")
     key = target_prefix + "/".join(segments)
+    if any(s in (".", "..") for s in segments) or not segments:
+        raise DotSegment(f"key template renders {rendered!r}, which has an empty, '.' or '..' segment", rendered=key)
     if key.startswith(LEDGER_ROOT):
-        raise UnsafeKey(f"target key {key!r} would land inside the reserved ledger prefix {LEDGER_ROOT!r}")
+        raise InLedger(f"target key {key!r} would land inside the reserved ledger prefix {LEDGER_ROOT!r}", rendered=key)
     size = len(key.encode("utf-8"))
     if size > MAX_KEY_BYTES:
         raise KeyTooLong(
             f"target key would be {size} bytes, over S3's {MAX_KEY_BYTES}-byte limit; "
-            "shorten the source key or the key_template"
+            "shorten the source key or the key_template",
+            rendered=key,
         )
     return key
+
+
+def printable(text: str) -> str:
+    """`text` safe to show on a terminal: control, format (bidi) and separator characters escaped, the rest kept.
+
+    S3 keys are any UTF-8, so a listing can carry ESC sequences that recolour or clear a terminal, newlines
+    that forge extra lines, or U+202E that shows `gnp.exe` as `exe.png`. Escaping them the way Python's repr
+    does (`\\x1b`, `\\n`, `\\u202e`) keeps each key on one honest line while café and 映画 stay readable.
+    Backslashes are kept as they are: keys with them are common, keys spelling an escape are not.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -310,6 +310,73 @@ def test_templates_with_date_and_distinct_keys_are_accepted(template: str) -> No
     assert parse_one(raw_dataset(key_template=template)).key_template == template
 
 
+# ---- key template: rendered through the planner's own function ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "prefix", "rendered", "why"),
+    [
+        ("{dir}/../{date}/{name}", "out/", "'out/../", "a '.' or '..' segment"),
+        ("{dir}/./{date}/{name}", "out/", "'out/./", "a '.' or '..' segment"),
+        ("{dir}./{date}/{name}", "out/", "'out/./", "a '.' or '..' segment"),
+        ("_ingestion/{dataset}/{date}/{path}", "", "'_ingestion/sales/", "reserved ledger prefix '_ingestion/'"),
+        ("{path}/{path}/{path}/{path}/{path}/{path}/{path}/{date}", "out/", "'out/", "1,024-byte"),
+    ],
+)
+def test_template_that_cannot_land_ordinary_keys_is_refused_naming_the_rendered_key(
+    template: str, prefix: str, rendered: str, why: str
+) -> None:
+    message = only_problem(raw_dataset(key_template=template, target={"bucket": "raw-bucket", "prefix": prefix}))
+
+    assert message.startswith(f"datasets.sales.key_template: {template!r} cannot land ordinary files")
+    assert "for the source key " in message
+    assert rendered in message
+    assert why in message
+    assert f"e.g. the default {DEFAULT_KEY_TEMPLATE!r}" in message
+
+
+def test_template_inside_the_ledger_without_a_date_reports_both_problems() -> None:
+    found = problems(raw_dataset(key_template="_ingestion/{dataset}/{path}", target={"bucket": "raw-bucket"}))
+
+    assert len(found) == 2, found
+    assert found[0].startswith("datasets.sales.key_template: must contain {date}")
+    assert "reserved ledger prefix '_ingestion/'" in found[1]
+
+
+@pytest.mark.parametrize("template", ["{dir}{name}/{date}", "{date}/{dir}{stem}{ext}"])
+def test_template_that_renders_two_sample_files_onto_one_key_is_refused(template: str) -> None:
+    message = only_problem(raw_dataset(key_template=template))
+
+    assert message.startswith(f"datasets.sales.key_template: {template!r} lands different files on one key: ")
+    assert "'ab/c.csv' and 'a/bc.csv'" in message
+    assert "separate {dir} from the file name with '/'" in message
+
+
+@pytest.mark.parametrize("template", ["{date}/{run_id}", "{dir}/{date}/{ext}", "{dataset}/{date}"])
+def test_template_without_a_file_name_placeholder_is_refused_once(template: str) -> None:
+    message = only_problem(raw_dataset(key_template=template))
+
+    assert message.startswith("datasets.sales.key_template: must keep distinct source files distinct")
+
+
+@pytest.mark.parametrize("prefix", ["", "out/", "a/b/c/"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        DEFAULT_KEY_TEMPLATE,
+        "{date}/{path}",
+        "{dataset}/{yyyy}/{mm}/{dd}/{dir}/{stem}{ext}",
+        "{dir}/{run_id}/{date}/{name}",
+        "_archive/{date}/{path}",
+        "x/_ingestion/{date}/{path}",
+    ],
+)
+def test_templates_that_land_every_sample_are_accepted_under_any_prefix(template: str, prefix: str) -> None:
+    ds = parse_one(raw_dataset(key_template=template, target={"bucket": "raw-bucket", "prefix": prefix}))
+
+    assert ds.key_template == template
+
+
 # ---- buckets and prefixes ------------------------------------------------------------------------------------
 
 
@@ -763,4 +830,77 @@ def test_valid_json_text_is_validated_like_a_document() -> None:
 
     assert info.value.problems == [
         "datasets.sales.timezone: 'Nowhere' is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')"
+    ]
+
+
+# ---- hostile JSON text ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("[" * 100_000 + "]" * 100_000, id="arrays"),
+        pytest.param('{"a": ' * 100_000 + "1" + "}" * 100_000, id="objects"),
+        pytest.param(
+            '{"datasets": {"sales": {"include": ' + "[" * 100_000 + "]" * 100_000 + "}}}", id="inside-a-field"
+        ),
+    ],
+)
+def test_deeply_nested_json_is_a_config_error_naming_the_origin(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, origin="deep.json")
+
+    [message] = info.value.problems
+    assert message.startswith("deep.json nests arrays or objects too deeply")
+    assert "check that it is the process config" in message
+
+
+def test_a_dataset_defined_twice_is_refused_naming_it() -> None:
+    one = json.dumps(raw_dataset())
+    text = '{"datasets": {"sales": ' + one + ', "stock": ' + one + ', "sales": ' + one + "}}"
+
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, origin="config.json")
+
+    assert info.value.problems == [
+        "config.json: datasets.sales is given twice (JSON keeps only the last); remove or rename one of them"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            '{"datasets": {"sales": {"source": {"bucket": "src-bucket", "bucket": "other-bucket"}, '
+            '"target": {"bucket": "raw-bucket"}}}}',
+            "datasets.sales.source.bucket",
+        ),
+        (
+            '{"datasets": {"sales": {"source": {"bucket": "src-bucket"}, "target": {"bucket": "raw-bucket"}, '
+            '"concurrency": 4, "concurrency": 8}}}',
+            "datasets.sales.concurrency",
+        ),
+        ('{"datasets": {}, "datasets": {"sales": {}}}', "datasets"),
+        ('{"datasets": {"sales": {"include": [{"x": 1, "x": 2}]}}}', "datasets.sales.include[0].x"),
+    ],
+)
+def test_a_field_given_twice_at_any_level_is_refused_naming_its_path(text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, origin="config.json")
+
+    assert info.value.problems[0] == (
+        f"config.json: {where} is given twice (JSON keeps only the last); remove or rename one of them"
+    )
+
+
+def test_a_duplicate_is_reported_beside_the_other_problems() -> None:
+    text = '{"datasets": {"sales": {"source": {"bucket": "src-bucket"}, "timezone": "UTC", "timezone": "Nowhere"}}}'
+
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, origin="config.json")
+
+    assert info.value.problems == [
+        "config.json: datasets.sales.timezone is given twice (JSON keeps only the last); remove or rename one of them",
+        'datasets.sales.target: missing; give {"bucket": ..., "prefix": ...}',
+        "datasets.sales.timezone: 'Nowhere' is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')",
     ]

@@ -92,3 +92,9 @@ def test_each_ranged_field_is_refused_with_the_message_a_config_file_gets(settin
     assert override_problems(dataset(), **{setting.path: bad}) == [
         p.removeprefix("datasets.sales.") for p in in_file.value.problems
     ]
+
+
+def test_a_key_template_override_is_rendered_like_the_config_s_own() -> None:
+    [message] = override_problems(dataset(), key_template="{dir}/../{date}/{name}")
+
+    assert message.startswith("key_template: '{dir}/../{date}/{name}' cannot land ordinary files")

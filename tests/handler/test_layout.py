@@ -7,13 +7,14 @@ from datetime import date
 
 import pytest
 
-from handler.config import DEFAULT_KEY_TEMPLATE
+from handler.config import DEFAULT_KEY_TEMPLATE, TEMPLATE_SAMPLE_KEYS
 from handler.layout import (
     MAX_KEY_BYTES,
     KeyParts,
     KeyTooLong,
     UnsafeKey,
     key_parts,
+    printable,
     relative_key,
     render_target_key,
 )
@@ -307,3 +308,44 @@ def test_distinct_source_paths_never_share_a_landed_key(template: str) -> None:
 def test_a_key_that_would_land_inside_the_ledger_is_unsafe(relative: str, template: str) -> None:
     with pytest.raises(UnsafeKey, match="reserved ledger prefix"):
         render(relative, template=template, prefix="")
+
+
+# ---- the config's sample keys ---------------------------------------------------------------------------------
+
+
+def test_the_samples_a_template_is_checked_with_are_distinct_safe_keys_of_several_shapes() -> None:
+    paths = [key_parts(sample).path for sample in TEMPLATE_SAMPLE_KEYS]
+
+    assert len(set(paths)) == len(paths) == len(TEMPLATE_SAMPLE_KEYS)
+    assert {"a.csv", ".env"} <= set(paths)
+    assert any(not p.isascii() for p in paths)
+    assert any(p.count("/") >= 2 and p.endswith(".tar.gz") for p in paths)
+    assert max(len(p.encode()) for p in paths) >= 150
+
+
+# ---- keys shown to a person ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("esc\x1b[31mred.csv", "esc\\x1b[31mred.csv"),
+        ("two\nlines.csv", "two\\nlines.csv"),
+        ("cr\rback.csv", "cr\\rback.csv"),
+        ("tab\tkey.csv", "tab\\tkey.csv"),
+        ("bell\x07.csv", "bell\\x07.csv"),
+        ("del\x7f.csv", "del\\x7f.csv"),
+        ("nul\x00.csv", "nul\\x00.csv"),
+        ("bidi\u202egnp.exe", "bidi\\u202egnp.exe"),
+        ("isolate\u2066x\u2069.csv", "isolate\\u2066x\\u2069.csv"),
+        ("c1\x85.csv", "c1\\x85.csv"),
+    ],
+)
+def test_control_and_bidi_characters_are_escaped_for_display(key: str, shown: str) -> None:
+    assert printable(key) == shown
+    assert printable(key).isprintable()
+
+
+@pytest.mark.parametrize("key", ["café.csv", "cafe\u0301.csv", "中文/文件.txt", "emoji/🎬.json", "a b/c+d%20.csv"])
+def test_ordinary_unicode_stays_readable(key: str) -> None:
+    assert printable(key) == key
