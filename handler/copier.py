@@ -6,6 +6,10 @@ directly so its response's ETag verifies the copy without another request. A mul
 or metadata over, so both are always set explicitly from a HEAD of the source. The HEAD and the copy are
 guarded with the listed ETag, and the landed object is checked afterwards, because some servers (moto
 among them) ignore CopySourceIfMatch.
+
+A copy never overwrites: CopyObject and CompleteMultipartUpload carry `If-None-Match: *`, so what an earlier
+run landed stays, and a retried copy whose first answer was lost meets its own object. Any copy that does not
+answer success is followed by a read-back of the target: our lineage there (this run's id) means it landed.
 """
 
 from __future__ import annotations
@@ -87,20 +91,12 @@ def copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLin
 
 
 def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
-    quoted = f'"{item.etag}"'
-    existing = s3io.head_or_none(s3, ctx.target_bucket, item.target) if ctx.check_target else None
-    if existing is not None:
-        landed = meta.landed_from(existing.get("Metadata"))
-        if landed == (ctx.source_bucket, item.key, item.etag) and existing["ContentLength"] == item.size:
-            ingested_at = meta.normalise(existing.get("Metadata")).get(meta.TIMESTAMP)
-            return _line(item, COPIED, "already landed by an earlier attempt of this run", ingested_at)
-        other = f"{landed[1]!r} ETag {landed[2]}" if landed else "an object without lineage metadata"
-        return _line(
-            item,
-            SKIPPED,
-            f"target occupied: {item.target!r} already holds {other}; this version lands on a later date",
-        )
+    if ctx.check_target:
+        line = _already_there(s3, item, ctx)
+        if line is not None:
+            return line
 
+    quoted = f'"{item.etag}"'
     try:
         source = s3io.head(s3, ctx.source_bucket, item.key, if_match=quoted)
     except NotFound:
@@ -125,9 +121,10 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
     extra: dict[str, Any] = {h: source[h] for h in CARRIED_HEADERS if source.get(h)}
     extra.setdefault("ContentType", "binary/octet-stream")
     extra.update(Metadata=user_metadata, MetadataDirective="REPLACE", CopySourceIfMatch=quoted)
+    attempt = _Attempt(item, ctx, ingested_at)
 
     if item.size < ctx.multipart_threshold:
-        return _copy_single(s3, item, ctx, extra, ingested_at)
+        return _copy_single(s3, attempt, extra)
 
     future = tm.copy(
         {"Bucket": ctx.source_bucket, "Key": item.key},
@@ -137,57 +134,146 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
         subscribers=[_KnownSource(item.size, quoted)],
     )
     try:
-        s3io.wait(future)  # a failed UploadPartCopy has been aborted by s3transfer already
+        # Never over an existing target: the complete carries If-None-Match (s3transfer would not send it).
+        with s3io.destination_conditions(s3, ctx.target_bucket, item.target, if_none_match=True):
+            s3io.wait(future)  # a failed UploadPartCopy has been aborted by s3transfer already
     except S3Error as err:
-        return _copy_refused(item, err)
+        return _after_refusal(s3, attempt, err)
+    changed = _source_changed(s3, item, ctx, source)
+    if changed:
+        return _discard(s3, attempt, changed)
+    return _verified(s3, attempt)
 
-    return _verified(s3, item, ctx, ingested_at)
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One copy attempt: its lineage timestamp tells the object it landed from any other attempt's."""
+
+    item: BatchItem
+    ctx: CopyContext
+    ingested_at: str
 
 
-def _copy_single(s3: Any, item: BatchItem, ctx: CopyContext, extra: dict[str, Any], ingested_at: str) -> ManifestLine:
+def _already_there(
+    s3: Any, item: BatchItem, ctx: CopyContext, head: dict[str, Any] | None = None
+) -> ManifestLine | None:
+    """What the target holds, as this item's line: landed by this run already, occupied by another object, or
+    free (None). A HEAD that fails here is no reason to fail the object: the copy itself never overwrites."""
+    if head is None:
+        try:
+            head = s3io.head_or_none(s3, ctx.target_bucket, item.target)
+        except S3Error as err:
+            if isinstance(err, NoSuchBucket):
+                raise
+            log.warning("HEAD of target %r failed (%s); copying with If-None-Match", item.target, err.code)
+            return None
+    if head is None:
+        return None
+    landed = meta.landed_from(head.get("Metadata"))
+    lineage = meta.normalise(head.get("Metadata"))
+    if landed == (ctx.source_bucket, item.key, item.etag) and head["ContentLength"] == item.size:
+        if lineage.get(meta.RUN_ID) == ctx.run_id:
+            return _line(item, COPIED, "already landed by an earlier attempt of this run", lineage.get(meta.TIMESTAMP))
+        return _line(
+            item,
+            SKIPPED,
+            f"already landed by run {lineage.get(meta.RUN_ID)} at {item.target!r}; not claimed twice",
+        )
+    other = f"{landed[1]!r} ETag {landed[2]}" if landed else "an object without lineage metadata"
+    return _line(
+        item,
+        SKIPPED,
+        f"target occupied: {item.target!r} already holds {other}; this version lands on a later date",
+    )
+
+
+def _copy_single(s3: Any, attempt: _Attempt, extra: dict[str, Any]) -> ManifestLine:
     """Below the threshold a managed copy is one CopyObject anyway; calling it here keeps its response.
 
     The response's ETag is the landed object's: for a plain-MD5 source without KMS, equal ETags prove the
     bytes are the listed version's, so no second HEAD is needed to verify.
     """
+    item, ctx = attempt.item, attempt.ctx
     try:
         response = s3io.copy_object(
             s3,
             Bucket=ctx.target_bucket,
             Key=item.target,
             CopySource={"Bucket": ctx.source_bucket, "Key": item.key},
+            IfNoneMatch="*",
             **extra,
         )
     except S3Error as err:
-        return _copy_refused(item, err)
+        return _after_refusal(s3, attempt, err)
     landed_etag = response.get("CopyObjectResult", {}).get("ETag", "").strip('"')
     if _plain_md5(item.etag) and response.get("ServerSideEncryption") != "aws:kms":
         if landed_etag == item.etag:
-            return _line(item, COPIED, "", ingested_at)
-        return _discard(s3, item, ctx, _etag_mismatch(landed_etag, item.etag))
-    return _verified(s3, item, ctx, ingested_at)
+            return _line(item, COPIED, "", attempt.ingested_at)
+        return _discard(s3, attempt, _etag_mismatch(landed_etag, item.etag))
+    return _verified(s3, attempt)
 
 
-def _copy_refused(item: BatchItem, err: S3Error) -> ManifestLine:
-    """The object's own reasons for a refused copy become its manifest line; anything else is raised."""
+def _after_refusal(s3: Any, attempt: _Attempt, err: S3Error) -> ManifestLine:
+    """A copy that did not answer success may still have been applied (its answer lost, a retry refused by
+    our own first attempt's object). Read back the target before deciding what happened."""
+    item, ctx = attempt.item, attempt.ctx
+    if isinstance(err, NoSuchBucket):
+        raise err
+    try:
+        head = s3io.head_or_none(s3, ctx.target_bucket, item.target)
+    except S3Error as head_err:
+        # Nothing is known: the finalize step reads the target back again before it commits.
+        return _line(item, FAILED, f"{err.reason}; the target could not be read back ({head_err.code})")
+    if head is not None:
+        landed = _already_there(s3, item, ctx, head)
+        if landed is not None and landed.status == COPIED:
+            return _checked(s3, attempt, head, landed)
+        if isinstance(err, PreconditionFailed) and landed is not None:
+            return landed  # If-None-Match refused: another object is there, and it stays
     if isinstance(err, PreconditionFailed):
         return _line(item, FAILED, CHANGED_DURING_COPY)
-    if isinstance(err, NotFound) and not isinstance(err, NoSuchBucket):
+    if isinstance(err, NotFound):
         return _line(item, FAILED, SOURCE_GONE)
-    raise err
+    return _line(item, FAILED, err.reason)
 
 
-def _verified(s3: Any, item: BatchItem, ctx: CopyContext, ingested_at: str) -> ManifestLine:
-    problem = _verify(s3, item, ctx)
+def _checked(s3: Any, attempt: _Attempt, head: dict[str, Any], landed: ManifestLine) -> ManifestLine:
+    """Our own earlier attempt's object, found after a lost answer: verify it like a fresh copy."""
+    problem = _problem(attempt, head)
     if problem:
-        return _discard(s3, item, ctx, problem)
-    return _line(item, COPIED, "", ingested_at)
+        return _discard(s3, attempt, problem, head)
+    return landed
 
 
-def _discard(s3: Any, item: BatchItem, ctx: CopyContext, problem: str) -> ManifestLine:
-    """What landed is not the listed version: remove it so the ledger and the bucket agree."""
-    s3io.delete(s3, ctx.target_bucket, item.target)
+def _verified(s3: Any, attempt: _Attempt) -> ManifestLine:
+    head = s3io.head(s3, attempt.ctx.target_bucket, attempt.item.target)
+    problem = _problem(attempt, head)
+    if problem:
+        return _discard(s3, attempt, problem, head)
+    return _line(attempt.item, COPIED, "", attempt.ingested_at)
+
+
+def _discard(s3: Any, attempt: _Attempt, problem: str, head: dict[str, Any] | None = None) -> ManifestLine:
+    """What landed is not the listed version: remove it so the ledger and the bucket agree. Only an object
+    this run landed is removed (its lineage says so, and the delete is pinned to its ETag): a copy never
+    takes away what another run landed."""
+    item, ctx = attempt.item, attempt.ctx
+    head = head or s3io.head_or_none(s3, ctx.target_bucket, item.target)
+    if head is not None and meta.normalise(head.get("Metadata")).get(meta.RUN_ID) == ctx.run_id:
+        s3io.delete(s3, ctx.target_bucket, item.target, if_match=head["ETag"])
     return _line(item, FAILED, problem)
+
+
+def _source_changed(s3: Any, item: BatchItem, ctx: CopyContext, before: dict[str, Any]) -> str | None:
+    """A multipart copy reads the source part by part; a server that ignores CopySourceIfMatch on
+    UploadPartCopy can mix two versions. The source's ETag, LastModified and version id are the same after
+    the copy as before it only if nothing was written in between."""
+    try:
+        after = s3io.head(s3, ctx.source_bucket, item.key)
+    except NotFound:
+        return "source was deleted during the multipart copy; it lands on the next run if it comes back"
+    same = all(after.get(field) == before.get(field) for field in ("ETag", "LastModified", "VersionId"))
+    return None if same else CHANGED_DURING_COPY
 
 
 def _plain_md5(etag: str) -> bool:
@@ -201,8 +287,8 @@ def _etag_mismatch(landed: str, listed: str) -> str:
     )
 
 
-def _verify(s3: Any, item: BatchItem, ctx: CopyContext) -> str | None:
-    head = s3io.head(s3, ctx.target_bucket, item.target)
+def _problem(attempt: _Attempt, head: dict[str, Any]) -> str | None:
+    item, ctx = attempt.item, attempt.ctx
     if head["ContentLength"] != item.size:
         return f"verification failed: landed {head['ContentLength']} bytes, listed {item.size}"
     landed = meta.landed_from(head.get("Metadata"))

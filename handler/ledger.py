@@ -15,6 +15,12 @@ read and write of it.
 Nothing outside this module builds one of these keys or calls S3 on one of these objects; the steps
 (steps/) compose the ledger, the lock it hands out, the copier and the pure decisions. The order in which
 a run becomes durable is in one place, `Ledger.commit`.
+
+Every write a run shares with other runs is fenced twice. The lock is renewed just before it (a process paused
+past its TTL finds out there), and the write itself is conditional on the version this process read when it
+still held the lock (If-Match on that ETag, If-None-Match when the key was absent). So a process that wakes
+after another run took over cannot overwrite anything that run wrote since, even if it is paused again
+between its renewal and its write. A write refused that way raises LockLost.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from typing import IO, Any
 
 from . import s3io, state
 from .config import DatasetConfig
+from .errors import LockLost
 from .lock import Lock, LockFile
 from .records import BatchItem, ManifestLine, Marker, OpenRun, RunSummary
+from .s3errors import NotFound, PreconditionFailed
 
 JSONL = "application/x-ndjson"
 
@@ -115,6 +123,51 @@ class Ledger:
         self.paths = paths = LedgerPaths(dataset)
         self.bucket = paths.bucket
         self.lock = LockFile(s3, self.bucket, paths.lock, dataset.lock_ttl_seconds, paths.probe)
+        self._seen: dict[str, str | None] = {}
+        """Key -> the ETag this process last read or wrote there (None: absent): what fenced writes expect."""
+
+    # ---- fencing ------------------------------------------------------------------------------------------
+
+    def observe(self, *keys: str) -> None:
+        """Note the current version of keys this step will write, while the lock is known to be ours."""
+        for key in keys:
+            head = s3io.head_or_none(self._s3, self.bucket, key)
+            self._seen[key] = None if head is None else head["ETag"]
+
+    def _expect(self, key: str) -> dict[str, Any]:
+        if key not in self._seen:
+            raise RuntimeError(f"ledger write of {key} without reading it first: the write could not be fenced")
+        etag = self._seen[key]
+        return {"if_match": etag} if etag else {"if_none_match": True}
+
+    def _fenced(self, key: str, lock: Lock, write: Any) -> None:
+        lock.fence()
+        try:
+            self._seen[key] = write(**self._expect(key))
+        except (PreconditionFailed, NotFound) as err:
+            raise LockLost(
+                f"run {lock.run_id}: {key} was written by another run after this one read it; stopping without "
+                "writing (this process was probably paused past its lock)"
+            ) from err
+
+    def _fenced_json(self, key: str, document: Any, lock: Lock) -> None:
+        self._fenced(key, lock, lambda **cond: s3io.put_json(self._s3, self.bucket, key, document, **cond))
+
+    def _fenced_file(self, key: str, spool: IO[bytes], content_type: str, lock: Lock) -> None:
+        self._fenced(
+            key, lock, lambda **cond: s3io.upload_file(self._s3, self.bucket, key, spool, content_type, **cond)
+        )
+
+    def _fenced_delete(self, key: str, lock: Lock) -> None:
+        etag = self._seen.get(key)
+        if etag is None:
+            return
+        lock.fence()
+        try:
+            s3io.delete(self._s3, self.bucket, key, if_match=etag)
+        except PreconditionFailed as err:
+            raise LockLost(f"run {lock.run_id}: {key} was rewritten by another run; not deleting it") from err
+        self._seen[key] = None
 
     # ---- where things are ---------------------------------------------------------------------------------
 
@@ -134,19 +187,25 @@ class Ledger:
     # ---- the open run -------------------------------------------------------------------------------------
 
     def open_run(self) -> OpenRun | None:
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.open_run)
+        document, etag = s3io.get_json(self._s3, self.bucket, self.paths.open_run)
+        self._seen[self.paths.open_run] = etag
         return None if document is None else OpenRun.from_json(document)
 
-    def save_open_run(self, run: OpenRun) -> None:
-        """From this write on, the run's plan is durable: a crash after it is completed by the next run."""
-        s3io.put_json(self._s3, self.bucket, self.paths.open_run, run.to_json())
+    def save_open_run(self, run: OpenRun, lock: Lock) -> None:
+        """From this write on, the run's plan is durable: a crash after it is completed by the next run.
+
+        Fenced against the open run this process read at the start of its step: a planner that wakes after
+        another run took over and opened its own run stops here.
+        """
+        self._fenced_json(self.paths.open_run, run.to_json(), lock)
 
     # ---- the plan -----------------------------------------------------------------------------------------
 
     def clear_unstored_plans(self) -> None:
         """With the lock held and no run open, anything under work/ is a plan that died before it was
-        stored: nothing was copied from it."""
+        stored: nothing was copied from it. Probe objects a failed probe left behind go too."""
         s3io.delete_prefix(self._s3, self.bucket, self.paths.all_work)
+        s3io.delete_prefix(self._s3, self.bucket, self.paths.probe)
 
     def store_plan(self, run_id: str, notes: Iterable[ManifestLine], batches: Iterable[list[BatchItem]]) -> int:
         """Plan notes, each batch, then the index the Map reads; returns the number of batches."""
@@ -175,12 +234,18 @@ class Ledger:
 
     # ---- batch results ------------------------------------------------------------------------------------
 
+    def observe_result(self, run_id: str, number: int) -> None:
+        """At the start of a batch: the result it will replace (a resumed or retried batch reports again)."""
+        self.observe(self.paths.result(run_id, number))
+
     def save_result(self, run_id: str, number: int, lines: list[ManifestLine], lock: Lock) -> None:
         """Only the lock's owner may report: a process paused past its TTL must not write into a run it
-        no longer owns."""
-        lock.renew()
+        no longer owns, nor over the result of the run that took over and ran the batch again."""
+        key = self.paths.result(run_id, number)
+        if key not in self._seen:
+            self.observe(key)
         body = s3io.jsonl_bytes(line.to_json() for line in lines)
-        s3io.put_bytes(self._s3, self.bucket, self.paths.result(run_id, number), body, JSONL)
+        self._fenced(key, lock, lambda **cond: s3io.put_bytes(self._s3, self.bucket, key, body, JSONL, **cond))
 
     def result(self, run_id: str, number: int) -> list[ManifestLine] | None:
         """A batch's reported lines, or None when it never reported. A batch is at most batch_max_objects."""
@@ -190,9 +255,13 @@ class Ledger:
     # ---- the state ----------------------------------------------------------------------------------------
 
     def load_state(self, db: sqlite3.Connection) -> int:
-        """Stream the current state into `db`'s `landed` table; returns the number of keys."""
+        """Stream the current state into `db`'s `landed` table; returns the number of keys.
+
+        The version read is the one a commit expects to replace: a stale finalizer cannot write its view over
+        a newer run's."""
         state.create_table(db)
-        body = s3io.open_body(self._s3, self.bucket, self.paths.state)
+        body, etag = s3io.open_versioned(self._s3, self.bucket, self.paths.state)
+        self._seen[self.paths.state] = etag
         return 0 if body is None else state.read_into(db, body)
 
     def save_state(self, db: sqlite3.Connection) -> None:
@@ -203,37 +272,53 @@ class Ledger:
 
     # ---- the commit ---------------------------------------------------------------------------------------
 
+    def observe_commit(self, run: OpenRun) -> None:
+        """At the start of a finalize: the versions its commit will replace (a repeated commit replaces its
+        own earlier attempt's manifest and summary)."""
+        paths = self.paths
+        self.observe(
+            paths.manifest(run.date, run.run_id),
+            paths.summary(run.date, run.run_id),
+            paths.marker(run.date, run.run_id),
+            paths.last_run,
+        )
+
     def commit(
         self, run: OpenRun, manifest: IO[bytes], db: sqlite3.Connection, summary: RunSummary, lock: Lock
     ) -> None:
         """Make a finished run part of the record, in the one order that survives dying between any two writes.
 
-        1. Renew the lock: only its owner may commit (a process paused past its TTL stops here).
-        2. The manifest, then the state. Both are rewritten whole from the batch results under work/, which stay
-           until step 6, so a commit that dies after either is simply made again by the next finalize, with the
+        Every write is fenced (the lock renewed, then written only over the version read at the step's start,
+        `observe_commit`), so a finalizer paused past its TTL stops at its next write, whichever it is.
+
+        1. The manifest, then the state. Both are rewritten whole from the batch results under work/, which stay
+           until step 5, so a commit that dies after either is simply made again by the next finalize, with the
            same keys and the same content.
-        3. The summary, then the marker (only when something landed): the marker is the hand-off to downstream
+        2. The summary, then the marker (only when something landed): the marker is the hand-off to downstream
            jobs, so it comes after everything it names.
-        4. last-run.json: the newest run, and how a repeated finalize knows this run is committed.
-        5. Delete open-run.json: from here on the run is no longer resumed. Everything before this point is
+        3. last-run.json: the newest run, and how a repeated finalize knows this run is committed.
+        4. Delete open-run.json: from here on the run is no longer resumed. Everything before this point is
            repeated by the next run if we die; nothing after it is needed for the record.
-        6. Delete the work files, release the lock. A death here leaves only garbage and a lock that the next
+        5. Delete the work files, release the lock. A death here leaves only garbage and a lock that the next
            finalize (or the TTL) clears.
         """
-        lock.renew()
-        s3io.upload_file(self._s3, self.bucket, self.paths.manifest(run.date, run.run_id), manifest, JSONL)
-        self.save_state(db)
-        s3io.put_json(self._s3, self.bucket, self.paths.summary(run.date, run.run_id), summary.to_json())
+        paths = self.paths
+        self._fenced_file(paths.manifest(run.date, run.run_id), manifest, JSONL, lock)
+        with tempfile.TemporaryFile() as spool:
+            state.write_to(db, spool)
+            self._fenced_file(paths.state, spool, "application/gzip", lock)
+        self._fenced_json(paths.summary(run.date, run.run_id), summary.to_json(), lock)
         if summary.copied:
             marker = Marker.of(summary, self.summary_uri(run.date, run.run_id))
-            s3io.put_json(self._s3, self.bucket, self.paths.marker(run.date, run.run_id), marker.to_json())
-        s3io.put_json(self._s3, self.bucket, self.paths.last_run, summary.to_json())
-        s3io.delete(self._s3, self.bucket, self.paths.open_run)
+            self._fenced_json(paths.marker(run.date, run.run_id), marker.to_json(), lock)
+        self._fenced_json(paths.last_run, summary.to_json(), lock)
+        self._fenced_delete(paths.open_run, lock)
         self.clear_work(run.run_id)
         lock.release()
 
     def last_run(self) -> RunSummary | None:
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
+        document, etag = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
+        self._seen[self.paths.last_run] = etag
         return None if document is None else RunSummary.from_json(document)
 
     def clear_work(self, run_id: str) -> None:

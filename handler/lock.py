@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConditionalWritesUnsupported, LockLost, RunInProgress
-from .s3errors import PreconditionFailed
+from .s3errors import NotFound, PreconditionFailed, S3Error
 from .s3io import delete, get_json, put_json
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,11 @@ class LockFile:
         return get_json(self.s3, self.bucket, self.key)
 
     def probe(self) -> None:
-        """Write one probe object twice with If-None-Match; a server that accepts the second write ignores it."""
+        """Write one probe object twice with If-None-Match; a server that accepts the second write ignores it.
+
+        Both writes carry write ids (s3io), so a lost answer to the first is not mistaken for a refusal, and a
+        probe object that cannot be deleted is left to the next plan's clean-up instead of failing the run.
+        """
         key = f"{self.probe_prefix}{uuid.uuid4().hex}"
         put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True)
         try:
@@ -55,7 +59,10 @@ class LockFile:
         except PreconditionFailed:
             return
         finally:
-            delete(self.s3, self.bucket, key)
+            try:
+                delete(self.s3, self.bucket, key)
+            except S3Error as err:
+                log.warning("could not delete probe object %s (%s); the next plan clears it", key, err.code)
         raise ConditionalWritesUnsupported(
             f"the S3 endpoint serving bucket {self.bucket!r} ignored If-None-Match on PutObject, so two runs "
             "could interleave and land files twice. Use AWS S3 or a server that supports conditional writes, or "
@@ -73,6 +80,8 @@ class LockFile:
         current, current_etag = self.read()
         if current is None:  # released between our write and our read: try once more from scratch
             return self.acquire(run_id, owner=owner)
+        if current.get("token") == token:
+            return Lock(self, run_id, token, current_etag or "")
         remaining = float(current.get("expires_at", 0)) - time.time()
         if remaining > 0:
             raise RunInProgress(
@@ -82,7 +91,7 @@ class LockFile:
         log.warning("taking over expired lock of run %s held by %s", current.get("run_id"), current.get("owner"))
         try:
             etag = put_json(self.s3, self.bucket, self.key, document, if_match=current_etag)
-        except PreconditionFailed as err:
+        except (PreconditionFailed, NotFound) as err:
             raise RunInProgress("another run took over the expired lock first; nothing was copied") from err
         return Lock(self, run_id, token, etag)
 
@@ -101,34 +110,69 @@ class LockFile:
 
 @dataclass
 class Lock:
-    """A lock this process holds (or held): its token tells our lock from one that another run took over."""
+    """A lock this process holds (or held): its token tells our lock from one that another run took over.
+
+    `confirmed_at` is the wall-clock time this process last saw the lock as its own. Wall clock, not monotonic:
+    a laptop's suspend stops the monotonic clock but not the lock's expiry.
+    """
 
     file: LockFile
     run_id: str
     token: str
     etag: str
+    confirmed_at: float = field(default_factory=time.time)
 
     def renew(self) -> None:
         """Push the expiry forward; raise LockLost if another run took the lock over."""
-        current, etag = self._own("lost its lock")
-        document = dict(current, expires_at=time.time() + self.file.ttl, renewed_at=time.time())
-        try:
-            self.etag = put_json(self.file.s3, self.file.bucket, self.file.key, document, if_match=etag)
-        except PreconditionFailed:
-            self.renew()  # a parallel worker of the same run renewed at the same moment; re-check
+        for _ in range(RENEW_ATTEMPTS):
+            checked = time.time()
+            current, etag = self._own("lost its lock")
+            document = dict(current, expires_at=time.time() + self.file.ttl, renewed_at=time.time())
+            try:
+                self.etag = put_json(self.file.s3, self.file.bucket, self.file.key, document, if_match=etag)
+            except (PreconditionFailed, NotFound):
+                continue  # a parallel worker of the same run renewed at the same moment; re-check
+            self.confirmed_at = checked
+            return
+        self._own("lost its lock")  # still ours yet never renewable: let the next beat try
+        raise LockLost(f"run {self.run_id} could not renew its lock after {RENEW_ATTEMPTS} attempts; stopping")
+
+    fence = renew
+    """Called before every ledger write: a process paused past its TTL finds out here, before it writes."""
 
     def rebind(self, run_id: str) -> None:
         """The lock now covers another run (an interrupted one being completed); steps check the run id."""
-        current, etag = self._own(f"lost the lock before resuming run {run_id}")
-        document = dict(current, run_id=run_id, expires_at=time.time() + self.file.ttl)
-        self.etag = put_json(self.file.s3, self.file.bucket, self.file.key, document, if_match=etag)
-        self.run_id = run_id
+        for _ in range(RENEW_ATTEMPTS):
+            current, etag = self._own(f"lost the lock before resuming run {run_id}")
+            document = dict(current, run_id=run_id, expires_at=time.time() + self.file.ttl)
+            try:
+                self.etag = put_json(self.file.s3, self.file.bucket, self.file.key, document, if_match=etag)
+            except (PreconditionFailed, NotFound):
+                continue
+            self.run_id = run_id
+            self.confirmed_at = time.time()
+            return
+        raise LockLost(f"run {self.run_id} could not rebind its lock to run {run_id}; stopping")
 
     def release(self) -> None:
-        """Delete the lock if it is still ours; one another run took over is left alone."""
-        current, _ = self.file.read()
-        if current is not None and current.get("token") == self.token:
-            delete(self.file.s3, self.file.bucket, self.file.key)
+        """Delete the lock if it is still ours; one another run took over is left alone (the delete is
+        conditional on the version we read, so a takeover between the read and the delete survives)."""
+        for _ in range(RENEW_ATTEMPTS):
+            current, etag = self.file.read()
+            if current is None or current.get("token") != self.token:
+                return
+            try:
+                delete(self.file.s3, self.file.bucket, self.file.key, if_match=etag)
+                return
+            except PreconditionFailed:
+                continue  # renewed by our own heartbeat in between: read again
+
+    def release_quietly(self) -> None:
+        """Release on the way out of a failed step: the failure is what the caller reports, not this."""
+        try:
+            self.release()
+        except Exception as err:  # noqa: BLE001 - best effort; the TTL is the fallback
+            log.warning("could not release the lock of run %s (%s); it expires by its TTL", self.run_id, err)
 
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(self)
@@ -143,6 +187,9 @@ class Lock:
         return current, etag
 
 
+RENEW_ATTEMPTS = 5
+
+
 def _document(run_id: str, token: str, ttl: int, owner: str) -> dict[str, Any]:
     now = time.time()
     return {"run_id": run_id, "token": token, "owner": owner, "acquired_at": now, "expires_at": now + ttl}
@@ -151,12 +198,16 @@ def _document(run_id: str, token: str, ttl: int, owner: str) -> dict[str, Any]:
 class Heartbeat:
     """Renews a lock every third of its TTL from a daemon thread while a long step runs.
 
-    If renewal finds the lock lost, `lost` is set and the step checks it between objects.
+    If renewal finds the lock lost, `lost` is set and the step checks it between objects. A process that was
+    paused (SIGSTOP, a suspended laptop) wakes with a heartbeat that has not beaten for longer than the TTL:
+    `check` then renews synchronously before letting the next object start, so a woken process learns it lost
+    its lock before it copies anything more.
     """
 
     def __init__(self, lock: Lock):
         self._lock = lock
         self._stop = threading.Event()
+        self._renewing = threading.Lock()
         self.lost: LockLost | None = None
         self._thread = threading.Thread(target=self._loop, name="lock-heartbeat", daemon=True)
 
@@ -171,14 +222,23 @@ class Heartbeat:
     def check(self) -> None:
         if self.lost:
             raise self.lost
+        if time.time() - self._lock.confirmed_at > self._lock.file.ttl / 2:
+            with self._renewing:
+                if time.time() - self._lock.confirmed_at > self._lock.file.ttl / 2:
+                    self._renew()
+            if self.lost:
+                raise self.lost
+
+    def _renew(self) -> None:
+        try:
+            self._lock.renew()
+        except LockLost as err:
+            self.lost = err
+        except Exception as err:  # a transient S3 error: the next beat tries again
+            log.warning("lock renewal failed, will retry: %s", err)
 
     def _loop(self) -> None:
         interval = max(self._lock.file.ttl / 3, 0.2)
-        while not self._stop.wait(interval):
-            try:
-                self._lock.renew()
-            except LockLost as err:
-                self.lost = err
-                return
-            except Exception as err:  # a transient S3 error: the next beat tries again
-                log.warning("lock renewal failed, will retry: %s", err)
+        while not self._stop.wait(interval) and not self.lost:
+            with self._renewing:
+                self._renew()

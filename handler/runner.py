@@ -16,7 +16,7 @@ from typing import Any
 from .config import DatasetConfig
 from .ledger import Ledger
 from .lock import Lock
-from .records import RunSummary
+from .records import PlanResult, RunSummary
 from .steps import Job, new_run_id, run_date_for
 from .steps.copy import Progress, copy_batch
 from .steps.dry_run import dry_run
@@ -86,21 +86,31 @@ def one_shot(job: Job, run_date: Date | None = None, *, progress: Progress | Non
     summaries = []
     while True:
         lock = job.take_lock()
-        planned = plan(job, run_date, lock=lock)
-        if planned.finalized is not None:
-            summaries.append(planned.finalized.summary)
-        else:
-            done = [0, 0]  # objects and bytes of the batches already done
-
-            def batch_progress(objects: int, size: int, done: list[int] = done) -> None:
-                if progress:
-                    progress(done[0] + objects, done[1] + size)
-
-            for number in range(planned.batch_count):
-                tally = copy_batch(job, planned.run.run_id, number, lock=lock, progress=batch_progress)
-                done[0] += tally.objects
-                done[1] += tally.bytes
-                batch_progress(0, 0)
-            summaries.append(finalize(job, planned.run.run_id, lock=lock).summary)
+        try:
+            planned = plan(job, run_date, lock=lock)
+            if planned.finalized is not None:
+                summaries.append(planned.finalized.summary)
+            else:
+                summaries.append(_copy_and_finalize(job, planned, lock, progress))
+        except BaseException:
+            # The open run (if its plan was stored) is completed by the next run; it should not also have to
+            # wait out the TTL of a process that has stopped. A lock another run took over is left alone.
+            lock.release_quietly()
+            raise
         if not planned.run.resumed:
             return summaries
+
+
+def _copy_and_finalize(job: Job, planned: PlanResult, lock: Lock, progress: Progress | None) -> RunSummary:
+    done = [0, 0]  # objects and bytes of the batches already done
+
+    def batch_progress(objects: int, size: int) -> None:
+        if progress:
+            progress(done[0] + objects, done[1] + size)
+
+    for number in range(planned.batch_count):
+        tally = copy_batch(job, planned.run.run_id, number, lock=lock, progress=batch_progress)
+        done[0] += tally.objects
+        done[1] += tally.bytes
+        batch_progress(0, 0)
+    return finalize(job, planned.run.run_id, lock=lock).summary

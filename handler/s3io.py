@@ -2,20 +2,42 @@
 
 Every function here runs inside `s3_errors()`, so callers see only the package's exceptions (s3errors.py).
 Decisions stay with the callers; these functions only move bytes and report what S3 said.
+
+Two faults S3 produces every night at scale are absorbed here, once, for every caller:
+
+- A write whose answer was lost (a 500 after the write was applied, a reset before the reply). botocore then
+  retries it, and a retried conditional write meets its own first attempt and gets 412. So every conditional
+  write carries a fresh write id in its metadata, and on 412, 404 (If-Match on a key since deleted) or an error
+  that outlasted the retries, the key is read back: if it holds our write id, the write happened.
+- A body cut off mid-read (a reset after the headers). botocore does not retry a read, so `open_body` resumes
+  from the byte it reached with a ranged GET pinned to the same ETag.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import threading
+import time
+import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
-from .s3errors import NotFound, PreconditionFailed, s3_errors
+from .s3errors import Conflict, NotFound, PreconditionFailed, Transient, s3_errors
 from .selection import SourceObject, clean_etag
+
+log = logging.getLogger(__name__)
 
 DELETE_BATCH = 1000
 """DeleteObjects takes at most 1,000 keys a request."""
+
+WRITE_ID = "ingest-write-id"
+"""User metadata on every conditional write: how a writer recognises its own write after a lost answer."""
+
+READ_ATTEMPTS = 6
+"""How many times a cut-off body is resumed before the read fails."""
 
 
 def jsonl_bytes(lines: Iterable[dict[str, Any]]) -> bytes:
@@ -23,13 +45,14 @@ def jsonl_bytes(lines: Iterable[dict[str, Any]]) -> bytes:
 
 
 def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
-    """(document, ETag) or (None, None) when absent."""
+    """(document, ETag) or (None, None) when absent; a body cut off mid-read is resumed."""
     try:
         with s3_errors():
             response = s3.get_object(Bucket=bucket, Key=key)
-            return json.loads(response["Body"].read()), response["ETag"]
     except NotFound:
         return None, None
+    with io.BufferedReader(ResumableBody(s3, bucket, key, response)) as body:
+        return json.loads(body.read()), response["ETag"]
 
 
 def put_json(
@@ -63,18 +86,24 @@ def put_bytes(
     if_none_match: bool = False,
     if_match: str | None = None,
 ) -> str:
-    kwargs: dict[str, Any] = {}
-    if if_none_match:
-        kwargs["IfNoneMatch"] = "*"
-    if if_match:
-        kwargs["IfMatch"] = if_match
-    with s3_errors():
-        response = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **kwargs)
-    return response["ETag"]
+    """Write an object and return its ETag. With a condition, a lost race raises PreconditionFailed (NotFound
+    for If-Match on a key that is gone), and a write whose answer was lost is recognised by its write id."""
+    conditions = _conditions(if_none_match, if_match)
+    if not conditions:
+        with s3_errors():
+            return s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
+    write_id = uuid.uuid4().hex
+
+    def write() -> str:
+        return s3.put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata={WRITE_ID: write_id}, **conditions
+        )["ETag"]
+
+    return _conditional(s3, bucket, key, write_id, write)
 
 
 def create_once(s3: Any, bucket: str, key: str) -> bool:
-    """Write an empty object unless the key exists: True if this call created it."""
+    """Write an empty object unless the key exists: True if this call created it (even if its answer was lost)."""
     try:
         put_bytes(s3, bucket, key, b"", "application/octet-stream", if_none_match=True)
     except PreconditionFailed:
@@ -82,13 +111,143 @@ def create_once(s3: Any, bucket: str, key: str) -> bool:
     return True
 
 
+def written_by(s3: Any, bucket: str, key: str, write_id: str) -> str | None:
+    """The key's ETag if its current version is the write with this id, else None."""
+    current = head_or_none(s3, bucket, key)
+    if current is None:
+        return None
+    metadata = {str(k).lower(): v for k, v in (current.get("Metadata") or {}).items()}
+    return current["ETag"] if metadata.get(WRITE_ID) == write_id else None
+
+
+def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, str]:
+    conditions = {}
+    if if_none_match:
+        conditions["IfNoneMatch"] = "*"
+    if if_match:
+        conditions["IfMatch"] = if_match
+    return conditions
+
+
+def _conditional(s3: Any, bucket: str, key: str, write_id: str, write: Any) -> str:
+    """Run a conditional write; when it fails in a way a lost answer can cause, read back before deciding."""
+    for attempt in range(3):
+        try:
+            with s3_errors():
+                return write()
+        except (PreconditionFailed, NotFound, Transient) as err:
+            etag = written_by(s3, bucket, key, write_id)
+            if etag is not None:
+                log.info("write of %s was applied though its answer was lost (%s)", key, err.code)
+                return etag
+            if isinstance(err, Conflict) and attempt < 2:
+                time.sleep(0.1 * (attempt + 1))  # a concurrent conditional write: S3 asks for a retry
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+_pending_conditions: dict[tuple[str, str], dict[str, str]] = {}
+_pending_lock = threading.Lock()
+
+
+def _add_pending_conditions(params: dict[str, Any], **_: Any) -> None:
+    with _pending_lock:
+        conditions = _pending_conditions.get((params.get("Bucket", ""), params.get("Key", "")))
+    if conditions:
+        params.update(conditions)
+
+
+@contextmanager
+def destination_conditions(s3: Any, bucket: str, key: str, *, if_none_match: bool = False, if_match: str | None = None):
+    """Add If-None-Match / If-Match to the request that creates `key` inside a managed transfer.
+
+    s3transfer forwards neither to CompleteMultipartUpload (nor to the PutObject of a small upload), so they are
+    added on the way out by a botocore event handler, for this one key while the block runs.
+    """
+    conditions = _conditions(if_none_match, if_match)
+    if not conditions:
+        yield
+        return
+    for operation in ("CompleteMultipartUpload", "PutObject", "CopyObject"):
+        s3.meta.events.register(
+            f"before-parameter-build.s3.{operation}",
+            _add_pending_conditions,
+            unique_id=f"ingest-conditions-{operation}",
+        )
+    with _pending_lock:
+        _pending_conditions[(bucket, key)] = conditions
+    try:
+        yield
+    finally:
+        with _pending_lock:
+            _pending_conditions.pop((bucket, key), None)
+
+
 def open_body(s3: Any, bucket: str, key: str) -> IO[bytes] | None:
-    """The object's body as a stream, or None when it does not exist."""
+    """The object's body as a stream that survives cut-off reads, or None when it does not exist."""
+    return open_versioned(s3, bucket, key)[0]
+
+
+def open_versioned(s3: Any, bucket: str, key: str) -> tuple[IO[bytes] | None, str | None]:
+    """(body stream, ETag) of the object, or (None, None) when it does not exist."""
     try:
         with s3_errors():
-            return s3.get_object(Bucket=bucket, Key=key)["Body"]
+            response = s3.get_object(Bucket=bucket, Key=key)
     except NotFound:
-        return None
+        return None, None
+    return io.BufferedReader(ResumableBody(s3, bucket, key, response), buffer_size=256 * 1024), response["ETag"]
+
+
+class ResumableBody(io.RawIOBase):
+    """A GetObject body that, when the connection breaks mid-read, asks for the rest with `Range` and
+    `If-Match` on the ETag it started with, so the bytes it returns are always one version's."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, response: dict[str, Any]):
+        super().__init__()
+        self._s3, self._bucket, self._key = s3, bucket, key
+        self._etag = response["ETag"]
+        self._size = int(response.get("ContentLength", -1))
+        self._body = response["Body"]
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                with s3_errors():
+                    data = self._body.read(len(buffer))
+                if not data and 0 <= self._position < self._size:
+                    raise Transient(f"body of {self._key} ended at byte {self._position} of {self._size}")
+            except Transient as err:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                log.warning("read of %s broke at byte %d (%s); resuming", self._key, self._position, err.code)
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+                self._reopen()
+                continue
+            buffer[: len(data)] = data
+            self._position += len(data)
+            return len(data)
+        raise AssertionError("unreachable")
+
+    def _reopen(self) -> None:
+        if self._position >= self._size >= 0:
+            self._body = io.BytesIO(b"")
+            return
+        with s3_errors():
+            response = self._s3.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-", IfMatch=self._etag
+            )
+        self._body = response["Body"]
+
+    def close(self) -> None:
+        try:
+            self._body.close()
+        finally:
+            super().close()
 
 
 def iter_lines(body: IO[bytes]) -> Iterator[dict[str, Any]]:
@@ -105,11 +264,40 @@ def read_jsonl(s3: Any, bucket: str, key: str) -> Iterator[dict[str, Any]] | Non
     return None if body is None else iter_lines(body)
 
 
-def upload_file(s3: Any, bucket: str, key: str, fileobj: IO[bytes], content_type: str) -> None:
-    """Upload a temp file with the managed transfer (multipart when large) from its start."""
-    fileobj.seek(0)
-    with s3_errors():
-        s3.upload_fileobj(fileobj, bucket, key, ExtraArgs={"ContentType": content_type})
+def upload_file(
+    s3: Any,
+    bucket: str,
+    key: str,
+    fileobj: IO[bytes],
+    content_type: str,
+    *,
+    if_none_match: bool = False,
+    if_match: str | None = None,
+) -> str | None:
+    """Upload a temp file with the managed transfer (multipart when large) from its start.
+
+    With a condition it returns the new ETag (read back: the managed transfer does not return it), and a lost
+    answer is recognised by the write id as in `put_bytes`.
+    """
+    conditions = _conditions(if_none_match, if_match)
+    if not conditions:
+        fileobj.seek(0)
+        with s3_errors():
+            s3.upload_fileobj(fileobj, bucket, key, ExtraArgs={"ContentType": content_type})
+        return None
+    write_id = uuid.uuid4().hex
+
+    def write() -> str:
+        fileobj.seek(0)
+        extra = {"ContentType": content_type, "Metadata": {WRITE_ID: write_id}}
+        with destination_conditions(s3, bucket, key, if_none_match=if_none_match, if_match=if_match):
+            s3.upload_fileobj(fileobj, bucket, key, ExtraArgs=extra)
+        etag = written_by(s3, bucket, key, write_id)
+        if etag is None:
+            raise PreconditionFailed(f"PreconditionFailed: {key} was replaced right after our upload", code="412")
+        return etag
+
+    return _conditional(s3, bucket, key, write_id, write)
 
 
 def head(s3: Any, bucket: str, key: str, *, if_match: str | None = None) -> dict[str, Any]:
@@ -137,11 +325,13 @@ def wait(future: Any) -> Any:
         return future.result()
 
 
-def delete(s3: Any, bucket: str, key: str) -> None:
-    """Delete a key; one that is already gone is what the caller wanted."""
+def delete(s3: Any, bucket: str, key: str, *, if_match: str | None = None) -> None:
+    """Delete a key; one that is already gone is what the caller wanted (a retried delete whose first answer
+    was lost finds it gone). With `if_match`, a key rewritten since raises PreconditionFailed."""
+    kwargs = {"IfMatch": if_match} if if_match else {}
     try:
         with s3_errors():
-            s3.delete_object(Bucket=bucket, Key=key)
+            s3.delete_object(Bucket=bucket, Key=key, **kwargs)
     except NotFound:
         pass
 

@@ -17,6 +17,7 @@ from moto import mock_aws
 from handler.config import DatasetConfig, parse_config
 from handler.lambda_function import _s3 as _lambda_clients
 from handler.ledger import Ledger
+from tests.moto_patches import honour_copy_conditions
 
 REGION = "us-east-1"
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +45,8 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_REGION", REGION)
     # The Lambda keeps its S3 clients per container; each test is a fresh container.
     _lambda_clients.cache_clear()
+    # moto ignores the copy conditions S3 honours; the runtime relies on them (tests/moto_patches.py).
+    honour_copy_conditions(monkeypatch)
 
 
 @pytest.fixture

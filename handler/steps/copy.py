@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from ..copier import CopyContext, copy_items, transfer_manager
@@ -15,16 +16,27 @@ Progress = Callable[[int, int], None]
 
 PROGRESS_EVERY = 50
 
+log = logging.getLogger(__name__)
+
 
 def copy_batch(
     job: Job, run_id: str, number: int, *, lock: Lock | None = None, progress: Progress | None = None
 ) -> Tally:
     ds, ledger = job.dataset, job.ledger
-    lock = lock or ledger.lock.adopt(run_id)
+    if lock is None:
+        lock = ledger.lock.adopt(run_id)
+    else:
+        lock.fence()  # the lock may have been lost while this process was paused: find out before copying
     run = job.open_run_named(run_id)
     items = ledger.batch(run_id, number)
     if items is None:
-        raise RunNotFound(f"run {run_id} has no batch {number}")
+        if number >= run.batch_count:
+            raise RunNotFound(f"run {run_id} has no batch {number} (it has {run.batch_count})")
+        # Only a plan cleared while its planner was paused past its lock loses a batch file; nothing can have
+        # been copied from a batch nobody could read, so its objects are simply planned again by the next run.
+        log.warning("batch %d of run %s is missing; its objects are planned again by the next run", number, run_id)
+        return Tally()
+    ledger.observe_result(run_id, number)
     # Could this batch's objects be at their targets already? Only on a resumed run or a batch tried before.
     retry = run.resumed or not ledger.first_attempt(run_id, number)
     tm = transfer_manager(

@@ -45,7 +45,11 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
             return Finalized(last, build_notification(last))
         job.open_run_named(run_id)  # raises RunNotFound with the details
     assert run is not None
-    lock = lock or ledger.lock.adopt(run_id)
+    if lock is None:
+        lock = ledger.lock.adopt(run_id)
+    else:
+        lock.fence()
+    ledger.observe_commit(run)  # while the lock is known to be ours: what the commit may replace
     ref = RunRef(ds.name, run_id, run.date, ds.source.bucket, ds.target.bucket)
     tally = Tally()
     failures: list[Failure] = []
@@ -111,30 +115,45 @@ def _finish_cleanup(job: Job, run_id: str) -> None:
 
 
 def _run_lines(job: Job, run: OpenRun, db: sqlite3.Connection) -> Iterator[ManifestLine]:
-    """Plan notes, then each batch's results in order; a batch that never reported is reconciled."""
+    """Plan notes, then each batch's results in order; a batch that never reported is reconciled, and so is
+    every object a batch reported failed: a failure may be a copy whose answer was lost."""
     yield from job.ledger.plan_notes(run.run_id)
     for number in range(run.batch_count):
         reported = job.ledger.result(run.run_id, number)
-        lines = reported if reported is not None else _reconcile(job, run, number)
+        if reported is None:
+            lines = _reconcile(job, run, number)
+        else:
+            lines = [_read_back(job, run, line) if line.status == ObjectStatus.FAILED else line for line in reported]
         record_landed(db, lines, run.run_id, run.date)
         yield from lines
 
 
 def _reconcile(job: Job, run: OpenRun, number: int) -> list[ManifestLine]:
     """Look at what landed for a batch whose Lambda died: the ledger must match the bucket."""
-    return [_landed_line(job, item) for item in job.ledger.batch(run.run_id, number) or ()]
+    return [
+        _landed_line(job, run, item, "landed, but its batch never reported; found on reconcile")
+        or ManifestLine.of(
+            item, ObjectStatus.FAILED, "its batch did not complete (crash or timeout); lands on the next run"
+        )
+        for item in job.ledger.batch(run.run_id, number) or ()
+    ]
 
 
-def _landed_line(job: Job, item: BatchItem) -> ManifestLine:
+def _read_back(job: Job, run: OpenRun, line: ManifestLine) -> ManifestLine:
+    """A failed object whose target holds this run's copy of it landed after all: record it copied, or the
+    next night would land the same version again under another date. A read-back that fails fails the
+    finalize (the run stays open and is completed by the next run), never guesses."""
+    item = BatchItem(line.source_key, line.source_etag, line.size, line.target_key)
+    return _landed_line(job, run, item, f"landed though its copy reported: {line.reason}; found on reconcile") or line
+
+
+def _landed_line(job: Job, run: OpenRun, item: BatchItem, reason: str) -> ManifestLine | None:
+    """The item's COPIED line if its target holds this run's copy of the listed version, else None."""
     ds = job.dataset
     head = head_or_none(job.s3, ds.target.bucket, item.target)
-    if head and meta.landed_from(head.get("Metadata")) == (ds.source.bucket, item.key, item.etag):
-        return ManifestLine.of(
-            item,
-            ObjectStatus.COPIED,
-            "landed, but its batch never reported; found on reconcile",
-            meta.normalise(head.get("Metadata")).get(meta.TIMESTAMP),
-        )
-    return ManifestLine.of(
-        item, ObjectStatus.FAILED, "its batch did not complete (crash or timeout); lands on the next run"
-    )
+    if head is None or head.get("ContentLength") != item.size:
+        return None
+    lineage = meta.normalise(head.get("Metadata"))
+    if meta.landed_from(lineage) != (ds.source.bucket, item.key, item.etag) or lineage.get(meta.RUN_ID) != run.run_id:
+        return None
+    return ManifestLine.of(item, ObjectStatus.COPIED, reason, lineage.get(meta.TIMESTAMP))

@@ -58,7 +58,7 @@ def _plan_new(job: Job, run_date: Date | None, lock: Lock) -> OpenRun:
         batches = cut_batches(iter_copies(db), max_objects=ds.batch_max_objects, max_bytes=ds.batch_max_bytes)
         batch_count = ledger.store_plan(lock.run_id, iter_notes(db), batches)
     run = OpenRun(ds.name, lock.run_id, run_date.isoformat(), started, batch_count, counts)
-    ledger.save_open_run(run)
+    ledger.save_open_run(run, lock)
     return run
 
 
@@ -66,7 +66,7 @@ def _resume(job: Job, interrupted: OpenRun, lock: Lock) -> PlanResult:
     log.warning("run %s for %s was interrupted; completing it first", interrupted.run_id, interrupted.date)
     lock.rebind(interrupted.run_id)
     run = interrupted.as_resumed()
-    job.ledger.save_open_run(run)
+    job.ledger.save_open_run(run, lock)
     index = job.ledger.batch_index(run.run_id)
     if run.batch_count == 0:
         # A plan result with no batches is final by contract (nothing calls finalize after it), so an empty

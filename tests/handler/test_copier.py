@@ -1,7 +1,8 @@
 """The copier against moto: what lands, with which bytes and metadata, and what a failure leaves behind.
 
-moto ignores CopySourceIfMatch and cannot deny access, so those answers are injected with botocore event
-hooks: the request is built as usual, then S3's error response is handed to botocore in place of the HTTP
+moto as shipped ignores CopySourceIfMatch and If-None-Match on CopyObject; the tests run it patched to honour
+them (tests/moto_patches.py), and the tests of a server that ignores them undo the patch. moto cannot deny
+access, so those answers (and others) are injected with botocore event hooks: the request is built as usual, then S3's error response is handed to botocore in place of the HTTP
 call, and botocore raises the same ClientError it would raise for the real service.
 """
 
@@ -22,6 +23,7 @@ from handler.layout import render_target_key
 from handler.records import BatchItem, ManifestLine
 from handler.runner import Engine
 from tests.conftest import dataset_config
+from tests.moto_patches import ignore_copy_conditions
 
 MiB = 1024 * 1024
 DATE = "2026-11-27"
@@ -327,8 +329,9 @@ def test_source_changed_during_multipart_copy_is_recorded_and_leaves_no_object_o
     assert calls.count("AbortMultipartUpload") == 1
 
 
-def test_copy_that_lands_another_version_is_removed_by_verification(s3, buckets, calls):
+def test_copy_that_lands_another_version_is_removed_by_verification(s3, buckets, calls, monkeypatch):
     """S3 honours CopySourceIfMatch; a server that ignores it is caught by the landed ETag check."""
+    ignore_copy_conditions(monkeypatch)
     source, raw = buckets
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"version 1")
     item = listed(s3, source, "movielens/a.csv")
@@ -450,3 +453,146 @@ def test_failed_copies_in_an_engine_batch_are_recorded_and_the_batch_goes_on(s3,
         "movielens/b.csv": "source object is gone since listing",
         "movielens/c.csv": "source changed since listing (ETag differs); it lands on the next run",
     }
+
+
+# ---- lost answers, occupied targets and sources rewritten mid-copy (issue 7) --------------------------------
+
+
+class LostAnswers:
+    """The first matching request is applied by S3 (through a clean client), then botocore gets a 500 in
+    place of S3's answer and retries, as it does when S3's reply is lost after the write."""
+
+    def __init__(self, s3: Any, clean: Any, operation: str, *, times: int = 1):
+        self._clean, self._operation, self.left = clean, operation, times
+        s3.meta.events.register(f"before-parameter-build.s3.{operation}", self._remember)
+        s3.meta.events.register(f"before-call.s3.{operation}", self._apply_then_lose)
+
+    def _remember(self, params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        context["api_params"] = dict(params)
+
+    def _apply_then_lose(self, context: dict[str, Any], **kwargs: Any) -> Any:
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        method = {"CopyObject": "copy_object", "HeadObject": "head_object"}[self._operation]
+        getattr(self._clean, method)(**context["api_params"])
+        parsed = {
+            "Error": {"Code": "InternalError", "Message": "injected: answer lost after the write"},
+            "ResponseMetadata": {"HTTPStatusCode": 500, "HTTPHeaders": {}},
+        }
+        return AWSResponse("https://s3.amazonaws.com/", 500, {}, None), parsed
+
+
+@pytest.fixture
+def clean_s3(s3: Any) -> Any:
+    import boto3
+
+    return boto3.client("s3", region_name="us-east-1")
+
+
+def test_a_copy_applied_but_whose_answer_was_lost_is_recorded_copied_once(s3, clean_s3, buckets, calls):
+    """Defect 1: the 500 after the write made botocore retry; the retry met our own object (If-None-Match
+    refused it) and the copier read the target back: our lineage is there, so the object is copied, once."""
+    source, raw = buckets
+    s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"landed though the answer was lost")
+    item = listed(s3, source, "movielens/a.csv")
+    lost = LostAnswers(s3, clean_s3, "CopyObject")
+
+    (line,) = copy(s3, [item], context(source, raw))
+
+    assert lost.left == 0
+    assert line.status == COPIED, line.reason
+    assert all(p["IfNoneMatch"] == "*" for p in calls.params("CopyObject"))
+    head = s3.head_object(Bucket=raw, Key=item.target)
+    assert head["Metadata"]["ingest-run-id"] == RUN_ID
+    assert line.ingested_at == head["Metadata"]["ingest-timestamp"]
+    assert s3.get_object(Bucket=raw, Key=item.target)["Body"].read() == b"landed though the answer was lost"
+
+
+def test_a_copy_whose_answer_never_came_is_read_back_before_it_is_called_failed(s3, clean_s3, buckets):
+    """Defect 1, retries exhausted: every attempt's answer was lost (the first applied); the read-back finds
+    our object, so it is not reported failed and copied again the next night under another date."""
+    source, raw = buckets
+    s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"a")
+    item = listed(s3, source, "movielens/a.csv")
+    LostAnswers(s3, clean_s3, "CopyObject", times=100)
+
+    (line,) = copy(s3, [item], context(source, raw))
+
+    assert line.status == COPIED, line.reason
+    assert s3.head_object(Bucket=raw, Key=item.target)["Metadata"]["ingest-run-id"] == RUN_ID
+
+
+def test_a_failing_target_head_on_a_retry_does_not_fail_the_object(s3, clean_s3, buckets, calls):
+    """Defect 1's second half: a retried batch's HEAD of the target answers 503; the copy still runs, guarded
+    by If-None-Match, meets the object landed before and reads it back instead of marking it failed."""
+    source, raw = buckets
+    s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"a")
+    item = listed(s3, source, "movielens/a.csv")
+    (first,) = copy(s3, [item], context(source, raw))
+    failed_once: list[bool] = []
+
+    def slow_down_once(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("Key") == item.target and not failed_once:
+            failed_once.append(True)
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": 503}},
+                "HeadObject",
+            )
+
+    s3.meta.events.register("before-parameter-build.s3.HeadObject", slow_down_once)
+
+    (again,) = copy(s3, [item], context(source, raw))
+
+    assert failed_once
+    assert (first.status, again.status) == (COPIED, COPIED), again.reason
+    assert again.ingested_at == first.ingested_at
+    assert calls.count("CopyObject") == 2  # the second was refused by If-None-Match: nothing was overwritten
+    assert clean_s3.head_object(Bucket=raw, Key=item.target)["Metadata"]["ingest-timestamp"] == first.ingested_at
+
+
+def test_a_copy_never_overwrites_what_another_run_landed_at_its_target(s3, buckets, calls):
+    """Defect 8: a first attempt does not HEAD its target, so only If-None-Match on the copy keeps another run's
+    landing (here `a/b.csv`, while `a//b.csv` renders to the same key) from being overwritten."""
+    source, raw = buckets
+    s3.put_object(Bucket=source, Key="movielens/a/b.csv", Body=b"the earlier landing")
+    first = listed(s3, source, "movielens/a/b.csv")
+    (landed,) = copy(s3, [first], context(source, raw))
+    s3.put_object(Bucket=source, Key="movielens/a//b.csv", Body=b"a newcomer")
+    newcomer = BatchItem("movielens/a//b.csv", listed(s3, source, "movielens/a//b.csv").etag, 10, first.target)
+    fresh = CopyContext(**{**context(source, raw).__dict__, "run_id": "20261127T230000Z-def456", "check_target": False})
+
+    (line,) = copy(s3, [newcomer], fresh)
+
+    assert landed.status == COPIED
+    assert line.status == SKIPPED
+    assert line.reason.startswith("target occupied")
+    assert s3.get_object(Bucket=raw, Key=first.target)["Body"].read() == b"the earlier landing"
+    assert s3.head_object(Bucket=raw, Key=first.target)["Metadata"]["ingest-run-id"] == RUN_ID
+
+
+def test_a_multipart_copy_whose_source_is_rewritten_mid_copy_is_removed(s3, buckets, calls):
+    """Defect 9: moto ignores CopySourceIfMatch on UploadPartCopy (as some servers do), so the parts mix two
+    versions. The source's ETag and LastModified after the copy differ from before it: the mix is removed."""
+    source, raw = buckets
+    key = "movielens/big/genome-scores.csv"
+    s3.put_object(Bucket=source, Key=key, Body=patterned(11 * MiB))
+    item = listed(s3, source, key)
+    rewritten = []
+
+    def rewrite_source(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("PartNumber") == 2 and not rewritten:
+            rewritten.append(True)
+            s3.put_object(Bucket=source, Key=key, Body=bytes(11 * MiB))
+
+    s3.meta.events.register("before-parameter-build.s3.UploadPartCopy", rewrite_source)
+
+    (line,) = copy(
+        s3, [item], context(source, raw, threshold=SMALL_THRESHOLD), threshold=SMALL_THRESHOLD, chunk=5 * MiB
+    )
+
+    assert rewritten
+    assert line.status == FAILED
+    assert "source changed during the copy" in line.reason
+    assert absent(s3, raw, item.target)
+    assert all(p.get("IfNoneMatch") == "*" for p in calls.params("CompleteMultipartUpload"))
