@@ -50,7 +50,7 @@ class Fault(StrEnum):
     """Forwarded and applied, then the connection is reset (RST) without any answer."""
     RESET_BODY = "ResetBody"
     """Forwarded and applied; status line, headers and about half the body are sent, then RST. A response
-    without a body is cut in the middle of its headers instead."""
+    without a body (HEAD, 204) is cut in the middle of its headers instead."""
     DELAY = "Delay"
     """Forwarded normally after a sleep: opens the window for races."""
 
@@ -153,10 +153,26 @@ class Logged(NamedTuple):
     fault: Fault | None
 
 
+class Applied(NamedTuple):
+    """A write the server answered 2xx (whether or not the client got that answer): what landed, and when.
+
+    `meta` is the request's user metadata (`x-amz-meta-*` headers, names lower-cased, prefix dropped), so two
+    applied copies onto one key can be told apart from one copy retransmitted byte for byte.
+    """
+
+    operation: str
+    bucket: str | None
+    key: str | None
+    status: int
+    meta: dict[str, str]
+
+
+WRITES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload", "CompleteMultipartUpload", "DeleteObject"})
+
 KeyMatcher = str | re.Pattern[str] | None
 
 
-@dataclass
+@dataclass(eq=False)  # a rule is a counter: identity, not value
 class Rule:
     """A targeted fault: hits the first `times` matching requests after skipping `after` of them.
 
@@ -245,6 +261,7 @@ class FaultProxy:
         self.delay = delay
         self.injected: Counter[tuple[Fault, str]] = Counter()
         self.log: list[Logged] = []
+        self.applied: list[Applied] = []
         self.rules: list[Rule] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -303,6 +320,11 @@ class FaultProxy:
             self.rules.append(rule)
         return rule
 
+    def remove_rule(self, rule: Rule) -> None:
+        with self._lock:
+            if rule in self.rules:
+                self.rules.remove(rule)
+
     def clear(self) -> None:
         """No more faults: rules and rates removed (the counters and the log are kept)."""
         with self._lock:
@@ -313,6 +335,17 @@ class FaultProxy:
     def requests(self, operation: str | None = None) -> list[Logged]:
         with self._lock:
             return [entry for entry in self.log if operation is None or entry.operation == operation]
+
+    def _record_applied(self, request: Request, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        if request.operation not in WRITES or not 200 <= status < 300:
+            return
+        meta = {
+            name.lower().removeprefix("x-amz-meta-"): value
+            for name, value in headers
+            if name.lower().startswith("x-amz-meta-")
+        }
+        with self._lock:
+            self.applied.append(Applied(request.operation, request.bucket, request.key, status, meta))
 
     def _decide(self, request: Request) -> _Decision:
         with self._lock:
@@ -428,6 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError, http.client.HTTPException, OSError):
             self._answer(502, "Bad Gateway", _s3_error("BadGateway", "fault proxy: the upstream server failed"))
             return
+        self.server.proxy._record_applied(request, response.status, self.headers.items())
         try:
             if fault is Fault.LOST_AFTER:
                 response.read()  # the server has applied it; its answer is dropped
@@ -536,8 +570,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = response.read()
         head = self._head_bytes(response.status, response.reason, response.getheaders())
         if self._bodiless(response.status) or not body:
+            # No body to cut: cut the headers, and reset at once. A FIN here would let a lenient client (http.client
+            # stops at EOF) take the first half of the headers for all of them: a 200 HEAD without its metadata.
             self.wfile.write(head[: len(head) // 2])
-        elif response.chunked:
+            self._reset()
+            return
+        if response.chunked:
             half = body[: max(1, len(body) // 2)]
             self.wfile.write(head + b"%x\r\n%s\r\n" % (len(half), half))
         else:

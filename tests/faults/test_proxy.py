@@ -178,6 +178,17 @@ def test_a_reset_mid_body_breaks_a_get_after_its_headers(proxy: FaultProxy, via:
     assert via.get_object(Bucket=bucket, Key="big.bin")["Body"].read() == body
 
 
+def test_a_reset_mid_body_of_a_head_is_an_error_never_a_head_with_half_its_headers(
+    proxy: FaultProxy, via: Any, direct: Any, bucket: str
+) -> None:
+    direct.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"ingest-source-key": "k" * 200})
+    proxy.add_rule(Rule(RESET_BODY, operation="HeadObject", times=None))
+
+    for _ in range(5):
+        with pytest.raises((ConnectionClosedError, HTTPClientError)):
+            via.head_object(Bucket=bucket, Key="k")
+
+
 def test_a_reset_mid_body_sends_about_half_the_body(proxy: FaultProxy, direct: Any, bucket: str) -> None:
     body = b"0123456789" * 1000
     direct.put_object(Bucket=bucket, Key="k", Body=body)
@@ -470,3 +481,20 @@ def test_in_front_of_rclone_requests_pass_signed_and_faults_are_injected(rclone_
 
         assert direct.get_object(Bucket=bucket, Key="dir/lost.csv")["Body"].read() == b"applied"
         assert proxy.injected == {(LOST_AFTER, "PutObject"): 1}
+
+
+def test_applied_writes_are_recorded_with_their_metadata_even_when_the_answer_was_lost(
+    proxy: FaultProxy, via: Any, direct: Any, bucket: str
+) -> None:
+    proxy.add_rule(Rule(LOST_AFTER, operation="PutObject", key="lost.csv"))
+    proxy.add_rule(Rule(ERROR_500, operation="PutObject", key="refused.csv"))
+    via.put_object(Bucket=bucket, Key="kept.csv", Body=b"x", Metadata={"Ingest-Run-Id": "r1"})
+    for key in ("lost.csv", "refused.csv"):
+        with pytest.raises(ClientError):
+            via.put_object(Bucket=bucket, Key=key, Body=b"x", Metadata={"ingest-run-id": "r2"})
+    via.get_object(Bucket=bucket, Key="kept.csv")["Body"].read()
+
+    assert [(a.operation, a.key, a.status, a.meta) for a in proxy.applied] == [
+        ("PutObject", "kept.csv", 200, {"ingest-run-id": "r1"}),
+        ("PutObject", "lost.csv", 200, {"ingest-run-id": "r2"}),
+    ]
