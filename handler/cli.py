@@ -1,6 +1,12 @@
 """Command line: `python -m handler run|history|demo`. Exit codes are part of the interface.
 
-0 succeeded or nothing new, 1 some objects (or the run) failed, 2 bad usage or config, 3 run in progress.
+0 succeeded or nothing new, 1 some objects (or the run) failed, 2 bad usage, config or credentials (nothing
+copied), 3 run in progress (nothing copied).
+
+Every outcome the CLI reaches is reported the same way, so scripts and people never meet a traceback: a command
+that could not do its job prints one `error: ...` line on stderr (the traceback only with LOG_LEVEL=DEBUG), and
+with --json stdout holds exactly one JSON object whatever happened, errors and usage errors included:
+`{"dataset", "status": "failed" | "invalid" | "in_progress", "error", "exit_code"}` (README, "Commands").
 """
 
 from __future__ import annotations
@@ -10,24 +16,53 @@ import json
 import logging
 import os
 import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date as Date
-from typing import Any
+from typing import Any, NoReturn
 
 from .clients import s3_client, sns_client
-from .config import DatasetConfig, with_overrides
+from .config import DatasetConfig, parse_run_date, with_overrides
 from .configfile import load_config
-from .errors import ConditionalWritesUnsupported, ConfigError, IngestError, LockLost, RunInProgress
-from .notify import build_notification, publish, publish_all
+from .errors import (
+    ConditionalWritesUnsupported,
+    ConfigError,
+    IngestError,
+    NotificationFailed,
+    RunInProgress,
+    credentials_error,
+)
+from .layout import printable
+from .notify import publish_all
 from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
 from .runner import Engine, one_shot, one_shot_answer, run_date_for
+from .s3errors import NoSuchBucket, Transient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
+FAILED, INVALID, IN_PROGRESS = "failed", "invalid", "in_progress"
+"""The `status` of an error answer: the run (or command) failed; the usage, config or credentials are wrong;
+another run holds the lock. Run statuses (`succeeded`, `partial`, ...) are the summary's own."""
+
+_UNREACHABLE = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ProxyConnectionError", "SSLError"})
+"""Transient codes that mean the endpoint never answered, as opposed to answering with errors."""
+
+
+class UsageError(Exception):
+    """argparse's complaint, raised instead of exiting so that main answers it like every other error."""
+
+    def __init__(self, message: str, usage: str):
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m handler", description="Land a dataset from S3 into the raw bucket."
-    )
+    parser = _Parser(prog="python -m handler", description="Land a dataset from S3 into the raw bucket.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="land what is new or changed (completing an interrupted run first)")
@@ -60,7 +95,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _date(text: str) -> Date:
     try:
-        return Date.fromisoformat(text)
+        return parse_run_date(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
@@ -71,83 +106,222 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+# ---- outcomes -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A command that could not do its job: the status and exit code it answers with, and why (one line)."""
+
+    status: str
+    exit_code: int
+    error: str
+    problems: tuple[str, ...] = ()
+    """Every problem of a config error, one line each (the `error` joins them)."""
+    unexpected: bool = False
+    """Not an error this package raises on purpose: a bug, or something the code does not yet explain."""
+
+    def to_json(self, dataset: str | None) -> dict[str, Any]:
+        answer = {"dataset": dataset, "status": self.status, "error": self.error, "exit_code": self.exit_code}
+        return {**answer, "problems": list(self.problems)} if self.problems else answer
+
+
+@dataclass
+class Invocation:
+    """One command line being answered: what the answer needs to know about it once it has failed."""
+
+    args: argparse.Namespace
+    dataset: DatasetConfig | None = None
+    """Set once the config is loaded, so a missing bucket can be named."""
+    doing: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        dry = getattr(self.args, "dry_run", False)
+        self.doing = {"run": "dry run" if dry else "run", "history": "history"}.get(self.args.command, "demo")
+
+    @property
+    def as_json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+
+def refusal(err: BaseException, invocation: Invocation | None = None) -> Refusal:
+    """What a user is told about `err`: its status, exit code and a line naming what went wrong and what to do."""
+    doing = invocation.doing if invocation else "run"
+    if isinstance(err, RunInProgress):
+        return Refusal(IN_PROGRESS, EXIT_IN_PROGRESS, str(err))
+    if isinstance(err, ConfigError):
+        return Refusal(INVALID, EXIT_USAGE, "invalid config: " + "; ".join(err.problems), tuple(err.problems))
+    if isinstance(err, ConditionalWritesUnsupported):
+        return Refusal(INVALID, EXIT_USAGE, str(err))
+    if (credentials := credentials_error(err)) is not None:
+        return Refusal(INVALID, EXIT_USAGE, str(credentials))
+    if isinstance(err, Transient):
+        if err.code in _UNREACHABLE:
+            advice = "check --endpoint-url (or AWS_ENDPOINT_URL[_S3]) and that the server is up, then try again"
+        else:
+            advice = "S3 kept failing after retries; try again later"
+        return Refusal(FAILED, EXIT_FAILED, f"{doing} failed: {err}; {advice}")
+    if isinstance(err, NoSuchBucket):
+        return Refusal(FAILED, EXIT_FAILED, f"{doing} failed: {err}; {_bucket_advice(invocation)}")
+    if isinstance(err, IngestError):
+        return Refusal(FAILED, EXIT_FAILED, f"{doing} failed: {err}")
+    return Refusal(FAILED, EXIT_FAILED, f"unexpected error: {type(err).__name__}: {err}", unexpected=True)
+
+
+def _bucket_advice(invocation: Invocation | None) -> str:
+    ds = invocation.dataset if invocation else None
+    if ds is None:
+        return "check the bucket names in the config"
+    if invocation is not None and invocation.doing == "history":
+        buckets = f"the target bucket {ds.target.bucket!r} exists"
+    else:
+        buckets = f"the source bucket {ds.source.bucket!r} and the target bucket {ds.target.bucket!r} exist"
+    return f"check that {buckets} where --endpoint-url / AWS_REGION point"
+
+
+def _report(refused: Refusal, dataset: str | None, as_json: bool, answer: dict[str, Any] | None = None) -> int:
+    """Tell the user once: the `error:` line (a config's problems listed under it), and the one JSON object."""
+    if refused.unexpected and _debugging():
+        traceback.print_exc(file=sys.stderr)
+    if len(refused.problems) > 1:
+        print(f"error: invalid config ({len(refused.problems)} problems):", file=sys.stderr)
+        for problem in refused.problems:
+            print(f"  - {printable(problem)}", file=sys.stderr)
+    else:
+        hint = "; this is a bug: run again with LOG_LEVEL=DEBUG for the traceback" if refused.unexpected else ""
+        print(f"error: {printable(refused.error)}{hint}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({**(answer or {}), **refused.to_json(dataset)}))
+    return refused.exit_code
+
+
+def _debugging() -> bool:
+    return os.environ.get("LOG_LEVEL", "").upper() == "DEBUG"
+
+
+# ---- main -------------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as err:
+        print(err.usage, end="", file=sys.stderr)
+        return _report(Refusal(INVALID, EXIT_USAGE, str(err)), _dataset_in(argv), _wants_json(argv))
+    invocation = Invocation(args)
+    try:
+        return _command(invocation)
+    except Exception as err:  # the one place an unexplained error becomes an answer instead of a traceback
+        return _report(refusal(err, invocation), getattr(args, "dataset", None), invocation.as_json)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether a command line argparse refused asked for --json (argparse also takes `--js` and the like)."""
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    return any(len(word) >= 3 and "--json".startswith(word) for word in words)
+
+
+def _dataset_in(argv: Sequence[str]) -> str | None:
+    for n, word in enumerate(argv):
+        if word.startswith("--dataset="):
+            return word.partition("=")[2]
+        if word == "--dataset" and n + 1 < len(argv):
+            return argv[n + 1]
+    return None
+
+
+def _command(invocation: Invocation) -> int:
+    args = invocation.args
     if args.command == "demo":
         from .demo import main as demo_main  # moto stays out of the Lambda's import path
 
         return demo_main(args.source_dir)
-    try:
-        return _run(args) if args.command == "run" else _history(args)
-    except RunInProgress as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_IN_PROGRESS
-    except (ConfigError, ConditionalWritesUnsupported) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except (LockLost, IngestError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+    if args.command == "history":
+        return _history(invocation)
+    return _dry_run(invocation) if args.dry_run else _run(invocation)
 
 
-def _engine(args: argparse.Namespace, concurrency: int | None = None) -> tuple[Engine, Any]:
+def _engine(invocation: Invocation, concurrency: int | None = None) -> Engine:
+    args = invocation.args
     bootstrap = s3_client(endpoint_url=args.endpoint_url)
     dataset = load_config(args.config, lambda: bootstrap).dataset(args.dataset)
+    invocation.dataset = dataset
     if concurrency is not None:
         dataset = with_overrides(dataset, concurrency=concurrency)
     s3 = s3_client(concurrency=dataset.concurrency, endpoint_url=args.endpoint_url)
-    return Engine(s3, dataset, allow_unprotected=getattr(args, "allow_unprotected", False)), dataset
+    return Engine(s3, dataset, allow_unprotected=getattr(args, "allow_unprotected", False))
 
 
-def _run(args: argparse.Namespace) -> int:
-    engine, dataset = _engine(args, args.concurrency)
-    if args.dry_run:
-        result = engine.dry_run(args.date, out=(lambda line: print(line, file=sys.stderr)) if args.json else print)
-        _print(result, args.json)
-        return EXIT_OK
+def _dry_run(invocation: Invocation) -> int:
+    args = invocation.args
+    engine = _engine(invocation, args.concurrency)
+    out: Callable[[str], None] = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    _print(engine.dry_run(args.date, out=out), args.json)
+    return EXIT_OK
+
+
+def _run(invocation: Invocation) -> int:
+    args = invocation.args
+    engine = _engine(invocation, args.concurrency)
+    dataset = engine.dataset
     topic = args.topic_arn or dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
     started = utc_now()
     try:
         summaries = one_shot(engine.job, args.date, progress=_progress_printer())
-    except (RunInProgress, ConfigError, ConditionalWritesUnsupported):
-        raise
     except Exception as err:
+        refused = refusal(err, invocation)
+        if refused.exit_code != EXIT_FAILED:
+            raise  # in progress, config or credentials: no run started, so there is no run to tell people about
         # The run itself broke (e.g. a bucket is missing): people still hear about it.
-        failure = _failure_summary(dataset, args.date, started, err)
-        if topic:
-            publish(sns_client(), topic, build_notification(failure))
-        print(f"error: run failed: {err}", file=sys.stderr)
-        if args.json:
-            print(json.dumps(failure.to_json()))
-        return EXIT_FAILED
+        _clear_progress()
+        failure = _failure_summary(dataset, args.date, started, refused.error)
+        answer = {**failure.to_json(), **_notify(topic, [failure])}
+        return _report(refused, dataset.name, args.json, answer)
     _clear_progress()
-    if topic:
-        publish_all(sns_client(), topic, summaries)
-    _print(one_shot_answer(summaries), args.json)
+    answer = {**one_shot_answer(summaries), **_notify(topic, summaries)}
+    _print(answer, args.json)
     return EXIT_FAILED if any(s.failing for s in summaries) else EXIT_OK
 
 
-def _history(args: argparse.Namespace) -> int:
-    engine, _ = _engine(args)
-    runs = engine.history(args.limit)
+def _notify(topic: str | None, summaries: list[RunSummary]) -> dict[str, str]:
+    """Publish after the run; a failure is a warning and a field of the answer, never the run's outcome."""
+    if not topic:
+        return {}
+    try:
+        publish_all(sns_client(), topic, summaries)
+    except Exception as err:  # noqa: BLE001 - whatever broke, the committed run stands
+        reason = str(err) if isinstance(err, NotificationFailed) else f"{type(err).__name__}: {err}"
+        print(
+            f"warning: the notification was not sent ({printable(reason)}); the run itself is recorded, "
+            "its outcome and exit code stand. Check the topic ARN, its region and the SNS endpoint",
+            file=sys.stderr,
+        )
+        return {"notification_error": reason}
+    return {}
+
+
+def _history(invocation: Invocation) -> int:
+    args = invocation.args
+    runs = _engine(invocation).history(args.limit)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "runs": runs}))
         return EXIT_OK
     if not runs:
         print(f"no runs recorded for {args.dataset}")
     for run in runs:
-        print(
+        line = (
             f"{run['run_id']}  {run['date']}  {run['status']:<11}  copied {run['copied']:>7}  "
             f"skipped {run['skipped']:>7}  failed {run['failed']:>5}  {run['bytes']:>12} bytes  {run['manifest']}"
         )
+        print(printable(line))
     return EXIT_OK
 
 
-def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str, err: Exception) -> RunSummary:
+def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str, error: str) -> RunSummary:
     """The run itself broke before it could commit: a summary that says so, for the notification and --json."""
     finished = utc_now()
-    error = f"{type(err).__name__}: {err}"
     return RunSummary(
         dataset=dataset.name,
         run_id=None,
@@ -165,6 +339,7 @@ def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
+    """One JSON object, or `key  value` lines for a person (keys in it escaped, unicode kept readable)."""
     if as_json:
         print(json.dumps(result))
         return
@@ -172,10 +347,11 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
     for key, value in result.items():
         if key in ("failures", "resumed_runs", "skipped_by_reason") and not value:
             continue
-        print(f"{key:<{width}}  {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+        print(f"{key:<{width}}  {printable(shown)}")
 
 
-def _progress_printer():
+def _progress_printer() -> Callable[[int, int], None] | None:
     if not sys.stderr.isatty():
         return None
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import ProcessConfig, parse_config_text
-from .errors import ConfigError
-from .s3errors import S3Error, s3_errors
+from .errors import ConfigError, credentials_error
+from .s3errors import S3Error, Transient, s3_errors
 
 CONFIG_KEY_TEMPLATE = "config/{dataset}.json"
 """Where each dataset's config object lives in the config bucket: the stack writes there and sets CONFIG_KEY to
@@ -31,9 +31,7 @@ def load_config(location: str, s3_factory: Callable[[], Any]) -> ProcessConfig:
             with s3_errors():
                 text = s3_factory().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
         except S3Error as err:
-            raise ConfigError(
-                f"cannot read config {location}: {err.code}; check the bucket, key and permissions"
-            ) from err
+            raise _unreadable(location, err) from err
         except UnicodeDecodeError as err:
             raise ConfigError(_not_utf8(location, err)) from err
         return parse_config_text(text, origin=location)
@@ -45,6 +43,20 @@ def load_config(location: str, s3_factory: Callable[[], Any]) -> ProcessConfig:
     except UnicodeDecodeError as err:
         raise ConfigError(_not_utf8(location, err)) from err
     return parse_config_text(text, origin=location)
+
+
+def _unreadable(location: str, err: S3Error) -> Exception:
+    """Why an S3 config could not be read, as the error the caller must act on.
+
+    A missing or forbidden object is the config's problem (fix it; retrying will not help). Credentials that do
+    not work, or an endpoint that does not answer, are not: they keep their own kind (the state machine retries
+    Transient, not ConfigError), with the location added to the message.
+    """
+    if (credentials := credentials_error(err)) is not None:
+        return credentials
+    if isinstance(err, Transient):
+        return type(err)(f"cannot read config {location}: {err}", code=err.code, operation=err.operation, cause=err)
+    return ConfigError(f"cannot read config {location}: {err.code}; check the bucket, key and permissions")
 
 
 def _not_utf8(location: str, err: UnicodeDecodeError) -> str:

@@ -33,3 +33,51 @@ class ConditionalWritesUnsupported(IngestError):
 
 class RunNotFound(IngestError):
     """A batch or finalize step named a run that has no open plan (already finalized, or never planned)."""
+
+
+class CredentialsError(IngestError):
+    """No usable AWS credentials (a profile that does not exist, none configured, expired or wrong keys).
+
+    The environment must be fixed before anything can run, like a config error; nothing was copied.
+    """
+
+
+class NotificationFailed(IngestError):
+    """The run's notification could not be published. The run itself is recorded: this never undoes it."""
+
+
+CREDENTIAL_ERRORS = frozenset(
+    {
+        # botocore's own, raised before a request is sent
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "ProfileNotFound",
+        "CredentialRetrievalError",
+        "TokenRetrievalError",
+        "SSOTokenLoadError",
+        "UnauthorizedSSOTokenError",
+        # what S3 answers to keys it does not accept
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+    }
+)
+"""Error names that mean "these credentials cannot work", whoever raised them: botocore (the class name, which
+s3errors keeps as `code`) or S3 (its error code)."""
+
+
+def credentials_error(err: BaseException) -> CredentialsError | None:
+    """The CredentialsError `err` amounts to, or None: one place decides what counts as a credentials problem.
+
+    Read by name, not by class, so neither botocore nor s3errors has to be imported here.
+    """
+    if isinstance(err, CredentialsError):
+        return err
+    if not {getattr(err, "code", None), type(err).__name__} & CREDENTIAL_ERRORS:
+        return None
+    detail = str(err) if str(err).startswith(type(err).__name__) else f"{type(err).__name__}: {err}"
+    return CredentialsError(
+        f"no usable AWS credentials ({detail}); set AWS_PROFILE to a profile in your AWS config (after "
+        "`aws sso login` for an SSO profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; nothing was copied"
+    )

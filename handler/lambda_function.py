@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Mapping
 from datetime import date as Date
 from typing import Any
 
 from .clients import s3_client, sns_client
+from .config import did_you_mean, parse_run_date
 from .configfile import load_config, location_from_env
-from .errors import ConfigError
+from .errors import ConfigError, NotificationFailed
 from .notify import publish_all
 from .runner import Engine, one_shot, one_shot_answer
 
@@ -22,16 +24,18 @@ logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 log = logging.getLogger(__name__)
 
 ACTIONS = ("plan", "copy_batch", "finalize")
+EVENT_FIELDS: dict[str | None, frozenset[str]] = {
+    None: frozenset({"action", "dataset", "date"}),
+    "plan": frozenset({"action", "dataset", "date"}),
+    "copy_batch": frozenset({"action", "dataset", "run_id", "batch"}),
+    "finalize": frozenset({"action", "dataset", "run_id"}),
+}
+"""The fields each event may carry (docs/lambda-contract.md). Anything else is refused: a misspelt optional
+field (`datee`) would otherwise be ignored and the run would quietly use today's date."""
 
 
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    dataset_name = event.get("dataset")
-    if not isinstance(dataset_name, str) or not dataset_name:
-        raise ConfigError('the event must name a dataset: {"dataset": "<name>"}')
-    action = event.get("action")
-    if action is not None and action not in ACTIONS:
-        raise ConfigError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)} or none (one-shot run)")
-
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    dataset_name, action = _check_event(event)
     config = load_config(location_from_env(dataset_name), lambda: _s3(1))
     dataset = config.dataset(dataset_name)
     engine = Engine(_s3(dataset.concurrency), dataset)
@@ -40,19 +44,58 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if action == "plan":
         return engine.plan(_date(event))
     if action == "copy_batch":
-        try:
-            batch = int(event["batch"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError("the copy_batch event needs 'batch', a batch number from batches.json") from err
-        return engine.copy_batch(_required(event, "run_id"), batch)
+        return engine.copy_batch(_required(event, "run_id"), _batch(event))
     if action == "finalize":
         return engine.finalize(_required(event, "run_id"))
 
     summaries = one_shot(engine.job, _date(event))
+    answer = one_shot_answer(summaries)
     topic = dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
     if topic:
-        publish_all(sns_client(), topic, summaries)
-    return one_shot_answer(summaries)
+        try:
+            publish_all(sns_client(), topic, summaries)
+        except NotificationFailed as err:
+            # The run is committed; raising now would make Lambda report (and retry) a run that succeeded.
+            log.warning("dataset=%s run=%s committed, but %s", dataset_name, answer["run_id"], err)
+            answer["notification_error"] = str(err)
+    return answer
+
+
+def _check_event(event: Any) -> tuple[str, str | None]:
+    """The event's dataset and action, or ConfigError saying what is wrong with its shape."""
+    if not isinstance(event, Mapping):
+        got = "null" if event is None else type(event).__name__
+        raise ConfigError(f'the event must be a JSON object like {{"dataset": "<name>"}}, got {got}')
+    dataset_name = event.get("dataset")
+    if not isinstance(dataset_name, str) or not dataset_name:
+        raise ConfigError('the event must name a dataset: {"dataset": "<name>"}')
+    action = event.get("action")
+    if action is not None and action not in ACTIONS:
+        raise ConfigError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)} or none (one-shot run)")
+    allowed = EVENT_FIELDS[action]
+    unknown = [str(key) for key in event if key not in allowed]
+    if unknown:
+        kind = f"a {action} event" if action else "a one-shot event"
+        raise ConfigError(
+            [
+                f"event field {key!r}: unknown field{did_you_mean(key, allowed, f'fields {kind} takes')}"
+                for key in unknown
+            ]
+        )
+    return dataset_name, action
+
+
+def _batch(event: Mapping[str, Any]) -> int:
+    """A batch number, 0 or more. `true` is not batch 1 and `1.5` is not batch 1: both are refused, as is
+    anything but a whole number or a string of ASCII digits (what a hand-written event may hold)."""
+    value = event.get("batch")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise ConfigError(
+        f"the copy_batch event's 'batch' must be a batch number (0, 1, ...) from batches.json, got {value!r}"
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -61,17 +104,18 @@ def _s3(concurrency: int) -> Any:
     return s3_client(concurrency=concurrency)
 
 
-def _date(event: dict[str, Any]) -> Date | None:
+def _date(event: Mapping[str, Any]) -> Date | None:
+    """The event's date; absent or null means today. `""` or `false` is a mistake, not "today"."""
     value = event.get("date")
-    if not value:
+    if value is None:
         return None
     try:
-        return Date.fromisoformat(value)
-    except (TypeError, ValueError) as err:
+        return parse_run_date(value)
+    except ValueError as err:
         raise ConfigError(f"event date {value!r} is not YYYY-MM-DD") from err
 
 
-def _required(event: dict[str, Any], field: str) -> str:
+def _required(event: Mapping[str, Any], field: str) -> str:
     value = event.get(field)
     if not isinstance(value, str) or not value:
         raise ConfigError(f"the {event.get('action')} event needs {field!r}")

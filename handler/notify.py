@@ -6,6 +6,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import NotificationFailed
+from .layout import printable
 from .records import Notification, RunStatus, RunSummary
 
 STATUS_WORDS = {
@@ -33,7 +37,7 @@ def build_notification(summary: RunSummary) -> Notification:
     failures = summary.failures
     if failures:
         lines.append(f"First {min(len(failures), MAX_FAILURES_LISTED)} failure(s) of {summary.failed}:")
-        lines.extend(f"  - {_printable(f.source_key)}: {f.reason}" for f in failures[:MAX_FAILURES_LISTED])
+        lines.extend(f"  - {printable(f.source_key)}: {printable(f.reason)}" for f in failures[:MAX_FAILURES_LISTED])
     if summary.manifest:
         lines.append(f"Manifest: {summary.manifest}")
     lines.append("")
@@ -49,27 +53,38 @@ def build_notification(summary: RunSummary) -> Notification:
 
 
 def publish(sns: Any, topic_arn: str | None, notification: Notification) -> str | None:
-    """Publish if a topic is configured; with none, do nothing (a laptop run needs no topic)."""
+    """Publish if a topic is configured; with none, do nothing (a laptop run needs no topic).
+
+    Publishing happens after the run committed, so its failure must not read as the run's: botocore's errors
+    become NotificationFailed, naming the topic, for the caller to report beside the run's own outcome.
+    """
     if not topic_arn:
         return None
-    response = sns.publish(
-        TopicArn=topic_arn,
-        Subject=notification.subject,
-        Message=notification.message,
-        MessageAttributes=dict(notification.attributes),
-    )
+    try:
+        response = sns.publish(
+            TopicArn=topic_arn,
+            Subject=notification.subject,
+            Message=notification.message,
+            MessageAttributes=dict(notification.attributes),
+        )
+    except (ClientError, BotoCoreError) as err:
+        raise NotificationFailed(f"could not publish to {topic_arn}: {type(err).__name__}: {err}") from err
     return response.get("MessageId")
 
 
 def publish_all(sns: Any, topic_arn: str | None, summaries: Iterable[RunSummary]) -> None:
-    """One message per finalized run, the resumed one first, as a one-shot run reports them."""
+    """One message per finalized run, the resumed one first, as a one-shot run reports them.
+
+    Every message is tried even if one fails; then NotificationFailed names what did not go out.
+    """
+    failed = []
     for summary in summaries:
-        publish(sns, topic_arn, build_notification(summary))
-
-
-def _printable(key: str) -> str:
-    """S3 keys may hold newlines and other control characters: escape them so one failure stays one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
+        try:
+            publish(sns, topic_arn, build_notification(summary))
+        except NotificationFailed as err:
+            failed.append(str(err))
+    if failed:
+        raise NotificationFailed("; ".join(dict.fromkeys(failed)))
 
 
 def _ascii(text: str) -> str:

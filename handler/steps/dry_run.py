@@ -1,4 +1,8 @@
-"""The dry run: what a run would do, writing nothing and taking no lock."""
+"""The dry run: what a run would do, writing nothing and taking no lock.
+
+Its lines go to a terminal and quote source keys, which may hold any character: each key is shown through
+`layout.printable`, so an ESC sequence or a bidi override in a key is seen as `\\x1b` or `\\u202e`, not obeyed.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from datetime import UTC, datetime
 from datetime import date as Date
 from typing import Any
 
+from ..config import DatasetConfig
+from ..layout import printable
 from ..planner import build_plan, iter_copies, iter_notes
-from ..records import ManifestLine, ObjectStatus, RunStatus
+from ..records import BatchItem, ManifestLine, ObjectStatus, RunStatus
 from ..state import record_landed, scratch_db
 from . import Job, new_run_id, run_date_for
 from .plan import source_objects
@@ -24,9 +30,9 @@ def dry_run(job: Job, run_date: Date | None = None, out: Callable[[str], None] =
         interrupted = _interrupted(job, db, out)
         counts = build_plan(source_objects(job), ds, db, run_date=run_date, run_id=new_run_id(now), now=now)
         for item in iter_copies(db):
-            out(f"COPY  s3://{ds.source.bucket}/{item.key} -> s3://{ds.target.bucket}/{item.target}")
+            out(_copy_line(ds, item))
         for note in iter_notes(db):
-            out(f"{note.status.upper()[:4]}  s3://{ds.source.bucket}/{note.source_key}: {note.reason}")
+            out(printable(f"{note.status.upper()[:4]}  s3://{ds.source.bucket}/{note.source_key}: {note.reason}"))
     return {
         "dataset": ds.name,
         "run_id": None,
@@ -47,7 +53,11 @@ def _interrupted(job: Job, db: sqlite3.Connection, out: Callable[[str], None]) -
     for number in range(run.batch_count):
         items = job.ledger.batch(run.run_id, number) or []
         for item in items:
-            out(f"COPY  s3://{ds.source.bucket}/{item.key} -> s3://{ds.target.bucket}/{item.target}")
+            out(_copy_line(ds, item))
         # By the time the new run plans, these are in the state: plan as if they were.
         record_landed(db, [ManifestLine.of(item, ObjectStatus.COPIED) for item in items], run.run_id, run.date)
     return {"run_id": run.run_id, "date": run.date, "planned": run.counts.planned}
+
+
+def _copy_line(ds: DatasetConfig, item: BatchItem) -> str:
+    return printable(f"COPY  s3://{ds.source.bucket}/{item.key} -> s3://{ds.target.bucket}/{item.target}")

@@ -140,7 +140,10 @@ def test_bad_config_exits_2_naming_the_problem_and_copies_nothing(
     assert proc.returncode == 2
     for fragment in expected:
         assert fragment in proc.stderr
-    assert proc.stdout == ""
+    answer = one_json(proc)
+    assert (answer["dataset"], answer["status"], answer["exit_code"]) == (DATASET, "invalid", 2)
+    assert all(fragment in answer["error"] for fragment in expected)
+    assert "Traceback" not in proc.stderr
     assert stage.everything() == {}
 
 

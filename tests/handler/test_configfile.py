@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from handler.configfile import CONFIG_KEY_TEMPLATE, config_key, load_config, location_from_env, split_s3_uri
-from handler.errors import ConfigError
+from handler.errors import ConfigError, CredentialsError
+from handler.s3errors import Transient
 from tests.conftest import dataset_config, unique_bucket, write_config
 
 
@@ -262,3 +267,28 @@ def test_environment_location_loads_the_dataset_from_s3(
     config = load_config(location_from_env("ratings"), lambda: s3)
 
     assert config.dataset("ratings").name == "ratings"
+
+
+def test_an_unreachable_endpoint_is_transient_not_a_config_error_and_names_the_location() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = boto3.client("s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
+
+    with pytest.raises(Transient) as info:
+        load_config("s3://config-bucket/config/movielens.json", lambda: client)
+
+    assert not isinstance(info.value, ConfigError), "the state machine must retry an endpoint that was down"
+    assert str(info.value).startswith("cannot read config s3://config-bucket/config/movielens.json: ")
+    assert endpoint in str(info.value)
+
+
+def test_missing_credentials_for_an_s3_config_are_a_credentials_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    with pytest.raises(CredentialsError, match="no usable AWS credentials .*Unable to locate credentials"):
+        load_config("s3://config-bucket/config/movielens.json", lambda: boto3.session.Session().client("s3"))

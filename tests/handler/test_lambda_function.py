@@ -374,3 +374,83 @@ def test_dates_in_events_are_iso_dates(deployment):
     plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-02-28"})
 
     assert Date.fromisoformat(plan["date"]) == Date(2026, 2, 28)
+
+
+@pytest.mark.parametrize("event", [[], ["movielens"], "movielens", None, 7, True])
+def test_an_event_that_is_not_an_object_raises_config_error_naming_what_it_got(deployment, event):
+    with pytest.raises(ConfigError) as raised:
+        handler(event, LambdaContext())
+
+    assert "the event must be a JSON object" in str(raised.value)
+    assert f"got {type(event).__name__}" in str(raised.value) or "got null" in str(raised.value)
+
+
+@pytest.mark.parametrize("batch", [True, False, 1.0, 0.5, -1, "-1", "1a", "", " 1", "\u0661", None, [0], {"n": 0}])
+def test_a_batch_that_is_not_a_batch_number_raises_config_error_and_copies_nothing(deployment, batch):
+    put_files(deployment.s3, deployment.source, 2)
+    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    before = landed_keys(deployment.s3, deployment.raw)
+
+    with pytest.raises(ConfigError) as raised:
+        invoke({"action": "copy_batch", "dataset": "movielens", "run_id": plan["run_id"], "batch": batch})
+
+    assert "'batch' must be a batch number" in str(raised.value)
+    assert landed_keys(deployment.s3, deployment.raw) == before == []
+
+
+def test_a_batch_number_written_as_digits_is_that_batch(deployment):
+    put_files(deployment.s3, deployment.source, 1)
+    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+
+    result = invoke({"action": "copy_batch", "dataset": "movielens", "run_id": plan["run_id"], "batch": "0"})
+
+    assert (result["batch"], result["copied"]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("event", "unknown", "hint"),
+    [
+        ({"action": "plan", "dataset": "movielens", "datee": "2026-01-02"}, "datee", "did you mean 'date'?"),
+        ({"dataset": "movielens", "datee": "2026-01-02"}, "datee", "did you mean 'date'?"),
+        ({"action": "finalize", "dataset": "movielens", "runid": "x"}, "runid", "did you mean 'run_id'?"),
+        ({"action": "copy_batch", "dataset": "movielens", "run_id": "x", "batch": 0, "bacth": 1}, "bacth", "batch"),
+        ({"action": "plan", "dataset": "movielens", "zzz": 1}, "zzz", "fields a plan event takes: action,"),
+    ],
+)
+def test_an_unknown_event_field_raises_config_error_with_a_did_you_mean(deployment, event, unknown, hint):
+    put_files(deployment.s3, deployment.source, 1)
+
+    with pytest.raises(ConfigError) as raised:
+        invoke(event)
+
+    assert f"{unknown!r}: unknown field" in str(raised.value)
+    assert hint in str(raised.value)
+    assert list_keys(deployment.s3, deployment.raw) == []
+
+
+@pytest.mark.parametrize("date", ["", 20261127, False, True, "20261127", "2026-W48-5", "2026-11-27T00:00"])
+def test_a_date_that_is_not_yyyy_mm_dd_raises_config_error(deployment, date):
+    put_files(deployment.s3, deployment.source, 1)
+
+    with pytest.raises(ConfigError, match="is not YYYY-MM-DD"):
+        invoke({"action": "plan", "dataset": "movielens", "date": date})
+
+    assert list_keys(deployment.s3, deployment.raw) == []
+
+
+def test_a_null_date_means_today_as_a_missing_one_does(deployment):
+    plan = invoke({"action": "plan", "dataset": "movielens", "date": None})
+
+    assert plan["date"] == run_date_for(dataset_config(deployment.source, deployment.raw)).isoformat()
+
+
+def test_a_one_shot_run_whose_topic_is_gone_still_answers_its_committed_summary(deployment):
+    missing = f"arn:aws:sns:{REGION}:123456789012:deleted-topic"
+    deployment.configure(topic_arn=missing)
+    put_files(deployment.s3, deployment.source, 2)
+
+    summary = invoke({"dataset": "movielens", "date": "2026-11-27"})
+
+    assert (summary["status"], summary["copied"]) == ("succeeded", 2)
+    assert missing in summary["notification_error"]
+    assert len(landed_keys(deployment.s3, deployment.raw)) == 2

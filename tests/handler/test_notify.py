@@ -7,8 +7,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from handler import notify
+from handler.errors import NotificationFailed
 from handler.notify import MAX_FAILURES_LISTED, STATUS_WORDS
 from handler.records import Notification, RunSummary
 from tests.conftest import REGION
@@ -276,3 +278,45 @@ def test_a_run_that_could_not_start_says_so_and_names_no_manifest() -> None:
 
     assert "run (none: the run could not start)" in message
     assert "Manifest:" not in message
+
+
+def test_publishing_to_a_topic_that_does_not_exist_raises_notification_failed_naming_it(aws: None) -> None:
+    sns = boto3.client("sns", region_name=REGION)
+    missing = f"arn:aws:sns:{REGION}:123456789012:never-created"
+
+    with pytest.raises(NotificationFailed) as info:
+        publish(sns, missing, build_notification(summary()))
+
+    assert str(info.value).startswith(f"could not publish to {missing}: ")
+
+
+def test_publish_all_tries_every_message_before_reporting_the_ones_that_failed(topic_and_queue: Any) -> None:
+    sns, sqs, topic_arn, subscribe = topic_and_queue
+    url = subscribe("inbox")
+
+    class FlakySns:
+        """Refuses the first message and passes the rest on, as a throttled or briefly unreachable topic might."""
+
+        calls = 0
+
+        def publish(self, **kwargs: Any) -> Any:
+            FlakySns.calls += 1
+            if FlakySns.calls == 1:
+                raise ClientError({"Error": {"Code": "Throttled", "Message": "slow down"}}, "Publish")
+            return sns.publish(**kwargs)
+
+    runs = [RunSummary.from_json(summary(run_id=run_id)) for run_id in ("run-1", "run-2")]
+
+    with pytest.raises(NotificationFailed, match=f"could not publish to {topic_arn}: ClientError: .*Throttled"):
+        notify.publish_all(FlakySns(), topic_arn, runs)
+
+    [received] = receive(sqs, url)
+    assert "run-2" in json.loads(received["Body"])["Message"]
+
+
+def test_a_failure_reason_with_control_characters_stays_on_one_line() -> None:
+    failures = [{"source_key": "k.csv", "reason": "collision: 'a\x1b[2J' and 'b' would land on one key"}]
+    message = build_notification(summary(status="failed", failed=1, failures=failures))["message"]
+
+    assert "\x1b" not in message
+    assert "  - k.csv: collision: 'a\\x1b[2J' and 'b' would land on one key" in body_lines(message)
