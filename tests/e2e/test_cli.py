@@ -8,16 +8,21 @@ text on stdout, messages on stderr and the exit code (0 ok or nothing new, 1 fai
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from handler.config import parse_config
-from tests.conftest import write_config
+from tests.conftest import REPO, write_config
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
+    CLI_TIMEOUT,
     DATASET,
     Stage,
+    child_env,
     client,
     moto_server_fixture,
     one_json,
@@ -117,23 +122,47 @@ def test_dry_run_prints_the_plan_and_writes_nothing(stage: Stage) -> None:
     assert stage.everything() == before
 
 
+def _misspelt_field(text: str) -> str:
+    document = json.loads(text)
+    document["datasets"][DATASET]["concurency"] = 4
+    return json.dumps(document)
+
+
+def _escaping_template(text: str) -> str:
+    document = json.loads(text)
+    document["datasets"][DATASET]["key_template"] = "{dir}/../{date}/{name}"
+    return json.dumps(document)
+
+
+def _dataset_twice(text: str) -> str:
+    one = json.dumps(json.loads(text)["datasets"][DATASET])
+    return '{"datasets": {"movielens": ' + one + ', "movielens": ' + one + "}}"
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        pytest.param('{"datasets": {"movielens": ', ["is not valid JSON", "line 1 column"], id="invalid-json"),
-        pytest.param(None, ["datasets.movielens.concurency: unknown field", "concurrency"], id="unknown-field"),
+        pytest.param(
+            lambda _: '{"datasets": {"movielens": ', ["is not valid JSON", "line 1 column"], id="invalid-json"
+        ),
+        pytest.param(
+            _misspelt_field, ["datasets.movielens.concurency: unknown field", "concurrency"], id="unknown-field"
+        ),
+        pytest.param(
+            _escaping_template,
+            ["datasets.movielens.key_template: '{dir}/../{date}/{name}' cannot land ordinary files", "'movielens/../"],
+            id="escaping-template",
+        ),
+        pytest.param(_dataset_twice, ["datasets.movielens is given twice"], id="dataset-twice"),
+        pytest.param(lambda _: "[" * 100_000 + "]" * 100_000, ["nests arrays or objects too deeply"], id="deep"),
     ],
 )
 def test_bad_config_exits_2_naming_the_problem_and_copies_nothing(
-    stage: Stage, content: str | None, expected: list[str]
+    stage: Stage, content: Callable[[str], str], expected: list[str]
 ) -> None:
     stage.put("movielens/ratings.csv", b"r")
     config = stage.config()
-    if content is None:
-        document = json.loads(config.read_text())
-        document["datasets"][DATASET]["concurency"] = 4
-        content = json.dumps(document)
-    config.write_text(content)
+    config.write_text(content(config.read_text()))
 
     proc = stage.run(config, "--json")
 
@@ -336,3 +365,87 @@ def test_without_a_topic_the_run_needs_no_sns(stage: Stage) -> None:
     assert proc.stderr == ""
     assert "succeeded" in proc.stdout
     assert set(stage.landed()) == landed_at("2026-01-02", "ratings.csv")
+
+
+# ---- what a new user meets: every failure is one line, an exit code and one JSON object ----------------------------
+
+
+def assert_refused(proc: subprocess.CompletedProcess[str], status: str, code: int) -> tuple[dict, str]:
+    """No traceback, one `error:` line, the exit code, and one JSON answer saying the same: (answer, line)."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == code, proc.stderr
+    answer = one_json(proc)
+    assert (answer["dataset"], answer["status"], answer["exit_code"]) == (DATASET, status, code)
+    assert answer["error"] and answer["error"] in line
+    return answer, line
+
+
+def test_a_dry_run_over_a_missing_source_bucket_exits_1_naming_it(stage: Stage) -> None:
+    config = write_config(stage.workdir / "gone.json", "source-bucket-that-was-never-made", stage.raw, DATASET)
+
+    proc = stage.run(config, "--dry-run", "--json")
+
+    answer, line = assert_refused(proc, "failed", 1)
+    assert "NoSuchBucket" in answer["error"]
+    assert "'source-bucket-that-was-never-made'" in line
+    assert stage.everything() == {}
+
+
+def test_history_of_a_missing_raw_bucket_exits_1_naming_it(stage: Stage) -> None:
+    config = write_config(stage.workdir / "gone.json", stage.source, "raw-bucket-that-was-never-made", DATASET)
+
+    proc = stage.cli(*stage.argv("history", config, "--json"))
+
+    _, line = assert_refused(proc, "failed", 1)
+    assert "history failed: NoSuchBucket" in line
+    assert "the target bucket 'raw-bucket-that-was-never-made'" in line
+
+
+def test_an_aws_profile_that_does_not_exist_exits_2_naming_it(stage: Stage) -> None:
+    proc = stage.run(stage.config(), "--json", env={"AWS_PROFILE": "no-such-profile"})
+
+    _, line = assert_refused(proc, "invalid", 2)
+    assert "no usable AWS credentials" in line
+    assert "no-such-profile" in line
+    assert stage.everything() == {}
+
+
+def test_no_credentials_at_all_exits_2_saying_what_to_set(stage: Stage) -> None:
+    env = child_env({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    argv = [sys.executable, "-m", "handler", *stage.argv("run", stage.config(), "--json")]
+
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+
+    _, line = assert_refused(proc, "invalid", 2)
+    assert "Unable to locate credentials" in line
+    assert "AWS_ACCESS_KEY_ID" in line
+    assert stage.everything() == {}
+
+
+def test_a_topic_that_does_not_exist_warns_and_the_committed_run_keeps_exit_0(stage: Stage) -> None:
+    stage.put("movielens/ratings.csv", b"r")
+    topic = "arn:aws:sns:us-east-1:123456789012:never-created"
+
+    proc = stage.run(
+        stage.config(), "--json", "--date", "2026-01-02", "--topic-arn", topic, env={"AWS_ENDPOINT_URL": stage.url}
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    summary = one_json(proc)
+    assert (summary["status"], summary["copied"]) == ("succeeded", 1)
+    assert topic in summary["notification_error"]
+    [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert "the notification was not sent" in warning and topic in warning
+    assert set(stage.landed()) == landed_at("2026-01-02", "ratings.csv")
+    assert [r["run_id"] for r in one_json(stage.cli(*stage.argv("history", stage.config(), "--json")))["runs"]] == [
+        summary["run_id"]
+    ]
+
+
+def test_usage_error_under_json_is_one_invalid_answer(stage: Stage) -> None:
+    proc = stage.cli("run", "--config", "c.json", "--dataset", "movielens", "--date", "2026-13-01", "--json")
+
+    assert_refused(proc, "invalid", 2)
+    assert "usage: python -m handler run" in proc.stderr
