@@ -2,7 +2,8 @@
 
 boto3 itself honours AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3; an explicit
 endpoint (the CLI's --endpoint-url) wins. Throttling (503 SlowDown) and transient errors are retried by
-botocore's standard retry mode with exponential backoff; AWS_RETRY_MODE=adaptive also rate-limits.
+botocore's standard retry mode with exponential backoff; AWS_RETRY_MODE=adaptive also rate-limits, and
+AWS_MAX_ATTEMPTS sets the attempts per request (default 10), as for any AWS SDK.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from botocore.config import Config
 
 def client_config(concurrency: int) -> Config:
     return Config(
-        retries={"mode": os.environ.get("AWS_RETRY_MODE", "standard"), "max_attempts": 10},
+        retries={
+            "mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 10),
+        },
         # Each copy worker makes HEADs while s3transfer's own threads run the copies: room for both.
         max_pool_connections=2 * concurrency + 8,
         connect_timeout=10,
