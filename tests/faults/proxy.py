@@ -332,6 +332,16 @@ class FaultProxy:
             self._rates = []
             self._rate_operations = None
 
+    def reset(self, seed: int | None = None) -> None:
+        """As if freshly started with `seed`: no rules or rates, empty counters and logs, the RNG reseeded."""
+        self.clear()
+        with self._lock:
+            self.seed = seed
+            self._rng = random.Random(seed)
+            self.injected.clear()
+            self.log.clear()
+            self.applied.clear()
+
     def requests(self, operation: str | None = None) -> list[Logged]:
         with self._lock:
             return [entry for entry in self.log if operation is None or entry.operation == operation]

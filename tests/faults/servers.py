@@ -38,12 +38,17 @@ MOTO_CREDENTIALS = Credentials("testing", "testing")
 RCLONE_CREDENTIALS = Credentials(RCLONE_ACCESS_KEY, RCLONE_SECRET_KEY)
 
 
+_SESSION = boto3.session.Session()
+"""One session for every client the fault tests make: a session loads botocore's models once, a new one per
+client would cost a noticeable share of the suite's time (clients are only made from the test's main thread)."""
+
+
 def s3_client(url: str, *, attempts: int | None = None, credentials: Credentials = MOTO_CREDENTIALS) -> Any:
     """A boto3 S3 client; `attempts=1` turns retries off, so a test sees exactly the fault the proxy injected."""
     retries: dict[str, Any] = {"mode": "standard"}
     if attempts is not None:
         retries["total_max_attempts"] = attempts
-    return boto3.session.Session().client(
+    return _SESSION.client(
         "s3",
         endpoint_url=url,
         region_name=REGION,

@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.cli_fixtures import Stage, moto_server_fixture, stage_fixture  # noqa: F401 (fixtures)
-from tests.faults.campaign import EXIT_IN_PROGRESS, EXIT_OK, FULL, Trial, reap, trial, trial_params
+from tests.faults.campaign import EXIT_IN_PROGRESS, EXIT_OK, FULL, Attempt, Trial, reap, trial, trial_params
 from tests.faults.proxy import DELAY, ERROR_500, LOST_AFTER, RESET_BEFORE, RESET_BODY, SLOWDOWN, Fault, Rule
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_server_fixture, s3_client  # noqa: F401 (fixture)
+from tests.faults.verifier import kind_of
 
 NIGHT = Date(2026, 5, 11)
 RANDOM_RATES: dict[str, dict[Fault, float]] = {
@@ -267,7 +268,7 @@ def test_the_source_changes_between_listing_and_copy(stage: Stage, mutation: str
         t.check(t.source_versions())
 
 
-@pytest.mark.parametrize("seed", trial_params("together", quick=True))
+@pytest.mark.parametrize("seed", trial_params("together"))
 def test_two_runs_started_together(stage: Stage, seed: int) -> None:
     with moto_trial(stage, "together", seed, delay=0.05, rates={DELAY: 0.2}) as t:
         objects = t.seed_source()
@@ -326,14 +327,16 @@ def test_a_doubled_slash_key_never_overwrites_the_single_slash_landing(stage: St
 def test_trials_report_their_seed_setting_violations_and_output(stage: Stage) -> None:
     """The campaign's failure report is the only thing a person gets from a failed night: it must name it all."""
     with moto_trial(stage, "report", 42) as t:
-        t.seed_source(3)
-        t.config(ttl=4)
-        t.until_ok("--date", day(0))
-        t.s3.delete_object(Bucket=t.raw, Key=sorted(k for k in t.snapshot())[0])
-        violations = t.verdict(t.source_versions())
+        t.attempts.append(Attempt("night 1 #1", ["python", "-m", "handler", "run"], 1, '{"status": "partial"}', "boom"))
+        t.problems.append("liveness: made up for this test")
+        t.s3.put_object(Bucket=t.raw, Key="movielens/stray.csv", Body=b"no lineage")
+        violations = t.verdict({"movielens/never.csv": "0" * 32})
         report = t.report(violations)
-    assert violations and all(v.startswith("lost:") for v in violations)
+    assert kind_of(violations[0]) == "liveness"
+    assert {"orphan", "lineage", "lost"} <= {kind_of(v) for v in violations}
     assert "setting report on moto, seed 42" in report
     assert "FAULT_SEED=42" in report
-    assert violations[0] in report
-    assert "last stdout: {" in report
+    assert all(v in report for v in violations)
+    assert "night 1 #1: exit 1" in report
+    assert 'last stdout: {"status": "partial"}' in report
+    assert report.endswith("boom")

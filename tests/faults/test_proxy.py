@@ -36,29 +36,36 @@ from tests.faults.servers import RCLONE_CREDENTIALS, rclone_server_fixture, s3_c
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def proxy(moto_server: str) -> Iterator[FaultProxy]:
+@pytest.fixture(scope="module")
+def running_proxy(moto_server: str) -> Iterator[FaultProxy]:
     with FaultProxy(moto_server, seed=7) as running:
         yield running
 
 
 @pytest.fixture
-def bucket(moto_server: str) -> str:
-    name = f"proxy-{uuid.uuid4().hex[:12]}"
-    s3_client(moto_server).create_bucket(Bucket=name)
-    return name
+def proxy(running_proxy: FaultProxy) -> FaultProxy:
+    """One proxy per module, reset for each test (starting one and its clients per test costs seconds)."""
+    running_proxy.reset(seed=7)
+    return running_proxy
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def direct(moto_server: str) -> Any:
     """The server's truth, not through the proxy."""
     return s3_client(moto_server)
 
 
-@pytest.fixture
-def via(proxy: FaultProxy) -> Any:
+@pytest.fixture(scope="module")
+def via(running_proxy: FaultProxy) -> Any:
     """Through the proxy, retries off: the test sees each fault as it was injected."""
-    return s3_client(proxy.url, attempts=1)
+    return s3_client(running_proxy.url, attempts=1)
+
+
+@pytest.fixture
+def bucket(direct: Any) -> str:
+    name = f"proxy-{uuid.uuid4().hex[:12]}"
+    direct.create_bucket(Bucket=name)
+    return name
 
 
 def exists(s3: Any, bucket: str, key: str) -> bool:
@@ -213,7 +220,7 @@ def test_a_delay_forwards_the_request_only_after_its_sleep(
     """The window a race test needs: a write made while the request sleeps in the proxy is what it sees."""
     direct.put_object(Bucket=bucket, Key="k", Body=b"before")
     arrived = threading.Event()
-    proxy.add_rule(Rule(DELAY, operation="GetObject", delay=2.0, action=lambda request: arrived.set()))
+    proxy.add_rule(Rule(DELAY, operation="GetObject", delay=1.0, action=lambda request: arrived.set()))
     result: dict[str, bytes] = {}
     reader = threading.Thread(target=lambda: result.update(body=via.get_object(Bucket=bucket, Key="k")["Body"].read()))
     reader.start()
@@ -428,10 +435,10 @@ def test_many_concurrent_clients_share_the_proxy(proxy: FaultProxy, direct: Any,
 
 
 def fault_sequence(moto_server: str, bucket: str, seed: int) -> list[Any]:
-    rates = {SLOWDOWN: 0.15, ERROR_500: 0.15, LOST_AFTER: 0.1}
+    rates = {SLOWDOWN: 0.2, ERROR_500: 0.2, LOST_AFTER: 0.15}
     with FaultProxy(moto_server, seed=seed, rates=rates) as proxy:
         via = s3_client(proxy.url, attempts=1)
-        outcomes(via, bucket, "seeded.csv", 40)
+        outcomes(via, bucket, "seeded.csv", 24)
         return [entry.fault for entry in proxy.log]
 
 

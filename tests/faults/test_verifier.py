@@ -5,31 +5,60 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from datetime import date as Date
 from typing import Any
 
+import boto3
 import pytest
 
 from handler.clients import s3_client
 from handler.runner import Engine
 from tests.conftest import dataset_config
-from tests.e2e.cli_fixtures import Stage, moto_server_fixture, stage_fixture  # noqa: F401 (fixtures)
+from tests.e2e.cli_fixtures import REGION, Stage, client, moto_server_fixture  # noqa: F401 (fixture)
 from tests.faults.verifier import kind_of, overwritten, snapshot, tally, verify
 
 DATE = "2026-03-04"
 
 
-@pytest.fixture
-def landed(stage: Stage) -> Stage:
-    """A clean run of six objects, one of them under a key that needs percent-encoding in its lineage."""
+@pytest.fixture(scope="module")
+def clean_landing(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Stage, dict[str, Any]]:
+    """One clean run of six objects (one under a key that needs percent-encoding in its lineage), and every
+    object of both buckets as it left them: each test starts from a restored copy instead of a run of its own.
+
+    The run is in process (the runtime's public Engine over HTTP) rather than the CLI: how the landing was made
+    is not what these tests are about.
+    """
+    s3 = client(moto_server, "s3")
+    suffix = uuid.uuid4().hex[:10]
+    stage = Stage(moto_server, s3, f"vsource-{suffix}", f"vraw-{suffix}", tmp_path_factory.mktemp("verifier"))
+    for bucket in (stage.source, stage.raw):
+        s3.create_bucket(Bucket=bucket)
     for n in range(5):
         stage.put(f"movielens/dir/part-{n}.csv", f"id\n{n}\n".encode())
     stage.put("movielens/dir/naïve name.csv", b"id\n9\n")
-    # In process (the runtime's public Engine over HTTP) rather than the CLI: a child process per test would
-    # cost seconds each, and how the landing was made is not what these tests are about.
-    engine = Engine(s3_client(endpoint_url=stage.url), dataset_config(stage.source, stage.raw))
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    engine = Engine(s3_client(session, endpoint_url=moto_server), dataset_config(stage.source, stage.raw))
     [summary] = engine.run(Date.fromisoformat(DATE))
     assert (summary["status"], summary["copied"]) == ("succeeded", 6), summary
+    saved = {}
+    for bucket in (stage.source, stage.raw):
+        for key in stage.etags(bucket):
+            response = s3.get_object(Bucket=bucket, Key=key)
+            saved[(bucket, key)] = (response["Body"].read(), response["Metadata"], response["ContentType"])
+    return stage, saved
+
+
+@pytest.fixture
+def landed(clean_landing: tuple[Stage, dict[str, Any]]) -> Stage:
+    """The clean landing, restored byte for byte (same ETags, same metadata) over whatever the last test did."""
+    stage, saved = clean_landing
+    for bucket in (stage.source, stage.raw):
+        keys = list(stage.etags(bucket))
+        if keys:
+            stage.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
+    for (bucket, key), (body, metadata, content_type) in saved.items():
+        stage.s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata, ContentType=content_type)
     return stage
 
 
