@@ -62,6 +62,7 @@ def build_plan(
                 rows.clear()
         db.executemany(_INSERT, rows)
     _mark_collisions(db)
+    _mark_occupied(db, run_date)
     totals = {COPY: (0, 0), FAIL: (0, 0), SKIP: (0, 0)}
     for action, number, size in db.execute("SELECT action, COUNT(*), COALESCE(SUM(size), 0) FROM planned GROUP BY 1"):
         totals[action] = (number, size)
@@ -151,6 +152,28 @@ def _mark_collisions(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE planned SET action = 'fail', reason = ? WHERE action = 'copy' AND target = ?",
                 (reason, target),
+            )
+
+
+def _mark_occupied(db: sqlite3.Connection, run_date: Date) -> None:
+    """A target another source key already landed on (same-date re-runs: `a//b.csv` after `a/b.csv`) is never
+    overwritten: the newcomer lands on a later date. The copy's If-None-Match would refuse it too, but only on
+    servers that honour it; the state knows on any server, and the dry run shows it. Templates always hold the
+    date, so only the state's rows of this date can share a target."""
+    occupied = db.execute(
+        "SELECT p.key, l.key, l.etag, l.run_id, p.target FROM landed AS l "
+        "JOIN planned AS p ON p.target = l.target AND p.action = 'copy' AND p.key != l.key WHERE l.date = ?",
+        (run_date.isoformat(),),
+    ).fetchall()
+    with db:
+        for key, holder, etag, run_id, target in occupied:
+            reason = (
+                f"target occupied: {target!r} already holds {holder!r} ETag {etag} (run {run_id}); "
+                "this version lands on a later date"
+            )
+            db.execute(
+                "UPDATE planned SET action = 'skip', kind = ?, reason = ? WHERE key = ?",
+                (SkipKind.TARGET_OCCUPIED, reason, key),
             )
 
 

@@ -254,3 +254,44 @@ def test_a_plain_put_over_a_held_lock_is_refused_by_s3(s3, bucket, ledger):
         s3.put_object(Bucket=bucket, Key=ledger.paths.lock, Body=b"{}", IfNoneMatch="*")
 
     assert raised.value.response["Error"]["Code"] == "PreconditionFailed"
+
+
+def test_a_woken_process_learns_it_lost_its_lock_at_its_very_next_check(s3, bucket, ledger):
+    """A process paused past its TTL wakes with a heartbeat that has not beaten since: the first check renews
+    synchronously and raises, before the next object is copied (the beat would come up to a third of the
+    TTL later)."""
+    handle = lock_file(ledger, 600).acquire("run-1")
+    with handle.heartbeat() as heartbeat:
+        expire_lock(ledger)
+        lock_file(ledger, 600).acquire("run-2")
+        handle.confirmed_at -= 400  # as if this process had been stopped for 400 s
+        with pytest.raises(LockLost):
+            heartbeat.check()
+
+    assert lock_document(ledger)["run_id"] == "run-2"
+
+
+def test_a_lock_taking_put_whose_answer_was_lost_is_recognised_as_ours(s3, bucket, ledger):
+    """Defect 2 (issue 7): the PUT was applied, botocore retried and got 412 from our own lock."""
+    applied: list[str] = []
+
+    def apply_then_refuse(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("Key") == ledger.paths.lock and not applied:
+            applied.append("first")
+            s3.put_object(**{k: v for k, v in params.items()})  # reaches S3 ...
+            raise ClientError(  # ... and the retry meets it
+                {
+                    "Error": {"Code": "PreconditionFailed", "Message": "At least one of the pre-conditions"},
+                    "ResponseMetadata": {"HTTPStatusCode": 412},
+                },
+                "PutObject",
+            )
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", apply_then_refuse)
+
+    handle = lock_file(ledger, 600).acquire("run-1")
+
+    assert applied
+    assert lock_document(ledger)["token"] == handle.token
+    handle.release()
+    assert list_keys(s3, bucket, ledger.paths.lock) == []

@@ -198,6 +198,31 @@ def test_template_that_drops_the_folder_makes_same_names_collide(db: sqlite3.Con
     assert (counts.planned, counts.failed_at_plan) == (0, 2)
 
 
+def test_a_same_date_rerun_never_plans_over_a_target_another_key_landed(db: sqlite3.Connection) -> None:
+    """Defect 8 (issue 7): `x//y.csv` arrives after `x/y.csv` landed today; both render to one key. The state
+    knows the key is taken, so the newcomer is skipped to a later date on any server, even one that ignores
+    the copy's If-None-Match; the earlier landing is untouched."""
+    today = ManifestLine(PREFIX + "x/y.csv", "e-first", 10, target("x", "y.csv"), ObjectStatus.COPIED, "", "t")
+    record_landed(db, [today], "20240307T100000Z-0000", RUN_DATE.isoformat())
+
+    counts = plan(db, [src("x/y.csv", "e-first"), src("x//y.csv", "e-newcomer")])
+
+    assert counts.planned == 0
+    assert counts.skipped_by_reason["target occupied"] == 1
+    (note,) = list(iter_notes(db))
+    assert (note.source_key, note.status) == (PREFIX + "x//y.csv", ObjectStatus.SKIPPED)
+    assert note.reason.startswith(f"target occupied: {target('x', 'y.csv')!r} already holds 'movielens/x/y.csv'")
+
+
+def test_a_target_landed_on_another_date_does_not_block_today(db: sqlite3.Connection) -> None:
+    landed(db, "x/y.csv", "e-first")  # landed on 2024-03-06 under its own key
+
+    counts = plan(db, [src("x//y.csv", "e-newcomer")])
+
+    assert counts.planned == 1
+    assert [item.target for item in iter_copies(db)] == [target("x", "y.csv")]
+
+
 def test_collision_with_an_unchanged_object_is_not_a_collision(db: sqlite3.Connection) -> None:
     landed(db, "x/y.csv", "e1")
 
