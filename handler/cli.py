@@ -347,6 +347,12 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
     for key, value in result.items():
         if key in ("failures", "resumed_runs", "skipped_by_reason") and not value:
             continue
+        if key == "failures":
+            # One line per failure, as the notification lists them: a key is read as itself, not as JSON.
+            print(f"{key:<{width}}  {len(value)} listed")
+            for failure in value:
+                print(f"  - {printable(failure['source_key'])}: {printable(failure['reason'])}")
+            continue
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
         print(f"{key:<{width}}  {printable(shown)}")
 
