@@ -204,7 +204,7 @@ def _debugging() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    _log_to_stderr()
     try:
         args = build_parser().parse_args(argv)
     except UsageError as err:
@@ -215,6 +215,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(invocation)
     except Exception as err:  # the one place an unexplained error becomes an answer instead of a traceback
         return _report(refusal(err, invocation), getattr(args, "dataset", None), invocation.as_json)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines reach the same terminal as the rest: whatever a message quotes (a key, an S3 error text) is
+    escaped as every other human line is, so no module has to remember to."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(printable(line) for line in super().format(record).split("\n"))
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"), handlers=[handler])
 
 
 def _wants_json(argv: Sequence[str]) -> bool:

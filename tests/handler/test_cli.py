@@ -4,6 +4,7 @@ and under --json exactly one JSON object on stdout, errors included."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -351,3 +352,11 @@ def test_an_unreachable_sns_warns_and_keeps_the_runs_exit_code(
     [warning] = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert endpoint in warning
     assert landed_keys(s3, buckets[1]) == ["movielens/ingest_date=2026-01-02/a.csv"]
+
+
+def test_log_lines_escape_what_they_quote(capsys: pytest.CaptureFixture[str]) -> None:
+    record = logging.LogRecord("handler.copier", logging.WARNING, __file__, 1, "copy of %s failed", ("k\x1b[2J",), None)
+
+    line = cli._PrintableFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+
+    assert line == "WARNING handler.copier: copy of k\\x1b[2J failed"
