@@ -8,6 +8,7 @@ text on stdout, messages on stderr and the exit code (0 ok or nothing new, 1 fai
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -400,6 +401,20 @@ def test_history_of_a_missing_raw_bucket_exits_1_naming_it(stage: Stage) -> None
     _, line = assert_refused(proc, "failed", 1)
     assert "history failed: NoSuchBucket" in line
     assert "the target bucket 'raw-bucket-that-was-never-made'" in line
+
+
+def test_an_s3_config_behind_a_dead_endpoint_exits_1_naming_the_endpoint(stage: Stage) -> None:
+    with socket.socket() as sock:  # a port nobody listens on: connecting is refused at once
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    argv = ["run", "--config", f"s3://{stage.source}/config/movielens.json", "--dataset", DATASET, "--json"]
+
+    # One attempt instead of ten with backoff: the answer is the same, half a minute sooner.
+    proc = stage.cli(*argv, "--endpoint-url", dead, env={"AWS_MAX_ATTEMPTS": "1"})
+
+    _, line = assert_refused(proc, "failed", 1)
+    assert f"cannot read config s3://{stage.source}/config/movielens.json" in line
+    assert dead in line and "--endpoint-url" in line
 
 
 def test_an_aws_profile_that_does_not_exist_exits_2_naming_it(stage: Stage) -> None:

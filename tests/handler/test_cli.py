@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from handler import cli, clients
+from handler import cli
 from handler.cli import EXIT_FAILED, EXIT_IN_PROGRESS, EXIT_OK, EXIT_USAGE, main
 from handler.runner import new_run_id
 from tests.conftest import REGION, landed_keys, ledger_in, write_config
@@ -48,7 +48,7 @@ def closed_port() -> int:
 @pytest.fixture
 def few_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """A refused connection is retried ten times with backoff (half a minute); once is enough to see the answer."""
-    monkeypatch.setattr(clients, "client_config", lambda concurrency: Config(retries={"max_attempts": 1}))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
 
 
 @pytest.fixture
