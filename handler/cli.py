@@ -1,12 +1,14 @@
 """Command line: `python -m handler run|history|demo`. Exit codes are part of the interface.
 
 0 succeeded or nothing new, 1 some objects (or the run) failed, 2 bad usage, config or credentials (nothing
-copied), 3 run in progress (nothing copied).
+copied), 3 run in progress (nothing copied), 130 / 143 interrupted by Ctrl-C / SIGTERM (the lock is released;
+the next run completes what was planned).
 
 Every outcome the CLI reaches is reported the same way, so scripts and people never meet a traceback: a command
 that could not do its job prints one `error: ...` line on stderr (the traceback only with LOG_LEVEL=DEBUG), and
 with --json stdout holds exactly one JSON object whatever happened, errors and usage errors included:
-`{"dataset", "status": "failed" | "invalid" | "in_progress", "error", "exit_code"}` (README, "Commands").
+`{"dataset", "status": "failed" | "invalid" | "in_progress" | "interrupted", "error", "exit_code"}` (README,
+"Commands").
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -29,6 +32,7 @@ from .errors import (
     ConditionalWritesUnsupported,
     ConfigError,
     IngestError,
+    Interrupted,
     NotificationFailed,
     RunInProgress,
     credentials_error,
@@ -40,7 +44,7 @@ from .runner import Engine, one_shot, one_shot_answer, run_date_for
 from .s3errors import NoSuchBucket, Transient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
-FAILED, INVALID, IN_PROGRESS = "failed", "invalid", "in_progress"
+FAILED, INVALID, IN_PROGRESS, INTERRUPTED = "failed", "invalid", "in_progress", "interrupted"
 """The `status` of an error answer: the run (or command) failed; the usage, config or credentials are wrong;
 another run holds the lock. Run statuses (`succeeded`, `partial`, ...) are the summary's own."""
 
@@ -149,6 +153,8 @@ def refusal(err: BaseException, invocation: Invocation | None = None) -> Refusal
     doing = invocation.doing if invocation else "run"
     if isinstance(err, RunInProgress):
         return Refusal(IN_PROGRESS, EXIT_IN_PROGRESS, str(err))
+    if isinstance(err, Interrupted):
+        return Refusal(INTERRUPTED, 128 + err.signum, str(err))
     if isinstance(err, ConfigError):
         return Refusal(INVALID, EXIT_USAGE, "invalid config: " + "; ".join(err.problems), tuple(err.problems))
     if isinstance(err, ConditionalWritesUnsupported):
@@ -211,10 +217,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(err.usage, end="", file=sys.stderr)
         return _report(Refusal(INVALID, EXIT_USAGE, str(err)), _dataset_in(argv), _wants_json(argv))
     invocation = Invocation(args)
+    _stop_on_signals()
     try:
         return _command(invocation)
     except Exception as err:  # the one place an unexplained error becomes an answer instead of a traceback
         return _report(refusal(err, invocation), getattr(args, "dataset", None), invocation.as_json)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (a scheduler's stop, `kill`) and Ctrl-C raise Interrupted in the main thread, so every step
+    unwinds through its clean-up: the lock is released instead of blocking the next run for its TTL."""
+
+    def interrupt(signum: int, frame: Any) -> NoReturn:
+        raise Interrupted(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, interrupt)
 
 
 class _PrintableFormatter(logging.Formatter):

@@ -14,12 +14,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from .errors import ConfigError
+
 
 def client_config(concurrency: int) -> Config:
     return Config(
         retries={
             "mode": os.environ.get("AWS_RETRY_MODE", "standard"),
-            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 10),
+            "max_attempts": max_attempts(),
         },
         # Each copy worker makes HEADs while s3transfer's own threads run the copies: room for both.
         max_pool_connections=2 * concurrency + 8,
@@ -37,4 +39,14 @@ def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str |
 def sns_client(session: Any = None, *, endpoint_url: str | None = None) -> Any:
     session = session or boto3.session.Session()
     kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    return session.client("sns", config=Config(retries={"mode": "standard", "max_attempts": 5}), **kwargs)
+    return session.client("sns", config=Config(retries={"mode": "standard", "max_attempts": max_attempts()}), **kwargs)
+
+
+def max_attempts() -> int:
+    """AWS_MAX_ATTEMPTS as any AWS SDK reads it: attempts per request, the first included (default 10)."""
+    text = os.environ.get("AWS_MAX_ATTEMPTS") or "10"
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(
+            f"AWS_MAX_ATTEMPTS={text!r} is not a whole number of attempts (1 or more); unset it or fix it"
+        )
+    return int(text)

@@ -320,5 +320,10 @@ def copy_items(
         check()
         return copy_one(s3, tm, item, ctx)
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="copy") as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="copy")
+    try:
         yield from pool.map(work, items)
+    finally:
+        # On an error or an interrupt, objects not yet started are not started; those in flight finish (their
+        # lines are lost with the batch's result, and the finalize that completes the run reads them back).
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -35,6 +35,17 @@ class RunNotFound(IngestError):
     """A batch or finalize step named a run that has no open plan (already finalized, or never planned)."""
 
 
+class Interrupted(IngestError):
+    """SIGTERM or Ctrl-C stopped the run: its lock is released, and an open run is completed by the next run."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        name = {2: "SIGINT (Ctrl-C)", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+        super().__init__(
+            f"interrupted by {name}; the lock was released and the next run completes whatever was planned"
+        )
+
+
 class CredentialsError(IngestError):
     """No usable AWS credentials (a profile that does not exist, none configured, expired or wrong keys).
 

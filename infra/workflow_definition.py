@@ -53,6 +53,7 @@ NOT_RETRYABLE_ERRORS = [
     "ConfigError",
     "UnknownDataset",
     "ConditionalWritesUnsupported",
+    "CredentialsError",
 ]
 
 SERVICE_RETRY = {

@@ -120,7 +120,7 @@ def test_a_killed_runs_lock_blocks_the_next_run_and_a_dry_run_shows_it_completed
     assert blocked.returncode == 3
     assert "in progress" in blocked.stderr
     assert "Nothing was copied" in blocked.stderr
-    assert blocked.stdout == ""
+    assert (one_json(blocked)["status"], one_json(blocked)["exit_code"]) == ("in_progress", 3)
     assert stage.everything() == before
     # A dry run takes no lock; it must show what a run will do: finish the interrupted plan under its own
     # date, and only then plan what is new under the date asked for.
@@ -238,7 +238,7 @@ def test_of_two_runs_started_together_one_copies_and_the_other_exits_3(stage: St
     [(_, won, _)] = [o for o in outcomes if o[0] == 0]
     [(_, lost_out, lost_err)] = [o for o in outcomes if o[0] == 3]
     assert "in progress" in lost_err
-    assert lost_out == ""
+    assert one_json(lost_out)["status"] == "in_progress"
     winner = one_json(won)
     assert (winner["status"], winner["copied"]) == ("succeeded", OBJECTS)
     lineage = assert_landed_exactly_once(stage, first_date_for(stage))
@@ -247,3 +247,24 @@ def test_of_two_runs_started_together_one_copies_and_the_other_exits_3(stage: St
     assert [r["run_id"] for r in one_json(stage.cli(*stage.argv("history", config, "--json")))["runs"]] == [
         winner["run_id"]
     ]
+
+
+def test_a_run_stopped_with_sigterm_releases_its_lock_and_the_next_run_completes_it_at_once(stage: Stage) -> None:
+    """Defect 3's other exit (issue 7): a scheduler's stop or `kill` must not leave the lock for its TTL."""
+    objects = stage.seed(OBJECTS)
+    config = crash_config(stage, ttl=900)
+    proc = stage.spawn(config, "--json", "--date", FIRST_DATE)
+    stage.wait_for_object(nth_target(objects, 10), proc)
+
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=CLI_TIMEOUT)
+    retried = stage.run(config, "--json", "--date", "2026-01-03")
+
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert (one_json(out)["status"], one_json(out)["exit_code"]) == ("interrupted", 143)
+    assert "Traceback" not in err
+    assert retried.returncode == 0, retried.stderr
+    [resumed] = one_json(retried)["resumed_runs"]
+    assert (resumed["date"], resumed["copied"]) == (FIRST_DATE, OBJECTS)
+    lineage = assert_landed_exactly_once(stage, first_date_for(stage))
+    assert_ledger_matches_bucket(stage, lineage)
