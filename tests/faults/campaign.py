@@ -370,9 +370,16 @@ class Trial:
             "faults injected: "
             + (", ".join(f"{f}/{op} x{n}" for (f, op), n in sorted(self.proxy.injected.items())) or "none"),
         ]
+        failed = next((a for a in reversed(self.attempts) if a.returncode != EXIT_OK), None)
+        if failed is not None and failed is not last:
+            lines += [
+                f"last failed CLI ({failed.summary()}): {' '.join(failed.argv[1:])}",
+                "its stdout: " + (failed.stdout.strip()[-2000:] or "(empty)"),
+                "its stderr:\n" + (failed.stderr.strip()[-3000:] or "(empty)"),
+            ]
         if last is not None:
             lines += [
-                f"last CLI: {' '.join(last.argv[1:])}",
+                f"last CLI ({last.summary()}): {' '.join(last.argv[1:])}",
                 "last stdout: " + (last.stdout.strip()[-3000:] or "(empty)"),
                 "last stderr:\n" + (last.stderr.strip()[-4000:] or "(empty)"),
             ]
