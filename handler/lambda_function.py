@@ -23,12 +23,13 @@ from .runner import Engine, one_shot, one_shot_answer
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 log = logging.getLogger(__name__)
 
-ACTIONS = ("plan", "copy_batch", "finalize")
+ACTIONS = ("plan", "copy_batch", "finalize", "release")
 EVENT_FIELDS: dict[str | None, frozenset[str]] = {
     None: frozenset({"action", "dataset", "date"}),
     "plan": frozenset({"action", "dataset", "date"}),
     "copy_batch": frozenset({"action", "dataset", "run_id", "batch"}),
     "finalize": frozenset({"action", "dataset", "run_id"}),
+    "release": frozenset({"action", "dataset", "run_id"}),
 }
 """The fields each event may carry (docs/lambda-contract.md). Anything else is refused: a misspelt optional
 field (`datee`) would otherwise be ignored and the run would quietly use today's date."""
@@ -47,6 +48,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         return engine.copy_batch(_required(event, "run_id"), _batch(event))
     if action == "finalize":
         return engine.finalize(_required(event, "run_id"))
+    if action == "release":
+        return engine.release(_required(event, "run_id"))
 
     summaries = one_shot(engine.job, _date(event))
     answer = one_shot_answer(summaries)

@@ -14,6 +14,7 @@ from datetime import date as Date
 from typing import Any
 
 from .config import DatasetConfig
+from .errors import LockLost
 from .ledger import Ledger
 from .lock import Lock
 from .records import PlanResult, RunSummary
@@ -63,6 +64,16 @@ class Engine:
         Returns the summaries of every run it finalized (the resumed one first).
         """
         return [summary.to_json() for summary in one_shot(self.job, run_date, progress=progress)]
+
+    def release(self, run_id: str) -> dict[str, Any]:
+        """Release the lock of a run whose step failed, so the next execution need not wait out the TTL; the
+        run stays open and is completed by the next run. A lock another run holds is left alone."""
+        try:
+            lock = self.ledger.lock.adopt(run_id)
+        except LockLost:
+            return {"dataset": self.dataset.name, "run_id": run_id, "released": False}
+        lock.release()
+        return {"dataset": self.dataset.name, "run_id": run_id, "released": True}
 
     def dry_run(self, run_date: Date | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
         """Show what a run would do, writing nothing and taking no lock."""

@@ -70,6 +70,9 @@ NO_RETRY = {"ErrorEquals": NOT_RETRYABLE_ERRORS, "MaxAttempts": 0}
 OTHER_RETRY = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 2, "BackoffRate": 3.0}
 
 CATCH_ALL = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
+RELEASE_THEN_NOTIFY = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ReleaseLock"}
+"""After the plan stored a run, a failed step hands the lock back before the failure notification: the run
+stays open for the next execution, which should not have to wait out the lock's TTL to complete it."""
 
 
 def outcome_choice(status_path: str) -> dict[str, Any]:
@@ -255,7 +258,7 @@ def build_definition(
             },
             # The per-batch results are not needed (finalize reads the ledger); keep the plan for finalize.
             "ResultPath": None,
-            "Catch": [CATCH_ALL],
+            "Catch": [RELEASE_THEN_NOTIFY],
             "Next": "Finalize",
         },
         "Finalize": {
@@ -269,8 +272,18 @@ def build_definition(
             },
             "ResultPath": "$.finalize",
             "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
-            "Catch": [CATCH_ALL],
+            "Catch": [RELEASE_THEN_NOTIFY],
             "Next": "NotifyRun",
+        },
+        # Keeps the caught error in $.error: the failure notification and the execution's error name it.
+        "ReleaseLock": {
+            "Type": "Task",
+            "Resource": LAMBDA_INVOKE,
+            "Parameters": invoke({"action": "release", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id"}),
+            "ResultPath": None,
+            "Retry": [SERVICE_RETRY],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.release_error", "Next": "NotifyFailure"}],
+            "Next": "NotifyFailure",
         },
         "NotifyRun": {
             "Type": "Task",

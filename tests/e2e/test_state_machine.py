@@ -466,6 +466,13 @@ def test_a_lambda_that_always_crashes_still_produces_a_failure_message(
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "failed"}
     assert "ZeroDivisionError" in message["message"] and "division by zero" in message["message"]
+    # The lock is handed back (issue 7): the next execution completes the open run at once.
+    assert lambda_runtime.actions()[-1] == "release"
+    assert list_keys(dataset.s3, dataset.raw, dataset.ledger.lock) == []
+    assert list_keys(dataset.s3, dataset.raw, dataset.ledger.open_run) != []
+    lambda_runtime.handler = lambda_function.handler
+    assert state_machine.run({"dataset": DATASET, "date": DATE})["status"] == "SUCCEEDED"
+    assert len(landed_keys(dataset.s3, dataset.raw)) == 5
 
 
 def test_a_run_whose_lock_is_taken_over_stops_without_retrying_and_reports_failure(
@@ -490,8 +497,12 @@ def test_a_run_whose_lock_is_taken_over_stops_without_retrying_and_reports_failu
 
     assert execution["status"] == "FAILED"
     assert retry_waits == [], "LockLost is never retried"
-    assert lambda_runtime.actions() == ["plan", "copy_batch", "finalize"]
+    assert lambda_runtime.actions() == ["plan", "copy_batch", "finalize", "release"]
     assert landed_keys(dataset.s3, dataset.raw) == []
+    assert (
+        json.loads(dataset.s3.get_object(Bucket=dataset.raw, Key=dataset.ledger.lock)["Body"].read())["token"]
+        == "someone-else"
+    ), "release leaves a lock another run holds"
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "failed"}
     assert "LockLost" in message["message"]

@@ -251,6 +251,30 @@ def test_copy_batch_of_a_finalized_run_raises_lock_lost(deployment):
         invoke({"action": "copy_batch", "dataset": "movielens", "run_id": plan["run_id"], "batch": 0})
 
 
+def test_release_hands_back_the_lock_of_a_failed_run_which_the_next_plan_then_completes(deployment):
+    put_files(deployment.s3, deployment.source, 3)
+    plan = invoke({"action": "plan", "dataset": "movielens"})
+
+    released = invoke({"action": "release", "dataset": "movielens", "run_id": plan["run_id"]})
+    again = invoke({"action": "release", "dataset": "movielens", "run_id": plan["run_id"]})
+    resumed = invoke({"action": "plan", "dataset": "movielens"})
+
+    assert (released["released"], again["released"]) == (True, False)
+    assert (resumed["run_id"], resumed["resumed"]) == (plan["run_id"], True)
+
+
+def test_release_leaves_a_lock_another_run_holds(deployment):
+    put_files(deployment.s3, deployment.source, 1)
+    plan = invoke({"action": "plan", "dataset": "movielens"})
+
+    answer = invoke({"action": "release", "dataset": "movielens", "run_id": "20261127T210000Z-other0"})
+
+    assert answer["released"] is False
+    with pytest.raises(RunInProgress):
+        invoke({"action": "plan", "dataset": "movielens"})
+    assert plan["run_id"]
+
+
 # ---- one-shot ---------------------------------------------------------------------------------------------
 
 
