@@ -113,7 +113,7 @@ def test_random_faults(stage: Stage, kind: str, seed: int) -> None:
         two_nights_under_random_faults(t, RANDOM_RATES[kind])
 
 
-@pytest.mark.parametrize(("kind", "seed"), trial_params("rclone-random", tuple(RANDOM_RATES)))
+@pytest.mark.parametrize(("kind", "seed"), trial_params("rclone-random", tuple(RANDOM_RATES), quick=("mixed",)))
 def test_random_faults_on_rclone(rclone_server: str, tmp_path: Path, kind: str, seed: int) -> None:
     with rclone_trial(rclone_server, tmp_path, f"rclone-random-{kind}", seed, delay=PROXY_DELAY) as t:
         two_nights_under_random_faults(t, RANDOM_RATES[kind])
@@ -157,7 +157,7 @@ def test_sigkill_at_a_random_moment(stage: Stage, seed: int) -> None:
         killed_then_retried(t)
 
 
-@pytest.mark.parametrize("seed", trial_params("rclone-kill"))
+@pytest.mark.parametrize("seed", trial_params("rclone-kill", quick=True))
 def test_sigkill_at_a_random_moment_on_rclone(rclone_server: str, tmp_path: Path, seed: int) -> None:
     with rclone_trial(rclone_server, tmp_path, "rclone-kill", seed) as t:
         killed_then_retried(t)
@@ -234,7 +234,7 @@ def paused_past_ttl(t: Trial, phase: str) -> None:
     t.check(t.source_versions())
 
 
-@pytest.mark.parametrize(("phase", "seed"), trial_params("pause", ("plan", "copy", "finalize"), quick=("copy",)))
+@pytest.mark.parametrize(("phase", "seed"), trial_params("pause", ("plan", "copy", "finalize"), quick=True))
 def test_sigstop_past_the_lock_ttl_then_a_second_run(stage: Stage, phase: str, seed: int) -> None:
     with moto_trial(stage, f"pause-{phase}", seed) as t:
         paused_past_ttl(t, phase)
@@ -273,7 +273,7 @@ def test_the_source_changes_between_listing_and_copy(stage: Stage, mutation: str
         t.check(t.source_versions())
 
 
-@pytest.mark.parametrize("seed", trial_params("together"))
+@pytest.mark.parametrize("seed", trial_params("together", quick=True))
 def test_two_runs_started_together(stage: Stage, seed: int) -> None:
     with moto_trial(stage, "together", seed, delay=0.05, rates={DELAY: 0.2}) as t:
         objects = t.seed_source()
@@ -293,7 +293,7 @@ def test_two_runs_started_together(stage: Stage, seed: int) -> None:
         t.check(objects)
 
 
-@pytest.mark.parametrize("seed", trial_params("dates"))
+@pytest.mark.parametrize("seed", trial_params("dates", quick=True))
 def test_same_date_reruns_and_backfills_never_touch_earlier_landings(stage: Stage, seed: int) -> None:
     with moto_trial(stage, "dates", seed, delay=PROXY_DELAY, rates=RANDOM_RATES["mixed"]) as t:
         first = t.seed_source()
