@@ -2,8 +2,9 @@
 
 moto as shipped ignores CopySourceIfMatch and If-None-Match on CopyObject; the tests run it patched to honour
 them (tests/moto_patches.py), and the tests of a server that ignores them undo the patch. moto cannot deny
-access, so those answers (and others) are injected with botocore event hooks: the request is built as usual, then S3's error response is handed to botocore in place of the HTTP
-call, and botocore raises the same ClientError it would raise for the real service.
+access, so those answers (and others) are injected with botocore event hooks: the request is built as usual,
+then S3's error response is handed to botocore in place of the HTTP call, and botocore raises the same
+ClientError it would raise for the real service.
 """
 
 from __future__ import annotations
