@@ -171,9 +171,9 @@ def _already_there(
         return None
     landed = meta.landed_from(head.get("Metadata"))
     lineage = meta.normalise(head.get("Metadata"))
+    if is_own_landing(head, item, ctx.source_bucket, ctx.run_id):
+        return _line(item, COPIED, "already landed by an earlier attempt of this run", lineage.get(meta.TIMESTAMP))
     if landed == (ctx.source_bucket, item.key, item.etag) and head["ContentLength"] == item.size:
-        if lineage.get(meta.RUN_ID) == ctx.run_id:
-            return _line(item, COPIED, "already landed by an earlier attempt of this run", lineage.get(meta.TIMESTAMP))
         return _line(
             item,
             SKIPPED,
@@ -184,6 +184,17 @@ def _already_there(
         item,
         SKIPPED,
         f"target occupied: {item.target!r} already holds {other}; this version lands on a later date",
+    )
+
+
+def is_own_landing(head: dict[str, Any], item: BatchItem, source_bucket: str, run_id: str) -> bool:
+    """Whether a target's HEAD shows this run's copy of the listed version: its lineage names the source
+    object and ETag and the run, and its size is the listed one. How a lost answer is recognised."""
+    lineage = meta.normalise(head.get("Metadata"))
+    return (
+        meta.landed_from(lineage) == (source_bucket, item.key, item.etag)
+        and lineage.get(meta.RUN_ID) == run_id
+        and head.get("ContentLength") == item.size
     )
 
 

@@ -124,35 +124,31 @@ class Lock:
 
     def renew(self) -> None:
         """Push the expiry forward; raise LockLost if another run took the lock over."""
-        for _ in range(RENEW_ATTEMPTS):
-            checked = time.time()
-            current, etag = self._own("lost its lock")
-            document = dict(current, expires_at=time.time() + self.file.ttl, renewed_at=time.time())
-            try:
-                self.etag = put_json(self.file.s3, self.file.bucket, self.file.key, document, if_match=etag)
-            except (PreconditionFailed, NotFound):
-                continue  # a parallel worker of the same run renewed at the same moment; re-check
-            self.confirmed_at = checked
-            return
-        self._own("lost its lock")  # still ours yet never renewable: let the next beat try
-        raise LockLost(f"run {self.run_id} could not renew its lock after {RENEW_ATTEMPTS} attempts; stopping")
+        self._rewrite("lost its lock", lambda current: dict(current, renewed_at=time.time()))
 
     fence = renew
     """Called before every ledger write: a process paused past its TTL finds out here, before it writes."""
 
     def rebind(self, run_id: str) -> None:
         """The lock now covers another run (an interrupted one being completed); steps check the run id."""
+        self._rewrite(f"lost the lock before resuming run {run_id}", lambda current: dict(current, run_id=run_id))
+        self.run_id = run_id
+
+    def _rewrite(self, what: str, change: Any) -> None:
+        """Rewrite our lock document with a fresh expiry, If-Match on the version just read. A 412 means a
+        parallel worker of the same run renewed at the same moment: read again and retry."""
         for _ in range(RENEW_ATTEMPTS):
-            current, etag = self._own(f"lost the lock before resuming run {run_id}")
-            document = dict(current, run_id=run_id, expires_at=time.time() + self.file.ttl)
+            checked = time.time()
+            current, etag = self._own(what)
+            document = dict(change(current), expires_at=time.time() + self.file.ttl)
             try:
                 self.etag = put_json(self.file.s3, self.file.bucket, self.file.key, document, if_match=etag)
             except (PreconditionFailed, NotFound):
                 continue
-            self.run_id = run_id
-            self.confirmed_at = time.time()
+            self.confirmed_at = checked
             return
-        raise LockLost(f"run {self.run_id} could not rebind its lock to run {run_id}; stopping")
+        self._own(what)  # still ours, yet never rewritable in a row: say so rather than spin
+        raise LockLost(f"run {self.run_id} could not rewrite its lock after {RENEW_ATTEMPTS} attempts; stopping")
 
     def release(self) -> None:
         """Delete the lock if it is still ours; one another run took over is left alone (the delete is

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from .. import metadata as meta
 from ..config import DatasetConfig
+from ..copier import is_own_landing
 from ..errors import LockLost
 from ..ledger import Ledger
 from ..lock import Lock
@@ -151,9 +152,6 @@ def _landed_line(job: Job, run: OpenRun, item: BatchItem, reason: str) -> Manife
     """The item's COPIED line if its target holds this run's copy of the listed version, else None."""
     ds = job.dataset
     head = head_or_none(job.s3, ds.target.bucket, item.target)
-    if head is None or head.get("ContentLength") != item.size:
+    if head is None or not is_own_landing(head, item, ds.source.bucket, run.run_id):
         return None
-    lineage = meta.normalise(head.get("Metadata"))
-    if meta.landed_from(lineage) != (ds.source.bucket, item.key, item.etag) or lineage.get(meta.RUN_ID) != run.run_id:
-        return None
-    return ManifestLine.of(item, ObjectStatus.COPIED, reason, lineage.get(meta.TIMESTAMP))
+    return ManifestLine.of(item, ObjectStatus.COPIED, reason, meta.normalise(head.get("Metadata")).get(meta.TIMESTAMP))
