@@ -293,7 +293,7 @@ def test_two_runs_started_together(stage: Stage, seed: int) -> None:
         t.check(objects)
 
 
-@pytest.mark.parametrize("seed", trial_params("dates", quick=True))
+@pytest.mark.parametrize("seed", trial_params("dates"))
 def test_same_date_reruns_and_backfills_never_touch_earlier_landings(stage: Stage, seed: int) -> None:
     with moto_trial(stage, "dates", seed, delay=PROXY_DELAY, rates=RANDOM_RATES["mixed"]) as t:
         first = t.seed_source()
