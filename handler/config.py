@@ -495,6 +495,16 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         unit="bytes",
     ),
     Setting(
+        "shard_max_keys",
+        int,
+        500_000,
+        "how a large dataset is cut: a shard holds at most this many keys of the state, and one plan invocation "
+        "lists at most this many keys before handing the rest of its range to another. Bounds each plan and "
+        "finalize invocation's time, memory and `/tmp` (about 600 bytes a key) whatever the dataset's size.",
+        1_000,
+        5_000_000,
+    ),
+    Setting(
         "topic_arn",
         str,
         None,
@@ -554,6 +564,7 @@ class DatasetConfig:
     multipart_chunk_bytes: int = _default("multipart_chunk_bytes")
     batch_max_objects: int = _default("batch_max_objects")
     batch_max_bytes: int = _default("batch_max_bytes")
+    shard_max_keys: int = _default("shard_max_keys")
     topic_arn: str | None = _default("topic_arn")
     schedule: str = _default("schedule")
     create_source: bool = _default("source.create")

@@ -23,11 +23,14 @@ from .runner import Engine, one_shot, one_shot_answer
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 log = logging.getLogger(__name__)
 
-ACTIONS = ("plan", "copy_batch", "finalize", "release")
+ACTIONS = ("plan", "plan_shard", "seal_plan", "copy_batch", "finalize_shard", "finalize", "release")
 EVENT_FIELDS: dict[str | None, frozenset[str]] = {
     None: frozenset({"action", "dataset", "date"}),
     "plan": frozenset({"action", "dataset", "date"}),
+    "plan_shard": frozenset({"action", "dataset", "run_id", "shard"}),
+    "seal_plan": frozenset({"action", "dataset", "run_id"}),
     "copy_batch": frozenset({"action", "dataset", "run_id", "batch"}),
+    "finalize_shard": frozenset({"action", "dataset", "run_id", "shard"}),
     "finalize": frozenset({"action", "dataset", "run_id"}),
     "release": frozenset({"action", "dataset", "run_id"}),
 }
@@ -44,8 +47,14 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
 
     if action == "plan":
         return engine.plan(_date(event))
+    if action == "plan_shard":
+        return engine.plan_shard(_required(event, "run_id"), _number(event, "shard", "shards-NNN.json"))
+    if action == "seal_plan":
+        return engine.seal_plan(_required(event, "run_id"))
     if action == "copy_batch":
-        return engine.copy_batch(_required(event, "run_id"), _batch(event))
+        return engine.copy_batch(_required(event, "run_id"), _number(event, "batch", "batches.json"))
+    if action == "finalize_shard":
+        return engine.finalize_shard(_required(event, "run_id"), _number(event, "shard", "final-shards.json"))
     if action == "finalize":
         return engine.finalize(_required(event, "run_id"))
     if action == "release":
@@ -88,16 +97,17 @@ def _check_event(event: Any) -> tuple[str, str | None]:
     return dataset_name, action
 
 
-def _batch(event: Mapping[str, Any]) -> int:
-    """A batch number, 0 or more. `true` is not batch 1 and `1.5` is not batch 1: both are refused, as is
-    anything but a whole number or a string of ASCII digits (what a hand-written event may hold)."""
-    value = event.get("batch")
+def _number(event: Mapping[str, Any], field: str, listed_in: str) -> int:
+    """A batch or shard number, 0 or more. `true` is not batch 1 and `1.5` is not batch 1: both are refused, as
+    is anything but a whole number or a string of ASCII digits (what a hand-written event may hold)."""
+    value = event.get(field)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     raise ConfigError(
-        f"the copy_batch event's 'batch' must be a batch number (0, 1, ...) from batches.json, got {value!r}"
+        f"the {event.get('action')} event's {field!r} must be a {field} number (0, 1, ...) from {listed_in}, "
+        f"got {value!r}"
     )
 
 

@@ -2,15 +2,22 @@
 read and write of it.
 
     _ingestion/<dataset>/
-      lock.json                                   the run lock (lock.py)
-      open-run.json                               the run being worked on; present only until its commit
-      last-run.json                               summary of the newest committed run
-      state/current.jsonl.gz                      current state: one line per source key last landed (state.py)
-      manifest/date=YYYY-MM-DD/<run_id>.jsonl     one line per object the run copied, skipped or failed
-      summary/date=YYYY-MM-DD/<run_id>.json       the run's summary: status, counts, bytes, start, end
-      complete/date=YYYY-MM-DD/<run_id>.json      completion marker for downstream jobs (runs that landed files)
-      work/<run_id>/...                           plan notes, batches, batch results; deleted at the commit
-      probe/                                      the conditional-write probe's scratch objects
+      lock.json                                       the run lock (lock.py)
+      open-run.json                                   the run being worked on; present from its sealed plan
+                                                      until its commit
+      last-run.json                                   summary of the newest committed run
+      state/index.json                                the current state: key ranges and the part holding each
+      state/parts/<run_id>/<shard>-<piece>.jsonl.gz   a part: one line per source key of its range last landed
+                                                      (state.py); written by the run that last changed it
+      manifest/date=YYYY-MM-DD/<run_id>-<shard>.jsonl one line per object the run copied, skipped or failed, one
+                                                      part per shard: `<run_id>-*.jsonl` is the run's manifest
+      summary/date=YYYY-MM-DD/<run_id>.json           the run's summary: status, counts, bytes, start, end
+      complete/date=YYYY-MM-DD/<run_id>.json          completion marker for downstream jobs (runs that landed files)
+      work/<run_id>/...                               shards, plan notes, batches, results; deleted at the commit
+      probe/                                          the conditional-write probe's scratch objects
+
+A state written before shards existed (`state/current.jsonl.gz`, one file) is read as an index of one part of
+unknown size; the first commit rewrites it as parts and deletes it (docs/SCALE.md, "Migration").
 
 Nothing outside this module builds one of these keys or calls S3 on one of these objects; the steps
 (steps/) compose the ledger, the lock it hands out, the copier and the pure decisions. The order in which
@@ -25,6 +32,7 @@ between its renewal and its write. A write refused that way raises LockLost.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -34,8 +42,18 @@ from . import s3io, state
 from .config import DatasetConfig
 from .errors import LockLost
 from .lock import Lock, LockFile
-from .records import BatchItem, ManifestLine, Marker, OpenRun, RunSummary
+from .records import (
+    BatchItem,
+    ManifestLine,
+    Marker,
+    OpenRun,
+    Planning,
+    PlanOutcome,
+    RunSummary,
+    ShardOutcome,
+)
 from .s3errors import NotFound, PreconditionFailed
+from .shards import BATCH_STRIDE, RunShard, StateIndex, StatePart, batch_number, shard_of_batch
 
 JSONL = "application/x-ndjson"
 
@@ -64,8 +82,23 @@ class LedgerPaths:
         return self.root + "last-run.json"
 
     @property
-    def state(self) -> str:
+    def states(self) -> str:
+        return self.root + "state/"
+
+    @property
+    def state_index(self) -> str:
+        return self.root + "state/index.json"
+
+    @property
+    def legacy_state(self) -> str:
+        """The single-file state of versions before shards; read once, then migrated."""
         return self.root + "state/current.jsonl.gz"
+
+    def state_parts(self, run_id: str, shard: int) -> str:
+        return f"{self.root}state/parts/{run_id}/{shard:05d}-"
+
+    def state_part(self, run_id: str, shard: int, piece: int) -> str:
+        return f"{self.state_parts(run_id, shard)}{piece:03d}.jsonl.gz"
 
     @property
     def manifests(self) -> str:
@@ -98,11 +131,35 @@ class LedgerPaths:
     def result(self, run_id: str, number: int) -> str:
         return f"{self.work(run_id)}results/{number:06d}.jsonl"
 
-    def plan_notes(self, run_id: str) -> str:
+    def planning(self, run_id: str) -> str:
+        return self.work(run_id) + "planning.json"
+
+    def run_shard(self, run_id: str, shard: int) -> str:
+        return f"{self.work(run_id)}shards/{shard:05d}.json"
+
+    def shard_list(self, run_id: str, round_: int) -> str:
+        return f"{self.work(run_id)}shards-{round_:03d}.json"
+
+    def plan_outcome(self, run_id: str, shard: int) -> str:
+        return f"{self.work(run_id)}planned/{shard:05d}.json"
+
+    def plan_notes(self, run_id: str, shard: int) -> str:
+        return f"{self.work(run_id)}notes/{shard:05d}.jsonl"
+
+    def legacy_plan_notes(self, run_id: str) -> str:
         return self.work(run_id) + "plan.jsonl"
 
-    def manifest(self, date: str, run_id: str) -> str:
-        return f"{self.manifests}date={date}/{run_id}.jsonl"
+    def final_shards(self, run_id: str) -> str:
+        return self.work(run_id) + "final-shards.json"
+
+    def shard_outcome(self, run_id: str, shard: int) -> str:
+        return f"{self.work(run_id)}final/{shard:05d}.json"
+
+    def manifest_part(self, date: str, run_id: str, shard: int) -> str:
+        return f"{self.manifests}date={date}/{run_id}-{shard:05d}.jsonl"
+
+    def manifest_glob(self, date: str, run_id: str) -> str:
+        return f"{self.manifests}date={date}/{run_id}-*.jsonl"
 
     def summary(self, date: str, run_id: str) -> str:
         return f"{self.summaries}date={date}/{run_id}.json"
@@ -125,6 +182,8 @@ class Ledger:
         self.lock = LockFile(s3, self.bucket, paths.lock, dataset.lock_ttl_seconds, paths.probe)
         self._seen: dict[str, str | None] = {}
         """Key -> the ETag this process last read or wrote there (None: absent): what fenced writes expect."""
+        self._seen_under: dict[str, dict[str, str]] = {}
+        """Prefix -> the ETags of every key under it when listed: keys not listed were absent."""
 
     # ---- fencing ------------------------------------------------------------------------------------------
 
@@ -136,7 +195,10 @@ class Ledger:
 
     def _expect(self, key: str) -> dict[str, Any]:
         if key not in self._seen:
-            raise RuntimeError(f"ledger write of {key} without reading it first: the write could not be fenced")
+            listed = next((keys for prefix, keys in self._seen_under.items() if key.startswith(prefix)), None)
+            if listed is None:
+                raise RuntimeError(f"ledger write of {key} without reading it first: the write could not be fenced")
+            self._seen[key] = listed.get(key)
         etag = self._seen[key]
         return {"if_match": etag} if etag else {"if_none_match": True}
 
@@ -172,7 +234,8 @@ class Ledger:
     # ---- where things are ---------------------------------------------------------------------------------
 
     def manifest_uri(self, date: str, run_id: str) -> str:
-        return self.paths.uri(self.paths.manifest(date, run_id))
+        """The run's manifest as one glob over its parts."""
+        return self.paths.uri(self.paths.manifest_glob(date, run_id))
 
     def summary_uri(self, date: str, run_id: str) -> str:
         return self.paths.uri(self.paths.summary(date, run_id))
@@ -183,6 +246,14 @@ class Ledger:
     def batch_index(self, run_id: str) -> dict[str, str]:
         """Where the batch index is, in the form a Distributed Map's ItemReader takes."""
         return {"bucket": self.bucket, "key": self.paths.batch_index(run_id)}
+
+    def final_shards(self, run_id: str) -> dict[str, str]:
+        """Where the list of shards to finalize is, for the FinalizeShards Map's ItemReader."""
+        return {"bucket": self.bucket, "key": self.paths.final_shards(run_id)}
+
+    def shard_list(self, run_id: str, round_: int) -> dict[str, str]:
+        """Where one planning round's shards are listed, for the PlanShards Map's ItemReader."""
+        return {"bucket": self.bucket, "key": self.paths.shard_list(run_id, round_)}
 
     # ---- the open run -------------------------------------------------------------------------------------
 
@@ -207,18 +278,71 @@ class Ledger:
         s3io.delete_prefix(self._s3, self.bucket, self.paths.all_work)
         s3io.delete_prefix(self._s3, self.bucket, self.paths.probe)
 
-    def store_plan(self, run_id: str, notes: Iterable[ManifestLine], batches: Iterable[list[BatchItem]]) -> int:
-        """Plan notes, each batch, then the index the Map reads; returns the number of batches."""
-        self._upload_lines(self.paths.plan_notes(run_id), (line.to_json() for line in notes))
+    def start_planning(self, planning: Planning, shards: Iterable[RunShard]) -> None:
+        """A round's shards, then the list the PlanShards Map reads, then the planning record: a step that finds
+        the record finds everything it names. Nothing here is fenced: it is all under this run's own work/,
+        which a run that takes the lock over clears before it plans (`clear_unstored_plans`)."""
+        ids = []
+        for shard in shards:
+            s3io.put_json(self._s3, self.bucket, self.paths.run_shard(planning.run_id, shard.shard), shard.to_json())
+            ids.append(shard.shard)
+        items = [{"dataset": self.dataset, "run_id": planning.run_id, "shard": n} for n in ids]
+        s3io.put_json(self._s3, self.bucket, self.paths.shard_list(planning.run_id, planning.round), items)
+        s3io.put_json(self._s3, self.bucket, self.paths.planning(planning.run_id), planning.to_json())
+
+    def planning(self, run_id: str) -> Planning | None:
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.planning(run_id))
+        return None if document is None else Planning.from_json(document)
+
+    def run_shard(self, run_id: str, shard: int) -> RunShard | None:
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.run_shard(run_id, shard))
+        return None if document is None else RunShard.from_json(document)
+
+    def store_shard_plan(
+        self, run_id: str, shard: int, notes: Iterable[ManifestLine], batches: Iterable[list[BatchItem]]
+    ) -> int:
+        """One shard's plan notes and batches (numbered `batch_number(shard, n)`); returns how many batches."""
+        self._upload_lines(self.paths.plan_notes(run_id, shard), (line.to_json() for line in notes))
         count = 0
-        for number, batch in enumerate(batches):
+        for n, batch in enumerate(batches):
             document = {"run_id": run_id, "items": [item.to_json() for item in batch]}
-            s3io.put_json(self._s3, self.bucket, self.paths.batch(run_id, number), document)
-            count = number + 1
-        index = self.batch_index(run_id)
-        items = [{"dataset": self.dataset, "run_id": run_id, "batch": n} for n in range(count)]
-        s3io.put_json(self._s3, self.bucket, index["key"], items)
+            s3io.put_json(self._s3, self.bucket, self.paths.batch(run_id, batch_number(shard, n)), document)
+            count = n + 1
         return count
+
+    def save_plan_outcome(self, run_id: str, outcome: PlanOutcome) -> None:
+        """Written last by a shard's plan: its presence says the shard is planned."""
+        s3io.put_json(self._s3, self.bucket, self.paths.plan_outcome(run_id, outcome.shard), outcome.to_json())
+
+    def plan_outcome(self, run_id: str, shard: int) -> PlanOutcome | None:
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.plan_outcome(run_id, shard))
+        return None if document is None else PlanOutcome.from_json(document)
+
+    def store_sealed_lists(self, run_id: str, batches: Iterable[int], shard_count: int) -> None:
+        """The lists the copy and finalize Maps read. The batch list has one item per batch of the night: its
+        size follows the night's changes, not the dataset's (10 million changed keys make 10,000 items)."""
+        items = [{"dataset": self.dataset, "run_id": run_id, "batch": n} for n in batches]
+        s3io.put_json(self._s3, self.bucket, self.paths.batch_index(run_id), items)
+        self.store_final_shards(run_id, shard_count)
+
+    def store_final_shards(self, run_id: str, shard_count: int) -> None:
+        shards = [{"dataset": self.dataset, "run_id": run_id, "shard": n} for n in range(shard_count)]
+        s3io.put_json(self._s3, self.bucket, self.paths.final_shards(run_id), shards)
+
+    def batch_planned(self, run: OpenRun, number: int) -> bool:
+        """Whether the run's plan has this batch, whether or not its file is still there."""
+        shard, n = shard_of_batch(number), number % BATCH_STRIDE
+        if shard >= run.shard_count:
+            return False
+        outcome = self.plan_outcome(run.run_id, shard)
+        if outcome is None:  # a run planned before shards existed: batches 0 .. batch_count-1
+            return run.shard_count == 1 and number < run.batch_count
+        return n < outcome.batches
+
+    def batch_numbers(self, run_id: str) -> list[int]:
+        """Every batch of a sealed run, from the list the copy Map reads."""
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.batch_index(run_id))
+        return [int(item["batch"]) for item in document or ()]
 
     def batch(self, run_id: str, number: int) -> list[BatchItem] | None:
         document, _ = s3io.get_json(self._s3, self.bucket, self.paths.batch(run_id, number))
@@ -228,9 +352,11 @@ class Ledger:
         """True only for the first attempt at a batch (a marker written with If-None-Match)."""
         return s3io.create_once(self._s3, self.bucket, self.paths.batch_started(run_id, number))
 
-    def plan_notes(self, run_id: str) -> Iterator[ManifestLine]:
-        lines = s3io.read_jsonl(self._s3, self.bucket, self.paths.plan_notes(run_id)) or ()
-        return (ManifestLine.from_json(line) for line in lines)
+    def plan_notes(self, run_id: str, shard: int) -> Iterator[ManifestLine]:
+        lines = s3io.read_jsonl(self._s3, self.bucket, self.paths.plan_notes(run_id, shard))
+        if lines is None and shard == 0:  # a run planned before shards existed
+            lines = s3io.read_jsonl(self._s3, self.bucket, self.paths.legacy_plan_notes(run_id))
+        return (ManifestLine.from_json(line) for line in lines or ())
 
     # ---- batch results ------------------------------------------------------------------------------------
 
@@ -242,8 +368,6 @@ class Ledger:
         """Only the lock's owner may report: a process paused past its TTL must not write into a run it
         no longer owns, nor over the result of the run that took over and ran the batch again."""
         key = self.paths.result(run_id, number)
-        if key not in self._seen:
-            self.observe(key)
         body = s3io.jsonl_bytes(line.to_json() for line in lines)
         self._fenced(key, lock, lambda **cond: s3io.put_bytes(self._s3, self.bucket, key, body, JSONL, **cond))
 
@@ -254,67 +378,142 @@ class Ledger:
 
     # ---- the state ----------------------------------------------------------------------------------------
 
-    def load_state(self, db: sqlite3.Connection) -> int:
-        """Stream the current state into `db`'s `landed` table; returns the number of keys.
+    def state_index(self) -> StateIndex:
+        """The committed state's ranges and parts; a single-file state of an older version reads as one part."""
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.state_index)
+        if document is not None:
+            return StateIndex.from_json(document)
+        if s3io.head_or_none(self._s3, self.bucket, self.paths.legacy_state) is not None:
+            return StateIndex((StatePart(None, self.paths.legacy_state, -1),))
+        return StateIndex.empty()
 
-        The version read is the one a commit expects to replace: a stale finalizer cannot write its view over
-        a newer run's."""
+    def load_parts(
+        self, db: sqlite3.Connection, parts: Iterable[str], start_after: str | None, end_at: str | None
+    ) -> int:
+        """A shard's state: the keys of its range from the parts that hold them, into `db`'s `landed` table."""
         state.create_table(db)
-        body, etag = s3io.open_versioned(self._s3, self.bucket, self.paths.state)
-        self._seen[self.paths.state] = etag
-        return 0 if body is None else state.read_into(db, body)
+        count = 0
+        for key in parts:
+            body = s3io.open_body(self._s3, self.bucket, key)
+            if body is None:
+                raise FileNotFoundError(f"state part {self.paths.uri(key)} named by the state index is missing")
+            count += state.read_into(db, body, start_after=start_after, end_at=end_at)
+        return count
 
-    def save_state(self, db: sqlite3.Connection) -> None:
-        """The whole state through a temp file (never all in memory); only `commit` calls it in a run."""
-        with tempfile.TemporaryFile() as spool:
-            state.write_to(db, spool)
-            s3io.upload_file(self._s3, self.bucket, self.paths.state, spool, "application/gzip")
+    def load_state(self, db: sqlite3.Connection) -> int:
+        """The whole current state into `db` (a dry run, tests): every part, so it grows with the dataset."""
+        return self.load_parts(db, (p.part for p in self.state_index().parts if p.part), None, None)
+
+    def iter_state(self) -> Iterator[dict[str, Any]]:
+        """Every row of the current state, part by part in key order (verification, tests)."""
+        for part in self.state_index().parts:
+            if part.part:
+                body = s3io.open_body(self._s3, self.bucket, part.part)
+                if body is not None:
+                    yield from state.iter_lines(body)
+
+    def observe_shard(self, run: OpenRun, shard: int) -> None:
+        """At the start of a shard's finalize: what it will replace (its own earlier attempt's files)."""
+        paths = self.paths
+        self.observe(paths.manifest_part(run.date, run.run_id, shard), paths.shard_outcome(run.run_id, shard))
+        prefix = paths.state_parts(run.run_id, shard)
+        self._seen_under[prefix] = dict(s3io.iter_etags(self._s3, self.bucket, prefix))
+
+    def save_pieces(
+        self, db: sqlite3.Connection, run_id: str, shard: int, start_after: str | None, sizes: list[int], lock: Lock
+    ) -> tuple[StatePart, ...]:
+        """A shard's state as new parts of the given sizes, cut in key order, each fenced."""
+        pieces = []
+        rows = state.sorted_rows(db)
+        low = start_after
+        for piece, size in enumerate(sizes):
+            key = self.paths.state_part(run_id, shard, piece)
+            with tempfile.TemporaryFile() as spool:
+                last = state.write_rows(itertools.islice(rows, size), spool)
+                self._fenced_file(key, spool, "application/gzip", lock)
+            pieces.append(StatePart(low, key, size))
+            low = last
+        return tuple(pieces)
+
+    def save_manifest_part(self, run: OpenRun, shard: int, spool: IO[bytes], lock: Lock) -> str:
+        key = self.paths.manifest_part(run.date, run.run_id, shard)
+        self._fenced_file(key, spool, JSONL, lock)
+        return self.paths.uri(key)
+
+    def save_shard_outcome(self, run_id: str, outcome: ShardOutcome, lock: Lock) -> None:
+        """Written last by a shard's finalize: its presence says the shard is done."""
+        self._fenced_json(self.paths.shard_outcome(run_id, outcome.shard), outcome.to_json(), lock)
+
+    def shard_outcome(self, run_id: str, shard: int) -> ShardOutcome | None:
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.shard_outcome(run_id, shard))
+        return None if document is None else ShardOutcome.from_json(document)
+
+    def manifest_lines(self, date: str, run_id: str) -> Iterator[dict[str, Any]]:
+        """A run's manifest lines, part by part (a run written before parts existed: its one file)."""
+        prefix = self.paths.manifest_glob(date, run_id).removesuffix("*.jsonl")
+        for key in s3io.iter_keys(self._s3, self.bucket, prefix):
+            yield from s3io.read_jsonl(self._s3, self.bucket, key) or ()
+        yield from s3io.read_jsonl(self._s3, self.bucket, f"{self.paths.manifests}date={date}/{run_id}.jsonl") or ()
 
     # ---- the commit ---------------------------------------------------------------------------------------
 
     def observe_commit(self, run: OpenRun) -> None:
         """At the start of a finalize: the versions its commit will replace (a repeated commit replaces its
-        own earlier attempt's manifest and summary)."""
+        own earlier attempt's index and summary)."""
         paths = self.paths
         self.observe(
-            paths.manifest(run.date, run.run_id),
+            paths.state_index,
             paths.summary(run.date, run.run_id),
             paths.marker(run.date, run.run_id),
             paths.last_run,
         )
 
-    def commit(
-        self, run: OpenRun, manifest: IO[bytes], db: sqlite3.Connection, summary: RunSummary, lock: Lock
-    ) -> None:
+    def commit(self, run: OpenRun, index: StateIndex | None, summary: RunSummary, lock: Lock) -> None:
         """Make a finished run part of the record, in the one order that survives dying between any two writes.
 
-        Every write is fenced (the lock renewed, then written only over the version read at the step's start,
+        Before this, every shard's finalize wrote its manifest part and its new state parts (new keys of this
+        run: the committed index still names the old ones), then its outcome under work/. Every write here is
+        fenced (the lock renewed, then written only over the version read at the step's start,
         `observe_commit`), so a finalizer paused past its TTL stops at its next write, whichever it is.
 
-        1. The manifest, then the state. Both are rewritten whole from the batch results under work/, which stay
-           until step 5, so a commit that dies after either is simply made again by the next finalize, with the
-           same keys and the same content.
+        1. The state index (`index`; None when no shard's state changed): from here on the new parts are the
+           state. It is built from the outcomes under work/, which stay until step 5, so a commit that dies
+           after it is made again by the next finalize, with the same content.
         2. The summary, then the marker (only when something landed): the marker is the hand-off to downstream
            jobs, so it comes after everything it names.
         3. last-run.json: the newest run, and how a repeated finalize knows this run is committed.
         4. Delete open-run.json: from here on the run is no longer resumed. Everything before this point is
            repeated by the next run if we die; nothing after it is needed for the record.
-        5. Delete the work files, release the lock. A death here leaves only garbage and a lock that the next
-           finalize (or the TTL) clears.
+        5. Delete the parts the new index replaced, the work files; release the lock. A death here leaves only
+           garbage and a lock that the next finalize (or the TTL) clears.
         """
         paths = self.paths
-        self._fenced_file(paths.manifest(run.date, run.run_id), manifest, JSONL, lock)
-        with tempfile.TemporaryFile() as spool:
-            state.write_to(db, spool)
-            self._fenced_file(paths.state, spool, "application/gzip", lock)
+        if index is not None:
+            self.save_index(index, lock)
         self._fenced_json(paths.summary(run.date, run.run_id), summary.to_json(), lock)
         if summary.copied:
             marker = Marker.of(summary, self.summary_uri(run.date, run.run_id))
             self._fenced_json(paths.marker(run.date, run.run_id), marker.to_json(), lock)
         self._fenced_json(paths.last_run, summary.to_json(), lock)
         self._fenced_delete(paths.open_run, lock)
+        if index is not None:
+            self.delete_replaced(index)
         self.clear_work(run.run_id)
         lock.release()
+
+    def save_index(self, index: StateIndex, lock: Lock) -> None:
+        """Fenced against the index read at the finalize's start (`observe_commit`)."""
+        self._fenced_json(self.paths.state_index, index.to_json(), lock)
+
+    def delete_replaced(self, index: StateIndex) -> None:
+        """The parts an index replaced, and its run's own parts it does not name (an earlier attempt's split).
+        Only those: a later run's index is built from this one, so it can never name them."""
+        kept = {p.part for p in index.parts if p.part}
+        doomed = [key for key in index.replaced if key not in kept]
+        if index.run_id is not None:
+            own = self.paths.state_parts(index.run_id, 0).rsplit("/", 1)[0] + "/"
+            doomed += [key for key in s3io.iter_keys(self._s3, self.bucket, own) if key not in kept]
+        s3io.delete_keys(self._s3, self.bucket, doomed)
 
     def last_run(self) -> RunSummary | None:
         document, etag = s3io.get_json(self._s3, self.bucket, self.paths.last_run)

@@ -7,11 +7,13 @@ where it is read back, one `from_json`, so no module spells a manifest line or a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from .shards import StatePart
 
 
 class ObjectStatus(StrEnum):
@@ -143,6 +145,14 @@ class Tally:
             bytes=self.bytes + line.landed_bytes,
         )
 
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            copied=self.copied + other.copied,
+            skipped=self.skipped + other.skipped,
+            failed=self.failed + other.failed,
+            bytes=self.bytes + other.bytes,
+        )
+
     @property
     def objects(self) -> int:
         return self.copied + self.skipped + self.failed
@@ -184,6 +194,8 @@ class OpenRun:
     batch_count: int
     counts: PlanCounts
     resumed: bool = False
+    shard_count: int = 1
+    """Shards the run was planned in (0 .. shard_count-1); a run planned before shards existed has one."""
 
     def as_resumed(self) -> OpenRun:
         return replace(self, resumed=True)
@@ -196,7 +208,64 @@ class OpenRun:
         values = _known(cls, data)
         values["counts"] = PlanCounts.from_json(values["counts"])
         values["resumed"] = bool(values.get("resumed"))
+        values["shard_count"] = int(values.get("shard_count") or 1)
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class Planning:
+    """A run whose shards are being planned (`work/<run_id>/planning.json`); it becomes the open run when its
+    plan is sealed. Rounds: shards that listed their budget hand the rest of their range to new shards, which
+    are planned in the next round (ids `round_start` .. `shard_count`-1)."""
+
+    dataset: str
+    run_id: str
+    date: str
+    started_at: str
+    shard_count: int
+    round: int = 0
+    round_start: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Planning:
+        return cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """What one shard's plan stored: its batches, its counts, and where its listing stopped."""
+
+    shard: int
+    batches: int
+    counts: PlanCounts
+    end_at: str | None
+    """The end of the range it planned: the shard's own end, or its last listed key when it stopped early."""
+    rest: bool = False
+    """It stopped at its key budget; the rest of its range is a new shard."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**_plain(self), "counts": self.counts.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlanOutcome:
+        values = _known(cls, data)
+        values["counts"] = PlanCounts.from_json(values["counts"])
+        return cls(**values)
+
+
+def sum_counts(counts: Iterable[PlanCounts]) -> PlanCounts:
+    """A run's plan counts from its shards'."""
+    total: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for one in counts:
+        for name in ("listed", "excluded", "planned", "planned_bytes", "skipped", "failed_at_plan"):
+            total[name] = total.get(name, 0) + getattr(one, name)
+        for kind, number in one.skipped_by_reason.items():
+            reasons[kind] = reasons.get(kind, 0) + number
+    return PlanCounts(**total, skipped_by_reason=reasons)
 
 
 @dataclass(frozen=True)
@@ -208,6 +277,37 @@ class Failure:
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What one shard's finalize stored (`work/<run_id>/final/`): its tally, its first failures, the state
+    pieces the next index names for its range, and its manifest part (None: no line to record)."""
+
+    shard: int
+    tally: Tally
+    failures: tuple[Failure, ...]
+    pieces: tuple[StatePart, ...]
+    manifest_part: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "shard": self.shard,
+            "tally": self.tally.to_json(),
+            "failures": [f.to_json() for f in self.failures],
+            "pieces": [p.to_json() for p in self.pieces],
+            "manifest_part": self.manifest_part,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ShardOutcome:
+        return cls(
+            int(data["shard"]),
+            Tally(**_known(Tally, data["tally"])),
+            tuple(Failure(**f) for f in data.get("failures") or ()),
+            tuple(StatePart.from_json(p) for p in data.get("pieces") or ()),
+            data.get("manifest_part"),
+        )
 
 
 @dataclass(frozen=True)
@@ -235,6 +335,9 @@ class RunSummary:
     skipped_by_reason: Mapping[str, int] = field(default_factory=dict)
     failures: tuple[Failure, ...] = ()
     manifest: str | None = None
+    """The run's manifest as one glob (`.../manifest/date=D/<run_id>-*.jsonl`), as DuckDB and Athena read it."""
+    manifest_parts: tuple[str, ...] = ()
+    """Every part of the manifest, one per shard that had lines (none: the run had no line to record)."""
     marker: str | None = None
     error: str | None = None
     """Set only when the run itself broke (no manifest then)."""
@@ -248,6 +351,7 @@ class RunSummary:
             **_plain(self),
             "skipped_by_reason": dict(self.skipped_by_reason),
             "failures": [f.to_json() for f in self.failures],
+            "manifest_parts": list(self.manifest_parts),
         }
         if self.error is None:
             del data["error"]
@@ -259,6 +363,7 @@ class RunSummary:
         values["status"] = RunStatus(values["status"])
         values["skipped_by_reason"] = dict(values.get("skipped_by_reason") or {})
         values["failures"] = tuple(Failure(**f) for f in values.get("failures") or ())
+        values["manifest_parts"] = tuple(values.get("manifest_parts") or ())
         return cls(**values)
 
 
@@ -273,6 +378,7 @@ class Marker:
     copied: int
     bytes: int
     manifest: str
+    manifest_parts: tuple[str, ...]
     summary: str
     target: str
     completed_at: str
@@ -288,13 +394,14 @@ class Marker:
             copied=summary.copied,
             bytes=summary.bytes,
             manifest=summary.manifest,
+            manifest_parts=summary.manifest_parts,
             summary=summary_uri,
             target=summary.target,
             completed_at=summary.finished_at,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return _plain(self)
+        return {**_plain(self), "manifest_parts": list(self.manifest_parts)}
 
 
 @dataclass(frozen=True)
@@ -325,12 +432,25 @@ class Finalized:
         return {"summary": self.summary.to_json(), "notification": self.notification.to_json(), "replan": self.replan}
 
 
+class Stage(StrEnum):
+    """What a plan answer asks of the caller next (docs/lambda-contract.md)."""
+
+    PLANNING = "planning"
+    """Plan every shard of `shards` (plan_shard), then seal_plan."""
+    COPYING = "copying"
+    """Copy every batch of `batches`, finalize every shard of `final_shards`, then finalize."""
+    FINALIZED = "finalized"
+    """Nothing to copy: the run is committed and `summary` and `notification` are set."""
+
+
 @dataclass(frozen=True)
 class PlanResult:
-    """The plan step's answer; `batches` locates the batch index a Distributed Map's ItemReader reads."""
+    """The answer of plan and seal_plan once the plan is sealed; `batches` and `final_shards` locate the lists a
+    Distributed Map's ItemReader reads."""
 
     run: OpenRun
     batches: Mapping[str, str]
+    final_shards: Mapping[str, str] | None = None
     finalized: Finalized | None = None
     """Set when the plan finalized the run itself (it had no batches)."""
 
@@ -343,12 +463,45 @@ class PlanResult:
             "dataset": self.run.dataset,
             "run_id": self.run.run_id,
             "date": self.run.date,
+            "stage": Stage.FINALIZED if self.finalized else Stage.COPYING,
             "resumed": self.run.resumed,
+            "shard_count": self.run.shard_count,
+            "shards": None,
             "batch_count": self.batch_count,
             "planned": self.run.counts.planned,
             "bytes": self.run.counts.planned_bytes,
             "batches": dict(self.batches),
+            "final_shards": dict(self.final_shards) if self.final_shards else None,
             "summary": self.finalized.summary.to_json() if self.finalized else None,
             "notification": self.finalized.notification.to_json() if self.finalized else None,
             "replan": bool(self.finalized and self.run.resumed),
+        }
+
+
+@dataclass(frozen=True)
+class PlanningResult:
+    """The plan step's answer while shards remain to be planned: the same fields as PlanResult (a state machine
+    selects them all), with `shards` locating the list of this round's shards."""
+
+    planning: Planning
+    shards: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.planning
+        return {
+            "dataset": p.dataset,
+            "run_id": p.run_id,
+            "date": p.date,
+            "stage": Stage.PLANNING,
+            "resumed": False,
+            "shard_count": p.shard_count - p.round_start,
+            "shards": dict(self.shards),
+            "batch_count": 0,
+            "planned": 0,
+            "bytes": 0,
+            "batches": None,
+            "final_shards": None,
+            "summary": None,
+            "notification": None,
+            "replan": False,
         }

@@ -17,12 +17,13 @@ from .config import DatasetConfig
 from .errors import LockLost
 from .ledger import Ledger
 from .lock import Lock
-from .records import PlanResult, RunSummary
+from .pool import InProcess, Workers
+from .records import PlanningResult, PlanResult, RunSummary
 from .steps import Job, new_run_id, run_date_for
 from .steps.copy import Progress, copy_batch
 from .steps.dry_run import dry_run
-from .steps.finalize import finalize
-from .steps.plan import plan
+from .steps.finalize import finalize, finalize_shard
+from .steps.plan import plan, plan_shard, seal_plan
 
 __all__ = ["Engine", "Progress", "new_run_id", "run_date_for"]
 
@@ -30,8 +31,12 @@ __all__ = ["Engine", "Progress", "new_run_id", "run_date_for"]
 class Engine:
     """One dataset's runs against one S3 client; every answer is a JSON-ready dict (docs/lambda-contract.md)."""
 
-    def __init__(self, s3: Any, dataset: DatasetConfig, *, allow_unprotected: bool = False):
+    def __init__(
+        self, s3: Any, dataset: DatasetConfig, *, allow_unprotected: bool = False, workers: Workers | None = None
+    ):
         self.job = Job.of(s3, dataset, allow_unprotected=allow_unprotected)
+        self.workers = workers
+        """Where a one-shot run plans, copies and finalizes its units (default: one after another, here)."""
 
     @property
     def dataset(self) -> DatasetConfig:
@@ -48,6 +53,24 @@ class Engine:
         """Take the lock and return an interrupted run to finish, or plan a new one."""
         return plan(self.job, run_date, lock=lock).to_json()
 
+    def plan_all(self, run_date: Date | None = None, *, lock: Lock | None = None) -> dict[str, Any]:
+        """`plan`, then every shard of every round planned here and the plan sealed: the answer the state machine
+        has when its planning Maps are done (stage `copying`, or `finalized`)."""
+        lock = lock or self.job.take_lock()
+        return _planned(plan(self.job, run_date, lock=lock), InProcess(self.job), lock, self.job).to_json()
+
+    def plan_shard(self, run_id: str, shard: int) -> dict[str, Any]:
+        """Plan one shard of a run being planned; safe to retry."""
+        return plan_shard(self.job, run_id, shard).to_json()
+
+    def seal_plan(self, run_id: str) -> dict[str, Any]:
+        """After every shard of a round is planned: the next round, or the sealed plan; safe to repeat."""
+        return seal_plan(self.job, run_id).to_json()
+
+    def finalize_shard(self, run_id: str, shard: int) -> dict[str, Any]:
+        """Write one shard's manifest part and state parts; safe to retry."""
+        return finalize_shard(self.job, run_id, shard).to_json()
+
     def copy_batch(
         self, run_id: str, number: int, *, lock: Lock | None = None, progress: Progress | None = None
     ) -> dict[str, Any]:
@@ -63,7 +86,8 @@ class Engine:
 
         Returns the summaries of every run it finalized (the resumed one first).
         """
-        return [summary.to_json() for summary in one_shot(self.job, run_date, progress=progress)]
+        summaries = one_shot(self.job, run_date, progress=progress, workers=self.workers)
+        return [summary.to_json() for summary in summaries]
 
     def release(self, run_id: str) -> dict[str, Any]:
         """Release the lock of a run whose step failed, so the next execution need not wait out the TTL; the
@@ -92,17 +116,21 @@ def one_shot_answer(summaries: list[RunSummary]) -> dict[str, Any]:
     return answer
 
 
-def one_shot(job: Job, run_date: Date | None = None, *, progress: Progress | None = None) -> list[RunSummary]:
-    """The steps chained in one process, as the state machine chains them across Lambdas."""
+def one_shot(
+    job: Job, run_date: Date | None = None, *, progress: Progress | None = None, workers: Workers | None = None
+) -> list[RunSummary]:
+    """The steps chained in one process, as the state machine chains them across Lambdas; `workers` runs the
+    shards and batches (default: one after another in this process)."""
+    workers = workers or InProcess(job)
     summaries = []
     while True:
         lock = job.take_lock()
         try:
-            planned = plan(job, run_date, lock=lock)
+            planned = _planned(plan(job, run_date, lock=lock), workers, lock, job)
             if planned.finalized is not None:
                 summaries.append(planned.finalized.summary)
             else:
-                summaries.append(_copy_and_finalize(job, planned, lock, progress))
+                summaries.append(_copy_and_finalize(job, planned, lock, progress, workers))
         except BaseException:
             # The open run (if its plan was stored) is completed by the next run; it should not also have to
             # wait out the TTL of a process that has stopped. A lock another run took over is left alone.
@@ -112,16 +140,39 @@ def one_shot(job: Job, run_date: Date | None = None, *, progress: Progress | Non
             return summaries
 
 
-def _copy_and_finalize(job: Job, planned: PlanResult, lock: Lock, progress: Progress | None) -> RunSummary:
+def _planned(answer: PlanResult | PlanningResult, workers: Workers, lock: Lock, job: Job) -> PlanResult:
+    """Plan every round of shards until the plan is sealed."""
+    while isinstance(answer, PlanningResult):
+        planning = answer.planning
+        units = range(planning.round_start, planning.shard_count)
+        for _ in workers.run("plan_shard", planning.run_id, units, lock):
+            pass
+        answer = seal_plan(job, planning.run_id, lock=lock)
+    return answer
+
+
+def _copy_and_finalize(
+    job: Job, planned: PlanResult, lock: Lock, progress: Progress | None, workers: Workers
+) -> RunSummary:
+    run_id = planned.run.run_id
     done = [0, 0]  # objects and bytes of the batches already done
 
     def batch_progress(objects: int, size: int) -> None:
         if progress:
             progress(done[0] + objects, done[1] + size)
 
-    for number in range(planned.batch_count):
-        tally = copy_batch(job, planned.run.run_id, number, lock=lock, progress=batch_progress)
-        done[0] += tally.objects
-        done[1] += tally.bytes
-        batch_progress(0, 0)
-    return finalize(job, planned.run.run_id, lock=lock).summary
+    batches = job.ledger.batch_numbers(run_id)
+    if isinstance(workers, InProcess):
+        for number in batches:
+            tally = copy_batch(job, run_id, number, lock=lock, progress=batch_progress)
+            done[0] += tally.objects
+            done[1] += tally.bytes
+            batch_progress(0, 0)
+    else:
+        for answer in workers.run("copy_batch", run_id, batches, lock):
+            done[0] += answer["copied"] + answer["skipped"] + answer["failed"]
+            done[1] += answer["bytes"]
+            batch_progress(0, 0)
+        for _ in workers.run("finalize_shard", run_id, range(planned.run.shard_count), lock):
+            pass
+    return finalize(job, run_id, lock=lock).summary

@@ -336,10 +336,22 @@ def delete(s3: Any, bucket: str, key: str, *, if_match: str | None = None) -> No
         pass
 
 
-def iter_source_objects(s3: Any, bucket: str, prefix: str, *, skip_prefix: str | None = None) -> Iterator[SourceObject]:
-    """Every object under the prefix, page by page (1,000 a page), without holding the listing in memory."""
-    for item in _iter_contents(s3, bucket, prefix):
+def iter_source_objects(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    *,
+    skip_prefix: str | None = None,
+    start_after: str | None = None,
+    end_at: str | None = None,
+) -> Iterator[SourceObject]:
+    """Every object under the prefix, page by page (1,000 a page), without holding the listing in memory; with
+    a range, only keys `start_after < key <= end_at` (a shard's): listing starts after the one and stops past
+    the other."""
+    for item in _iter_contents(s3, bucket, prefix, start_after=start_after):
         key = item["Key"]
+        if end_at is not None and key > end_at:
+            return
         if skip_prefix and key.startswith(skip_prefix):
             continue
         yield SourceObject(
@@ -356,10 +368,16 @@ def iter_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
         yield item["Key"]
 
 
-def delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
-    """Delete every object under a prefix, DELETE_BATCH keys a request."""
+def iter_etags(s3: Any, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """(key, ETag as HEAD gives it, quoted) of every object under a prefix."""
+    for item in _iter_contents(s3, bucket, prefix):
+        yield item["Key"], item["ETag"]
+
+
+def delete_keys(s3: Any, bucket: str, keys: Iterable[str]) -> None:
+    """Delete the given keys, DELETE_BATCH a request."""
     chunk: list[dict[str, str]] = []
-    for key in iter_keys(s3, bucket, prefix):
+    for key in keys:
         chunk.append({"Key": key})
         if len(chunk) == DELETE_BATCH:
             _delete_objects(s3, bucket, chunk)
@@ -368,12 +386,39 @@ def delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
         _delete_objects(s3, bucket, chunk)
 
 
+def delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
+    """Delete every object under a prefix, DELETE_BATCH keys a request."""
+    delete_keys(s3, bucket, iter_keys(s3, bucket, prefix))
+
+
 def _delete_objects(s3: Any, bucket: str, objects: list[dict[str, str]]) -> None:
     with s3_errors():
         s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
 
 
-def _iter_contents(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+def list_folders(s3: Any, bucket: str, prefix: str, *, max_pages: int = 10) -> tuple[list[str], bool]:
+    """The folders (common prefixes) right under `prefix`, from a delimiter listing of at most `max_pages`
+    pages, and whether there are objects directly under it too. Cheap: one entry per folder, not per key."""
+    folders: list[str] = []
+    files = False
     with s3_errors():
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        for number, page in enumerate(pages):
+            folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
+            files = files or bool(page.get("Contents"))
+            if number + 1 >= max_pages:
+                break
+    return folders, files
+
+
+def more_than_a_page(s3: Any, bucket: str, prefix: str) -> bool:
+    """Whether the prefix holds more than one listing page (1,000 keys): one request."""
+    with s3_errors():
+        return bool(s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("IsTruncated"))
+
+
+def _iter_contents(s3: Any, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[dict[str, Any]]:
+    kwargs = {"StartAfter": start_after} if start_after is not None else {}
+    with s3_errors():
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **kwargs):
             yield from page.get("Contents", ())

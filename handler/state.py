@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 from .records import ManifestLine, ObjectStatus
+from .shards import in_range
 
 COLUMNS = ("key", "etag", "size", "target", "run_id", "date", "ingested_at")
 _INSERT = "INSERT OR REPLACE INTO landed VALUES (?,?,?,?,?,?,?)"
@@ -45,23 +46,52 @@ def create_table(db: sqlite3.Connection) -> None:
     )
 
 
-def read_into(db: sqlite3.Connection, gzipped: IO[bytes]) -> int:
-    """Stream a state file (gzipped JSON Lines) into the `landed` table; returns the number of keys."""
+def read_into(
+    db: sqlite3.Connection, gzipped: IO[bytes], *, start_after: str | None = None, end_at: str | None = None
+) -> int:
+    """Stream a state file (gzipped JSON Lines) into the `landed` table, only the keys of a shard's range
+    (`start_after < key <= end_at`) when given; returns the number of keys read in."""
     create_table(db)
     count = 0
     with gzip.GzipFile(fileobj=gzipped) as raw, db:
         rows = (_row(json.loads(line)) for line in io.TextIOWrapper(raw, encoding="utf-8") if line.strip())
+        if start_after is not None or end_at is not None:
+            rows = (row for row in rows if in_range(row[0], start_after, end_at))
         for chunk in _chunks(rows, _CHUNK):
             db.executemany(_INSERT, chunk)
             count += len(chunk)
     return count
 
 
-def write_to(db: sqlite3.Connection, out: IO[bytes]) -> None:
-    """The whole state, sorted by key, gzipped into `out` (a temp file: never all in memory)."""
+def iter_lines(gzipped: IO[bytes]) -> Iterator[dict[str, Any]]:
+    """A state part's rows as dicts, streamed."""
+    with gzip.GzipFile(fileobj=gzipped) as raw:
+        for line in io.TextIOWrapper(raw, encoding="utf-8"):
+            if line.strip():
+                yield json.loads(line)
+
+
+def count(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT COUNT(*) FROM landed").fetchone()[0]
+
+
+def sorted_rows(db: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
+    return iter(db.execute("SELECT * FROM landed ORDER BY key"))
+
+
+def write_rows(rows: Iterable[tuple[Any, ...]], out: IO[bytes]) -> str | None:
+    """Rows (sorted by key), gzipped into `out` (a temp file: never all in memory); returns the last key."""
+    last = None
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
-        for row in db.execute("SELECT * FROM landed ORDER BY key"):
+        for row in rows:
             gz.write((json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False) + "\n").encode())
+            last = row[0]
+    return last
+
+
+def write_to(db: sqlite3.Connection, out: IO[bytes]) -> None:
+    """The whole table, sorted by key, gzipped into `out`."""
+    write_rows(sorted_rows(db), out)
 
 
 def landed_entry(db: sqlite3.Connection, key: str) -> tuple[str, str] | None:

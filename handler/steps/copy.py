@@ -30,8 +30,8 @@ def copy_batch(
     run = job.open_run_named(run_id)
     items = ledger.batch(run_id, number)
     if items is None:
-        if number >= run.batch_count:
-            raise RunNotFound(f"run {run_id} has no batch {number} (it has {run.batch_count})")
+        if not ledger.batch_planned(run, number):
+            raise RunNotFound(f"run {run_id} has no batch {number} (see its batch list, batches.json)")
         # Only a plan cleared while its planner was paused past its lock loses a batch file; nothing can have
         # been copied from a batch nobody could read, so its objects are simply planned again by the next run.
         log.warning("batch %d of run %s is missing; its objects are planned again by the next run", number, run_id)

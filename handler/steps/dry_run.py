@@ -50,7 +50,7 @@ def _interrupted(job: Job, db: sqlite3.Connection, out: Callable[[str], None]) -
         return None
     ds = job.dataset
     out(f"RESUME  run {run.run_id} was interrupted; it is completed first, its plan landing under {run.date}")
-    for number in range(run.batch_count):
+    for number in job.ledger.batch_numbers(run.run_id):
         items = job.ledger.batch(run.run_id, number) or []
         for item in items:
             out(_copy_line(ds, item))

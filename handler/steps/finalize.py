@@ -1,4 +1,10 @@
-"""The finalize step: gather every batch's lines (reconciling batches that never reported) and commit."""
+"""The finalize steps: each shard gathers its batches' lines (reconciling batches that never reported) into its
+manifest part and its new state parts (`finalize_shard`, in parallel); then one commit names them all.
+
+A shard's finalize reads only its range's state and its own batches' results, so its time, memory and `/tmp`
+follow the shard, not the dataset. A shard where nothing landed keeps its state part as it is: a no-op night
+rewrites no state.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ import tempfile
 from collections.abc import Iterator
 
 from .. import metadata as meta
+from .. import state
 from ..config import DatasetConfig
 from ..copier import is_own_landing
-from ..errors import LockLost
+from ..errors import LockLost, RunNotFound
 from ..ledger import Ledger
 from ..lock import Lock
 from ..notify import build_notification
@@ -22,6 +29,7 @@ from ..records import (
     OpenRun,
     RunRef,
     RunSummary,
+    ShardOutcome,
     Tally,
     parse_utc,
     run_status,
@@ -29,6 +37,7 @@ from ..records import (
 )
 from ..s3io import head_or_none, jsonl_bytes
 from ..selection import ROUTINE_SKIPS, UNCHANGED
+from ..shards import RunShard, StateIndex, StatePart, batch_number, split_sizes
 from ..state import record_landed, scratch_db
 from . import Job
 
@@ -36,7 +45,8 @@ MAX_FAILURES_IN_SUMMARY = 10
 
 
 def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
-    """Commit the run to the ledger and release the lock; calling it again after success is harmless."""
+    """Commit the run to the ledger and release the lock; calling it again after success is harmless. A shard
+    not finalized yet (a local run, or a Map that skipped it) is finalized here first."""
     ds, ledger = job.dataset, job.ledger
     run = ledger.open_run()
     if run is None or run.run_id != run_id:
@@ -46,24 +56,84 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
             return Finalized(last, build_notification(last))
         job.open_run_named(run_id)  # raises RunNotFound with the details
     assert run is not None
-    if lock is None:
-        lock = ledger.lock.adopt(run_id)
-    else:
-        lock.fence()
+    lock = _joined(job, run_id, lock)
     ledger.observe_commit(run)  # while the lock is known to be ours: what the commit may replace
+    before = ledger.state_index()
+    tally = Tally()
+    failures: list[Failure] = []
+    pieces: list[StatePart] = []
+    parts: list[str] = []
+    for shard in range(run.shard_count):
+        outcome = ledger.shard_outcome(run_id, shard) or finalize_shard(job, run_id, shard, lock=lock)
+        tally += outcome.tally
+        failures.extend(outcome.failures[: MAX_FAILURES_IN_SUMMARY - len(failures)])
+        pieces.extend(outcome.pieces)
+        parts.extend([outcome.manifest_part] if outcome.manifest_part else [])
+    index = StateIndex.of(pieces, run_id, before)
+    changed = not index.same_parts(before) or any(p.keys < 0 for p in before.parts)
+    summary = summarize(ds, run, tally, tuple(failures), ledger, tuple(parts))
+    ledger.commit(run, index if changed else None, summary, lock)
+    return Finalized(summary, build_notification(summary))
+
+
+def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = None) -> ShardOutcome:
+    """One shard's lines into its manifest part, its state into new parts if anything in it landed (split in
+    halves when it outgrew `shard_max_keys`), then its outcome. Safe to retry."""
+    ds, ledger = job.dataset, job.ledger
+    run = job.open_run_named(run_id)
+    lock = _joined(job, run_id, lock)
+    spec, batches, end_at = _shard_of(job, run, shard)
+    ledger.observe_shard(run, shard)  # while the lock is known to be ours
     ref = RunRef(ds.name, run_id, run.date, ds.source.bucket, ds.target.bucket)
     tally = Tally()
     failures: list[Failure] = []
     with scratch_db() as db, tempfile.TemporaryFile() as manifest, lock.heartbeat():
-        ledger.load_state(db)
-        for line in _run_lines(job, run, db):
+        ledger.load_parts(db, spec.parts, spec.start_after, end_at)
+        for line in _shard_lines(job, run, shard, batches, db):
             manifest.write(jsonl_bytes([line.stamped(ref)]))
             tally = tally.plus(line)
             if line.status == ObjectStatus.FAILED and len(failures) < MAX_FAILURES_IN_SUMMARY:
                 failures.append(Failure(line.source_key, line.reason))
-        summary = summarize(ds, run, tally, tuple(failures), ledger)
-        ledger.commit(run, manifest, db, summary, lock)
-    return Finalized(summary, build_notification(summary))
+        keys = state.count(db)
+        sizes = split_sizes(keys, ds.shard_max_keys)
+        if tally.copied or spec.rewrite or len(sizes) > 1 or _unsized(job, spec):
+            pieces = ledger.save_pieces(db, run_id, shard, spec.start_after, sizes if keys else [], lock)
+        else:
+            pieces = (StatePart(spec.start_after, spec.parts[0] if spec.parts else None, keys),)
+        part = ledger.save_manifest_part(run, shard, manifest, lock) if tally.objects else None
+    outcome = ShardOutcome(shard, tally, tuple(failures), pieces or (StatePart(spec.start_after, None, 0),), part)
+    ledger.save_shard_outcome(run_id, outcome, lock)
+    return outcome
+
+
+def _unsized(job: Job, spec: RunShard) -> bool:
+    """The shard's state is a single-file state of an older version: written anew as parts (its migration)."""
+    return spec.parts == (job.ledger.paths.legacy_state,)
+
+
+def _shard_of(job: Job, run: OpenRun, shard: int) -> tuple[RunShard, list[int], str | None]:
+    """The shard's spec, its batch numbers and the end of the range it planned. A run planned before shards
+    existed is one shard over everything, its state the single file, its batches 0 .. batch_count-1."""
+    ledger = job.ledger
+    spec = ledger.run_shard(run.run_id, shard)
+    outcome = ledger.plan_outcome(run.run_id, shard)
+    if spec is None or outcome is None:
+        if shard == 0 and run.shard_count == 1:
+            legacy = ledger.state_index()
+            return (
+                RunShard(0, None, None, tuple(p.part for p in legacy.parts if p.part), True),
+                list(range(run.batch_count)),
+                None,
+            )
+        raise RunNotFound(f"run {run.run_id} has no shard {shard} (it has {run.shard_count})")
+    return spec, [batch_number(shard, n) for n in range(outcome.batches)], outcome.end_at
+
+
+def _joined(job: Job, run_id: str, lock: Lock | None) -> Lock:
+    if lock is None:
+        return job.ledger.lock.adopt(run_id)
+    lock.fence()
+    return lock
 
 
 def summarize(
@@ -72,6 +142,7 @@ def summarize(
     tally: Tally,
     failures: tuple[Failure, ...],
     ledger: Ledger,
+    manifest_parts: tuple[str, ...] = (),
 ) -> RunSummary:
     """The run's summary from its plan counts and its lines' tally. Routine skips (unchanged, folder
     markers) are only counted at plan time; every other skip has a manifest line and so is in the tally."""
@@ -100,6 +171,7 @@ def summarize(
         skipped_by_reason=dict(counts.skipped_by_reason),
         failures=failures,
         manifest=ledger.manifest_uri(run.date, run.run_id),
+        manifest_parts=manifest_parts,
         marker=ledger.marker_uri(run.date, run.run_id) if tally.copied else None,
     )
 
@@ -107,6 +179,9 @@ def summarize(
 def _finish_cleanup(job: Job, run_id: str) -> None:
     """A finalize that died after committing left its work files and lock: clear them, or the replan
     after a resumed run would meet its own lock until the TTL ran out."""
+    index = job.ledger.state_index()
+    if index.run_id == run_id:
+        job.ledger.delete_replaced(index)
     job.ledger.clear_work(run_id)
     try:
         lock = job.ledger.lock.adopt(run_id)
@@ -115,11 +190,13 @@ def _finish_cleanup(job: Job, run_id: str) -> None:
     lock.release()
 
 
-def _run_lines(job: Job, run: OpenRun, db: sqlite3.Connection) -> Iterator[ManifestLine]:
+def _shard_lines(
+    job: Job, run: OpenRun, shard: int, batches: list[int], db: sqlite3.Connection
+) -> Iterator[ManifestLine]:
     """Plan notes, then each batch's results in order; a batch that never reported is reconciled, and so is
     every object a batch reported failed: a failure may be a copy whose answer was lost."""
-    yield from job.ledger.plan_notes(run.run_id)
-    for number in range(run.batch_count):
+    yield from job.ledger.plan_notes(run.run_id, shard)
+    for number in batches:
         reported = job.ledger.result(run.run_id, number)
         if reported is None:
             lines = _reconcile(job, run, number)

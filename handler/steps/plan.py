@@ -1,65 +1,216 @@
-"""The plan step: take the lock, then finish an interrupted run or store a new plan before anything is copied."""
+"""The plan steps: take the lock and cut the run into shards (`plan`), plan each shard on its own, in parallel
+(`plan_shard`), then seal the plan into the open run before anything is copied (`seal_plan`).
+
+A shard's plan lists only its key range and reads only the state parts of that range, so no invocation's time,
+memory or `/tmp` depends on the dataset's size. One that lists `shard_max_keys` keys stops there; its sealing
+hands the rest of its range to a new shard of the next round, planned the same way.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from datetime import date as Date
 
 from ..config import LEDGER_ROOT
+from ..errors import RunNotFound
 from ..lock import Lock
 from ..planner import build_plan, cut_batches, iter_copies, iter_notes
-from ..records import OpenRun, PlanResult, utc_now
-from ..s3io import iter_source_objects
+from ..records import OpenRun, Planning, PlanningResult, PlanOutcome, PlanResult, parse_utc, sum_counts, utc_now
+from ..s3io import iter_source_objects, list_folders, more_than_a_page
 from ..selection import SourceObject
+from ..shards import BATCH_STRIDE, RunShard, StateIndex, batch_number, boundaries_from_prefixes, run_shards
 from ..state import scratch_db
 from . import Job, run_date_for
 from .finalize import finalize
 
 log = logging.getLogger(__name__)
 
+MAX_DISCOVERY_DEPTH = 3
+"""How many single-folder levels a first run looks through for folders to cut shards at (`data/2024/...`)."""
 
-def plan(job: Job, run_date: Date | None = None, *, lock: Lock | None = None) -> PlanResult:
-    """With no batches the run is finalized at once and the result carries its summary.
 
-    Until the plan is durable (an open run exists), a failure releases the lock: nothing was copied, and the
+def plan(job: Job, run_date: Date | None = None, *, lock: Lock | None = None) -> PlanResult | PlanningResult:
+    """Take the lock; finish an interrupted run, or cut a new one into shards to plan.
+
+    Until the plan is sealed (an open run exists), a failure releases the lock: nothing was copied, and the
     next run should not wait out the TTL for it.
     """
     lock = lock or job.take_lock()
-    durable = False
     try:
         interrupted = job.ledger.open_run()
         if interrupted is not None:
-            durable = True
             return _resume(job, interrupted, lock)
-        run = _plan_new(job, run_date, lock)
-        durable = True
+        return _start(job, run_date, lock)
     except BaseException:
-        if not durable:
-            lock.release()
+        lock.release()
         raise
-    index = job.ledger.batch_index(run.run_id)
-    if run.batch_count == 0:
-        return PlanResult(run, index, finalize(job, run.run_id, lock=lock))
-    return PlanResult(run, index)
 
 
-def _plan_new(job: Job, run_date: Date | None, lock: Lock) -> OpenRun:
+def _start(job: Job, run_date: Date | None, lock: Lock) -> PlanningResult:
     ds, ledger = job.dataset, job.ledger
     ledger.clear_unstored_plans()
-    now = datetime.now(UTC)
-    run_date = run_date or run_date_for(ds, now)
     started = utc_now()
-    # Listing millions of keys can outlast the TTL: keep the lock alive while planning.
+    run_date = run_date or run_date_for(ds, parse_utc(started))
+    index = ledger.state_index()
+    shards = run_shards(index, ds.shard_max_keys, _discover(job) if _unknown(index) else ())
+    planning = Planning(ds.name, lock.run_id, run_date.isoformat(), started, len(shards))
+    ledger.start_planning(planning, shards)
+    log.info("run %s: planning %d shard(s) of %s", lock.run_id, len(shards), ds.name)
+    return PlanningResult(planning, ledger.shard_list(lock.run_id, 0))
+
+
+def _unknown(index: StateIndex) -> bool:
+    """Nothing is known about the dataset's size yet: no state, or only a single-file state of unknown size."""
+    return len(index.parts) == 1 and index.parts[0].keys in (0, -1)
+
+
+def _discover(job: Job) -> list[str]:
+    """Cut points for a first run: the folders under the source prefix (one request when there is at most a
+    page of keys, a few more otherwise). A flat dataset gets none; its plan is cut by the key budget instead."""
+    source = job.dataset.source
+    if not more_than_a_page(job.s3, source.bucket, source.prefix):
+        return []
+    prefix = source.prefix
+    for _ in range(MAX_DISCOVERY_DEPTH):
+        folders, files = list_folders(job.s3, source.bucket, prefix)
+        folders = [f for f in folders if not f.startswith(LEDGER_ROOT)]
+        if len(folders) == 1 and not files:
+            prefix = folders[0]
+            continue
+        return boundaries_from_prefixes(folders)
+    return []
+
+
+def plan_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = None) -> PlanOutcome:
+    """Plan one shard: list its range, decide each key against its part of the state, store its batches.
+    Safe to retry: a retry writes the same keys again."""
+    ds, ledger = job.dataset, job.ledger
+    lock = _joined(job, run_id, lock)
+    planning = ledger.planning(run_id)
+    spec = ledger.run_shard(run_id, shard)
+    if planning is None or spec is None:
+        raise RunNotFound(f"run {run_id} of dataset {ds.name} is not being planned, or has no shard {shard}")
+    now = parse_utc(planning.started_at)  # one clock for every shard, and for a retried one
+    budget = _Budget(source_objects(job, spec), ds.shard_max_keys)
     with scratch_db() as db, lock.heartbeat():
-        ledger.load_state(db)
-        counts = build_plan(source_objects(job), ds, db, run_date=run_date, run_id=lock.run_id, now=now)
+        ledger.load_parts(db, spec.parts, spec.start_after, spec.end_at)
+        counts = build_plan(budget, ds, db, run_date=Date.fromisoformat(planning.date), run_id=run_id, now=now)
         batches = cut_batches(iter_copies(db), max_objects=ds.batch_max_objects, max_bytes=ds.batch_max_bytes)
-        batch_count = ledger.store_plan(lock.run_id, iter_notes(db), batches)
-    run = OpenRun(ds.name, lock.run_id, run_date.isoformat(), started, batch_count, counts)
-    ledger.save_open_run(run, lock)
-    return run
+        count = ledger.store_shard_plan(run_id, shard, iter_notes(db), batches)
+    rest = budget.stopped and budget.last is not None
+    outcome = PlanOutcome(shard, count, counts, budget.last if rest else spec.end_at, rest)
+    ledger.save_plan_outcome(run_id, outcome)
+    return outcome
+
+
+class _Budget:
+    """A shard's listing, stopped after `limit` keys: the rest of the range becomes another shard."""
+
+    def __init__(self, objects: Iterator[SourceObject], limit: int):
+        self._objects = objects
+        self._limit = limit
+        self.last: str | None = None
+        self.stopped = False
+
+    def __iter__(self) -> Iterator[SourceObject]:
+        for listed, obj in enumerate(self._objects, start=1):
+            self.last = obj.key
+            yield obj
+            if listed >= self._limit:
+                self.stopped = True
+                return
+
+
+def seal_plan(job: Job, run_id: str, *, lock: Lock | None = None) -> PlanResult | PlanningResult:
+    """Once every shard of the round is planned: hand the rest of any stopped shard to a new round, or make the
+    plan durable (the open run) and answer what to copy. Safe to repeat: a sealed run answers the same again.
+
+    Like `plan`, a failure before the plan is durable releases the lock: nothing was copied."""
+    ledger = job.ledger
+    lock = _joined(job, run_id, lock)
+    run = ledger.open_run()
+    if run is not None and run.run_id == run_id:
+        return PlanResult(run, ledger.batch_index(run_id), ledger.final_shards(run_id))
+    durable: list[bool] = []
+    try:
+        return _next_round_or_seal(job, run_id, lock, durable)
+    except BaseException:
+        if not durable:
+            lock.release_quietly()
+        raise
+
+
+def _next_round_or_seal(job: Job, run_id: str, lock: Lock, durable: list[bool]) -> PlanResult | PlanningResult:
+    ds, ledger = job.dataset, job.ledger
+    planning = ledger.planning(run_id)
+    if planning is None:
+        raise RunNotFound(f"run {run_id} of dataset {ds.name} is not being planned")
+    round_ids = range(planning.round_start, planning.shard_count)
+    outcomes = {n: ledger.plan_outcome(run_id, n) for n in round_ids}
+    missing = [n for n, outcome in outcomes.items() if outcome is None]
+    if missing and len(missing) == len(outcomes) and planning.round:
+        return PlanningResult(planning, ledger.shard_list(run_id, planning.round))  # repeated after a new round
+    if missing:
+        raise RunNotFound(f"run {run_id}: shard(s) {_few(missing)} of round {planning.round} were not planned")
+    rests = [_rest(job, run_id, outcome, planning.shard_count + i) for i, outcome in enumerate(_stopped(outcomes))]
+    if rests:
+        following = Planning(
+            ds.name,
+            run_id,
+            planning.date,
+            planning.started_at,
+            planning.shard_count + len(rests),
+            planning.round + 1,
+            planning.shard_count,
+        )
+        ledger.start_planning(following, rests)
+        log.info(
+            "run %s: %d shard(s) listed their budget; planning the rest in round %d",
+            run_id,
+            len(rests),
+            following.round,
+        )
+        return PlanningResult(following, ledger.shard_list(run_id, following.round))
+    return _seal(job, planning, lock, durable)
+
+
+def _stopped(outcomes: dict[int, PlanOutcome | None]) -> list[PlanOutcome]:
+    return [outcome for outcome in outcomes.values() if outcome is not None and outcome.rest]
+
+
+def _rest(job: Job, run_id: str, outcome: PlanOutcome, shard: int) -> RunShard:
+    spec = job.ledger.run_shard(run_id, outcome.shard)
+    assert spec is not None and outcome.end_at is not None
+    return spec.rest_after(outcome.end_at, shard)
+
+
+def _seal(job: Job, planning: Planning, lock: Lock, durable: list[bool]) -> PlanResult:
+    ds, ledger = job.dataset, job.ledger
+    run_id = planning.run_id
+    outcomes = [ledger.plan_outcome(run_id, n) for n in range(planning.shard_count)]
+    if any(outcome is None for outcome in outcomes):
+        raise RunNotFound(f"run {run_id}: a shard's plan is missing; the run is planned again by the next run")
+    done = [outcome for outcome in outcomes if outcome is not None]
+    batches = [batch_number(o.shard, n) for o in done for n in range(o.batches)]
+    ledger.store_sealed_lists(run_id, batches, planning.shard_count)
+    counts = sum_counts(o.counts for o in done)
+    run = OpenRun(
+        ds.name, run_id, planning.date, planning.started_at, len(batches), counts, False, planning.shard_count
+    )
+    ledger.save_open_run(run, lock)  # from here on the plan is durable
+    durable.append(True)
+    return _answer(job, run, lock)
+
+
+def _answer(job: Job, run: OpenRun, lock: Lock) -> PlanResult:
+    ledger = job.ledger
+    index, final_shards = ledger.batch_index(run.run_id), ledger.final_shards(run.run_id)
+    if run.batch_count == 0:
+        # A plan answer with no batches is final by contract (nothing calls finalize after it), so an empty
+        # run is finalized here, or it would stay open for good.
+        return PlanResult(run, index, final_shards, finalize(job, run.run_id, lock=lock))
+    return PlanResult(run, index, final_shards)
 
 
 def _resume(job: Job, interrupted: OpenRun, lock: Lock) -> PlanResult:
@@ -67,16 +218,36 @@ def _resume(job: Job, interrupted: OpenRun, lock: Lock) -> PlanResult:
     lock.rebind(interrupted.run_id)
     run = interrupted.as_resumed()
     job.ledger.save_open_run(run, lock)
-    index = job.ledger.batch_index(run.run_id)
-    if run.batch_count == 0:
-        # A plan result with no batches is final by contract (nothing calls finalize after it), so an empty
-        # run whose finalize died is finalized here, or it would stay open for good.
-        return PlanResult(run, index, finalize(job, run.run_id, lock=lock))
-    return PlanResult(run, index)
+    job.ledger.store_final_shards(run.run_id, run.shard_count)  # a run planned before shards has no such list
+    return _answer(job, run, lock)
 
 
-def source_objects(job: Job) -> Iterator[SourceObject]:
-    """The listing a plan decides over. A ledger is never source data: not ours when source and target
-    share a bucket, and not another pipeline's when the source is some other raw bucket."""
+def _joined(job: Job, run_id: str, lock: Lock | None) -> Lock:
+    """The run's lock: adopted in a step of its own (a Lambda), checked when handed in (a local pool)."""
+    if lock is None:
+        return job.ledger.lock.adopt(run_id)
+    lock.fence()
+    return lock
+
+
+def _few(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10])
+    return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+
+
+def source_objects(job: Job, spec: RunShard | None = None) -> Iterator[SourceObject]:
+    """The listing a plan decides over: the whole source, or one shard's range of it. A ledger is never source
+    data: not ours when source and target share a bucket, and not another pipeline's when the source is some
+    other raw bucket."""
     source = job.dataset.source
-    return iter_source_objects(job.s3, source.bucket, source.prefix, skip_prefix=LEDGER_ROOT)
+    return iter_source_objects(
+        job.s3,
+        source.bucket,
+        source.prefix,
+        skip_prefix=LEDGER_ROOT,
+        start_after=spec.start_after if spec else None,
+        end_at=spec.end_at if spec else None,
+    )
+
+
+assert BATCH_STRIDE > 5_000_000, "a shard lists at most shard_max_keys (<= 5,000,000) keys, each at most one batch"

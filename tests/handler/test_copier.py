@@ -441,7 +441,7 @@ def test_failed_copies_in_an_engine_batch_are_recorded_and_the_batch_goes_on(s3,
     for name in ("a.csv", "b.csv", "c.csv", "d.csv"):
         s3.put_object(Bucket=source, Key=f"movielens/{name}", Body=name.encode())
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan()
+    plan = engine.plan_all()
     s3.delete_object(Bucket=source, Key="movielens/b.csv")
     s3.put_object(Bucket=source, Key="movielens/c.csv", Body=b"changed")
 

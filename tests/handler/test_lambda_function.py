@@ -30,6 +30,10 @@ PLAN_FIELDS = {
     "summary",
     "notification",
     "replan",
+    "stage",
+    "shard_count",
+    "shards",
+    "final_shards",
 }
 
 
@@ -108,6 +112,22 @@ def invoke(event: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(result))
 
 
+def items_at(s3: Any, location: dict[str, str]) -> list[dict[str, Any]]:
+    """The JSON list a Distributed Map's ItemReader would read."""
+    return json.loads(s3.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read())
+
+
+def plan_through(event: dict[str, Any]) -> dict[str, Any]:
+    """What the state machine does up to its copy Map: plan, then each round's shards and the seal."""
+    s3 = boto3.client("s3", region_name=REGION)
+    answer = invoke(event)
+    while answer["stage"] == "planning":
+        for item in items_at(s3, answer["shards"]):
+            invoke({**item, "action": "plan_shard"})
+        answer = invoke({"action": "seal_plan", "dataset": answer["dataset"], "run_id": answer["run_id"]})
+    return answer
+
+
 def put_files(s3: Any, bucket: str, count: int) -> None:
     for n in range(count):
         s3.put_object(Bucket=bucket, Key=f"movielens/f{n}.csv", Body=f"file {n}".encode())
@@ -127,12 +147,25 @@ def test_plan_copy_batch_and_finalize_follow_the_contract(deployment):
     deployment.configure(batch_max_objects=2)
     put_files(s3, deployment.source, 5)
 
-    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    started = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+
+    assert set(started) == PLAN_FIELDS
+    assert (started["stage"], started["shard_count"], started["batches"]) == ("planning", 1, None)
+    assert started["shards"] == {
+        "bucket": deployment.raw,
+        "key": f"_ingestion/movielens/work/{started['run_id']}/shards-000.json",
+    }
+    shards = items_at(s3, started["shards"])
+    assert shards == [{"dataset": "movielens", "run_id": started["run_id"], "shard": 0}]
+    planned = invoke({**shards[0], "action": "plan_shard"})
+    assert (planned["shard"], planned["batches"], planned["rest"]) == (0, 3, False)
+    plan = invoke({"action": "seal_plan", "dataset": "movielens", "run_id": started["run_id"]})
 
     assert set(plan) == PLAN_FIELDS
     assert plan["dataset"] == "movielens"
     assert plan["date"] == "2026-11-27"
     assert plan["resumed"] is False
+    assert plan["stage"] == "copying"
     assert (plan["batch_count"], plan["planned"], plan["bytes"]) == (3, 5, 30)
     assert plan["summary"] is None
     assert plan["notification"] is None
@@ -151,6 +184,14 @@ def test_plan_copy_batch_and_finalize_follow_the_contract(deployment):
         {"batch": 2, "copied": 1, "skipped": 0, "failed": 0, "bytes": 6},
     ]
 
+    finals = items_at(s3, plan["final_shards"])
+    assert finals == [{"dataset": "movielens", "run_id": plan["run_id"], "shard": 0}]
+    shard = invoke({**finals[0], "action": "finalize_shard"})
+    assert (shard["shard"], shard["tally"]["copied"], shard["manifest_part"]) == (
+        0,
+        5,
+        f"s3://{deployment.raw}/_ingestion/movielens/manifest/date=2026-11-27/{plan['run_id']}-00000.jsonl",
+    )
     finished = invoke({"action": "finalize", "dataset": "movielens", "run_id": plan["run_id"]})
 
     assert set(finished) == {"summary", "notification", "replan"}
@@ -179,7 +220,7 @@ def test_plan_copy_batch_and_finalize_follow_the_contract(deployment):
 def test_copy_batch_retried_after_success_copies_nothing_twice(deployment):
     s3 = deployment.s3
     put_files(s3, deployment.source, 2)
-    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    plan = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
     event = {"action": "copy_batch", "dataset": "movielens", "run_id": plan["run_id"], "batch": 0}
     first = invoke(event)
     landed = {k: s3.head_object(Bucket=deployment.raw, Key=k)["LastModified"] for k in landed_keys(s3, deployment.raw)}
@@ -193,7 +234,7 @@ def test_copy_batch_retried_after_success_copies_nothing_twice(deployment):
 
 
 def test_plan_with_nothing_to_copy_returns_the_finalized_run(deployment):
-    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    plan = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
 
     assert set(plan) == PLAN_FIELDS
     assert plan["batch_count"] == 0
@@ -207,7 +248,7 @@ def test_plan_with_nothing_to_copy_returns_the_finalized_run(deployment):
 def test_plan_without_a_date_uses_today_in_the_datasets_time_zone(deployment):
     deployment.configure(timezone="Pacific/Kiritimati")
 
-    plan = invoke({"action": "plan", "dataset": "movielens"})
+    plan = plan_through({"action": "plan", "dataset": "movielens"})
 
     expected = run_date_for(dataset_config(deployment.source, deployment.raw, timezone="Pacific/Kiritimati"))
     assert plan["date"] == expected.isoformat()
@@ -216,13 +257,13 @@ def test_plan_without_a_date_uses_today_in_the_datasets_time_zone(deployment):
 def test_plan_after_an_interrupted_run_returns_that_run_and_finalize_asks_for_a_replan(deployment):
     s3 = deployment.s3
     put_files(s3, deployment.source, 1)
-    crashed = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    crashed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
     expire_lock(s3, deployment.raw)
 
-    resumed = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
+    resumed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
     invoke({"action": "copy_batch", "dataset": "movielens", "run_id": resumed["run_id"], "batch": 0})
     finished = invoke({"action": "finalize", "dataset": "movielens", "run_id": resumed["run_id"]})
-    replanned = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
+    replanned = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
 
     assert (resumed["run_id"], resumed["date"], resumed["resumed"]) == (crashed["run_id"], "2026-11-27", True)
     assert finished["replan"] is True
@@ -234,17 +275,17 @@ def test_plan_after_an_interrupted_run_returns_that_run_and_finalize_asks_for_a_
 
 def test_second_concurrent_plan_raises_run_in_progress(deployment):
     put_files(deployment.s3, deployment.source, 1)
-    first = invoke({"action": "plan", "dataset": "movielens"})
+    first = plan_through({"action": "plan", "dataset": "movielens"})
 
     with pytest.raises(RunInProgress) as raised:
-        invoke({"action": "plan", "dataset": "movielens"})
+        plan_through({"action": "plan", "dataset": "movielens"})
 
     assert first["run_id"] in str(raised.value)
 
 
 def test_copy_batch_of_a_finalized_run_raises_lock_lost(deployment):
     put_files(deployment.s3, deployment.source, 1)
-    plan = invoke({"action": "plan", "dataset": "movielens"})
+    plan = plan_through({"action": "plan", "dataset": "movielens"})
     invoke({"action": "finalize", "dataset": "movielens", "run_id": plan["run_id"]})
 
     with pytest.raises(LockLost):
@@ -253,11 +294,11 @@ def test_copy_batch_of_a_finalized_run_raises_lock_lost(deployment):
 
 def test_release_hands_back_the_lock_of_a_failed_run_which_the_next_plan_then_completes(deployment):
     put_files(deployment.s3, deployment.source, 3)
-    plan = invoke({"action": "plan", "dataset": "movielens"})
+    plan = plan_through({"action": "plan", "dataset": "movielens"})
 
     released = invoke({"action": "release", "dataset": "movielens", "run_id": plan["run_id"]})
     again = invoke({"action": "release", "dataset": "movielens", "run_id": plan["run_id"]})
-    resumed = invoke({"action": "plan", "dataset": "movielens"})
+    resumed = plan_through({"action": "plan", "dataset": "movielens"})
 
     assert (released["released"], again["released"]) == (True, False)
     assert (resumed["run_id"], resumed["resumed"]) == (plan["run_id"], True)
@@ -265,13 +306,13 @@ def test_release_hands_back_the_lock_of_a_failed_run_which_the_next_plan_then_co
 
 def test_release_leaves_a_lock_another_run_holds(deployment):
     put_files(deployment.s3, deployment.source, 1)
-    plan = invoke({"action": "plan", "dataset": "movielens"})
+    plan = plan_through({"action": "plan", "dataset": "movielens"})
 
     answer = invoke({"action": "release", "dataset": "movielens", "run_id": "20261127T210000Z-other0"})
 
     assert answer["released"] is False
     with pytest.raises(RunInProgress):
-        invoke({"action": "plan", "dataset": "movielens"})
+        plan_through({"action": "plan", "dataset": "movielens"})
     assert plan["run_id"]
 
 
@@ -324,7 +365,7 @@ def test_one_shot_after_an_interrupted_run_reports_and_notifies_both_runs(deploy
     s3 = deployment.s3
     deployment.monkeypatch.setenv("SNS_TOPIC_ARN", subscriber.topic_arn)
     put_files(s3, deployment.source, 1)
-    crashed = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    crashed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
     expire_lock(s3, deployment.raw)
     s3.put_object(Bucket=deployment.source, Key="movielens/late.csv", Body=b"late")
 
@@ -395,7 +436,7 @@ def test_malformed_event_raises_config_error_and_touches_nothing(deployment, eve
 
 
 def test_dates_in_events_are_iso_dates(deployment):
-    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-02-28"})
+    plan = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-02-28"})
 
     assert Date.fromisoformat(plan["date"]) == Date(2026, 2, 28)
 
@@ -412,7 +453,7 @@ def test_an_event_that_is_not_an_object_raises_config_error_naming_what_it_got(d
 @pytest.mark.parametrize("batch", [True, False, 1.0, 0.5, -1, "-1", "1a", "", " 1", "\u0661", None, [0], {"n": 0}])
 def test_a_batch_that_is_not_a_batch_number_raises_config_error_and_copies_nothing(deployment, batch):
     put_files(deployment.s3, deployment.source, 2)
-    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    plan = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
     before = landed_keys(deployment.s3, deployment.raw)
 
     with pytest.raises(ConfigError) as raised:
@@ -424,7 +465,7 @@ def test_a_batch_that_is_not_a_batch_number_raises_config_error_and_copies_nothi
 
 def test_a_batch_number_written_as_digits_is_that_batch(deployment):
     put_files(deployment.s3, deployment.source, 1)
-    plan = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    plan = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
 
     result = invoke({"action": "copy_batch", "dataset": "movielens", "run_id": plan["run_id"], "batch": "0"})
 

@@ -12,8 +12,11 @@ import pytest
 
 from handler.errors import LockLost
 from handler.ledger import Ledger, LedgerPaths
-from handler.records import BatchItem, ManifestLine, ObjectStatus
+from handler.lock import Lock
+from handler.records import BatchItem, ManifestLine, ObjectStatus, OpenRun, PlanCounts
 from handler.s3io import jsonl_bytes
+from handler.shards import StateIndex, batch_number, split_sizes
+from handler.state import count as state_count
 from handler.state import create_table, landed_entry, record_landed
 from tests.conftest import dataset_config, list_keys
 
@@ -54,11 +57,20 @@ def test_every_ledger_path_is_under_the_datasets_reserved_prefix(paths, buckets)
     assert paths.lock == "_ingestion/movielens/lock.json"
     assert paths.open_run == "_ingestion/movielens/open-run.json"
     assert paths.last_run == "_ingestion/movielens/last-run.json"
-    assert paths.state == "_ingestion/movielens/state/current.jsonl.gz"
+    assert paths.state_index == "_ingestion/movielens/state/index.json"
+    assert paths.state_part(run_id, 7, 1) == f"_ingestion/movielens/state/parts/{run_id}/00007-001.jsonl.gz"
+    assert paths.legacy_state == "_ingestion/movielens/state/current.jsonl.gz"
+    assert paths.run_shard(run_id, 7) == f"_ingestion/movielens/work/{run_id}/shards/00007.json"
+    assert paths.plan_notes(run_id, 7) == f"_ingestion/movielens/work/{run_id}/notes/00007.jsonl"
     assert paths.batch_index(run_id) == f"_ingestion/movielens/work/{run_id}/batches.json"
     assert paths.batch(run_id, 3) == f"_ingestion/movielens/work/{run_id}/batches/000003.json"
     assert paths.result(run_id, 12) == f"_ingestion/movielens/work/{run_id}/results/000012.jsonl"
-    assert paths.manifest("2026-11-27", run_id) == f"_ingestion/movielens/manifest/date=2026-11-27/{run_id}.jsonl"
+    assert paths.manifest_part("2026-11-27", run_id, 3) == (
+        f"_ingestion/movielens/manifest/date=2026-11-27/{run_id}-00003.jsonl"
+    )
+    assert (
+        paths.manifest_glob("2026-11-27", run_id) == f"_ingestion/movielens/manifest/date=2026-11-27/{run_id}-*.jsonl"
+    )
     assert paths.summary("2026-11-27", run_id) == f"_ingestion/movielens/summary/date=2026-11-27/{run_id}.json"
     assert paths.marker("2026-11-27", run_id) == f"_ingestion/movielens/complete/date=2026-11-27/{run_id}.json"
     assert paths.uri(paths.lock) == f"s3://{buckets[1]}/_ingestion/movielens/lock.json"
@@ -70,6 +82,20 @@ def test_batch_and_result_numbers_sort_as_text_in_batch_order(paths):
     assert sorted(keys) == keys
 
 
+RUN = OpenRun("movielens", "run-1", "2026-11-27", "2026-11-27T20:00:00.000Z", 0, PlanCounts())
+
+
+def save_state(ledger: Ledger, db: sqlite3.Connection, lock: Lock, *, shard_max_keys: int = 500_000) -> StateIndex:
+    """What a one-shard finalize and its commit write: the parts, then the index naming them."""
+    ledger.observe_shard(RUN, 0)
+    ledger.observe(ledger.paths.state_index)
+    before = ledger.state_index()
+    pieces = ledger.save_pieces(db, RUN.run_id, 0, None, split_sizes(state_count(db), shard_max_keys), lock)
+    index = StateIndex.of(pieces, RUN.run_id, before)
+    ledger.save_index(index, lock)
+    return index
+
+
 def test_state_written_then_loaded_reads_back_every_row(s3, ledger, paths, db):
     record_landed(
         db,
@@ -78,7 +104,7 @@ def test_state_written_then_loaded_reads_back_every_row(s3, ledger, paths, db):
         "2026-11-27",
     )
 
-    ledger.save_state(db)
+    save_state(ledger, db, ledger.lock.acquire("run-1"))
     again = sqlite3.connect(":memory:")
     count = ledger.load_state(again)
 
@@ -92,12 +118,13 @@ def test_state_written_then_loaded_reads_back_every_row(s3, ledger, paths, db):
     )
 
 
-def test_state_object_is_gzipped_json_lines_sorted_by_key(s3, ledger, paths, db):
+def test_a_state_part_is_gzipped_json_lines_sorted_by_key(s3, ledger, paths, db):
     record_landed(db, [line("movielens/b.csv", "e2"), line("movielens/a.csv", "e1")], "run-1", "2026-11-27")
 
-    ledger.save_state(db)
+    index = save_state(ledger, db, ledger.lock.acquire("run-1"))
 
-    stored = s3.get_object(Bucket=paths.bucket, Key=paths.state)
+    assert [(p.start_after, p.part, p.keys) for p in index.parts] == [(None, paths.state_part("run-1", 0, 0), 2)]
+    stored = s3.get_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))
     assert stored["ContentType"] == "application/gzip"
     rows = [json.loads(text) for text in gzip.decompress(stored["Body"].read()).decode().splitlines()]
     assert rows == [
@@ -120,16 +147,24 @@ def test_state_object_is_gzipped_json_lines_sorted_by_key(s3, ledger, paths, db)
             "ingested_at": "2026-11-27T20:00:00.000Z",
         },
     ]
+    stored_index = json.loads(s3.get_object(Bucket=paths.bucket, Key=paths.state_index)["Body"].read())
+    assert stored_index == {
+        "format": 2,
+        "run_id": "run-1",
+        "parts": [{"start_after": None, "part": paths.state_part("run-1", 0, 0), "keys": 2}],
+        "replaced": [],
+    }
 
 
 def test_same_state_written_twice_is_byte_identical(s3, ledger, paths, db):
     record_landed(db, [line("movielens/a.csv", "e1")], "run-1", "2026-11-27")
+    lock = ledger.lock.acquire("run-1")
 
-    ledger.save_state(db)
-    first = s3.head_object(Bucket=paths.bucket, Key=paths.state)["ETag"]
-    ledger.save_state(db)
+    save_state(ledger, db, lock)
+    first = s3.head_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))["ETag"]
+    save_state(ledger, db, lock)
 
-    assert s3.head_object(Bucket=paths.bucket, Key=paths.state)["ETag"] == first
+    assert s3.head_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))["ETag"] == first
 
 
 def test_missing_state_loads_as_empty(ledger):
@@ -137,16 +172,49 @@ def test_missing_state_loads_as_empty(ledger):
 
     assert ledger.load_state(fresh) == 0
     assert fresh.execute("SELECT COUNT(*) FROM landed").fetchone() == (0,)
+    assert ledger.state_index() == StateIndex.empty()
 
 
-def test_large_state_round_trips_through_chunked_loading(s3, ledger, paths, db):
+def test_large_state_round_trips_through_chunked_loading_and_splits_into_ranges(s3, ledger, paths, db):
     record_landed(db, (line(f"movielens/p/{n:06d}.csv", f"e{n}") for n in range(12_345)), "run-1", "2026-11-27")
 
-    ledger.save_state(db)
+    index = save_state(ledger, db, ledger.lock.acquire("run-1"), shard_max_keys=5_000)
     again = sqlite3.connect(":memory:")
 
     assert ledger.load_state(again) == 12_345
     assert landed_etag(again, "movielens/p/012344.csv") == "e12344"
+    assert [p.keys for p in index.parts] == [2469, 2469, 2469, 2469, 2469]
+    assert [p.start_after for p in index.parts] == [None] + [
+        f"movielens/p/{n * 2469 - 1:06d}.csv" for n in (1, 2, 3, 4)
+    ]
+    for part, end in index.ranges():  # every part holds exactly its range
+        shard = sqlite3.connect(":memory:")
+        assert ledger.load_parts(shard, [part.part], part.start_after, end) == part.keys
+        assert ledger.load_parts(sqlite3.connect(":memory:"), [part.part], None, None) == part.keys
+
+
+def test_a_single_file_state_of_an_older_version_reads_as_one_part_of_unknown_size(s3, ledger, paths):
+    rows = [{"key": "movielens/a.csv", "etag": "e1", "size": 1, "target": "t/a.csv", "run_id": "r", "date": "d"}]
+    s3.put_object(Bucket=paths.bucket, Key=paths.legacy_state, Body=gzip.compress(jsonl_bytes(rows)))
+
+    index = ledger.state_index()
+
+    assert [(p.start_after, p.part, p.keys) for p in index.parts] == [(None, paths.legacy_state, -1)]
+    assert list(ledger.iter_state()) == rows
+
+
+def test_a_write_of_a_state_part_another_finalize_rewrote_since_it_looked_is_refused(s3, ledger, paths, db):
+    record_landed(db, [line("movielens/a.csv", "e1")], "run-1", "2026-11-27")
+    lock = ledger.lock.acquire("run-1")
+    ledger.observe_shard(RUN, 0)
+    s3.put_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0), Body=b"another finalize's part")
+
+    with pytest.raises(LockLost):
+        ledger.save_pieces(db, "run-1", 0, None, [1], lock)
+
+    assert s3.get_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))["Body"].read() == (
+        b"another finalize's part"
+    )
 
 
 def test_only_copied_lines_are_recorded_as_landed(db):
@@ -175,6 +243,7 @@ def test_a_newer_landing_replaces_the_older_one(db):
 def test_batch_results_round_trip_through_s3_with_non_ascii_intact(s3, ledger):
     lines = [line("movielens/ünïcødé.csv", "e1"), line("movielens/line\nbreak.csv", "e2", "failed", reason="gone")]
     lock = ledger.lock.acquire("run-1")
+    ledger.observe_result("run-1", 0)
 
     ledger.save_result("run-1", 0, lines, lock)
 
@@ -186,6 +255,7 @@ def test_batch_results_round_trip_through_s3_with_non_ascii_intact(s3, ledger):
 
 def test_jsonl_of_nothing_is_empty_and_reads_back_as_no_lines(s3, ledger):
     lock = ledger.lock.acquire("run-1")
+    ledger.observe_result("run-1", 0)
 
     ledger.save_result("run-1", 0, [], lock)
 
@@ -195,24 +265,31 @@ def test_jsonl_of_nothing_is_empty_and_reads_back_as_no_lines(s3, ledger):
 
 def test_a_batch_that_never_reported_reads_as_none(s3, ledger):
     assert ledger.result("run-1", 0) is None
-    assert list(ledger.plan_notes("run-1")) == []
+    assert list(ledger.plan_notes("run-1", 0)) == []
     assert list_keys(s3, ledger.bucket) == []
 
 
-def test_a_stored_plan_reads_back_batch_by_batch_with_its_index(s3, ledger):
+def test_a_shards_plan_reads_back_batch_by_batch_under_its_own_numbers(s3, ledger):
     batches = [[BatchItem("movielens/a.csv", "e1", 1, "t/a.csv")], [BatchItem("movielens/ü.csv", "e2", 2, "t/ü.csv")]]
     notes = [line("movielens/x.csv", "e3", "skipped", reason="archived in GLACIER")]
 
-    count = ledger.store_plan("run-1", notes, iter(batches))
+    count = ledger.store_shard_plan("run-1", 3, notes, iter(batches))
+    ledger.store_sealed_lists("run-1", [batch_number(3, n) for n in range(count)], 4)
 
     assert count == 2
-    assert [ledger.batch("run-1", n) for n in range(2)] == batches
-    assert ledger.batch("run-1", 2) is None
-    assert list(ledger.plan_notes("run-1")) == notes
+    assert [ledger.batch("run-1", batch_number(3, n)) for n in range(2)] == batches
+    assert ledger.batch("run-1", batch_number(3, 2)) is None
+    assert ledger.batch("run-1", 0) is None, "shard 0's batches are its own"
+    assert list(ledger.plan_notes("run-1", 3)) == notes
+    assert list(ledger.plan_notes("run-1", 2)) == []
     index = ledger.batch_index("run-1")
     assert index == {"bucket": ledger.bucket, "key": ledger.paths.batch_index("run-1")}
     stored = json.loads(s3.get_object(Bucket=index["bucket"], Key=index["key"])["Body"].read())
-    assert stored == [{"dataset": "movielens", "run_id": "run-1", "batch": n} for n in range(2)]
+    assert stored == [{"dataset": "movielens", "run_id": "run-1", "batch": 30_000_000 + n} for n in range(2)]
+    assert ledger.batch_numbers("run-1") == [30_000_000, 30_000_001]
+    finals = ledger.final_shards("run-1")
+    stored = json.loads(s3.get_object(Bucket=finals["bucket"], Key=finals["key"])["Body"].read())
+    assert stored == [{"dataset": "movielens", "run_id": "run-1", "shard": n} for n in range(4)]
 
 
 def test_a_result_is_refused_from_a_run_that_lost_its_lock(s3, ledger):

@@ -42,6 +42,7 @@ def summary(**overrides: Any) -> dict[str, Any]:
         "skipped_by_reason": {"unchanged": 5},
         "failures": [],
         "manifest": MANIFEST,
+        "manifest_parts": [MANIFEST],
         "marker": None,
         **overrides,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from collections import Counter
@@ -65,8 +64,12 @@ def key_of(uri: str) -> str:
 
 
 def manifest(s3: Any, raw: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    body = s3.get_object(Bucket=raw, Key=key_of(summary["manifest"]))["Body"].read().decode()
-    return [json.loads(line) for line in body.splitlines() if line]
+    """Every line of the run's manifest, from the parts its summary names."""
+    lines = []
+    for uri in summary["manifest_parts"]:
+        body = s3.get_object(Bucket=raw, Key=key_of(uri))["Body"].read().decode()
+        lines += [json.loads(line) for line in body.splitlines() if line]
+    return lines
 
 
 def by_key(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -74,8 +77,8 @@ def by_key(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def state(s3: Any, raw: str) -> list[dict[str, Any]]:
-    body = gzip.decompress(s3.get_object(Bucket=raw, Key=ledger_in(s3, raw).paths.state)["Body"].read())
-    return [json.loads(line) for line in body.decode().splitlines()]
+    """Every row of the current state, through the index to its parts."""
+    return list(ledger_in(s3, raw).iter_state())
 
 
 def lineage_in_bucket(s3: Any, raw: str) -> list[tuple[str, str, str]]:
@@ -120,7 +123,7 @@ def test_more_than_a_thousand_objects_all_land_in_batches_cut_by_batch_max_objec
         put(s3, source, key, key)
     engine = Engine(s3, dataset_config(source, raw, batch_max_objects=500, concurrency=16))
 
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
 
     assert plan["batch_count"] == 3
     assert plan["planned"] == 1205
@@ -148,7 +151,7 @@ def test_batches_are_also_cut_by_batch_max_bytes(s3, buckets):
         put(s3, source, f"movielens/{n}.bin", b"x" * 40)
     engine = Engine(s3, dataset_config(source, raw, batch_max_bytes=100))
 
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
 
     assert plan["batch_count"] == 3  # 40+40, 40+40, 40
 
@@ -281,8 +284,11 @@ def test_manifest_has_one_line_per_object_with_the_documented_fields(s3, buckets
     landed = s3.head_object(Bucket=raw, Key=copied["target_key"])["Metadata"]
     assert copied["ingested_at"] == landed["ingest-timestamp"]
     assert summary["manifest"] == (
-        f"s3://{raw}/_ingestion/movielens/manifest/date=2026-11-27/{summary['run_id']}.jsonl"
-    )
+        f"s3://{raw}/_ingestion/movielens/manifest/date=2026-11-27/{summary['run_id']}-*.jsonl"
+    ), "one glob over the run's parts"
+    assert summary["manifest_parts"] == [
+        f"s3://{raw}/_ingestion/movielens/manifest/date=2026-11-27/{summary['run_id']}-00000.jsonl"
+    ], "a small dataset is one shard: one part"
 
 
 def test_summary_records_status_counts_bytes_and_times(s3, buckets):
@@ -516,7 +522,7 @@ def test_crashed_run_is_completed_under_its_own_date_before_new_work(s3, buckets
     for n in range(6):
         put(s3, source, f"movielens/f{n}.csv", f"file {n}")
     engine = Engine(s3, dataset_config(source, raw, batch_max_objects=2))
-    crashed = engine.plan(NOV_27)
+    crashed = engine.plan_all(NOV_27)
     engine.copy_batch(crashed["run_id"], 0)
     # The process dies here. Meanwhile the source moves on: one file changes, one is new.
     put(s3, source, "movielens/f0.csv", "file 0, second version")  # landed by batch 0 already
@@ -550,7 +556,7 @@ def test_crash_right_after_planning_is_completed_by_the_next_run(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    crashed = engine.plan(NOV_27)
+    crashed = engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
 
     summaries = engine.run(NOV_28)
@@ -567,10 +573,10 @@ def test_plan_of_a_crashed_run_returns_that_run_with_its_batches(s3, buckets):
     for n in range(3):
         put(s3, source, f"movielens/{n}.csv", str(n))
     engine = Engine(s3, dataset_config(source, raw, batch_max_objects=2))
-    crashed = engine.plan(NOV_27)
+    crashed = engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
 
-    again = engine.plan(NOV_28)
+    again = engine.plan_all(NOV_28)
 
     assert again["resumed"] is True
     assert {k: again[k] for k in ("run_id", "date", "batch_count", "planned", "batches")} == {
@@ -589,10 +595,10 @@ def test_crash_while_finalizing_an_empty_run_is_finalized_by_the_next_plan(s3, b
     engine = Engine(s3, dataset_config(source, raw))
     crash_once(s3, "PutObject", "/summary/")
     with pytest.raises(Crash):
-        engine.plan(NOV_27)
+        engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
 
-    again = engine.plan(NOV_28)
+    again = engine.plan_all(NOV_28)
 
     assert again["resumed"] is True
     assert again["replan"] is True, "tonight's work is still to be planned"
@@ -610,7 +616,7 @@ def test_finalize_reconciles_batches_that_never_reported(s3, buckets):
     for n in range(6):
         put(s3, source, f"movielens/f{n}.csv", f"file {n}")
     engine = Engine(s3, dataset_config(source, raw, batch_max_objects=2))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
     engine.copy_batch(plan["run_id"], 0)
     crash_once(s3, "PutObject", f"work/{plan['run_id']}/results/000001")
     with pytest.raises(Crash):
@@ -645,7 +651,7 @@ def test_finalize_called_twice_returns_the_same_result(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
     engine.copy_batch(plan["run_id"], 0)
 
     first = engine.finalize(plan["run_id"])
@@ -660,9 +666,9 @@ def test_finalize_of_a_resumed_run_called_twice_still_asks_for_a_replan(s3, buck
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    crashed = engine.plan(NOV_27)
+    crashed = engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
-    resumed = engine.plan(NOV_28)
+    resumed = engine.plan_all(NOV_28)
     engine.copy_batch(resumed["run_id"], 0)
 
     first = engine.finalize(crashed["run_id"])
@@ -676,7 +682,7 @@ def test_copy_batch_with_a_wrong_run_id_raises_lock_lost(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
 
     with pytest.raises(LockLost):
         engine.copy_batch("20261127T000000000Z-000000", 0)
@@ -689,7 +695,7 @@ def test_copy_batch_after_finalize_raises_lock_lost_and_copies_nothing(s3, bucke
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
     engine.finalize(plan["run_id"])
 
     with pytest.raises(LockLost):
@@ -702,7 +708,7 @@ def test_copy_batch_of_a_batch_the_plan_does_not_have_raises_run_not_found(s3, b
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
 
     with pytest.raises(RunNotFound):
         engine.copy_batch(plan["run_id"], 7)
@@ -712,7 +718,7 @@ def test_finalize_of_an_unknown_run_raises_run_not_found(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    engine.plan(NOV_27)
+    engine.plan_all(NOV_27)
 
     with pytest.raises(RunNotFound):
         engine.finalize("20261127T000000000Z-000000")
@@ -722,7 +728,7 @@ def test_copy_batch_after_another_run_took_the_lock_over_raises_lock_lost(s3, bu
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
     engine.acquire()  # another run takes over the expired lock
 
@@ -737,7 +743,7 @@ def test_a_batch_longer_than_the_lock_ttl_keeps_its_lock(s3, buckets):
     for n in range(6):
         put(s3, source, f"movielens/f{n}.csv", str(n))
     engine = Engine(s3, dataset_config(source, raw, lock_ttl_seconds=1, concurrency=1))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
     rivals: list[str] = []
 
     def slow_copy(**kwargs: Any) -> None:
@@ -761,10 +767,10 @@ def test_plan_while_a_run_holds_the_lock_raises_run_in_progress(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
 
     with pytest.raises(RunInProgress) as raised:
-        engine.plan(NOV_27)
+        engine.plan_all(NOV_27)
 
     assert plan["run_id"] in str(raised.value)
 
@@ -774,7 +780,7 @@ def test_plan_that_fails_before_its_plan_is_stored_releases_the_lock(s3, buckets
     engine = Engine(s3, dataset_config("no-such-source-bucket", raw))
 
     with pytest.raises(NoSuchBucket) as raised:
-        engine.plan(NOV_27)
+        engine.plan_all(NOV_27)
 
     assert raised.value.code == "NoSuchBucket"
     assert raised.value.__cause__.response["Error"]["Code"] == "NoSuchBucket"
@@ -788,7 +794,7 @@ def test_a_plan_that_died_before_it_was_stored_leaves_no_work_files_after_the_ne
     engine = Engine(s3, dataset_config(source, raw))
     crash_once(s3, "PutObject", "/open-run.json")
     with pytest.raises(Crash):
-        engine.plan(NOV_27)
+        engine.plan_all(NOV_27)
     assert list_keys(s3, raw, ledger_in(s3, raw).paths.all_work) != []
 
     [summary] = engine.run(NOV_28)
@@ -802,7 +808,7 @@ def test_a_batch_whose_lock_was_taken_over_mid_copy_reports_nothing(s3, buckets)
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
     lock = engine.acquire()
-    plan = engine.plan(NOV_27, lock=lock)
+    plan = engine.plan_all(NOV_27, lock=lock)
     expire_lock(ledger_in(s3, raw))
     engine.acquire()  # another run takes over while this one is paused
 
@@ -816,7 +822,7 @@ def test_a_crash_while_finalizing_is_finished_by_calling_finalize_again(s3, buck
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
     engine.copy_batch(plan["run_id"], 0)
     crash_once(s3, "PutObject", "/summary/")
     with pytest.raises(Crash):
@@ -835,7 +841,7 @@ def test_a_finalize_that_died_after_committing_releases_its_lock_when_called_aga
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
     engine.copy_batch(plan["run_id"], 0)
     crash_once(s3, "GetObject", "/lock.json")  # dies at the release, after open-run.json is gone
     with pytest.raises(Crash):
@@ -881,7 +887,7 @@ def test_a_first_attempt_copies_with_two_requests_and_a_retried_batch_looks_for_
     for name in ("a", "b", "c"):
         put(s3, source, f"movielens/{name}.csv", name)
     engine = Engine(s3, dataset_config(source, raw))
-    plan = engine.plan(NOV_27)
+    plan = engine.plan_all(NOV_27)
     heads = count_calls(s3, "HeadObject", raw)
     copies = count_calls(s3, "CopyObject", raw)
 

@@ -1,0 +1,114 @@
+"""Running a run's shards and batches side by side on one machine, as the state machine's Maps do in AWS.
+
+Planning and finalizing a shard are CPU work in Python (deciding keys, SQLite, gzip), so threads would share one
+core: a laptop run uses a pool of processes instead, each with its own S3 client and its own adopted lock, just
+like one Lambda invocation per shard. `InProcess` runs the same steps one after another in this process (the
+Lambda's one-shot path, tests on in-memory S3).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .config import DatasetConfig
+from .lock import Lock
+
+STEPS = ("plan_shard", "copy_batch", "finalize_shard")
+
+
+class Workers(Protocol):
+    """Runs one step (`plan_shard`, `copy_batch`, `finalize_shard`) for many units of one run."""
+
+    def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]: ...
+
+
+@dataclass
+class InProcess:
+    """One unit after another, in this process, with the caller's lock."""
+
+    job: Any
+
+    def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
+        for unit in units:
+            yield _step(self.job, step, run_id, unit, lock)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a worker process needs to make its own S3 client (clients cannot cross a process boundary)."""
+
+    concurrency: int
+    endpoint_url: str | None
+
+
+class ProcessPool:
+    """`count` worker processes (spawned: a fork would copy the parent's threads and their locks). Results come
+    back in completion order; the first failure cancels what has not started and is raised."""
+
+    def __init__(self, dataset: DatasetConfig, settings: ClientSettings, count: int, *, allow_unprotected: bool):
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(
+            max_workers=count,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(dataset, settings, allow_unprotected),
+        )
+
+    def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
+        with lock.heartbeat():  # the parent only waits; its lock must not lapse meanwhile
+            futures: list[Future[dict[str, Any]]] = [self._pool.submit(_work, step, run_id, unit) for unit in units]
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    if future.exception() is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise future.exception()  # type: ignore[misc]
+                    yield future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_job: Any = None
+
+
+def _start_worker(dataset: DatasetConfig, settings: ClientSettings, allow_unprotected: bool) -> None:
+    global _job
+    from .clients import s3_client
+    from .steps import Job
+
+    _job = Job.of(
+        s3_client(concurrency=settings.concurrency, endpoint_url=settings.endpoint_url),
+        dataset,
+        allow_unprotected=allow_unprotected,
+    )
+
+
+def _work(step: str, run_id: str, unit: int) -> dict[str, Any]:
+    return _step(_job, step, run_id, unit, None)
+
+
+def _step(job: Any, step: str, run_id: str, unit: int, lock: Lock | None) -> dict[str, Any]:
+    from .steps.copy import copy_batch
+    from .steps.finalize import finalize_shard
+    from .steps.plan import plan_shard
+
+    steps: dict[str, Callable[..., Any]] = {
+        "plan_shard": plan_shard,
+        "copy_batch": copy_batch,
+        "finalize_shard": finalize_shard,
+    }
+    result = steps[step](job, run_id, unit, lock=lock)
+    return {"unit": unit, **result.to_json()}
