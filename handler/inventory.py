@@ -13,7 +13,7 @@ What AWS documents, and where (the user guide pages are also in github.com/awsdo
   (the MD5 of manifest.json), and `<...>/<config-id>/hive/dt=YYYY-MM-DD-HH-MM/symlink.txt` for Hive/Athena.
   The data files go to `<...>/<config-id>/data/<name>.csv.gz`. The dated folder is the time the report
   began scanning the bucket (e.g. `2016-11-06T21-32Z`), so its name sorts chronologically.
-- manifest.json (same page): `sourceBucket`, `destinationBucket` (an ARN, `arn:aws:s3:::bucket`),
+- manifest.json (same page): `sourceBucket`, `destinationBucket` (the bucket's ARN),
   `version` ("2016-11-30"), `creationTimestamp` (epoch milliseconds as a string, "1514944800000"),
   `fileFormat` ("CSV", "ORC" or "Parquet"), `fileSchema` (for CSV, the column names comma-separated:
   "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass, ..."),

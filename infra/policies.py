@@ -168,6 +168,10 @@ def function_policy(
     return document(statements)
 
 
+MAP_LISTS = ("shards-*.json", "batches.json", "final-shards.json")
+"""The lists under a run's work/ that the state machine's Distributed Maps read (handler/ledger.py names them)."""
+
+
 def workflow_policy(
     *,
     partition: str,
@@ -193,12 +197,15 @@ def workflow_policy(
         },
         {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
         {
-            "Sid": "ReadBatchLists",
+            "Sid": "ReadMapLists",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            # Exactly what the Map's ItemReader reads: _ingestion/<dataset>/work/<run_id>/batches.json.
+            # Exactly what the Maps' ItemReaders read under _ingestion/<dataset>/work/<run_id>/: each planning
+            # round's shards, the batches, the shards to finalize.
             "Resource": sorted(
-                {f"{bucket_arn(partition, ds.target.bucket)}/{ds.ledger_prefix}work/*/batches.json" for ds in datasets}
+                f"{bucket_arn(partition, ds.target.bucket)}/{ds.ledger_prefix}work/*/{name}"
+                for ds in datasets
+                for name in MAP_LISTS
             ),
         },
         {

@@ -3,10 +3,17 @@
 One execution ingests one dataset: input `{"dataset": "<name>"}`, optionally with `"date"`. The steps are
 the Lambda actions of docs/lambda-contract.md, so the shape follows that contract:
 
-- `plan` lists the source and writes the batches to S3 itself. The batches are read back by a
-  Distributed Map `ItemReader` rather than passed inline, because a large dataset's plan would not fit in
-  the 256 KiB state payload; and they are written already batched because `ItemBatcher` would hide the
-  batch number the runtime's ledger is keyed by (moto's interpreter also rejects it).
+- `plan` takes the lock and cuts the run into key-range shards; a Distributed Map plans each shard
+  (`plan_shard`: it lists only its range and writes its own batches), then `seal_plan` either starts another
+  round (shards that listed their key budget hand the rest of their range on) or makes the plan durable. So
+  no invocation's time depends on the dataset's size (docs/SCALE.md).
+- Shards, batches and the shards to finalize are read by Distributed Map `ItemReader`s from lists the runtime
+  writes to S3 rather than passed inline, because a large run's lists would not fit in the 256 KiB state
+  payload; and batches are written already batched because `ItemBatcher` would hide the batch number the
+  runtime's ledger is keyed by (moto's interpreter also rejects it). Each child returns nothing, so the
+  Maps' collected results stay small.
+- After the copies, a Map finalizes each shard (`finalize_shard`: its manifest part and state parts) and one
+  `finalize` commits the run.
 - A plan with nothing to copy is already finalized by the runtime, so the machine only publishes the
   notification the plan returned.
 - A run in which objects failed (`partial`, `failed`) ends the execution FAILED with `ObjectsFailed`
@@ -131,6 +138,65 @@ def build_definition(
             },
         }
 
+    def distributed_map(items_path: str, action: str, unit: str, next_state: str) -> dict[str, Any]:
+        """One Lambda invocation per item of the list at `items_path`, each retried on its own."""
+        return {
+            "Type": "Map",
+            "ItemReader": {
+                "Resource": S3_GET_OBJECT,
+                "ReaderConfig": {"InputType": "JSON"},
+                "Parameters": {"Bucket.$": f"{items_path}.bucket", "Key.$": f"{items_path}.key"},
+            },
+            "ItemSelector": {
+                "action": action,
+                "dataset.$": "$$.Map.Item.Value.dataset",
+                "run_id.$": "$$.Map.Item.Value.run_id",
+                f"{unit}.$": f"$$.Map.Item.Value.{unit}",
+            },
+            "MaxConcurrency": int(map_concurrency),
+            "ItemProcessor": {
+                # STANDARD children: a step can run for the Lambda's full 15 minutes and then be retried,
+                # longer than an EXPRESS child may live.
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Step",
+                "States": {
+                    "Step": {
+                        "Type": "Task",
+                        "Resource": LAMBDA_INVOKE,
+                        "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+                        # The answer stays in the child's history; each child returns only its number, so the
+                        # Map's collected result stays far below the 256 KiB payload limit.
+                        "ResultPath": None,
+                        "OutputPath": f"$.{unit}",
+                        "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
+                        "End": True,
+                    }
+                },
+            },
+            # The per-item answers are not needed (the next step reads the ledger); keep the plan.
+            "ResultPath": None,
+            "Catch": [RELEASE_THEN_NOTIFY],
+            "Next": next_state,
+        }
+
+    plan_answer = {
+        "run_id.$": "$.Payload.run_id",
+        "date.$": "$.Payload.date",
+        "stage.$": "$.Payload.stage",
+        "resumed.$": "$.Payload.resumed",
+        "shard_count.$": "$.Payload.shard_count",
+        "shards.$": "$.Payload.shards",
+        "batch_count.$": "$.Payload.batch_count",
+        "planned.$": "$.Payload.planned",
+        "batches.$": "$.Payload.batches",
+        "final_shards.$": "$.Payload.final_shards",
+        "notification.$": "$.Payload.notification",
+        # Filled in when the plan finalized the run itself (nothing to copy): the outcome and
+        # whether an interrupted run was finished first.
+        "summary.$": "$.Payload.summary",
+        "replan.$": "$.Payload.replan",
+    }
+
     notify_retry = {
         "ErrorEquals": ["States.TaskFailed"],
         "IntervalSeconds": 2,
@@ -178,26 +244,32 @@ def build_definition(
             "Type": "Task",
             "Resource": LAMBDA_INVOKE,
             "Parameters": {"FunctionName": function_arn, "Payload.$": "$.plan_request"},
-            "ResultSelector": {
-                "run_id.$": "$.Payload.run_id",
-                "date.$": "$.Payload.date",
-                "resumed.$": "$.Payload.resumed",
-                "batch_count.$": "$.Payload.batch_count",
-                "planned.$": "$.Payload.planned",
-                "batches.$": "$.Payload.batches",
-                "notification.$": "$.Payload.notification",
-                # Filled in when the plan finalized the run itself (nothing to copy): the outcome and
-                # whether an interrupted run was finished first.
-                "summary.$": "$.Payload.summary",
-                "replan.$": "$.Payload.replan",
-            },
+            "ResultSelector": plan_answer,
             "ResultPath": "$.plan",
             "Retry": [NO_RETRY, SERVICE_RETRY],
             "Catch": [
                 {"ErrorEquals": ["RunInProgress"], "ResultPath": "$.error", "Next": "NotifySkipped"},
                 CATCH_ALL,
             ],
-            "Next": "AnythingToCopy",
+            "Next": "PlanStage",
+        },
+        # A new run's shards are planned first; a resumed run's plan is sealed already.
+        "PlanStage": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.plan.stage", "StringEquals": "planning", "Next": "PlanShards"}],
+            "Default": "AnythingToCopy",
+        },
+        "PlanShards": distributed_map("$.plan.shards", "plan_shard", "shard", "SealPlan"),
+        # Another round (shards that listed their key budget hand on the rest), or the durable plan.
+        "SealPlan": {
+            "Type": "Task",
+            "Resource": LAMBDA_INVOKE,
+            "Parameters": invoke({"action": "seal_plan", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id"}),
+            "ResultSelector": plan_answer,
+            "ResultPath": "$.plan",
+            "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
+            "Catch": [RELEASE_THEN_NOTIFY],
+            "Next": "PlanStage",
         },
         "AnythingToCopy": {
             "Type": "Choice",
@@ -221,46 +293,13 @@ def build_definition(
         },
         "PlanOutcome": outcome_choice("$.plan.summary.status"),
         "CopyBatches": {
-            "Type": "Map",
-            "ItemReader": {
-                "Resource": S3_GET_OBJECT,
-                "ReaderConfig": {"InputType": "JSON"},
-                "Parameters": {"Bucket.$": "$.plan.batches.bucket", "Key.$": "$.plan.batches.key"},
-            },
-            "ItemSelector": {
-                "action": "copy_batch",
-                "dataset.$": "$$.Map.Item.Value.dataset",
-                "run_id.$": "$$.Map.Item.Value.run_id",
-                "batch.$": "$$.Map.Item.Value.batch",
-            },
-            "MaxConcurrency": int(map_concurrency),
+            **distributed_map("$.plan.batches", "copy_batch", "batch", "FinalizeShards"),
+            # The Map may tolerate a share of failed batches: finalize reconciles them from what landed.
             # Always a float: moto's grammar (like a JSON schema for a percentage) wants a number with a
             # fraction here and rejects a bare `0`.
             "ToleratedFailurePercentage": float(tolerated_failure_percentage),
-            "ItemProcessor": {
-                # STANDARD children: a batch can run for the Lambda's full 15 minutes and then be retried,
-                # longer than an EXPRESS child may live.
-                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
-                "StartAt": "CopyBatch",
-                "States": {
-                    "CopyBatch": {
-                        "Type": "Task",
-                        "Resource": LAMBDA_INVOKE,
-                        "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
-                        # The counts stay in the child's history; each child returns only its batch number,
-                        # so the Map's collected result stays far below the 256 KiB payload limit.
-                        "ResultPath": None,
-                        "OutputPath": "$.batch",
-                        "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
-                        "End": True,
-                    }
-                },
-            },
-            # The per-batch results are not needed (finalize reads the ledger); keep the plan for finalize.
-            "ResultPath": None,
-            "Catch": [RELEASE_THEN_NOTIFY],
-            "Next": "Finalize",
         },
+        "FinalizeShards": distributed_map("$.plan.final_shards", "finalize_shard", "shard", "Finalize"),
         "Finalize": {
             "Type": "Task",
             "Resource": LAMBDA_INVOKE,
@@ -345,7 +384,7 @@ def build_definition(
         },
     }
     return {
-        "Comment": "Ingest one dataset: plan, copy the batches in a Distributed Map, finalize, notify.",
+        "Comment": "Ingest one dataset: plan shards, copy batches, finalize shards (Distributed Maps), commit, notify.",
         "StartAt": "CheckInput",
         "States": states,
     }

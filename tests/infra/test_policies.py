@@ -199,12 +199,16 @@ def test_state_machine_policies_grant_exactly_its_function_topic_batch_lists_and
         },
         {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": n["topic"]},
         {
-            "Sid": "ReadBatchLists",
+            "Sid": "ReadMapLists",
             "Effect": "Allow",
             "Action": "s3:GetObject",
             "Resource": [
                 "arn:aws:s3:::acme-raw/_ingestion/click_stream/work/*/batches.json",
+                "arn:aws:s3:::acme-raw/_ingestion/click_stream/work/*/final-shards.json",
+                "arn:aws:s3:::acme-raw/_ingestion/click_stream/work/*/shards-*.json",
                 "arn:aws:s3:::acme-raw/_ingestion/orders/work/*/batches.json",
+                "arn:aws:s3:::acme-raw/_ingestion/orders/work/*/final-shards.json",
+                "arn:aws:s3:::acme-raw/_ingestion/orders/work/*/shards-*.json",
             ],
         },
     ]
