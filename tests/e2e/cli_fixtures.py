@@ -209,8 +209,12 @@ class Stage:
 
     def state(self) -> list[dict[str, Any]]:
         """The ledger's current state: one line per source key last landed."""
-        raw = gzip.decompress(self.body(self.raw, self.ledger.state)).decode("utf-8")
-        return [json.loads(line) for line in raw.splitlines() if line.strip()]
+        rows = []
+        for part in json.loads(self.body(self.raw, self.ledger.state_index))["parts"]:
+            if part["part"]:
+                raw = gzip.decompress(self.body(self.raw, part["part"])).decode("utf-8")
+                rows += [json.loads(line) for line in raw.splitlines() if line.strip()]
+        return rows
 
     def wait_for_object(self, key: str, proc: subprocess.Popen[str], timeout: float = 90) -> None:
         """Poll the raw bucket (one cheap HEAD, not a listing that would slow the run) until `key` landed;

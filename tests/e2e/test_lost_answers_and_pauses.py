@@ -220,10 +220,10 @@ def test_7_a_finalizer_paused_past_its_lock_does_not_overwrite_the_newer_record(
     pause_at(hold, paused)
     newer = seed(stage, 40, prefix="movielens/newer-")
     other = stage.run(cfg, "--json", "--date", NEXT)  # completes the paused run, then lands the 40
-    state_before = stage.body(stage.raw, stage.ledger.state)
+    state_before = stage.body(stage.raw, stage.ledger.state_index)
     last_before = stage.body(stage.raw, stage.ledger.last_run)
     _, err = wake(hold, paused)
-    state_after = stage.body(stage.raw, stage.ledger.state)
+    state_after = stage.body(stage.raw, stage.ledger.state_index)
     last_after = stage.body(stage.raw, stage.ledger.last_run)
     night = stage.run(cfg, "--json", "--date", LATER)
 

@@ -139,12 +139,19 @@ def test_bytes_that_are_not_the_claimed_source_version_are_reported(landed: Stag
     assert kinds(check(landed)) >= {"bytes"}
 
 
+def state_part(landed: Stage) -> str:
+    """The key of the (one, in these small runs) state part the index names."""
+    [part] = json.loads(landed.body(landed.raw, landed.ledger.state_index))["parts"]
+    return part["part"]
+
+
 def test_a_stale_state_is_reported(landed: Stage) -> None:
-    raw = gzip.decompress(landed.body(landed.raw, landed.ledger.state)).decode()
+    part = state_part(landed)
+    raw = gzip.decompress(landed.body(landed.raw, part)).decode()
     rows = [json.loads(line) for line in raw.splitlines()]
     rows[0]["etag"] = "f" * 32
     body = gzip.compress("".join(json.dumps(row) + "\n" for row in rows[1:] + [rows[0]]).encode())
-    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.state, Body=body)
+    landed.s3.put_object(Bucket=landed.raw, Key=part, Body=body)
 
     violations = check(landed)
 
@@ -153,11 +160,44 @@ def test_a_stale_state_is_reported(landed: Stage) -> None:
 
 
 def test_a_state_row_missing_is_reported(landed: Stage) -> None:
-    raw = gzip.decompress(landed.body(landed.raw, landed.ledger.state)).decode()
+    part = state_part(landed)
+    raw = gzip.decompress(landed.body(landed.raw, part)).decode()
     body = gzip.compress("\n".join(raw.splitlines()[1:]).encode())
-    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.state, Body=body)
+    landed.s3.put_object(Bucket=landed.raw, Key=part, Body=body)
 
-    assert kinds(check(landed)) == {"state"}
+    violations = check(landed)
+
+    assert kinds(violations) == {"state"}
+    assert any("index says" in v for v in violations), "the part no longer holds the count the index gives"
+
+
+def test_a_state_part_the_index_names_but_is_gone_is_reported(landed: Stage) -> None:
+    landed.s3.delete_object(Bucket=landed.raw, Key=state_part(landed))
+
+    violations = check(landed)
+
+    assert kinds(violations) == {"state"}
+    assert any("which is missing" in v for v in violations)
+
+
+def test_a_key_outside_its_parts_range_is_reported(landed: Stage) -> None:
+    index = json.loads(landed.body(landed.raw, landed.ledger.state_index))
+    first = index["parts"][0]
+    keys = [
+        json.loads(line)["key"]
+        for line in gzip.decompress(landed.body(landed.raw, first["part"])).decode().splitlines()
+    ]
+    index["parts"].append({"start_after": keys[0], "part": None, "keys": 0})  # claims keys after the first
+    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.state_index, Body=json.dumps(index).encode())
+
+    assert any("outside its range" in v for v in check(landed))
+
+
+def test_a_state_part_left_unnamed_after_a_clean_exit_is_unsettled(landed: Stage) -> None:
+    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.state_part("r0", 0, 0), Body=b"")
+
+    assert check(landed) == []
+    assert tally(check(landed, settled=True)) == {"unsettled": 1}
 
 
 def test_leftovers_after_a_successful_run_are_unsettled_only_when_asked(landed: Stage) -> None:

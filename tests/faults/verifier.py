@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -184,9 +185,9 @@ def _manifest_lines(
     problems: list[str] = []
     root = f"{ledger_prefix}manifest/"
     for key in sorted(k for k in ledger_keys if k.startswith(root)):
-        name = key[len(root) :]  # date=D/<run_id>.jsonl
+        name = key[len(root) :]  # date=D/<run_id>-<shard>.jsonl (before shards: date=D/<run_id>.jsonl)
         date_part, _, file = name.partition("/")
-        run_id = file.removesuffix(".jsonl")
+        run_id = _run_of(file)
         for number, text in enumerate(_body(s3, bucket, key).decode("utf-8").splitlines(), 1):
             if not text.strip():
                 continue
@@ -204,6 +205,58 @@ def _manifest_lines(
                 )
             lines.append({**line, "_manifest": key})
     return lines, problems
+
+
+def _run_of(manifest_file: str) -> str:
+    """The run id in a manifest part's name (`<run_id>-00003.jsonl`), or a whole manifest's (`<run_id>.jsonl`)."""
+    match = re.fullmatch(r"(.+)-(\d{5})\.jsonl", manifest_file)
+    return match.group(1) if match else manifest_file.removesuffix(".jsonl")
+
+
+def _state_rows(
+    s3: Any, bucket: str, ledger_prefix: str, ledger_keys: set[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every state row, read through the index to its parts, checking each part holds exactly its range; a state
+    of the version before shards is its one file."""
+    index_key, legacy = f"{ledger_prefix}state/index.json", f"{ledger_prefix}state/current.jsonl.gz"
+    if index_key in ledger_keys:
+        index = json.loads(_body(s3, bucket, index_key))
+        parts = index.get("parts") or []
+    elif legacy in ledger_keys:
+        parts = [{"start_after": None, "part": legacy, "keys": -1}]
+    else:
+        return [], []
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    starts = [p.get("start_after") for p in parts]
+    if starts[:1] != [None] or any(
+        a is None or b is None or a >= b for a, b in zip(starts[1:], starts[2:], strict=False)
+    ):
+        problems.append(f"state: index ranges are not open below and strictly increasing: {starts[:5]}...")
+    for number, part in enumerate(parts):
+        low, high = part.get("start_after"), starts[number + 1] if number + 1 < len(parts) else None
+        if not part.get("part"):
+            continue
+        if part["part"] not in ledger_keys:
+            problems.append(f"state: the index names {part['part']}, which is missing")
+            continue
+        try:
+            text = gzip.decompress(_body(s3, bucket, part["part"])).decode("utf-8")
+            mine = [json.loads(row) for row in text.splitlines() if row.strip()]
+        except (OSError, ValueError) as err:
+            problems.append(f"state: {part['part']} is not gzipped JSON Lines ({err})")
+            continue
+        outside = [
+            r.get("key")
+            for r in mine
+            if not ((low is None or r.get("key") > low) and (high is None or r.get("key") <= high))
+        ]
+        if outside:
+            problems.append(f"state: {part['part']} holds {len(outside)} keys outside its range, e.g. {outside[0]!r}")
+        if part.get("keys", -1) >= 0 and part["keys"] != len(mine):
+            problems.append(f"state: the index says {part['part']} holds {part['keys']} keys; it holds {len(mine)}")
+        rows += mine
+    return rows, problems
 
 
 def _check_objects(
@@ -315,21 +368,15 @@ def _check_state(
     s3: Any, bucket: str, ledger_prefix: str, ledger_keys: set[str], copied: list[dict[str, Any]]
 ) -> list[str]:
     """The state must be the newest copied line of every source key: the next plan trusts nothing else."""
-    key = f"{ledger_prefix}state/current.jsonl.gz"
     newest: dict[str, dict[str, Any]] = {}
     for line in copied:
         current = newest.get(line.get("source_key"))
         order = (line.get("ingested_at") or "", line.get("run_id") or "")
         if current is None or order > (current.get("ingested_at") or "", current.get("run_id") or ""):
             newest[line.get("source_key")] = line
-    if key not in ledger_keys:
-        return [f"state: no state file, but {len(newest)} source keys have copied lines"] if newest else []
-    try:
-        text = gzip.decompress(_body(s3, bucket, key)).decode("utf-8")
-        rows = [json.loads(row) for row in text.splitlines() if row.strip()]
-    except (OSError, ValueError) as err:
-        return [f"state: {key} is not gzipped JSON Lines ({err})"]
-    problems = []
+    if not any(k.startswith(f"{ledger_prefix}state/") for k in ledger_keys):
+        return [f"state: no state, but {len(newest)} source keys have copied lines"] if newest else []
+    rows, problems = _state_rows(s3, bucket, ledger_prefix, ledger_keys)
     state: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row.get("key") in state:
@@ -366,20 +413,40 @@ def _check_settled(
     work = sorted(k for k in ledger_keys if k.startswith(f"{ledger_prefix}work/"))
     if work:
         problems.append(f"unsettled: {len(work)} work files left, e.g. {work[0]}")
-    by_manifest: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for line in lines:
-        by_manifest[line["_manifest"]].append(line)
+    problems += _state_garbage(s3, bucket, ledger_prefix, ledger_keys)
+    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
     root = f"{ledger_prefix}manifest/"
-    for manifest in sorted(k for k in ledger_keys if k.startswith(root)):
-        tail = manifest[len(root) :].removesuffix(".jsonl")
+    for line in lines:
+        date_part, _, file = line["_manifest"][len(root) :].partition("/")
+        by_run[f"{date_part}/{_run_of(file)}"].append(line)
+    parts: dict[str, set[str]] = defaultdict(set)
+    for manifest in (k for k in ledger_keys if k.startswith(root)):
+        date_part, _, file = manifest[len(root) :].partition("/")
+        parts[f"{date_part}/{_run_of(file)}"].add(manifest)
+    for tail in sorted(parts):
         summary_key, marker_key = f"{ledger_prefix}summary/{tail}.json", f"{ledger_prefix}complete/{tail}.json"
-        copied = sum(1 for line in by_manifest[manifest] if line.get("status") == "copied")
+        copied = sum(1 for line in by_run[tail] if line.get("status") == "copied")
         if summary_key not in ledger_keys:
-            problems.append(f"unsettled: {manifest} has no summary {summary_key}")
+            problems.append(f"unsettled: {tail} has manifest parts but no summary {summary_key}")
         else:
             summary = json.loads(_body(s3, bucket, summary_key))
             if summary.get("copied") != copied:
                 problems.append(f"ledger: {summary_key} says copied {summary.get('copied')}, its manifest {copied}")
+            named = {uri.split("/", 3)[3] for uri in summary.get("manifest_parts") or ()}
+            if "manifest_parts" in summary and named != parts[tail]:
+                problems.append(f"ledger: {summary_key} names {sorted(named)}, the bucket has {sorted(parts[tail])}")
         if copied and marker_key not in ledger_keys:
-            problems.append(f"unsettled: {manifest} landed {copied} objects but has no marker {marker_key}")
+            problems.append(f"unsettled: {tail} landed {copied} objects but has no marker {marker_key}")
     return problems
+
+
+def _state_garbage(s3: Any, bucket: str, ledger_prefix: str, ledger_keys: set[str]) -> list[str]:
+    """After a clean exit, state/ holds the index and the parts it names, nothing else."""
+    index_key = f"{ledger_prefix}state/index.json"
+    if index_key not in ledger_keys:
+        return []
+    named = {p.get("part") for p in json.loads(_body(s3, bucket, index_key)).get("parts") or ()}
+    left = sorted(
+        k for k in ledger_keys if k.startswith(f"{ledger_prefix}state/") and k != index_key and k not in named
+    )
+    return [f"unsettled: {len(left)} state objects the index does not name, e.g. {left[0]}"] if left else []
