@@ -39,6 +39,7 @@ from .errors import (
 )
 from .layout import printable
 from .notify import publish_all
+from .pool import ClientSettings, LocalPool
 from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
 from .runner import Engine, one_shot, one_shot_answer, run_date_for
 from .s3errors import NoSuchBucket, Transient
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--date", type=_date, help="the run's date (YYYY-MM-DD), to re-run or backfill a night")
     run.add_argument("--concurrency", type=_positive, help="parallel copies (overrides the config)")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="processes that plan, copy and finalize a run's shards and batches side by side, as the state "
+        "machine's Maps do (default: the number of CPUs; 1 runs everything in this process)",
+    )
     run.add_argument("--dry-run", action="store_true", help="show what would be copied and why; copy nothing")
     run.add_argument("--topic-arn", help="SNS topic for the run notification (default: config, then SNS_TOPIC_ARN)")
     run.add_argument(
@@ -286,6 +294,11 @@ def _engine(invocation: Invocation, concurrency: int | None = None) -> Engine:
     return Engine(s3, dataset, allow_unprotected=getattr(args, "allow_unprotected", False))
 
 
+def _local_pool(engine: Engine, args: argparse.Namespace) -> LocalPool:
+    settings = ClientSettings(concurrency=engine.dataset.concurrency, endpoint_url=args.endpoint_url)
+    return LocalPool(engine.job, settings, args.workers, allow_unprotected=args.allow_unprotected)
+
+
 def _dry_run(invocation: Invocation) -> int:
     args = invocation.args
     engine = _engine(invocation, args.concurrency)
@@ -301,7 +314,8 @@ def _run(invocation: Invocation) -> int:
     topic = args.topic_arn or dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
     started = utc_now()
     try:
-        summaries = one_shot(engine.job, args.date, progress=_progress_printer())
+        with _local_pool(engine, args) as workers:
+            summaries = one_shot(engine.job, args.date, progress=_progress_printer(), workers=workers)
     except Exception as err:
         refused = refusal(err, invocation)
         if refused.exit_code != EXIT_FAILED:

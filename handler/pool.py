@@ -9,6 +9,9 @@ Lambda's one-shot path, tests on in-memory S3).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -25,6 +28,10 @@ class Workers(Protocol):
 
     def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]: ...
 
+    def parallel(self, units: int) -> bool:
+        """Whether `units` units would run side by side (else here, one by one, with per-object progress)."""
+        ...
+
 
 @dataclass
 class InProcess:
@@ -35,6 +42,9 @@ class InProcess:
     def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
         for unit in units:
             yield _step(self.job, step, run_id, unit, lock)
+
+    def parallel(self, units: int) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -71,10 +81,51 @@ class ProcessPool:
                         raise future.exception()  # type: ignore[misc]
                     yield future.result()
 
+    def parallel(self, units: int) -> bool:
+        return True
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalPool:
+    """The CLI's workers: a step of two or more units goes to `count` processes, started at the first such step
+    (a spawned process costs about a second of imports, which a ten-file night should not pay); a step of one
+    unit, or any step when `count` is 1, runs here with the caller's job and lock."""
+
+    def __init__(self, job: Any, settings: ClientSettings, count: int, *, allow_unprotected: bool):
+        self._here = InProcess(job)
+        self._dataset = job.dataset
+        self._settings = settings
+        self._count = count
+        self._allow_unprotected = allow_unprotected
+        self._pool: ProcessPool | None = None
+
+    def parallel(self, units: int) -> bool:
+        return self._count > 1 and units > 1
+
+    def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
+        units = list(units)
+        if not self.parallel(len(units)):
+            return self._here.run(step, run_id, units, lock)
+        if self._pool is None:
+            self._pool = ProcessPool(
+                self._dataset, self._settings, self._count, allow_unprotected=self._allow_unprotected
+            )
+        return self._pool.run(step, run_id, units, lock)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> LocalPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -86,6 +137,7 @@ _job: Any = None
 
 def _start_worker(dataset: DatasetConfig, settings: ClientSettings, allow_unprotected: bool) -> None:
     global _job
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     from .clients import s3_client
     from .steps import Job
 
@@ -94,6 +146,16 @@ def _start_worker(dataset: DatasetConfig, settings: ClientSettings, allow_unprot
         dataset,
         allow_unprotected=allow_unprotected,
     )
+
+
+def _exit_with_parent() -> None:
+    """A worker whose parent is gone (killed, or lost power in a test) stops at once, wherever it is, as a
+    Lambda whose execution ended would: the run is completed by the next one, as after any crash. Without
+    this, the pool's workers of a killed CLI would wait forever for work, or go on copying for nobody."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(70)
 
 
 def _work(step: str, run_id: str, unit: int) -> dict[str, Any]:

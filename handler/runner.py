@@ -162,7 +162,7 @@ def _copy_and_finalize(
             progress(done[0] + objects, done[1] + size)
 
     batches = job.ledger.batch_numbers(run_id)
-    if isinstance(workers, InProcess):
+    if not workers.parallel(len(batches)):
         for number in batches:
             tally = copy_batch(job, run_id, number, lock=lock, progress=batch_progress)
             done[0] += tally.objects

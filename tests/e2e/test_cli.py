@@ -273,6 +273,32 @@ def test_more_than_a_thousand_keys_all_land(stage: Stage) -> None:
     assert len(stage.state()) == 1100
 
 
+def test_a_run_of_many_shards_and_batches_is_spread_over_worker_processes_and_lands_once(stage: Stage) -> None:
+    objects = {}
+    for folder in ("p0", "p1", "p2"):
+        objects.update(stage.seed(400, prefix=f"movielens/{folder}/part-"))
+    config = stage.config(shard_max_keys=1_000, batch_max_objects=150)
+
+    proc = stage.run(config, "--json", "--date", "2026-01-02", "--workers", "2")
+
+    assert proc.returncode == 0, proc.stderr
+    summary = one_json(proc)
+    assert (summary["planned"], summary["copied"], summary["failed"]) == (1200, 1200, 0)
+    assert len(summary["manifest_parts"]) == 3, "one shard per folder, each planned and finalized by a worker"
+    landed = {key: etag for key, etag in stage.etags(stage.raw).items() if not key.startswith("_ingestion/")}
+    source = stage.etags(stage.source)
+    expected = {key.replace("/part-", "/ingest_date=2026-01-02/part-", 1): key for key in objects}
+    assert {target: landed.get(target) for target in expected} == {t: source[k] for t, k in expected.items()}
+    assert len(landed) == 1200
+    lines = stage.manifest_lines()
+    assert sorted(line["source_key"] for line in lines) == sorted(objects), "one manifest line per object"
+    assert len(stage.state()) == 1200
+
+    again = stage.run(config, "--json", "--date", "2026-01-03", "--workers", "2")
+
+    assert (one_json(again)["status"], one_json(again)["unchanged"]) == ("nothing_new", 1200)
+
+
 AWKWARD_KEYS = [
     "movielens/with space.csv",
     "movielens/naïve café/ünïcode ✓ 映画.csv",

@@ -1,0 +1,79 @@
+"""The CLI's local pool: steps of many units run in spawned worker processes, each with its own S3 client and the
+run's lock adopted from the ledger; a step of one unit, or `count` 1, stays in this process."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import date as Date
+
+import pytest
+
+from handler.clients import s3_client
+from handler.pool import ClientSettings, LocalPool
+from handler.runner import Engine, one_shot
+from tests.conftest import dataset_config, landed_keys
+from tests.e2e.cli_fixtures import moto_server_fixture, stage_fixture  # noqa: F401 (fixtures)
+from tests.faults.proxy import ERROR_500, FaultProxy, Rule
+from tests.faults.verifier import verify
+
+NIGHT = Date(2026, 11, 27)
+
+
+@pytest.fixture(name="engine")
+def engine_fixture(stage, monkeypatch):
+    # The workers make their own clients from the environment, as the CLI's do.
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    dataset = dataset_config(stage.source, stage.raw, shard_max_keys=1_000, batch_max_objects=100, concurrency=4)
+    return Engine(s3_client(concurrency=4, endpoint_url=stage.url), dataset)
+
+
+def pool(engine: Engine, url: str, count: int) -> LocalPool:
+    return LocalPool(engine.job, ClientSettings(concurrency=4, endpoint_url=url), count, allow_unprotected=False)
+
+
+def test_a_run_of_many_batches_is_copied_by_worker_processes_and_lands_once(stage, engine):
+    objects = stage.seed(450)
+    with pool(engine, stage.url, 2) as workers:
+        [summary] = one_shot(engine.job, NIGHT, workers=workers)
+        children = multiprocessing.active_children()
+    assert len(children) == 2, "five batches: the pool was started"
+    assert (summary.copied, summary.failed) == (450, 0)
+    assert len(landed_keys(stage.s3, stage.raw)) == len(objects)
+    assert verify(stage.s3, stage.source, stage.raw, "movielens", settled=True) == []
+    assert multiprocessing.active_children() == [], "closing the pool ends its processes"
+
+
+def test_a_run_of_one_batch_or_one_worker_never_starts_a_process(stage, engine):
+    stage.seed(80)
+    with pool(engine, stage.url, 2) as workers:
+        [summary] = one_shot(engine.job, NIGHT, workers=workers)
+        assert multiprocessing.active_children() == [], "one shard, one batch: nothing to spread"
+    assert summary.copied == 80
+    stage.seed(300, prefix="movielens/more-")
+    with pool(engine, stage.url, 1) as workers:
+        [later] = one_shot(engine.job, Date(2026, 11, 28), workers=workers)
+        assert multiprocessing.active_children() == []
+    assert (later.copied, later.unchanged) == (300, 80)
+    assert verify(stage.s3, stage.source, stage.raw, "movielens", settled=True) == []
+
+
+def test_a_batch_that_fails_in_a_worker_fails_the_run_and_the_next_run_completes_it(stage, engine, monkeypatch):
+    objects = stage.seed(450)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    with FaultProxy(stage.url, seed=1) as proxy:
+        # Batch 2 cannot store its result: that step fails in whichever worker runs it.
+        proxy.add_rule(Rule(ERROR_500, operation="PutObject", key="/results/000002", times=None))
+        through = Engine(s3_client(concurrency=4, endpoint_url=proxy.url), engine.dataset)
+        with pool(through, proxy.url, 2) as workers, pytest.raises(Exception, match="InternalError|500"):
+            one_shot(through.job, NIGHT, workers=workers)
+    assert engine.history() == [], "the run stopped before it was finalized"
+
+    with pool(engine, stage.url, 2) as workers:
+        resumed, tonight = one_shot(engine.job, Date(2026, 11, 28), workers=workers)
+
+    assert (resumed.date, resumed.copied, resumed.failed) == ("2026-11-27", 450, 0)
+    assert (tonight.copied, tonight.unchanged) == (0, 450)
+    assert len(landed_keys(stage.s3, stage.raw)) == len(objects)
+    assert verify(stage.s3, stage.source, stage.raw, "movielens", settled=True) == []
