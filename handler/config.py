@@ -505,6 +505,32 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         5_000_000,
     ),
     Setting(
+        "inventory.bucket",
+        str,
+        None,
+        "plan from the source bucket's S3 Inventory report instead of listing it (docs/inventory.md): the bucket "
+        "the CSV reports are delivered to. No bucket: the source is listed.",
+        attribute="inventory_bucket",
+        check=lambda bucket: [p] if (p := bucket_name_problem(bucket)) else [],
+    ),
+    Setting(
+        "inventory.prefix",
+        str,
+        None,
+        "where that inventory's reports are: `<destination prefix>/<source bucket>/<inventory id>/`; each run plans "
+        "from the newest delivered report.",
+        attribute="inventory_prefix",
+    ),
+    Setting(
+        "inventory.sorted",
+        bool,
+        False,
+        "read the report as sorted by key (AWS does not promise it): a shard reads only the report files that "
+        "can hold its keys; a key out of order stops the plan, naming the file. Off: every shard reads the whole "
+        "report.",
+        attribute="inventory_sorted",
+    ),
+    Setting(
         "topic_arn",
         str,
         None,
@@ -524,6 +550,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
 _FIELD = {s.name: s for s in DATASET_FIELDS}
 # Fields held directly by DatasetConfig; the rest are the bucket and prefix of its two Locations.
 _PLAIN_FIELDS = {s.path: s for s in DATASET_FIELDS if "." not in s.path}
+_INVENTORY = "inventory"
 _DATASET_FIELDS = frozenset(s.name.partition(".")[0] for s in DATASET_FIELDS)
 _LOCATION_FIELDS = {
     which: frozenset(s.name.partition(".")[2] for s in DATASET_FIELDS if s.name.startswith(which + "."))
@@ -565,9 +592,19 @@ class DatasetConfig:
     batch_max_objects: int = _default("batch_max_objects")
     batch_max_bytes: int = _default("batch_max_bytes")
     shard_max_keys: int = _default("shard_max_keys")
+    inventory_bucket: str | None = _default("inventory.bucket")
+    inventory_prefix: str | None = _default("inventory.prefix")
+    inventory_sorted: bool = _default("inventory.sorted")
     topic_arn: str | None = _default("topic_arn")
     schedule: str = _default("schedule")
     create_source: bool = _default("source.create")
+
+    @property
+    def inventory(self) -> Location | None:
+        """Where the source's inventory reports are, when the dataset plans from them."""
+        if self.inventory_bucket is None:
+            return None
+        return Location(self.inventory_bucket, normalise_prefix(self.inventory_prefix or "") or "")
 
     @property
     def ledger_prefix(self) -> str:
@@ -583,6 +620,8 @@ class DatasetConfig:
         for setting in DATASET_FIELDS:
             value = setting.read(self)
             if setting.default is None and not value:
+                continue
+            if setting.name.startswith("inventory.") and self.inventory_bucket is None:
                 continue
             parent, _, leaf = setting.name.rpartition(".")
             (document.setdefault(parent, {}) if parent else document)[leaf] = (
@@ -722,6 +761,7 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
             continue
         _take(setting, given[leaf], f"{where}.", problems, values)
 
+    problems.extend(f"{where}.{p}" for p in _inventory_problems(raw.get(_INVENTORY)))
     if source and target:
         problems.extend(f"{where}: {p}" for p in _overlap_problems(name, source, target))
     template = raw.get("key_template", DEFAULT_KEY_TEMPLATE)
@@ -731,6 +771,24 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
     if len(problems) > start or source is None or target is None:
         return None
     return DatasetConfig(name=name, source=source, target=target, **values)
+
+
+def _inventory_problems(raw: Any) -> list[str]:
+    """The inventory section is all or nothing: a prefix or `sorted` without a bucket would silently list."""
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        return [f'{_INVENTORY}: must be an object: {{"bucket": ..., "prefix": ...}}']
+    allowed = sorted(s.name.partition(".")[2] for s in DATASET_FIELDS if s.name.startswith(_INVENTORY + "."))
+    problems = [f"{_INVENTORY}.{key}: unknown field{did_you_mean(key, allowed)}" for key in raw if key not in allowed]
+    if not raw.get("bucket"):
+        problems.append(f"{_INVENTORY}.bucket: missing; give the bucket the inventory reports are delivered to")
+    if not isinstance(raw.get("prefix"), str) or not raw["prefix"].strip("/"):
+        problems.append(
+            f"{_INVENTORY}.prefix: missing; give the reports' prefix, `<destination prefix>/<source bucket>/"
+            "<inventory id>/` (docs/inventory.md)"
+        )
+    return problems
 
 
 def _parse_location(where: str, which: str, raw: Any, problems: list[str]) -> Location | None:

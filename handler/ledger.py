@@ -54,6 +54,7 @@ from .records import (
 )
 from .s3errors import NotFound, PreconditionFailed
 from .shards import BATCH_STRIDE, RunShard, StateIndex, StatePart, batch_number, shard_of_batch
+from .sources import ReportChoice
 
 JSONL = "application/x-ndjson"
 
@@ -133,6 +134,9 @@ class LedgerPaths:
 
     def planning(self, run_id: str) -> str:
         return self.work(run_id) + "planning.json"
+
+    def report(self, run_id: str) -> str:
+        return self.work(run_id) + "inventory.json"
 
     def run_shard(self, run_id: str, shard: int) -> str:
         return f"{self.work(run_id)}shards/{shard:05d}.json"
@@ -293,6 +297,14 @@ class Ledger:
     def planning(self, run_id: str) -> Planning | None:
         document, _ = s3io.get_json(self._s3, self.bucket, self.paths.planning(run_id))
         return None if document is None else Planning.from_json(document)
+
+    def store_report(self, run_id: str, report: ReportChoice) -> None:
+        """The inventory report the run plans from, before the planning record that says it has one."""
+        s3io.put_json(self._s3, self.bucket, self.paths.report(run_id), report.to_json())
+
+    def report(self, run_id: str) -> ReportChoice | None:
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.report(run_id))
+        return None if document is None else ReportChoice.from_json(document)
 
     def run_shard(self, run_id: str, shard: int) -> RunShard | None:
         document, _ = s3io.get_json(self._s3, self.bucket, self.paths.run_shard(run_id, shard))

@@ -225,6 +225,8 @@ class Planning:
     shard_count: int
     round: int = 0
     round_start: int = 0
+    inventory: bool = False
+    """Planned from an inventory report (`work/<run_id>/inventory.json`), not from a listing."""
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)

@@ -183,7 +183,12 @@ def boundaries_from_prefixes(prefixes: Iterable[str], limit: int = MAX_DISCOVERE
     """Cut points from the folders a delimiter listing found: each folder's keys start after its name without
     the slash (`data/2024/` holds keys > `data/2024`). Thinned evenly to `limit` shards."""
     cuts = sorted({p[:-1] if p.endswith("/") else p for p in prefixes})
-    cuts = cuts[1:]  # the first folder starts the first shard, which is open below
+    return boundaries_from_keys(cuts[1:], limit)  # the first folder starts the first shard, which is open below
+
+
+def boundaries_from_keys(cuts: Iterable[str], limit: int = MAX_DISCOVERED_SHARDS) -> list[str]:
+    """Cut points (each ends a shard, inclusive), sorted and thinned evenly to at most `limit` shards."""
+    cuts = sorted(set(cuts))
     if len(cuts) >= limit:
         step = len(cuts) / (limit - 1)
         cuts = [cuts[math.floor(i * step)] for i in range(limit - 1)]

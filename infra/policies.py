@@ -78,9 +78,9 @@ def function_policy(
 ) -> dict[str, Any]:
     """What the ingestion Lambda may do, derived from the datasets it serves.
 
-    Per dataset: list and read the source prefix; write, verify (HeadObject is s3:GetObject) and delete
-    its own failed copies under the target prefix; read, write and delete its ledger
-    (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write its own logs.
+    Per dataset: list and read the source prefix (and its inventory reports, if it plans from them); write,
+    verify (HeadObject is s3:GetObject) and delete its own failed copies under the target prefix; read, write
+    and delete its ledger (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write its own logs.
     """
     statements: list[dict[str, Any]] = []
     sids = _sids([ds.name for ds in datasets])
@@ -107,6 +107,26 @@ def function_policy(
                 "Resource": objects_arn(partition, ds.source.bucket, ds.source.prefix),
             }
         )
+        if ds.inventory is not None:
+            # Planning from S3 Inventory: a delimiter listing of the report folders, and GETs of the
+            # manifests and data files, all under this inventory's own prefix (docs/inventory.md).
+            statements.append(
+                {
+                    "Sid": f"ListInventory{sid}",
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": bucket_arn(partition, ds.inventory.bucket),
+                    "Condition": {"StringLike": {"s3:prefix": [f"{ds.inventory.prefix}*"]}},
+                }
+            )
+            statements.append(
+                {
+                    "Sid": f"ReadInventory{sid}",
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": objects_arn(partition, ds.inventory.bucket, ds.inventory.prefix),
+                }
+            )
         statements.append(
             {
                 "Sid": f"LandTarget{sid}",

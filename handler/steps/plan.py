@@ -17,9 +17,18 @@ from ..errors import RunNotFound
 from ..lock import Lock
 from ..planner import build_plan, cut_batches, iter_copies, iter_notes
 from ..records import OpenRun, Planning, PlanningResult, PlanOutcome, PlanResult, parse_utc, sum_counts, utc_now
-from ..s3io import iter_source_objects, list_folders, more_than_a_page
+from ..s3io import list_folders, more_than_a_page
 from ..selection import SourceObject
-from ..shards import BATCH_STRIDE, RunShard, StateIndex, batch_number, boundaries_from_prefixes, run_shards
+from ..shards import (
+    BATCH_STRIDE,
+    RunShard,
+    StateIndex,
+    batch_number,
+    boundaries_from_keys,
+    boundaries_from_prefixes,
+    run_shards,
+)
+from ..sources import choose_report, listed_objects, reported_objects
 from ..state import scratch_db
 from . import Job, run_date_for
 from .finalize import finalize
@@ -52,9 +61,15 @@ def _start(job: Job, run_date: Date | None, lock: Lock) -> PlanningResult:
     ledger.clear_unstored_plans()
     started = utc_now()
     run_date = run_date or run_date_for(ds, parse_utc(started))
+    report = choose_report(job.s3, ds) if ds.inventory else None
     index = ledger.state_index()
-    shards = run_shards(index, ds.shard_max_keys, _discover(job) if _unknown(index) else ())
-    planning = Planning(ds.name, lock.run_id, run_date.isoformat(), started, len(shards))
+    cuts: list[str] = []
+    if _unknown(index):
+        cuts = boundaries_from_keys(report.cuts()) if report and report.sorted else _discover(job)
+    shards = run_shards(index, ds.shard_max_keys, cuts)
+    planning = Planning(ds.name, lock.run_id, run_date.isoformat(), started, len(shards), inventory=bool(report))
+    if report is not None:
+        ledger.store_report(lock.run_id, report)
     ledger.start_planning(planning, shards)
     log.info("run %s: planning %d shard(s) of %s", lock.run_id, len(shards), ds.name)
     return PlanningResult(planning, ledger.shard_list(lock.run_id, 0))
@@ -92,7 +107,7 @@ def plan_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = None) -
     if planning is None or spec is None:
         raise RunNotFound(f"run {run_id} of dataset {ds.name} is not being planned, or has no shard {shard}")
     now = parse_utc(planning.started_at)  # one clock for every shard, and for a retried one
-    budget = _Budget(source_objects(job, spec), ds.shard_max_keys)
+    budget = _Budget(*_shard_objects(job, planning, spec))
     with scratch_db() as db, lock.heartbeat():
         ledger.load_parts(db, spec.parts, spec.start_after, spec.end_at)
         counts = build_plan(budget, ds, db, run_date=Date.fromisoformat(planning.date), run_id=run_id, now=now)
@@ -104,10 +119,23 @@ def plan_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = None) -
     return outcome
 
 
-class _Budget:
-    """A shard's listing, stopped after `limit` keys: the rest of the range becomes another shard."""
+def _shard_objects(job: Job, planning: Planning, spec: RunShard) -> tuple[Iterator[SourceObject], int | None]:
+    """A shard's objects and the key budget they may be cut at. An unsorted report comes in no key order, so its
+    range is planned whole (its size is bounded by the state part it was cut from, or by discovery)."""
+    ds = job.dataset
+    if not planning.inventory:
+        return listed_objects(job.s3, ds, spec.start_after, spec.end_at), ds.shard_max_keys
+    report = job.ledger.report(planning.run_id)
+    if report is None:
+        raise RunNotFound(f"run {planning.run_id} of dataset {ds.name} plans from an inventory report it did not store")
+    objects = reported_objects(job.s3, ds, report, spec.start_after, spec.end_at)
+    return objects, ds.shard_max_keys if report.sorted else None
 
-    def __init__(self, objects: Iterator[SourceObject], limit: int):
+
+class _Budget:
+    """A shard's listing, stopped after `limit` keys (None: never): the rest of the range becomes another shard."""
+
+    def __init__(self, objects: Iterator[SourceObject], limit: int | None):
         self._objects = objects
         self._limit = limit
         self.last: str | None = None
@@ -117,7 +145,7 @@ class _Budget:
         for listed, obj in enumerate(self._objects, start=1):
             self.last = obj.key
             yield obj
-            if listed >= self._limit:
+            if self._limit is not None and listed >= self._limit:
                 self.stopped = True
                 return
 
@@ -163,6 +191,7 @@ def _next_round_or_seal(job: Job, run_id: str, lock: Lock, durable: list[bool]) 
             planning.shard_count + len(rests),
             planning.round + 1,
             planning.shard_count,
+            inventory=planning.inventory,
         )
         ledger.start_planning(following, rests)
         log.info(
@@ -235,19 +264,11 @@ def _few(numbers: list[int]) -> str:
     return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
 
 
-def source_objects(job: Job, spec: RunShard | None = None) -> Iterator[SourceObject]:
-    """The listing a plan decides over: the whole source, or one shard's range of it. A ledger is never source
-    data: not ours when source and target share a bucket, and not another pipeline's when the source is some
-    other raw bucket."""
-    source = job.dataset.source
-    return iter_source_objects(
-        job.s3,
-        source.bucket,
-        source.prefix,
-        skip_prefix=LEDGER_ROOT,
-        start_after=spec.start_after if spec else None,
-        end_at=spec.end_at if spec else None,
-    )
+def source_objects(job: Job) -> Iterator[SourceObject]:
+    """Every object a plan of the whole dataset decides over (the dry run's): the newest report's, or a listing's."""
+    if job.dataset.inventory:
+        return reported_objects(job.s3, job.dataset, choose_report(job.s3, job.dataset), None, None)
+    return listed_objects(job.s3, job.dataset)
 
 
 assert BATCH_STRIDE > 5_000_000, "a shard lists at most shard_max_keys (<= 5,000,000) keys, each at most one batch"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -904,3 +905,38 @@ def test_a_duplicate_is_reported_beside_the_other_problems() -> None:
         'datasets.sales.target: missing; give {"bucket": ..., "prefix": ...}',
         "datasets.sales.timezone: 'Nowhere' is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')",
     ]
+
+
+def test_an_inventory_section_is_read_with_its_prefix_as_a_folder() -> None:
+    raw = {
+        "source": {"bucket": "src-bucket", "prefix": "movielens/"},
+        "target": {"bucket": "raw-bucket"},
+        "inventory": {"bucket": "inventory-bucket", "prefix": "inventory/src-bucket/daily-csv", "sorted": True},
+    }
+    dataset = parse_config({"datasets": {"movielens": raw}}).dataset("movielens")
+
+    assert (dataset.inventory.bucket, dataset.inventory.prefix) == (
+        "inventory-bucket",
+        "inventory/src-bucket/daily-csv/",
+    )
+    assert dataset.inventory_sorted is True
+    again = parse_config({"datasets": {"movielens": dataset.to_dict()}}).dataset("movielens")
+    assert again == dataset
+
+
+@pytest.mark.parametrize(
+    ("inventory", "expected"),
+    [
+        ({"prefix": "inventory/x/"}, "datasets.movielens.inventory.bucket: missing"),
+        ({"bucket": "inventory-bucket"}, "datasets.movielens.inventory.prefix: missing"),
+        ({"bucket": "Bad_Bucket", "prefix": "p/"}, "datasets.movielens.inventory.bucket:"),
+        ({"bucket": "inventory-bucket", "prefix": "p/", "sortd": True}, "inventory.sortd: unknown field; did you mean"),
+        ({"bucket": "inventory-bucket", "prefix": "p/", "sorted": "yes"}, "inventory.sorted: must be true or false"),
+        ("s3://inventory-bucket/p/", "datasets.movielens.inventory: must be an object"),
+    ],
+)
+def test_a_bad_inventory_section_names_the_field_and_the_fix(inventory: Any, expected: str) -> None:
+    raw = {"source": {"bucket": "src-bucket"}, "target": {"bucket": "raw-bucket"}, "inventory": inventory}
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_config({"datasets": {"movielens": raw}})

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from parliament import analyze_policy_string
 
-from infra.policies import map_run_policy
+from handler.config import parse_config
+from infra.policies import function_policy, map_run_policy
 from infra.stack_config import StackConfig, parse_stack_config
 from infra.workflow_definition import build_definition
 from tests.infra.harness import ACCOUNT, REGION, Deployment, dev_stack_config, stack_values, two_dataset_config
@@ -402,3 +403,39 @@ def without_actions(policy: dict[str, Any], actions: set[str]) -> dict[str, Any]
             kept.append(statement)
     stripped["Statement"] = kept
     return stripped
+
+
+def test_a_dataset_planned_from_inventory_may_list_and_read_only_its_reports() -> None:
+    dataset = parse_config(
+        {
+            "datasets": {
+                "orders": {
+                    "source": {"bucket": "partner-orders-export", "prefix": "daily/"},
+                    "target": {"bucket": "acme-raw", "prefix": "orders/"},
+                    "inventory": {"bucket": "acme-inventory", "prefix": "inventory/partner-orders-export/daily-csv/"},
+                }
+            }
+        }
+    ).dataset("orders")
+    policy = function_policy(
+        partition="aws",
+        datasets=[dataset],
+        config_bucket="acme-config",
+        config_keys=["config/orders.json"],
+        topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:ingestion",
+        log_group_arn=f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/ingest",
+    )
+    by_sid = statements(policy)
+    assert by_sid["ListInventoryOrders"] == {
+        "Sid": "ListInventoryOrders",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": "arn:aws:s3:::acme-inventory",
+        "Condition": {"StringLike": {"s3:prefix": ["inventory/partner-orders-export/daily-csv/*"]}},
+    }
+    assert by_sid["ReadInventoryOrders"] == {
+        "Sid": "ReadInventoryOrders",
+        "Effect": "Allow",
+        "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::acme-inventory/inventory/partner-orders-export/daily-csv/*",
+    }
