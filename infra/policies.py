@@ -80,7 +80,8 @@ def function_policy(
 
     Per dataset: list and read the source prefix (and its inventory reports, if it plans from them); write,
     verify (HeadObject is s3:GetObject) and delete its own failed copies under the target prefix; read, write
-    and delete its ledger (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write its own logs.
+    and delete its ledger (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write
+    its own logs.
     """
     statements: list[dict[str, Any]] = []
     sids = _sids([ds.name for ds in datasets])
