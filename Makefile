@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell python3 -c "import hashlib,sys;print(hashlib.sha1(open('requirements.txt','rb').read()).hexdigest()[:12])")
 
-.PHONY: demo test lint format bench faults clean
+.PHONY: demo test lint format bench scale faults clean
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -31,6 +31,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench $(BENCH_FLAGS)
+
+## Scale: first run, no-op night and a 1 % change night at 100k keys (and more: SCALE_FLAGS="--keys 100k,1M
+## --mode both") on rclone serve s3, beside bare listings; report on stdout (see docs/SCALE.md).
+scale: $(STAMP)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) -m bench.scale $(SCALE_FLAGS)
 
 ## The exactly-once fault campaign (issue 7), 30 trials per setting (see docs/RELIABILITY.md). FAULT_TRIALS=N
 ## changes the count, FAULT_SEED=N replays one seed, FAULT_FLAGS adds pytest flags (e.g. -k kill).
