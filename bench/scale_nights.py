@@ -33,7 +33,9 @@ def expected(night: str, total: int, change: Change) -> dict[str, Any]:
     if night == "first":
         return {"status": "succeeded", "listed": total, "copied": total, "unchanged": 0, "skipped": 0, "failed": 0}
     if night == "noop":
-        return {"status": "nothing_new", "listed": total, "copied": 0, "unchanged": total, "skipped": total, "failed": 0}
+        return {
+            "status": "nothing_new", "listed": total, "copied": 0, "unchanged": total, "skipped": total, "failed": 0
+        }  # fmt: skip
     changed, added = len(change.rewritten), len(change.added)
     return {
         "status": "succeeded",

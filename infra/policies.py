@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from handler.config import DatasetConfig
+from infra.workflow_definition import MAP_RESULTS_PREFIX
 
 VERSION = "2012-10-17"
 
@@ -228,6 +229,14 @@ def workflow_policy(
                 for ds in datasets
                 for name in MAP_LISTS
             ),
+        },
+        {
+            "Sid": "WriteMapResults",
+            "Effect": "Allow",
+            # Each Map's ResultWriter writes its children's outputs under one prefix of the raw bucket, outside
+            # every dataset's ledger (infra/workflow_definition.py, MAP_RESULTS_PREFIX).
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            "Resource": sorted({f"{bucket_arn(partition, ds.target.bucket)}/{MAP_RESULTS_PREFIX}*" for ds in datasets}),
         },
         {
             "Sid": "DeliverLogs",

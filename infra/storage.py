@@ -10,8 +10,10 @@ import pulumi_aws as aws
 from handler.config import LEDGER_ROOT
 from infra.policies import deny_insecure_transport_policy
 from infra.roles import policy_json
+from infra.workflow_definition import MAP_RESULTS_PREFIX
 
 ABORT_INCOMPLETE_MULTIPART_DAYS = 7
+MAP_RESULTS_DAYS = 7
 
 _SseDefault = aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
 
@@ -107,7 +109,8 @@ class SecureBucket(pulumi.ComponentResource):
 
 
 def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-    """What S3 cleans up by itself. No rule expires or transitions a current version: raw data is kept."""
+    """What S3 cleans up by itself. No rule expires or transitions a current version of raw data or of the ledger;
+    only the state machine's Map results, which nothing reads, expire."""
     # A copy that dies mid-way (a Lambda timeout during a multipart copy) leaves parts that are billed
     # and invisible in listings until someone aborts them.
     rules = [
@@ -140,6 +143,15 @@ def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfig
                 # S3 forbids this flag only next to `days` or `date` in the same Expiration, which would
                 # expire current versions; this rule sets neither, so one rule does both.
                 expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True),
+            )
+        )
+        # The state machine's Map results (its children's answers, kept only for someone debugging a run).
+        rules.append(
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-map-results",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=MAP_RESULTS_PREFIX),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=MAP_RESULTS_DAYS),
             )
         )
     return rules

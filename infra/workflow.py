@@ -95,6 +95,8 @@ class Workflow(pulumi.ComponentResource):
             topic_arn=args.topic_arn,
             map_concurrency=args.map_concurrency,
             tolerated_failure_percentage=args.tolerated_failure_percentage,
+            # The stack's datasets all land in its raw bucket (infra/stack_config.py checks it).
+            results_bucket=min(ds.target.bucket for ds in args.datasets),
         ).apply(lambda values: json.dumps(build_definition(**values)))
         return aws.sfn.StateMachine(
             f"{name}-state-machine",

@@ -36,9 +36,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from handler.config import LEDGER_ROOT
+
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
+S3_PUT_OBJECT = "arn:aws:states:::s3:putObject"
+MAP_RESULTS_PREFIX = f"{LEDGER_ROOT}_map-results/"
+"""Where each Map's ResultWriter puts its children's outputs (`<prefix><map run id>/...`) in the raw bucket: under
+the ledger root, outside every dataset's ledger (dataset names start with a letter or digit). Nothing reads them;
+a lifecycle rule expires them (infra/storage.py)."""
 
 # Errors of the Lambda service itself (throttling, a sandbox that died, a lost response): the function may not
 # have run. copy_batch and finalize are idempotent; a plan retried after a lost response finds its own lock and
@@ -106,7 +113,7 @@ def outcome_choice(status_path: str) -> dict[str, Any]:
 
 
 def build_definition(
-    function_arn: str, topic_arn: str, map_concurrency: int, tolerated_failure_percentage: float
+    function_arn: str, topic_arn: str, map_concurrency: int, tolerated_failure_percentage: float, results_bucket: str
 ) -> dict[str, Any]:
     """The state machine definition (a STANDARD workflow) for one Lambda function and one SNS topic."""
     if map_concurrency < 1:
@@ -173,7 +180,13 @@ def build_definition(
                     }
                 },
             },
-            # The per-item answers are not needed (the next step reads the ledger); keep the plan.
+            # A Distributed Map collects its children's outputs, and an execution fails past 256 KiB of them (a
+            # 100-million-key first run has 100,000 batches): the ResultWriter puts them in S3 instead, and the
+            # Map's own output is a pointer to them. Not needed later (the next step reads the ledger).
+            "ResultWriter": {
+                "Resource": S3_PUT_OBJECT,
+                "Parameters": {"Bucket": results_bucket, "Prefix": MAP_RESULTS_PREFIX},
+            },
             "ResultPath": None,
             "Catch": [RELEASE_THEN_NOTIFY],
             "Next": next_state,

@@ -30,7 +30,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from handler import lambda_function
 from handler.ledger import Ledger, LedgerPaths
 from handler.runner import Engine
-from infra.workflow_definition import build_definition
+from infra.workflow_definition import MAP_RESULTS_PREFIX, build_definition
 from tests.conftest import REGION, dataset_config, expire_lock, landed_keys, list_keys, unique_bucket
 
 ACCOUNT = "123456789012"
@@ -176,6 +176,7 @@ def state_machine(
     lambda_runtime: LambdaRuntime,
     notifications: Notifications,
     retry_waits: list[float],
+    dataset: Dataset,
 ) -> StateMachine:
     """The production definition, pointed at the patched Lambda function and the subscribed topic."""
     # Must be set before the state machine is created: without it moto only returns a canned history.
@@ -185,6 +186,7 @@ def state_machine(
         topic_arn=notifications.topic_arn,
         map_concurrency=4,
         tolerated_failure_percentage=0,
+        results_bucket=dataset.raw,
     )
     sfn = boto3.client("stepfunctions", region_name=REGION)
     arn = sfn.create_state_machine(
@@ -275,6 +277,8 @@ def test_a_few_thousand_objects_land_completely_with_lineage_and_a_success_notif
 
     summary = output_of(execution)["finalize"]["summary"]
     assert (summary["status"], summary["copied"], summary["failed"]) == ("succeeded", 2500, 0)
+    written = [key for key in list_keys(dataset.s3, dataset.raw, MAP_RESULTS_PREFIX) if key.endswith("/manifest.json")]
+    assert len(written) == 3, "each Map (plan shards, copy batches, finalize shards) wrote its results to S3"
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "succeeded"}
     assert DATASET in message["subject"] and summary["run_id"] in message["message"]

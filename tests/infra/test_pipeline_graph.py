@@ -14,7 +14,7 @@ import pytest
 from handler.config import LEDGER_ROOT, parse_config
 from infra.function import HANDLER, handler_files
 from infra.stack_config import FunctionSettings, StackConfig, Subscription, WorkflowSettings, parse_stack_config
-from infra.workflow_definition import build_definition
+from infra.workflow_definition import MAP_RESULTS_PREFIX, build_definition
 from tests.infra.harness import (
     ACCOUNT,
     HANDLER_DIR,
@@ -73,6 +73,7 @@ def lifecycle_rules(deployment: Deployment) -> dict[str, dict[str, dict[str, Any
 
 LEDGER_RULE = "expire-noncurrent-ledger-versions"
 ABORT_RULE = "abort-incomplete-multipart-uploads"
+MAP_RESULTS_RULE = "expire-map-results"
 
 
 # --- which resources exist ------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_only_the_raw_bucket_gets_the_ledger_rule(run_program: Run) -> None:
         "data-file-ingestion-dev-config",
         "data-file-ingestion-dev-movielens",
     }
-    assert set(rules["data-file-ingestion-dev-raw"]) == {ABORT_RULE, LEDGER_RULE}
+    assert set(rules["data-file-ingestion-dev-raw"]) == {ABORT_RULE, LEDGER_RULE, MAP_RESULTS_RULE}
     # The config bucket and a created source bucket hold no ledger: their versions are the safety net.
     assert set(rules["data-file-ingestion-dev-config"]) == {ABORT_RULE}
     assert set(rules["data-file-ingestion-dev-movielens"]) == {ABORT_RULE}
@@ -248,6 +249,16 @@ def test_no_lifecycle_rule_expires_current_versions_or_touches_landed_data(build
     assert target_prefixes and all(target_prefixes)
     for bucket, rules in lifecycle_rules(deployment).items():
         for rule_id, rule in rules.items():
+            if rule_id == MAP_RESULTS_RULE:
+                # The one rule that expires current versions: the state machine's Map results, which nothing
+                # reads, under a prefix no dataset's ledger or target overlaps.
+                assert rule["filter"] == {"prefix": MAP_RESULTS_PREFIX}, bucket
+                assert rule["expiration"] == {"days": 7}, bucket
+                for ds in config.datasets.datasets.values():
+                    assert not MAP_RESULTS_PREFIX.startswith(ds.ledger_prefix) and not ds.target.prefix.startswith(
+                        LEDGER_ROOT
+                    )
+                continue
             # Raw data is kept: nothing ever expires or transitions a current version.
             expiration = rule.get("expiration") or {}
             assert "days" not in expiration and "date" not in expiration, (bucket, rule_id)
@@ -430,7 +441,9 @@ def test_state_machine_runs_the_definition_for_this_function_and_topic(build_pip
     (topic,) = deployment.of_type(TOPIC)
     assert machine.inputs["type"] == "STANDARD"
     assert machine.inputs["roleArn"] == deployment.named("ingestion-workflow-role").arn
-    assert json.loads(machine.inputs["definition"]) == build_definition(function.arn, topic.arn, 25, 5.0)
+    assert json.loads(machine.inputs["definition"]) == build_definition(
+        function.arn, topic.arn, 25, 5.0, config.raw_bucket
+    )
 
 
 @pytest.mark.parametrize("level", ["ERROR", "ALL"])

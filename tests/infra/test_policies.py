@@ -213,6 +213,13 @@ def test_state_machine_policies_grant_exactly_its_function_topic_batch_lists_and
             ],
         },
     ]
+    # Each Map's ResultWriter may write only under the one prefix of the raw bucket set aside for it.
+    assert statements(deployment.policy(WORKFLOW_POLICY))["WriteMapResults"] == {
+        "Sid": "WriteMapResults",
+        "Effect": "Allow",
+        "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+        "Resource": ["arn:aws:s3:::acme-raw/_ingestion/_map-results/*"],
+    }
     deliver = statements(deployment.policy(WORKFLOW_POLICY))["DeliverLogs"]
     assert deliver["Resource"] == "*"
     assert deliver["Action"] == [
@@ -385,7 +392,9 @@ def test_definition_of_the_other_helper_is_the_one_deployed(build_pipeline: Buil
     deployment = build_pipeline(CONFIGS["dev"])
     (machine,) = deployment.of_type("aws:sfn/stateMachine:StateMachine")
     n = names(deployment)
-    assert json.loads(machine.inputs["definition"]) == build_definition(n["function"], n["topic"], 10, 0.0)
+    assert json.loads(machine.inputs["definition"]) == build_definition(
+        n["function"], n["topic"], 10, 0.0, CONFIGS["dev"].raw_bucket
+    )
 
 
 def lint(policy: dict[str, Any]) -> list[str]:
