@@ -107,19 +107,25 @@ def drop_bucket(s3: Any, bucket: str) -> None:
 class LedgerObjects:
     """What a dataset's ledger holds in its bucket after a run, read by listing `_ingestion/<dataset>/`."""
 
-    state_key: str
+    state_keys: list[str]
+    """The state's gzipped parts (`state/parts/...`), not its index."""
     state_bytes: int
-    manifest_bytes: int  # the largest manifest: each run writes one, uncompressed JSON lines
+    manifest_bytes: int  # the largest run's manifest: its parts together, uncompressed JSON lines
 
     @classmethod
     def listed(cls, s3: Any, bucket: str, dataset: str) -> LedgerObjects:
         root = f"{LEDGER_ROOT}{dataset}/"
         sizes = {o["Key"]: o["Size"] for o in iter_objects(s3, bucket, root)}
-        state_key = root + "state/current.jsonl.gz"
-        if state_key not in sizes:
-            raise RuntimeError(f"no state object at s3://{bucket}/{state_key}; the ledger holds {sorted(sizes)}")
-        manifests = [size for key, size in sizes.items() if key.startswith(root + "manifest/")]
-        return cls(state_key, sizes[state_key], max(manifests, default=0))
+        parts = sorted(key for key in sizes if key.startswith(root + "state/parts/"))
+        if not parts:
+            held = sorted(sizes)
+            raise RuntimeError(f"no state part under s3://{bucket}/{root}state/parts/; the ledger holds {held}")
+        runs: dict[str, int] = {}
+        for key, size in sizes.items():
+            if key.startswith(root + "manifest/"):
+                run = key.rsplit("/", 1)[1].rsplit("-", 1)[0]  # manifest/date=D/<run_id>-<shard>.jsonl
+                runs[run] = runs.get(run, 0) + size
+        return cls(parts, sum(sizes[key] for key in parts), max(runs.values(), default=0))
 
 
 # ---- one measured command -----------------------------------------------------------------------------------

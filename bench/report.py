@@ -11,7 +11,7 @@ from typing import Any
 from bench.common import Sample
 
 FOOTPRINT_ROWS = [
-    ("state_bytes", "state/current.jsonl.gz (compressed)"),
+    ("state_bytes", "state parts (compressed)"),
     ("state_uncompressed_bytes", "state, uncompressed"),
     ("sqlite_plan_first_run", "SQLite: first run, plan"),
     ("sqlite_finalize_first_run", "SQLite: finalize (landed table)"),
