@@ -137,7 +137,16 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         + ", ".join(f"`{p}`" for p in sorted(SUBSCRIPTION_PROTOCOLS))
         + ". An SQS queue must allow the topic to send to it.",
     ),
-    Setting("lambdaMemoryMb", int, 1024, "Function memory in MB.", 128, 10_240, attribute="function.memory_mb"),
+    Setting(
+        "lambdaMemoryMb",
+        int,
+        1769,
+        "Function memory in MB. 1,769 MB is one full vCPU, which the per-object work of planning and copying "
+        "uses; less is proportionally slower, for about the same GB-seconds (docs/SCALE.md).",
+        128,
+        10_240,
+        attribute="function.memory_mb",
+    ),
     Setting(
         "lambdaTimeoutSeconds", int, 900, "Function timeout in seconds.", 1, 900, attribute="function.timeout_seconds"
     ),
@@ -145,10 +154,10 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "lambdaEphemeralStorageMb",
         int,
         2048,
-        "Function `/tmp` in MB. Planning keeps the run's plan in an on-disk SQLite file there, about 200-300 bytes "
-        "a source key, and finalize spools the compressed state and the manifest there: Lambda's own 512 MB would "
-        "cap a dataset at about a million keys, 2048 MB allows several million. Raise it for larger datasets; "
-        "storage above 512 MB is billed per GB-second.",
+        "Function `/tmp` in MB. A shard's plan and finalize keep its keys in an on-disk SQLite file and spool its "
+        "state part and manifest part there, about 600 bytes a key at the peak: 2048 MB holds a shard of "
+        "`shard_max_keys` (500,000) keys with room to spare, whatever the dataset's size. Storage above 512 MB is "
+        "billed per GB-second.",
         512,
         10_240,
         attribute="function.ephemeral_storage_mb",
@@ -165,8 +174,10 @@ STACK_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "mapConcurrency",
         int,
-        10,
-        "Batches copied at once per run.",
+        100,
+        "Shards planned, batches copied and shards finalized at once per run (each a Lambda invocation). The "
+        "default lands 10 million changed objects of a 100-million-key dataset in about an hour "
+        "(docs/SCALE.md); it needs that much of the account's Lambda concurrency (1,000 by default).",
         1,
         MAX_MAP_CONCURRENCY,
         attribute="workflow.map_concurrency",

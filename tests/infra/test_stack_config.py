@@ -90,8 +90,8 @@ def test_pulumi_strings_are_decoded_to_typed_settings() -> None:
 
 def test_defaults_when_optional_keys_are_absent() -> None:
     config = parse_stack_config(values())
-    assert config.function == FunctionSettings(memory_mb=1024, timeout_seconds=900, reserved_concurrency=None)
-    assert config.workflow == WorkflowSettings(map_concurrency=10, tolerated_failure_percentage=0.0, log_level="ERROR")
+    assert config.function == FunctionSettings(memory_mb=1769, timeout_seconds=900, reserved_concurrency=None)
+    assert config.workflow == WorkflowSettings(map_concurrency=100, tolerated_failure_percentage=0.0, log_level="ERROR")
     assert config.log_retention_days == 30
     assert config.kms_key_arn is None
     assert config.subscriptions == ()
