@@ -27,6 +27,11 @@ def client_config(concurrency: int) -> Config:
         max_pool_connections=2 * concurrency + 8,
         connect_timeout=10,
         read_timeout=120,
+        # botocore (1.36 and later) asks for, and wraps every streamed body to check, the object's checksum;
+        # it wraps error answers too, and then fails parsing one that carries a checksum header (rclone
+        # serve s3's 500 during a concurrent rewrite) with AttributeError instead of retrying it. Our reads
+        # are the ledger's own JSON and gzip (gzip has its own CRC), and uploads still send checksums.
+        response_checksum_validation="when_required",
     )
 
 
