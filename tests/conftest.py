@@ -115,3 +115,19 @@ def expire_lock(ledger: Ledger) -> None:
     lock = ledger.lock
     document = dict(lock_document(ledger), expires_at=time.time() - 1)
     lock.s3.put_object(Bucket=lock.bucket, Key=lock.key, Body=json.dumps(document).encode())
+
+
+class Crash(Exception):
+    """Stands for the process dying (a Lambda timeout) at one chosen S3 call."""
+
+
+def crash_once(s3: Any, operation: str, key_part: str) -> None:
+    """The next `operation` on a key containing `key_part` dies before it reaches S3."""
+    armed = [True]
+
+    def maybe_crash(params: dict[str, Any], **kwargs: Any) -> None:
+        if armed[0] and key_part in params.get("Key", ""):
+            armed[0] = False
+            raise Crash(f"died before {operation} {params['Key']}")
+
+    s3.meta.events.register(f"before-parameter-build.s3.{operation}", maybe_crash)

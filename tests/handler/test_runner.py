@@ -15,7 +15,7 @@ from handler.config import parse_config
 from handler.errors import ConfigError, LockLost, RunInProgress, RunNotFound
 from handler.runner import Engine
 from handler.s3errors import NoSuchBucket
-from tests.conftest import dataset_config, expire_lock, landed_keys, ledger_in, list_keys
+from tests.conftest import Crash, crash_once, dataset_config, expire_lock, landed_keys, ledger_in, list_keys
 
 NOV_27 = Date(2026, 11, 27)
 NOV_28 = Date(2026, 11, 28)
@@ -32,22 +32,6 @@ MANIFEST_FIELDS = {
     "dataset",
     "date",
 }
-
-
-class Crash(Exception):
-    """Stands for the process dying (a Lambda timeout) at one chosen S3 call."""
-
-
-def crash_once(s3: Any, operation: str, key_part: str) -> None:
-    """The next `operation` on a key containing `key_part` dies before it reaches S3."""
-    armed = [True]
-
-    def maybe_crash(params: dict[str, Any], **kwargs: Any) -> None:
-        if armed[0] and key_part in params.get("Key", ""):
-            armed[0] = False
-            raise Crash(f"died before {operation} {params['Key']}")
-
-    s3.meta.events.register(f"before-parameter-build.s3.{operation}", maybe_crash)
 
 
 def put(s3: Any, bucket: str, key: str, body: bytes | str = b"x", **kwargs: Any) -> str:

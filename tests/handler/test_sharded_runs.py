@@ -13,25 +13,10 @@ import pytest
 from handler.ledger import Ledger
 from handler.runner import Engine
 from handler.s3io import jsonl_bytes
-from tests.conftest import dataset_config, ledger_in, list_keys
+from tests.conftest import Crash, crash_once, dataset_config, ledger_in, list_keys
 from tests.faults.verifier import verify
 
 NOV_27, NOV_28, NOV_29 = Date(2026, 11, 27), Date(2026, 11, 28), Date(2026, 11, 29)
-
-
-class Crash(Exception):
-    """A Lambda that died mid-step."""
-
-
-def crash_once(s3: Any, operation: str, key_part: str) -> None:
-    armed = [True]
-
-    def maybe_crash(params: dict[str, Any], **kwargs: Any) -> None:
-        if armed[0] and key_part in params.get("Key", ""):
-            armed[0] = False
-            raise Crash(f"died at {operation} {params['Key']}")
-
-    s3.meta.events.register(f"before-parameter-build.s3.{operation}", maybe_crash)
 
 
 def seed(s3: Any, bucket: str, keys: list[str]) -> None:
