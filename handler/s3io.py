@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from .s3errors import Conflict, NotFound, PreconditionFailed, Transient, s3_errors
+from .s3errors import Conflict, NotFound, PreconditionFailed, S3Error, Transient, s3_errors
 from .selection import SourceObject, clean_etag
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,22 @@ def jsonl_bytes(lines: Iterable[dict[str, Any]]) -> bytes:
 
 
 def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
-    """(document, ETag) or (None, None) when absent; a body cut off mid-read is resumed."""
-    try:
-        with s3_errors():
-            response = s3.get_object(Bucket=bucket, Key=key)
-    except NotFound:
-        return None, None
-    with io.BufferedReader(ResumableBody(s3, bucket, key, response)) as body:
-        return json.loads(body.read()), response["ETag"]
+    """(document, ETag) or (None, None) when absent; a body cut off mid-read is resumed, and a document
+    rewritten while it was read (its resume refused: the lock, renewed by another process) is read again."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            with s3_errors():
+                response = s3.get_object(Bucket=bucket, Key=key)
+        except NotFound:
+            return None, None
+        try:
+            with io.BufferedReader(ResumableBody(s3, bucket, key, response)) as body:
+                return json.loads(body.read()), response["ETag"]
+        except PreconditionFailed:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            log.info("%s changed while it was read; reading it again", key)
+    raise AssertionError("unreachable")
 
 
 def put_json(
@@ -237,10 +245,19 @@ class ResumableBody(io.RawIOBase):
         if self._position >= self._size >= 0:
             self._body = io.BytesIO(b"")
             return
-        with s3_errors():
-            response = self._s3.get_object(
-                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-", IfMatch=self._etag
-            )
+        try:
+            with s3_errors():
+                response = self._s3.get_object(
+                    Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-", IfMatch=self._etag
+                )
+        except S3Error as err:
+            if err.code != "InvalidRange":
+                raise
+            # The object is now shorter than what was read of it: another version, as If-Match would have said
+            # on a server that checks it (rclone serve s3 answers 416 instead).
+            raise PreconditionFailed(
+                f"{self._key} changed while it was read ({err.code})", code="PreconditionFailed", cause=err
+            ) from err
         self._body = response["Body"]
 
     def close(self) -> None:
