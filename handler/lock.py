@@ -212,8 +212,11 @@ class Heartbeat:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Wait for a renewal in flight, however slow (botocore's retries bound it): the step's caller may
+        # release the lock next, and a renewal landing after the release would put the lock back on a server
+        # that ignores If-Match (rclone serve s3, with --allow-unprotected), leaving it to its TTL.
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join()
 
     def check(self) -> None:
         if self.lost:

@@ -295,3 +295,27 @@ def test_a_lock_taking_put_whose_answer_was_lost_is_recognised_as_ours(s3, bucke
     assert lock_document(ledger)["token"] == handle.token
     handle.release()
     assert list_keys(s3, bucket, ledger.paths.lock) == []
+
+
+def test_a_heartbeat_ends_only_after_its_renewal_in_flight_so_a_release_is_final(s3, bucket, ledger, monkeypatch):
+    """A renewal slower than any fixed wait (SlowDown retries) must not land after the step released the lock:
+    on a server that ignores If-Match it would put the lock back."""
+    handle = lock_file(ledger, 1).acquire("run-1")
+    renewal = {"started": False, "finished": False}
+    renew = type(handle).renew
+
+    def slow_renew(self: Any) -> None:
+        renewal["started"] = True
+        time.sleep(5.5)  # longer than the join timeout the heartbeat used to have
+        renew(self)
+        renewal["finished"] = True
+
+    monkeypatch.setattr(type(handle), "renew", slow_renew)
+    with handle.heartbeat():
+        while not renewal["started"]:
+            time.sleep(0.05)
+
+    assert renewal["finished"], "the heartbeat returned while its renewal was still on its way"
+    monkeypatch.undo()
+    handle.release()
+    assert list_keys(s3, bucket, ledger.paths.lock) == []
