@@ -187,7 +187,7 @@ class TmpWatch:
         files: dict[tuple[int, int], int] = {}
         for root, _, names in os.walk(self.path):
             for name in names:
-                self._count(files, os.path.join(root, name))
+                count_file(files, os.path.join(root, name))
         named = sum(files.values())
         if self.pid is not None:
             fd_dir = f"/proc/{self.pid}/fd"
@@ -202,18 +202,19 @@ class TmpWatch:
                 except OSError:
                     continue
                 if target.startswith(self.path + os.sep):
-                    self._count(files, link)  # stat() follows the link to the open file, unlinked or not
+                    count_file(files, link)  # stat() follows the link to the open file, unlinked or not
         self.peak_named = max(self.peak_named, named)
         self.peak_total = max(self.peak_total, sum(files.values()))
 
-    @staticmethod
-    def _count(files: dict[tuple[int, int], int], path: str) -> None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return
-        if stat.S_ISREG(st.st_mode):
-            files[(st.st_dev, st.st_ino)] = st.st_size
+
+def count_file(files: dict[tuple[int, int], int], path: str) -> None:
+    """Record a regular file's size under its (device, inode), so one file seen twice counts once."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if stat.S_ISREG(st.st_mode):
+        files[(st.st_dev, st.st_ino)] = st.st_size
 
 
 def run_timed(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import threading
 import time
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from bench.common import count_file
 
 
 @dataclass
@@ -107,7 +108,7 @@ class _TreeSampler:
         files: dict[tuple[int, int], int] = {}
         for folder, _, names in os.walk(self.tmpdir):
             for name in names:
-                _count(files, os.path.join(folder, name))
+                count_file(files, os.path.join(folder, name))
         named = sum(files.values())
         for proc in procs:
             fd_dir = f"/proc/{proc.pid}/fd"
@@ -119,20 +120,11 @@ class _TreeSampler:
                 link = os.path.join(fd_dir, fd)
                 try:
                     if os.readlink(link).startswith(self.tmpdir + os.sep):
-                        _count(files, link)
+                        count_file(files, link)
                 except OSError:
                     continue
         self.peak_named = max(self.peak_named, named)
         self.peak_tmp = max(self.peak_tmp, sum(files.values()))
-
-
-def _count(files: dict[tuple[int, int], int], path: str) -> None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return
-    if stat.S_ISREG(st.st_mode):
-        files[(st.st_dev, st.st_ino)] = st.st_size
 
 
 def run_measured(
