@@ -41,7 +41,7 @@ from typing import IO, Any
 from . import s3io, state
 from .config import DatasetConfig
 from .errors import LockLost
-from .lock import Lock, LockFile
+from .lock import PROBE_LEFTOVER_AGE_SECONDS, Lock, LockFile
 from .records import (
     BatchItem,
     ManifestLine,
@@ -278,9 +278,10 @@ class Ledger:
 
     def clear_unstored_plans(self) -> None:
         """With the lock held and no run open, anything under work/ is a plan that died before it was
-        stored: nothing was copied from it. Probe objects a failed probe left behind go too."""
+        stored: nothing was copied from it. Probe objects a failed delete left behind go too, once they are
+        old enough that no probe (another run's, which needs no lock) can be between its two writes."""
         s3io.delete_prefix(self._s3, self.bucket, self.paths.all_work)
-        s3io.delete_prefix(self._s3, self.bucket, self.paths.probe)
+        s3io.delete_prefix(self._s3, self.bucket, self.paths.probe, older_than_seconds=PROBE_LEFTOVER_AGE_SECONDS)
 
     def start_planning(self, planning: Planning, shards: Iterable[RunShard]) -> None:
         """A round's shards, then the list the PlanShards Map reads, then the planning record: a step that finds

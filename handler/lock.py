@@ -26,6 +26,12 @@ from .s3io import delete, get_json, put_json
 
 log = logging.getLogger(__name__)
 
+PROBE_ATTEMPTS = 3
+"""Fresh probe objects whose second write must all be accepted before a server is called unprotected."""
+PROBE_LEFTOVER_AGE_SECONDS = 3600
+"""A probe object older than this is a leftover (its delete failed), not one a probe is still using: a probe
+lasts two requests, so only these are cleared, never one another run is in the middle of."""
+
 
 def default_owner() -> str:
     """Who holds the lock, for the RunInProgress message: the Lambda request or the host and pid."""
@@ -50,24 +56,35 @@ class LockFile:
         """Write one probe object twice with If-None-Match; a server that accepts the second write ignores it.
 
         Both writes carry write ids (s3io), so a lost answer to the first is not mistaken for a refusal, and a
-        probe object that cannot be deleted is left to the next plan's clean-up instead of failing the run.
+        probe object that cannot be deleted is left to a later plan's clean-up instead of failing the run.
+        A second write can also succeed because the object vanished in between (a clean-up of old probe
+        leftovers, or a hand-run delete), so the probe is repeated with a fresh key before the server is
+        blamed: only a server that accepts the second write PROBE_ATTEMPTS times in a row is refused.
         """
-        key = f"{self.probe_prefix}{uuid.uuid4().hex}"
-        put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True)
-        try:
-            put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True)
-        except PreconditionFailed:
-            return
-        finally:
-            try:
-                delete(self.s3, self.bucket, key)
-            except S3Error as err:
-                log.warning("could not delete probe object %s (%s); the next plan clears it", key, err.code)
+        for _ in range(PROBE_ATTEMPTS):
+            if self._probe_once():
+                return
+            log.warning("a conditional-write probe's second write was accepted; probing again with a new key")
         raise ConditionalWritesUnsupported(
             f"the S3 endpoint serving bucket {self.bucket!r} ignored If-None-Match on PutObject, so two runs "
             "could interleave and land files twice. Use AWS S3 or a server that supports conditional writes, or "
             "pass --allow-unprotected to run without the lock at your own risk (never from a schedule)."
         )
+
+    def _probe_once(self) -> bool:
+        """Whether the server refused the second write of a fresh probe object."""
+        key = f"{self.probe_prefix}{uuid.uuid4().hex}"
+        put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True)
+        try:
+            put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True)
+        except PreconditionFailed:
+            return True
+        finally:
+            try:
+                delete(self.s3, self.bucket, key)
+            except S3Error as err:
+                log.warning("could not delete probe object %s (%s); a later plan clears it", key, err.code)
+        return False
 
     def acquire(self, run_id: str, *, owner: str | None = None) -> Lock:
         """Take the lock or raise RunInProgress naming the holder and when its lock expires."""

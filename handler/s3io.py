@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from .s3errors import Conflict, NotFound, PreconditionFailed, S3Error, Transient, s3_errors
@@ -403,9 +404,16 @@ def delete_keys(s3: Any, bucket: str, keys: Iterable[str]) -> None:
         _delete_objects(s3, bucket, chunk)
 
 
-def delete_prefix(s3: Any, bucket: str, prefix: str) -> None:
-    """Delete every object under a prefix, DELETE_BATCH keys a request."""
-    delete_keys(s3, bucket, iter_keys(s3, bucket, prefix))
+def delete_prefix(s3: Any, bucket: str, prefix: str, *, older_than_seconds: float | None = None) -> None:
+    """Delete every object under a prefix (with an age, only those last modified longer ago than it, by this
+    machine's clock against the server's LastModified), DELETE_BATCH keys a request."""
+    if older_than_seconds is None:
+        delete_keys(s3, bucket, iter_keys(s3, bucket, prefix))
+        return
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    delete_keys(
+        s3, bucket, (item["Key"] for item in _iter_contents(s3, bucket, prefix) if item["LastModified"] < cutoff)
+    )
 
 
 def _delete_objects(s3: Any, bucket: str, objects: list[dict[str, str]]) -> None:

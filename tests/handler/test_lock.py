@@ -164,6 +164,37 @@ def test_probe_refuses_a_server_that_ignores_if_none_match(s3, bucket, ledger):
     assert list_keys(s3, bucket) == []
 
 
+def test_probe_whose_object_is_deleted_between_its_writes_probes_again_and_passes(s3, bucket, ledger):
+    """Another run's plan clearing probe leftovers (or a hand-run delete) can remove the probe object between
+    its two writes; the second write then succeeds on an honest server, which must not be refused for it.
+    Seen in CI: two runs started together, one refused as 'ignored If-None-Match'."""
+    puts: list[str] = []
+
+    def delete_after_first_write(params: dict[str, Any], **kwargs: Any) -> None:
+        puts.append(params["Key"])
+        if len(puts) == 2:  # the first probe's second write: its object vanishes just before
+            s3.delete_object(Bucket=bucket, Key=params["Key"])
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", delete_after_first_write)
+
+    ledger.lock.probe()
+
+    assert len(puts) == 4 and puts[0] == puts[1] and puts[2] == puts[3] and puts[0] != puts[2]
+    assert list_keys(s3, bucket) == []
+
+
+def test_plan_clean_up_keeps_a_fresh_probe_object_and_clears_an_old_leftover(s3, bucket, ledger, monkeypatch):
+    key = f"{ledger.paths.probe}leftover"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+
+    ledger.clear_unstored_plans()
+    assert list_keys(s3, bucket) == [key]
+
+    monkeypatch.setattr("handler.ledger.PROBE_LEFTOVER_AGE_SECONDS", -60)  # as if an hour had passed
+    ledger.clear_unstored_plans()
+    assert list_keys(s3, bucket) == []
+
+
 def test_engine_on_a_server_without_conditional_writes_copies_nothing(s3, buckets):
     source, raw = buckets
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"a")
