@@ -31,6 +31,15 @@ class ConditionalWritesUnsupported(IngestError):
     """The S3 endpoint ignored If-None-Match, so the lock and ledger cannot be protected."""
 
 
+class CorruptDocument(IngestError):
+    """A ledger document (the lock, a state index, a plan) read the same way several times is not JSON: it was
+    damaged outside this tool. Nothing is written over it; the message names the key, `reason` says why."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class RunNotFound(IngestError):
     """A batch or finalize step named a run that has no open plan (already finalized, or never planned)."""
 

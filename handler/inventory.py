@@ -78,7 +78,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .errors import ConfigError, IngestError
+from .errors import ConfigError, CorruptDocument, IngestError
 from .s3errors import S3Error, s3_errors
 from .s3io import get_json, head_or_none, open_versioned
 from .selection import SourceObject, clean_etag
@@ -217,8 +217,8 @@ def read_manifest(s3: Any, bucket: str, key: str, *, source_bucket: str | None =
 def get_json_or_config_error(s3: Any, bucket: str, key: str, uri: str) -> tuple[Any, str | None]:
     try:
         document, etag = get_json(s3, bucket, key)
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-        raise ConfigError(f"inventory manifest {uri}: not valid JSON ({err})") from err
+    except CorruptDocument as err:
+        raise ConfigError(f"inventory manifest {uri}: not valid JSON ({err.reason})") from err
     if etag is None:
         raise ConfigError(f"inventory manifest {uri}: does not exist")
     return document, etag

@@ -26,6 +26,8 @@ from .s3io import delete, get_json, put_json
 
 log = logging.getLogger(__name__)
 
+ABSENCE_REREADS = (0.1, 0.3, 1.0)
+"""Pauses between the reads that confirm a lock its holder expected is really gone."""
 PROBE_ATTEMPTS = 3
 """Fresh probe objects whose second write must all be accepted before a server is called unprotected."""
 PROBE_LEFTOVER_AGE_SECONDS = 3600
@@ -51,6 +53,20 @@ class LockFile:
     def read(self) -> tuple[dict[str, Any] | None, str | None]:
         """(lock document, ETag), or (None, None) when nobody holds it."""
         return get_json(self.s3, self.bucket, self.key)
+
+    def read_expecting_it(self) -> tuple[dict[str, Any] | None, str | None]:
+        """`read` for a holder that expects its lock there: an absence is read again before it is believed.
+
+        On S3 an absent lock is absent (its reads are strongly consistent), and this costs nothing but on the
+        way to LockLost. A server that rewrites in place (`rclone serve s3`, with several workers renewing one
+        lock) answers 404 for a moment now and then, which would stop a healthy run."""
+        current, etag = self.read()
+        for pause in ABSENCE_REREADS:
+            if current is not None:
+                break
+            time.sleep(pause)
+            current, etag = self.read()
+        return current, etag
 
     def probe(self) -> None:
         """Write one probe object twice with If-None-Match; a server that accepts the second write ignores it.
@@ -114,7 +130,7 @@ class LockFile:
 
     def adopt(self, run_id: str) -> Lock:
         """A batch or finalize step of a run joins the lock its plan step took (steps run in other Lambdas)."""
-        current, etag = self.read()
+        current, etag = self.read_expecting_it()
         if current is None or current.get("run_id") != run_id:
             raise LockLost(
                 f"run {run_id} does not hold this dataset's lock (holder: {current and current.get('run_id')}); "
@@ -191,7 +207,7 @@ class Lock:
         return Heartbeat(self)
 
     def _own(self, what: str) -> tuple[dict[str, Any], str | None]:
-        current, etag = self.file.read()
+        current, etag = self.file.read_expecting_it()
         if current is None or current.get("token") != self.token:
             raise LockLost(
                 f"run {self.run_id} {what} (now {current and current.get('run_id')}); stopping so two runs never "

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from .errors import CorruptDocument
 from .s3errors import Conflict, NotFound, PreconditionFailed, S3Error, Transient, s3_errors
 from .selection import SourceObject, clean_etag
 
@@ -47,7 +48,10 @@ def jsonl_bytes(lines: Iterable[dict[str, Any]]) -> bytes:
 
 def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
     """(document, ETag) or (None, None) when absent; a body cut off mid-read is resumed, and a document
-    rewritten while it was read (its resume refused: the lock, renewed by another process) is read again."""
+    rewritten while it was read (its resume refused: the lock, renewed by another process) is read again.
+
+    A body that is not JSON is read again too: S3's reads are atomic, but a server that rewrites files in place
+    (`rclone serve s3`) can serve parts of two versions in one answer. One that stays unreadable is reported."""
     for attempt in range(READ_ATTEMPTS):
         try:
             with s3_errors():
@@ -56,11 +60,23 @@ def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
             return None, None
         try:
             with io.BufferedReader(ResumableBody(s3, bucket, key, response)) as body:
-                return json.loads(body.read()), response["ETag"]
+                raw = body.read()
         except PreconditionFailed:
             if attempt == READ_ATTEMPTS - 1:
                 raise
             log.info("%s changed while it was read; reading it again", key)
+            continue
+        try:
+            return json.loads(raw), response["ETag"]
+        except ValueError as err:
+            if attempt == READ_ATTEMPTS - 1:
+                raise CorruptDocument(
+                    f"s3://{bucket}/{key} is not a JSON document ({err}), read {READ_ATTEMPTS} times: it was "
+                    "written or damaged by something else; restore an earlier version of it",
+                    reason=str(err),
+                ) from err
+            log.warning("%s was not one whole JSON document (%s); reading it again", key, err)
+            time.sleep(min(0.05 * 2**attempt, 1.0))
     raise AssertionError("unreachable")
 
 
@@ -252,13 +268,20 @@ class ResumableBody(io.RawIOBase):
                     Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-", IfMatch=self._etag
                 )
         except S3Error as err:
-            if err.code != "InvalidRange":
+            if not isinstance(err, NotFound) and err.code != "InvalidRange":
                 raise
-            # The object is now shorter than what was read of it: another version, as If-Match would have said
-            # on a server that checks it (rclone serve s3 answers 416 instead).
+            # The object is now shorter than what was read of it, or gone: another version, as If-Match would
+            # have said on a server that checks it (rclone serve s3 answers 416, or 404 mid-rewrite, instead).
             raise PreconditionFailed(
                 f"{self._key} changed while it was read ({err.code})", code="PreconditionFailed", cause=err
             ) from err
+        if response.get("ETag") != self._etag:
+            # If-Match ignored (rclone serve s3): these bytes belong to another version.
+            response["Body"].close()
+            raise PreconditionFailed(
+                f"{self._key} changed while it was read (ETag {self._etag} is now {response.get('ETag')})",
+                code="PreconditionFailed",
+            )
         self._body = response["Body"]
 
     def close(self) -> None:

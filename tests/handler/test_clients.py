@@ -10,6 +10,7 @@ import pytest
 
 from handler import s3io
 from handler.clients import s3_client
+from handler.errors import CorruptDocument
 from handler.s3errors import Transient
 
 
@@ -94,3 +95,92 @@ def test_a_document_rewritten_while_it_was_read_is_read_again_whole(monkeypatch)
 
     assert (document, etag) == ({"run_id": "new-run", "renewed_at": 2.0}, '"new"')
     assert _RewrittenWhileRead.gets == 3, "the cut read, the refused resume, the new version read whole"
+
+
+class _ResumeIgnoringIfMatch(BaseHTTPRequestHandler):
+    """As `rclone serve s3` serves lock.json rewritten, longer, during a read: the first answer stops half-way,
+    and the resume (If-Match ignored) is served from the new version, with the new version's ETag."""
+
+    old = b'{"run_id": "old-run", "renewed_at": 1.0, "padding": "' + b"x" * 60 + b'"}'
+    new = b'{"run_id": "new-run", "renewed_at": 22.0, "padding": "' + b"y" * 90 + b'"}'
+    gets = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).gets += 1
+        first = type(self).gets == 1
+        body = self.old if first else self.new
+        start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-")) if self.headers.get("Range") else 0
+        self.send_response(206 if start else 200)
+        self.send_header("ETag", '"old"' if first else '"new"')
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if first:
+            self.wfile.write(body[:40])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _MixedThenWhole(BaseHTTPRequestHandler):
+    """A whole-looking answer made of two versions (parsed, it has bytes after the document), then a good one."""
+
+    gets = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).gets += 1
+        body = b'{"run_id": "a"}"}' if type(self).gets == 1 else b'{"run_id": "b"}'
+        self.send_response(200)
+        self.send_header("ETag", f'"{type(self).gets}"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _get_json_from(handler: type[BaseHTTPRequestHandler], monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        s3 = s3_client(concurrency=1, endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
+        return s3io.get_json(s3, "ledger-bucket", "_ingestion/movielens/lock.json")
+    finally:
+        server.shutdown()
+
+
+def test_a_resume_served_from_another_version_is_refused_and_the_document_read_again(monkeypatch):
+    """Seen at 1M keys on rclone: old bytes + the new version's tail, 'JSONDecodeError: Extra data', exit 1."""
+    assert _get_json_from(_ResumeIgnoringIfMatch, monkeypatch) == (
+        {"run_id": "new-run", "renewed_at": 22.0, "padding": "y" * 90},
+        '"new"',
+    )
+    assert _ResumeIgnoringIfMatch.gets == 3, "the cut read, the resume from the other version, a whole read"
+
+
+def test_a_body_of_two_versions_is_read_again_not_a_crash(monkeypatch):
+    assert _get_json_from(_MixedThenWhole, monkeypatch) == ({"run_id": "b"}, '"2"')
+
+
+class _NeverJson(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = b"not json"
+        self.send_response(200)
+        self.send_header("ETag", '"x"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_document_that_stays_unreadable_is_reported_by_name(monkeypatch):
+    monkeypatch.setattr("handler.s3io.time.sleep", lambda seconds: None)
+    with pytest.raises(CorruptDocument, match=r"s3://ledger-bucket/_ingestion/movielens/lock.json is not a JSON"):
+        _get_json_from(_NeverJson, monkeypatch)

@@ -350,3 +350,41 @@ def test_a_heartbeat_ends_only_after_its_renewal_in_flight_so_a_release_is_final
     monkeypatch.undo()
     handle.release()
     assert list_keys(s3, bucket, ledger.paths.lock) == []
+
+
+def answer_lock_reads_with_404(client: Any, ledger: Ledger, times: int) -> list[str]:
+    """The next `times` GETs of lock.json ask for a key that is not there, as rclone serve s3 answers a read
+    while two workers rewrite the lock in place. Returns the keys every GET asked for."""
+    asked: list[str] = []
+
+    def misdirect(params: dict[str, Any], **kwargs: Any) -> None:
+        asked.append(params["Key"])
+        if params["Key"] == ledger.paths.lock and asked.count(ledger.paths.lock) <= times:
+            params["Key"] = ledger.paths.lock + ".absent-for-a-moment"
+
+    client.meta.events.register("before-parameter-build.s3.GetObject", misdirect)
+    return asked
+
+
+def test_a_lock_that_reads_absent_for_a_moment_is_still_renewed_and_adopted(s3, bucket, ledger, monkeypatch):
+    """Seen at 1M keys on rclone: 'run ... lost its lock (now None)' stopped a healthy run."""
+    monkeypatch.setattr("handler.lock.time.sleep", lambda seconds: None)
+    handle = lock_file(ledger, 60).acquire("run-1")
+    answer_lock_reads_with_404(s3, ledger, times=2)
+
+    handle.renew()
+    lock_file(ledger, 60).adopt("run-1")
+
+    assert lock_document(ledger)["token"] == handle.token
+
+
+def test_a_lock_really_gone_is_lost_after_its_absence_is_read_again(s3, bucket, ledger, monkeypatch):
+    monkeypatch.setattr("handler.lock.time.sleep", lambda seconds: None)
+    handle = lock_file(ledger, 60).acquire("run-1")
+    s3.delete_object(Bucket=bucket, Key=ledger.paths.lock)
+    asked = answer_lock_reads_with_404(s3, ledger, times=0)
+
+    with pytest.raises(LockLost, match="run-1 lost its lock"):
+        handle.renew()
+
+    assert asked.count(ledger.paths.lock) == 4, "one read and three confirmations"
