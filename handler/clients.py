@@ -15,6 +15,7 @@ import boto3
 from botocore.config import Config
 
 from .errors import ConfigError
+from .parsing import tune_client, tune_session
 
 
 def client_config(concurrency: int) -> Config:
@@ -36,9 +37,14 @@ def client_config(concurrency: int) -> Config:
 
 
 def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str | None = None) -> Any:
+    """One S3 client for a run, its answers parsed the cheap way where botocore's costs more (parsing.py)."""
     session = session or boto3.session.Session()
+    # boto3 keeps its botocore session private; the parser defaults are only reachable there.
+    tune_session(session._session)
     kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    return session.client("s3", config=client_config(concurrency), **kwargs)
+    s3 = session.client("s3", config=client_config(concurrency), **kwargs)
+    tune_client(s3)
+    return s3
 
 
 def sns_client(session: Any = None, *, endpoint_url: str | None = None) -> Any:

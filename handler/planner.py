@@ -19,7 +19,7 @@ from .config import DatasetConfig
 from .layout import KeyTooLong, UnsafeKey, relative_key, render_target_key
 from .records import BatchItem, ManifestLine, ObjectStatus, PlanCounts
 from .selection import COPY, EXCLUDE, FAIL, ROUTINE_SKIPS, SKIP, SkipKind, SourceObject, decide
-from .state import landed_entry
+from .state import LOOKUP_CHUNK, landed_entries
 
 _INSERT = "INSERT OR REPLACE INTO planned VALUES (?,?,?,?,?,?,?)"
 
@@ -52,11 +52,16 @@ def build_plan(
     counts = _Counting()
     rows: list[tuple[Any, ...]] = []
     with db:
-        for obj in objects:
-            counts.listed += 1
-            row = _decide_row(obj, dataset, db, run_date=run_date, run_id=run_id, now=now, counts=counts)
-            if row is not None:
-                rows.append(row)
+        for page in _pages(objects, LOOKUP_CHUNK):
+            # One SELECT per page of keys, not one per key: on a no-op night the lookups were a tenth of the CPU.
+            landed = landed_entries(db, [obj.key for obj in page])
+            for obj in page:
+                counts.listed += 1
+                row = _decide_row(
+                    obj, dataset, landed.get(obj.key), run_date=run_date, run_id=run_id, now=now, counts=counts
+                )
+                if row is not None:
+                    rows.append(row)
             if len(rows) >= 5000:
                 db.executemany(_INSERT, rows)
                 rows.clear()
@@ -79,10 +84,21 @@ def build_plan(
     )
 
 
+def _pages(objects: Iterable[SourceObject], size: int) -> Iterator[list[SourceObject]]:
+    page: list[SourceObject] = []
+    for obj in objects:
+        page.append(obj)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
 def _decide_row(
     obj: SourceObject,
     dataset: DatasetConfig,
-    db: sqlite3.Connection,
+    landed: tuple[str, str] | None,
     *,
     run_date: Date,
     run_id: str,
@@ -90,7 +106,6 @@ def _decide_row(
     counts: _Counting,
 ) -> tuple[Any, ...] | None:
     relative = relative_key(dataset.source.prefix, obj.key)
-    landed = landed_entry(db, obj.key)
     decision = decide(
         obj,
         relative,

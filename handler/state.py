@@ -100,6 +100,19 @@ def landed_entry(db: sqlite3.Connection, key: str) -> tuple[str, str] | None:
     return (row[0], row[1]) if row else None
 
 
+# Well under SQLite's bound on parameters in one statement (999 before SQLite 3.32).
+LOOKUP_CHUNK = 900
+
+
+def landed_entries(db: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, str]]:
+    """{key: (ETag, target key)} of those of `keys` (at most LOOKUP_CHUNK) that have landed, in one SELECT."""
+    if not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    rows = db.execute(f"SELECT key, etag, target FROM landed WHERE key IN ({marks})", keys)  # noqa: S608 - only marks
+    return {key: (etag, target) for key, etag, target in rows}
+
+
 def record_landed(db: sqlite3.Connection, lines: Iterable[ManifestLine], run_id: str, date: str) -> None:
     """The copied lines become the keys' current versions, in one transaction."""
     with db:

@@ -14,7 +14,7 @@ import pytest
 from handler.planner import build_plan, cut_batches, iter_copies, iter_notes
 from handler.records import BatchItem, ManifestLine, ObjectStatus, PlanCounts
 from handler.selection import SourceObject
-from handler.state import create_table, record_landed
+from handler.state import LOOKUP_CHUNK, create_table, record_landed
 from tests.conftest import dataset_config
 
 RUN_DATE = date(2024, 3, 7)
@@ -54,6 +54,24 @@ def plan(db: sqlite3.Connection, objects: list[SourceObject], **overrides: Any) 
 def target(relative_dir: str, name: str) -> str:
     folder = f"{relative_dir}/" if relative_dir else ""
     return f"{PREFIX}{folder}ingest_date=2024-03-07/{name}"
+
+
+def test_state_lookups_by_page_decide_each_key_by_its_own_entry_across_page_boundaries(db):
+    # Keys around the boundaries of the pages looked up together: landed unchanged (skip), landed with another
+    # ETag (copy), never landed (copy).
+    total = 2 * LOOKUP_CHUNK + 7
+    names = [f"k{i:05d}.csv" for i in range(total)]
+    for i, name in enumerate(names):
+        if i % 3 == 0:
+            landed(db, name, f"e{i}")
+        elif i % 3 == 1:
+            landed(db, name, "older")
+
+    counts = plan(db, [src(name, f"e{i}") for i, name in enumerate(names)])
+
+    copied = [item.key for item in iter_copies(db)]
+    assert copied == [PREFIX + name for i, name in enumerate(names) if i % 3 != 0]
+    assert (counts.listed, counts.planned, counts.skipped) == (total, len(copied), total - len(copied))
 
 
 # ---- counts ----------------------------------------------------------------------------------------------------
