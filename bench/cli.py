@@ -1,10 +1,12 @@
-"""`python -m bench`: the options, the measurement plan, and the report on stdout (progress on stderr)."""
+"""`python -m bench`: the options, what runs on which server, and the report on stdout (progress on stderr);
+the rounds themselves are `bench.rounds`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -14,22 +16,40 @@ from pathlib import Path
 from typing import Any
 
 import bench
-from bench import footprint, peers, servers, workloads
-from bench.common import SOURCE_BUCKET, Sample, Tool, drop_bucket
+from bench import footprint, peers, rounds, servers, workloads
+from bench.common import REPO, SOURCE_BUCKET, Tool
 from bench.ours import Ours
-from bench.report import report
+from bench.report import document, report
+from bench.scale_machine import facts
 
 TOOLS: dict[str, type[Tool]] = {"ours": Ours, **peers.PEERS}
-# --quick: a smoke run that shows every part works (about a minute); its numbers mean little.
-QUICK = {"reps": 1, "files": 100, "footprint_keys": 500}
-DEFAULTS = {"reps": 3, "files": 1000, "footprint_keys": 5000}
+# --quick: a smoke run that shows every part works (a minute or two on 2 cores); its numbers mean little.
+QUICK: dict[str, Any] = {
+    "reps": 1, "files": 200, "large_files": 10, "noop_keys": 2000, "footprint_keys": 500, "servers": "rclone"
+}  # fmt: skip
+DEFAULTS: dict[str, Any] = {
+    "reps": 3, "files": 20_000, "large_files": 1000, "noop_keys": 300_000, "footprint_keys": 5000,
+    "servers": ",".join(servers.SERVERS),
+}  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=(bench.__doc__ or "").split("\n\n")[0])
-    p.add_argument("--reps", type=int, help=f"repetitions per tool and data set (default {DEFAULTS['reps']})")
-    p.add_argument("--files", type=int, help=f"files in the generated many-small set (default {DEFAULTS['files']})")
-    p.add_argument("--servers", default=",".join(servers.SERVERS), help="comma list of moto, rclone (default both)")
+    p.add_argument("--reps", type=int, help=f"timed rounds per server and data set (default {DEFAULTS['reps']})")
+    p.add_argument(
+        "--files", type=int, help=f"objects of 4 KiB in the small set (default {DEFAULTS['files']:,}; 0 skips)"
+    )
+    p.add_argument(
+        "--large-files",
+        type=int,
+        help=f"objects of 1 MiB in the large set (default {DEFAULTS['large_files']:,}; 0 skips)",
+    )
+    p.add_argument(
+        "--noop-keys",
+        type=int,
+        help=f"keys of the no-op night, rclone serve s3 only (default {DEFAULTS['noop_keys']:,}; 0 skips)",
+    )
+    p.add_argument("--servers", help=f"comma list of {', '.join(servers.SERVERS)} (default both)")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)} (default all)")
     p.add_argument("--movielens", type=Path, help="ml-latest-small folder (default: shared/data if present)")
     p.add_argument(
@@ -37,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help=f"keys for the ledger footprint (default {DEFAULTS['footprint_keys']}; 0 skips)",
     )
+    p.add_argument("--no-request-count", action="store_true", help="skip the extra, untimed round that counts requests")
     p.add_argument("--json-out", type=Path, help="also write the raw samples as JSON here")
+    p.add_argument("--markdown-out", type=Path, help="also write the report here, e.g. docs/BENCHMARKS.md")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -46,29 +68,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def measure(
-    server: servers.Server, data: workloads.DataSet, tools: dict[str, Tool], reps: int, log: Callable[[str], None]
-) -> list[Sample]:
-    """Per repetition: every tool's full copy into its own fresh bucket, then every tool's second run."""
-    samples: list[Sample] = []
-    names = list(tools)
-    for rep in range(reps):
-        order = names[rep % len(names) :] + names[: rep % len(names)]  # rotate: nobody always goes first
-        targets = {name: f"t-{data.short}-{name}-{rep}" for name in order}
-        line = []
-        for name in order:
-            server.s3.create_bucket(Bucket=targets[name])
-            sample = tools[name].run(data, targets[name], incremental=False)
-            samples.append(sample)
-            line.append(f"{name} {sample.seconds:.2f}s")
-        for name in order:
-            sample = tools[name].run(data, targets[name], incremental=True)
-            samples.append(sample)
-            line.append(f"{name}(again) {sample.seconds:.2f}s")
-        for target in targets.values():
-            drop_bucket(server.s3, target)
-        log(f"    rep {rep + 1}/{reps}: " + ", ".join(line))
-    return samples
+def command_line(argv: list[str] | None) -> str:
+    """The command as typed, with the niceness it ran at: the report says exactly how to reproduce it."""
+    nice = os.nice(0)
+    return (f"nice -n {nice} " if nice else "") + shlex.join(
+        ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
+    )
+
+
+def metadata_room(data_sets: list[workloads.DataSet], tools: int, reps: int, noop_keys: int) -> int:
+    """Objects rclone must keep metadata for (our lineage), with room to spare: every copy of every round."""
+    return sum(d.count for d in data_sets) * tools * (reps + 2) + 2 * noop_keys + 10_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,13 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "reps": args.reps,
         "quick": args.quick,
+        "command": command_line(argv),
+        "cwd": os.getcwd(),
         "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "versions": peers.versions(binaries),
+        "machine": facts(REPO, binaries.get("rclone", "rclone"), binaries.get("s5cmd")),
     }
-    data_sets = [d for d in (workloads.movielens(args.movielens), workloads.many_small(args.files)) if d is not None]
-    if len(data_sets) == 1:
-        log("bench: MovieLens ml-latest-small not found (pass --movielens DIR); measuring the generated set only")
-    for data in data_sets:
+    data_sets = [d for d in (workloads.movielens(args.movielens),) if d is not None]
+    if not data_sets:
+        log("bench: MovieLens ml-latest-small not found (pass --movielens DIR); measuring the generated sets only")
+    data_sets += [workloads.small(args.files)] if args.files else []
+    data_sets += [workloads.large(args.large_files)] if args.large_files else []
+    noop = workloads.noop(args.noop_keys) if args.noop_keys else None
+    for data in data_sets + ([noop] if noop else []):
         log(f"bench: {data.name}: {data.description}")
 
     labels = {name: {"concurrency": TOOLS[name].concurrency, "again": TOOLS[name].again} for name in tools}
@@ -115,27 +131,27 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     running: list[servers.Server] = []
     try:
+        room = metadata_room(data_sets, len(tools), args.reps, args.noop_keys)
         for server_name in wanted_servers:
-            server = servers.start(server_name, binaries.get("rclone"))
+            server = servers.start(server_name, binaries.get("rclone"), room)
             running.append(server)
             log(f"bench: {server.name} at {server.endpoint} ({server.notes})")
             (workdir / server.name).mkdir()
             runners = {name: TOOLS[name](server, binaries.get(name), workdir / server.name) for name in tools}
             server.s3.create_bucket(Bucket=SOURCE_BUCKET)
             for data in data_sets:
-                workloads.seed(server.s3, data)
+                workloads.seed(server, data)
             for data in data_sets:
                 log(f"  {data.name} on {server.name}:")
-                samples = measure(server, data, runners, args.reps, log)
-                results.append(
-                    {
-                        "server": server.notes,
-                        "data": data.summary(),
-                        "tools": tools,
-                        "labels": labels,
-                        "samples": samples,
-                    }
-                )
+                block = {"kind": "copy", "server": server.notes, "data": data.summary(), "tools": tools}
+                block.update(labels=labels, samples=rounds.copy_rounds(server, data, runners, args.reps, log))
+                if not args.no_request_count:
+                    block["requests"] = rounds.count_copy_requests(server, data, runners, log)
+                results.append(block)
+            if noop and server.served:
+                results.append(noop_night(server, noop, runners["ours"], binaries, args, log))
+            elif noop:
+                log(f"  no-op night: skipped on {server.name} (it is seeded straight into rclone's folder)")
             server.stop()
             running.remove(server)
         feet = []
@@ -148,13 +164,46 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     meta["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     meta["wall_seconds"] = round(time.monotonic() - started, 1)
-    print(report(results, feet, meta))
-    print(f"\n(bench wall time {meta['wall_seconds']:.0f} s)")
+    text = report(results, feet, meta) + f"\n\n(bench wall time {meta['wall_seconds']:.0f} s)"
+    print(text)
+    if args.markdown_out:
+        args.markdown_out.write_text(document(text, meta))
     if args.json_out:
-        raw = {
-            "meta": meta,
-            "footprint": feet,
-            "results": [dict(block, samples=[s.__dict__ for s in block["samples"]]) for block in results],
-        }
+        raw = {"meta": meta, "footprint": feet, "results": [raw_block(block) for block in results]}
         args.json_out.write_text(json.dumps(raw, indent=1, default=str))
     return 0
+
+
+def noop_night(
+    server: servers.Server,
+    data: workloads.DataSet,
+    ours: Tool,
+    binaries: dict[str, str],
+    args: argparse.Namespace,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Seed the no-op set, ingest it once, then the rounds (and the counting round) beside the listers."""
+    log(f"  no-op night on {server.name}: seeding {data.count:,} keys into its folder")
+    workloads.seed(server, data)
+    listers: dict[str, Tool] = {
+        cls.name: cls(server, binaries.get(needs), ours.workdir)
+        for needs, cls in peers.LISTERS.items()
+        if needs == "boto3" or needs in binaries
+    }
+    target = f"t-{data.short}"
+    first, samples = rounds.noop_rounds(server, data, ours, listers, args.reps, target, log)
+    labels = {"ours": "ours, no-op re-run", **{name: name for name in listers}}
+    block = {"kind": "noop", "server": server.notes, "data": data.summary(), "tools": ["ours", *listers]}
+    block.update(labels=labels, samples=samples, first=first)
+    if not args.no_request_count:
+        block["requests"] = rounds.count_noop_requests(server, data, {"ours": ours, **listers}, target, log)
+    server.drop(target)
+    return block
+
+
+def raw_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A result block for the JSON output: samples as plain dicts."""
+    raw = dict(block, samples=[s.__dict__ for s in block["samples"]])
+    if "first" in block:
+        raw["first"] = block["first"].__dict__
+    return raw

@@ -134,12 +134,13 @@ class LedgerObjects:
 @dataclass
 class Sample:
     tool: str
-    phase: str  # "copy" or "incremental"
+    phase: str  # "copy", "incremental" (a second run, nothing new) or "list" (a bare listing)
     seconds: float
     client_cpu: float
     server_cpu: float
     objects: int  # objects the tool copied in this run (0 expected for an incremental run)
     extra: dict[str, Any] = field(default_factory=dict)
+    rep: int = 0  # the round it ran in: ratios to ours are taken within a round, then their median
 
 
 @dataclass

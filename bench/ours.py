@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, SOURCE_BUCKET, LedgerObjects, Sample, TmpWatch, Tool
@@ -19,8 +21,8 @@ class Ours(Tool):
         config = self.workdir / f"{target}.json"
         config.write_text(json.dumps(self.config(data, target)))
         # A fresh, private TMPDIR per run: whatever the run keeps in /tmp is what the sampler sees.
-        tmp = self.workdir / f"tmp-{target}-{'again' if incremental else 'first'}"
-        tmp.mkdir()
+        # (A target may see many second runs: the no-op night re-runs over one target every round.)
+        tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{target}-{'again' if incremental else 'first'}-", dir=self.workdir))
         cmd = [sys.executable, "-m", "handler", "run", "--config", str(config), "--dataset", data.name]
         cmd += ["--endpoint-url", self.server.endpoint, "--json", *self.server.ours_flags]
         with TmpWatch(tmp) as watch:

@@ -1,6 +1,7 @@
-"""The Markdown report: one block of tables per server and data set, then the ledger footprint.
+"""The Markdown report: the machine and command, one block of tables per server and data set (the no-op night
+its own), then the ledger footprint.
 
-The report goes to stdout; bench/RESULTS.md is such a report, from a full `make bench`, kept by hand.
+The report goes to stdout, and with `--markdown-out PATH` to a file as well (`document`: docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,18 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def report(results: list[dict[str, Any]], feet: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    out = [f"## Results ({meta['when']}, {meta['cpus']} CPUs, {meta['reps']} repetitions, medians)", ""]
+    rounds = f"{meta['reps']} round{'s' if meta['reps'] != 1 else ''}"
+    out = [f"## Results ({meta['when']}, {meta['cpus']} CPUs, {rounds}, medians)", ""]
+    machine = meta.get("machine", {})
+    if machine:
+        out.append(
+            f"Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB, Linux "
+            f"{machine['kernel']}, niceness {machine['niceness']}. Commit `{machine['commit'][:12]}` "
+            f"(handler/ with uncommitted changes: {machine['handler_dirty']})."
+        )
+        out.append("")
+    if meta.get("command"):
+        out += [f"Command: `{meta['command']}` (from `{meta['cwd']}`)", ""]
     out.append(
         f"Load average before/after: {meta['load_before']} / {meta['load_after']} "
         "(anything near or above the CPU count means other work shared the machine)."
@@ -42,51 +54,99 @@ def report(results: list[dict[str, Any]], feet: list[dict[str, Any]], meta: dict
     out.append("")
     if meta.get("quick"):
         out += [
-            "Quick run (`--quick`): tiny counts and one repetition, to show every part works; no numbers to quote.",
+            "Quick run (`--quick`): tiny counts and one round, to show every part works; no numbers to quote.",
             "",
         ]
     out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
-    out.append("")
+    out += ["", COLUMNS, ""]
     for block in results:
-        out += server_block(block)
+        out += noop_block(block) if block.get("kind") == "noop" else server_block(block)
     if feet:
         out += footprint_block(feet)
     return "\n".join(out)
 
 
+COLUMNS = (
+    "Columns: `median s` is the wall time of the whole command; `range s` its spread (min-max over the rounds); "
+    "`time / ours` the median over rounds of the tool's time divided by ours in the same round (below 1: faster "
+    "than ours); `client CPU s` the tool's user+system CPU (its process and children); `server CPU s` the "
+    "server process's CPU during the command; `requests/object` all HTTP requests of one run, counted in one "
+    "extra, untimed round through a counting proxy, divided by the objects in the set."
+)
+
+
+def document(text: str, meta: dict[str, Any]) -> str:
+    """The report as a file of its own (`--markdown-out`, e.g. docs/BENCHMARKS.md)."""
+    return (
+        "# Benchmarks: our tool beside aws-cli, s5cmd and rclone\n\n"
+        f"Written by `{meta.get('command', 'python -m bench')}`; bench/README.md says what each figure measures "
+        "and what it does not. Re-run that command rather than editing this file by hand. Timing is never a "
+        "pass/fail test: the bench checks only that every tool copied (or listed) every object.\n\n"
+        f"{text}\n"
+    )
+
+
+def paired_ratio(runs: list[Sample], baseline: list[Sample]) -> float:
+    """Each run's time over ours in the same round, then the median: the rounds share the machine's noise."""
+    ours = {s.rep: s.seconds for s in baseline}
+    return median([s.seconds / ours[s.rep] for s in runs if s.rep in ours and ours[s.rep] > 0])
+
+
+def per_object(requests: dict[str, int] | None, count: int) -> str:
+    if not requests:
+        return "-"
+    value = sum(requests.values()) / count
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"  # a listing makes one request per 1,000 keys
+
+
+def requests_line(block: dict[str, Any], entries: list[tuple[str, str, str]]) -> list[str]:
+    """Which requests made up each run's total, by S3 operation (COPY is CopyObject, LIST a listing page);
+    `entries` are (tool, phase, label)."""
+    parts = []
+    for tool, phase, label in entries:
+        if ops := block.get("requests", {}).get(tool, {}).get(phase):
+            detail = ", ".join(f"{op} {n:,}" for op, n in sorted(ops.items(), key=lambda item: -item[1]))
+            parts.append(f"{label} {sum(ops.values()):,} ({detail})")
+    return ["Requests in the counting round: " + "; ".join(parts) + ".", ""] if parts else []
+
+
+def timing(runs: list[Sample], baseline: list[Sample], count: int, requests: dict[str, int] | None) -> list[str]:
+    med = median([s.seconds for s in runs])
+    return [
+        f"{med:.2f}",
+        f"{min(s.seconds for s in runs):.2f}-{max(s.seconds for s in runs):.2f}",
+        f"{count / med:,.0f}",
+        f"{paired_ratio(runs, baseline):.2f}",
+        f"{median([s.client_cpu for s in runs]):.2f}",
+        f"{median([s.server_cpu for s in runs]):.2f}",
+        per_object(requests, count),
+    ]
+
+
 def server_block(block: dict[str, Any]) -> list[str]:
     data, samples, labels = block["data"], block["samples"], block["labels"]
+    requests = block.get("requests", {})
 
     def by(tool: str, phase: str) -> list[Sample]:
         return [s for s in samples if s.tool == tool and s.phase == phase]
 
-    def timing(runs: list[Sample], ours: float) -> list[str]:
-        med = median([s.seconds for s in runs])
-        return [
-            f"{med:.2f}",
-            f"{min(s.seconds for s in runs):.2f}-{max(s.seconds for s in runs):.2f}",
-            f"{data['count'] / med:.0f}",
-            f"{med / ours:.2f}",
-            f"{median([s.client_cpu for s in runs]):.2f}",
-            f"{median([s.server_cpu for s in runs]):.2f}",
-        ]
-
     out = [f"### {block['server']} - {data['description']}", ""]
-    ours_copy = median([s.seconds for s in by("ours", "copy")])
-    rows = []
+    ours_copy, rows = by("ours", "copy"), []
     for tool in block["tools"]:
         if runs := by(tool, "copy"):
             note = labels[tool]["concurrency"]
             if tool == "rclone":
                 streamed = sum(s.extra.get("streamed_copies", 0) for s in runs)
                 note += "; all server-side copies" if not streamed else f"; {streamed} copies streamed via the client"
-            rows.append([tool, *timing(runs, ours_copy), note])
-    headers = ["tool", "median s", "range s", "objects/s", "time / ours", "client CPU s", "server CPU s", "concurrency"]
+            rows.append([tool, *timing(runs, ours_copy, data["count"], requests.get(tool, {}).get("copy")), note])
+    headers = ["tool", "median s", "range s", "objects/s", "time / ours", "client CPU s", "server CPU s"]
+    headers += ["requests/object", "concurrency"]
     out += ["Full copy into a fresh bucket:", "", table(headers, rows), ""]
+    out += requests_line(block, [(tool, "copy", tool) for tool in block["tools"]])
 
-    ours_again = median([s.seconds for s in by("ours", "incremental")])
+    ours_again = by("ours", "incremental")
     rows = [
-        [labels[tool]["again"], *timing(runs, ours_again)]
+        [labels[tool]["again"], *timing(runs, ours_again, data["count"], requests.get(tool, {}).get("incremental"))]
         for tool in block["tools"]
         if (runs := by(tool, "incremental"))
     ]
@@ -94,9 +154,10 @@ def server_block(block: dict[str, Any]) -> list[str]:
     out += [
         "Second run over the same target, nothing new (every tool skipped all objects):",
         "",
-        table(headers, rows),
+        table([*headers, "requests/key"], rows),
         "",
     ]
+    out += requests_line(block, [(tool, "incremental", labels[tool]["again"]) for tool in block["tools"]])
     if ours_runs := by("ours", "copy"):
         e, n = ours_runs[-1].extra, data["count"]
         named = max(s.extra["tmp_named_peak_bytes"] for s in ours_runs)
@@ -110,6 +171,32 @@ def server_block(block: dict[str, Any]) -> list[str]:
         )
         out.append("")
     return out
+
+
+def noop_block(block: dict[str, Any]) -> list[str]:
+    """The no-op night: our re-run, which lists the prefix and decides every key unchanged, beside listings."""
+    data, samples, first = block["data"], block["samples"], block["first"]
+    requests = block.get("requests", {})
+    ours = [s for s in samples if s.tool == "ours"]
+    rows, entries = [], []
+    for tool in block["tools"]:
+        if runs := [s for s in samples if s.tool == tool]:
+            label = block["labels"].get(tool, tool)
+            rows.append([label, *timing(runs, ours, data["count"], requests.get(tool, {}).get(runs[0].phase))])
+            entries.append((tool, runs[0].phase, label))
+    headers = ["run", "median s", "range s", "keys/s", "time / ours", "client CPU s", "server CPU s"]
+    return [
+        f"### {block['server']} - no-op night: {data['description']}",
+        "",
+        f"Our first ingest of the {data['count']:,} keys into an empty target, once before the rounds: "
+        f"{first.seconds:.1f} s wall, {first.client_cpu:.1f} s client CPU, {first.server_cpu:.1f} s server CPU. "
+        "Then, per round, our re-run over that target (nothing new: it lists the prefix, reads its state and "
+        "decides every key unchanged) beside bare listings of the same prefix:",
+        "",
+        table([*headers, "requests/key"], rows),
+        "",
+        *requests_line(block, entries),
+    ]
 
 
 def footprint_block(feet: list[dict[str, Any]]) -> list[str]:

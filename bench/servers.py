@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -12,14 +13,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import ACCESS_KEY, REPO, SECRET_KEY, bench_s3, clean_env, version_of
+from botocore.exceptions import ClientError
 
-SERVERS = ("moto", "rclone")
+from bench import scale_server
+from bench.common import REPO, bench_s3, clean_env, drop_bucket, version_of
+
+SERVERS = ("rclone", "moto")  # rclone serve s3 first: the primary server (Go, not the bottleneck)
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Server:
     upload_part_copy: bool = True
     notes: str = ""
     workdir: Path | None = None
+    served: scale_server.RcloneServe | None = None  # rclone's served folder, for direct seeding
 
     @functools.cached_property
     def s3(self) -> Any:
@@ -45,6 +49,30 @@ class Server:
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):
             return 0.0
+
+    def forget(self) -> None:
+        """Before every measured command: rclone drops its cached listings, so each command reads the folder
+        the same way (moto has no such cache)."""
+        if self.served:
+            self.served.forget()
+
+    def through(self, endpoint: str) -> Server:
+        """The same server reached at another address (the counting proxy). The bench's own checks keep the
+        direct client, so only the tool's requests go through the proxy; never stop this copy."""
+        view = dataclasses.replace(self, endpoint=endpoint)
+        view.__dict__["s3"] = self.s3  # the cached_property's slot
+        return view
+
+    def drop(self, bucket: str) -> None:
+        """Empty and delete a target bucket (untimed). rclone can refuse the delete (BucketNotEmpty) for the
+        empty folders a ledger's deleted work files leave behind; the bench owns that folder, so it goes."""
+        try:
+            drop_bucket(self.s3, bucket)
+        except ClientError as err:
+            if not self.served or err.response.get("Error", {}).get("Code") != "BucketNotEmpty":
+                raise
+            shutil.rmtree(self.served.bucket_dir(bucket))
+            self.served.forget()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -63,12 +91,13 @@ class Server:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start(name: str, rclone: str | None) -> Server:
+def start(name: str, rclone: str | None, max_objects: int = 100_000) -> Server:
+    """Start one server by its --servers name; `max_objects` sizes rclone's in-memory metadata."""
     if name == "moto":
         return start_moto()
     if not rclone:
         raise ValueError("rclone serve s3 needs the rclone binary")
-    return start_rclone_server(rclone)
+    return start_rclone_server(rclone, max_objects)
 
 
 def start_moto() -> Server:
@@ -110,56 +139,32 @@ def serve_moto() -> None:
     server.stop()
 
 
-def start_rclone_server(rclone: str) -> Server:
-    """`rclone serve s3` on a temp folder: 127.0.0.1 on a free port, SigV4 with one key pair.
+def start_rclone_server(rclone: str, max_objects: int = 100_000) -> Server:
+    """`rclone serve s3` on a temp folder, as the scale harness starts it (`bench.scale_server.start`): 127.0.0.1
+    on a free port, SigV4 with one key pair, and a folder the bench may write source objects into directly.
 
-    Defaults that matter here (see `rclone serve s3 --help`): --vfs-cache-mode off (objects are plain files),
-    metadata is kept in memory only (--metadata-max-objects 100000 objects), ETag is the MD5, CopyObject is
-    supported but UploadPartCopy is not, conditional writes are not honoured.
+    Why that server and not rclone's defaults: seeding 20,000 objects as files takes a second where PUTs take
+    minutes, and rclone caches directory listings, so files written behind its back are only seen after
+    `Server.forget()`; its listings never expire by themselves (`--dir-cache-time 1000h`), so every measured
+    command starts from the same, freshly dropped cache. Metadata (our lineage) lives in rclone's memory, for at
+    most `max_objects` objects. Other defaults that matter (see `rclone serve s3 --help`): --vfs-cache-mode off
+    (objects are plain files), ETag is the MD5, CopyObject is supported but UploadPartCopy is not, conditional
+    writes are not honoured.
     """
     workdir = Path(tempfile.mkdtemp(prefix="bench-rclone-"))
-    (workdir / "data").mkdir()
-    env = clean_env(RCLONE_CONFIG=str(workdir / "rclone.conf"))
-    (workdir / "rclone.conf").write_text("")
-    log = open(workdir / "serve.log", "w+")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(
-        [
-            rclone,
-            "serve",
-            "s3",
-            "--addr",
-            "127.0.0.1:0",
-            "--auth-key",
-            f"{ACCESS_KEY},{SECRET_KEY}",
-            f":local:{workdir / 'data'}",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        env=env,
+    served = scale_server.start(rclone, workdir, max_objects)
+    return Server(
+        "rclone-serve-s3",
+        served.endpoint,
+        served.process,
+        rclone_provider="Rclone",
+        ours_flags=("--allow-unprotected",),
+        upload_part_copy=False,
+        notes="rclone serve s3 on a temp folder (Go); ignores conditional writes, so ours runs with "
+        "--allow-unprotected",
+        workdir=workdir,
+        served=served,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        log.seek(0)
-        match = re.search(r"Starting s3 server on \[?http://127\.0\.0\.1:(\d+)/", log.read())
-        if match:
-            return Server(
-                "rclone-serve-s3",
-                f"http://127.0.0.1:{match.group(1)}",
-                process,
-                rclone_provider="Rclone",
-                ours_flags=("--allow-unprotected",),
-                upload_part_copy=False,
-                notes="rclone serve s3 on a temp folder (Go); ignores conditional writes, so ours runs with "
-                "--allow-unprotected",
-                workdir=workdir,
-            )
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    log.seek(0)
-    raise RuntimeError(f"rclone serve s3 did not start:\n{log.read()[-2000:]}")
 
 
 if __name__ == "__main__":
