@@ -19,7 +19,7 @@ from .config import DatasetConfig
 from .layout import KeyTooLong, UnsafeKey, relative_key, render_target_key
 from .records import BatchItem, ManifestLine, ObjectStatus, PlanCounts
 from .selection import COPY, EXCLUDE, FAIL, ROUTINE_SKIPS, SKIP, SkipKind, SourceObject, decide
-from .state import LOOKUP_CHUNK, landed_entries
+from .state import LOOKUP_CHUNK, chunks, landed_entries
 
 _INSERT = "INSERT OR REPLACE INTO planned VALUES (?,?,?,?,?,?,?)"
 
@@ -52,7 +52,7 @@ def build_plan(
     counts = _Counting()
     rows: list[tuple[Any, ...]] = []
     with db:
-        for page in _pages(objects, LOOKUP_CHUNK):
+        for page in chunks(objects, LOOKUP_CHUNK):
             # One SELECT per page of keys, not one per key: on a no-op night the lookups were a tenth of the CPU.
             landed = landed_entries(db, [obj.key for obj in page])
             for obj in page:
@@ -82,17 +82,6 @@ def build_plan(
         failed_at_plan=totals[FAIL][0],
         skipped_by_reason=dict(counts.skipped_by_reason),
     )
-
-
-def _pages(objects: Iterable[SourceObject], size: int) -> Iterator[list[SourceObject]]:
-    page: list[SourceObject] = []
-    for obj in objects:
-        page.append(obj)
-        if len(page) == size:
-            yield page
-            page = []
-    if page:
-        yield page
 
 
 def _decide_row(

@@ -57,7 +57,7 @@ def read_into(
         rows = (_row(json.loads(line)) for line in io.TextIOWrapper(raw, encoding="utf-8") if line.strip())
         if start_after is not None or end_at is not None:
             rows = (row for row in rows if in_range(row[0], start_after, end_at))
-        for chunk in _chunks(rows, _CHUNK):
+        for chunk in chunks(rows, _CHUNK):
             db.executemany(_INSERT, chunk)
             count += len(chunk)
     return count
@@ -130,7 +130,8 @@ def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(entry.get(column) for column in COLUMNS)
 
 
-def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Rows in lists of `size` (the last shorter): one statement per list, never every row in memory."""
     chunk: list[Any] = []
     for row in rows:
         chunk.append(row)
