@@ -18,11 +18,11 @@ from typing import Any
 import bench
 from bench import footprint, peers, rounds, servers, workloads
 from bench.common import REPO, SOURCE_BUCKET, Tool
-from bench.ours import Ours
+from bench.ours import Ours, OursBotocore
 from bench.report import document, report
 from bench.scale_machine import facts
 
-TOOLS: dict[str, type[Tool]] = {"ours": Ours, **peers.PEERS}
+TOOLS: dict[str, type[Tool]] = {"ours": Ours, "ours-botocore": OursBotocore, **peers.PEERS}
 # --quick: a smoke run that shows every part works (a minute or two on 2 cores); its numbers mean little.
 QUICK: dict[str, Any] = {
     "reps": 1, "files": 200, "large_files": 10, "noop_keys": 2000, "footprint_keys": 500, "servers": "rclone"

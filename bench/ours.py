@@ -62,3 +62,14 @@ def default_multipart_threshold(name: str, dataset: dict[str, Any]) -> int:
     from handler.config import parse_config
 
     return parse_config({"datasets": {name: dataset}}).dataset(name).multipart_threshold_bytes
+
+
+class OursBotocore(Ours):
+    """Our tool with every request on botocore's road (INGEST_LEAN_REQUESTS=0, handler/lean.py): what the
+    short road buys, measured in the same rounds."""
+
+    name = "ours-botocore"
+    again = "ours-botocore, run again"
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "INGEST_LEAN_REQUESTS": "0"}

@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from . import lean
 from .errors import ConfigError
 from .parsing import tune_client, tune_session
 
@@ -37,13 +38,15 @@ def client_config(concurrency: int) -> Config:
 
 
 def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str | None = None) -> Any:
-    """One S3 client for a run, its answers parsed the cheap way where botocore's costs more (parsing.py)."""
+    """One S3 client for a run: its answers parsed the cheap way where botocore's costs more (parsing.py), and
+    its per-object HEADs and copies on the short road where the answer is plain (lean.py)."""
     session = session or boto3.session.Session()
     # boto3 keeps its botocore session private; the parser defaults are only reachable there.
     tune_session(session._session)
     kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
     s3 = session.client("s3", config=client_config(concurrency), **kwargs)
     tune_client(s3)
+    lean.attach(s3, session.get_credentials(), lambda config: session.client("s3", config=config, **kwargs))
     return s3
 
 

@@ -107,14 +107,15 @@ class LockFile:
         token = uuid.uuid4().hex
         document = _document(run_id, token, self.ttl, owner or default_owner())
         try:
-            return Lock(self, run_id, token, put_json(self.s3, self.bucket, self.key, document, if_none_match=True))
+            etag = put_json(self.s3, self.bucket, self.key, document, if_none_match=True)
+            return Lock(self, run_id, token, etag, expires_at=document["expires_at"])
         except PreconditionFailed:
             pass
         current, current_etag = self.read()
         if current is None:  # released between our write and our read: try once more from scratch
             return self.acquire(run_id, owner=owner)
         if current.get("token") == token:
-            return Lock(self, run_id, token, current_etag or "")
+            return Lock(self, run_id, token, current_etag or "", expires_at=document["expires_at"])
         remaining = float(current.get("expires_at", 0)) - time.time()
         if remaining > 0:
             raise RunInProgress(
@@ -126,7 +127,7 @@ class LockFile:
             etag = put_json(self.s3, self.bucket, self.key, document, if_match=current_etag)
         except (PreconditionFailed, NotFound) as err:
             raise RunInProgress("another run took over the expired lock first; nothing was copied") from err
-        return Lock(self, run_id, token, etag)
+        return Lock(self, run_id, token, etag, expires_at=document["expires_at"])
 
     def adopt(self, run_id: str) -> Lock:
         """A batch or finalize step of a run joins the lock its plan step took (steps run in other Lambdas)."""
@@ -136,8 +137,9 @@ class LockFile:
                 f"run {run_id} does not hold this dataset's lock (holder: {current and current.get('run_id')}); "
                 "it was finalized or taken over"
             )
-        lock = Lock(self, run_id, current["token"], etag or "")
-        lock.renew()
+        lock = Lock(self, run_id, current["token"], etag or "", expires_at=float(current.get("expires_at") or 0))
+        if not lock.fresh(time.time()):
+            lock.renew()
         return lock
 
 
@@ -154,13 +156,30 @@ class Lock:
     token: str
     etag: str
     confirmed_at: float = field(default_factory=time.time)
+    expires_at: float = 0.0
+    """The lock's expiry as this process last wrote or read it (0: not known)."""
 
     def renew(self) -> None:
         """Push the expiry forward; raise LockLost if another run took the lock over."""
         self._rewrite("lost its lock", lambda current: dict(current, renewed_at=time.time()))
 
-    fence = renew
-    """Called before every ledger write: a process paused past its TTL finds out here, before it writes."""
+    def fence(self) -> None:
+        """Called before every ledger write: a process paused past its TTL finds out here, before it writes.
+
+        A lock with more than two thirds of its TTL to run (by the wall clock, which a pause moves on) cannot
+        have been taken over by expiry, so reading it is enough to see a takeover or a release, and the
+        rewrite that renewing costs is left to the heartbeat. A lock nearer its expiry is renewed."""
+        now = time.time()
+        if not self.fresh(now):
+            self.renew()
+            return
+        current, self.etag = self._own("lost its lock")
+        self.expires_at = float(current.get("expires_at") or 0)
+        self.confirmed_at = now
+
+    def fresh(self, now: float) -> bool:
+        """Whether the lock, as last seen, has more than two thirds of its TTL to run."""
+        return self.expires_at - now > self.file.ttl * 2 / 3
 
     def rebind(self, run_id: str) -> None:
         """The lock now covers another run (an interrupted one being completed); steps check the run id."""
@@ -179,6 +198,7 @@ class Lock:
             except (PreconditionFailed, NotFound):
                 continue
             self.confirmed_at = checked
+            self.expires_at = document["expires_at"]
             return
         self._own(what)  # still ours, yet never rewritable in a row: say so rather than spin
         raise LockLost(f"run {self.run_id} could not rewrite its lock after {RENEW_ATTEMPTS} attempts; stopping")

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from . import lean
 from .errors import CorruptDocument
 from .s3errors import Conflict, NotFound, PreconditionFailed, S3Error, Transient, s3_errors
 from .selection import SourceObject, clean_etag
@@ -55,7 +56,7 @@ def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
     for attempt in range(READ_ATTEMPTS):
         try:
             with s3_errors():
-                response = s3.get_object(Bucket=bucket, Key=key)
+                response = _get_whole(s3, bucket, key)
         except NotFound:
             return None, None
         try:
@@ -78,6 +79,26 @@ def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
             log.warning("%s was not one whole JSON document (%s); reading it again", key, err)
             time.sleep(min(0.05 * 2**attempt, 1.0))
     raise AssertionError("unreachable")
+
+
+def _get_whole(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+    road = lean.of(s3)
+    if road is not None:
+        try:
+            return road.get_object(Bucket=bucket, Key=key)
+        except lean.Declined as why:
+            log.debug("GET %s through botocore: %s", key, why)
+    return s3.get_object(Bucket=bucket, Key=key)
+
+
+def _put(s3: Any, **params: Any) -> dict[str, Any]:
+    road = lean.of(s3)
+    if road is not None and isinstance(params.get("Body"), bytes):
+        try:
+            return road.put_object(**params)
+        except lean.Declined as why:
+            log.debug("PUT %s through botocore: %s", params.get("Key"), why)
+    return s3.put_object(**params)
 
 
 def put_json(
@@ -116,12 +137,12 @@ def put_bytes(
     conditions = _conditions(if_none_match, if_match)
     if not conditions:
         with s3_errors():
-            return s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
+            return _put(s3, Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
     write_id = uuid.uuid4().hex
 
     def write() -> str:
-        return s3.put_object(
-            Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata={WRITE_ID: write_id}, **conditions
+        return _put(
+            s3, Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata={WRITE_ID: write_id}, **conditions
         )["ETag"]
 
     return _conditional(s3, bucket, key, write_id, write)
@@ -344,7 +365,13 @@ def upload_file(
 def head(s3: Any, bucket: str, key: str, *, if_match: str | None = None) -> dict[str, Any]:
     """HEAD an object; raises NotFound, PreconditionFailed (with if_match) and the rest as translated."""
     kwargs = {"IfMatch": if_match} if if_match else {}
+    road = lean.of(s3)
     with s3_errors():
+        if road is not None:
+            try:
+                return road.head_object(Bucket=bucket, Key=key, **kwargs)
+            except lean.Declined as why:
+                log.debug("HEAD %s through botocore: %s", key, why)
         return s3.head_object(Bucket=bucket, Key=key, **kwargs)
 
 
@@ -356,7 +383,14 @@ def head_or_none(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
 
 
 def copy_object(s3: Any, **kwargs: Any) -> dict[str, Any]:
+    """CopyObject (lean.py's road when the answer is plain; botocore's, with its retries, otherwise)."""
+    road = lean.of(s3)
     with s3_errors():
+        if road is not None:
+            try:
+                return road.copy_object(**kwargs)
+            except lean.Declined as why:
+                log.debug("CopyObject %s through botocore: %s", kwargs.get("Key"), why)
         return s3.copy_object(**kwargs)
 
 
@@ -466,7 +500,33 @@ def more_than_a_page(s3: Any, bucket: str, prefix: str) -> bool:
 
 
 def _iter_contents(s3: Any, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[dict[str, Any]]:
-    kwargs = {"StartAfter": start_after} if start_after is not None else {}
-    with s3_errors():
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **kwargs):
-            yield from page.get("Contents", ())
+    road = lean.of(s3)
+    if road is None:
+        kwargs = {"StartAfter": start_after} if start_after is not None else {}
+        with s3_errors():
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **kwargs):
+                yield from page.get("Contents", ())
+        return
+    token: str | None = None
+    while True:
+        with s3_errors():
+            try:
+                contents, token = road.list_page(bucket, prefix, start_after=start_after, token=token)
+            except lean.Declined as why:  # this page through botocore, with its retries; the next on the road
+                log.debug("list page of %s through botocore: %s", prefix, why)
+                contents, token = _botocore_page(s3, bucket, prefix, start_after, token)
+        yield from contents
+        if token is None:
+            return
+
+
+def _botocore_page(
+    s3: Any, bucket: str, prefix: str, start_after: str | None, token: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}  # botocore sets and decodes url encoding
+    if start_after is not None:
+        kwargs["StartAfter"] = start_after
+    if token is not None:
+        kwargs["ContinuationToken"] = token
+    page = s3.list_objects_v2(**kwargs)
+    return page.get("Contents", []), page.get("NextContinuationToken") if page.get("IsTruncated") else None

@@ -257,6 +257,45 @@ def test_adopt_without_any_lock_raises_lock_lost(s3, bucket, ledger):
         lock_file(ledger, 60).adopt("run-1")
 
 
+def test_a_fence_on_a_fresh_lock_reads_it_and_leaves_its_renewal_to_the_heartbeat(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-1")
+    etag = s3.head_object(Bucket=bucket, Key=ledger.paths.lock)["ETag"]
+
+    handle.fence()
+
+    assert s3.head_object(Bucket=bucket, Key=ledger.paths.lock)["ETag"] == etag, "not rewritten"
+
+
+def test_a_fence_on_a_lock_a_third_through_its_ttl_renews_it(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-1")
+    expires = lock_document(ledger)["expires_at"]
+    handle.expires_at -= 21  # as if 21 of its 60 seconds had passed since it was written
+
+    handle.fence()
+
+    assert lock_document(ledger)["expires_at"] > expires
+    assert handle.fresh(time.time())
+
+
+def test_a_fence_on_a_fresh_lock_still_sees_a_takeover(s3, bucket, ledger):
+    first = lock_file(ledger, 60).acquire("run-1")
+    first.release()
+    lock_file(ledger, 60).acquire("run-2")
+
+    assert first.fresh(time.time()), "by its own clock the lock has most of its TTL to run"
+    with pytest.raises(LockLost, match="run-2"):
+        first.fence()
+
+
+def test_adopting_a_fresh_lock_does_not_rewrite_it(s3, bucket, ledger):
+    lock_file(ledger, 60).acquire("run-1")
+    etag = s3.head_object(Bucket=bucket, Key=ledger.paths.lock)["ETag"]
+
+    lock_file(ledger, 60).adopt("run-1")
+
+    assert s3.head_object(Bucket=bucket, Key=ledger.paths.lock)["ETag"] == etag
+
+
 def test_adopted_lock_shares_the_token_and_renews(s3, bucket, ledger):
     handle = lock_file(ledger, 60).acquire("run-1")
 

@@ -1,0 +1,505 @@
+"""The run's hot requests on a short road, with botocore's whole road behind it.
+
+Measured on `rclone serve s3` over loopback (docs/BENCHMARKS.md), botocore spends 1.4-1.8 ms of CPU on each
+HEAD or CopyObject: endpoint rules, a dozen events, its SigV4 signer, the email parser on the answer's
+headers, a walk over sixty modelled fields. For a 4 KiB object that is several times what the server spends,
+and the main reason a night of small files took four times s5cmd's time. The same request signed here (SigV4
+over the few headers we send) and sent on a kept-alive `http.client` connection costs about 0.3 ms.
+
+The road carries the per-object calls (HeadObject, CopyObject), the ledger's small documents (GetObject of a
+whole small object, PutObject of bytes in memory, with Content-MD5) and ListObjectsV2 pages.
+Only the plain cases take this road, and each answer is what botocore would have returned for it:
+
+- 200, 404 and 412 (the last two are final): answered here, in botocore's response shape (a 404 or 412 as the
+  ClientError botocore raises, so s3errors.py translates both roads alike).
+- Anything else (a 5xx, a throttle, a redirect, a 403, a cut-off or unparseable body, a reset, a timeout, a
+  request with a parameter or a non-ASCII value this module does not send): this attempt is dropped and the
+  call is made again through botocore, whose retries, redirects and error parsing decide. A write whose
+  answer was lost here is therefore retried exactly as botocore retries its own: the copy carries
+  `If-None-Match: *` and the copier reads the target back on a refusal (copier.py); a conditional ledger
+  write carries its write id and is read back the same way (s3io.py).
+
+A client whose requests something answers before they are sent (moto's mock, botocore's Stubber) stays on
+botocore's road (`intercepted`). Other botocore event handlers registered on the client do not see requests on
+the road (botocore's own handlers are what it replaces): code that hooks a client's requests makes that client
+without `s3_client`.
+
+Where requests go, and how they are signed, is botocore's own answer: each bucket's URL and signing scope come
+from one SigV4 presigned URL per bucket (made by a twin of the client that presigns with SigV4, as the client
+signs its requests). TLS is verified against the CA bundle botocore would use (AWS_CA_BUNDLE or its own). The
+road is closed (every call goes to botocore) when a proxy, a client certificate or a signature version is
+configured, for directory buckets and ARNs, when a presigned URL is not plain SigV4 for `s3`, when the client
+has no credentials, or with INGEST_LEAN_REQUESTS=0.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import io
+import logging
+import os
+import re
+import ssl
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from html import unescape
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote_plus, urlsplit
+
+import botocore
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .parsing import complete_listing, timestamp
+
+log = logging.getLogger(__name__)
+
+ENV_SWITCH = "INGEST_LEAN_REQUESTS"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+PROBE_KEY = "ingest-lean-probe"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_META = "x-amz-meta-"
+
+# CopyObject parameters this road sends, and the header each becomes; any other parameter goes to botocore.
+COPY_HEADERS = {
+    "ContentType": "content-type",
+    "ContentEncoding": "content-encoding",
+    "ContentDisposition": "content-disposition",
+    "ContentLanguage": "content-language",
+    "CacheControl": "cache-control",
+    "MetadataDirective": "x-amz-metadata-directive",
+    "CopySourceIfMatch": "x-amz-copy-source-if-match",
+    "IfNoneMatch": "if-none-match",
+}
+# HeadObject's answer, as botocore names its fields (those the handler reads, and a few more).
+HEAD_FIELDS = {
+    "etag": "ETag",
+    "x-amz-version-id": "VersionId",
+    "content-type": "ContentType",
+    "content-encoding": "ContentEncoding",
+    "content-disposition": "ContentDisposition",
+    "content-language": "ContentLanguage",
+    "cache-control": "CacheControl",
+    "x-amz-server-side-encryption": "ServerSideEncryption",
+    "x-amz-server-side-encryption-aws-kms-key-id": "SSEKMSKeyId",
+    "x-amz-storage-class": "StorageClass",
+}
+_COPY_RESULT = re.compile(rb"<CopyObjectResult[\s>].*<ETag>([^<]*)</ETag>.*</CopyObjectResult>\s*\Z", re.S)
+_LAST_MODIFIED = re.compile(rb"<LastModified>([^<]*)</LastModified>")
+_ERROR_CODE = re.compile(rb"<Code>([^<]*)</Code>")
+_CONTENTS = re.compile(r"<Contents>(.*?)</Contents>", re.S)
+_FIELD = re.compile(r"<(Key|LastModified|ETag|Size|StorageClass)>([^<]*)</\1>")
+_IS_TRUNCATED = re.compile(r"<IsTruncated>(\w+)</IsTruncated>")
+_NEXT_TOKEN = re.compile(r"<NextContinuationToken>([^<]*)</NextContinuationToken>")
+_ERROR_MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
+
+
+class Declined(Exception):
+    """This road does not answer this call; botocore's does."""
+
+
+class _Bucket:
+    """Where one bucket's objects are, and how requests to it are signed (from botocore's presigned URL)."""
+
+    def __init__(self, scheme: str, netloc: str, path_prefix: str, region: str):
+        self.scheme = scheme
+        self.netloc = netloc
+        self.path_prefix = path_prefix  # "/bucket/" (path style) or "/" (virtual host)
+        self.region = region
+
+
+class _Connections:
+    """Kept-alive connections per host, handed to one thread at a time (they outlive the copy threads)."""
+
+    def __init__(self, limit: int, connect_timeout: float, read_timeout: float, context: ssl.SSLContext | None):
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._context = context
+
+    def take(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        with self._lock:
+            idle = self._idle.get((scheme, netloc))
+            if idle:
+                return idle.pop()
+        if scheme == "https":
+            return http.client.HTTPSConnection(netloc, timeout=self._connect_timeout, context=self._context)
+        return http.client.HTTPConnection(netloc, timeout=self._connect_timeout)
+
+    def give_back(self, scheme: str, netloc: str, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault((scheme, netloc), [])
+            if len(idle) < self._limit:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def ready(self, conn: http.client.HTTPConnection) -> None:
+        """Connect if needed; then the read timeout applies to every answer."""
+        if conn.sock is None:
+            conn.connect()
+            conn.sock.settimeout(self._read_timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+
+class LeanS3:
+    """HeadObject and CopyObject for one botocore S3 client, answered here when the answer is plain."""
+
+    def __init__(self, s3: Any, credentials: Any, presigner: Any):
+        self._s3 = s3
+        self._presigner = presigner
+        self._credentials = credentials
+        config = s3.meta.config
+        self._connections = _Connections(
+            limit=config.max_pool_connections or 10,
+            connect_timeout=config.connect_timeout or 60,
+            read_timeout=config.read_timeout or 60,
+            context=_tls_context(),
+        )
+        self._buckets: dict[str, _Bucket | None] = {}
+        self._buckets_lock = threading.Lock()
+        self._keys: dict[tuple[str, str, str], bytes] = {}
+        self._agent = f"data-file-ingestion (lean) botocore/{botocore.__version__}"
+
+    # -- the two calls ---------------------------------------------------------------------------------------
+
+    def head_object(self, Bucket: str, Key: str, IfMatch: str | None = None) -> dict[str, Any]:
+        """botocore's head_object answer; raises ClientError for 404 and 412; Declined for anything else."""
+        headers = {"if-match": IfMatch} if IfMatch else {}
+        status, answer, _ = self._send("HEAD", Bucket, Key, headers)
+        if status == 200:
+            return _head_answer(answer)
+        if status in (404, 412):
+            raise _client_error(status, str(status), http.client.responses.get(status, ""), "HeadObject", answer)
+        raise Declined(f"HEAD answered {status}")
+
+    def copy_object(self, **params: Any) -> dict[str, Any]:
+        """botocore's copy_object answer for a plain copy; ClientError for 404 and 412; Declined otherwise."""
+        bucket, key, source = params.pop("Bucket"), params.pop("Key"), params.pop("CopySource")
+        metadata = params.pop("Metadata", None) or {}
+        unknown = set(params) - set(COPY_HEADERS)
+        if unknown or not isinstance(source, Mapping) or set(source) - {"Bucket", "Key", "VersionId"}:
+            raise Declined(f"CopyObject with {sorted(unknown) or 'a CopySource'} this road does not send")
+        copy_source = quote(f"{source['Bucket']}/{source['Key']}", safe="/-._~")
+        if source.get("VersionId"):
+            copy_source += f"?versionId={quote(source['VersionId'], safe='')}"
+        headers = {"x-amz-copy-source": copy_source}
+        headers.update({COPY_HEADERS[name]: str(value) for name, value in params.items()})
+        headers.update({_META + name: str(value) for name, value in metadata.items()})
+        status, answer, body = self._send("PUT", bucket, key, headers)
+        if status == 200:
+            match = _COPY_RESULT.search(body)
+            if match is None:  # S3's 200 that carries an error, or a cut-off body: botocore retries those
+                raise Declined("CopyObject answered 200 without a whole CopyObjectResult")
+            return _copy_answer(answer, body, match.group(1))
+        if status in (404, 412):
+            code = _xml_text(_ERROR_CODE, body) or str(status)
+            raise _client_error(status, code, _xml_text(_ERROR_MESSAGE, body), "CopyObject", answer)
+        raise Declined(f"CopyObject answered {status}")
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        """A whole small object (a ledger document): ETag, ContentLength and the bytes as Body; ClientError for
+        404; Declined for anything else, a body shorter than its Content-Length included."""
+        status, answer, body = self._send("GET", Bucket, Key, {})
+        if status == 200:
+            length = answer.get("content-length")
+            if length is None or int(length) != len(body):
+                raise Declined(f"GET answered {len(body)} bytes of {length}")
+            return {"ETag": answer.get("etag"), "ContentLength": len(body), "Body": io.BytesIO(body)}
+        if status == 404:
+            code = _xml_text(_ERROR_CODE, body) or "NoSuchKey"
+            raise _client_error(status, code, _xml_text(_ERROR_MESSAGE, body), "GetObject", answer)
+        raise Declined(f"GET answered {status}")
+
+    def put_object(
+        self,
+        Bucket: str,
+        Key: str,
+        Body: bytes,
+        ContentType: str,
+        Metadata: Mapping[str, str] | None = None,
+        IfNoneMatch: str | None = None,
+        IfMatch: str | None = None,
+    ) -> dict[str, Any]:
+        """PutObject of bytes in memory, its integrity checked by S3 (Content-MD5 and the signed SHA-256);
+        ClientError for 404 and 412; Declined otherwise."""
+        headers = {"content-type": ContentType, "content-md5": base64.b64encode(hashlib.md5(Body).digest()).decode()}
+        if IfNoneMatch:
+            headers["if-none-match"] = IfNoneMatch
+        if IfMatch:
+            headers["if-match"] = IfMatch
+        headers.update({_META + name: str(value) for name, value in (Metadata or {}).items()})
+        status, answer, body = self._send("PUT", Bucket, Key, headers, body=Body)
+        if status == 200 and answer.get("etag"):
+            return {"ETag": answer["etag"], "ResponseMetadata": {"HTTPStatusCode": 200}}
+        if status in (404, 412):
+            code = _xml_text(_ERROR_CODE, body) or str(status)
+            raise _client_error(status, code, _xml_text(_ERROR_MESSAGE, body), "PutObject", answer)
+        raise Declined(f"PutObject answered {status}")
+
+    def list_page(
+        self, bucket: str, prefix: str, *, start_after: str | None = None, token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One ListObjectsV2 page (1,000 keys) as botocore's paginator gives its Contents, and the token of the
+        next page (None: the last); Declined for anything but a whole page."""
+        params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+        if start_after is not None:
+            params["start-after"] = start_after
+        if token is not None:
+            params["continuation-token"] = token
+        query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+        status, _, body = self._send("GET", bucket, "", {}, query=query)
+        if status != 200 or not complete_listing(body):
+            raise Declined(f"ListObjectsV2 answered {status} without a whole ListBucketResult")
+        return _list_answer(body)
+
+    def close(self) -> None:
+        self._connections.close()
+
+    # -- one request -----------------------------------------------------------------------------------------
+
+    def _send(
+        self, method: str, bucket: str, key: str, headers: dict[str, str], *, query: str = "", body: bytes = b""
+    ) -> tuple[int, Any, bytes]:
+        where = self._bucket(bucket)
+        if where is None:
+            raise Declined(f"bucket {bucket!r} is not reached by plain SigV4")
+        if not all(value.isascii() for value in headers.values()):
+            raise Declined("a header value is not ASCII (botocore refuses it with its own error)")
+        path = where.path_prefix + quote(key, safe="/~") if key else where.path_prefix.rstrip("/") or "/"
+        headers = self._signed(method, where, path, query, headers, body)
+        conn = self._connections.take(where.scheme, where.netloc)
+        try:
+            self._connections.ready(conn)
+            conn.request(method, f"{path}?{query}" if query else path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            answer = response.read()
+        except (OSError, http.client.HTTPException) as err:
+            conn.close()
+            raise Declined(f"{method} failed on the short road: {type(err).__name__}: {err}") from err
+        if response.will_close:
+            conn.close()
+        else:
+            self._connections.give_back(where.scheme, where.netloc, conn)
+        return response.status, response.headers, answer
+
+    def _signed(
+        self, method: str, where: _Bucket, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> dict[str, str]:
+        """SigV4 for S3 (the path encoded once, the payload's SHA-256), every header we send signed."""
+        frozen = self._credentials.get_frozen_credentials()
+        now = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        day = now[:8]
+        payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        headers = {**headers, "host": where.netloc, "x-amz-date": now, "x-amz-content-sha256": payload}
+        if body:
+            headers["content-length"] = str(len(body))
+        if frozen.token:
+            headers["x-amz-security-token"] = frozen.token
+        names = sorted(headers)
+        signed_names = ";".join(names)
+        canonical_headers = "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in names)
+        canonical = f"{method}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n{payload}"
+        scope = f"{day}/{where.region}/s3/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{now}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        signature = hmac.new(self._signing_key(frozen.secret_key, day, where.region), to_sign.encode(), "sha256")
+        headers["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{scope}, "
+            f"SignedHeaders={signed_names}, Signature={signature.hexdigest()}"
+        )
+        headers["user-agent"] = self._agent
+        return headers
+
+    def _signing_key(self, secret: str, day: str, region: str) -> bytes:
+        cached = self._keys.get((secret, day, region))
+        if cached is None:
+            cached = hmac.new(("AWS4" + secret).encode(), day.encode(), "sha256").digest()
+            for part in (region, "s3", "aws4_request"):
+                cached = hmac.new(cached, part.encode(), "sha256").digest()
+            self._keys = {(secret, day, region): cached}  # one key a day; replacing the dict is thread-safe
+        return cached
+
+    def _bucket(self, bucket: str) -> _Bucket | None:
+        try:
+            return self._buckets[bucket]
+        except KeyError:
+            pass
+        with self._buckets_lock:
+            if bucket not in self._buckets:
+                self._buckets[bucket] = _locate(self._presigner, bucket)
+            return self._buckets[bucket]
+
+
+def _locate(presigner: Any, bucket: str) -> _Bucket | None:
+    """botocore's own answer to "where is this bucket's key, signed how": one presigned URL, no request."""
+    if bucket.endswith("--x-s3") or bucket.startswith("arn:"):
+        log.info("bucket %r is a directory bucket or an ARN; its requests go through botocore", bucket)
+        return None
+    url = presigner.generate_presigned_url("head_object", Params={"Bucket": bucket, "Key": PROBE_KEY}, ExpiresIn=60)
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    credential = (query.get("X-Amz-Credential") or [""])[0].split("/")
+    plain = (
+        parts.scheme in ("http", "https")
+        and parts.path.endswith("/" + PROBE_KEY)
+        and query.get("X-Amz-Algorithm") == ["AWS4-HMAC-SHA256"]
+        and len(credential) == 5
+        and credential[3] == "s3"
+    )
+    if not plain:
+        log.info("bucket %r is not reached by plain SigV4 (%s); its requests go through botocore", bucket, url[:80])
+        return None
+    return _Bucket(parts.scheme, parts.netloc, parts.path[: -len(PROBE_KEY)], credential[2])
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Verified as botocore verifies: against AWS_CA_BUNDLE if set, else the bundle botocore ships or finds."""
+    from botocore.httpsession import get_cert_path
+
+    return ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
+
+
+def _head_answer(headers: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = {"ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": _lower(headers)}}
+    metadata: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith(_META):
+            metadata[name[len(_META) :]] = value
+        elif lower in HEAD_FIELDS:
+            answer[HEAD_FIELDS[lower]] = value
+        elif lower == "content-length":
+            answer["ContentLength"] = int(value)
+        elif lower == "last-modified":
+            answer["LastModified"] = timestamp(value)
+    answer["Metadata"] = metadata
+    return answer
+
+
+def _copy_answer(headers: Any, body: bytes, etag: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = {"ETag": unescape(etag.decode())}
+    modified = _xml_text(_LAST_MODIFIED, body)
+    if modified:
+        result["LastModified"] = timestamp(modified)
+    answer: dict[str, Any] = {
+        "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": _lower(headers)},
+        "CopyObjectResult": result,
+    }
+    for header, name in (
+        ("x-amz-server-side-encryption", "ServerSideEncryption"),
+        ("x-amz-server-side-encryption-aws-kms-key-id", "SSEKMSKeyId"),
+        ("x-amz-version-id", "VersionId"),
+        ("x-amz-copy-source-version-id", "CopySourceVersionId"),
+    ):
+        if headers.get(header) is not None:
+            answer[name] = headers[header]
+    return answer
+
+
+def _list_answer(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
+    text = body.decode("utf-8")
+    contents = []
+    for block in _CONTENTS.findall(text):
+        fields = dict(_FIELD.findall(block))
+        if "Key" not in fields or "LastModified" not in fields:
+            raise Declined("a listed object without Key or LastModified")
+        item: dict[str, Any] = {
+            "Key": unquote_plus(unescape(fields["Key"])),  # as botocore decodes url encoding (a space is +)
+            "LastModified": timestamp(fields["LastModified"]),
+            "ETag": unescape(fields.get("ETag", "")),
+            "Size": int(fields.get("Size") or 0),
+        }
+        if "StorageClass" in fields:
+            item["StorageClass"] = fields["StorageClass"]
+        contents.append(item)
+    truncated = _IS_TRUNCATED.search(text)
+    if truncated is None or truncated.group(1) != "true":
+        return contents, None
+    token = _NEXT_TOKEN.search(text)
+    if token is None:
+        raise Declined("a truncated listing without NextContinuationToken")
+    return contents, unescape(token.group(1))
+
+
+def _client_error(status: int, code: str, message: str, operation: str, headers: Any) -> ClientError:
+    """The ClientError botocore raises for this answer, so s3errors translates both roads alike."""
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": _lower(headers)},
+        },
+        operation,
+    )
+
+
+def _xml_text(pattern: re.Pattern[bytes], body: bytes) -> str:
+    match = pattern.search(body)
+    return unescape(match.group(1).decode("utf-8", "replace")) if match else ""
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+# -- which clients take the road -----------------------------------------------------------------------------
+
+_roads: weakref.WeakKeyDictionary[Any, LeanS3] = weakref.WeakKeyDictionary()
+
+
+def enabled() -> bool:
+    """Whether clients made now may take the short road (see the module's docstring for when it is closed)."""
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return not any(os.environ.get(name) for name in PROXY_VARIABLES)
+
+
+def attach(s3: Any, credentials: Any, presigner: Callable[[Any], Any]) -> LeanS3 | None:
+    """Give this client the short road, unless it is closed (see `enabled`); returns it, or None.
+
+    `presigner(config)` makes the client's twin with that config (the same session and endpoint)."""
+    config = s3.meta.config
+    if (
+        not enabled()
+        or credentials is None
+        or config.proxies
+        or getattr(config, "client_cert", None)
+        or config.signature_version not in (None, "s3v4", "v4")
+    ):
+        return None
+    road = LeanS3(s3, credentials, presigner(config.merge(Config(signature_version="s3v4"))))
+    _roads[s3] = road
+    return road
+
+
+def of(s3: Any) -> LeanS3 | None:
+    """The client's short road, if it has one and nothing answers its requests before they are sent."""
+    try:
+        road = _roads.get(s3)
+    except TypeError:  # a client that cannot be weakly referenced (a test double) has none
+        return None
+    return None if road is None or intercepted(s3) else road
+
+
+def intercepted(s3: Any) -> bool:
+    """Whether a `before-send` handler answers this client's requests (moto's mock while it is on, botocore's
+    Stubber, a user's hook): then they must all go botocore's way. Asked on every call, since a mock can start
+    after the client was made. botocore keeps its handlers private; if it stops, nothing takes the road."""
+    try:
+        handlers = s3.meta.events._emitter._handlers.prefix_search("before-send.s3.HeadObject")
+    except AttributeError:
+        return True
+    # moto registers one stubber for every client, switched on and off by its mock (`enabled`).
+    return any(getattr(handler, "enabled", True) for handler in handlers)

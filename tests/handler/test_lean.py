@@ -1,0 +1,298 @@
+"""The short road (handler/lean.py) answers exactly as botocore would, is signed as S3 checks, and hands every
+answer that is not plain back to botocore, whose retries then decide."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from handler import lean, s3io
+from handler.clients import s3_client
+from handler.s3errors import NotFound, PreconditionFailed
+from tests.conftest import REGION, unique_bucket
+from tests.e2e.cli_fixtures import moto_server_fixture  # noqa: F401 - the fixture
+from tests.faults.servers import RCLONE_CREDENTIALS, rclone_binary
+
+KEYS = ["plain.csv", "with space.csv", "a+b=c&d.csv", "ünï/cödé €.csv", "deep/er/key~1.csv", "semi;colon,comma"]
+
+
+@pytest.fixture(name="moto_url")
+def moto_url_fixture(moto_server: str) -> str:
+    return moto_server
+
+
+def _plain(url: str) -> Any:
+    return boto3.client("s3", endpoint_url=url, region_name=REGION)
+
+
+@pytest.fixture(name="bucket")
+def bucket_fixture(moto_url: str) -> str:
+    name = unique_bucket("lean")
+    _plain(moto_url).create_bucket(Bucket=name)
+    return name
+
+
+def test_a_run_client_takes_the_road_and_can_be_told_not_to(moto_url, monkeypatch):
+    assert lean.of(s3_client(endpoint_url=moto_url)) is not None
+    monkeypatch.setenv(lean.ENV_SWITCH, "0")
+    assert lean.of(s3_client(endpoint_url=moto_url)) is None
+    monkeypatch.delenv(lean.ENV_SWITCH)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    assert lean.of(s3_client(endpoint_url=moto_url)) is None, "a proxy is botocore's to honour"
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_head_answers_what_botocore_answers(moto_url, bucket, key):
+    plain = _plain(moto_url)
+    plain.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=b"a,b\n1,2\n",
+        ContentType="text/csv",
+        ContentEncoding="identity",
+        CacheControl="max-age=60",
+        Metadata={"owner": "team-a", "Mixed-Case": "v"},
+    )
+    road = lean.of(s3_client(endpoint_url=moto_url))
+
+    ours, theirs = road.head_object(Bucket=bucket, Key=key), plain.head_object(Bucket=bucket, Key=key)
+
+    for field in ("ContentLength", "ETag", "LastModified", "ContentType", "ContentEncoding", "CacheControl"):
+        assert ours[field] == theirs[field], field
+    assert ours["Metadata"] == theirs["Metadata"]
+
+
+def test_head_refusals_are_the_package_errors(moto_url, bucket):
+    s3 = s3_client(endpoint_url=moto_url)
+    _plain(moto_url).put_object(Bucket=bucket, Key="k", Body=b"x")
+
+    with pytest.raises(NotFound):
+        s3io.head(s3, bucket, "absent")
+    with pytest.raises(PreconditionFailed):
+        s3io.head(s3, bucket, "k", if_match='"0123456789abcdef0123456789abcdef"')
+    assert s3io.head(s3, bucket, "k", if_match=s3io.head(s3, bucket, "k")["ETag"])["ContentLength"] == 1
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_a_copy_lands_bytes_headers_and_metadata(moto_url, bucket, key):
+    plain = _plain(moto_url)
+    put = plain.put_object(Bucket=bucket, Key=key, Body=b"payload " + key.encode())
+    s3 = s3_client(endpoint_url=moto_url)
+
+    answer = lean.of(s3).copy_object(
+        Bucket=bucket,
+        Key="landed/" + key,
+        CopySource={"Bucket": bucket, "Key": key},
+        IfNoneMatch="*",
+        CopySourceIfMatch=put["ETag"],
+        MetadataDirective="REPLACE",
+        Metadata={"ingest-source-key": "x%20y", "owner": "team-a"},
+        ContentType="text/csv",
+    )
+
+    landed = plain.get_object(Bucket=bucket, Key="landed/" + key)
+    assert landed["Body"].read() == b"payload " + key.encode()
+    assert answer["CopyObjectResult"]["ETag"] == landed["ETag"] == put["ETag"]
+    assert landed["ContentType"] == "text/csv"
+    assert landed["Metadata"] == {"ingest-source-key": "x%20y", "owner": "team-a"}
+    with pytest.raises(PreconditionFailed):  # the copy never overwrites (moto patched as S3 behaves)
+        s3io.copy_object(
+            s3, Bucket=bucket, Key="landed/" + key, CopySource={"Bucket": bucket, "Key": key}, IfNoneMatch="*"
+        )
+
+
+def test_conditional_ledger_writes_and_reads_on_the_road(moto_url, bucket):
+    s3 = s3_client(endpoint_url=moto_url)
+
+    etag = s3io.put_json(s3, bucket, "_ingestion/doc.json", {"n": 1, "name": "ünï"}, if_none_match=True)
+    with pytest.raises(PreconditionFailed):
+        s3io.put_json(s3, bucket, "_ingestion/doc.json", {"n": 2}, if_none_match=True)
+    with pytest.raises(PreconditionFailed):
+        s3io.put_json(s3, bucket, "_ingestion/doc.json", {"n": 2}, if_match='"0123456789abcdef0123456789abcdef"')
+    s3io.put_json(s3, bucket, "_ingestion/doc.json", {"n": 3}, if_match=etag)
+
+    document, read_etag = s3io.get_json(s3, bucket, "_ingestion/doc.json")
+    assert document == {"n": 3}
+    assert read_etag == _plain(moto_url).head_object(Bucket=bucket, Key="_ingestion/doc.json")["ETag"]
+    assert s3io.get_json(s3, bucket, "_ingestion/absent.json") == (None, None)
+
+
+def test_a_listing_on_the_road_is_the_paginators_listing(moto_url, bucket):
+    plain = _plain(moto_url)
+    keys = [f"many/{i:05d}" for i in range(1105)] + ["many/" + key for key in KEYS]
+    for key in keys:
+        plain.put_object(Bucket=bucket, Key=key, Body=b"x" * (len(key) % 7))
+    s3 = s3_client(endpoint_url=moto_url)
+
+    ours = list(s3io.iter_source_objects(s3, bucket, "many/"))
+    ranged = list(s3io.iter_source_objects(s3, bucket, "many/", start_after="many/00999"))
+    theirs = [
+        item
+        for page in plain.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="many/")
+        for item in page["Contents"]
+    ]
+
+    assert [(o.key, o.etag, o.size, o.last_modified) for o in ours] == [
+        (t["Key"], t["ETag"].strip('"'), t["Size"], t["LastModified"]) for t in theirs
+    ]
+    assert sorted(keys) == [o.key for o in ours]
+    assert [o.key for o in ranged] == [k for k in sorted(keys) if k > "many/00999"]
+
+
+def test_the_road_is_signed_as_a_server_that_checks_signatures_expects(tmp_path):
+    """rclone serve s3 verifies SigV4: every call on the road is answered, none handed back to botocore."""
+    binary = rclone_binary()
+    if binary is None:
+        pytest.skip("rclone is not installed")
+    from bench.servers import start_rclone_server
+
+    server = start_rclone_server(binary)
+    try:
+        session = boto3.session.Session(
+            aws_access_key_id=RCLONE_CREDENTIALS.access_key,
+            aws_secret_access_key=RCLONE_CREDENTIALS.secret_key,
+            region_name=REGION,
+        )
+        s3 = s3_client(session, endpoint_url=server.endpoint)
+        s3.create_bucket(Bucket="signed")
+        road = lean.of(s3)
+        key = "ünï/with space+plus.csv"
+        road.put_object(Bucket="signed", Key=key, Body=b"abc", ContentType="text/csv", Metadata={"a": "b"})
+        assert road.head_object(Bucket="signed", Key=key)["ContentLength"] == 3
+        assert road.get_object(Bucket="signed", Key=key)["Body"].read() == b"abc"
+        road.copy_object(Bucket="signed", Key="copy/" + key, CopySource={"Bucket": "signed", "Key": key})
+        contents, token = road.list_page("signed", "copy/")
+        assert ([c["Key"] for c in contents], token) == (["copy/" + key], None)
+        twin = session.client("s3", endpoint_url=server.endpoint, config=Config(signature_version="s3v4"))
+        bad = lean.LeanS3(s3, _Wrong(), twin)
+        with pytest.raises(lean.Declined, match="403"):
+            bad.head_object(Bucket="signed", Key=key)
+    finally:
+        server.stop()
+
+
+class _Wrong:
+    """Credentials with the wrong secret: a server that checks signatures refuses them."""
+
+    def get_frozen_credentials(self) -> Any:
+        from botocore.credentials import ReadOnlyCredentials
+
+        return ReadOnlyCredentials(RCLONE_CREDENTIALS.access_key, "not-the-secret", None)
+
+
+COPY_RESULT = (
+    b'<CopyObjectResult><ETag>"aa"</ETag><LastModified>2026-12-03T06:48:57.000Z</LastModified></CopyObjectResult>'
+)
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """A 500 first, then a plain answer: the first on the road, the retry through botocore."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str]] = []
+
+    def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).seen.append(("HEAD", self.headers.get("User-Agent", "")))
+        if len(type(self).seen) == 1:
+            self._answer(500, b"", {})
+        else:
+            self._answer(200, b"", {"ETag": '"aa"', "Last-Modified": "Thu, 03 Dec 2026 06:48:57 GMT"})
+
+    def do_PUT(self) -> None:  # noqa: N802
+        type(self).seen.append(("PUT", self.headers.get("User-Agent", "")))
+        if len(type(self).seen) == 1:  # S3's 200 that carries an error: botocore retries it
+            body = b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
+        else:
+            body = COPY_RESULT
+        self._answer(200, body, {"Content-Type": "application/xml"})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(name="flaky")
+def flaky_fixture() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_an_answer_that_is_not_plain_goes_to_botocore_and_its_retry_answers(flaky):
+    s3 = s3_client(endpoint_url=flaky)
+    _Flaky.seen = []
+    assert s3io.head(s3, "b", "k")["ETag"] == '"aa"'
+    assert [agent.startswith("data-file-ingestion (lean)") for _, agent in _Flaky.seen] == [True, False]
+
+    _Flaky.seen = []
+    answer = s3io.copy_object(s3, Bucket="b", Key="t", CopySource={"Bucket": "b", "Key": "k"}, IfNoneMatch="*")
+    assert answer["CopyObjectResult"]["ETag"] == '"aa"'
+    assert [agent.startswith("data-file-ingestion (lean)") for _, agent in _Flaky.seen] == [True, False]
+
+
+def test_a_client_with_its_own_signature_version_stays_on_botocore(moto_url):
+    s3 = boto3.session.Session().client("s3", endpoint_url=moto_url, config=Config(signature_version="s3"))
+    assert lean.attach(s3, boto3.session.Session().get_credentials(), lambda config: s3) is None
+
+
+def test_a_mocked_client_stays_on_botocore_so_the_mock_answers(aws):
+    s3 = s3_client()
+    s3.create_bucket(Bucket="mocked")
+
+    assert lean.intercepted(s3) and lean.of(s3) is None
+    s3io.put_json(s3, "mocked", "doc.json", {"n": 1})
+    assert s3io.get_json(s3, "mocked", "doc.json")[0] == {"n": 1}
+
+
+class _CutOnce(BaseHTTPRequestHandler):
+    """The first GET's body stops short of its Content-Length; the next is whole."""
+
+    protocol_version = "HTTP/1.1"
+    gets = 0
+    document = b'{"run_id": "r", "padding": "' + b"x" * 200 + b'"}'
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        cls = type(self)
+        cls.gets += 1
+        self.send_response(200)
+        self.send_header("ETag", '"e"')
+        self.send_header("Content-Length", str(len(cls.document)))
+        self.end_headers()
+        if cls.gets == 1:
+            self.wfile.write(cls.document[:50])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(cls.document)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_body_cut_off_on_the_road_is_read_again_whole(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _CutOnce.gets = 0
+    try:
+        s3 = s3_client(concurrency=1, endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
+        document, etag = s3io.get_json(s3, "b", "_ingestion/lock.json")
+    finally:
+        server.shutdown()
+
+    assert (document["run_id"], etag) == ("r", '"e"')
+    assert _CutOnce.gets == 2
