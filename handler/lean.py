@@ -28,8 +28,9 @@ Where requests go, and how they are signed, is botocore's own answer: each bucke
 from one SigV4 presigned URL per bucket (made by a twin of the client that presigns with SigV4, as the client
 signs its requests). TLS is verified against the CA bundle botocore would use (AWS_CA_BUNDLE or its own). The
 road is closed (every call goes to botocore) when a proxy, a client certificate or a signature version is
-configured, for directory buckets and ARNs, when a presigned URL is not plain SigV4 for `s3`, when the client
-has no credentials, or with INGEST_LEAN_REQUESTS=0.
+configured, for directory buckets and ARNs, for a bucket that answers from another region (botocore's redirector
+finds it), when a presigned URL is not plain SigV4 for `s3`, when the client has no credentials, or with
+INGEST_LEAN_REQUESTS=0.
 """
 
 from __future__ import annotations
@@ -294,6 +295,15 @@ class LeanS3:
             conn.close()
         else:
             self._connections.give_back(where.scheme, where.netloc, conn)
+        if response.status in (301, 307, 400) and response.headers.get("x-amz-bucket-region"):
+            # The bucket lives in another region: botocore's redirector knows where; this road stays closed to it.
+            log.info(
+                "bucket %r is in region %s; its requests go through botocore",
+                bucket,
+                response.headers.get("x-amz-bucket-region"),
+            )
+            with self._buckets_lock:
+                self._buckets[bucket] = None
         return response.status, response.headers, answer
 
     def _signed(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -13,6 +12,7 @@ from handler.clients import s3_client
 from handler.errors import CorruptDocument
 from handler.lean import ENV_SWITCH as ROAD_OFF
 from handler.s3errors import Transient
+from tests.stub_server import serving
 
 # The resumes below are botocore's road (a body cut off there is resumed with a ranged GET); on the short road a
 # cut body is dropped and read again through botocore (tests/handler/test_lean.py).
@@ -36,11 +36,8 @@ class _FailingWithChecksum(BaseHTTPRequestHandler):
 
 @pytest.fixture(name="endpoint")
 def endpoint_fixture() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingWithChecksum)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(_FailingWithChecksum) as url:
+        yield url
 
 
 def test_a_server_error_carrying_a_checksum_header_is_a_transient_error_not_a_crash(endpoint, monkeypatch):
@@ -89,14 +86,10 @@ class _RewrittenWhileRead(BaseHTTPRequestHandler):
 def test_a_document_rewritten_while_it_was_read_is_read_again_whole(monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv(ROAD_OFF, "0")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RewrittenWhileRead)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        s3 = s3_client(concurrency=1, endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
+    with serving(_RewrittenWhileRead) as url:
+        s3 = s3_client(concurrency=1, endpoint_url=url)
 
         document, etag = s3io.get_json(s3, "ledger-bucket", "_ingestion/movielens/lock.json")
-    finally:
-        server.shutdown()
 
     assert (document, etag) == ({"run_id": "new-run", "renewed_at": 2.0}, '"new"')
     assert _RewrittenWhileRead.gets == 3, "the cut read, the refused resume, the new version read whole"
@@ -151,13 +144,10 @@ class _MixedThenWhole(BaseHTTPRequestHandler):
 def _get_json_from(handler: type[BaseHTTPRequestHandler], monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv(ROAD_OFF, "0")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        s3 = s3_client(concurrency=1, endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
-        return s3io.get_json(s3, "ledger-bucket", "_ingestion/movielens/lock.json")
-    finally:
-        server.shutdown()
+    with serving(handler) as url:
+        return s3io.get_json(
+            s3_client(concurrency=1, endpoint_url=url), "ledger-bucket", "_ingestion/movielens/lock.json"
+        )
 
 
 def test_a_resume_served_from_another_version_is_refused_and_the_document_read_again(monkeypatch):

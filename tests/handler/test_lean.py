@@ -3,9 +3,8 @@ answer that is not plain back to botocore, whose retries then decide."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import boto3
@@ -18,6 +17,7 @@ from handler.s3errors import NotFound, PreconditionFailed
 from tests.conftest import REGION, unique_bucket
 from tests.e2e.cli_fixtures import moto_server_fixture  # noqa: F401 - the fixture
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_binary
+from tests.stub_server import serving
 
 KEYS = ["plain.csv", "with space.csv", "a+b=c&d.csv", "ünï/cödé €.csv", "deep/er/key~1.csv", "semi;colon,comma"]
 
@@ -227,10 +227,8 @@ class _Flaky(BaseHTTPRequestHandler):
 
 @pytest.fixture(name="flaky")
 def flaky_fixture() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(_Flaky) as url:
+        yield url
 
 
 def test_an_answer_that_is_not_plain_goes_to_botocore_and_its_retry_answers(flaky):
@@ -285,14 +283,41 @@ class _CutOnce(BaseHTTPRequestHandler):
 
 
 def test_a_body_cut_off_on_the_road_is_read_again_whole(monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutOnce)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     _CutOnce.gets = 0
-    try:
-        s3 = s3_client(concurrency=1, endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
-        document, etag = s3io.get_json(s3, "b", "_ingestion/lock.json")
-    finally:
-        server.shutdown()
+    with serving(_CutOnce) as url:
+        document, etag = s3io.get_json(s3_client(concurrency=1, endpoint_url=url), "b", "_ingestion/lock.json")
 
     assert (document["run_id"], etag) == ("r", '"e"')
     assert _CutOnce.gets == 2
+
+
+class _ElsewhereBucket(BaseHTTPRequestHandler):
+    """Every HEAD on the road is answered as a bucket in another region answers; botocore's is answered."""
+
+    protocol_version = "HTTP/1.1"
+    agents: list[str] = []
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        agent = self.headers.get("User-Agent", "")
+        type(self).agents.append(agent)
+        if agent.startswith("data-file-ingestion (lean)"):
+            self.send_response(301)
+            self.send_header("x-amz-bucket-region", "eu-west-1")
+        else:
+            self.send_response(200)
+            self.send_header("ETag", '"aa"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_bucket_in_another_region_is_left_to_botocore_after_its_first_answer():
+    _ElsewhereBucket.agents = []
+    with serving(_ElsewhereBucket) as url:
+        s3 = s3_client(concurrency=1, endpoint_url=url)
+        assert [s3io.head(s3, "b", key)["ETag"] for key in ("k1", "k2", "k3")] == ['"aa"'] * 3
+
+    on_road = [agent.startswith("data-file-ingestion (lean)") for agent in _ElsewhereBucket.agents]
+    assert on_road == [True, False, False, False], "one try on the road, then botocore's road only"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from botocore.utils import parse_timestamp
@@ -13,6 +12,7 @@ from botocore.utils import parse_timestamp
 from handler import s3io
 from handler.clients import s3_client
 from handler.parsing import complete_listing, timestamp
+from tests.stub_server import serving
 
 TIMESTAMPS = [
     "2026-12-03T06:48:57.000Z",
@@ -82,10 +82,8 @@ class _FlakyLister(BaseHTTPRequestHandler):
 
 @pytest.fixture(name="lister")
 def lister_fixture() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyLister)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(_FlakyLister) as url:
+        yield url
 
 
 @pytest.mark.parametrize("bad", [ERROR, PAGE[:-40]], ids=["error-in-a-200", "cut-off-page"])
