@@ -39,7 +39,7 @@ def client_config(concurrency: int) -> Config:
 
 def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str | None = None) -> Any:
     """One S3 client for a run: its answers parsed the cheap way where botocore's costs more (parsing.py), and
-    its per-object HEADs and copies on the short road where the answer is plain (lean.py)."""
+    its per-object and ledger requests and listing pages on the short road where the answer is plain (lean.py)."""
     session = session or boto3.session.Session()
     # boto3 keeps its botocore session private; the parser defaults are only reachable there.
     tune_session(session._session)

@@ -237,6 +237,8 @@ class LeanS3:
     ) -> dict[str, Any]:
         """PutObject of bytes in memory, its integrity checked by S3 (Content-MD5 and the signed SHA-256);
         ClientError for 404 and 412; Declined otherwise."""
+        if not isinstance(Body, bytes):
+            raise Declined("PutObject of a stream (botocore reads and checksums it)")
         headers = {"content-type": ContentType, "content-md5": base64.b64encode(hashlib.md5(Body).digest()).decode()}
         if IfNoneMatch:
             headers["if-none-match"] = IfNoneMatch
@@ -492,6 +494,18 @@ def attach(s3: Any, credentials: Any, presigner: Callable[[Any], Any]) -> LeanS3
     road = LeanS3(s3, credentials, presigner(config.merge(Config(signature_version="s3v4"))))
     _roads[s3] = road
     return road
+
+
+def call(s3: Any, operation: str, **params: Any) -> dict[str, Any]:
+    """`s3.<operation>(**params)` (head_object, copy_object, get_object, put_object): on the client's short road
+    when it has one and the answer is plain, else through botocore. Errors are the caller's to translate."""
+    road = of(s3)
+    if road is not None:
+        try:
+            return getattr(road, operation)(**params)
+        except Declined as why:
+            log.debug("%s %s through botocore: %s", operation, params.get("Key"), why)
+    return getattr(s3, operation)(**params)
 
 
 def of(s3: Any) -> LeanS3 | None:

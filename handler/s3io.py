@@ -56,7 +56,7 @@ def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
     for attempt in range(READ_ATTEMPTS):
         try:
             with s3_errors():
-                response = _get_whole(s3, bucket, key)
+                response = lean.call(s3, "get_object", Bucket=bucket, Key=key)
         except NotFound:
             return None, None
         try:
@@ -79,26 +79,6 @@ def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
             log.warning("%s was not one whole JSON document (%s); reading it again", key, err)
             time.sleep(min(0.05 * 2**attempt, 1.0))
     raise AssertionError("unreachable")
-
-
-def _get_whole(s3: Any, bucket: str, key: str) -> dict[str, Any]:
-    road = lean.of(s3)
-    if road is not None:
-        try:
-            return road.get_object(Bucket=bucket, Key=key)
-        except lean.Declined as why:
-            log.debug("GET %s through botocore: %s", key, why)
-    return s3.get_object(Bucket=bucket, Key=key)
-
-
-def _put(s3: Any, **params: Any) -> dict[str, Any]:
-    road = lean.of(s3)
-    if road is not None and isinstance(params.get("Body"), bytes):
-        try:
-            return road.put_object(**params)
-        except lean.Declined as why:
-            log.debug("PUT %s through botocore: %s", params.get("Key"), why)
-    return s3.put_object(**params)
 
 
 def put_json(
@@ -137,12 +117,19 @@ def put_bytes(
     conditions = _conditions(if_none_match, if_match)
     if not conditions:
         with s3_errors():
-            return _put(s3, Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
+            return lean.call(s3, "put_object", Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
     write_id = uuid.uuid4().hex
 
     def write() -> str:
-        return _put(
-            s3, Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata={WRITE_ID: write_id}, **conditions
+        return lean.call(
+            s3,
+            "put_object",
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            Metadata={WRITE_ID: write_id},
+            **conditions,
         )["ETag"]
 
     return _conditional(s3, bucket, key, write_id, write)
@@ -365,14 +352,8 @@ def upload_file(
 def head(s3: Any, bucket: str, key: str, *, if_match: str | None = None) -> dict[str, Any]:
     """HEAD an object; raises NotFound, PreconditionFailed (with if_match) and the rest as translated."""
     kwargs = {"IfMatch": if_match} if if_match else {}
-    road = lean.of(s3)
     with s3_errors():
-        if road is not None:
-            try:
-                return road.head_object(Bucket=bucket, Key=key, **kwargs)
-            except lean.Declined as why:
-                log.debug("HEAD %s through botocore: %s", key, why)
-        return s3.head_object(Bucket=bucket, Key=key, **kwargs)
+        return lean.call(s3, "head_object", Bucket=bucket, Key=key, **kwargs)
 
 
 def head_or_none(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
@@ -384,14 +365,8 @@ def head_or_none(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
 
 def copy_object(s3: Any, **kwargs: Any) -> dict[str, Any]:
     """CopyObject (lean.py's road when the answer is plain; botocore's, with its retries, otherwise)."""
-    road = lean.of(s3)
     with s3_errors():
-        if road is not None:
-            try:
-                return road.copy_object(**kwargs)
-            except lean.Declined as why:
-                log.debug("CopyObject %s through botocore: %s", kwargs.get("Key"), why)
-        return s3.copy_object(**kwargs)
+        return lean.call(s3, "copy_object", **kwargs)
 
 
 def wait(future: Any) -> Any:
