@@ -4,7 +4,7 @@ Measured on `rclone serve s3` over loopback (docs/BENCHMARKS.md), botocore spend
 HEAD or CopyObject: endpoint rules, a dozen events, its SigV4 signer, the email parser on the answer's
 headers, a walk over sixty modelled fields. For a 4 KiB object that is several times what the server spends,
 and the main reason a night of small files took four times s5cmd's time. The same request signed here (SigV4
-over the few headers we send) and sent on a kept-alive `http.client` connection costs about 0.3 ms.
+over the few headers we send) and sent on a kept-alive connection (http1.py) costs about 0.3 ms.
 
 The road carries the per-object calls (HeadObject, CopyObject), the ledger's small documents (GetObject of a
 whole small object, PutObject of bytes in memory, with Content-MD5) and ListObjectsV2 pages.
@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import io
 import logging
 import os
@@ -49,6 +48,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from html import unescape
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote_plus, urlsplit
 
@@ -56,6 +56,7 @@ import botocore
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from . import http1
 from .parsing import complete_listing, timestamp
 
 log = logging.getLogger(__name__)
@@ -118,35 +119,35 @@ class _Connections:
     """Kept-alive connections per host, handed to one thread at a time (they outlive the copy threads)."""
 
     def __init__(self, limit: int, connect_timeout: float, read_timeout: float, context: ssl.SSLContext | None):
-        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._idle: dict[tuple[str, str], list[http1.Connection]] = {}
         self._lock = threading.Lock()
         self._limit = limit
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._context = context
 
-    def take(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def take(self, scheme: str, netloc: str) -> http1.Connection:
         with self._lock:
             idle = self._idle.get((scheme, netloc))
             if idle:
                 return idle.pop()
-        if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=self._connect_timeout, context=self._context)
-        return http.client.HTTPConnection(netloc, timeout=self._connect_timeout)
+        return http1.Connection(
+            scheme,
+            netloc,
+            connect_timeout=self._connect_timeout,
+            read_timeout=self._read_timeout,
+            context=self._context if scheme == "https" else None,
+        )
 
-    def give_back(self, scheme: str, netloc: str, conn: http.client.HTTPConnection) -> None:
+    def give_back(self, conn: http1.Connection) -> None:
+        if not conn.is_open:
+            return
         with self._lock:
-            idle = self._idle.setdefault((scheme, netloc), [])
+            idle = self._idle.setdefault((conn.scheme, conn.netloc), [])
             if len(idle) < self._limit:
                 idle.append(conn)
                 return
         conn.close()
-
-    def ready(self, conn: http.client.HTTPConnection) -> None:
-        """Connect if needed; then the read timeout applies to every answer."""
-        if conn.sock is None:
-            conn.connect()
-            conn.sock.settimeout(self._read_timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -184,7 +185,7 @@ class LeanS3:
         if status == 200:
             return _head_answer(answer)
         if status in (404, 412):
-            raise _client_error(status, str(status), http.client.responses.get(status, ""), "HeadObject", answer)
+            raise _client_error(status, str(status), HTTPStatus(status).phrase, "HeadObject", answer)
         raise Declined(f"HEAD answered {status}")
 
     def copy_object(self, **params: Any) -> dict[str, Any]:
@@ -286,27 +287,20 @@ class LeanS3:
         headers = self._signed(method, where, path, query, headers, body)
         conn = self._connections.take(where.scheme, where.netloc)
         try:
-            self._connections.ready(conn)
-            conn.request(method, f"{path}?{query}" if query else path, body=body or None, headers=headers)
-            response = conn.getresponse()
-            answer = response.read()
-        except (OSError, http.client.HTTPException) as err:
-            conn.close()
+            status, answer, data = conn.exchange(method, f"{path}?{query}" if query else path, headers, body)
+        except (OSError, http1.ProtocolError) as err:
             raise Declined(f"{method} failed on the short road: {type(err).__name__}: {err}") from err
-        if response.will_close:
-            conn.close()
-        else:
-            self._connections.give_back(where.scheme, where.netloc, conn)
-        if response.status in (301, 307, 400) and response.headers.get("x-amz-bucket-region"):
+        self._connections.give_back(conn)
+        if status in (301, 307, 400) and answer.get("x-amz-bucket-region"):
             # The bucket lives in another region: botocore's redirector knows where; this road stays closed to it.
             log.info(
                 "bucket %r is in region %s; its requests go through botocore",
                 bucket,
-                response.headers.get("x-amz-bucket-region"),
+                answer.get("x-amz-bucket-region"),
             )
             with self._buckets_lock:
                 self._buckets[bucket] = None
-        return response.status, response.headers, answer
+        return status, answer, data
 
     def _signed(
         self, method: str, where: _Bucket, path: str, query: str, headers: dict[str, str], body: bytes
