@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from .shards import StatePart
@@ -53,14 +54,21 @@ def parse_utc(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+@cache
+def _names(cls: type) -> tuple[str, ...]:
+    """A record class's field names, looked up once: a run turns a manifest line to JSON and back several
+    times per object, and `dataclasses.fields` builds its answer anew on every call."""
+    return tuple(f.name for f in fields(cls))
+
+
 def _plain(record: Any) -> dict[str, Any]:
     """A flat record's fields in declaration order (enums are str, so json.dumps writes their value)."""
-    return {f.name: getattr(record, f.name) for f in fields(record)}
+    return {name: getattr(record, name) for name in _names(type(record))}
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """The fields `cls` declares, so a document with extra keys (a newer writer) still reads."""
-    names = {f.name for f in fields(cls)}
+    names = _names(cls)
     return {k: v for k, v in data.items() if k in names}
 
 
