@@ -160,9 +160,9 @@ class _Connections:
 class LeanS3:
     """HeadObject and CopyObject for one botocore S3 client, answered here when the answer is plain."""
 
-    def __init__(self, s3: Any, credentials: Any, presigner: Any):
+    def __init__(self, s3: Any, credentials: Any, presigner: Any | Callable[[], Any]):
         self._s3 = s3
-        self._presigner = presigner
+        self._presigner = presigner  # the twin client, or how to make it at the first bucket located
         self._credentials = credentials
         config = s3.meta.config
         self._connections = _Connections(
@@ -345,6 +345,8 @@ class LeanS3:
             pass
         with self._buckets_lock:
             if bucket not in self._buckets:
+                if callable(self._presigner) and not hasattr(self._presigner, "generate_presigned_url"):
+                    self._presigner = self._presigner()  # made here: a run that never takes the road never pays
                 self._buckets[bucket] = _locate(self._presigner, bucket)
             return self._buckets[bucket]
 
@@ -485,7 +487,7 @@ def attach(s3: Any, credentials: Any, presigner: Callable[[Any], Any]) -> LeanS3
         or config.signature_version not in (None, "s3v4", "v4")
     ):
         return None
-    road = LeanS3(s3, credentials, presigner(config.merge(Config(signature_version="s3v4"))))
+    road = LeanS3(s3, credentials, lambda: presigner(config.merge(Config(signature_version="s3v4"))))
     _roads[s3] = road
     return road
 
