@@ -159,6 +159,10 @@ class TmpWatch:
     which adds the files the process holds open there after unlinking them (`tempfile.TemporaryFile`: the
     manifest and state spools), found through /proc/<pid>/fd and each counted once. Sampling makes both a
     lower bound; on a system without /proc only named files are seen.
+
+    With the pid it also samples memory (psutil): `peak_rss`, the RSS summed over the process and its
+    descendants (our worker pool; shared pages count once per process, so an upper bound of what the tree
+    holds), and `peak_rss_one`, the largest single process.
     """
 
     def __init__(self, path: Path, pid: int | None = None, interval: float = 0.02):
@@ -167,6 +171,8 @@ class TmpWatch:
         self.interval = interval
         self.peak_named = 0
         self.peak_total = 0
+        self.peak_rss = 0
+        self.peak_rss_one = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -206,6 +212,28 @@ class TmpWatch:
                     count_file(files, link)  # stat() follows the link to the open file, unlinked or not
         self.peak_named = max(self.peak_named, named)
         self.peak_total = max(self.peak_total, sum(files.values()))
+        if self.pid is not None:
+            rss = tree_rss(self.pid)
+            self.peak_rss = max(self.peak_rss, sum(rss))
+            self.peak_rss_one = max(self.peak_rss_one, *rss, 0)
+
+
+def tree_rss(pid: int) -> list[int]:
+    """The RSS of a process and each of its live descendants, bytes (empty once it has exited)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+    sizes = []
+    for proc in procs:
+        try:
+            sizes.append(proc.memory_info().rss)
+        except psutil.Error:
+            continue
+    return sizes
 
 
 def count_file(files: dict[tuple[int, int], int], path: str) -> None:

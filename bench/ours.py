@@ -41,6 +41,8 @@ class Ours(Tool):
             incremental,
             tmp_named_peak_bytes=watch.peak_named,
             tmp_peak_bytes=watch.peak_total,
+            peak_rss_bytes=watch.peak_rss,
+            peak_rss_one_bytes=watch.peak_rss_one,
             run_seconds=summary.get("duration_seconds"),
             state_bytes=ledger.state_bytes,
             manifest_bytes=ledger.manifest_bytes,

@@ -11,6 +11,8 @@ from typing import Any
 
 from bench.common import Sample
 
+MIB = 1024 * 1024
+
 FOOTPRINT_ROWS = [
     ("state_bytes", "state parts (compressed)"),
     ("state_uncompressed_bytes", "state, uncompressed"),
@@ -167,10 +169,22 @@ def server_block(block: dict[str, Any]) -> list[str]:
             f"Our ledger after the first run: state object {state} bytes ({state / n:.1f} B/key), manifest "
             f"{manifest} bytes ({manifest / n:.0f} B/line). Peak seen in the run's TMPDIR (sampled every 20 ms, so "
             f"a lower bound): SQLite scratch file {named} bytes ({named / n:.0f} B/key), all temp files {total} "
-            f"bytes ({total / n:.0f} B/key)."
+            f"bytes ({total / n:.0f} B/key)." + rss_sentence(ours_runs)
         )
         out.append("")
     return out
+
+
+def rss_sentence(runs: list[Sample]) -> str:
+    """Our peak memory over these runs, as TmpWatch sampled it (absent in samples of an older bench)."""
+    if not runs or "peak_rss_bytes" not in runs[0].extra:
+        return ""
+    tree = max(s.extra["peak_rss_bytes"] for s in runs) / MIB
+    one = max(s.extra["peak_rss_one_bytes"] for s in runs) / MIB
+    return (
+        f" Peak RSS, sampled every 20 ms: {tree:.0f} MiB summed over our processes (the CLI and its workers; "
+        f"shared pages counted in each), {one:.0f} MiB in the largest one."
+    )
 
 
 def noop_block(block: dict[str, Any]) -> list[str]:
@@ -196,6 +210,11 @@ def noop_block(block: dict[str, Any]) -> list[str]:
         table([*headers, "requests/key"], rows),
         "",
         *requests_line(block, entries),
+        *(
+            [f"Memory, first ingest:{rss_sentence([first])} No-op re-runs:{rss_sentence(ours)}", ""]
+            if rss_sentence([first]) and rss_sentence(ours)
+            else []
+        ),
     ]
 
 
