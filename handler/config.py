@@ -441,6 +441,17 @@ DATASET_FIELDS: tuple[Setting, ...] = (
     ),
     Setting("concurrency", int, 32, "parallel copies; the S3 connection pool is sized to it.", 1, 1024),
     Setting(
+        "source_metadata",
+        str,
+        "carry",
+        "what a landed object keeps of its source besides our lineage metadata. `carry`: the source's "
+        "Content-Type, Content-Encoding, Content-Disposition, Content-Language, Cache-Control and user metadata, "
+        "read with a HEAD of each object. `lineage`: none of them and no HEAD (one request an object instead of "
+        "two: about a fifth less time on a night of small files); the Content-Type comes from the key's "
+        "extension. Either way the copy is guarded by the listed ETag and verified.",
+        choices=("carry", "lineage"),
+    ),
+    Setting(
         "lock_ttl_seconds",
         int,
         900,
@@ -585,6 +596,7 @@ class DatasetConfig:
     exclude: tuple[str, ...] = _default("exclude")
     timezone: str = _default("timezone")
     concurrency: int = _default("concurrency")
+    source_metadata: str = _default("source_metadata")
     lock_ttl_seconds: int = _default("lock_ttl_seconds")
     min_age_seconds: int = _default("min_age_seconds")
     multipart_threshold_bytes: int = _default("multipart_threshold_bytes")

@@ -3,7 +3,8 @@
 Above the multipart threshold the copy is boto3's managed transfer (s3transfer): parallel UploadPartCopy
 (mandatory past 5 GiB). Below it the copy is the one CopyObject the managed transfer would make, called
 directly so its response's ETag verifies the copy without another request. A multipart copy does not carry content type
-or metadata over, so both are always set explicitly from a HEAD of the source. The HEAD and the copy are
+or metadata over, so both are always set explicitly from a HEAD of the source (with `source_metadata: lineage`,
+from the key's extension, and the single-part copy needs no HEAD at all). The HEAD and the copy are
 guarded with the listed ETag, and the landed object is checked afterwards, because some servers (moto
 among them) ignore CopySourceIfMatch.
 
@@ -51,6 +52,9 @@ class CopyContext:
     # A batch's first attempt of a fresh run cannot find its own copies: it skips the HEAD that looks for
     # them. Retries and resumed runs look first, so nothing is copied twice.
     check_target: bool = True
+    # `source_metadata: carry`: the source's content headers and user metadata land too, read with a HEAD.
+    # Without it a single-part copy is one CopyObject, guarded by CopySourceIfMatch and verified by its ETag.
+    carry_source_metadata: bool = True
 
 
 def transfer_manager(s3: Any, *, concurrency: int, threshold: int, chunk: int) -> Any:
@@ -97,12 +101,16 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
             return line
 
     quoted = f'"{item.etag}"'
-    try:
-        source = s3io.head(s3, ctx.source_bucket, item.key, if_match=quoted)
-    except NotFound:
-        return _line(item, FAILED, SOURCE_GONE)
-    except PreconditionFailed:
-        return _line(item, FAILED, "source changed since listing (ETag differs); it lands on the next run")
+    multipart = item.size >= ctx.multipart_threshold
+    source: dict[str, Any] = {}
+    if ctx.carry_source_metadata or multipart:  # a multipart copy compares the source before and after
+        try:
+            source = s3io.head(s3, ctx.source_bucket, item.key, if_match=quoted)
+        except NotFound:
+            return _line(item, FAILED, SOURCE_GONE)
+        except PreconditionFailed:
+            return _line(item, FAILED, "source changed since listing (ETag differs); it lands on the next run")
+    carried = source if ctx.carry_source_metadata else {"ContentType": meta.content_type_for(item.key)}
 
     ingested_at = utc_now()
     lineage = meta.lineage(
@@ -115,15 +123,15 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
         run_id=ctx.run_id,
     )
     try:
-        user_metadata = meta.merged(source.get("Metadata"), lineage)
+        user_metadata = meta.merged(carried.get("Metadata"), lineage)
     except meta.MetadataTooLarge as err:
         return _line(item, FAILED, str(err))
-    extra: dict[str, Any] = {h: source[h] for h in CARRIED_HEADERS if source.get(h)}
+    extra: dict[str, Any] = {h: carried[h] for h in CARRIED_HEADERS if carried.get(h)}
     extra.setdefault("ContentType", "binary/octet-stream")
     extra.update(Metadata=user_metadata, MetadataDirective="REPLACE", CopySourceIfMatch=quoted)
     attempt = _Attempt(item, ctx, ingested_at)
 
-    if item.size < ctx.multipart_threshold:
+    if not multipart:
         return _copy_single(s3, attempt, extra)
 
     future = tm.copy(

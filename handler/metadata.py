@@ -8,6 +8,7 @@ return them title-cased.
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
@@ -76,3 +77,24 @@ def landed_from(metadata: Mapping[str, str] | None) -> tuple[str, str, str] | No
     if SOURCE_KEY not in meta or SOURCE_ETAG not in meta:
         return None
     return meta.get(SOURCE_BUCKET, ""), unquote(meta[SOURCE_KEY]), meta[SOURCE_ETAG]
+
+
+# Python's own table only (no /etc/mime.types): the same key gets the same type on every machine and in Lambda.
+_TYPES = mimetypes.MimeTypes()
+_COMPRESSED = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "br": "application/x-brotli",
+    "compress": "application/x-compress",
+}
+
+
+def content_type_for(key: str) -> str:
+    """The Content-Type a landed object gets when its source's is not read (`source_metadata: lineage`): from
+    the key's extension, as `aws s3 cp` and s5cmd type an upload. A compressed file is typed as what its bytes
+    are (`x.csv.gz` is application/gzip), and an unknown extension gets S3's own default."""
+    guessed, encoding = _TYPES.guess_type(key.rsplit("/", 1)[-1], strict=False)
+    if encoding is not None:
+        return _COMPRESSED.get(encoding, "binary/octet-stream")
+    return guessed or "binary/octet-stream"

@@ -71,4 +71,5 @@ def copy_context(job: Job, run: OpenRun, *, check_target: bool = True) -> CopyCo
         source_bucket=ds.source.bucket,
         target_bucket=ds.target.bucket,
         multipart_threshold=ds.multipart_threshold_bytes,
+        carry_source_metadata=ds.source_metadata == "carry",
     )

@@ -597,3 +597,88 @@ def test_a_multipart_copy_whose_source_is_rewritten_mid_copy_is_removed(s3, buck
     assert "source changed during the copy" in line.reason
     assert absent(s3, raw, item.target)
     assert all(p.get("IfNoneMatch") == "*" for p in calls.params("CompleteMultipartUpload"))
+
+
+# ---- source_metadata: lineage (no source HEAD) ------------------------------------------------------------
+
+
+def lineage_only(source: str, raw: str, *, threshold: int = 256 * MiB, check_target: bool = True) -> CopyContext:
+    return CopyContext(
+        check_target=check_target,
+        dataset="movielens",
+        run_id=RUN_ID,
+        date=DATE,
+        source_bucket=source,
+        target_bucket=raw,
+        multipart_threshold=threshold,
+        carry_source_metadata=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "name, content_type",
+    [("ratings.csv", "text/csv"), ("ratings.csv.gz", "application/gzip"), ("blob.weird", "binary/octet-stream")],
+)
+def test_lineage_only_copies_with_one_request_and_lands_lineage_and_a_type_from_the_extension(
+    s3, buckets, calls, name, content_type
+):
+    source, raw = buckets
+    key = f"movielens/{name}"
+    s3.put_object(Bucket=source, Key=key, Body=b"1,31,2.5\n", ContentType="text/x-mine", Metadata={"owner": "g"})
+    item = listed(s3, source, key)
+    calls.calls.clear()
+
+    (line,) = copy(s3, [item], lineage_only(source, raw, check_target=False))  # a fresh run's first attempt
+
+    assert line.status == COPIED, line.reason
+    assert [op for op, _ in calls.calls] == ["CopyObject"]  # no HEAD of the source, none of the target
+    head = s3.head_object(Bucket=raw, Key=item.target)
+    assert head["ContentType"] == content_type
+    assert "owner" not in head["Metadata"]
+    assert meta.landed_from(head["Metadata"]) == (source, key, item.etag)
+    assert head["Metadata"]["ingest-run-id"] == RUN_ID
+    assert s3.get_object(Bucket=raw, Key=item.target)["Body"].read() == b"1,31,2.5\n"
+
+
+def test_lineage_only_still_refuses_a_source_changed_since_listing_and_lands_nothing(s3, buckets):
+    source, raw = buckets
+    key = "movielens/a.csv"
+    s3.put_object(Bucket=source, Key=key, Body=b"first")
+    item = listed(s3, source, key)
+    s3.put_object(Bucket=source, Key=key, Body=b"second, longer")
+
+    (line,) = copy(s3, [item], lineage_only(source, raw))
+
+    assert line.status == FAILED
+    assert "source changed" in line.reason
+    assert absent(s3, raw, item.target)
+
+
+def test_lineage_only_records_a_source_gone_since_listing(s3, buckets):
+    source, raw = buckets
+    key = "movielens/gone.csv"
+    s3.put_object(Bucket=source, Key=key, Body=b"x")
+    item = listed(s3, source, key)
+    s3.delete_object(Bucket=source, Key=key)
+
+    (line,) = copy(s3, [item], lineage_only(source, raw))
+
+    assert (line.status, line.reason) == (FAILED, "source object is gone since listing")
+    assert absent(s3, raw, item.target)
+
+
+def test_lineage_only_heads_a_multipart_source_only_to_check_it_did_not_change_during_the_copy(s3, buckets, calls):
+    source, raw = buckets
+    key = "movielens/big.csv"
+    s3.put_object(Bucket=source, Key=key, Body=patterned(6 * MiB), ContentType="text/x-mine", Metadata={"o": "g"})
+    item = listed(s3, source, key)
+
+    (line,) = copy(
+        s3, [item], lineage_only(source, raw, threshold=SMALL_THRESHOLD), threshold=SMALL_THRESHOLD, chunk=5 * MiB
+    )
+
+    assert line.status == COPIED, line.reason
+    assert calls.count("HeadObject", key=key) >= 2  # before and after the parts
+    head = s3.head_object(Bucket=raw, Key=item.target)
+    assert (head["ContentType"], "o" in head["Metadata"]) == ("text/csv", False)  # as a single-part copy lands
+    assert meta.landed_from(head["Metadata"]) == (source, key, item.etag)
