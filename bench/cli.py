@@ -18,11 +18,13 @@ from typing import Any
 import bench
 from bench import footprint, peers, rounds, servers, workloads
 from bench.common import REPO, SOURCE_BUCKET, Tool
-from bench.ours import Ours, OursBotocore
+from bench.ours import Ours, OursBotocore, OursLineage
 from bench.report import document, report
 from bench.scale_machine import facts
 
 TOOLS: dict[str, type[Tool]] = {"ours": Ours, "ours-botocore": OursBotocore, **peers.PEERS}
+EXTRA_TOOLS: dict[str, type[Tool]] = {"ours-lineage": OursLineage}  # measured only when --tools names them
+ALL_TOOLS = {**TOOLS, **EXTRA_TOOLS}
 # --quick: a smoke run that shows every part works (a minute or two on 2 cores); its numbers mean little.
 QUICK: dict[str, Any] = {
     "reps": 1, "files": 200, "large_files": 10, "noop_keys": 2000, "footprint_keys": 500, "servers": "rclone"
@@ -50,7 +52,11 @@ def parser() -> argparse.ArgumentParser:
         help=f"keys of the no-op night, rclone serve s3 only (default {DEFAULTS['noop_keys']:,}; 0 skips)",
     )
     p.add_argument("--servers", help=f"comma list of {', '.join(servers.SERVERS)} (default both)")
-    p.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)} (default all)")
+    p.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        help=f"comma list of {', '.join(ALL_TOOLS)} (default: all but {', '.join(EXTRA_TOOLS)})",
+    )
     p.add_argument("--movielens", type=Path, help="ml-latest-small folder (default: shared/data if present)")
     p.add_argument(
         "--footprint-keys",
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, QUICK[name] if args.quick else default)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     wanted_servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    if unknown := set(tools) - set(TOOLS):
+    if unknown := set(tools) - set(ALL_TOOLS):
         p.error(f"unknown tools: {', '.join(sorted(unknown))}")
     if unknown := set(wanted_servers) - set(servers.SERVERS):
         p.error(f"unknown servers: {', '.join(sorted(unknown))}")
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     for data in data_sets + ([noop] if noop else []):
         log(f"bench: {data.name}: {data.description}")
 
-    labels = {name: {"concurrency": TOOLS[name].concurrency, "again": TOOLS[name].again} for name in tools}
+    labels = {name: {"concurrency": ALL_TOOLS[name].concurrency, "again": ALL_TOOLS[name].again} for name in tools}
     workdir = Path(tempfile.mkdtemp(prefix="bench-run-"))
     results: list[dict[str, Any]] = []
     running: list[servers.Server] = []
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             running.append(server)
             log(f"bench: {server.name} at {server.endpoint} ({server.notes})")
             (workdir / server.name).mkdir()
-            runners = {name: TOOLS[name](server, binaries.get(name), workdir / server.name) for name in tools}
+            runners = {name: ALL_TOOLS[name](server, binaries.get(name), workdir / server.name) for name in tools}
             server.s3.create_bucket(Bucket=SOURCE_BUCKET)
             for data in data_sets:
                 workloads.seed(server, data)

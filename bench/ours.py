@@ -75,3 +75,17 @@ class OursBotocore(Ours):
 
     def environment(self) -> dict[str, str]:
         return {**super().environment(), "INGEST_LEAN_REQUESTS": "0"}
+
+
+class OursLineage(Ours):
+    """Our tool with `source_metadata: lineage`: no HEAD of each source, one CopyObject an object (the landed
+    object keeps our lineage and a Content-Type from its extension, not the source's headers and metadata).
+    Not in the default tool list: it is an opt-in setting, measured beside the default when asked."""
+
+    name = "ours-lineage"
+    again = "ours-lineage, run again"
+
+    def config(self, data: DataSet, target: str) -> dict[str, Any]:
+        config = super().config(data, target)
+        config["datasets"][data.name]["source_metadata"] = "lineage"
+        return config
