@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Mapping
+from functools import cache
 from urllib.parse import quote, unquote
 
 PREFIX = "ingest-"
@@ -79,8 +80,13 @@ def landed_from(metadata: Mapping[str, str] | None) -> tuple[str, str, str] | No
     return meta.get(SOURCE_BUCKET, ""), unquote(meta[SOURCE_KEY]), meta[SOURCE_ETAG]
 
 
-# Python's own table only (no /etc/mime.types): the same key gets the same type on every machine and in Lambda.
-_TYPES = mimetypes.MimeTypes()
+@cache
+def _types() -> mimetypes.MimeTypes:
+    """Python's own table only (no /etc/mime.types): the same key gets the same type on every machine and in
+    Lambda. Made at first use: building it reads the system's tables too (15 ms), which a `carry` run never needs."""
+    return mimetypes.MimeTypes()
+
+
 _COMPRESSED = {
     "gzip": "application/gzip",
     "bzip2": "application/x-bzip2",
@@ -94,7 +100,7 @@ def content_type_for(key: str) -> str:
     """The Content-Type a landed object gets when its source's is not read (`source_metadata: lineage`): from
     the key's extension, as `aws s3 cp` and s5cmd type an upload. A compressed file is typed as what its bytes
     are (`x.csv.gz` is application/gzip), and an unknown extension gets S3's own default."""
-    guessed, encoding = _TYPES.guess_type(key.rsplit("/", 1)[-1], strict=False)
+    guessed, encoding = _types().guess_type(key.rsplit("/", 1)[-1], strict=False)
     if encoding is not None:
         return _COMPRESSED.get(encoding, "binary/octet-stream")
     return guessed or "binary/octet-stream"
