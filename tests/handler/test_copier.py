@@ -9,7 +9,7 @@ ClientError it would raise for the real service.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date as Date
 from typing import Any
 from urllib.parse import unquote
@@ -603,16 +603,8 @@ def test_a_multipart_copy_whose_source_is_rewritten_mid_copy_is_removed(s3, buck
 
 
 def lineage_only(source: str, raw: str, *, threshold: int = 256 * MiB, check_target: bool = True) -> CopyContext:
-    return CopyContext(
-        check_target=check_target,
-        dataset="movielens",
-        run_id=RUN_ID,
-        date=DATE,
-        source_bucket=source,
-        target_bucket=raw,
-        multipart_threshold=threshold,
-        carry_source_metadata=False,
-    )
+    ctx = context(source, raw, threshold=threshold)
+    return replace(ctx, carry_source_metadata=False, check_target=check_target)
 
 
 @pytest.mark.parametrize(
