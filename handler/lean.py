@@ -160,9 +160,10 @@ class _Connections:
 class LeanS3:
     """HeadObject and CopyObject for one botocore S3 client, answered here when the answer is plain."""
 
-    def __init__(self, s3: Any, credentials: Any, presigner: Any | Callable[[], Any]):
+    def __init__(self, s3: Any, credentials: Any, make_presigner: Callable[[], Any]):
         self._s3 = s3
-        self._presigner = presigner  # the twin client, or how to make it at the first bucket located
+        self._make_presigner = make_presigner
+        self._presigner: Any = None  # the twin client that presigns, made at the first bucket located
         self._credentials = credentials
         config = s3.meta.config
         self._connections = _Connections(
@@ -345,8 +346,8 @@ class LeanS3:
             pass
         with self._buckets_lock:
             if bucket not in self._buckets:
-                if callable(self._presigner) and not hasattr(self._presigner, "generate_presigned_url"):
-                    self._presigner = self._presigner()  # made here: a run that never takes the road never pays
+                if self._presigner is None:  # made here: a run that never takes the road never pays for it
+                    self._presigner = self._make_presigner()
                 self._buckets[bucket] = _locate(self._presigner, bucket)
             return self._buckets[bucket]
 

@@ -170,7 +170,7 @@ def test_the_road_is_signed_as_a_server_that_checks_signatures_expects(tmp_path)
         contents, token = road.list_page("signed", "copy/")
         assert ([c["Key"] for c in contents], token) == (["copy/" + key], None)
         twin = session.client("s3", endpoint_url=server.endpoint, config=Config(signature_version="s3v4"))
-        bad = lean.LeanS3(s3, _Wrong(), twin)
+        bad = lean.LeanS3(s3, _Wrong(), lambda: twin)
         with pytest.raises(lean.Declined, match="403"):
             bad.head_object(Bucket="signed", Key=key)
     finally:
