@@ -403,13 +403,26 @@ def _check_state(
     return problems
 
 
+def _left_behind(s3: Any, bucket: str, key: str) -> str:
+    """What a leftover ledger document says about the write that left it (which run, written when, by whom):
+    a lock put back after its release shows which process wrote it last and at what time."""
+    try:
+        document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        modified = s3.head_object(Bucket=bucket, Key=key)["LastModified"].isoformat()
+    except Exception as err:  # noqa: BLE001 - a detail for the report, never a second failure
+        return f" (unreadable: {type(err).__name__})"
+    shown = {k: document[k] for k in ("run_id", "owner", "acquired_at", "renewed_at", "expires_at") if k in document}
+    return f" ({', '.join(f'{k}={v}' for k, v in shown.items())}, last modified {modified})"
+
+
 def _check_settled(
     s3: Any, bucket: str, ledger_prefix: str, ledger_keys: set[str], lines: list[dict[str, Any]]
 ) -> list[str]:
     problems = []
     for name in ("open-run.json", "lock.json"):
         if f"{ledger_prefix}{name}" in ledger_keys:
-            problems.append(f"unsettled: {ledger_prefix}{name} is left after a run that exited 0")
+            detail = _left_behind(s3, bucket, f"{ledger_prefix}{name}")
+            problems.append(f"unsettled: {ledger_prefix}{name} is left after a run that exited 0{detail}")
     work = sorted(k for k in ledger_keys if k.startswith(f"{ledger_prefix}work/"))
     if work:
         problems.append(f"unsettled: {len(work)} work files left, e.g. {work[0]}")
