@@ -575,6 +575,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # delimited by the close, so close it is
         while chunk := response.read1(65536):
             self.wfile.write(chunk)
+        if response.length:
+            # The server closed before the body it declared was whole (rclone does, when a GET meets a rewrite of
+            # the same object in place). http.client's read1 ends quietly there; keeping the client's connection
+            # open would leave it waiting for the missing bytes until its read timeout. Close it, as the server
+            # did, so the client sees the cut at once.
+            self.close_connection = True
 
     def _half_then_reset(self, response: http.client.HTTPResponse) -> None:
         body = response.read()

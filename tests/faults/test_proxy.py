@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -230,6 +231,35 @@ def test_a_delay_forwards_the_request_only_after_its_sleep(
 
     assert result == {"body": b"after"}
     assert proxy.injected == {(DELAY, "GetObject"): 1}
+
+
+def test_a_body_the_server_cut_short_closes_the_clients_connection_at_once() -> None:
+    """rclone serve s3 can declare a Content-Length and close before the body is whole (a GET meeting a rewrite
+    of the same object in place). The proxy must pass the cut on: a kept-alive connection would leave the
+    client waiting for the missing bytes until its read timeout (the CLI's is 120 s), a hang no server causes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def upstream() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nETag: \"x\"\r\n\r\n" + b"0123456789")
+
+    server = threading.Thread(target=upstream, daemon=True)
+    server.start()
+    with FaultProxy(f"http://127.0.0.1:{port}", seed=1) as cutting:
+        client = http.client.HTTPConnection("127.0.0.1", int(cutting.url.rsplit(":", 1)[1]), timeout=10)
+        client.request("GET", "/bucket/key")
+        answer = client.getresponse()
+        assert answer.status == 200
+        with pytest.raises(http.client.IncompleteRead) as cut:  # a hang would be a TimeoutError after 10 s
+            answer.read()
+        client.close()
+    server.join(10)
+    listener.close()
+
+    assert cut.value.partial == b"0123456789"
 
 
 def test_an_action_runs_before_the_request_is_forwarded(proxy: FaultProxy, via: Any, direct: Any, bucket: str) -> None:
