@@ -244,7 +244,7 @@ def test_a_body_the_server_cut_short_closes_the_clients_connection_at_once() -> 
         conn, _ = listener.accept()
         with conn:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nETag: \"x\"\r\n\r\n" + b"0123456789")
+            conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nETag: "x"\r\n\r\n' + b"0123456789")
 
     server = threading.Thread(target=upstream, daemon=True)
     server.start()
