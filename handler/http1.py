@@ -44,6 +44,10 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._by_name
 
+    def lowered(self) -> dict[str, str]:
+        """Names in lower case, repeated headers joined with ", ": botocore's HTTPHeaders for this answer."""
+        return dict(self._by_name)
+
     def items(self) -> list[tuple[str, str]]:
         return list(self._pairs)
 

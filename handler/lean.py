@@ -460,6 +460,8 @@ def _xml_text(pattern: re.Pattern[bytes], body: bytes) -> str:
 
 
 def _lower(headers: Any) -> dict[str, str]:
+    if isinstance(headers, http1.Headers):
+        return headers.lowered()
     return {name.lower(): value for name, value in headers.items()}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from botocore import handlers
@@ -20,7 +19,8 @@ from botocore.utils import parse_timestamp
 
 # What S3 puts in XML (2026-12-03T06:48:57.000Z) and in headers (Thu, 03 Dec 2026 06:48:57 GMT).
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})\Z")
-_HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT\Z")
+_HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT\Z")
+_MONTHS = {name: number for number, name in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
 
 # botocore's check of every S3 answer for an error inside a 200 (private; absent in some future release).
 _BOTOCORE_200_CHECK: Callable[..., Any] | None = getattr(handlers, "_handle_200_error", None)
@@ -34,8 +34,10 @@ def timestamp(value: Any) -> datetime:
         if _ISO.match(value):
             parsed = datetime.fromisoformat(value)
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        if _HTTP_DATE.match(value):
-            return parsedate_to_datetime(value)
+        http_date = _HTTP_DATE.match(value)
+        if http_date and http_date.group(2) in _MONTHS:  # every HEAD's Last-Modified: read here, not by email.utils
+            day, month, year, hour, minute, second = http_date.groups()
+            return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC)
     return parse_timestamp(value)
 
 

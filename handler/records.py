@@ -145,14 +145,6 @@ class Tally:
     failed: int = 0
     bytes: int = 0
 
-    def plus(self, line: ManifestLine) -> Tally:
-        return Tally(
-            copied=self.copied + (line.status == ObjectStatus.COPIED),
-            skipped=self.skipped + (line.status == ObjectStatus.SKIPPED),
-            failed=self.failed + (line.status == ObjectStatus.FAILED),
-            bytes=self.bytes + line.landed_bytes,
-        )
-
     def __add__(self, other: Tally) -> Tally:
         return Tally(
             copied=self.copied + other.copied,
@@ -167,6 +159,33 @@ class Tally:
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)
+
+
+class Tallying:
+    """A Tally counted line by line, in place: a batch or a shard goes through thousands of lines, and building a
+    frozen Tally for each one was 3 % of a small-file run's CPU."""
+
+    __slots__ = ("copied", "skipped", "failed", "bytes")
+
+    def __init__(self) -> None:
+        self.copied = self.skipped = self.failed = self.bytes = 0
+
+    def add(self, line: ManifestLine) -> None:
+        status = line.status
+        if status == ObjectStatus.COPIED:
+            self.copied += 1
+            self.bytes += line.size
+        elif status == ObjectStatus.SKIPPED:
+            self.skipped += 1
+        else:
+            self.failed += 1
+
+    @property
+    def objects(self) -> int:
+        return self.copied + self.skipped + self.failed
+
+    def tally(self) -> Tally:
+        return Tally(self.copied, self.skipped, self.failed, self.bytes)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from ..copier import CopyContext, copy_items, transfer_manager
 from ..errors import RunNotFound
 from ..lock import Lock
-from ..records import ManifestLine, OpenRun, Tally
+from ..records import ManifestLine, OpenRun, Tally, Tallying
 from . import Job
 
 Progress = Callable[[int, int], None]
@@ -43,7 +43,7 @@ def copy_batch(
         job.s3, concurrency=ds.concurrency, threshold=ds.multipart_threshold_bytes, chunk=ds.multipart_chunk_bytes
     )
     lines: list[ManifestLine] = []
-    tally = Tally()
+    tally = Tallying()
     with tm, lock.heartbeat() as heartbeat:
         for line in copy_items(
             job.s3,
@@ -54,11 +54,11 @@ def copy_batch(
             check=heartbeat.check,
         ):
             lines.append(line)
-            tally = tally.plus(line)
+            tally.add(line)
             if progress and tally.objects % PROGRESS_EVERY == 0:
                 progress(tally.objects, tally.bytes)
     ledger.save_result(run_id, number, lines, lock)
-    return tally
+    return tally.tally()
 
 
 def copy_context(job: Job, run: OpenRun, *, check_target: bool = True) -> CopyContext:

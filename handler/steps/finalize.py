@@ -31,6 +31,7 @@ from ..records import (
     RunSummary,
     ShardOutcome,
     Tally,
+    Tallying,
     parse_utc,
     run_status,
     utc_now,
@@ -85,13 +86,13 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
     spec, batches, end_at = _shard_of(job, run, shard)
     ledger.observe_shard(run, shard)  # while the lock is known to be ours
     ref = RunRef(ds.name, run_id, run.date, ds.source.bucket, ds.target.bucket)
-    tally = Tally()
+    tally = Tallying()
     failures: list[Failure] = []
     with scratch_db() as db, tempfile.TemporaryFile() as manifest, lock.heartbeat():
         ledger.load_parts(db, spec.parts, spec.start_after, end_at)
         for line in _shard_lines(job, run, shard, batches, db):
             manifest.write(jsonl_bytes([line.stamped(ref)]))
-            tally = tally.plus(line)
+            tally.add(line)
             if line.status == ObjectStatus.FAILED and len(failures) < MAX_FAILURES_IN_SUMMARY:
                 failures.append(Failure(line.source_key, line.reason))
         keys = state.count(db)
@@ -101,7 +102,8 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
         else:
             pieces = (StatePart(spec.start_after, spec.parts[0] if spec.parts else None, keys),)
         part = ledger.save_manifest_part(run, shard, manifest, lock) if tally.objects else None
-    outcome = ShardOutcome(shard, tally, tuple(failures), pieces or (StatePart(spec.start_after, None, 0),), part)
+    pieces = pieces or (StatePart(spec.start_after, None, 0),)
+    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part)
     ledger.save_shard_outcome(run_id, outcome, lock)
     return outcome
 

@@ -66,6 +66,8 @@ def test_head_answers_what_botocore_answers(moto_url, bucket, key):
     for field in ("ContentLength", "ETag", "LastModified", "ContentType", "ContentEncoding", "CacheControl"):
         assert ours[field] == theirs[field], field
     assert ours["Metadata"] == theirs["Metadata"]
+    for header in ("content-type", "content-length", "etag", "last-modified", "x-amz-meta-owner"):
+        assert ours["ResponseMetadata"]["HTTPHeaders"][header] == theirs["ResponseMetadata"]["HTTPHeaders"][header]
 
 
 def test_head_refusals_are_the_package_errors(moto_url, bucket):
