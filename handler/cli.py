@@ -35,6 +35,7 @@ from .errors import (
     Interrupted,
     NotificationFailed,
     RunInProgress,
+    SdkTooOld,
     credentials_error,
 )
 from .layout import printable
@@ -43,6 +44,7 @@ from .pool import ClientSettings, LocalPool
 from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
 from .runner import Engine, one_shot, one_shot_answer, run_date_for
 from .s3errors import NoSuchBucket, Transient
+from .sdk import require_botocore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
 FAILED, INVALID, IN_PROGRESS, INTERRUPTED = "failed", "invalid", "in_progress", "interrupted"
@@ -165,7 +167,7 @@ def refusal(err: BaseException, invocation: Invocation | None = None) -> Refusal
         return Refusal(INTERRUPTED, 128 + err.signum, str(err))
     if isinstance(err, ConfigError):
         return Refusal(INVALID, EXIT_USAGE, "invalid config: " + "; ".join(err.problems), tuple(err.problems))
-    if isinstance(err, ConditionalWritesUnsupported):
+    if isinstance(err, ConditionalWritesUnsupported | SdkTooOld):
         return Refusal(INVALID, EXIT_USAGE, str(err))
     if (credentials := credentials_error(err)) is not None:
         return Refusal(INVALID, EXIT_USAGE, str(credentials))
@@ -274,6 +276,7 @@ def _dataset_in(argv: Sequence[str]) -> str | None:
 
 def _command(invocation: Invocation) -> int:
     args = invocation.args
+    require_botocore()  # before any request: an old botocore would refuse the conditional writes mid-run
     if args.command == "demo":
         from .demo import main as demo_main  # moto stays out of the Lambda's import path
 

@@ -31,6 +31,11 @@ class ConditionalWritesUnsupported(IngestError):
     """The S3 endpoint ignored If-None-Match, so the lock and ledger cannot be protected."""
 
 
+class SdkTooOld(IngestError):
+    """The botocore this process runs (the Lambda runtime's own, or a user's environment) lacks a request
+    parameter the runtime depends on; nothing was done."""
+
+
 class CorruptDocument(IngestError):
     """A ledger document (the lock, a state index, a plan) read the same way several times is not JSON: it was
     damaged outside this tool. Nothing is written over it; the message names the key, `reason` says why."""

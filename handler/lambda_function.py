@@ -19,6 +19,7 @@ from .configfile import load_config, location_from_env
 from .errors import ConfigError, NotificationFailed
 from .notify import publish_all
 from .runner import Engine, one_shot, one_shot_answer
+from .sdk import require_botocore
 
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ field (`datee`) would otherwise be ignored and the run would quietly use today's
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    # The runtime's own botocore must know the conditional writes (sdk.py). Checked here rather than at import,
+    # so the invocation fails with errorType SdkTooOld, which the state machine does not retry, instead of as an
+    # init error; it costs a few microseconds.
+    require_botocore()
     dataset_name, action = _check_event(event)
     config = load_config(location_from_env(dataset_name), lambda: _s3(1))
     dataset = config.dataset(dataset_name)

@@ -68,6 +68,7 @@ NOT_RETRYABLE_ERRORS = [
     "UnknownDataset",
     "ConditionalWritesUnsupported",
     "CredentialsError",
+    "SdkTooOld",
 ]
 
 SERVICE_RETRY = {
