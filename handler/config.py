@@ -25,11 +25,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, UnknownDataset
 from .layout import LEDGER_ROOT, DotSegment, InLedger, KeyTooLong, UnsafeKey, render_target_key
+from .schedules import EXAMPLE as DEFAULT_SCHEDULE
+from .schedules import schedule_problem
 
 __all__ = ["LEDGER_ROOT"]  # defined beside the key rendering that guards it; read from here by the rest
 
 DEFAULT_KEY_TEMPLATE = "{dir}/ingest_date={date}/{name}"
-DEFAULT_SCHEDULE = "cron(0 20 * * ? *)"
 
 TEMPLATE_SAMPLE_KEYS: tuple[str, ...] = (
     "a.csv",
@@ -60,9 +61,6 @@ DAY = 24 * 3600
 _DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # S3 bucket naming rules (general purpose buckets); dots allowed but not adjacent.
 _BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#-]+$")
-# EventBridge wants the singular unit for 1 and the plural above it: rate(1 hour), rate(2 hours).
-_RATE = re.compile(r"^rate\((?:1 (?:minute|hour|day)|(?:[2-9]|[1-9][0-9]+) (?:minutes|hours|days))\)$")
 
 
 # ---- settings tables -----------------------------------------------------------------------------------------
@@ -311,30 +309,8 @@ def parse_run_date(text: Any) -> Date:
 
 
 def schedule_expression_problem(expression: Any) -> str | None:
-    """EventBridge Scheduler accepts `cron(m h dom mon dow year)` and `rate(n unit)`; say why not, or None."""
-    if not isinstance(expression, str):
-        return f"must be a string such as {DEFAULT_SCHEDULE!r}"
-    text = expression.strip()
-    if _RATE.match(text):
-        return None
-    if text.startswith("cron(") and text.endswith(")"):
-        parts = text[5:-1].split()
-        if len(parts) != 6:
-            return (
-                f"{expression!r} has {len(parts)} fields; EventBridge cron takes 6: "
-                "minutes hours day-of-month month day-of-week year, e.g. 'cron(0 20 * * ? *)'"
-            )
-        if not all(_CRON_FIELD.match(p) for p in parts):
-            return f"{expression!r} has a field with characters cron does not allow"
-        minute, hour, dom, _month, dow, _year = parts
-        if (dom == "?") == (dow == "?"):
-            return f"{expression!r}: exactly one of day-of-month and day-of-week must be '?'"
-        for value, low, high, what in ((minute, 0, 59, "minutes"), (hour, 0, 23, "hours")):
-            for number in re.findall(r"\d+", value):
-                if not low <= int(number) <= high:
-                    return f"{expression!r}: {what} value {number} is outside {low}-{high}"
-        return None
-    return f"{expression!r} is not 'cron(...)' or 'rate(...)', e.g. {DEFAULT_SCHEDULE!r}"
+    """Why EventBridge Scheduler would refuse the expression, or None (the rules are in schedules.py)."""
+    return schedule_problem(expression)
 
 
 def _valid_timezone(name: str) -> bool:
@@ -552,7 +528,8 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         "schedule",
         str,
         DEFAULT_SCHEDULE,
-        "Pulumi only: EventBridge Scheduler expression, in the dataset's `timezone`.",
+        "Pulumi only: EventBridge Scheduler expression (`cron(...)`, `rate(...)` or `at(...)`, checked as AWS checks "
+        "them: `handler/schedules.py`), in the dataset's `timezone`.",
         check=_schedule_problems,
     ),
 )

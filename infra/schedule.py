@@ -63,7 +63,7 @@ class DatasetSchedules(pulumi.ComponentResource):
         return aws.scheduler.Schedule(
             f"{name}-{ds.name}",
             description=f"Nightly ingestion of dataset {ds.name}",
-            schedule_expression=ds.schedule,
+            schedule_expression=ds.schedule.strip(),  # sent as AWS documents it, without spaces around
             schedule_expression_timezone=ds.timezone,
             flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
             target=aws.scheduler.ScheduleTargetArgs(

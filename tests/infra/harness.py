@@ -169,7 +169,7 @@ def two_dataset_config(**overrides: Any) -> StackConfig:
             "source": {"bucket": "partner-orders-export", "prefix": "daily/orders/"},
             "target": {"bucket": "acme-raw", "prefix": "orders/"},
             "include": ["*.parquet"],
-            "schedule": "cron(30 2 * * ? *)",
+            "schedule": " cron(30 2 * * ? *) ",  # spaces around, as a hand-edited YAML may have
             "timezone": "Europe/Berlin",
         },
         "click_stream": {

@@ -474,7 +474,7 @@ def test_one_schedule_per_dataset_starts_the_state_machine_for_that_dataset(buil
     assert set(schedules) == set(config.datasets.datasets)
     for name, ds in config.datasets.datasets.items():
         schedule = schedules[name]
-        assert schedule["scheduleExpression"] == ds.schedule
+        assert schedule["scheduleExpression"] == ds.schedule.strip()
         assert schedule["scheduleExpressionTimezone"] == ds.timezone
         assert schedule["flexibleTimeWindow"] == {"mode": "OFF"}
         target = schedule["target"]
