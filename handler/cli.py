@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from typing import Any, NoReturn
 
+from . import __version__
 from .clients import s3_client, sns_client
 from .config import DatasetConfig, parse_run_date, with_overrides
 from .configfile import load_config
@@ -68,8 +69,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, self.format_usage())
 
 
+def _sdk_versions() -> str:
+    """The SDK beside our own version: what a bug report needs, and what sdk.py checks."""
+    import boto3
+    import botocore
+
+    return f"boto3 {boto3.__version__}, botocore {botocore.__version__}, Python {sys.version.split()[0]}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m handler", description="Land a dataset from S3 into the raw bucket.")
+    # `ingest` when run as the console script `pip install .` makes, `python -m handler` otherwise.
+    prog = "ingest" if os.path.basename(sys.argv[0]) == "ingest" else "python -m handler"
+    parser = _Parser(prog=prog, description="Land a dataset from S3 into the raw bucket.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({_sdk_versions()})")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="land what is new or changed (completing an interrupted run first)")

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,21 @@ def run_args(config: Path | str, *extra: str, command: str = "run") -> list[str]
 
 
 # ---- usage and config --------------------------------------------------------------------------------------------
+
+
+def test_version_names_ours_and_the_sdk(capsys: pytest.CaptureFixture[str]) -> None:
+    import botocore
+
+    import handler
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == (
+        f"python -m handler {handler.__version__} (boto3 {boto3.__version__}, botocore {botocore.__version__}, "
+        f"Python {sys.version.split()[0]})\n"
+    )
 
 
 @pytest.mark.parametrize("value", ["5000", "1025"])
