@@ -108,7 +108,7 @@ def test_defaults_when_optional_keys_are_absent() -> None:
         ),
         (
             {"datasets": json.dumps({"exports": dataset(schedule="every night")})},
-            "data-file-ingestion:datasets.exports.schedule: 'every night' is not 'cron(...)' or 'rate(...)'",
+            "data-file-ingestion:datasets.exports.schedule: 'every night' is not 'cron(...)', 'rate(...)' or 'at(...)'",
         ),
         (
             {"datasets": json.dumps({"exports": dataset(timezone="Mars/Olympus_Mons")})},
