@@ -308,11 +308,6 @@ def parse_run_date(text: Any) -> Date:
         raise ValueError(f"{text!r} is not YYYY-MM-DD (no such day)") from None
 
 
-def schedule_expression_problem(expression: Any) -> str | None:
-    """Why EventBridge Scheduler would refuse the expression, or None (the rules are in schedules.py)."""
-    return schedule_problem(expression)
-
-
 def _valid_timezone(name: str) -> bool:
     try:
         ZoneInfo(name)
@@ -352,7 +347,7 @@ def _topic_arn_problems(arn: Any) -> list[str]:
 
 
 def _schedule_problems(expression: Any) -> list[str]:
-    problem = schedule_expression_problem(expression)
+    problem = schedule_problem(expression)
     return [problem] if problem else []
 
 

@@ -381,8 +381,8 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
 
 
-def _head_answer(headers: Any) -> dict[str, Any]:
-    answer: dict[str, Any] = {"ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": _lower(headers)}}
+def _head_answer(headers: http1.Headers) -> dict[str, Any]:
+    answer: dict[str, Any] = {"ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": headers.lowered()}}
     metadata: dict[str, str] = {}
     for name, value in headers.items():
         lower = name.lower()
@@ -398,13 +398,13 @@ def _head_answer(headers: Any) -> dict[str, Any]:
     return answer
 
 
-def _copy_answer(headers: Any, body: bytes, etag: bytes) -> dict[str, Any]:
+def _copy_answer(headers: http1.Headers, body: bytes, etag: bytes) -> dict[str, Any]:
     result: dict[str, Any] = {"ETag": unescape(etag.decode())}
     modified = _xml_text(_LAST_MODIFIED, body)
     if modified:
         result["LastModified"] = timestamp(modified)
     answer: dict[str, Any] = {
-        "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": _lower(headers)},
+        "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": headers.lowered()},
         "CopyObjectResult": result,
     }
     for header, name in (
@@ -443,12 +443,12 @@ def _list_answer(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
     return contents, unescape(token.group(1))
 
 
-def _client_error(status: int, code: str, message: str, operation: str, headers: Any) -> ClientError:
+def _client_error(status: int, code: str, message: str, operation: str, headers: http1.Headers) -> ClientError:
     """The ClientError botocore raises for this answer, so s3errors translates both roads alike."""
     return ClientError(
         {
             "Error": {"Code": code, "Message": message},
-            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": _lower(headers)},
+            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers.lowered()},
         },
         operation,
     )
@@ -457,12 +457,6 @@ def _client_error(status: int, code: str, message: str, operation: str, headers:
 def _xml_text(pattern: re.Pattern[bytes], body: bytes) -> str:
     match = pattern.search(body)
     return unescape(match.group(1).decode("utf-8", "replace")) if match else ""
-
-
-def _lower(headers: Any) -> dict[str, str]:
-    if isinstance(headers, http1.Headers):
-        return headers.lowered()
-    return {name.lower(): value for name, value in headers.items()}
 
 
 # -- which clients take the road -----------------------------------------------------------------------------

@@ -118,10 +118,6 @@ class ManifestLine:
     ) -> ManifestLine:
         return cls(item.key, item.etag, item.size, item.target, status, reason, ingested_at)
 
-    @property
-    def landed_bytes(self) -> int:
-        return self.size if self.status == ObjectStatus.COPIED else 0
-
     def to_json(self) -> dict[str, Any]:
         return _plain(self)
 

@@ -16,7 +16,7 @@ The rules are AWS's, from the EventBridge Scheduler user guide ("Schedule types"
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 EXAMPLE = "cron(0 20 * * ? *)"
@@ -35,7 +35,7 @@ class _Field:
     low: int
     high: int
     names: tuple[str, ...] = ()
-    specials: tuple[re.Pattern[str], ...] = field(default=())
+    specials: tuple[re.Pattern[str], ...] = ()
 
     def value(self, text: str) -> int | None:
         """A number or a name (JAN, MON: any case) as its number; None if it is neither."""

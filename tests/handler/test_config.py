@@ -19,9 +19,9 @@ from handler.config import (
     normalise_prefix,
     parse_config,
     parse_config_text,
-    schedule_expression_problem,
 )
 from handler.errors import ConfigError, UnknownDataset
+from handler.schedules import schedule_problem
 
 NAME = "sales"
 
@@ -709,7 +709,7 @@ def test_schedule_that_is_not_a_string_is_named(expression: Any) -> None:
     ],
 )
 def test_valid_cron_and_rate_expressions_are_accepted(expression: str) -> None:
-    assert schedule_expression_problem(expression) is None
+    assert schedule_problem(expression) is None
     assert parse_one(raw_dataset(schedule=expression)).schedule == expression
 
 
