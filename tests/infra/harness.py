@@ -9,9 +9,11 @@ names (`<logical>-<suffix>`), so a test cannot pass by confusing a logical name 
 from __future__ import annotations
 
 import json
+import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 import yaml
@@ -144,6 +146,23 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "userId": "AIDAEXAMPLE",
             }
         raise AssertionError(f"the program made an invoke the mocks do not answer: {args.token}")
+
+
+def run_main(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
+    """Run __main__.py, exactly as `pulumi up` would, against the given stack config, under `mocks` (already set)."""
+    exports: dict[str, Any] = {}
+    resolved: dict[str, Any] = {}
+    pulumi.runtime.set_all_config(config)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        runpy.run_path(str(ROOT / "__main__.py"))
+        # Resolve every export, so a test sees values, not Outputs.
+        return pulumi.Output.from_input(exports).apply(resolved.update)
+
+    with mock.patch.object(pulumi, "export", lambda name, value: exports.__setitem__(name, value)):
+        program()
+    return Deployment(resources=list(mocks.resources), urns=mocks.urns(), exports=resolved)
 
 
 def dev_stack_config() -> dict[str, str]:
