@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.pipeline import IngestionPipeline, IngestionPipelineArgs
 from infra.stack_config import StackConfigError, load_stack_config
@@ -15,9 +16,18 @@ from infra.stack_config import StackConfigError, load_stack_config
 HANDLER_PACKAGE = Path(__file__).resolve().parent / "handler"
 
 
+def deployment_placeholders() -> dict[str, str]:
+    """What `{account_id}` and `{region}` in the stack's bucket names stand for: where this deploy goes.
+
+    Asked of the provider (the credentials and `aws:region`), synchronously, because the names must be
+    known, and checked, before any resource is declared.
+    """
+    return {"account_id": aws.get_caller_identity().account_id, "region": aws.get_region().region}
+
+
 def main() -> None:
     try:
-        config = load_stack_config(pulumi.Config())
+        config = load_stack_config(pulumi.Config(), placeholders=deployment_placeholders)
     except StackConfigError as err:
         # RunError: `pulumi up` prints the list of problems, not a Python traceback, and creates nothing.
         raise pulumi.RunError(str(err)) from err

@@ -373,7 +373,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         str,
         REQUIRED,
         "where files land. Must not overlap the source (same bucket with one prefix inside the other), or landed "
-        "files would be ingested again.",
+        "files would be ingested again. In a Pulumi stack it may be left out: it is the stack's `rawBucket`.",
     ),
     Setting(
         "target.prefix",

@@ -10,13 +10,18 @@ and the key table in docs/deploy.md (`stack_keys_markdown`) all read it.
 
 Every problem is reported at once, each prefixed with the stack config key it belongs to (for example
 `data-file-ingestion:datasets.movielens.schedule`), and `pulumi up` stops before any resource is created.
+
+Two things only a stack does to a dataset before the runtime's schema sees it: every bucket name may hold
+`{account_id}` and `{region}` (bucket names are global, so a shipped stack file names its buckets per
+account and region), and a dataset that leaves out `target.bucket` lands in `rawBucket`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +55,22 @@ MAX_MAP_CONCURRENCY = 10_000  # the Distributed Map's own limit on concurrent ch
 # A key ARN, not an alias: IAM grants on an alias ARN do not cover using the key it points to.
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+PLACEHOLDERS: dict[str, str] = {
+    "account_id": "the 12-digit id of the account deployed to",
+    "region": "the region deployed to",
+}
+"""What a bucket name in stack config may contain in braces, each filled in when the program runs."""
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+# The dataset fields that name a bucket (each may hold placeholders).
+_DATASET_BUCKETS = (("source", "bucket"), ("target", "bucket"), ("inventory", "bucket"))
+# Fills a dataset's left-out target.bucket while rawBucket is itself reported wrong, so the dataset's other
+# fields are still checked and its target is not blamed for rawBucket's problem. Never deployed: a stack
+# whose rawBucket is wrong cannot be constructed.
+_RAW_BUCKET_STAND_IN = "raw-bucket-not-set"
+
+Placeholders = Callable[[], Mapping[str, str]]
+"""Asked at most once, and only when a name holds a placeholder: `{"account_id": ..., "region": ...}`."""
 
 
 class StackConfigError(ConfigError):
@@ -101,7 +122,8 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "rawBucket",
         str,
         REQUIRED,
-        "Name of the raw bucket the stack creates. Every dataset's `target.bucket` must be this bucket.",
+        "Name of the raw bucket the stack creates, where every dataset lands: a dataset may leave `target.bucket` "
+        "out, and one it gives must be this bucket. May contain `{account_id}` and `{region}`.",
         attribute="raw_bucket",
         check=_bucket_problems,
     ),
@@ -109,7 +131,7 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "configBucket",
         str,
         REQUIRED,
-        "Name of the config bucket the stack creates.",
+        "Name of the config bucket the stack creates. May contain `{account_id}` and `{region}`.",
         attribute="config_bucket",
         check=_bucket_problems,
     ),
@@ -118,7 +140,8 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         dict,
         REQUIRED,
         "Object of dataset name → dataset config: the same schema as the process config's `datasets` "
-        "(`handler/config.py`), validated by the same code.",
+        "(`handler/config.py`), validated by the same code. Here `target.bucket` may be left out (it is "
+        "`rawBucket`) and every bucket name may contain `{account_id}` and `{region}`.",
     ),
     Setting(
         "kmsKeyArn",
@@ -128,7 +151,14 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         attribute="kms_key_arn",
         check=_kms_key_problems,
     ),
-    Setting("notificationEmails", list, (), "Email addresses subscribed to run reports.", attribute="subscriptions"),
+    Setting(
+        "notificationEmails",
+        list,
+        (),
+        "Email addresses subscribed to run reports: `pulumi config set --path 'notificationEmails[0]' "
+        "you@example.com`. Each address gets a confirmation email to click once.",
+        attribute="subscriptions",
+    ),
     Setting(
         "subscriptions",
         list,
@@ -227,7 +257,8 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "forceDestroyBuckets",
         bool,
         False,
-        "Let `pulumi destroy` delete buckets that still hold objects. For dev stacks only.",
+        "Let `pulumi destroy` delete the stack's buckets with every object and version in them (landed data and "
+        "ledgers included). Takes effect once a `pulumi up` has stored it.",
         attribute="force_destroy_buckets",
     ),
 )
@@ -295,34 +326,50 @@ class StackConfig:
         return tuple(sorted({ds.source.bucket for ds in self.datasets.datasets.values() if ds.create_source}))
 
 
-def load_stack_config(config: pulumi.Config) -> StackConfig:
+def load_stack_config(config: pulumi.Config, placeholders: Placeholders | None = None) -> StackConfig:
     """Read this project's keys from the stack config and validate them (raises StackConfigError)."""
     values = {name: config.get(name) for name in KEYS}
     return parse_stack_config(
         {name: value for name, value in values.items() if value is not None},
         configured=_configured_keys(config.name),
+        placeholders=placeholders,
     )
 
 
-def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = None) -> StackConfig:
+def parse_stack_config(
+    values: Mapping[str, Any], configured: set[str] | None = None, placeholders: Placeholders | None = None
+) -> StackConfig:
     """Validate stack config values (Pulumi's strings, or already-decoded values) as a whole.
 
     `configured` is every key set under the namespace, so a misspelt optional key is reported instead of
-    silently falling back to its default. What cannot be decoded is reported here; everything else is
-    checked by constructing the StackConfig, the same checks a StackConfig built in code gets.
+    silently falling back to its default. `placeholders` gives what `{account_id}` and `{region}` in bucket
+    names stand for; they are filled in first, so every check sees the names that will be deployed. What
+    cannot be decoded is reported here; everything else is checked by constructing the StackConfig, the same
+    checks a StackConfig built in code gets.
     """
     problems: list[str] = []
     for name in sorted(set(configured or ()) | set(values)):
         if name not in KEYS:
             problems.append(f"{key(name)}: unknown key{did_you_mean(name, KEYS, 'known keys')}")
 
+    names = _BucketNames(placeholders, problems)
+    values = {
+        **values,
+        **{name: names.fill(key(name), values[name]) for name in ("rawBucket", "configBucket") if name in values},
+    }
     raw = _Reader(values, problems)
     plain: dict[str, Any] = {"function": {}, "workflow": {}}
     for setting in STACK_SETTINGS:
         if setting.type not in _STRUCTURED:
             group, _, name = setting.path.rpartition(".")
             (plain[group] if group else plain)[name] = raw.read(setting)
-    datasets = _parse_datasets(raw.structured("datasets"), values.get("datasets") is not None, problems)
+    raw_bucket = plain["raw_bucket"]
+    usable_raw = isinstance(raw_bucket, str) and not _bucket_problems(raw_bucket)
+    datasets = _parse_datasets(
+        names.fill_datasets(raw.structured("datasets"), raw_bucket if usable_raw else _RAW_BUCKET_STAND_IN),
+        values.get("datasets") is not None,
+        problems,
+    )
     subscriptions = _parse_subscriptions(
         raw.structured("notificationEmails"), raw.structured("subscriptions"), problems
     )
@@ -335,9 +382,9 @@ def parse_stack_config(values: Mapping[str, Any], configured: set[str] | None = 
             **plain,
         )
     except StackConfigError as err:
-        raise StackConfigError(_unique(problems + err.problems)) from None
+        raise StackConfigError(names.only_placeholder_problems(_unique(problems + err.problems))) from None
     if problems:
-        raise StackConfigError(_unique(problems))
+        raise StackConfigError(names.only_placeholder_problems(_unique(problems)))
     return config
 
 
@@ -374,12 +421,14 @@ def stack_problems(config: StackConfig) -> list[str]:
             problems.append(f"{key('subscriptions')}: {sub.protocol} {sub.endpoint!r} is subscribed twice")
         seen.add((sub.protocol, sub.endpoint))
     if config.datasets is not None and raw_bucket is not None and config_bucket is not None:
-        problems.extend(_dataset_problems(config.datasets, raw_bucket, config_bucket))
+        # A wrong rawBucket is reported once, on its own key, not again on every dataset's target.
+        usable_raw = raw_bucket if "rawBucket" not in wrong else None
+        problems.extend(_dataset_problems(config.datasets, usable_raw, config_bucket))
     return problems
 
 
-def _dataset_problems(datasets: ProcessConfig, raw_bucket: str, config_bucket: str) -> list[str]:
-    """What the runtime schema allows but this stack cannot deploy."""
+def _dataset_problems(datasets: ProcessConfig, raw_bucket: str | None, config_bucket: str) -> list[str]:
+    """What the runtime schema allows but this stack cannot deploy (targets unchecked without a usable rawBucket)."""
     problems: list[str] = []
     creators: dict[str, str] = {}
     for ds in datasets.datasets.values():
@@ -387,11 +436,11 @@ def _dataset_problems(datasets: ProcessConfig, raw_bucket: str, config_bucket: s
             creators.setdefault(ds.source.bucket, ds.name)
     for ds in datasets.datasets.values():
         where = key(f"datasets.{ds.name}")
-        if ds.target.bucket != raw_bucket:
+        if raw_bucket is not None and ds.target.bucket != raw_bucket:
             problems.append(
                 f"{where}.target.bucket: {ds.target.bucket!r} is not this stack's raw bucket ({raw_bucket!r}). "
-                "A stack lands data only in the raw bucket it creates and secures (rawBucket); set "
-                "target.bucket to it, or deploy another stack for the other bucket"
+                "A stack lands data only in the raw bucket it creates and secures (rawBucket); leave "
+                "target.bucket out (it then means rawBucket), or deploy another stack for the other bucket"
             )
         if ds.topic_arn:
             problems.append(
@@ -412,6 +461,70 @@ def _dataset_problems(datasets: ProcessConfig, raw_bucket: str, config_bucket: s
                 f"cannot delete a bucket {ds.name!r} still reads"
             )
     return problems
+
+
+class _BucketNames:
+    """Fills `{account_id}` and `{region}` into the stack's bucket names, and a left-out `target.bucket`.
+
+    Placeholders are asked for only when a name holds one, so a stack without them validates before any
+    call to AWS. A name with an unknown placeholder gets that problem alone: the invalid bucket name it
+    leaves behind would only repeat it.
+    """
+
+    def __init__(self, placeholders: Placeholders | None, problems: list[str]):
+        self._placeholders = placeholders
+        self._values: Mapping[str, str] | None = None
+        self._problems = problems
+        self._reported: dict[str, str] = {}  # key -> its placeholder problem
+
+    def fill(self, where: str, name: Any) -> Any:
+        """`name` with its placeholders filled in; anything else, or a name that cannot be filled, unchanged."""
+        if not isinstance(name, str):
+            return name
+        found = _PLACEHOLDER.findall(name)
+        if not found:
+            return name
+        unknown = [p for p in found if p not in PLACEHOLDERS]
+        if unknown:
+            listing = ", ".join(f"{{{p}}} ({doc})" for p, doc in PLACEHOLDERS.items())
+            self._report(where, f"{{{unknown[0]}}} is not a placeholder; a bucket name may contain {listing}")
+            return name
+        if self._placeholders is None:
+            self._report(where, f"{name!r}: placeholders are filled in only by the Pulumi program (`pulumi up`)")
+            return name
+        if self._values is None:
+            self._values = self._placeholders()
+        return _PLACEHOLDER.sub(lambda m: self._values[m.group(1)], name)  # type: ignore[index]
+
+    def fill_datasets(self, datasets: Any, raw_bucket: str) -> Any:
+        """The datasets object with its bucket names filled in, and each left-out target.bucket set to rawBucket."""
+        if not isinstance(datasets, Mapping):
+            return datasets
+        filled = copy.deepcopy(dict(datasets))
+        for name, dataset in filled.items():
+            if not isinstance(dataset, dict):
+                continue
+            target = dataset.get("target")
+            if isinstance(target, dict) and target.get("bucket") is None:
+                target["bucket"] = raw_bucket
+            for section, field_name in _DATASET_BUCKETS:
+                part = dataset.get(section)
+                if isinstance(part, dict) and field_name in part:
+                    part[field_name] = self.fill(key(f"datasets.{name}.{section}.{field_name}"), part[field_name])
+        return filled
+
+    def only_placeholder_problems(self, problems: list[str]) -> list[str]:
+        """Of the problems of a key with a placeholder problem, that one alone."""
+        kept = []
+        for problem in problems:
+            where = problem.split(": ", 1)[0]
+            if where not in self._reported or problem == self._reported[where]:
+                kept.append(problem)
+        return kept
+
+    def _report(self, where: str, problem: str) -> None:
+        self._reported[where] = f"{where}: {problem}"
+        self._problems.append(self._reported[where])
 
 
 def _parse_datasets(value: Any, present: bool, problems: list[str]) -> ProcessConfig | None:

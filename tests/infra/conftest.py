@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import runpy
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pulumi
 import pytest
 
 from infra.pipeline import IngestionPipeline, IngestionPipelineArgs
 from infra.stack_config import NAMESPACE, StackConfig
-from tests.infra.harness import HANDLER_DIR, ROOT, Deployment, RecordingMocks
+from tests.infra.harness import HANDLER_DIR, Deployment, RecordingMocks, run_main
 
 
 @pytest.fixture
@@ -23,25 +21,9 @@ def mocks() -> Iterator[RecordingMocks]:
 
 
 @pytest.fixture
-def run_program(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], Deployment]:
+def run_program(mocks: RecordingMocks) -> Callable[[dict[str, str]], Deployment]:
     """Run __main__.py, exactly as `pulumi up` would, against the given stack config."""
-
-    def run(config: dict[str, str]) -> Deployment:
-        exports: dict[str, Any] = {}
-        monkeypatch.setattr(pulumi, "export", lambda name, value: exports.__setitem__(name, value))
-        pulumi.runtime.set_all_config(config)
-
-        @pulumi.runtime.test
-        def program() -> pulumi.Output[Any]:
-            runpy.run_path(str(ROOT / "__main__.py"))
-            # Resolve every export, so a test sees values, not Outputs.
-            return pulumi.Output.from_input(exports).apply(resolved.update)
-
-        resolved: dict[str, Any] = {}
-        program()
-        return Deployment(resources=list(mocks.resources), urns=mocks.urns(), exports=resolved)
-
-    return run
+    return lambda config: run_main(mocks, config)
 
 
 @pytest.fixture

@@ -9,15 +9,17 @@ names (`<logical>-<suffix>`), so a test cannot pass by confusing a logical name 
 from __future__ import annotations
 
 import json
+import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 import yaml
 
 from handler.config import parse_config
-from infra.stack_config import NAMESPACE, StackConfig
+from infra.stack_config import NAMESPACE, StackConfig, parse_stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER_DIR = ROOT / "handler"
@@ -25,6 +27,10 @@ REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 PARTITION = "aws"
 AUTONAME_SUFFIX = "-7f3a2c1"
+# Pulumi.dev.yaml's bucket names, as the program fills them in for the mocks' account and region.
+DEV_RAW = f"data-file-ingestion-dev-raw-{ACCOUNT}-{REGION}"
+DEV_CONFIG = f"data-file-ingestion-dev-config-{ACCOUNT}-{REGION}"
+DEV_SOURCE = f"data-file-ingestion-dev-movielens-{ACCOUNT}-{REGION}"
 
 
 @dataclass
@@ -142,10 +148,37 @@ class RecordingMocks(pulumi.runtime.Mocks):
         raise AssertionError(f"the program made an invoke the mocks do not answer: {args.token}")
 
 
+def run_main(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
+    """Run __main__.py, exactly as `pulumi up` would, against the given stack config, under `mocks` (already set)."""
+    exports: dict[str, Any] = {}
+    resolved: dict[str, Any] = {}
+    pulumi.runtime.set_all_config(config)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        runpy.run_path(str(ROOT / "__main__.py"))
+        # Resolve every export, so a test sees values, not Outputs.
+        return pulumi.Output.from_input(exports).apply(resolved.update)
+
+    with mock.patch.object(pulumi, "export", lambda name, value: exports.__setitem__(name, value)):
+        program()
+    return Deployment(resources=list(mocks.resources), urns=mocks.urns(), exports=resolved)
+
+
 def dev_stack_config() -> dict[str, str]:
     """Pulumi.dev.yaml as the CLI hands it to the program: every value a string, objects as JSON."""
     config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     return {name: pulumi_string(value) for name, value in config.items()}
+
+
+def placeholders() -> dict[str, str]:
+    """What the program asks the provider for `{account_id}` and `{region}`, as the mocks answer it."""
+    return {"account_id": ACCOUNT, "region": REGION}
+
+
+def dev_config() -> StackConfig:
+    """Pulumi.dev.yaml validated, its bucket names filled in as the program fills them."""
+    return parse_stack_config(stack_values(dev_stack_config()), placeholders=placeholders)
 
 
 def pulumi_string(value: Any) -> str:

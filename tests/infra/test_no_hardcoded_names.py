@@ -38,11 +38,19 @@ ALLOWED = {
 
 
 def known_bucket_names() -> set[str]:
-    """Every bucket a stack file names, plus the original project's buckets."""
+    """Every bucket a stack file names, plus the original project's buckets.
+
+    A name with placeholders (`data-file-ingestion-dev-raw-{account_id}-{region}`) counts as written, and as
+    its fixed part before the first placeholder: code that spells either hard-codes the stack file's bucket.
+    """
     names = {"rajesh-movielens-bucket", "raw-rajesh-movielens-bucket", "code-bucket-rajesh"}
     for stack_file in ROOT.glob("Pulumi.*.yaml"):
         config = (yaml.safe_load(stack_file.read_text()) or {}).get("config", {})
-        names.update(_bucket_values(config))
+        for name in _bucket_values(config):
+            names.add(name)
+            fixed = name.partition("{")[0].rstrip(".-")
+            if fixed != name and len(fixed) >= 3:
+                names.add(fixed)
     return names
 
 
@@ -118,6 +126,7 @@ def test_the_guard_scans_the_program_the_components_and_the_runtime() -> None:
         's3.list_objects_v2(Bucket="data-lake-prod")',
         'config = {"bucket": "data-lake-prod", "prefix": ""}',
         'name = "data-file-ingestion-dev-raw"',
+        'name = "data-file-ingestion-dev-raw-{account_id}-{region}"',
     ],
 )
 def test_the_guard_catches_each_kind_of_literal(planted: str) -> None:

@@ -13,16 +13,19 @@ import pytest
 
 from handler.config import LEDGER_ROOT, parse_config
 from infra.function import HANDLER, handler_files
-from infra.stack_config import FunctionSettings, StackConfig, Subscription, WorkflowSettings, parse_stack_config
+from infra.stack_config import FunctionSettings, StackConfig, Subscription, WorkflowSettings
 from infra.workflow_definition import MAP_RESULTS_PREFIX, build_definition
 from tests.infra.harness import (
     ACCOUNT,
+    DEV_CONFIG,
+    DEV_RAW,
+    DEV_SOURCE,
     HANDLER_DIR,
     REGION,
     Deployment,
     RecordingMocks,
+    dev_config,
     dev_stack_config,
-    stack_values,
     two_dataset_config,
 )
 
@@ -46,10 +49,6 @@ KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-123456789
 
 Build = Callable[[StackConfig], Deployment]
 Run = Callable[[dict[str, str]], Deployment]
-
-
-def dev_config() -> StackConfig:
-    return parse_stack_config(stack_values(dev_stack_config()))
 
 
 def bucket_settings(deployment: Deployment, typ: str) -> dict[str, dict[str, Any]]:
@@ -85,9 +84,9 @@ def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_
     for typ in (BUCKET, PUBLIC_ACCESS_BLOCK, OWNERSHIP, ENCRYPTION, VERSIONING, LIFECYCLE, BUCKET_POLICY):
         assert counts[typ] == 3, typ
     assert sorted(b.inputs["bucket"] for b in deployment.of_type(BUCKET)) == [
-        "data-file-ingestion-dev-config",
-        "data-file-ingestion-dev-movielens",
-        "data-file-ingestion-dev-raw",
+        DEV_CONFIG,
+        DEV_SOURCE,
+        DEV_RAW,
     ]
     assert counts[OBJECT] == 1
     assert counts[TOPIC] == 1
@@ -208,7 +207,7 @@ def test_every_bucket_is_private_encrypted_versioned_owner_enforced_and_tls_only
 
 def test_raw_bucket_expires_noncurrent_ledger_versions_after_7_days_by_default(run_program: Run) -> None:
     deployment = run_program(dev_stack_config())
-    rule = lifecycle_rules(deployment)["data-file-ingestion-dev-raw"][LEDGER_RULE]
+    rule = lifecycle_rules(deployment)[DEV_RAW][LEDGER_RULE]
     assert rule == {
         "id": LEDGER_RULE,
         "status": "Enabled",
@@ -223,7 +222,7 @@ def test_raw_bucket_expires_noncurrent_ledger_versions_after_7_days_by_default(r
 def test_ledger_noncurrent_version_days_follow_the_stack_config_key(run_program: Run) -> None:
     config = {**dev_stack_config(), "data-file-ingestion:ledgerNoncurrentVersionDays": "30"}
     deployment = run_program(config)
-    rule = lifecycle_rules(deployment)["data-file-ingestion-dev-raw"][LEDGER_RULE]
+    rule = lifecycle_rules(deployment)[DEV_RAW][LEDGER_RULE]
     assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
 
 
@@ -231,14 +230,14 @@ def test_only_the_raw_bucket_gets_the_ledger_rule(run_program: Run) -> None:
     deployment = run_program(dev_stack_config())
     rules = lifecycle_rules(deployment)
     assert set(rules) == {
-        "data-file-ingestion-dev-raw",
-        "data-file-ingestion-dev-config",
-        "data-file-ingestion-dev-movielens",
+        DEV_RAW,
+        DEV_CONFIG,
+        DEV_SOURCE,
     }
-    assert set(rules["data-file-ingestion-dev-raw"]) == {ABORT_RULE, LEDGER_RULE, MAP_RESULTS_RULE}
+    assert set(rules[DEV_RAW]) == {ABORT_RULE, LEDGER_RULE, MAP_RESULTS_RULE}
     # The config bucket and a created source bucket hold no ledger: their versions are the safety net.
-    assert set(rules["data-file-ingestion-dev-config"]) == {ABORT_RULE}
-    assert set(rules["data-file-ingestion-dev-movielens"]) == {ABORT_RULE}
+    assert set(rules[DEV_CONFIG]) == {ABORT_RULE}
+    assert set(rules[DEV_SOURCE]) == {ABORT_RULE}
 
 
 @pytest.mark.parametrize("which", ["dev", "two-datasets"])
@@ -505,9 +504,9 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
     (topic,) = deployment.of_type(TOPIC)
     (schedule,) = deployment.of_type(SCHEDULE)
     assert deployment.exports == {
-        "rawBucketName": "data-file-ingestion-dev-raw",
-        "configBucketName": "data-file-ingestion-dev-config",
-        "sourceBucketNames": {"data-file-ingestion-dev-movielens": "data-file-ingestion-dev-movielens"},
+        "rawBucketName": DEV_RAW,
+        "configBucketName": DEV_CONFIG,
+        "sourceBucketNames": {DEV_SOURCE: DEV_SOURCE},
         "configObjectKeys": {"movielens": "config/movielens.json"},
         "topicArn": topic.arn,
         "functionName": function.state["name"],

@@ -12,9 +12,18 @@ from parliament import analyze_policy_string
 
 from handler.config import parse_config
 from infra.policies import function_policy, map_run_policy
-from infra.stack_config import StackConfig, parse_stack_config
+from infra.stack_config import StackConfig
 from infra.workflow_definition import build_definition
-from tests.infra.harness import ACCOUNT, REGION, Deployment, dev_stack_config, stack_values, two_dataset_config
+from tests.infra.harness import (
+    ACCOUNT,
+    DEV_CONFIG,
+    DEV_RAW,
+    DEV_SOURCE,
+    REGION,
+    Deployment,
+    dev_config,
+    two_dataset_config,
+)
 
 Build = Callable[[StackConfig], Deployment]
 
@@ -37,7 +46,7 @@ JUSTIFIED_FINDINGS = {
 
 
 def configs() -> Iterator[tuple[str, StackConfig]]:
-    yield "dev", parse_stack_config(stack_values(dev_stack_config()))
+    yield "dev", dev_config()
     yield "two-datasets", two_dataset_config()
     yield "two-datasets-kms", two_dataset_config(kms_key_arn=KMS_KEY)
 
@@ -91,14 +100,14 @@ def test_dev_function_policy_grants_exactly_its_prefixes_config_topic_and_logs(b
             "Sid": "ListSourceMovielens",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
-            "Resource": "arn:aws:s3:::data-file-ingestion-dev-movielens",
+            "Resource": f"arn:aws:s3:::{DEV_SOURCE}",
             "Condition": {"StringLike": {"s3:prefix": ["movielens/*"]}},
         },
         {
             "Sid": "ReadSourceMovielens",
             "Effect": "Allow",
             "Action": ["s3:GetObject", "s3:GetObjectTagging"],
-            "Resource": "arn:aws:s3:::data-file-ingestion-dev-movielens/movielens/*",
+            "Resource": f"arn:aws:s3:::{DEV_SOURCE}/movielens/*",
         },
         {
             "Sid": "LandTargetMovielens",
@@ -110,25 +119,25 @@ def test_dev_function_policy_grants_exactly_its_prefixes_config_topic_and_logs(b
                 "s3:DeleteObject",
                 "s3:AbortMultipartUpload",
             ],
-            "Resource": "arn:aws:s3:::data-file-ingestion-dev-raw/movielens/*",
+            "Resource": f"arn:aws:s3:::{DEV_RAW}/movielens/*",
         },
         {
             "Sid": "LedgerMovielens",
             "Effect": "Allow",
             "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-            "Resource": "arn:aws:s3:::data-file-ingestion-dev-raw/_ingestion/movielens/*",
+            "Resource": f"arn:aws:s3:::{DEV_RAW}/_ingestion/movielens/*",
         },
         {
             "Sid": "ListTargets",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
-            "Resource": ["arn:aws:s3:::data-file-ingestion-dev-raw"],
+            "Resource": [f"arn:aws:s3:::{DEV_RAW}"],
         },
         {
             "Sid": "ReadConfig",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": ["arn:aws:s3:::data-file-ingestion-dev-config/config/movielens.json"],
+            "Resource": [f"arn:aws:s3:::{DEV_CONFIG}/config/movielens.json"],
         },
         {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": n["topic"]},
         {

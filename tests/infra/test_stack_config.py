@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import botocore.session
 import pulumi
 import pytest
 
@@ -19,7 +20,7 @@ from infra.stack_config import (
     load_stack_config,
     parse_stack_config,
 )
-from tests.infra.harness import dev_stack_config, stack_values, two_dataset_config
+from tests.infra.harness import dev_config, dev_stack_config, stack_values, two_dataset_config
 
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -51,7 +52,7 @@ def problems_of(raw: dict[str, Any]) -> list[str]:
 
 
 def test_dev_stack_config_is_valid_and_uses_the_runtime_schema() -> None:
-    config = parse_stack_config(stack_values(dev_stack_config()))
+    config = dev_config()
     movielens = config.datasets.dataset("movielens")
     assert movielens.create_source is True
     assert movielens.target.bucket == config.raw_bucket
@@ -333,3 +334,149 @@ def test_an_invalid_stack_config_cannot_be_constructed_directly() -> None:
             config_bucket="acme-config",
             datasets=two_dataset_config().datasets,
         )
+
+
+# ---- what only a stack does to a dataset: target.bucket means rawBucket, placeholders in bucket names -------
+
+
+HERE = {"account_id": "210987654321", "region": "ap-southeast-2"}
+
+
+class Asked:
+    """A placeholders callable that counts how often the program would ask the provider."""
+
+    def __init__(self, answer: dict[str, str] = HERE):
+        self.answer = answer
+        self.calls = 0
+
+    def __call__(self) -> dict[str, str]:
+        self.calls += 1
+        return self.answer
+
+
+def test_a_dataset_without_target_bucket_lands_in_the_raw_bucket_and_its_config_object_names_it() -> None:
+    config = parse_stack_config(values(datasets=json.dumps({"exports": dataset(target={"prefix": "exports/"})})))
+    exports = config.datasets.dataset("exports")
+    assert exports.target.bucket == "acme-raw"
+    # What the config object (and the runtime) gets is the real name, not a missing field.
+    assert config.datasets.to_dict()["datasets"]["exports"]["target"]["bucket"] == "acme-raw"
+
+
+def test_the_dev_stack_follows_a_new_raw_bucket_name_set_on_the_command_line() -> None:
+    # `pulumi config set rawBucket my-company-dev-raw` on Pulumi.dev.yaml, then `pulumi up`.
+    config = parse_stack_config(
+        {**stack_values(dev_stack_config()), "rawBucket": "my-company-dev-raw"}, placeholders=Asked()
+    )
+    assert config.raw_bucket == "my-company-dev-raw"
+    assert config.datasets.dataset("movielens").target.bucket == "my-company-dev-raw"
+
+
+def test_a_left_out_target_bucket_is_not_blamed_when_raw_bucket_itself_is_wrong() -> None:
+    target_only = json.dumps({"exports": dataset(target={"prefix": "exports/"})})
+    assert problems_of(values(rawBucket=None, datasets=target_only)) == [
+        "data-file-ingestion:rawBucket: missing; set it with `pulumi config set rawBucket <value>`"
+    ]
+    assert problems_of(values(rawBucket="Acme_Raw", datasets=target_only)) == [
+        "data-file-ingestion:rawBucket: 'Acme_Raw' is not a valid S3 bucket name (3-63 lowercase letters, digits, "
+        "'.' or '-'); give the name, not an ARN or s3:// URI"
+    ]
+
+
+def test_placeholders_are_filled_into_every_bucket_name_before_it_is_checked() -> None:
+    asked = Asked()
+    config = parse_stack_config(
+        values(
+            rawBucket="acme-raw-{account_id}-{region}",
+            configBucket="acme-config-{region}",
+            datasets=json.dumps(
+                {
+                    "exports": dataset(
+                        source={"bucket": "acme-landing-{account_id}", "prefix": "exports/", "create": True},
+                        target={"bucket": "acme-raw-{account_id}-{region}", "prefix": "exports/"},
+                    ),
+                    "partner": dataset(
+                        source={"bucket": "partner-drop-{region}", "prefix": "in/"},
+                        target={"prefix": "partner/"},
+                        inventory={"bucket": "acme-inventory-{account_id}", "prefix": "inv/partner-drop/all/"},
+                    ),
+                }
+            ),
+        ),
+        placeholders=asked,
+    )
+    assert asked.calls == 1
+    assert config.raw_bucket == "acme-raw-210987654321-ap-southeast-2"
+    assert config.config_bucket == "acme-config-ap-southeast-2"
+    exports, partner = config.datasets.dataset("exports"), config.datasets.dataset("partner")
+    assert exports.source.bucket == "acme-landing-210987654321"
+    assert exports.target.bucket == partner.target.bucket == config.raw_bucket
+    assert partner.source.bucket == "partner-drop-ap-southeast-2"
+    assert partner.inventory_bucket == "acme-inventory-210987654321"
+    assert config.created_source_buckets == ("acme-landing-210987654321",)
+
+
+def test_a_stack_without_placeholders_never_asks_for_the_account_or_region() -> None:
+    asked = Asked()
+    parse_stack_config(values(), placeholders=asked)
+    assert asked.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"rawBucket": "acme-raw-{acount_id}"},
+            "data-file-ingestion:rawBucket: {acount_id} is not a placeholder; a bucket name may contain {account_id} "
+            "(the 12-digit id of the account deployed to), {region} (the region deployed to)",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(source={"bucket": "acme-{env}-landing", "create": True})})},
+            "data-file-ingestion:datasets.exports.source.bucket: {env} is not a placeholder; a bucket name may contain",
+        ),
+    ],
+)
+def test_an_unknown_placeholder_is_one_problem_naming_the_key(overrides: dict[str, Any], expected: str) -> None:
+    with pytest.raises(StackConfigError) as caught:
+        parse_stack_config(values(**overrides), placeholders=Asked())
+    (problem,) = caught.value.problems  # not also "is not a valid S3 bucket name", nor a blamed target
+    assert problem.startswith(expected)
+
+
+def test_a_filled_in_name_is_checked_as_the_bucket_name_it_becomes() -> None:
+    # 38 characters of its own, 65 once filled in: longer than S3 allows.
+    with pytest.raises(StackConfigError) as caught:
+        parse_stack_config(
+            values(rawBucket="acme-ingestion-landed-data-raw-bucket-{account_id}-{region}"), placeholders=Asked()
+        )
+    assert caught.value.problems[0].startswith(
+        "data-file-ingestion:rawBucket: 'acme-ingestion-landed-data-raw-bucket-210987654321-ap-southeast-2' is not a "
+        "valid S3 bucket name"
+    )
+
+
+def test_placeholders_outside_the_program_are_reported_not_left_in_the_name() -> None:
+    assert problems_of(values(configBucket="acme-config-{region}")) == [
+        "data-file-ingestion:configBucket: 'acme-config-{region}': placeholders are filled in only by the Pulumi "
+        "program (`pulumi up`)"
+    ]
+
+
+def longest_region() -> str:
+    """The longest region name botocore knows, across partitions (aws, aws-cn, aws-us-gov, the isolated ones)."""
+    session = botocore.session.get_session()
+    regions = {
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("s3", partition_name=partition)
+    }
+    return max(regions, key=len)
+
+
+def test_the_dev_stack_bucket_names_fit_s3_in_every_region() -> None:
+    region = longest_region()
+    assert len(region) >= len("ap-southeast-2")  # the list was read, not empty
+    config = parse_stack_config(
+        stack_values(dev_stack_config()), placeholders=Asked({"account_id": "210987654321", "region": region})
+    )
+    assert config.raw_bucket.endswith(f"-210987654321-{region}")
+    assert config.created_source_buckets[0].endswith(f"-210987654321-{region}")
