@@ -66,6 +66,13 @@ class LedgerPaths:
         self.bucket = dataset.target.bucket
         self.root = dataset.ledger_prefix
 
+    @classmethod
+    def at(cls, bucket: str, root: str) -> LedgerPaths:
+        """Paths under any root: the catalog renders its location templates with `${dataset}` as the name."""
+        paths = cls.__new__(cls)
+        paths.bucket, paths.root = bucket, root
+        return paths
+
     @property
     def lock(self) -> str:
         return self.root + "lock.json"
@@ -159,14 +166,21 @@ class LedgerPaths:
     def shard_outcome(self, run_id: str, shard: int) -> str:
         return f"{self.work(run_id)}final/{shard:05d}.json"
 
+    def manifest_folder(self, date: str) -> str:
+        """A date's folder of manifest parts (Hive-style `date=`, a partition of the catalog's manifest table)."""
+        return f"{self.manifests}date={date}/"
+
     def manifest_part(self, date: str, run_id: str, shard: int) -> str:
-        return f"{self.manifests}date={date}/{run_id}-{shard:05d}.jsonl"
+        return f"{self.manifest_folder(date)}{run_id}-{shard:05d}.jsonl"
 
     def manifest_glob(self, date: str, run_id: str) -> str:
-        return f"{self.manifests}date={date}/{run_id}-*.jsonl"
+        return f"{self.manifest_folder(date)}{run_id}-*.jsonl"
+
+    def summary_folder(self, date: str) -> str:
+        return f"{self.summaries}date={date}/"
 
     def summary(self, date: str, run_id: str) -> str:
-        return f"{self.summaries}date={date}/{run_id}.json"
+        return f"{self.summary_folder(date)}{run_id}.json"
 
     def marker(self, date: str, run_id: str) -> str:
         return f"{self.markers}date={date}/{run_id}.json"
@@ -466,7 +480,7 @@ class Ledger:
         prefix = self.paths.manifest_glob(date, run_id).removesuffix("*.jsonl")
         for key in s3io.iter_keys(self._s3, self.bucket, prefix):
             yield from s3io.read_jsonl(self._s3, self.bucket, key) or ()
-        yield from s3io.read_jsonl(self._s3, self.bucket, f"{self.paths.manifests}date={date}/{run_id}.jsonl") or ()
+        yield from s3io.read_jsonl(self._s3, self.bucket, f"{self.paths.manifest_folder(date)}{run_id}.jsonl") or ()
 
     # ---- the commit ---------------------------------------------------------------------------------------
 
@@ -532,6 +546,15 @@ class Ledger:
         document, etag = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
         self._seen[self.paths.last_run] = etag
         return None if document is None else RunSummary.from_json(document)
+
+    def last_landed_at(self) -> str | None:
+        """When the newest committed run that landed something ended; read without fencing (nothing is
+        written over it on the strength of this read). Summaries older than the field: their end if they
+        copied, else unknown."""
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
+        if document is None:
+            return None
+        return document.get("last_landed_at") or (document.get("finished_at") if document.get("copied") else None)
 
     def clear_work(self, run_id: str) -> None:
         s3io.delete_prefix(self._s3, self.bucket, self.paths.work(run_id))

@@ -175,6 +175,7 @@ def summarize(
         manifest=ledger.manifest_uri(run.date, run.run_id),
         manifest_parts=manifest_parts,
         marker=ledger.marker_uri(run.date, run.run_id) if tally.copied else None,
+        last_landed_at=finished if tally.copied else ledger.last_landed_at(),
     )
 
 
