@@ -143,7 +143,8 @@ MANIFEST = LedgerTable(
 RUNS = LedgerTable(
     name="runs",
     description="One row per committed run: status, counts, bytes, start and end (the ledger's run summaries).",
-    columns=columns_of(RunSummary),
+    # `error` is only set on a run that broke before its commit, which is never written here.
+    columns=columns_of(RunSummary, leave_out=(*PARTITION_KEYS, "error")),
     folder=_folder("summary_folder"),
 )
 

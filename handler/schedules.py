@@ -172,8 +172,9 @@ def _item_problem(spec: _Field, item: str) -> str | None:
 
 def longest_gap(expression: str) -> timedelta | None:
     """The longest time between two runs of a valid, repeating expression: what a freshness alarm must wait
-    before "no run" means "a run was missed". None for `at(...)` (it runs once) and for a cron limited to some
-    years (it stops), or that runs less than twice in four years. Cron is read in the schedule's own clock; a time zone's DST shift is the caller's to add.
+    before "no run" means "a run was missed". None for `at(...)` (it runs once), for a cron limited to some
+    years (it stops), and for one that runs less than twice in four years. Cron is read in the schedule's own
+    clock; a time zone's DST shift is the caller's to add.
     """
     text = expression.strip()
     if text.startswith("rate("):

@@ -11,7 +11,7 @@ import pytest
 
 from handler.ledger_tables import LEDGER_TABLES, MANIFEST, PARTITION_KEYS, RUNS, Column, columns_of, hive_type
 from handler.runner import Engine
-from tests.conftest import dataset_config, list_keys, ledger_in
+from tests.conftest import dataset_config, ledger_in, list_keys
 
 _PYTHON = {"string": str, "bigint": int, "double": (int, float), "boolean": bool}
 
@@ -28,7 +28,9 @@ def fits(value: Any, hive: str) -> bool:
         return isinstance(value, dict) and all(fits(k, key) and fits(v, inner) for k, v in value.items())
     if hive.startswith("struct<"):
         fields = dict(f.split(":", 1) for f in hive[len("struct<") : -1].split(","))
-        return isinstance(value, dict) and set(value) == set(fields) and all(fits(value[k], t) for k, t in fields.items())
+        return (
+            isinstance(value, dict) and set(value) == set(fields) and all(fits(value[k], t) for k, t in fields.items())
+        )
     if hive == "bigint" and isinstance(value, bool):
         return False
     return isinstance(value, _PYTHON[hive])

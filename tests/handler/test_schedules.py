@@ -3,6 +3,7 @@ mistake is named with its field and range. The dataset config's own tests (test_
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, timedelta
 
 import pytest
@@ -133,4 +134,4 @@ def first_weekday_days() -> list[date]:
 
 
 def max_gap_of_days(days: list[date]) -> timedelta:
-    return max(b - a for a, b in zip(days, days[1:]))
+    return max(b - a for a, b in itertools.pairwise(days))
