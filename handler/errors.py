@@ -71,6 +71,10 @@ class NotificationFailed(IngestError):
     """The run's notification could not be published. The run itself is recorded: this never undoes it."""
 
 
+class LineageDeliveryFailed(IngestError):
+    """A lineage backend did not take the run's events. They stay in the ledger; the run is not undone."""
+
+
 CREDENTIAL_ERRORS = frozenset(
     {
         # botocore's own, raised before a request is sent

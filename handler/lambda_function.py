@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from datetime import date as Date
 from typing import Any
 
@@ -17,7 +19,9 @@ from .clients import s3_client, sns_client
 from .config import did_you_mean, parse_run_date
 from .configfile import load_config, location_from_env
 from .errors import ConfigError, NotificationFailed
+from .metrics import NAMESPACE_ENV, emit
 from .notify import publish_all
+from .records import RunSummary
 from .runner import Engine, one_shot, one_shot_answer
 from .sdk import require_botocore
 
@@ -50,23 +54,16 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     engine = Engine(_s3(dataset.concurrency), dataset)
     log.info("dataset=%s action=%s", dataset_name, action or "run")
 
-    if action == "plan":
-        return engine.plan(_date(event))
-    if action == "plan_shard":
-        return engine.plan_shard(_required(event, "run_id"), _number(event, "shard", "shards-NNN.json"))
-    if action == "seal_plan":
-        return engine.seal_plan(_required(event, "run_id"))
-    if action == "copy_batch":
-        return engine.copy_batch(_required(event, "run_id"), _number(event, "batch", "batches.json"))
-    if action == "finalize_shard":
-        return engine.finalize_shard(_required(event, "run_id"), _number(event, "shard", "final-shards.json"))
-    if action == "finalize":
-        return engine.finalize(_required(event, "run_id"))
-    if action == "release":
-        return engine.release(_required(event, "run_id"))
+    if action is not None:
+        answer = _STEPS[action](engine, event)
+        # plan and seal_plan commit a run that had nothing to copy; finalize commits the rest.
+        if answer.get("summary"):
+            _emit_metrics([RunSummary.from_json(answer["summary"])])
+        return answer
 
     summaries = one_shot(engine.job, _date(event))
     answer = one_shot_answer(summaries)
+    _emit_metrics(summaries)
     topic = dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
     if topic:
         try:
@@ -76,6 +73,36 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             log.warning("dataset=%s run=%s committed, but %s", dataset_name, answer["run_id"], err)
             answer["notification_error"] = str(err)
     return answer
+
+
+_STEPS: dict[str, Callable[[Engine, Mapping[str, Any]], dict[str, Any]]] = {
+    "plan": lambda engine, event: engine.plan(_date(event)),
+    "plan_shard": lambda engine, event: engine.plan_shard(
+        _required(event, "run_id"), _number(event, "shard", "shards-NNN.json")
+    ),
+    "seal_plan": lambda engine, event: engine.seal_plan(_required(event, "run_id")),
+    "copy_batch": lambda engine, event: engine.copy_batch(
+        _required(event, "run_id"), _number(event, "batch", "batches.json")
+    ),
+    "finalize_shard": lambda engine, event: engine.finalize_shard(
+        _required(event, "run_id"), _number(event, "shard", "final-shards.json")
+    ),
+    "finalize": lambda engine, event: engine.finalize(_required(event, "run_id")),
+    "release": lambda engine, event: engine.release(_required(event, "run_id")),
+}
+assert set(_STEPS) == set(ACTIONS)
+
+
+def _emit_metrics(summaries: list[RunSummary]) -> None:
+    """EMF lines for committed runs, when the stack named a namespace (a local run has none to write to)."""
+    namespace = os.environ.get(NAMESPACE_ENV)
+    if namespace:
+        emit(summaries, namespace, datetime.now(UTC), _stdout)
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
 
 
 def _check_event(event: Any) -> tuple[str, str | None]:

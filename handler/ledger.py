@@ -13,6 +13,8 @@ read and write of it.
                                                       part per shard: `<run_id>-*.jsonl` is the run's manifest
       summary/date=YYYY-MM-DD/<run_id>.json           the run's summary: status, counts, bytes, start, end
       complete/date=YYYY-MM-DD/<run_id>.json          completion marker for downstream jobs (runs that landed files)
+      lineage/date=YYYY-MM-DD/<run_id>-start.json     the run's OpenLineage START event (openlineage.py), and
+      lineage/date=YYYY-MM-DD/<run_id>-end.json       its COMPLETE or FAIL event, written with the summary
       work/<run_id>/...                               shards, plan notes, batches, results; deleted at the commit
       probe/                                          the conditional-write probe's scratch objects
 
@@ -66,6 +68,13 @@ class LedgerPaths:
         self.bucket = dataset.target.bucket
         self.root = dataset.ledger_prefix
 
+    @classmethod
+    def at(cls, bucket: str, root: str) -> LedgerPaths:
+        """Paths under any root: the catalog renders its location templates with `${dataset}` as the name."""
+        paths = cls.__new__(cls)
+        paths.bucket, paths.root = bucket, root
+        return paths
+
     @property
     def lock(self) -> str:
         return self.root + "lock.json"
@@ -114,6 +123,14 @@ class LedgerPaths:
         return self.root + "complete/"
 
     @property
+    def lineage(self) -> str:
+        return self.root + "lineage/"
+
+    def lineage_event(self, date: str, run_id: str, end: bool) -> str:
+        """A run's OpenLineage START event (`-start.json`) or its COMPLETE/FAIL event (`-end.json`)."""
+        return f"{self.lineage}date={date}/{run_id}-{'end' if end else 'start'}.json"
+
+    @property
     def all_work(self) -> str:
         return self.root + "work/"
 
@@ -159,14 +176,21 @@ class LedgerPaths:
     def shard_outcome(self, run_id: str, shard: int) -> str:
         return f"{self.work(run_id)}final/{shard:05d}.json"
 
+    def manifest_folder(self, date: str) -> str:
+        """A date's folder of manifest parts (Hive-style `date=`, a partition of the catalog's manifest table)."""
+        return f"{self.manifests}date={date}/"
+
     def manifest_part(self, date: str, run_id: str, shard: int) -> str:
-        return f"{self.manifests}date={date}/{run_id}-{shard:05d}.jsonl"
+        return f"{self.manifest_folder(date)}{run_id}-{shard:05d}.jsonl"
 
     def manifest_glob(self, date: str, run_id: str) -> str:
-        return f"{self.manifests}date={date}/{run_id}-*.jsonl"
+        return f"{self.manifest_folder(date)}{run_id}-*.jsonl"
+
+    def summary_folder(self, date: str) -> str:
+        return f"{self.summaries}date={date}/"
 
     def summary(self, date: str, run_id: str) -> str:
-        return f"{self.summaries}date={date}/{run_id}.json"
+        return f"{self.summary_folder(date)}{run_id}.json"
 
     def marker(self, date: str, run_id: str) -> str:
         return f"{self.markers}date={date}/{run_id}.json"
@@ -273,6 +297,13 @@ class Ledger:
         another run took over and opened its own run stops here.
         """
         self._fenced_json(self.paths.open_run, run.to_json(), lock)
+
+    def save_start_event(self, run: OpenRun, event: dict[str, Any], lock: Lock) -> None:
+        """The run's OpenLineage START, once its plan is durable. Only this run writes the key; it is fenced all
+        the same, like every ledger write of a run."""
+        key = self.paths.lineage_event(run.date, run.run_id, end=False)
+        self.observe(key)
+        self._fenced_json(key, event, lock)
 
     # ---- the plan -----------------------------------------------------------------------------------------
 
@@ -466,7 +497,7 @@ class Ledger:
         prefix = self.paths.manifest_glob(date, run_id).removesuffix("*.jsonl")
         for key in s3io.iter_keys(self._s3, self.bucket, prefix):
             yield from s3io.read_jsonl(self._s3, self.bucket, key) or ()
-        yield from s3io.read_jsonl(self._s3, self.bucket, f"{self.paths.manifests}date={date}/{run_id}.jsonl") or ()
+        yield from s3io.read_jsonl(self._s3, self.bucket, f"{self.paths.manifest_folder(date)}{run_id}.jsonl") or ()
 
     # ---- the commit ---------------------------------------------------------------------------------------
 
@@ -478,10 +509,13 @@ class Ledger:
             paths.state_index,
             paths.summary(run.date, run.run_id),
             paths.marker(run.date, run.run_id),
+            paths.lineage_event(run.date, run.run_id, end=True),
             paths.last_run,
         )
 
-    def commit(self, run: OpenRun, index: StateIndex | None, summary: RunSummary, lock: Lock) -> None:
+    def commit(
+        self, run: OpenRun, index: StateIndex | None, summary: RunSummary, end_event: dict[str, Any], lock: Lock
+    ) -> None:
         """Make a finished run part of the record, in the one order that survives dying between any two writes.
 
         Before this, every shard's finalize wrote its manifest part and its new state parts (new keys of this
@@ -492,8 +526,8 @@ class Ledger:
         1. The state index (`index`; None when no shard's state changed): from here on the new parts are the
            state. It is built from the outcomes under work/, which stay until step 5, so a commit that dies
            after it is made again by the next finalize, with the same content.
-        2. The summary, then the marker (only when something landed): the marker is the hand-off to downstream
-           jobs, so it comes after everything it names.
+        2. The summary, its OpenLineage end event, then the marker (only when something landed): the marker is
+           the hand-off to downstream jobs, so it comes after everything it names.
         3. last-run.json: the newest run, and how a repeated finalize knows this run is committed.
         4. Delete open-run.json: from here on the run is no longer resumed. Everything before this point is
            repeated by the next run if we die; nothing after it is needed for the record.
@@ -504,6 +538,7 @@ class Ledger:
         if index is not None:
             self.save_index(index, lock)
         self._fenced_json(paths.summary(run.date, run.run_id), summary.to_json(), lock)
+        self._fenced_json(paths.lineage_event(run.date, run.run_id, end=True), end_event, lock)
         if summary.copied:
             marker = Marker.of(summary, self.summary_uri(run.date, run.run_id))
             self._fenced_json(paths.marker(run.date, run.run_id), marker.to_json(), lock)
@@ -532,6 +567,15 @@ class Ledger:
         document, etag = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
         self._seen[self.paths.last_run] = etag
         return None if document is None else RunSummary.from_json(document)
+
+    def last_landed_at(self) -> str | None:
+        """When the newest committed run that landed something ended; read without fencing (nothing is
+        written over it on the strength of this read). Summaries older than the field: their end if they
+        copied, else unknown."""
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
+        if document is None:
+            return None
+        return document.get("last_landed_at") or (document.get("finished_at") if document.get("copied") else None)
 
     def clear_work(self, run_id: str) -> None:
         s3io.delete_prefix(self._s3, self.bucket, self.paths.work(run_id))

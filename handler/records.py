@@ -364,6 +364,9 @@ class RunSummary:
     manifest_parts: tuple[str, ...] = ()
     """Every part of the manifest, one per shard that had lines (none: the run had no line to record)."""
     marker: str | None = None
+    last_landed_at: str | None = None
+    """When this dataset last landed something: this run's end if it copied, else the previous run's value
+    (the freshness behind the `NewestDataAgeSeconds` metric and `status`)."""
     error: str | None = None
     """Set only when the run itself broke (no manifest then)."""
 

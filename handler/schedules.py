@@ -15,9 +15,11 @@ The rules are AWS's, from the EventBridge Scheduler user guide ("Schedule types"
 
 from __future__ import annotations
 
+import calendar
+import itertools
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 EXAMPLE = "cron(0 20 * * ? *)"
 
@@ -166,3 +168,98 @@ def _item_problem(spec: _Field, item: str) -> str | None:
             hint = " (1 is Sunday)" if spec.name == "day-of-week" else ""
             return f"{spec.name} value {bound} is outside {spec.span}{hint}"
     return None
+
+
+def longest_gap(expression: str) -> timedelta | None:
+    """The longest time between two runs of a valid, repeating expression: what a freshness alarm must wait
+    before "no run" means "a run was missed". None for `at(...)` (it runs once), for a cron limited to some
+    years (it stops), and for one that runs less than twice in four years. Cron is read in the schedule's own
+    clock; a time zone's DST shift is the caller's to add.
+    """
+    text = expression.strip()
+    if text.startswith("rate("):
+        value, unit = text[5:-1].split()
+        return timedelta(**{unit.rstrip("s") + "s": int(value)})
+    if not text.startswith("cron("):
+        return None
+    minutes, hours, day_of_month, month, day_of_week, year = text[5:-1].split()
+    if year != "*":
+        return None
+    times = sorted(h * 60 + m for h in _expand(_FIELDS[1], hours) for m in _expand(_FIELDS[0], minutes))
+    months = _expand(_FIELDS[3], month)
+    longest = max((b - a for a, b in itertools.pairwise(times)), default=0)
+    previous: date | None = None
+    day = _GAP_SPAN[0]
+    while day < _GAP_SPAN[1]:
+        if day.month in months and _day_matches(day, day_of_month, day_of_week):
+            if previous is not None:
+                longest = max(longest, (day - previous).days * 1440 + times[0] - times[-1])
+            previous = day
+        day += timedelta(days=1)
+    return timedelta(minutes=longest) if previous is not None and longest else None
+
+
+_GAP_SPAN = (date(2027, 1, 1), date(2031, 1, 1))
+"""Four whole years, a leap year among them: every pattern of months, weekdays and month ends repeats within."""
+
+
+def _expand(spec: _Field, part: str) -> set[int]:
+    """The values a plain field (no specials) takes; a range may wrap past the end (FRI-MON)."""
+    values: set[int] = set()
+    span = spec.high - spec.low + 1
+    for item in part.split(","):
+        base, slash, step_text = item.partition("/")
+        step = int(step_text) if slash else 1
+        if base == "*":
+            start, end = spec.low, spec.high
+        elif "-" in base:
+            first, last = base.split("-")
+            start, end = spec.value(first), spec.value(last)
+        else:
+            start = spec.value(base)
+            end = spec.high if slash else start
+        assert start is not None and end is not None, f"{item!r} was validated first"
+        length = (end - start) % span + 1
+        values.update(spec.low + (start - spec.low + offset) % span for offset in range(0, length, step))
+    return values
+
+
+def _day_matches(day: date, day_of_month: str, day_of_week: str) -> bool:
+    last = calendar.monthrange(day.year, day.month)[1]
+    if day_of_week == "?":
+        return _month_day_matches(day, day_of_month.upper(), last)
+    return _week_day_matches(day, day_of_week.upper(), last)
+
+
+def _month_day_matches(day: date, spec: str, last: int) -> bool:
+    if spec == "L":
+        return day.day == last
+    if spec == "LW":
+        return day.day == _nearest_weekday(day, last, last)
+    if spec.endswith("W"):
+        wanted = int(spec[:-1])
+        return wanted <= last and day.day == _nearest_weekday(day, wanted, last)
+    return day.day in _expand(_FIELDS[2], spec)
+
+
+def _nearest_weekday(day: date, wanted: int, last: int) -> int:
+    """The weekday nearest to day `wanted` of day's month, never leaving the month (Quartz's `W`)."""
+    weekday = day.replace(day=wanted).weekday()
+    if weekday == 5:
+        return wanted - 1 if wanted > 1 else wanted + 2
+    if weekday == 6:
+        return wanted + 1 if wanted < last else wanted - 2
+    return wanted
+
+
+def _week_day_matches(day: date, spec: str, last: int) -> bool:
+    weekday = (day.weekday() + 1) % 7 + 1  # 1 is Sunday, as in cron
+    days = _FIELDS[4]
+    if spec == "L":
+        return weekday == 7
+    if spec.endswith("L"):
+        return weekday == days.value(spec[:-1]) and day.day + 7 > last
+    if "#" in spec:
+        name, week = spec.split("#")
+        return weekday == days.value(name) and (day.day - 1) // 7 + 1 == int(week)
+    return weekday in _expand(days, spec)

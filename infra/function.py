@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
+from handler.metrics import NAMESPACE_ENV
 from infra.policies import function_policy
 from infra.roles import role_policy, service_role
 from infra.stack_config import FunctionSettings
@@ -56,6 +57,8 @@ class IngestFunctionArgs:
     region: pulumi.Input[str]
     log_retention_days: int
     kms_key_arn: str | None = None
+    metrics_namespace: str | None = None
+    """Where the function's EMF lines put their metrics (handler/metrics.py); None: it prints none."""
 
 
 class IngestFunction(pulumi.ComponentResource):
@@ -108,6 +111,7 @@ class IngestFunction(pulumi.ComponentResource):
                     "CONFIG_BUCKET": args.config_bucket,
                     "CONFIG_KEY": args.config_key_template,
                     "SNS_TOPIC_ARN": args.topic_arn,
+                    **({NAMESPACE_ENV: args.metrics_namespace} if args.metrics_namespace else {}),
                 }
             ),
             description="Data file ingestion: plan, copy_batch and finalize steps (handler/)",

@@ -9,9 +9,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.catalog import LedgerCatalog, LedgerCatalogArgs, default_database_name
 from infra.config_objects import CONFIG_KEY_TEMPLATE, ConfigObjects, ConfigObjectsArgs
 from infra.function import IngestFunction, IngestFunctionArgs
+from infra.monitoring import Monitoring, MonitoringArgs
 from infra.notifications import Notifications, NotificationsArgs
+from infra.policies import alarm_key_policy_statement
 from infra.schedule import DatasetSchedules, DatasetSchedulesArgs
 from infra.stack_config import StackConfig
 from infra.storage import SecureBucket, SecureBucketArgs
@@ -41,6 +44,8 @@ class IngestionPipeline(pulumi.ComponentResource):
     function: IngestFunction
     workflow: Workflow
     schedules: DatasetSchedules
+    catalog: LedgerCatalog
+    monitoring: Monitoring
     exports: dict[str, Any]
 
     def __init__(self, name: str, args: IngestionPipelineArgs, opts: pulumi.ResourceOptions | None = None):
@@ -51,6 +56,8 @@ class IngestionPipeline(pulumi.ComponentResource):
         partition = aws.get_partition_output(opts=invoke_opts).partition
         region = aws.get_region_output(opts=invoke_opts).region
         account_id = aws.get_caller_identity_output(opts=invoke_opts).account_id
+
+        metrics_namespace = f"{pulumi.get_project()}/{pulumi.get_stack()}"
 
         self._create_buckets(name, config, partition)
         self.config_objects = ConfigObjects(
@@ -77,6 +84,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                 region=region,
                 log_retention_days=config.log_retention_days,
                 kms_key_arn=config.kms_key_arn,
+                metrics_namespace=metrics_namespace,
             ),
             # The function names the config bucket by its configured name; wait until it exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_bucket]),
@@ -113,6 +121,28 @@ class IngestionPipeline(pulumi.ComponentResource):
                 ],
             ),
         )
+        self.catalog = LedgerCatalog(
+            f"{name}-catalog",
+            LedgerCatalogArgs(
+                database_name=config.glue_database or default_database_name(pulumi.get_project(), pulumi.get_stack()),
+                raw_bucket=self.raw_bucket.name,
+                datasets=[ds.name for ds in datasets],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.monitoring = Monitoring(
+            f"{name}-monitoring",
+            MonitoringArgs(
+                namespace=metrics_namespace,
+                datasets=datasets,
+                topic_arn=self.notifications.topic_arn,
+                state_machine_arn=self.workflow.arn,
+                function_name=self.function.function_name,
+                region=region,
+                freshness_grace_hours=config.freshness_grace_hours,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.exports = {
             "rawBucketName": self.raw_bucket.name,
             "configBucketName": self.config_bucket.name,
@@ -125,7 +155,15 @@ class IngestionPipeline(pulumi.ComponentResource):
             "stateMachineArn": self.workflow.arn,
             "stateMachineName": self.workflow.state_machine_name,
             "scheduleNames": {ds: s.name for ds, s in self.schedules.schedules.items()},
+            "glueDatabaseName": self.catalog.database_name,
+            "metricsNamespace": metrics_namespace,
+            "dashboardName": self.monitoring.dashboard.dashboard_name,
+            "alarmNames": [alarm.name for alarm in self.monitoring.alarms],
         }
+        if config.kms_key_arn:
+            self.exports["topicKeyPolicyStatement"] = pulumi.Output.all(partition, region, account_id).apply(
+                lambda v: alarm_key_policy_statement(*v, alarm_prefix=f"{name}-monitoring-")
+            )
         self.register_outputs(self.exports)
 
     def _create_buckets(self, name: str, config: StackConfig, partition: pulumi.Output[str]) -> None:

@@ -186,7 +186,8 @@ def function_policy(
         }
     )
     if kms_key_arn:
-        statements.append(kms_statement(kms_key_arn, region, services=("s3",)))
+        # S3 for the buckets; SNS for a one-shot run's own report (an action-less event publishes it).
+        statements.append(kms_statement(kms_key_arn, region, services=("s3", "sns")))
     return document(statements)
 
 
@@ -318,6 +319,27 @@ def kms_statement(kms_key_arn: str, region: str | None, services: Sequence[str])
             "StringEquals": {"kms:ViaService": [f"{service}.{region}.amazonaws.com" for service in services]}
         }
     return statement
+
+
+def alarm_key_policy_statement(partition: str, region: str, account_id: str, alarm_prefix: str) -> dict[str, Any]:
+    """The statement the stack key's *key policy* needs before the alarms can publish to the encrypted topic.
+
+    CloudWatch publishes as the service itself, not as a role of this stack, and a key's policy is its
+    owner's: the stack cannot add to it without replacing every other statement. So it is exported
+    (`topicKeyPolicyStatement`) for the key's owner to add, scoped to this account's alarms of this stack. In a key
+    policy, Resource "*" is the key itself.
+    """
+    return {
+        "Sid": "AllowIngestionAlarmsToPublish",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": account_id},
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:{alarm_prefix}*"},
+        },
+    }
 
 
 def _sids(names: Sequence[str]) -> dict[str, str]:

@@ -111,6 +111,12 @@ def _kms_key_problems(arn: Any) -> list[str]:
     ]
 
 
+def _glue_database_problems(name: Any) -> list[str]:
+    if re.fullmatch(r"[a-z0-9_]{1,255}", name):
+        return []
+    return [f"{name!r} must be 1-255 lower-case letters, digits or '_' (what Athena reads without quotes)"]
+
+
 def _log_level_problems(level: Any) -> list[str]:
     if isinstance(level, str) and level in WORKFLOW_LOG_LEVELS:
         return []
@@ -254,6 +260,26 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         attribute="ledger_noncurrent_version_days",
     ),
     Setting(
+        "glueDatabase",
+        str,
+        None,
+        "Glue database of the ledger's `manifest` and `runs` tables (and the raw tables datasets describe); "
+        "without one, `<project>_<stack>` in lower case with `_` for anything else (`data_file_ingestion_dev`).",
+        attribute="glue_database",
+        check=_glue_database_problems,
+    ),
+    Setting(
+        "freshnessGraceHours",
+        int,
+        3,
+        "Hours past the longest gap between two runs of a dataset's schedule before its freshness alarm says no "
+        "run succeeded in time (a nightly schedule alarms after 24 + 1 (DST) + this). No alarm for schedules "
+        "that run once, or whose window would exceed the 168 hours a CloudWatch alarm can watch.",
+        0,
+        144,
+        attribute="freshness_grace_hours",
+    ),
+    Setting(
         "forceDestroyBuckets",
         bool,
         False,
@@ -314,6 +340,8 @@ class StackConfig:
     log_retention_days: int = _SETTING["logRetentionDays"].default
     force_destroy_buckets: bool = _SETTING["forceDestroyBuckets"].default
     ledger_noncurrent_version_days: int = _SETTING["ledgerNoncurrentVersionDays"].default
+    glue_database: str | None = _SETTING["glueDatabase"].default
+    freshness_grace_hours: int = _SETTING["freshnessGraceHours"].default
 
     def __post_init__(self) -> None:
         problems = stack_problems(self)

@@ -20,6 +20,7 @@ from ..errors import LockLost, RunNotFound
 from ..ledger import Ledger
 from ..lock import Lock
 from ..notify import build_notification
+from ..openlineage import end_event
 from ..records import (
     BatchItem,
     Failure,
@@ -73,7 +74,7 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
     index = StateIndex.of(pieces, run_id, before)
     changed = not index.same_parts(before) or any(p.keys < 0 for p in before.parts)
     summary = summarize(ds, run, tally, tuple(failures), ledger, tuple(parts))
-    ledger.commit(run, index if changed else None, summary, lock)
+    ledger.commit(run, index if changed else None, summary, end_event(summary), lock)
     return Finalized(summary, build_notification(summary))
 
 
@@ -175,6 +176,7 @@ def summarize(
         manifest=ledger.manifest_uri(run.date, run.run_id),
         manifest_parts=manifest_parts,
         marker=ledger.marker_uri(run.date, run.run_id) if tally.copied else None,
+        last_landed_at=finished if tally.copied else ledger.last_landed_at(),
     )
 
 

@@ -15,6 +15,7 @@ from datetime import date as Date
 from ..config import LEDGER_ROOT
 from ..errors import RunNotFound
 from ..lock import Lock
+from ..openlineage import start_event
 from ..planner import build_plan, cut_batches, iter_copies, iter_notes
 from ..records import OpenRun, Planning, PlanningResult, PlanOutcome, PlanResult, parse_utc, sum_counts, utc_now
 from ..s3io import list_folders, more_than_a_page
@@ -229,6 +230,7 @@ def _seal(job: Job, planning: Planning, lock: Lock, durable: list[bool]) -> Plan
     )
     ledger.save_open_run(run, lock)  # from here on the plan is durable
     durable.append(True)
+    ledger.save_start_event(run, start_event(ds, run), lock)
     return _answer(job, run, lock)
 
 
@@ -247,6 +249,7 @@ def _resume(job: Job, interrupted: OpenRun, lock: Lock) -> PlanResult:
     lock.rebind(interrupted.run_id)
     run = interrupted.as_resumed()
     job.ledger.save_open_run(run, lock)
+    job.ledger.save_start_event(run, start_event(job.dataset, run), lock)  # it may have died before this
     job.ledger.store_final_shards(run.run_id, run.shard_count)  # a run planned before shards has no such list
     return _answer(job, run, lock)
 

@@ -519,3 +519,63 @@ def test_a_one_shot_run_whose_topic_is_gone_still_answers_its_committed_summary(
     assert (summary["status"], summary["copied"]) == ("succeeded", 2)
     assert missing in summary["notification_error"]
     assert len(landed_keys(deployment.s3, deployment.raw)) == 2
+
+
+# ---- metrics (EMF lines on stdout) ----------------------------------------------------------------------------
+
+
+def emf_lines(out: str) -> list[dict[str, Any]]:
+    return [doc for doc in map(json.loads, filter(None, out.splitlines())) if "_aws" in doc]
+
+
+def test_a_one_shot_run_prints_one_emf_line_with_its_counts(deployment, capsys, monkeypatch):
+    monkeypatch.setenv("METRICS_NAMESPACE", "data-file-ingestion/test")
+    put_files(deployment.s3, deployment.source, 3)
+
+    invoke({"dataset": "movielens"})
+
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "data-file-ingestion/test"
+    assert (line["Dataset"], line["ObjectsCopied"], line["ObjectsFailed"], line["RunSucceeded"]) == (
+        "movielens",
+        3,
+        0,
+        1.0,
+    )
+
+
+def test_the_state_machines_steps_print_metrics_once_at_the_commit(deployment, capsys, monkeypatch):
+    monkeypatch.setenv("METRICS_NAMESPACE", "ns")
+    put_files(deployment.s3, deployment.source, 2)
+    plan = plan_through({"action": "plan", "dataset": "movielens"})
+    for item in items_at(deployment.s3, plan["batches"]):
+        invoke({**item, "action": "copy_batch"})
+    assert emf_lines(capsys.readouterr().out) == [], "nothing is committed before finalize"
+
+    invoke({"action": "finalize", "dataset": "movielens", "run_id": plan["run_id"]})
+
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert (line["RunId"], line["ObjectsCopied"]) == (plan["run_id"], 2)
+
+
+def test_a_plan_that_finds_nothing_new_commits_and_reports_it(deployment, capsys, monkeypatch):
+    monkeypatch.setenv("METRICS_NAMESPACE", "ns")
+    put_files(deployment.s3, deployment.source, 1)
+    invoke({"dataset": "movielens"})
+    capsys.readouterr()
+
+    answer = plan_through({"action": "plan", "dataset": "movielens"})
+
+    assert answer["stage"] == "finalized"
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert (line["Status"], line["ObjectsCopied"], line["RunSucceeded"]) == ("nothing_new", 0, 1.0)
+    assert line["NewestDataAgeSeconds"] >= 0
+
+
+def test_without_a_namespace_nothing_is_printed(deployment, capsys, monkeypatch):
+    monkeypatch.delenv("METRICS_NAMESPACE", raising=False)
+    put_files(deployment.s3, deployment.source, 1)
+
+    invoke({"dataset": "movielens"})
+
+    assert emf_lines(capsys.readouterr().out) == []

@@ -44,6 +44,7 @@ def summary(**overrides: Any) -> dict[str, Any]:
         "manifest": MANIFEST,
         "manifest_parts": [MANIFEST],
         "marker": None,
+        "last_landed_at": None,
         **overrides,
     }
 

@@ -3,9 +3,12 @@ mistake is named with its field and range. The dataset config's own tests (test_
 
 from __future__ import annotations
 
+import itertools
+from datetime import date, timedelta
+
 import pytest
 
-from handler.schedules import schedule_problem
+from handler.schedules import longest_gap, schedule_problem
 
 
 @pytest.mark.parametrize(
@@ -72,3 +75,63 @@ def test_each_mistake_is_named_with_its_field_and_range(expression: str, why: st
 
     assert problem is not None and problem.startswith(repr(expression))
     assert why in problem
+
+
+# ---- the longest gap between runs (what the freshness alarm waits for) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "gap"),
+    [
+        ("cron(0 20 * * ? *)", timedelta(days=1)),
+        ("  cron(0 20 * * ? *) ", timedelta(days=1)),
+        ("cron(0 20 ? * MON-FRI *)", timedelta(days=3)),  # Friday evening to Monday evening
+        ("cron(0 20 ? * 2-6 *)", timedelta(days=3)),
+        ("cron(0 20 ? * FRI-MON *)", timedelta(days=4)),  # a range that wraps: Monday to Friday
+        ("cron(0 6,18 * * ? *)", timedelta(hours=12)),
+        ("cron(0 6,9 * * ? *)", timedelta(hours=21)),  # the long gap is overnight
+        ("cron(*/15 * * * ? *)", timedelta(minutes=15)),
+        ("cron(10/25 * * * ? *)", timedelta(minutes=35)),  # :10, :35, then :10 of the next hour
+        ("cron(0 0 1 * ? *)", timedelta(days=31)),
+        ("cron(0 0 L * ? *)", timedelta(days=31)),
+        ("cron(0 0 LW * ? *)", timedelta(days=33)),
+        ("cron(0 0 ? * 6#3 *)", timedelta(days=35)),
+        ("cron(0 0 ? * 2L *)", timedelta(days=35)),
+        ("cron(0 0 1 JAN,JUL ? *)", timedelta(days=184)),
+        ("rate(1 hour)", timedelta(hours=1)),
+        ("rate(90 minutes)", timedelta(minutes=90)),
+        ("rate(3 days)", timedelta(days=3)),
+    ],
+)
+def test_longest_gap_between_two_runs(expression, gap):
+    assert schedule_problem(expression) is None
+    assert longest_gap(expression) == gap
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["at(2027-01-31T20:00:00)", "cron(0 20 * * ? 2027)", "cron(0 20 * * ? 2027-2030)", "cron(0 9 29 2 ? *)"],
+)
+def test_schedules_that_stop_or_run_once_have_no_longest_gap(expression):
+    assert schedule_problem(expression) is None
+    assert longest_gap(expression) is None
+
+
+def test_the_weekday_nearest_the_first_stays_in_its_month():
+    # 2027-05-01 is a Saturday: 1W is Monday the 3rd, not Friday the 30th of April.
+    assert longest_gap("cron(0 0 1W * ? *)") == max_gap_of_days(first_weekday_days())
+
+
+def first_weekday_days() -> list[date]:
+    found = []
+    for year in range(2027, 2031):
+        for month in range(1, 13):
+            day = date(year, month, 1)
+            while day.weekday() >= 5:
+                day += timedelta(days=1)
+            found.append(day)
+    return found
+
+
+def max_gap_of_days(days: list[date]) -> timedelta:
+    return max(b - a for a, b in itertools.pairwise(days))

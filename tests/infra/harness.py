@@ -113,6 +113,16 @@ def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         }
     if typ == "aws:sns/topicSubscription:TopicSubscription":
         return {"arn": f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT}:topic:{name}"}
+    if typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+        alarm = inputs.get("name") or _physical(name)
+        return {"id": alarm, "name": alarm, "arn": f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm}"}
+    if typ == "aws:glue/catalogDatabase:CatalogDatabase":
+        database = inputs["name"]
+        return {
+            "id": f"{ACCOUNT}:{database}",
+            "name": database,
+            "arn": f"arn:{PARTITION}:glue:{REGION}:{ACCOUNT}:database/{database}",
+        }
     return {}
 
 

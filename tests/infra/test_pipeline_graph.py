@@ -45,6 +45,7 @@ FUNCTION = "aws:lambda/function:Function"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 Build = Callable[[StackConfig], Deployment]
@@ -106,10 +107,20 @@ def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_
         "data-file-ingestion:compute:IngestFunction": 1,
         "data-file-ingestion:workflow:Workflow": 1,
         "data-file-ingestion:schedule:DatasetSchedules": 1,
+        "data-file-ingestion:catalog:LedgerCatalog": 1,
+        "data-file-ingestion:monitoring:Monitoring": 1,
+    }
+    # The database, the ledger's manifest and runs tables; three alarms (executions, and the one dataset's
+    # objects failed and freshness); one dashboard.
+    operated = {
+        "aws:glue/catalogDatabase:CatalogDatabase": 1,
+        "aws:glue/catalogTable:CatalogTable": 2,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 3,
+        "aws:cloudwatch/dashboard:Dashboard": 1,
     }
     expected = {t: 3 for t in (BUCKET, PUBLIC_ACCESS_BLOCK, OWNERSHIP, ENCRYPTION, VERSIONING, LIFECYCLE)}
     expected.update({BUCKET_POLICY: 3, OBJECT: 1, TOPIC: 1, FUNCTION: 1, LOG_GROUP: 2, STATE_MACHINE: 1})
-    expected.update({SCHEDULE: 1, ROLE: 3, ROLE_POLICY: 4, **components})
+    expected.update({SCHEDULE: 1, ROLE: 3, ROLE_POLICY: 4, **components, **operated})
     assert counts == expected
 
 
@@ -143,7 +154,7 @@ def test_every_cloud_resource_lives_in_a_component_of_the_pipeline(run_program: 
             assert parent != "data-file-ingestion:pipeline:IngestionPipeline", typ
     components = {t: p for t, p in parent_of.items() if t.startswith("data-file-ingestion:")}
     assert components.pop("data-file-ingestion:pipeline:IngestionPipeline") == {"pulumi:pulumi:Stack"}
-    assert len(components) == 6
+    assert len(components) == 8
     assert all(p == {"data-file-ingestion:pipeline:IngestionPipeline"} for p in components.values())
     # Children are named from their component, so two pipelines in one stack could not collide.
     assert all(r.name.startswith("ingestion") for r in deployment.resources)
@@ -345,6 +356,7 @@ def test_function_runs_the_handler_package_with_configured_size_and_environment(
             "CONFIG_BUCKET": "acme-ingestion-config",
             "CONFIG_KEY": "config/{dataset}.json",
             "SNS_TOPIC_ARN": topic.arn,
+            "METRICS_NAMESPACE": "data-file-ingestion/test",
         }
     }
     assert inputs["role"] == deployment.named("ingestion-lambda-role").arn
@@ -503,7 +515,8 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
     (function,) = deployment.of_type(FUNCTION)
     (topic,) = deployment.of_type(TOPIC)
     (schedule,) = deployment.of_type(SCHEDULE)
-    assert deployment.exports == {
+    exports = dict(deployment.exports, alarmNames=sorted(deployment.exports["alarmNames"]))
+    assert exports == {
         "rawBucketName": DEV_RAW,
         "configBucketName": DEV_CONFIG,
         "sourceBucketNames": {DEV_SOURCE: DEV_SOURCE},
@@ -514,6 +527,10 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
         "stateMachineArn": machine.arn,
         "stateMachineName": machine.state["name"],
         "scheduleNames": {"movielens": schedule.state["name"]},
+        "glueDatabaseName": "data_file_ingestion_test",
+        "metricsNamespace": "data-file-ingestion/test",
+        "dashboardName": "ingestion-monitoring-test",
+        "alarmNames": sorted(a.state["name"] for a in deployment.of_type(ALARM)),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,10 +23,12 @@ from tests.infra.harness import (
     REGION,
     Deployment,
     dev_config,
+    dev_stack_config,
     two_dataset_config,
 )
 
 Build = Callable[[StackConfig], Deployment]
+Run = Callable[[dict[str, str]], Deployment]
 
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 LAMBDA_ROLE_POLICY = "ingestion-lambda-policy"
@@ -296,19 +299,70 @@ def test_roles_trust_only_their_service_and_for_this_account(build_pipeline: Bui
 
 def test_kms_permissions_appear_only_with_a_key_and_only_through_s3_and_sns(build_pipeline: Build) -> None:
     deployment = build_pipeline(CONFIGS["two-datasets-kms"])
-    function_kms = statements(deployment.policy(LAMBDA_ROLE_POLICY))["UseStackKey"]
-    workflow_kms = statements(deployment.policy(WORKFLOW_POLICY))["UseStackKey"]
-    assert function_kms == {
-        "Sid": "UseStackKey",
-        "Effect": "Allow",
-        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-        "Resource": KMS_KEY,
-        "Condition": {"StringEquals": {"kms:ViaService": [f"s3.{REGION}.amazonaws.com"]}},
-    }
-    assert workflow_kms["Resource"] == KMS_KEY
-    assert workflow_kms["Condition"] == {
-        "StringEquals": {"kms:ViaService": [f"s3.{REGION}.amazonaws.com", f"sns.{REGION}.amazonaws.com"]}
-    }
+    for name in (LAMBDA_ROLE_POLICY, WORKFLOW_POLICY):
+        assert statements(deployment.policy(name))["UseStackKey"] == {
+            "Sid": "UseStackKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": KMS_KEY,
+            "Condition": {
+                "StringEquals": {"kms:ViaService": [f"s3.{REGION}.amazonaws.com", f"sns.{REGION}.amazonaws.com"]}
+            },
+        }, name
+    assert "UseStackKey" not in statements(deployment.policy(SCHEDULER_POLICY)), "the scheduler touches no data"
+
+
+def test_no_role_may_use_kms_without_a_stack_key(build_pipeline: Build) -> None:
+    without = build_pipeline(CONFIGS["two-datasets"])
+    for name in (LAMBDA_ROLE_POLICY, WORKFLOW_POLICY, SCHEDULER_POLICY):
+        assert not any("kms:" in str(st["Action"]) for st in without.policy(name)["Statement"]), name
+
+
+def test_every_principal_that_publishes_to_the_encrypted_topic_may_use_its_key(run_program: Run) -> None:
+    """Publishers are found in the graph (a role allowed sns:Publish on the topic, an alarm acting on it), so a
+    new publisher without the key fails here. SNS needs the publisher to generate a data key and decrypt."""
+    config = {**dev_stack_config(), "data-file-ingestion:kmsKeyArn": KMS_KEY}
+    deployment = run_program(config)
+    (topic,) = deployment.of_type("aws:sns/topic:Topic")
+    assert topic.inputs["kmsMasterKeyId"] == KMS_KEY
+    needed = {"kms:Decrypt", "kms:GenerateDataKey"}
+
+    publishing_roles = [
+        p.name
+        for p in deployment.of_type("aws:iam/rolePolicy:RolePolicy")
+        if any(
+            "sns:Publish" in as_list(st["Action"]) and topic.arn in as_list(st["Resource"])
+            for st in json.loads(p.inputs["policy"])["Statement"]
+        )
+    ]
+    assert sorted(publishing_roles) == sorted([LAMBDA_ROLE_POLICY, WORKFLOW_POLICY])
+    for name in publishing_roles:
+        granted = [
+            st
+            for st in deployment.policy(name)["Statement"]
+            if st["Effect"] == "Allow" and KMS_KEY in as_list(st["Resource"]) and needed <= set(as_list(st["Action"]))
+        ]
+        assert granted, f"{name} publishes to the topic but may not use its key"
+        assert f"sns.{REGION}.amazonaws.com" in granted[0]["Condition"]["StringEquals"]["kms:ViaService"], name
+
+    alarms = [
+        a for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if topic.arn in a.inputs["alarmActions"]
+    ]
+    assert len(alarms) == 3
+    statement = deployment.exports["topicKeyPolicyStatement"]
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert needed <= set(statement["Action"])
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    for alarm in alarms:
+        assert fnmatch.fnmatchcase(alarm.arn, statement["Condition"]["ArnLike"]["aws:SourceArn"]), alarm.name
+    assert not fnmatch.fnmatchcase(
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:someone-elses-alarm",
+        statement["Condition"]["ArnLike"]["aws:SourceArn"],
+    )
+
+
+def test_without_a_stack_key_nothing_asks_for_a_key_policy(run_program: Run) -> None:
+    assert "topicKeyPolicyStatement" not in run_program(dev_stack_config()).exports
 
 
 def test_every_resource_the_definition_calls_is_granted_to_the_state_machine(build_pipeline: Build) -> None:
