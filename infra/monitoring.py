@@ -103,23 +103,33 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.objects_failed = {}
         self.freshness = {}
-        for ds in args.datasets:
-            self.objects_failed[ds.name] = aws.cloudwatch.MetricAlarm(
-                f"{name}-{ds.name}-objects-failed",
-                alarm_description=f"Dataset {ds.name}: a run left objects failed. Its summary and manifest "
-                "(status = 'failed') say which and why; they are planned again by the next run.",
+
+        def dataset_alarm(suffix: str, ds: DatasetConfig, metric: str, **settings: Any) -> aws.cloudwatch.MetricAlarm:
+            """An alarm on one dataset's hourly sum of one of its metrics, reporting to the topic."""
+            return aws.cloudwatch.MetricAlarm(
+                f"{name}-{ds.name}-{suffix}",
                 namespace=args.namespace,
-                metric_name=FAILED_OBJECTS,
+                metric_name=metric,
                 dimensions={DIMENSION: ds.name},
                 statistic="Sum",
                 period=HOUR,
-                evaluation_periods=1,
-                comparison_operator="GreaterThanOrEqualToThreshold",
                 threshold=1,
-                treat_missing_data="notBreaching",
                 alarm_actions=actions,
                 ok_actions=actions,
                 opts=child,
+                **settings,
+            )
+
+        for ds in args.datasets:
+            self.objects_failed[ds.name] = dataset_alarm(
+                "objects-failed",
+                ds,
+                FAILED_OBJECTS,
+                alarm_description=f"Dataset {ds.name}: a run left objects failed. Its summary and manifest "
+                "(status = 'failed') say which and why; they are planned again by the next run.",
+                evaluation_periods=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="notBreaching",
             )
             window = freshness_window_hours(ds, args.freshness_grace_hours)
             if window is None:
@@ -130,23 +140,16 @@ class Monitoring(pulumi.ComponentResource):
                     resource=self,
                 )
                 continue
-            self.freshness[ds.name] = aws.cloudwatch.MetricAlarm(
-                f"{name}-{ds.name}-freshness",
+            self.freshness[ds.name] = dataset_alarm(
+                "freshness",
+                ds,
+                SUCCEEDED,
                 alarm_description=f"Dataset {ds.name}: no successful run in {window} hours (its schedule "
                 f"{ds.schedule} plus the grace). Check the schedule, the latest execution and the last run.",
-                namespace=args.namespace,
-                metric_name=SUCCEEDED,
-                dimensions={DIMENSION: ds.name},
-                statistic="Sum",
-                period=HOUR,
                 evaluation_periods=window,
                 datapoints_to_alarm=window,
                 comparison_operator="LessThanThreshold",
-                threshold=1,
                 treat_missing_data="breaching",
-                alarm_actions=actions,
-                ok_actions=actions,
-                opts=child,
             )
         body = pulumi.Output.all(args.state_machine_arn, args.function_name, args.region).apply(
             lambda values: json.dumps(dashboard_body(args.namespace, [d.name for d in args.datasets], *values))
