@@ -450,10 +450,13 @@ def glue_table_name(dataset: str, table: str) -> str:
 
 
 def read_tables(value: Any) -> tuple[tuple[Table, ...], list[str]]:
-    """The tables of a `tables` value and every problem with it.
+    """The tables of a `tables` value, by name, and every problem with it.
 
-    Problems about one table start with its path (`.ratings.columns[1].type: ...`), so the field name
-    before them reads as one dotted path; problems about the whole value start with the problem itself.
+    Held by name, not in document order: an object's order means nothing (the stack writes the config
+    objects with sorted keys, Pulumi sorts its config), and nothing depends on it, since a key that matches
+    two tables fails instead of taking the first. Problems about one table start with its path
+    (`.ratings.columns[1].type: ...`), so the field name before them reads as one dotted path; problems
+    about the whole value start with the problem itself.
     """
     example = '{"ratings": "ratings*.csv"}'
     if not isinstance(value, Mapping):
@@ -467,7 +470,7 @@ def read_tables(value: Any) -> tuple[tuple[Table, ...], list[str]]:
         problems.extend(found)
         if table is not None and not found:
             tables.append(table)
-    return tuple(tables), problems
+    return tuple(sorted(tables, key=lambda table: table.name)), problems
 
 
 def _read_table(name: str, spec: Any) -> tuple[Table | None, list[str]]:

@@ -68,7 +68,7 @@ class GlueTableSpec:
 
 
 def glue_table_specs(datasets: Iterable[DatasetConfig]) -> list[GlueTableSpec]:
-    """The catalog tables of every described table of `datasets`, in config order.
+    """The catalog tables of every described table of `datasets` (dataset by dataset, tables by name).
 
     The config check has already refused what cannot be described (a key_template without one folder per
     table above `ingest_date={date}`, two tables that would share a catalog name), so this cannot fail.

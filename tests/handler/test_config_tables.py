@@ -69,7 +69,6 @@ def test_a_pattern_a_list_of_patterns_and_a_description_are_all_tables() -> None
 
     assert ds.tables == (
         Table("movies", ("movies*.csv",)),
-        Table("tags", ("tags.csv", "tags-*.csv")),
         Table(
             "ratings",
             ("ratings*.csv",),
@@ -80,13 +79,25 @@ def test_a_pattern_a_list_of_patterns_and_a_description_are_all_tables() -> None
                 Column("timestamp", "bigint", "seconds since 1970"),
             ),
         ),
+        Table("tags", ("tags.csv", "tags-*.csv")),
     )
-    assert [t.described for t in ds.tables] == [False, False, True]
+    assert [t.described for t in ds.tables] == [False, True, False]
     assert ds.table_patterns == (
         ("movies", ("movies*.csv",)),
-        ("tags", ("tags.csv", "tags-*.csv")),
         ("ratings", ("ratings*.csv",)),
+        ("tags", ("tags.csv", "tags-*.csv")),
     )
+
+
+def test_tables_are_held_by_name_so_the_order_of_the_object_changes_nothing() -> None:
+    # The stack writes config objects with sorted keys and Pulumi sorts its config: no order can mean anything.
+    tables = {"tags": "tags*.csv", "ratings": RATINGS, "movies": "movies*.csv"}
+
+    in_order = parse_one(raw_dataset(tables=tables))
+    reversed_ = parse_one(raw_dataset(tables=dict(reversed(tables.items()))))
+
+    assert in_order == reversed_
+    assert [t.name for t in in_order.tables or ()] == ["movies", "ratings", "tags"]
 
 
 def test_a_dataset_with_tables_lands_a_folder_per_table_by_default() -> None:
@@ -379,9 +390,9 @@ def test_the_readme_config_example_is_a_valid_config_with_a_table_per_kind() -> 
     ds = parse_config(example).dataset(NAME)
 
     assert [(t.name, t.described) for t in ds.tables or ()] == [
-        ("ratings", True),
-        ("movies", True),
-        ("tags", False),
         ("links", False),
+        ("movies", True),
+        ("ratings", True),
+        ("tags", False),
     ]
     assert ds.key_template == DEFAULT_TABLE_KEY_TEMPLATE

@@ -449,7 +449,7 @@ def test_a_file_matching_two_tables_fails_with_the_reason_and_the_rest_are_plann
     assert [copy.key for copy in iter_copies(db)] == [PREFIX + "ratings.csv"]
     (note,) = iter_notes(db)
     assert (note.source_key, note.status, note.target_key) == (PREFIX + "ratings-movies.csv", "failed", None)
-    assert note.reason.startswith("ambiguous table: the key matches the patterns of 'ratings' ('ratings*'), 'movies'")
+    assert note.reason.startswith("ambiguous table: the key matches the patterns of 'movies' ('*movies*'), 'ratings'")
 
 
 def test_adding_tables_to_a_landed_dataset_lands_only_new_and_changed_files_in_table_folders(
