@@ -24,13 +24,31 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, UnknownDataset
-from .layout import LEDGER_ROOT, DotSegment, InLedger, KeyTooLong, UnsafeKey, render_target_key
+from .layout import (
+    LEDGER_ROOT,
+    PARTITION_KEY,
+    PARTITION_SEGMENT,
+    AmbiguousTable,
+    DotSegment,
+    InLedger,
+    KeyTooLong,
+    TablePatterns,
+    UnsafeKey,
+    placeholders,
+    render_target_key,
+    table_folder,
+)
 from .schedules import EXAMPLE as DEFAULT_SCHEDULE
 from .schedules import schedule_problem
 
 __all__ = ["LEDGER_ROOT"]  # defined beside the key rendering that guards it; read from here by the rest
 
 DEFAULT_KEY_TEMPLATE = "{dir}/ingest_date={date}/{name}"
+DEFAULT_TABLE_KEY_TEMPLATE = "{table}/ingest_date={date}/{path}"
+"""The default of a dataset with `tables`: a folder per table, a Hive partition per night, the source path below.
+
+`{path}` rather than `{name}` below the partition keeps two files of one name in different source folders
+apart (the template check requires it); for a source without folders the two are the same."""
 
 TEMPLATE_SAMPLE_KEYS: tuple[str, ...] = (
     "a.csv",
@@ -50,7 +68,9 @@ rendering these through `layout.render_target_key`, the planner's own function, 
 TEMPLATE_SAMPLE_DATE = Date(2026, 11, 27)
 TEMPLATE_SAMPLE_RUN_ID = "20261127T200000000Z-3f9a1c"
 
-PLACEHOLDERS = frozenset({"dataset", "path", "dir", "name", "stem", "ext", "date", "yyyy", "mm", "dd", "run_id"})
+PLACEHOLDERS = frozenset(
+    {"dataset", "table", "path", "dir", "name", "stem", "ext", "date", "yyyy", "mm", "dd", "run_id"}
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -102,6 +122,10 @@ class Setting:
     """The only values allowed, when there is such a list."""
     decode: Callable[[Any], Any] | None = None
     """How a reader of text (the Pulumi CLI's strings) turns a value of the right type into the stored one."""
+    held: Callable[[Any], Any] | None = None
+    """How the config object holds a checked value, when not as the document gives it (`tables`: Table objects)."""
+    written: Callable[[Any], Any] | None = None
+    """How a held value is written back into a document: the inverse of `held`."""
 
     @property
     def path(self) -> str:
@@ -132,7 +156,15 @@ class Setting:
 
     def stored(self, value: Any) -> Any:
         """The value as the config object holds it: JSON lists become tuples, so the object stays frozen."""
+        if self.held is not None:
+            return self.held(value)
         return tuple(value) if self.type is list else value
+
+    def document(self, value: Any) -> Any:
+        """A held value as a document writes it (the inverse of `stored`)."""
+        if self.written is not None:
+            return self.written(value)
+        return list(value) if isinstance(value, tuple) else value
 
     def default_text(self) -> str:
         return _shown(self.default, self.unit)
@@ -250,7 +282,7 @@ _UNSAFE_WHY = {
 }
 
 
-def landing_problems(dataset: str, template: str, target_prefix: str) -> list[str]:
+def landing_problems(dataset: str, template: str, target_prefix: str, tables: TablePatterns = ()) -> list[str]:
     """Why `template` under `target_prefix` would refuse or merge ordinary files (empty list: it would not).
 
     A template that passes the syntax check can still skip every object as unsafe, every night, with exit 0;
@@ -268,7 +300,10 @@ def landing_problems(dataset: str, template: str, target_prefix: str) -> list[st
                 relative=sample,
                 run_date=TEMPLATE_SAMPLE_DATE,
                 run_id=TEMPLATE_SAMPLE_RUN_ID,
+                tables=tables,
             )
+        except AmbiguousTable as err:
+            return [f"tables: an ordinary key such as {sample!r} would fail: {err}"]
         except UnsafeKey as err:
             why = next((text for kind, text in _UNSAFE_WHY.items() if isinstance(err, kind)), str(err))
             return [
@@ -351,6 +386,251 @@ def _schedule_problems(expression: Any) -> list[str]:
     return [problem] if problem else []
 
 
+# ---- tables: one folder (and catalog table) per kind of file --------------------------------------------------
+
+TABLE_FORMATS = ("csv", "json", "parquet")
+HIVE_TYPES = ("string", "boolean", "tinyint", "smallint", "int", "bigint", "float", "double", "date", "timestamp")
+QUOTED_CSV_TYPES = ("string", "boolean", "int", "bigint", "double")
+"""The only types OpenCSVSerde (quoted CSV) parses; others come back wrong or fail, so they are refused."""
+_PARAMETRISED_TYPE = re.compile(r"^(decimal\(\d{1,2}(,\s*\d{1,2})?\)|varchar\(\d{1,5}\)|char\(\d{1,3}\)|decimal)$")
+_NESTED_TYPE = re.compile(r"^(array|map|struct)<.+>$")
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_TABLE_FIELDS = ("pattern", "format", "columns", "header", "delimiter", "quoted")
+_CSV_ONLY = ("header", "delimiter", "quoted")
+_COLUMN_FIELDS = ("name", "type", "comment")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a described table, as written in the config (the catalog spec lowercases the name)."""
+
+    name: str
+    type: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One kind of file of a dataset: which keys belong to it, and, when described, how to read them.
+
+    A table with columns is *described*: the stack can create its catalog table (handler/tables.py).
+    """
+
+    name: str
+    patterns: tuple[str, ...]
+    columns: tuple[Column, ...] = ()
+    format: str = "csv"
+    header: bool = True
+    """CSV: the first line of each file names the columns and is skipped."""
+    delimiter: str = ","
+    quoted: bool = True
+    """CSV: fields may be in double quotes (OpenCSVSerde); false: no quoting at all (LazySimpleSerDe)."""
+
+    @property
+    def described(self) -> bool:
+        return bool(self.columns)
+
+    def to_document(self) -> Any:
+        """The table as a config document writes it; it reads back to an equal Table."""
+        if not self.described:
+            return list(self.patterns)
+        document: dict[str, Any] = {"pattern": list(self.patterns), "format": self.format}
+        if self.format == "csv":
+            document.update(header=self.header, delimiter=self.delimiter, quoted=self.quoted)
+        document["columns"] = [
+            {"name": c.name, "type": c.type, **({"comment": c.comment} if c.comment else {})} for c in self.columns
+        ]
+        return document
+
+
+def glue_table_name(dataset: str, table: str) -> str:
+    """The catalog name of a dataset's table: one database holds every dataset's tables, so the dataset is in it."""
+    return f"{dataset}_{table}".replace("-", "_")
+
+
+def read_tables(value: Any) -> tuple[tuple[Table, ...], list[str]]:
+    """The tables of a `tables` value, by name, and every problem with it.
+
+    Held by name, not in document order: an object's order means nothing (the stack writes the config
+    objects with sorted keys, Pulumi sorts its config), and nothing depends on it, since a key that matches
+    two tables fails instead of taking the first. Problems about one table start with its path
+    (`.ratings.columns[1].type: ...`), so the field name before them reads as one dotted path; problems
+    about the whole value start with the problem itself.
+    """
+    example = '{"ratings": "ratings*.csv"}'
+    if not isinstance(value, Mapping):
+        return (), [f"must be an object of table name -> glob pattern(s) or table description, e.g. {example}"]
+    if not value:
+        return (), ["an empty object names no table; omit tables to land every file without a table folder"]
+    tables: list[Table] = []
+    problems: list[str] = []
+    for name, spec in value.items():
+        table, found = _read_table(str(name), spec)
+        problems.extend(found)
+        if table is not None and not found:
+            tables.append(table)
+    return tuple(sorted(tables, key=lambda table: table.name)), problems
+
+
+def _read_table(name: str, spec: Any) -> tuple[Table | None, list[str]]:
+    where = f".{name}"
+    problems: list[str] = []
+    if not _TABLE_NAME.match(name):
+        problems.append(
+            f"{where}: a table name must be 1-64 lowercase letters, digits or '_', starting with a letter (it names "
+            "the table's folder and its Athena table)"
+        )
+    if isinstance(spec, str | list):
+        patterns, found = _table_patterns(spec)
+        return (Table(name, patterns) if not found else None), problems + [f"{where}: {p}" for p in found]
+    if not isinstance(spec, Mapping):
+        return None, problems + [
+            f'{where}: must be a glob pattern, a list of them, or an object with "pattern" (and, to describe the '
+            'table, "columns")'
+        ]
+    problems += [
+        f"{where}.{key}: unknown field{did_you_mean(str(key), _TABLE_FIELDS)}"
+        for key in spec
+        if key not in _TABLE_FIELDS
+    ]
+    if "pattern" not in spec:
+        problems.append(f"{where}.pattern: missing; give the glob pattern(s) of the keys of this table")
+        patterns: tuple[str, ...] = ()
+    else:
+        patterns, found = _table_patterns(spec["pattern"])
+        problems += [f"{where}.pattern: {p}" for p in found]
+    options = {key: spec[key] for key in ("format", "header", "delimiter", "quoted") if key in spec}
+    fmt = options.get("format", "csv")
+    if fmt not in TABLE_FORMATS:
+        problems.append(f"{where}.format: {fmt!r} is not one of {', '.join(TABLE_FORMATS)}")
+    for key in ("header", "quoted"):
+        if key in options and not isinstance(options[key], bool):
+            problems.append(f"{where}.{key}: must be true or false")
+    if "delimiter" in options and not (isinstance(options["delimiter"], str) and len(options["delimiter"]) == 1):
+        problems.append(f'{where}.delimiter: must be one character, e.g. "," or "\\t"')
+    if fmt != "csv":
+        problems += [f"{where}.{key}: only a csv table has it" for key in _CSV_ONLY if key in options]
+    if "columns" not in spec:
+        if options:
+            problems.append(
+                f"{where}.columns: missing; {', '.join(sorted(options))} describe a table the stack creates, which "
+                "needs its columns (or give only the pattern)"
+            )
+        columns: tuple[Column, ...] = ()
+    else:
+        quoted = fmt == "csv" and options.get("quoted", True) is True
+        columns, found = _table_columns(spec["columns"], quoted_csv=quoted)
+        problems += [f"{where}.columns{p}" for p in found]
+    if problems:
+        return None, problems
+    return Table(name, patterns, columns, **options), []
+
+
+def _table_patterns(value: Any) -> tuple[tuple[str, ...], list[str]]:
+    patterns = [value] if isinstance(value, str) else value
+    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
+        return (), ['must be a glob pattern or a non-empty list of them, e.g. "ratings*.csv"']
+    return tuple(patterns), []
+
+
+def _table_columns(value: Any, *, quoted_csv: bool) -> tuple[tuple[Column, ...], list[str]]:
+    """Columns in file order: a list, since JSON objects (and Pulumi's stack config) do not keep key order."""
+    if not isinstance(value, list) or not value:
+        return (), [': must be a non-empty list of {"name": ..., "type": ...} in the order of the file\'s fields']
+    columns: list[Column] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for n, raw in enumerate(value):
+        where = f"[{n}]"
+        if not isinstance(raw, Mapping):
+            problems.append(f'{where}: must be an object {{"name": ..., "type": ...}}')
+            continue
+        problems += [
+            f"{where}.{key}: unknown field{did_you_mean(str(key), _COLUMN_FIELDS)}"
+            for key in raw
+            if key not in _COLUMN_FIELDS
+        ]
+        name, kind, comment = raw.get("name"), raw.get("type"), raw.get("comment", "")
+        if not isinstance(name, str) or not _COLUMN_NAME.match(name):
+            problems.append(f"{where}.name: must be letters, digits or '_', not starting with a digit, got {name!r}")
+        elif name.lower() == PARTITION_KEY:
+            problems.append(
+                f"{where}.name: {name!r} is the partition column every table gets from its folders; rename it"
+            )
+        elif name.lower() in seen:
+            problems.append(f"{where}.name: {name!r} is also column {seen[name.lower()]} (names ignore case)")
+        else:
+            seen[name.lower()] = n
+        problems += [f"{where}.type: {p}" for p in _column_type_problems(kind, quoted_csv=quoted_csv)]
+        if not isinstance(comment, str):
+            problems.append(f"{where}.comment: must be a string")
+        columns.append(Column(str(name), str(kind), comment if isinstance(comment, str) else ""))
+    return tuple(columns), problems
+
+
+def _column_type_problems(kind: Any, *, quoted_csv: bool) -> list[str]:
+    if not isinstance(kind, str) or not kind:
+        return [f"must be a Hive type name ({', '.join(HIVE_TYPES)}, decimal(p,s), ...), got {kind!r}"]
+    lowered = kind.lower()
+    if quoted_csv:
+        if lowered in QUOTED_CSV_TYPES:
+            return []
+        return [
+            f"{kind!r}: a quoted csv table (OpenCSVSerde) reads only {', '.join(QUOTED_CSV_TYPES)}; declare it string "
+            "and CAST it in a query, or set quoted: false if the files never quote a field"
+        ]
+    if lowered in HIVE_TYPES or _PARAMETRISED_TYPE.match(lowered) or _NESTED_TYPE.match(lowered):
+        return []
+    return [f"{kind!r} is not a Hive type{did_you_mean(lowered, HIVE_TYPES, 'types')}"]
+
+
+def _tables_problems(value: Any) -> list[str]:
+    return read_tables(value)[1]
+
+
+def _held_tables(value: Any) -> tuple[Table, ...]:
+    return read_tables(value)[0]
+
+
+def _written_tables(tables: tuple[Table, ...]) -> dict[str, Any]:
+    return {table.name: table.to_document() for table in tables}
+
+
+def table_layout_problems(
+    dataset: str, template: str, target_prefix: str, tables: tuple[Table, ...] | None, *, tables_given: bool
+) -> list[str]:
+    """Why a dataset's key_template and tables do not fit together (empty: they do); each starts with its field.
+
+    `{table}` needs tables to say what it renders; tables need `{table}`, or every table would land in one
+    folder; a described table needs its folder to be one location with `ingest_date=` partitions under it.
+    """
+    uses_table = "table" in placeholders(template)
+    if uses_table and not tables_given:
+        return [
+            f"key_template: {template!r} uses {{table}}, which needs the dataset's tables (table name -> glob "
+            'pattern(s), e.g. {"ratings": "ratings*.csv"}); add tables or remove {table}'
+        ]
+    if tables_given and not uses_table:
+        return [
+            f"tables: key_template {template!r} has no {{table}}, so every table would land in one folder; add "
+            f"{{table}} (the default with tables is {DEFAULT_TABLE_KEY_TEMPLATE!r}) or remove tables"
+        ]
+    problems = []
+    for table in tables or ():
+        if not table.described:
+            continue
+        try:
+            table_folder(template, target_prefix, dataset=dataset, table=table.name)
+        except ValueError as err:
+            problems.append(
+                f"tables.{table.name}.columns: the table is described, but key_template {template!r} gives it no one "
+                f"location to create its catalog table at: {err}. Write its folders as fixed text and {{table}} "
+                f"followed by {PARTITION_SEGMENT!r}, e.g. {DEFAULT_TABLE_KEY_TEMPLATE!r}"
+            )
+    return problems
+
+
 # ---- the dataset fields --------------------------------------------------------------------------------------
 
 DATASET_FIELDS: tuple[Setting, ...] = (
@@ -385,8 +665,20 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         "key_template",
         str,
         DEFAULT_KEY_TEMPLATE,
-        "the landed key, under `target.prefix` (see below)",
+        f"the landed key, under `target.prefix` (see below). With `tables` the default is "
+        f"`{DEFAULT_TABLE_KEY_TEMPLATE}`.",
         check=_key_template_problems,
+    ),
+    Setting(
+        "tables",
+        dict,
+        None,
+        "one folder (and Athena table) per kind of file: table name -> glob pattern(s) on the key relative to the "
+        "source prefix (matched as `include` matches), or a description the stack creates the table from (see "
+        "*Tables*). A file that matches no table lands under `_unmatched/`; one that matches two fails, naming them.",
+        check=_tables_problems,
+        held=_held_tables,
+        written=_written_tables,
     ),
     Setting(
         "include",
@@ -564,6 +856,7 @@ class DatasetConfig:
     source: Location
     target: Location
     key_template: str = _default("key_template")
+    tables: tuple[Table, ...] | None = _default("tables")
     include: tuple[str, ...] = _default("include")
     exclude: tuple[str, ...] = _default("exclude")
     timezone: str = _default("timezone")
@@ -591,6 +884,15 @@ class DatasetConfig:
         return Location(self.inventory_bucket, normalise_prefix(self.inventory_prefix or "") or "")
 
     @property
+    def table_patterns(self) -> TablePatterns:
+        """Each table's name and patterns, as the key layout matches them."""
+        return tuple((table.name, table.patterns) for table in self.tables or ())
+
+    def table_folder(self, table: Table) -> str:
+        """The key prefix (in the target bucket) that `table`'s files land under, above its partition folders."""
+        return table_folder(self.key_template, self.target.prefix, dataset=self.name, table=table.name)
+
+    @property
     def ledger_prefix(self) -> str:
         """Where this dataset's ledger lives in the target bucket."""
         return f"{LEDGER_ROOT}{self.name}/"
@@ -608,9 +910,7 @@ class DatasetConfig:
             if setting.name.startswith("inventory.") and self.inventory_bucket is None:
                 continue
             parent, _, leaf = setting.name.rpartition(".")
-            (document.setdefault(parent, {}) if parent else document)[leaf] = (
-                list(value) if isinstance(value, tuple) else value
-            )
+            (document.setdefault(parent, {}) if parent else document)[leaf] = setting.document(value)
         return document
 
 
@@ -651,9 +951,28 @@ def parse_config(data: Any) -> ProcessConfig:
         ds = _parse_dataset(str(name), raw, problems)
         if ds is not None:
             datasets[ds.name] = ds
+    problems.extend(_catalog_name_problems(datasets.values()))
     if problems:
         raise ConfigError(problems)
     return ProcessConfig(datasets=datasets)
+
+
+def _catalog_name_problems(datasets: Iterable[DatasetConfig]) -> list[str]:
+    """Described tables of all datasets share one catalog database: two that would get one name are refused."""
+    owners: dict[str, str] = {}
+    problems = []
+    for ds in datasets:
+        for table in ds.tables or ():
+            if not table.described:
+                continue
+            name = glue_table_name(ds.name, table.name)
+            owner = f"datasets.{ds.name}.tables.{table.name}"
+            if name in owners:
+                problems.append(
+                    f"{owner}: its catalog table would be named {name!r}, as {owners[name]}'s is; rename one of them"
+                )
+            owners.setdefault(name, owner)
+    return problems
 
 
 def parse_config_text(text: str, origin: str = "config") -> ProcessConfig:
@@ -748,13 +1067,32 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
     problems.extend(f"{where}.{p}" for p in _inventory_problems(raw.get(_INVENTORY)))
     if source and target:
         problems.extend(f"{where}: {p}" for p in _overlap_problems(name, source, target))
-    template = raw.get("key_template", DEFAULT_KEY_TEMPLATE)
+    tables_given = raw.get("tables") is not None
+    template = raw.get("key_template", DEFAULT_TABLE_KEY_TEMPLATE if tables_given else DEFAULT_KEY_TEMPLATE)
+    if tables_given and "key_template" not in raw:
+        values["key_template"] = template
     if target and isinstance(template, str) and template.strip():
-        problems.extend(f"{where}.{p}" for p in landing_problems(name, template, target.prefix))
+        problems.extend(
+            f"{where}.{p}"
+            for p in _layout_problems(name, template, target.prefix, values.get("tables"), tables_given=tables_given)
+        )
 
     if len(problems) > start or source is None or target is None:
         return None
     return DatasetConfig(name=name, source=source, target=target, **values)
+
+
+def _layout_problems(
+    dataset: str, template: str, target_prefix: str, tables: tuple[Table, ...] | None, *, tables_given: bool
+) -> list[str]:
+    """How `template` fits its tables, then what it does to ordinary keys: one check for a document and overrides."""
+    try:
+        placeholders(template)
+    except ValueError:
+        return []  # malformed: template_problems says why
+    problems = table_layout_problems(dataset, template, target_prefix, tables, tables_given=tables_given)
+    patterns = tuple((table.name, table.patterns) for table in tables or ())
+    return problems or landing_problems(dataset, template, target_prefix, patterns)
 
 
 def _inventory_problems(raw: Any) -> list[str]:
@@ -857,8 +1195,12 @@ def with_overrides(dataset: DatasetConfig, **fields: Any) -> DatasetConfig:
     values: dict[str, Any] = {}
     for attribute, value in fields.items():
         _take(_PLAIN_FIELDS[attribute], list(value) if isinstance(value, tuple) else value, "", problems, values)
-    if "key_template" in values:
-        problems.extend(landing_problems(dataset.name, values["key_template"], dataset.target.prefix))
+    if not problems and ("key_template" in values or "tables" in values):
+        tables = values.get("tables", dataset.tables)
+        template = values.get("key_template", dataset.key_template)
+        problems.extend(
+            _layout_problems(dataset.name, template, dataset.target.prefix, tables, tables_given=tables is not None)
+        )
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(dataset, **values)
@@ -867,6 +1209,7 @@ def with_overrides(dataset: DatasetConfig, **fields: Any) -> DatasetConfig:
 def _take(setting: Setting, value: Any, where: str, problems: list[str], values: dict[str, Any]) -> None:
     """Check one given value: keep it as the config object holds it, or record why it cannot be."""
     found = setting.problems(value)
-    problems.extend(f"{where}{setting.name}: {p}" for p in found)
+    # A problem about a part of the value starts with its path (`.ratings.pattern: ...`): one dotted path.
+    problems.extend(f"{where}{setting.name}{'' if p.startswith(('.', '[')) else ': '}{p}" for p in found)
     if not found:
         values[setting.path] = setting.stored(value)

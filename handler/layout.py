@@ -11,9 +11,13 @@ sample keys through the very function the planner uses.
 
 from __future__ import annotations
 
+import functools
 import posixpath
+import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date as Date
+from fnmatch import fnmatchcase
 
 LEDGER_ROOT = "_ingestion/"
 """Reserved prefix of every target bucket: the ledger lives under `_ingestion/<dataset>/`.
@@ -23,6 +27,21 @@ It starts with `_` so Hive, Athena and Spark treat it as hidden even if a table 
 
 MAX_KEY_BYTES = 1024
 """S3's limit on a key's UTF-8 length."""
+
+UNMATCHED_TABLE = "_unmatched"
+"""What `{table}` renders for a file that matches no table's patterns.
+
+Such a file still lands (a new kind of file is exactly what a nightly feed must not drop), in a folder of its
+own that no table reads: it starts with `_`, so Hive, Athena and Spark treat it as hidden, and no table name can
+start with `_`, so it can never be mixed into a table's folder.
+"""
+
+PARTITION_KEY = "ingest_date"
+PARTITION_SEGMENT = PARTITION_KEY + "={date}"
+"""The key_template folder a described table is partitioned by: one Hive-style partition per run date."""
+
+TablePatterns = Sequence[tuple[str, Sequence[str]]]
+"""A dataset's tables as the layout needs them: each name with its glob patterns."""
 
 
 class UnsafeKey(ValueError):
@@ -47,6 +66,14 @@ class InLedger(UnsafeKey):
 
 class KeyTooLong(UnsafeKey):
     """The rendered key passes S3's 1,024-byte limit: a per-object failure the user must act on."""
+
+
+class AmbiguousTable(ValueError):
+    """The key matches the patterns of more than one table: a per-object failure the user must act on.
+
+    Nothing guesses which table a file belongs to: a JSON object (and so Pulumi's stack config, which sorts
+    keys) has no order to say "first match wins", and a file in the wrong table's folder breaks that table.
+    """
 
 
 @dataclass(frozen=True)
@@ -80,6 +107,29 @@ def key_parts(relative: str) -> KeyParts:
     return KeyParts(path="/".join(segments), dir="/".join(segments[:-1]), name=name, stem=stem, ext=ext)
 
 
+@functools.lru_cache(maxsize=64)
+def placeholders(template: str) -> frozenset[str]:
+    """The placeholder names a template uses (parsed once per template, not once per key)."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name is not None)
+
+
+def table_of(relative: str, tables: TablePatterns) -> str:
+    """The table a source key belongs to: the one whose patterns it matches, else UNMATCHED_TABLE.
+
+    Patterns match the key relative to the source prefix exactly as `include` does (case-sensitive, `*` also
+    matches `/`). A key that matches two tables raises AmbiguousTable naming both.
+    """
+    matched = [(name, pattern) for name, patterns in tables for pattern in patterns if fnmatchcase(relative, pattern)]
+    names = list(dict.fromkeys(name for name, _ in matched))
+    if len(names) > 1:
+        shown = ", ".join(f"{name!r} ({next(p for n, p in matched if n == name)!r})" for name in names)
+        raise AmbiguousTable(
+            f"ambiguous table: the key matches the patterns of {shown}; it is not copied until the patterns are "
+            "changed so that it matches one table"
+        )
+    return names[0] if names else UNMATCHED_TABLE
+
+
 def render_target_key(
     template: str,
     target_prefix: str,
@@ -88,11 +138,14 @@ def render_target_key(
     relative: str,
     run_date: Date,
     run_id: str,
+    tables: TablePatterns = (),
 ) -> str:
-    """Render the landed key for one object; raise UnsafeKey with the reason when it cannot land."""
+    """Render the landed key for one object; raise UnsafeKey with the reason when it cannot land, and
+    AmbiguousTable when `{table}` cannot say which table it belongs to."""
     parts = key_parts(relative)
     rendered = template.format(
         dataset=dataset,
+        table=table_of(relative, tables) if "table" in placeholders(template) else UNMATCHED_TABLE,
         path=parts.path,
         dir=parts.dir,
         name=parts.name,
@@ -118,6 +171,31 @@ def render_target_key(
             rendered=key,
         )
     return key
+
+
+def table_folder(template: str, target_prefix: str, *, dataset: str, table: str) -> str:
+    """The key prefix every file of `table` lands under, just above its `ingest_date=` partition folders.
+
+    A catalog table needs one location whose subfolders are `ingest_date=YYYY-MM-DD`: that holds when the
+    template's folders up to PARTITION_SEGMENT name only `{table}` (and perhaps `{dataset}`) and fixed text.
+    Raises ValueError saying what is missing otherwise. The folders are normalised exactly as
+    render_target_key normalises a whole key, so the two always agree.
+    """
+    segments = template.split("/")
+    if PARTITION_SEGMENT not in segments:
+        raise ValueError(f"it has no {PARTITION_SEGMENT!r} folder to partition the table by")
+    head = "/".join(segments[: segments.index(PARTITION_SEGMENT)])
+    used = placeholders(head)
+    if "table" not in used:
+        raise ValueError(f"{{table}} is not among the folders before {PARTITION_SEGMENT!r}")
+    if used - {"table", "dataset"}:
+        others = ", ".join("{" + name + "}" for name in sorted(used - {"table", "dataset"}))
+        raise ValueError(
+            f"the folders before {PARTITION_SEGMENT!r} hold {others}, which differ from file to file, so a table "
+            "has no one location"
+        )
+    folders = [s for s in head.format(table=table, dataset=dataset).split("/") if s != ""]
+    return target_prefix + "".join(folder + "/" for folder in folders)
 
 
 def printable(text: str) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from .config import DatasetConfig
-from .layout import KeyTooLong, UnsafeKey, relative_key, render_target_key
+from .layout import AmbiguousTable, KeyTooLong, UnsafeKey, relative_key, render_target_key
 from .records import BatchItem, ManifestLine, ObjectStatus, PlanCounts
 from .selection import COPY, EXCLUDE, FAIL, ROUTINE_SKIPS, SKIP, SkipKind, SourceObject, decide
 from .state import LOOKUP_CHUNK, chunks, landed_entries
@@ -122,8 +122,9 @@ def _decide_row(
                 relative=relative,
                 run_date=run_date,
                 run_id=run_id,
+                tables=dataset.table_patterns,
             )
-        except KeyTooLong as err:
+        except (KeyTooLong, AmbiguousTable) as err:
             action, reason = FAIL, str(err)
         except UnsafeKey as err:
             action, reason, kind = SKIP, f"unsafe key: {err}", SkipKind.UNSAFE_KEY

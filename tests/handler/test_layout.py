@@ -7,9 +7,11 @@ from datetime import date
 
 import pytest
 
-from handler.config import DEFAULT_KEY_TEMPLATE, TEMPLATE_SAMPLE_KEYS
+from handler.config import DEFAULT_KEY_TEMPLATE, DEFAULT_TABLE_KEY_TEMPLATE, TEMPLATE_SAMPLE_KEYS
 from handler.layout import (
     MAX_KEY_BYTES,
+    UNMATCHED_TABLE,
+    AmbiguousTable,
     KeyParts,
     KeyTooLong,
     UnsafeKey,
@@ -17,6 +19,8 @@ from handler.layout import (
     printable,
     relative_key,
     render_target_key,
+    table_folder,
+    table_of,
 )
 
 RUN_DATE = date(2024, 3, 7)
@@ -349,3 +353,84 @@ def test_control_and_bidi_characters_are_escaped_for_display(key: str, shown: st
 @pytest.mark.parametrize("key", ["café.csv", "cafe\u0301.csv", "中文/文件.txt", "emoji/🎬.json", "a b/c+d%20.csv"])
 def test_ordinary_unicode_stays_readable(key: str) -> None:
     assert printable(key) == key
+
+
+# ---- tables ------------------------------------------------------------------------------------------------------
+
+TABLES = (("ratings", ("ratings*.csv", "*/ratings*.csv")), ("movies", ("movies.csv",)))
+
+
+def render_table(relative: str, template: str = DEFAULT_TABLE_KEY_TEMPLATE, prefix: str = "raw/") -> str:
+    return render_target_key(
+        template, prefix, dataset="sales", relative=relative, run_date=RUN_DATE, run_id=RUN_ID, tables=TABLES
+    )
+
+
+@pytest.mark.parametrize(
+    ("relative", "table"),
+    [
+        ("ratings.csv", "ratings"),
+        ("ratings_late.csv", "ratings"),
+        ("2024/ratings.csv", "ratings"),
+        ("movies.csv", "movies"),
+        ("2024/movies.csv", UNMATCHED_TABLE),
+        ("Ratings.csv", UNMATCHED_TABLE),
+        ("README.txt", UNMATCHED_TABLE),
+    ],
+)
+def test_a_key_belongs_to_the_table_whose_patterns_it_matches_as_include_would(relative: str, table: str) -> None:
+    assert table_of(relative, TABLES) == table
+
+
+def test_a_key_matching_two_tables_is_ambiguous_naming_both_and_the_patterns() -> None:
+    with pytest.raises(AmbiguousTable) as info:
+        table_of("ratings.csv", (("ratings", ("ratings*",)), ("csv", ("*.txt", "*.csv"))))
+
+    assert str(info.value) == (
+        "ambiguous table: the key matches the patterns of 'ratings' ('ratings*'), 'csv' ('*.csv'); it is not copied "
+        "until the patterns are changed so that it matches one table"
+    )
+
+
+def test_two_patterns_of_one_table_are_not_ambiguous() -> None:
+    assert table_of("x/ratings.csv", (("ratings", ("*ratings*", "*.csv")),)) == "ratings"
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("ratings.csv", "raw/ratings/ingest_date=2024-03-07/ratings.csv"),
+        ("2024/jan/ratings.csv", "raw/ratings/ingest_date=2024-03-07/2024/jan/ratings.csv"),
+        ("movies.csv", "raw/movies/ingest_date=2024-03-07/movies.csv"),
+        ("README.txt", "raw/_unmatched/ingest_date=2024-03-07/README.txt"),
+    ],
+)
+def test_the_table_template_lands_each_table_in_its_own_partitioned_folder(relative: str, expected: str) -> None:
+    assert render_table(relative) == expected
+
+
+def test_a_template_without_table_ignores_the_tables() -> None:
+    assert render_table("ratings.csv", DEFAULT_KEY_TEMPLATE) == "raw/ingest_date=2024-03-07/ratings.csv"
+
+
+@pytest.mark.parametrize(
+    ("template", "folder"),
+    [
+        (DEFAULT_TABLE_KEY_TEMPLATE, "raw/ratings/"),
+        ("{dataset}/{table}/ingest_date={date}/{name}/{path}", "raw/sales/ratings/"),
+        ("/tables//{table}_v2/ingest_date={date}/{run_id}/{path}", "raw/tables/ratings_v2/"),
+    ],
+)
+def test_the_table_folder_is_where_every_key_of_the_table_lands_above_its_partition(template: str, folder: str) -> None:
+    assert table_folder(template, "raw/", dataset="sales", table="ratings") == folder
+    for relative in ("ratings.csv", "a/b/ratings_2.csv", "//ratings.csv"):
+        assert render_table(relative, template).startswith(f"{folder}ingest_date=2024-03-07/")
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{dir}/{table}/ingest_date={date}/{name}", "{table}/{date}/{path}", "ingest_date={date}/{table}/{path}"],
+)
+def test_a_template_without_one_folder_per_table_has_no_table_folder(template: str) -> None:
+    with pytest.raises(ValueError):
+        table_folder(template, "raw/", dataset="sales", table="ratings")

@@ -419,3 +419,54 @@ def test_planned_copies_cut_into_batches_hold_every_copy(db: sqlite3.Connection)
     assert sum(len(batch) for batch in batches) == 30
     assert all(sum(item.size for item in batch) <= 100 or len(batch) == 1 for batch in batches)
     assert [item.key for batch in batches for item in batch] == [f"{PREFIX}f{n:02d}.csv" for n in range(30)]
+
+
+# ---- tables --------------------------------------------------------------------------------------------------
+
+
+def test_each_table_is_planned_into_its_folder_and_an_unmatched_file_still_lands(db: sqlite3.Connection) -> None:
+    tables = {"ratings": "ratings*.csv", "movies": "movies.csv"}
+
+    counts = plan(
+        db, [src("ratings.csv"), src("ratings_late.csv"), src("movies.csv"), src("README.txt")], tables=tables
+    )
+
+    assert (counts.planned, counts.failed_at_plan, counts.skipped) == (4, 0, 0)
+    assert {copy.key: copy.target for copy in iter_copies(db)} == {
+        PREFIX + "ratings.csv": f"{PREFIX}ratings/ingest_date=2024-03-07/ratings.csv",
+        PREFIX + "ratings_late.csv": f"{PREFIX}ratings/ingest_date=2024-03-07/ratings_late.csv",
+        PREFIX + "movies.csv": f"{PREFIX}movies/ingest_date=2024-03-07/movies.csv",
+        PREFIX + "README.txt": f"{PREFIX}_unmatched/ingest_date=2024-03-07/README.txt",
+    }
+
+
+def test_a_file_matching_two_tables_fails_with_the_reason_and_the_rest_are_planned(db: sqlite3.Connection) -> None:
+    counts = plan(
+        db, [src("ratings.csv"), src("ratings-movies.csv")], tables={"ratings": "ratings*", "movies": "*movies*"}
+    )
+
+    assert (counts.planned, counts.failed_at_plan) == (1, 1)
+    assert [copy.key for copy in iter_copies(db)] == [PREFIX + "ratings.csv"]
+    (note,) = iter_notes(db)
+    assert (note.source_key, note.status, note.target_key) == (PREFIX + "ratings-movies.csv", "failed", None)
+    assert note.reason.startswith("ambiguous table: the key matches the patterns of 'movies' ('*movies*'), 'ratings'")
+
+
+def test_adding_tables_to_a_landed_dataset_lands_only_new_and_changed_files_in_table_folders(
+    db: sqlite3.Connection,
+) -> None:
+    # "Already landed" is the state's source key and ETag, never the target: a new layout re-lands nothing.
+    landed(db, "ratings.csv", "e-ratings")
+    landed(db, "movies.csv", "e-movies")
+
+    counts = plan(
+        db,
+        [src("ratings.csv", "e-ratings"), src("movies.csv", "e-movies-v2"), src("tags.csv", "e-tags")],
+        tables={"ratings": "ratings*.csv", "movies": "movies*.csv", "tags": "tags*.csv"},
+    )
+
+    assert (counts.planned, counts.skipped_by_reason) == (2, {"unchanged": 1})
+    assert {copy.key: copy.target for copy in iter_copies(db)} == {
+        PREFIX + "movies.csv": f"{PREFIX}movies/ingest_date=2024-03-07/movies.csv",
+        PREFIX + "tags.csv": f"{PREFIX}tags/ingest_date=2024-03-07/tags.csv",
+    }

@@ -242,6 +242,30 @@ def test_object_deleted_from_source_stays_landed(s3, buckets):
     assert [row["key"] for row in state(s3, raw)] == ["movielens/a.csv"]
 
 
+def test_a_new_layout_relands_nothing_and_lands_changed_files_in_their_table_folder(s3, buckets):
+    source, raw = buckets
+    put(s3, source, "movielens/ratings.csv", "v1")
+    put(s3, source, "movielens/movies.csv", "movies")
+    Engine(s3, dataset_config(source, raw)).run(NOV_27)
+    before = snapshot(s3, raw)[raw]
+    tabled = Engine(s3, dataset_config(source, raw, tables={"ratings": "ratings*.csv", "movies": "movies*.csv"}))
+
+    (unchanged,) = tabled.run(NOV_28)
+    put(s3, source, "movielens/ratings.csv", "v2")
+    (changed,) = tabled.run(NOV_29)
+
+    assert (unchanged["status"], unchanged["copied"], unchanged["unchanged"]) == ("nothing_new", 0, 2)
+    assert [k for k in landed_keys(s3, raw) if k not in dict(before)] == [
+        "movielens/ratings/ingest_date=2026-11-29/ratings.csv"
+    ]
+    assert changed["copied"] == 1
+    rows = {row["key"]: row["target"] for row in state(s3, raw)}
+    assert rows == {
+        "movielens/ratings.csv": "movielens/ratings/ingest_date=2026-11-29/ratings.csv",
+        "movielens/movies.csv": "movielens/ingest_date=2026-11-27/movies.csv",
+    }
+
+
 # ---- the ledger ---------------------------------------------------------------------------------------------
 
 
