@@ -15,6 +15,7 @@ from infra.function import IngestFunction, IngestFunctionArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.notifications import Notifications, NotificationsArgs
 from infra.policies import alarm_key_policy_statement
+from infra.raw_tables import RawTables, RawTablesArgs
 from infra.schedule import DatasetSchedules, DatasetSchedulesArgs
 from infra.stack_config import StackConfig
 from infra.storage import SecureBucket, SecureBucketArgs
@@ -45,6 +46,7 @@ class IngestionPipeline(pulumi.ComponentResource):
     workflow: Workflow
     schedules: DatasetSchedules
     catalog: LedgerCatalog
+    raw_tables: RawTables
     monitoring: Monitoring
     exports: dict[str, Any]
 
@@ -130,6 +132,11 @@ class IngestionPipeline(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.raw_tables = RawTables(
+            f"{name}-raw-tables",
+            RawTablesArgs(database_name=self.catalog.database_name, raw_bucket=self.raw_bucket.name, datasets=datasets),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.monitoring = Monitoring(
             f"{name}-monitoring",
             MonitoringArgs(
@@ -156,6 +163,7 @@ class IngestionPipeline(pulumi.ComponentResource):
             "stateMachineName": self.workflow.state_machine_name,
             "scheduleNames": {ds: s.name for ds, s in self.schedules.schedules.items()},
             "glueDatabaseName": self.catalog.database_name,
+            "glueTableNames": sorted([*self.catalog.tables, *self.raw_tables.tables]),
             "metricsNamespace": metrics_namespace,
             "dashboardName": self.monitoring.dashboard.dashboard_name,
             "alarmNames": [alarm.name for alarm in self.monitoring.alarms],

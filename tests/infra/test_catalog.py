@@ -21,7 +21,9 @@ TABLE = "aws:glue/catalogTable:CatalogTable"
 
 
 def tables(deployment: Deployment) -> dict[str, dict[str, Any]]:
-    return {t.inputs["name"]: t.inputs for t in deployment.of_type(TABLE)}
+    """The ledger's tables (the raw tables beside them are tests/infra/test_raw_tables.py's)."""
+    ledger = {t.name for t in LEDGER_TABLES}
+    return {t.inputs["name"]: t.inputs for t in deployment.of_type(TABLE) if t.inputs["name"] in ledger}
 
 
 def test_the_stack_gets_one_database_named_for_project_and_stack(run_program: Run) -> None:

@@ -108,13 +108,14 @@ def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_
         "data-file-ingestion:workflow:Workflow": 1,
         "data-file-ingestion:schedule:DatasetSchedules": 1,
         "data-file-ingestion:catalog:LedgerCatalog": 1,
+        "data-file-ingestion:catalog:RawTables": 1,
         "data-file-ingestion:monitoring:Monitoring": 1,
     }
-    # The database, the ledger's manifest and runs tables; three alarms (executions, and the one dataset's
-    # objects failed and freshness); one dashboard.
+    # The database, the ledger's manifest and runs tables and MovieLens' four described tables; three alarms
+    # (executions, and the one dataset's objects failed and freshness); one dashboard.
     operated = {
         "aws:glue/catalogDatabase:CatalogDatabase": 1,
-        "aws:glue/catalogTable:CatalogTable": 2,
+        "aws:glue/catalogTable:CatalogTable": 2 + 4,
         "aws:cloudwatch/metricAlarm:MetricAlarm": 3,
         "aws:cloudwatch/dashboard:Dashboard": 1,
     }
@@ -154,7 +155,7 @@ def test_every_cloud_resource_lives_in_a_component_of_the_pipeline(run_program: 
             assert parent != "data-file-ingestion:pipeline:IngestionPipeline", typ
     components = {t: p for t, p in parent_of.items() if t.startswith("data-file-ingestion:")}
     assert components.pop("data-file-ingestion:pipeline:IngestionPipeline") == {"pulumi:pulumi:Stack"}
-    assert len(components) == 8
+    assert len(components) == 9
     assert all(p == {"data-file-ingestion:pipeline:IngestionPipeline"} for p in components.values())
     # Children are named from their component, so two pipelines in one stack could not collide.
     assert all(r.name.startswith("ingestion") for r in deployment.resources)
@@ -528,6 +529,14 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
         "stateMachineName": machine.state["name"],
         "scheduleNames": {"movielens": schedule.state["name"]},
         "glueDatabaseName": "data_file_ingestion_test",
+        "glueTableNames": [
+            "manifest",
+            "movielens_links",
+            "movielens_movies",
+            "movielens_ratings",
+            "movielens_tags",
+            "runs",
+        ],
         "metricsNamespace": "data-file-ingestion/test",
         "dashboardName": "ingestion-monitoring-test",
         "alarmNames": sorted(a.state["name"] for a in deployment.of_type(ALARM)),

@@ -14,7 +14,7 @@ from handler.config import DatasetConfig, parse_config
 from handler.layout import render_target_key
 from infra.raw_tables import RawTables, RawTablesArgs
 from infra.stack_config import parse_stack_config
-from tests.infra.harness import Deployment, RecordingMocks, dev_stack_config, stack_values
+from tests.infra.harness import Deployment, RecordingMocks, dev_stack_config, placeholders, stack_values
 
 TABLE = "aws:glue/catalogTable:CatalogTable"
 DATABASE = "acme_ingestion_dev"
@@ -42,7 +42,7 @@ def build(mocks: RecordingMocks) -> Build:
 
 
 def dev_datasets() -> tuple[list[DatasetConfig], str]:
-    config = parse_stack_config(stack_values(dev_stack_config()))
+    config = parse_stack_config(stack_values(dev_stack_config()), placeholders=placeholders)
     return list(config.datasets.datasets.values()), config.raw_bucket
 
 
