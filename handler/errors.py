@@ -49,6 +49,15 @@ class RunNotFound(IngestError):
     """A batch or finalize step named a run that has no open plan (already finalized, or never planned)."""
 
 
+class InvalidRequest(IngestError):
+    """A question about the ledger that cannot be answered as asked: a run that was never committed, an object URI
+    that is not `s3://bucket/key`, a run still in progress. Like a usage error, nothing was done."""
+
+
+class NoLineage(IngestError):
+    """The object asked about is missing, carries no lineage metadata, or was landed by another dataset."""
+
+
 class Interrupted(IngestError):
     """SIGTERM or Ctrl-C stopped the run: its lock is released, and an open run is completed by the next run."""
 

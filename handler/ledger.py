@@ -192,6 +192,28 @@ class LedgerPaths:
     def summary(self, date: str, run_id: str) -> str:
         return f"{self.summary_folder(date)}{run_id}.json"
 
+    def summary_run(self, key: str) -> tuple[str, str] | None:
+        """(date, run id) of a summary key, or None for a key that is not one."""
+        folder, _, name = key.removeprefix(self.summaries).partition("/")
+        if not folder.startswith("date=") or not name.endswith(".json") or "/" in name:
+            return None
+        return folder.removeprefix("date="), name.removesuffix(".json")
+
+    def results(self, run_id: str) -> str:
+        return f"{self.work(run_id)}results/"
+
+    def plan_outcomes(self, run_id: str) -> str:
+        return f"{self.work(run_id)}planned/"
+
+    def shard_outcomes(self, run_id: str) -> str:
+        return f"{self.work(run_id)}final/"
+
+    @staticmethod
+    def unit(key: str) -> int | None:
+        """The batch or shard number a work file is named by (`.../results/000012.jsonl` is 12)."""
+        stem = key.rsplit("/", 1)[-1].split(".", 1)[0]
+        return int(stem) if stem.isdigit() else None
+
     def marker(self, date: str, run_id: str) -> str:
         return f"{self.markers}date={date}/{run_id}.json"
 
@@ -494,10 +516,25 @@ class Ledger:
 
     def manifest_lines(self, date: str, run_id: str) -> Iterator[dict[str, Any]]:
         """A run's manifest lines, part by part (a run written before parts existed: its one file)."""
+        for key in self.manifest_part_keys(date, run_id):
+            yield from self.part_lines(key)
+
+    def manifest_part_keys(self, date: str, run_id: str) -> Iterator[str]:
+        """The keys of a run's manifest parts, in shard order (a run written before parts existed: its one file)."""
         prefix = self.paths.manifest_glob(date, run_id).removesuffix("*.jsonl")
-        for key in s3io.iter_keys(self._s3, self.bucket, prefix):
-            yield from s3io.read_jsonl(self._s3, self.bucket, key) or ()
-        yield from s3io.read_jsonl(self._s3, self.bucket, f"{self.paths.manifest_folder(date)}{run_id}.jsonl") or ()
+        yield from s3io.iter_keys(self._s3, self.bucket, prefix)
+        whole = f"{self.paths.manifest_folder(date)}{run_id}.jsonl"
+        if s3io.head_or_none(self._s3, self.bucket, whole) is not None:
+            yield whole
+
+    def part_lines(self, key: str) -> Iterator[dict[str, Any]]:
+        """One manifest part's lines, streamed (none when it is gone)."""
+        yield from s3io.read_jsonl(self._s3, self.bucket, key) or ()
+
+    def state_part_rows(self, key: str) -> Iterator[dict[str, Any]] | None:
+        """One state part's rows in key order, streamed; None when the part is missing."""
+        body = s3io.open_body(self._s3, self.bucket, key)
+        return None if body is None else state.iter_lines(body)
 
     # ---- the commit ---------------------------------------------------------------------------------------
 
@@ -579,6 +616,39 @@ class Ledger:
 
     def clear_work(self, run_id: str) -> None:
         s3io.delete_prefix(self._s3, self.bucket, self.paths.work(run_id))
+
+    # ---- reading the record back (status, verify, lineage) ------------------------------------------------
+
+    def runs_on(self, date: str) -> list[RunSummary]:
+        """The committed runs of one date, oldest first (a summary is written by each run's commit)."""
+        keys = sorted(s3io.iter_keys(self._s3, self.bucket, self.paths.summary_folder(date)))
+        summaries = (s3io.get_json(self._s3, self.bucket, key)[0] for key in keys)
+        return [RunSummary.from_json(document) for document in summaries if document is not None]
+
+    def run_date(self, run_id: str) -> str | None:
+        """The date a committed run belongs to, from its summary's key (one listing of the summaries: one key per
+        run, so it grows with the history, not with the dataset)."""
+        for key in s3io.iter_keys(self._s3, self.bucket, self.paths.summaries):
+            found = self.paths.summary_run(key)
+            if found is not None and found[1] == run_id:
+                return found[0]
+        return None
+
+    def reported_batches(self, run_id: str) -> list[int]:
+        """The batches of a run that have stored their results so far."""
+        return self._units(self.paths.results(run_id))
+
+    def planned_shards(self, run_id: str) -> list[int]:
+        """The shards of a run being planned that have stored their plan so far."""
+        return self._units(self.paths.plan_outcomes(run_id))
+
+    def finalized_shards(self, run_id: str) -> list[int]:
+        """The shards of a run that have written their manifest part and state so far."""
+        return self._units(self.paths.shard_outcomes(run_id))
+
+    def _units(self, prefix: str) -> list[int]:
+        units = (self.paths.unit(key) for key in s3io.iter_keys(self._s3, self.bucket, prefix))
+        return sorted(n for n in units if n is not None)
 
     def history(self, limit: int) -> list[RunSummary]:
         """Run summaries, newest first (run ids start with their UTC start time)."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from functools import cache
+from typing import Any
 from urllib.parse import quote, unquote
 
 PREFIX = "ingest-"
@@ -78,6 +80,39 @@ def landed_from(metadata: Mapping[str, str] | None) -> tuple[str, str, str] | No
     if SOURCE_KEY not in meta or SOURCE_ETAG not in meta:
         return None
     return meta.get(SOURCE_BUCKET, ""), unquote(meta[SOURCE_KEY]), meta[SOURCE_ETAG]
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Everything a landed object says about where it came from, decoded (the source key unquoted)."""
+
+    source_bucket: str
+    source_key: str
+    source_etag: str
+    dataset: str
+    date: str
+    run_id: str
+    ingested_at: str
+
+    @classmethod
+    def of(cls, metadata: Mapping[str, str] | None) -> Lineage | None:
+        """The lineage an object's user metadata carries, or None when it has none (not landed by us, or its
+        metadata was replaced since)."""
+        meta = normalise(metadata)
+        if SOURCE_KEY not in meta or SOURCE_ETAG not in meta:
+            return None
+        return cls(
+            source_bucket=meta.get(SOURCE_BUCKET, ""),
+            source_key=unquote(meta[SOURCE_KEY]),
+            source_etag=meta[SOURCE_ETAG],
+            dataset=meta.get(DATASET, ""),
+            date=meta.get(DATE, ""),
+            run_id=meta.get(RUN_ID, ""),
+            ingested_at=meta.get(TIMESTAMP, ""),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @cache

@@ -307,3 +307,28 @@ def test_first_attempt_at_a_batch_is_true_once(ledger):
     assert ledger.first_attempt("run-1", 0) is True
     assert ledger.first_attempt("run-1", 0) is False
     assert ledger.first_attempt("run-1", 1) is True
+
+
+def test_reported_batches_are_read_back_by_number(s3, ledger):
+    lock = ledger.lock.acquire("run-1")
+    for number in (batch_number(1, 0), 2, 0):
+        ledger.observe_result("run-1", number)
+        ledger.save_result("run-1", number, [line("movielens/a.csv", "e1")], lock)
+
+    assert ledger.reported_batches("run-1") == [0, 2, batch_number(1, 0)]
+    assert ledger.reported_batches("run-2") == []
+    assert ledger.finalized_shards("run-1") == ledger.planned_shards("run-1") == []
+
+
+def test_a_runs_date_and_a_dates_runs_are_found_from_the_summaries(s3, ledger, paths):
+    for date, run_id in (("2026-11-27", "20261127T200000000Z-a"), ("2026-11-27", "20261128T010000000Z-b")):
+        summary = {"dataset": "movielens", "run_id": run_id, "date": date, "status": "succeeded", "started_at": "x"}
+        summary |= {"finished_at": "x", "duration_seconds": 1.0, "resumed": False, "source": "s", "target": "t"}
+        s3.put_object(Bucket=ledger.bucket, Key=paths.summary(date, run_id), Body=json.dumps(summary).encode())
+
+    assert ledger.run_date("20261128T010000000Z-b") == "2026-11-27"
+    assert ledger.run_date("no-such-run") is None
+    assert [run.run_id for run in ledger.runs_on("2026-11-27")] == ["20261127T200000000Z-a", "20261128T010000000Z-b"]
+    assert ledger.runs_on("2026-11-28") == []
+    assert paths.summary_run(paths.summary("2026-11-27", "r")) == ("2026-11-27", "r")
+    assert paths.summary_run(paths.summaries + "stray.json") is None

@@ -15,6 +15,7 @@ from handler.metadata import (
     SOURCE_ETAG,
     SOURCE_KEY,
     TIMESTAMP,
+    Lineage,
     MetadataTooLarge,
     encode_value,
     landed_from,
@@ -189,3 +190,26 @@ def test_replaced_source_ingest_values_do_not_count_against_the_limit() -> None:
     values = lineage_for("a.csv")
 
     assert merged({"ingest-source-key": "x" * 4000}, values) == values
+
+
+@pytest.mark.parametrize("key", AWKWARD_KEYS)
+def test_lineage_decodes_every_fact_with_the_exact_source_key(key: str) -> None:
+    decoded = Lineage.of(lineage_for(key))
+
+    assert decoded == Lineage(
+        source_bucket="src-bucket",
+        source_key=key,
+        source_etag="9b2cf535f27731c974343645a3985328",
+        dataset="sales",
+        date="2024-03-07",
+        run_id="20240307T200000Z-ab12",
+        ingested_at="2024-03-07T20:00:05Z",
+    )
+
+
+def test_lineage_is_read_from_title_cased_names_and_is_none_without_source_key_or_etag() -> None:
+    title_cased = {name.title(): value for name, value in lineage_for("a.csv").items()}
+
+    assert Lineage.of(title_cased) == Lineage.of(lineage_for("a.csv"))
+    assert Lineage.of({"ingest-source-key": "a.csv"}) is None
+    assert Lineage.of(None) is None
