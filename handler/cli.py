@@ -1,8 +1,9 @@
-"""Command line: `python -m handler run|history|demo`. Exit codes are part of the interface.
+"""Command line: `python -m handler run|history|status|verify|lineage|demo`. Exit codes are part of the interface.
 
-0 succeeded or nothing new, 1 some objects (or the run) failed, 2 bad usage, config or credentials (nothing
-copied), 3 run in progress (nothing copied), 130 / 143 interrupted by Ctrl-C / SIGTERM (the lock is released;
-the next run completes what was planned).
+0 succeeded, nothing new, or verified clean; 1 some objects (or the run) failed, or verify found problems; 2 bad
+usage, config or credentials, or a question the ledger cannot answer as asked (nothing copied); 3 run in progress
+(nothing copied); 130 / 143 interrupted by Ctrl-C / SIGTERM (the lock is released; the next run completes what was
+planned).
 
 Every outcome the CLI reaches is reported the same way, so scripts and people never meet a traceback: a command
 that could not do its job prints one `error: ...` line on stderr (the traceback only with LOG_LEVEL=DEBUG), and
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, logs
 from .clients import s3_client, sns_client
 from .config import DatasetConfig, parse_run_date, with_overrides
 from .configfile import load_config
@@ -34,6 +35,7 @@ from .errors import (
     ConfigError,
     IngestError,
     Interrupted,
+    InvalidRequest,
     NotificationFailed,
     RunInProgress,
     SdkTooOld,
@@ -42,12 +44,17 @@ from .errors import (
 from .layout import printable
 from .notify import publish_all
 from .pool import ClientSettings, LocalPool
+from .progress import Meter, RunProgress, wanted
 from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
-from .runner import Engine, one_shot, one_shot_answer, run_date_for
+from .runner import Engine, lineage_of, one_shot, one_shot_answer, run_date_for
 from .s3errors import NoSuchBucket, Transient
 from .sdk import require_botocore
+from .status import IN_PROGRESS as RUN_IN_PROGRESS
+from .status import LockView
+from .verify import Kind, Problem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
+READING_COMMANDS = frozenset({"history", "status", "verify", "lineage"})
 FAILED, INVALID, IN_PROGRESS, INTERRUPTED = "failed", "invalid", "in_progress", "interrupted"
 """The `status` of an error answer: the run (or command) failed; the usage, config or credentials are wrong;
 another run holds the lock. Run statuses (`succeeded`, `partial`, ...) are the summary's own."""
@@ -82,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     prog = "ingest" if os.path.basename(sys.argv[0]) == "ingest" else "python -m handler"
     parser = _Parser(prog=prog, description="Land a dataset from S3 into the raw bucket.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({_sdk_versions()})")
+    _verbosity(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="land what is new or changed (completing an interrupted run first)")
@@ -103,12 +111,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="run even if the S3 endpoint ignores conditional writes (no protection against concurrent runs)",
     )
 
-    history = commands.add_parser("history", help="list a dataset's runs, newest first")
+    history = commands.add_parser("history", help="list a dataset's runs, newest first (a run in progress first)")
     _common(history)
     history.add_argument("--limit", type=_positive, default=20, help="how many runs (default 20)")
 
+    status = commands.add_parser(
+        "status", help="who holds the lock and until when, a run in progress and how far it got, the last run"
+    )
+    _common(status)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a night's ledger against the bucket: every copied object there with its size and lineage, "
+        "every landed object in a manifest, the state in agreement; exit 1 listing what is wrong",
+    )
+    _common(verify)
+    which = verify.add_mutually_exclusive_group()
+    which.add_argument("--date", type=_date, help="the night to check, YYYY-MM-DD (default: the last run's)")
+    which.add_argument("--run", dest="run_id", metavar="RUN_ID", help="check one committed run only")
+
+    lineage = commands.add_parser(
+        "lineage", help="where a landed object came from (its lineage metadata) and the manifest line recording it"
+    )
+    lineage.add_argument("uri", metavar="s3://BUCKET/KEY", help="the landed object")
+    lineage.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL[_S3])")
+    lineage.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _verbosity(lineage, top=False)
+
     demo = commands.add_parser("demo", help="run the pipeline against an in-process local S3 and SNS (moto)")
     demo.add_argument("--source-dir", help="folder of files to ingest, e.g. a downloaded ml-latest-small")
+    _verbosity(demo, top=False)
     return parser
 
 
@@ -117,6 +149,28 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset name in the config")
     parser.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL[_S3])")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _verbosity(parser, top=False)
+
+
+def _verbosity(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-q / -v before the command or after it (`ingest -v run ...`, `ingest run -v ...`). A subcommand's copy
+    defaults to nothing at all, so it never overwrites what was given before the command."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print only errors (and verify's problems): no progress, no logged warnings, no summary of a run that "
+        "succeeded",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else argparse.SUPPRESS,
+        help="log each object a run copies, skips or fails, and what a command reads (-vv: debug)",
+    )
 
 
 def _date(text: str) -> Date:
@@ -163,7 +217,12 @@ class Invocation:
 
     def __post_init__(self) -> None:
         dry = getattr(self.args, "dry_run", False)
-        self.doing = {"run": "dry run" if dry else "run", "history": "history"}.get(self.args.command, "demo")
+        self.doing = "dry run" if dry else self.args.command
+
+    @property
+    def reads_only(self) -> bool:
+        """A question about the ledger: it reads the target bucket only."""
+        return self.doing in READING_COMMANDS
 
     @property
     def as_json(self) -> bool:
@@ -179,7 +238,7 @@ def refusal(err: BaseException, invocation: Invocation | None = None) -> Refusal
         return Refusal(INTERRUPTED, 128 + err.signum, str(err))
     if isinstance(err, ConfigError):
         return Refusal(INVALID, EXIT_USAGE, "invalid config: " + "; ".join(err.problems), tuple(err.problems))
-    if isinstance(err, ConditionalWritesUnsupported | SdkTooOld):
+    if isinstance(err, ConditionalWritesUnsupported | SdkTooOld | InvalidRequest):
         return Refusal(INVALID, EXIT_USAGE, str(err))
     if (credentials := credentials_error(err)) is not None:
         return Refusal(INVALID, EXIT_USAGE, str(credentials))
@@ -198,9 +257,12 @@ def refusal(err: BaseException, invocation: Invocation | None = None) -> Refusal
 
 def _bucket_advice(invocation: Invocation | None) -> str:
     ds = invocation.dataset if invocation else None
+    if invocation is not None and invocation.doing == "lineage":
+        bucket = invocation.args.uri.removeprefix("s3://").partition("/")[0]
+        return f"check the bucket name {bucket!r} and that --endpoint-url / AWS_REGION point where it is"
     if ds is None:
         return "check the bucket names in the config"
-    if invocation is not None and invocation.doing == "history":
+    if invocation is not None and invocation.reads_only:
         buckets = f"the target bucket {ds.target.bucket!r} exists"
     else:
         buckets = f"the source bucket {ds.source.bucket!r} and the target bucket {ds.target.bucket!r} exist"
@@ -232,18 +294,33 @@ def _debugging() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _log_to_stderr()
+    logs.to_stderr()
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
     except UsageError as err:
         print(err.usage, end="", file=sys.stderr)
         return _report(Refusal(INVALID, EXIT_USAGE, str(err)), _dataset_in(argv), _wants_json(argv))
+    root, package = logging.getLogger(), logging.getLogger(logs.PACKAGE)
+    levels = root.level, package.level
+    root.setLevel(logs.level_for(args.quiet, os.environ.get("LOG_LEVEL")))
+    package.setLevel(logs.package_level(args.verbose) or logging.NOTSET)
     invocation = Invocation(args)
     _stop_on_signals()
     try:
         return _command(invocation)
     except Exception as err:  # the one place an unexplained error becomes an answer instead of a traceback
         return _report(refusal(err, invocation), getattr(args, "dataset", None), invocation.as_json)
+    finally:
+        root.setLevel(levels[0])  # a caller's own logging (tests, `main` called in a process) is as it was
+        package.setLevel(levels[1])
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        raise UsageError("-q/--quiet and -v/--verbose cannot be used together", parser.format_usage())
+    return args
 
 
 def _stop_on_signals() -> None:
@@ -255,20 +332,6 @@ def _stop_on_signals() -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, interrupt)
-
-
-class _PrintableFormatter(logging.Formatter):
-    """Log lines reach the same terminal as the rest: whatever a message quotes (a key, an S3 error text) is
-    escaped as every other human line is, so no module has to remember to."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return "\n".join(printable(line) for line in super().format(record).split("\n"))
-
-
-def _log_to_stderr() -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"), handlers=[handler])
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
@@ -293,8 +356,14 @@ def _command(invocation: Invocation) -> int:
         from .demo import main as demo_main  # moto stays out of the Lambda's import path
 
         return demo_main(args.source_dir)
-    if args.command == "history":
-        return _history(invocation)
+    commands: dict[str, Callable[[Invocation], int]] = {
+        "history": _history,
+        "status": _status,
+        "verify": _verify,
+        "lineage": _lineage,
+    }
+    if args.command in commands:
+        return commands[args.command](invocation)
     return _dry_run(invocation) if args.dry_run else _run(invocation)
 
 
@@ -311,7 +380,13 @@ def _engine(invocation: Invocation, concurrency: int | None = None) -> Engine:
 
 def _local_pool(engine: Engine, args: argparse.Namespace) -> LocalPool:
     settings = ClientSettings(concurrency=engine.dataset.concurrency, endpoint_url=args.endpoint_url)
-    return LocalPool(engine.job, settings, args.workers, allow_unprotected=args.allow_unprotected)
+    return LocalPool(
+        engine.job,
+        settings,
+        args.workers,
+        allow_unprotected=args.allow_unprotected,
+        log_level=logging.getLogger(logs.PACKAGE).getEffectiveLevel(),
+    )
 
 
 def _dry_run(invocation: Invocation) -> int:
@@ -328,22 +403,28 @@ def _run(invocation: Invocation) -> int:
     dataset = engine.dataset
     topic = args.topic_arn or dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
     started = utc_now()
+    meter = Meter(sys.stderr) if wanted(sys.stderr.isatty(), args.quiet) else None
+    progress: RunProgress | None = meter
     try:
         with _local_pool(engine, args) as workers:
-            summaries = one_shot(engine.job, args.date, progress=_progress_printer(), workers=workers)
+            summaries = one_shot(engine.job, args.date, progress=progress, workers=workers)
     except Exception as err:
+        if meter:
+            meter.close()
         refused = refusal(err, invocation)
         if refused.exit_code != EXIT_FAILED:
             raise  # in progress, config or credentials: no run started, so there is no run to tell people about
         # The run itself broke (e.g. a bucket is missing): people still hear about it.
-        _clear_progress()
         failure = _failure_summary(dataset, args.date, started, refused.error)
         answer = {**failure.to_json(), **_notify(topic, [failure])}
         return _report(refused, dataset.name, args.json, answer)
-    _clear_progress()
+    if meter:
+        meter.close()
     answer = {**one_shot_answer(summaries), **_notify(topic, summaries)}
-    _print(answer, args.json)
-    return EXIT_FAILED if any(s.failing for s in summaries) else EXIT_OK
+    failing = any(s.failing for s in summaries)
+    if args.json or failing or not args.quiet:
+        _print(answer, args.json)
+    return EXIT_FAILED if failing else EXIT_OK
 
 
 def _notify(topic: str | None, summaries: list[RunSummary]) -> dict[str, str]:
@@ -372,12 +453,105 @@ def _history(invocation: Invocation) -> int:
     if not runs:
         print(f"no runs recorded for {args.dataset}")
     for run in runs:
+        where = run["progress"] if run["status"] == RUN_IN_PROGRESS else run["manifest"]
         line = (
             f"{run['run_id']}  {run['date']}  {run['status']:<11}  copied {run['copied']:>7}  "
-            f"skipped {run['skipped']:>7}  failed {run['failed']:>5}  {run['bytes']:>12} bytes  {run['manifest']}"
+            f"skipped {run['skipped']:>7}  failed {run['failed']:>5}  {run['bytes']:>12} bytes  {where}"
         )
         print(printable(line))
     return EXIT_OK
+
+
+def _status(invocation: Invocation) -> int:
+    args = invocation.args
+    answer = _engine(invocation).status()
+    if args.json:
+        print(json.dumps(answer))
+        return EXIT_OK
+    lock, run, last = answer["lock"], answer["run"], answer["last_run"]
+    rows = [
+        ("dataset", answer["dataset"]),
+        ("lock", LockView.from_json(lock).line() if lock else "free (no run holds it)"),
+        (
+            "run",
+            f"{run['run_id']}  {run['date']}  started {run['started_at']}  {run['progress']}"
+            if run
+            else "none in progress",
+        ),
+        (
+            "last run",
+            f"{last['run_id']}  {last['date']}  {last['status']}  copied {last['copied']}  skipped {last['skipped']}  "
+            f"failed {last['failed']}  {last['bytes']} bytes  finished {last['finished_at']}"
+            if last
+            else "none recorded",
+        ),
+    ]
+    for name, text in rows:
+        print(printable(f"{name:<9} {text}"))
+    return EXIT_OK
+
+
+def _verify(invocation: Invocation) -> int:
+    args = invocation.args
+    engine = _engine(invocation)
+
+    def show(problem: Problem) -> None:
+        print(printable(problem.line()), flush=True)
+
+    answer = engine.verify(args.date, run_id=args.run_id, on_problem=None if args.json else show)
+    if args.json:
+        print(json.dumps(answer))
+    elif not args.quiet:
+        print(printable(_verify_summary(answer)))
+    return EXIT_OK if answer["status"] == "clean" else EXIT_FAILED
+
+
+def _verify_summary(answer: dict[str, Any]) -> str:
+    runs = answer["runs"]
+    which = f"run {answer['run_id']}" if answer["run_id"] else f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+    checked = (
+        f"{answer['copied_lines']} copied lines, {answer['objects_checked']} objects checked under "
+        f"{answer['listing']}, {answer['state_checked']} against the state"
+    )
+    if answer["problem_count"]:
+        kinds = ", ".join(f"{n} {Kind(kind).label}" for kind, n in answer["problems_by_kind"].items())
+        verdict = f"{answer['problem_count']} problems ({kinds})"
+    else:
+        verdict = "clean"
+    notes = []
+    if answer["in_progress"]:
+        notes.append(
+            f"run {answer['in_progress']} is in progress: its {answer['in_progress_objects']} objects are not checked"
+        )
+    if answer["foreign_objects"]:
+        notes.append(f"{answer['foreign_objects']} objects there are not this dataset's (ignored)")
+    tail = "".join(f"; {note}" for note in notes)
+    return f"verify {answer['dataset']} {answer['date']} ({which}): {verdict}: {checked}{tail}"
+
+
+def _lineage(invocation: Invocation) -> int:
+    args = invocation.args
+    answer = lineage_of(s3_client(endpoint_url=args.endpoint_url), args.uri)
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        rows = [
+            ("object", f"{answer['uri']}  {answer['size']} bytes, ETag {answer['etag']}"),
+            ("source", f"{answer['source']}  ETag {answer['source_etag']}"),
+            ("dataset", answer["dataset"]),
+            ("run", f"{answer['run_id']}  date {answer['date']}  landed {answer['ingested_at']}"),
+            (
+                "manifest",
+                answer["manifest_part"]
+                or ("none yet: the run is in progress" if answer["run_in_progress"] else "none"),
+            ),
+        ]
+        if answer["manifest_line"] is not None:
+            rows.append(("line", json.dumps(answer["manifest_line"], ensure_ascii=False)))
+        rows += [("problem", Problem(Kind(p["kind"]), p["key"], p["detail"]).line()) for p in answer["problems"]]
+        for name, text in rows:
+            print(printable(f"{name:<9} {text}"))
+    return EXIT_FAILED if answer["problems"] else EXIT_OK
 
 
 def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str, error: str) -> RunSummary:
@@ -416,18 +590,3 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
             continue
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
         print(f"{key:<{width}}  {printable(shown)}")
-
-
-def _progress_printer() -> Callable[[int, int], None] | None:
-    if not sys.stderr.isatty():
-        return None
-
-    def show(objects: int, size: int) -> None:
-        print(f"\r  {objects} objects, {size / 1048576:.1f} MiB", end="", file=sys.stderr, flush=True)
-
-    return show
-
-
-def _clear_progress() -> None:
-    if sys.stderr.isatty():
-        print(file=sys.stderr)

@@ -59,13 +59,21 @@ class ProcessPool:
     """`count` worker processes (spawned: a fork would copy the parent's threads and their locks). Results come
     back in completion order; the first failure cancels what has not started and is raised."""
 
-    def __init__(self, dataset: DatasetConfig, settings: ClientSettings, count: int, *, allow_unprotected: bool):
+    def __init__(
+        self,
+        dataset: DatasetConfig,
+        settings: ClientSettings,
+        count: int,
+        *,
+        allow_unprotected: bool,
+        log_level: int | None = None,
+    ):
         context = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(
             max_workers=count,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(dataset, settings, allow_unprotected),
+            initargs=(dataset, settings, allow_unprotected, log_level),
         )
 
     def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
@@ -99,12 +107,22 @@ class LocalPool:
     (a spawned process costs about a second of imports, which a ten-file night should not pay); a step of one
     unit, or any step when `count` is 1, runs here with the caller's job and lock."""
 
-    def __init__(self, job: Any, settings: ClientSettings, count: int, *, allow_unprotected: bool):
+    def __init__(
+        self,
+        job: Any,
+        settings: ClientSettings,
+        count: int,
+        *,
+        allow_unprotected: bool,
+        log_level: int | None = None,
+    ):
         self._here = InProcess(job)
         self._dataset = job.dataset
         self._settings = settings
         self._count = count
         self._allow_unprotected = allow_unprotected
+        self._log_level = log_level
+        """The CLI's (-q, -v): the workers log what they copy at the level their parent does."""
         self._pool: ProcessPool | None = None
 
     def parallel(self, units: int) -> bool:
@@ -116,7 +134,11 @@ class LocalPool:
             return self._here.run(step, run_id, units, lock)
         if self._pool is None:
             self._pool = ProcessPool(
-                self._dataset, self._settings, self._count, allow_unprotected=self._allow_unprotected
+                self._dataset,
+                self._settings,
+                self._count,
+                allow_unprotected=self._allow_unprotected,
+                log_level=self._log_level,
             )
         return self._pool.run(step, run_id, units, lock)
 
@@ -135,11 +157,16 @@ class LocalPool:
 _job: Any = None
 
 
-def _start_worker(dataset: DatasetConfig, settings: ClientSettings, allow_unprotected: bool) -> None:
+def _start_worker(
+    dataset: DatasetConfig, settings: ClientSettings, allow_unprotected: bool, log_level: int | None = None
+) -> None:
     global _job
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     from .clients import s3_client
+    from .logs import to_stderr
     from .steps import Job
+
+    to_stderr(log_level)
 
     _job = Job.of(
         s3_client(concurrency=settings.concurrency, endpoint_url=settings.endpoint_url),

@@ -18,14 +18,19 @@ from .errors import LockLost
 from .ledger import Ledger
 from .lock import Lock
 from .pool import InProcess, Workers
+from .progress import RunProgress, Snapshot
 from .records import PlanningResult, PlanResult, RunSummary
 from .steps import Job, new_run_id, run_date_for
 from .steps.copy import Progress, copy_batch
 from .steps.dry_run import dry_run
 from .steps.finalize import finalize, finalize_shard
+from .steps.lineage import lineage, parse_uri
 from .steps.plan import plan, plan_shard, seal_plan
+from .steps.status import lock_view, running_run, status
+from .steps.verify import verify
+from .verify import Problem
 
-__all__ = ["Engine", "Progress", "new_run_id", "run_date_for"]
+__all__ = ["Engine", "Progress", "RunProgress", "lineage_of", "new_run_id", "run_date_for"]
 
 
 class Engine:
@@ -81,10 +86,11 @@ class Engine:
         """Commit the run to the ledger and release the lock; calling it again after success is harmless."""
         return finalize(self.job, run_id, lock=lock).to_json()
 
-    def run(self, run_date: Date | None = None, *, progress: Progress | None = None) -> list[dict[str, Any]]:
+    def run(self, run_date: Date | None = None, *, progress: RunProgress | None = None) -> list[dict[str, Any]]:
         """Plan, copy every batch and finalize in this process; first finishes an interrupted run, if any.
 
-        Returns the summaries of every run it finalized (the resumed one first).
+        Returns the summaries of every run it finalized (the resumed one first). `progress` is told how far the
+        copying of each run got, against what its plan holds.
         """
         summaries = one_shot(self.job, run_date, progress=progress, workers=self.workers)
         return [summary.to_json() for summary in summaries]
@@ -104,8 +110,39 @@ class Engine:
         return dry_run(self.job, run_date, out)
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Run summaries, newest first."""
-        return [summary.to_json() for summary in self.ledger.history(limit)]
+        """Run summaries, newest first; a run in progress comes first, with `status` `in_progress` and how far it
+        got (status.py, `RunningRun`)."""
+        running = running_run(self.job, lock_view(self.job))
+        runs = [running.to_json()] if running else []
+        return (runs + [summary.to_json() for summary in self.ledger.history(limit)])[:limit]
+
+    def status(self) -> dict[str, Any]:
+        """The lock (holder, expiry), the run in progress and how far it got, and the last run's summary."""
+        return status(self.job)
+
+    def verify(
+        self,
+        run_date: Date | None = None,
+        *,
+        run_id: str | None = None,
+        on_problem: Callable[[Problem], None] | None = None,
+    ) -> dict[str, Any]:
+        """Check a night (default: the last run's) or one committed run against the bucket: every copied line's
+        object is there with its size and lineage, every object the night landed is in a copied line, the state
+        agrees. `status` is `clean` or `problems`; each problem also goes to `on_problem` as it is found."""
+        return verify(self.job, run_date, run_id, on_problem)
+
+    def lineage(self, key: str) -> dict[str, Any]:
+        """Where an object of this dataset's target bucket (a key, or its s3:// URI) came from, and its manifest
+        line."""
+        bucket, key = parse_uri(key) if key.startswith("s3://") else (self.dataset.target.bucket, key)
+        return lineage(self.job.s3, bucket, key, self.dataset)
+
+
+def lineage_of(s3: Any, uri: str) -> dict[str, Any]:
+    """`Engine.lineage` without a config: the object's own lineage names its dataset, and so its ledger."""
+    bucket, key = parse_uri(uri)
+    return lineage(s3, bucket, key)
 
 
 def one_shot_answer(summaries: list[RunSummary]) -> dict[str, Any]:
@@ -117,7 +154,7 @@ def one_shot_answer(summaries: list[RunSummary]) -> dict[str, Any]:
 
 
 def one_shot(
-    job: Job, run_date: Date | None = None, *, progress: Progress | None = None, workers: Workers | None = None
+    job: Job, run_date: Date | None = None, *, progress: RunProgress | None = None, workers: Workers | None = None
 ) -> list[RunSummary]:
     """The steps chained in one process, as the state machine chains them across Lambdas; `workers` runs the
     shards and batches (default: one after another in this process)."""
@@ -152,15 +189,17 @@ def _planned(answer: PlanResult | PlanningResult, workers: Workers, lock: Lock, 
 
 
 def _copy_and_finalize(
-    job: Job, planned: PlanResult, lock: Lock, progress: Progress | None, workers: Workers
+    job: Job, planned: PlanResult, lock: Lock, progress: RunProgress | None, workers: Workers
 ) -> RunSummary:
     run_id = planned.run.run_id
     done = [0, 0]  # objects and bytes of the batches already done
+    counts = planned.run.counts
 
     def batch_progress(objects: int, size: int) -> None:
         if progress:
-            progress(done[0] + objects, done[1] + size)
+            progress(Snapshot(run_id, done[0] + objects, counts.planned, done[1] + size, counts.planned_bytes))
 
+    batch_progress(0, 0)  # the copying starts now: what the rate and the ETA are measured from
     batches = job.ledger.batch_numbers(run_id)
     if not workers.parallel(len(batches)):
         for number in batches:

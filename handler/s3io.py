@@ -468,6 +468,13 @@ def list_folders(s3: Any, bucket: str, prefix: str, *, max_pages: int = 10) -> t
     return folders, files
 
 
+def require_bucket(s3: Any, bucket: str) -> None:
+    """Raise NoSuchBucket when the bucket does not exist: a HEAD's 404 has no body, so it cannot tell a missing
+    bucket from a missing key (one listing request)."""
+    with s3_errors():
+        s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
+
+
 def more_than_a_page(s3: Any, bucket: str, prefix: str) -> bool:
     """Whether the prefix holds more than one listing page (1,000 keys): one request."""
     with s3_errors():

@@ -55,10 +55,16 @@ def copy_batch(
         ):
             lines.append(line)
             tally.add(line)
+            if log.isEnabledFor(logging.INFO):  # -v: each object, as `aws s3 cp` and rclone -v list them
+                log.info("%s %s -> %s%s", line.status, line.source_key, line.target_key, _why(line.reason))
             if progress and tally.objects % PROGRESS_EVERY == 0:
                 progress(tally.objects, tally.bytes)
     ledger.save_result(run_id, number, lines, lock)
     return tally.tally()
+
+
+def _why(reason: str) -> str:
+    return f" ({reason})" if reason else ""
 
 
 def copy_context(job: Job, run: OpenRun, *, check_target: bool = True) -> CopyContext:

@@ -17,6 +17,7 @@ from botocore.config import Config
 
 from handler import cli
 from handler.cli import EXIT_FAILED, EXIT_IN_PROGRESS, EXIT_OK, EXIT_USAGE, main
+from handler.logs import PrintableFormatter
 from handler.runner import new_run_id
 from tests.conftest import REGION, landed_keys, ledger_in, write_config
 
@@ -373,6 +374,46 @@ def test_an_unreachable_sns_warns_and_keeps_the_runs_exit_code(
 def test_log_lines_escape_what_they_quote(capsys: pytest.CaptureFixture[str]) -> None:
     record = logging.LogRecord("handler.copier", logging.WARNING, __file__, 1, "copy of %s failed", ("k\x1b[2J",), None)
 
-    line = cli._PrintableFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    line = PrintableFormatter("%(levelname)s %(name)s: %(message)s").format(record)
 
     assert line == "WARNING handler.copier: copy of k\\x1b[2J failed"
+
+
+# ---- -q and -v --------------------------------------------------------------------------------------------------
+
+
+def test_quiet_before_the_command_and_verbose_after_it_is_a_usage_error(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["-q", *run_args(config, "-v", "--json")])
+
+    out, err = capsys.readouterr()
+    assert code == EXIT_USAGE == one_json(out)["exit_code"]
+    assert "-q/--quiet and -v/--verbose cannot be used together" in error_line(err)
+
+
+def test_quiet_keeps_the_summary_of_a_run_that_failed(
+    s3: Any, buckets: tuple[str, str], config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3.put_object(Bucket=buckets[0], Key="movielens/" + "k" * 1000 + ".csv", Body=b"too long a key to land")
+    s3.put_object(Bucket=buckets[0], Key="movielens/ok.csv", Body=b"ok")
+
+    code = main(run_args(config, "-q", "--date", "2026-01-02"))
+
+    out, _ = capsys.readouterr()
+    assert code == EXIT_FAILED
+    assert "status" in out and "partial" in out
+    assert "1024-byte limit" in out
+
+
+def test_verbose_logs_each_object_and_leaves_the_callers_log_levels_as_they_were(
+    s3: Any, buckets: tuple[str, str], config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s3.put_object(Bucket=buckets[0], Key="movielens/a.csv", Body=b"a")
+    levels = logging.getLogger().level, logging.getLogger("handler").level
+
+    assert main(run_args(config, "-v", "--date", "2026-01-02")) == EXIT_OK
+
+    copied = [r.getMessage() for r in caplog.records if r.name == "handler.steps.copy"]
+    assert copied == ["copied movielens/a.csv -> movielens/ingest_date=2026-01-02/a.csv"]
+    assert (logging.getLogger().level, logging.getLogger("handler").level) == levels

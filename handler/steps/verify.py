@@ -1,0 +1,250 @@
+"""`verify`: a night's ledger checked against the bucket, the check DataSync calls verification.
+
+Three streamed passes over one on-disk table of the night's copied lines (the decisions are in verify.py):
+
+1. The manifests of the night's committed runs, line by line, into the table; each run's copied count against
+   its summary's.
+2. The listing of the prefix the night's keys live under, page by page, merged with the table in key order;
+   every copied target and every listed key of the night is HEADed (side by side, `concurrency` at a time) for
+   its size and lineage.
+3. The state parts whose ranges hold the night's source keys, each streamed and merged with the table's lines
+   of its range.
+
+So memory stays flat whatever the night's size; `/tmp` holds the table (about 300 bytes a copied line), and the
+requests are a listing of the prefix, a HEAD per object of the night, and a read of the state parts it touches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date as Date
+from typing import Any
+
+from .. import s3io
+from ..config import LEDGER_ROOT
+from ..errors import InvalidRequest
+from ..ledger import Ledger
+from ..metadata import Lineage
+from ..records import ObjectStatus, RunSummary
+from ..state import chunks, scratch_db
+from ..verify import (
+    COPIED_COLUMNS,
+    Copied,
+    Findings,
+    Kind,
+    Landed,
+    NightKeys,
+    OutOfOrder,
+    Problem,
+    Scope,
+    copied_problems,
+    count_problem,
+    duplicate_problem,
+    merge_by_key,
+    night_keys,
+    state_problem,
+    state_problems,
+    unrecorded_problem,
+)
+from . import Job
+
+log = logging.getLogger(__name__)
+
+HEAD_CHUNK = 1000
+"""Keys HEADed side by side before the listing is read further."""
+CLEAN, PROBLEMS = "clean", "problems"
+
+
+@dataclass
+class _Counts:
+    copied_lines: int = 0
+    objects_listed: int = 0
+    objects_checked: int = 0
+    foreign: int = 0
+    in_progress_objects: int = 0
+    state_checked: int = 0
+    runs: list[str] = field(default_factory=list)
+
+
+def verify(
+    job: Job,
+    run_date: Date | None = None,
+    run_id: str | None = None,
+    on_problem: Callable[[Problem], None] | None = None,
+) -> dict[str, Any]:
+    """Check one night (`run_date`, default: the last run's) or one committed run against the bucket; every
+    problem is passed to `on_problem` as it is found, and the answer counts them and lists the first ones."""
+    ds, ledger = job.dataset, job.ledger
+    open_run = ledger.open_run()
+    date, runs = _scope(ledger, ds.name, run_date, run_id, open_run.run_id if open_run else None)
+    in_progress = open_run.run_id if open_run is not None and open_run.date == date else None
+    scope = Scope(ds.name, date, run_id, in_progress)
+    night = night_keys(ds.key_template, ds.target.prefix, Date.fromisoformat(date))
+    findings = Findings(on_problem)
+    counts = _Counts(runs=[run.run_id or "" for run in runs])
+    log.info("verifying %s %s: %d run(s), listing %s", ds.name, date, len(runs), ledger.paths.uri(night.prefix))
+    with scratch_db() as db:
+        _load_copied(db, ledger, runs, findings, counts)
+        _check_bucket(job, db, night, scope, findings, counts)
+        _check_state(ledger, db, findings, counts)
+    return {
+        "dataset": ds.name,
+        "date": date,
+        "run_id": run_id,
+        "runs": counts.runs,
+        "status": PROBLEMS if findings.count else CLEAN,
+        "listing": ledger.paths.uri(night.prefix),
+        "copied_lines": counts.copied_lines,
+        "objects_listed": counts.objects_listed,
+        "objects_checked": counts.objects_checked,
+        "foreign_objects": counts.foreign,
+        "in_progress": in_progress,
+        "in_progress_objects": counts.in_progress_objects,
+        "state_checked": counts.state_checked,
+        "problem_count": findings.count,
+        "problems_by_kind": dict(sorted(findings.by_kind.items())),
+        "problems": [problem.to_json() for problem in findings.kept],
+    }
+
+
+def _scope(
+    ledger: Ledger, dataset: str, run_date: Date | None, run_id: str | None, open_run: str | None
+) -> tuple[str, list[RunSummary]]:
+    """The date to check and its committed runs to read (only `run_id`'s, when given)."""
+    if run_id is not None:
+        if run_id == open_run:
+            raise InvalidRequest(
+                f"run {run_id} of dataset {dataset} is still in progress; verify it once it is committed "
+                "(`ingest status` shows how far it got)"
+            )
+        date = ledger.run_date(run_id)
+        if date is None:
+            raise InvalidRequest(f"dataset {dataset} has no committed run {run_id}; `ingest history` lists its runs")
+        if run_date is not None and run_date.isoformat() != date:
+            raise InvalidRequest(f"run {run_id} belongs to {date}, not {run_date.isoformat()}")
+        return date, [run for run in ledger.runs_on(date) if run.run_id == run_id]
+    if run_date is None:
+        last = ledger.last_run()
+        if last is None:
+            raise InvalidRequest(
+                f"no run of dataset {dataset} is recorded yet; pass --date to check a night's landed objects anyway"
+            )
+        run_date = Date.fromisoformat(last.date)
+    date = run_date.isoformat()
+    return date, ledger.runs_on(date)
+
+
+_COPIED_TABLE = f"CREATE TABLE copied ({', '.join(COPIED_COLUMNS)})"
+_INSERT = f"INSERT INTO copied VALUES ({', '.join('?' * len(COPIED_COLUMNS))})"
+_SELECT = f"SELECT {', '.join(COPIED_COLUMNS)} FROM copied"
+
+
+def _load_copied(
+    db: sqlite3.Connection, ledger: Ledger, runs: list[RunSummary], findings: Findings, counts: _Counts
+) -> None:
+    """Pass 1: every copied line of the runs into the table, and each run's count against its summary."""
+    db.execute(_COPIED_TABLE)
+    for run in runs:
+        assert run.run_id is not None
+        copied = (
+            Copied.of(line)
+            for line in ledger.manifest_lines(run.date, run.run_id)
+            if line.get("status") == ObjectStatus.COPIED
+        )
+        number = 0
+        for chunk in chunks((line.as_row() for line in copied), 5000):
+            with db:
+                db.executemany(_INSERT, chunk)
+            number += len(chunk)
+        counts.copied_lines += number
+        findings.add(
+            count_problem(run.manifest or ledger.manifest_uri(run.date, run.run_id), run.run_id, run.copied, number)
+        )
+    db.execute("CREATE INDEX copied_target ON copied (target_key)")
+    db.execute("CREATE INDEX copied_source ON copied (source_key, run_id)")
+    for target, runs_of in db.execute(
+        "SELECT target_key, group_concat(run_id, ' ') FROM copied GROUP BY target_key HAVING COUNT(*) > 1"
+    ):
+        findings.add(duplicate_problem(target, runs_of.split(" ")))
+
+
+def _check_bucket(
+    job: Job, db: sqlite3.Connection, night: NightKeys, scope: Scope, findings: Findings, counts: _Counts
+) -> None:
+    """Pass 2: the listing of the night's keys merged with the copied lines by key; each key HEADed once."""
+    bucket = job.dataset.target.bucket
+
+    def listed() -> Iterator[str]:
+        for item in s3io.iter_source_objects(job.s3, bucket, night.prefix, skip_prefix=LEDGER_ROOT):
+            if night.holds(item.key):
+                counts.objects_listed += 1
+                yield item.key
+
+    recorded = (Copied(*row) for row in db.execute(f"{_SELECT} ORDER BY target_key"))
+    groups = merge_by_key(listed(), recorded, lambda key: key, lambda line: line.target_key)
+
+    def head(key: str) -> Landed | None:
+        found = s3io.head_or_none(job.s3, bucket, key)
+        if found is None:
+            return None
+        return Landed(key, int(found.get("ContentLength") or 0), Lineage.of(found.get("Metadata")))
+
+    with ThreadPoolExecutor(max_workers=job.dataset.concurrency, thread_name_prefix="verify") as pool:
+        for chunk in chunks(groups, HEAD_CHUNK):
+            counts.objects_checked += len(chunk)
+            for (_, _, lines), landed in zip(chunk, pool.map(lambda group: head(group[0]), chunk), strict=True):
+                if lines:
+                    for line in lines:
+                        findings.extend(copied_problems(line, landed))
+                elif landed is not None:
+                    _unrecorded(landed, scope, findings, counts)
+
+
+def _unrecorded(landed: Landed, scope: Scope, findings: Findings, counts: _Counts) -> None:
+    problem = unrecorded_problem(landed, scope)
+    lineage = landed.lineage
+    if problem is not None:
+        findings.add(problem)
+    elif lineage is None or lineage.dataset != scope.dataset:
+        counts.foreign += 1  # another dataset's, or put there by hand: not this ledger's to answer for
+    elif scope.in_progress is not None and lineage.run_id == scope.in_progress:
+        counts.in_progress_objects += 1
+
+
+def _check_state(ledger: Ledger, db: sqlite3.Connection, findings: Findings, counts: _Counts) -> None:
+    """Pass 3: each state part that holds some of the night's source keys, merged with the lines of its range."""
+    for part, end in ledger.state_index().ranges():
+        cursor = db.execute(
+            f"{_SELECT} WHERE (?1 IS NULL OR source_key > ?1) AND (?2 IS NULL OR source_key <= ?2) "
+            "ORDER BY source_key, run_id",
+            (part.start_after, end),
+        )
+        first = cursor.fetchone()
+        if first is None:
+            continue
+        lines = (Copied(*row) for row in itertools.chain([first], cursor))
+        lines = _counted(lines, counts)
+        if part.part is None:
+            findings.extend(p for p in map(lambda line: state_problem(line, None), lines) if p is not None)
+            continue
+        rows = ledger.state_part_rows(part.part)
+        if rows is None:
+            findings.add(Problem(Kind.STATE_DISAGREES, part.part, "the state index names this part, which is missing"))
+            continue
+        try:
+            findings.extend(state_problems(lines, rows, part.part))
+        except (OSError, EOFError, ValueError, zlib.error) as err:  # not gzip, not JSON, out of order
+            what = "out of key order" if isinstance(err, OutOfOrder) else f"unreadable ({type(err).__name__}: {err})"
+            findings.add(Problem(Kind.STATE_DISAGREES, part.part, f"the state part is {what}"))
+
+
+def _counted(lines: Iterator[Copied], counts: _Counts) -> Iterator[Copied]:
+    for line in lines:
+        counts.state_checked += 1
+        yield line
