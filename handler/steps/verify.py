@@ -10,7 +10,7 @@ Three streamed passes over one on-disk table of the night's copied lines (the de
 3. The state parts whose ranges hold the night's source keys, each streamed and merged with the table's lines
    of its range.
 
-So memory stays flat whatever the night's size; `/tmp` holds the table (about 300 bytes a copied line), and the
+So memory stays flat whatever the night's size; `/tmp` holds the table (about 360 bytes a copied line), and the
 requests are a listing of the prefix, a HEAD per object of the night, and a read of the state parts it touches.
 """
 
