@@ -220,11 +220,7 @@ def _unrecorded(landed: Landed, scope: Scope, findings: Findings, counts: _Count
 def _check_state(ledger: Ledger, db: sqlite3.Connection, findings: Findings, counts: _Counts) -> None:
     """Pass 3: each state part that holds some of the night's source keys, merged with the lines of its range."""
     for part, end in ledger.state_index().ranges():
-        cursor = db.execute(
-            f"{_SELECT} WHERE (?1 IS NULL OR source_key > ?1) AND (?2 IS NULL OR source_key <= ?2) "
-            "ORDER BY source_key, run_id",
-            (part.start_after, end),
-        )
+        cursor = db.execute(*_in_range(part.start_after, end))
         first = cursor.fetchone()
         if first is None:
             continue
@@ -242,6 +238,15 @@ def _check_state(ledger: Ledger, db: sqlite3.Connection, findings: Findings, cou
         except (OSError, EOFError, ValueError, zlib.error) as err:  # not gzip, not JSON, out of order
             what = "out of key order" if isinstance(err, OutOfOrder) else f"unreadable ({type(err).__name__}: {err})"
             findings.add(Problem(Kind.STATE_DISAGREES, part.part, f"the state part is {what}"))
+
+
+def _in_range(start_after: str | None, end_at: str | None) -> tuple[str, tuple[str, ...]]:
+    """The copied lines of one key range in source key order, as a range scan of the source key's index (a
+    condition like `? IS NULL OR key > ?` would scan the whole table once per state part)."""
+    bounds = [("source_key > ?", start_after), ("source_key <= ?", end_at)]
+    kept = [(condition, value) for condition, value in bounds if value is not None]
+    where = f" WHERE {' AND '.join(c for c, _ in kept)}" if kept else ""
+    return f"{_SELECT}{where} ORDER BY source_key, run_id", tuple(v for _, v in kept)
 
 
 def _counted(lines: Iterator[Copied], counts: _Counts) -> Iterator[Copied]:

@@ -149,3 +149,44 @@ def test_a_single_file_state_of_the_previous_version_is_migrated_on_first_use(s3
     assert list_keys(s3, raw, ledger.paths.legacy_state) == [], "migrated, then deleted"
     assert [keys for _, keys in index_of(ledger)] == [1_000, 200], "the legacy part, cut by the key budget"
     check(s3, source, raw)
+
+
+def test_verify_reads_a_night_over_many_state_parts_and_listing_pages_and_finds_one_bad_row(s3, buckets):
+    source, raw = buckets
+    keys = [f"movielens/p{p:02d}/f{n:03d}.csv" for p in range(12) for n in range(100)]
+    seed(s3, source, keys)
+    engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
+    engine.run(NOV_27)
+    s3.put_object(Bucket=source, Key="movielens/p03/new.csv", Body=b"new")
+    engine.run(NOV_28)  # the twelve parts merge into three
+
+    first, second = engine.verify(NOV_27), engine.verify()
+
+    assert (first["status"], first["copied_lines"], first["objects_checked"], first["state_checked"]) == (
+        "clean",
+        1_200,
+        1_200,
+        1_200,
+    )
+    assert (second["status"], second["date"], second["copied_lines"], second["objects_checked"]) == (
+        "clean",
+        "2026-11-28",
+        1,
+        1,
+    )
+
+    ledger = ledger_in(s3, raw)
+    middle = ledger.state_index().parts[1].part
+    rows = [
+        json.loads(line) for line in gzip.decompress(s3.get_object(Bucket=raw, Key=middle)["Body"].read()).splitlines()
+    ]
+    rows[7]["etag"] = "0" * 32
+    s3.put_object(Bucket=raw, Key=middle, Body=gzip.compress(jsonl_bytes(rows)))
+    seen: list[Any] = []
+
+    damaged = engine.verify(NOV_27, on_problem=seen.append)
+
+    assert damaged["status"] == "problems"
+    [problem] = damaged["problems"]
+    assert (problem["kind"], problem["key"]) == ("state_disagrees", rows[7]["target"])
+    assert [p.to_json() for p in seen] == damaged["problems"]
