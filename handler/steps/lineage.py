@@ -39,8 +39,10 @@ def lineage(s3: Any, bucket: str, key: str, dataset: DatasetConfig | None = None
         raise NoLineage(
             f"{uri} has no lineage metadata: it was not landed by this pipeline, or its metadata was replaced since"
         )
-    if dataset is not None and (found.dataset != dataset.name or bucket != dataset.target.bucket):
+    if dataset is not None and found.dataset != dataset.name:
         raise NoLineage(f"{uri} was landed by dataset {found.dataset!r}, not by {dataset.name!r}")
+    if dataset is not None and bucket != dataset.target.bucket:
+        raise NoLineage(f"{uri} is outside dataset {dataset.name!r}'s target bucket {dataset.target.bucket!r}")
     ledger = Ledger(s3, dataset or _ledger_of(found, bucket))
     part, line = _manifest_line(ledger, found, key)
     open_run = ledger.open_run()

@@ -12,7 +12,7 @@ import pytest
 
 from handler import metadata as meta
 from handler.config import parse_config
-from handler.errors import ConfigError, LockLost, RunInProgress, RunNotFound
+from handler.errors import ConfigError, LockLost, NoLineage, RunInProgress, RunNotFound
 from handler.runner import Engine
 from handler.s3errors import NoSuchBucket
 from tests.conftest import Crash, crash_once, dataset_config, expire_lock, landed_keys, ledger_in, list_keys
@@ -971,3 +971,28 @@ def test_history_of_a_dataset_without_runs_is_empty(s3, buckets):
     source, raw = buckets
 
     assert Engine(s3, dataset_config(source, raw)).history() == []
+
+
+def test_lineage_of_a_landed_key_names_its_source_and_manifest_line_and_refuses_other_datasets(s3, buckets):
+    source, raw = buckets
+    etag = put(s3, source, "movielens/a.csv", "a")
+    engine = Engine(s3, dataset_config(source, raw))
+    [summary] = engine.run(NOV_27)
+    key = "movielens/ingest_date=2026-11-27/a.csv"
+
+    answer = engine.lineage(key)
+
+    assert (answer["source_key"], answer["source_etag"], answer["run_id"]) == (
+        "movielens/a.csv",
+        etag,
+        summary["run_id"],
+    )
+    assert answer["manifest_line"]["target_key"] == key
+    assert engine.lineage(f"s3://{raw}/{key}") == answer
+    other = Engine(s3, dataset_config(source, raw, name="ratings"))
+    with pytest.raises(NoLineage, match="was landed by dataset 'movielens', not by 'ratings'"):
+        other.lineage(key)
+    s3.create_bucket(Bucket=f"{raw}-copy")
+    s3.copy_object(Bucket=f"{raw}-copy", Key=key, CopySource={"Bucket": raw, "Key": key})
+    with pytest.raises(NoLineage, match="outside dataset 'movielens'.s target bucket"):
+        engine.lineage(f"s3://{raw}-copy/{key}")
