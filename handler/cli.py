@@ -482,6 +482,7 @@ def _status(invocation: Invocation) -> int:
             "last run",
             f"{last['run_id']}  {last['date']}  {last['status']}  copied {last['copied']}  skipped {last['skipped']}  "
             f"failed {last['failed']}  {last['bytes']} bytes  finished {last['finished_at']}"
+            + (f"  last landed {last['last_landed_at']}" if last.get("last_landed_at") else "")
             if last
             else "none recorded",
         ),
@@ -511,7 +512,7 @@ def _verify_summary(answer: dict[str, Any]) -> str:
     which = f"run {answer['run_id']}" if answer["run_id"] else f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
     checked = (
         f"{answer['copied_lines']} copied lines, {answer['objects_checked']} objects checked under "
-        f"{answer['listing']}, {answer['state_checked']} against the state"
+        f"{_listing(answer['listing'])}, {answer['state_checked']} against the state"
     )
     if answer["problem_count"]:
         kinds = ", ".join(f"{n} {Kind(kind).label}" for kind, n in answer["problems_by_kind"].items())
@@ -527,6 +528,10 @@ def _verify_summary(answer: dict[str, Any]) -> str:
         notes.append(f"{answer['foreign_objects']} objects there are not this dataset's (ignored)")
     tail = "".join(f"; {note}" for note in notes)
     return f"verify {answer['dataset']} {answer['date']} ({which}): {verdict}: {checked}{tail}"
+
+
+def _listing(prefixes: list[str]) -> str:
+    return prefixes[0] if len(prefixes) == 1 else f"{len(prefixes)} prefixes ({prefixes[0]}, ...)"
 
 
 def _lineage(invocation: Invocation) -> int:

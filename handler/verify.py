@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date as Date
 from enum import StrEnum
@@ -31,8 +31,6 @@ from typing import Any, TypeVar
 
 from .errors import IngestError
 from .metadata import Lineage
-
-DATE_PLACEHOLDERS = frozenset({"date", "yyyy", "mm", "dd"})
 
 
 class Kind(StrEnum):
@@ -144,49 +142,60 @@ class Scope:
 
 @dataclass(frozen=True)
 class NightKeys:
-    """Where one date's landed keys can be: a prefix to list, and a pattern a key of that date matches.
+    """Where one date's landed keys can be: prefixes to list, and a pattern a key of that date matches.
 
     The pattern may match keys of other nights too (a folder named like a date); only lineage decides whether an
     object is the night's, so matching more only costs a HEAD, never a false problem."""
 
-    prefix: str
+    prefixes: tuple[str, ...]
+    """Sorted, none inside another: their listings, one after the other, are one listing in key order."""
     pattern: re.Pattern[str]
 
     def holds(self, key: str) -> bool:
-        return key.startswith(self.prefix) and self.pattern.fullmatch(key) is not None
+        return any(key.startswith(p) for p in self.prefixes) and self.pattern.fullmatch(key) is not None
 
 
-def night_keys(template: str, target_prefix: str, run_date: Date) -> NightKeys:
+def night_keys(
+    template: str, target_prefix: str, run_date: Date, *, dataset: str | None = None, tables: Sequence[str] = ()
+) -> NightKeys:
     """Where the key template lands one date's objects.
 
-    The listing prefix runs through the template's literal text and date placeholders up to its first other
-    placeholder: `{date}/{path}` lists only that date's folder, the default `{dir}/ingest_date={date}/{name}` has
-    to list the whole target prefix. Any other placeholder (including ones added later) matches anything. Rendering
-    drops empty segments (an empty `{dir}` leaves no leading `/`), so a literal `/` may be absent or repeated.
+    The listing runs through the template's literal text and the placeholders whose value is known (the date's,
+    `{dataset}`, and `{table}` for each of `tables`, the dataset's table names and the unmatched folder) up to its
+    first other placeholder: `{date}/{path}` lists only that date's folder, `{table}/ingest_date={date}/{path}`
+    one folder per table, and the default `{dir}/ingest_date={date}/{name}` has to list the whole target prefix.
+    Every other placeholder (including ones added later) matches anything. Rendering drops empty segments (an
+    empty `{dir}` leaves no leading `/`), so a literal `/` may be absent or repeated.
     """
-    values = {
-        "date": run_date.isoformat(),
-        "yyyy": f"{run_date.year:04d}",
-        "mm": f"{run_date.month:02d}",
-        "dd": f"{run_date.day:02d}",
+    known: dict[str, tuple[str, ...]] = {
+        "date": (run_date.isoformat(),),
+        "yyyy": (f"{run_date.year:04d}",),
+        "mm": (f"{run_date.month:02d}",),
+        "dd": (f"{run_date.day:02d}",),
     }
-    prefix_text, prefix_done = "", False
+    if dataset is not None:
+        known["dataset"] = (dataset,)
+    if tables:
+        known["table"] = tuple(tables)
+    heads, listing = [""], True
     regex = [re.escape(target_prefix)]
     for literal, name, _, _ in string.Formatter().parse(template):
         regex.extend("/*" if c == "/" else re.escape(c) for c in literal)
-        if not prefix_done:
-            prefix_text += literal
+        if listing:
+            heads = [head + literal for head in heads]
         if name is None:
             continue
-        if name in DATE_PLACEHOLDERS:
-            regex.append(re.escape(values[name]))
-            if not prefix_done:
-                prefix_text += values[name]
-        else:
+        values = known.get(name)
+        if values is None:
             regex.append(".*")
-            prefix_done = True
-    prefix = target_prefix + re.sub("/+", "/", prefix_text).lstrip("/")
-    return NightKeys(prefix, re.compile("".join(regex), re.DOTALL))
+            listing = False
+            continue
+        regex.append("(?:" + "|".join(re.escape(value) for value in values) + ")")
+        if listing:
+            heads = [head + value for head in heads for value in values]
+    prefixes = sorted({target_prefix + re.sub("/+", "/", head).lstrip("/") for head in heads})
+    outermost = tuple(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
+    return NightKeys(outermost, re.compile("".join(regex), re.DOTALL))
 
 
 # ---- merging sorted streams -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any
 from .. import s3io
 from ..config import LEDGER_ROOT
 from ..errors import InvalidRequest
+from ..layout import UNMATCHED_TABLE
 from ..ledger import Ledger
 from ..metadata import Lineage
 from ..records import ObjectStatus, RunSummary
@@ -85,10 +86,12 @@ def verify(
     date, runs = _scope(ledger, ds.name, run_date, run_id, open_run.run_id if open_run else None)
     in_progress = open_run.run_id if open_run is not None and open_run.date == date else None
     scope = Scope(ds.name, date, run_id, in_progress)
-    night = night_keys(ds.key_template, ds.target.prefix, Date.fromisoformat(date))
+    tables = [name for name, _ in ds.table_patterns] + [UNMATCHED_TABLE] if ds.table_patterns else []
+    night = night_keys(ds.key_template, ds.target.prefix, Date.fromisoformat(date), dataset=ds.name, tables=tables)
     findings = Findings(on_problem)
     counts = _Counts(runs=[run.run_id or "" for run in runs])
-    log.info("verifying %s %s: %d run(s), listing %s", ds.name, date, len(runs), ledger.paths.uri(night.prefix))
+    listing = [ledger.paths.uri(prefix) for prefix in night.prefixes]
+    log.info("verifying %s %s: %d run(s), listing %s", ds.name, date, len(runs), ", ".join(listing))
     with scratch_db() as db:
         _load_copied(db, ledger, runs, findings, counts)
         _check_bucket(job, db, night, scope, findings, counts)
@@ -99,7 +102,7 @@ def verify(
         "run_id": run_id,
         "runs": counts.runs,
         "status": PROBLEMS if findings.count else CLEAN,
-        "listing": ledger.paths.uri(night.prefix),
+        "listing": listing,
         "copied_lines": counts.copied_lines,
         "objects_listed": counts.objects_listed,
         "objects_checked": counts.objects_checked,
@@ -181,10 +184,11 @@ def _check_bucket(
     bucket = job.dataset.target.bucket
 
     def listed() -> Iterator[str]:
-        for item in s3io.iter_source_objects(job.s3, bucket, night.prefix, skip_prefix=LEDGER_ROOT):
-            if night.holds(item.key):
-                counts.objects_listed += 1
-                yield item.key
+        for prefix in night.prefixes:  # sorted and disjoint: one after the other, they are in key order
+            for item in s3io.iter_source_objects(job.s3, bucket, prefix, skip_prefix=LEDGER_ROOT):
+                if night.holds(item.key):
+                    counts.objects_listed += 1
+                    yield item.key
 
     recorded = (Copied(*row) for row in db.execute(f"{_SELECT} ORDER BY target_key"))
     groups = merge_by_key(listed(), recorded, lambda key: key, lambda line: line.target_key)

@@ -58,6 +58,7 @@ def test_an_idle_dataset_has_a_free_lock_no_run_and_then_its_last_run(stage: Sta
     assert (answer["last_run"]["status"], answer["last_run"]["copied"]) == ("succeeded", 5)
     text = ask(stage, "status").stdout
     assert f"last run  {summary['run_id']}  2026-01-02  succeeded  copied 5" in text
+    assert text.rstrip().endswith(f"last landed {summary['last_landed_at']}")
 
 
 def test_a_run_stopped_after_its_plan_shows_its_lock_stage_and_batches(stage: Stage, engine: Engine) -> None:

@@ -257,3 +257,33 @@ def test_a_dataset_without_runs_needs_a_date(stage: Stage) -> None:
     assert "pass --date" in proc.stderr
     assert dated.returncode == 0, dated.stdout + dated.stderr
     assert "(0 runs): clean" in dated.stdout
+
+
+def test_a_dataset_with_tables_lists_only_its_tables_folders_of_the_night(stage: Stage) -> None:
+    tables = {"ratings": "ratings*.csv", "tags": ["tags*.csv"]}
+    config = stage.config(tables=tables)
+    for key in ("movielens/ratings.csv", "movielens/tags.csv", "movielens/notes.txt"):
+        stage.put(key, b"x,y\n1,2\n")
+    assert stage.run(config, "--date", NIGHT).returncode == 0
+    landed = sorted(stage.landed())
+    assert landed == [
+        f"movielens/_unmatched/ingest_date={NIGHT}/notes.txt",
+        f"movielens/ratings/ingest_date={NIGHT}/ratings.csv",
+        f"movielens/tags/ingest_date={NIGHT}/tags.csv",
+    ]
+    stage.s3.put_object(Bucket=stage.raw, Key="movielens/ratings/ingest_date=2026-01-03/later.csv", Body=b"not tonight")
+
+    clean = stage.cli(*stage.argv("verify", config, "--json"))
+    extra = f"movielens/tags/ingest_date={NIGHT}/extra.csv"
+    metadata = dict(stage.s3.head_object(Bucket=stage.raw, Key=landed[2])["Metadata"])
+    stage.s3.put_object(Bucket=stage.raw, Key=extra, Body=b"x", Metadata=metadata)
+    found = stage.cli(*stage.argv("verify", config, "--json"))
+
+    answer = one_json(clean)
+    assert (clean.returncode, answer["status"], answer["objects_listed"]) == (0, "clean", 3)
+    assert answer["listing"] == [
+        f"s3://{stage.raw}/movielens/{table}/ingest_date={NIGHT}/" for table in ("_unmatched", "ratings", "tags")
+    ]
+    assert found.returncode == 1
+    [problem] = one_json(found)["problems"]
+    assert (problem["kind"], problem["key"]) == ("not_in_manifest", extra)

@@ -7,7 +7,7 @@ from datetime import date as Date
 import pytest
 
 from handler.config import TEMPLATE_SAMPLE_KEYS, TEMPLATE_SAMPLE_RUN_ID
-from handler.layout import UnsafeKey, render_target_key
+from handler.layout import UNMATCHED_TABLE, UnsafeKey, render_target_key
 from handler.metadata import Lineage
 from handler.verify import (
     MAX_LISTED_PROBLEMS,
@@ -15,6 +15,7 @@ from handler.verify import (
     Findings,
     Kind,
     Landed,
+    NightKeys,
     OutOfOrder,
     Problem,
     Scope,
@@ -68,20 +69,41 @@ def landed_as(line: Copied, *, size: int | None = None, **lineage: str) -> Lande
 # ---- where a night's keys are ------------------------------------------------------------------------------
 
 
+TABLES = (("ratings", ("ratings*.csv",)), ("movies", ("movies.csv", "*/movies.csv")))
+TABLE_NAMES = ("ratings", "movies", UNMATCHED_TABLE)
+
+
 @pytest.mark.parametrize(
-    ("template", "prefix"),
+    ("template", "prefixes"),
     [
-        ("{dir}/ingest_date={date}/{name}", "movielens/"),
-        ("{date}/{path}", "movielens/2026-01-02/"),
-        ("ingest_date={date}/{path}", "movielens/ingest_date=2026-01-02/"),
-        ("{yyyy}/{mm}/{dd}/{path}", "movielens/2026/01/02/"),
-        ("//raw//{date}/{path}", "movielens/raw/2026-01-02/"),
-        ("{dataset}/{date}/{path}", "movielens/"),
-        ("{table}/ingest_date={date}/{name}", "movielens/"),
+        ("{dir}/ingest_date={date}/{name}", ["movielens/"]),
+        ("{date}/{path}", ["movielens/2026-01-02/"]),
+        ("ingest_date={date}/{path}", ["movielens/ingest_date=2026-01-02/"]),
+        ("{yyyy}/{mm}/{dd}/{path}", ["movielens/2026/01/02/"]),
+        ("//raw//{date}/{path}", ["movielens/raw/2026-01-02/"]),
+        ("{dataset}/{date}/{path}", ["movielens/movielens/2026-01-02/"]),
+        ("{run_id}/{date}/{path}", ["movielens/"]),
+        (
+            "{table}/ingest_date={date}/{path}",
+            [f"movielens/{t}/ingest_date=2026-01-02/" for t in sorted(TABLE_NAMES)],
+        ),
     ],
 )
-def test_the_listing_runs_through_literals_and_date_placeholders_up_to_the_first_other(template, prefix):
-    assert night_keys(template, "movielens/", NIGHT).prefix == prefix
+def test_the_listing_runs_through_literals_and_known_placeholders_up_to_the_first_other(template, prefixes):
+    night = night_keys(template, "movielens/", NIGHT, dataset="movielens", tables=TABLE_NAMES)
+
+    assert list(night.prefixes) == prefixes
+
+
+def test_without_its_tables_a_table_folder_is_listed_from_the_target_prefix():
+    assert night_keys("{table}/ingest_date={date}/{path}", "movielens/", NIGHT).prefixes == ("movielens/",)
+
+
+def test_prefixes_inside_another_are_listed_once_by_the_outer_one():
+    night = night_keys("{table}{date}/{path}", "", NIGHT, tables=("a", "a2"))
+
+    assert night.prefixes == ("a2026-01-02/", "a22026-01-02/")
+    assert night_keys("{table}{path}", "", NIGHT, tables=("a", "ab")).prefixes == ("a",)
 
 
 @pytest.mark.parametrize(
@@ -93,13 +115,18 @@ def test_the_listing_runs_through_literals_and_date_placeholders_up_to_the_first
         "{dir}/{stem}-{date}{ext}",
         "{dataset}/{run_id}/{dir}/{yyyy}-{mm}/{dd}/{name}",
         "//raw//{date}/{path}",
+        "{table}/ingest_date={date}/{path}",
+        "{dataset}/{table}/ingest_date={date}/{dir}/{name}",
     ],
 )
 @pytest.mark.parametrize("target_prefix", ["", "movielens/"])
 def test_every_key_the_planner_renders_for_a_night_is_that_nights_and_not_the_next(template, target_prefix):
-    night, other = night_keys(template, target_prefix, NIGHT), night_keys(template, target_prefix, OTHER_NIGHT)
+    def night(day: Date) -> NightKeys:
+        return night_keys(template, target_prefix, day, dataset="movielens", tables=TABLE_NAMES)
+
+    tonight, tomorrow = night(NIGHT), night(OTHER_NIGHT)
     rendered = 0
-    for relative in TEMPLATE_SAMPLE_KEYS:
+    for relative in (*TEMPLATE_SAMPLE_KEYS, "ratings.csv", "sub/movies.csv"):
         try:
             key = render_target_key(
                 template,
@@ -108,12 +135,13 @@ def test_every_key_the_planner_renders_for_a_night_is_that_nights_and_not_the_ne
                 relative=relative,
                 run_date=NIGHT,
                 run_id=TEMPLATE_SAMPLE_RUN_ID,
+                tables=TABLES,
             )
         except UnsafeKey:
             continue
         rendered += 1
-        assert night.holds(key), (template, key)
-        assert not other.holds(key), (template, key)
+        assert tonight.holds(key), (template, key)
+        assert not tomorrow.holds(key), (template, key)
     assert rendered >= 4
 
 
@@ -125,7 +153,7 @@ def test_keys_outside_the_target_prefix_are_not_the_nights():
     assert night.holds("movielens/a/b/ingest_date=2026-01-02/c.csv")
 
 
-def test_a_placeholder_added_later_matches_anything():
+def test_a_placeholder_of_unknown_value_matches_anything():
     night = night_keys("{table}/ingest_date={date}/{name}", "", NIGHT)
 
     assert night.holds("ratings/ingest_date=2026-01-02/ratings.csv")
