@@ -1,4 +1,5 @@
-"""Command line: `python -m handler run|history|status|verify|lineage|demo`. Exit codes are part of the interface.
+"""Command line: `python -m handler run|history|status|verify|lineage|send-lineage|demo`. Exit codes are part of
+the interface.
 
 0 succeeded, nothing new, or verified clean; 1 some objects (or the run) failed, or verify found problems; 2 bad
 usage, config or credentials, or a question the ledger cannot answer as asked (nothing copied); 3 run in progress
@@ -36,6 +37,7 @@ from .errors import (
     IngestError,
     Interrupted,
     InvalidRequest,
+    LineageDeliveryFailed,
     NotificationFailed,
     RunInProgress,
     SdkTooOld,
@@ -43,6 +45,7 @@ from .errors import (
 )
 from .layout import printable
 from .notify import publish_all
+from .openlineage import ENDPOINT, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
 from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
@@ -54,7 +57,13 @@ from .status import LockView
 from .verify import Kind, Problem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
-READING_COMMANDS = frozenset({"history", "status", "verify", "lineage"})
+OPENLINEAGE_URL, OPENLINEAGE_ENDPOINT, OPENLINEAGE_API_KEY = (
+    "OPENLINEAGE_URL",
+    "OPENLINEAGE_ENDPOINT",
+    "OPENLINEAGE_API_KEY",
+)
+"""The variables OpenLineage's own clients read for their HTTP transport."""
+READING_COMMANDS = frozenset({"history", "status", "verify", "lineage", "send-lineage"})
 FAILED, INVALID, IN_PROGRESS, INTERRUPTED = "failed", "invalid", "in_progress", "interrupted"
 """The `status` of an error answer: the run (or command) failed; the usage, config or credentials are wrong;
 another run holds the lock. Run statuses (`succeeded`, `partial`, ...) are the summary's own."""
@@ -105,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", action="store_true", help="show what would be copied and why; copy nothing")
     run.add_argument("--topic-arn", help="SNS topic for the run notification (default: config, then SNS_TOPIC_ARN)")
+    _lineage_url(run, "after the run, send its OpenLineage events to this backend")
     run.add_argument(
         "--allow-unprotected",
         action="store_true",
@@ -138,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _verbosity(lineage, top=False)
 
+    send = commands.add_parser(
+        "send-lineage",
+        help="send the OpenLineage events the ledger holds for a night (or one run) to a lineage backend",
+    )
+    _common(send)
+    which = send.add_mutually_exclusive_group()
+    which.add_argument("--date", type=_date, help="the night whose runs to send, YYYY-MM-DD (default: the last run's)")
+    which.add_argument("--run", dest="run_id", metavar="RUN_ID", help="send one committed run's events")
+    _lineage_url(send, "the backend to send them to")
+
     demo = commands.add_parser("demo", help="run the pipeline against an in-process local S3 and SNS (moto)")
     demo.add_argument("--source-dir", help="folder of files to ingest, e.g. a downloaded ml-latest-small")
     _verbosity(demo, top=False)
@@ -150,6 +170,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL[_S3])")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _verbosity(parser, top=False)
+
+
+def _lineage_url(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--openlineage-url",
+        default=os.environ.get(OPENLINEAGE_URL),
+        metavar="URL",
+        help=f"{what}, e.g. http://marquez:5000 (default: ${OPENLINEAGE_URL}; ${OPENLINEAGE_ENDPOINT} changes the "
+        f"path from {ENDPOINT}, ${OPENLINEAGE_API_KEY} is sent as a bearer token)",
+    )
 
 
 def _verbosity(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -361,6 +391,7 @@ def _command(invocation: Invocation) -> int:
         "status": _status,
         "verify": _verify,
         "lineage": _lineage,
+        "send-lineage": _send_lineage,
     }
     if args.command in commands:
         return commands[args.command](invocation)
@@ -421,6 +452,8 @@ def _run(invocation: Invocation) -> int:
     if meter:
         meter.close()
     answer = {**one_shot_answer(summaries), **_notify(topic, summaries)}
+    if args.openlineage_url:
+        answer.update(_send_events(engine, summaries, args.openlineage_url))
     failing = any(s.failing for s in summaries)
     if args.json or failing or not args.quiet:
         _print(answer, args.json)
@@ -442,6 +475,49 @@ def _notify(topic: str | None, summaries: list[RunSummary]) -> dict[str, str]:
         )
         return {"notification_error": reason}
     return {}
+
+
+def _send_events(engine: Engine, summaries: list[RunSummary], url: str) -> dict[str, Any]:
+    """Deliver the runs' lineage events after the run; like the notification, a failure is a warning and a field
+    of the answer: the events stay in the ledger for `send-lineage`."""
+    events = [e for s in summaries if s.run_id for e in engine.ledger.lineage_events(s.date, s.run_id)]
+    try:
+        return {"lineage_events_sent": _deliver(events, url)}
+    except LineageDeliveryFailed as err:
+        print(
+            f"warning: the lineage events were not sent ({printable(str(err))}); they are in the ledger, and "
+            "`send-lineage` sends them again",
+            file=sys.stderr,
+        )
+        return {"lineage_error": str(err)}
+
+
+def _deliver(events: list[dict[str, Any]], url: str) -> int:
+    endpoint = os.environ.get(OPENLINEAGE_ENDPOINT) or ENDPOINT
+    return deliver(events, url, endpoint=endpoint, api_key=os.environ.get(OPENLINEAGE_API_KEY) or None)
+
+
+def _send_lineage(invocation: Invocation) -> int:
+    args = invocation.args
+    if not args.openlineage_url:
+        raise InvalidRequest(f"no lineage backend: give --openlineage-url or set ${OPENLINEAGE_URL}")
+    events = _engine(invocation).lineage_events(args.date, run_id=args.run_id)
+    if not events:
+        raise InvalidRequest(
+            f"{args.dataset} has no lineage events for that night (runs committed before 0.10 have none)"
+        )
+    try:
+        sent = _deliver(events, args.openlineage_url)
+    except LineageDeliveryFailed as err:
+        return _report(Refusal(FAILED, EXIT_FAILED, str(err)), args.dataset, args.json)
+    answer = {
+        "dataset": args.dataset,
+        "sent": sent,
+        "runs": sorted({e["run"]["facets"]["ingestionRun"]["runId"] for e in events}),
+    }
+    if args.json or not args.quiet:
+        _print(answer, args.json)
+    return EXIT_OK
 
 
 def _history(invocation: Invocation) -> int:

@@ -625,6 +625,14 @@ class Ledger:
         summaries = (s3io.get_json(self._s3, self.bucket, key)[0] for key in keys)
         return [RunSummary.from_json(document) for document in summaries if document is not None]
 
+    def lineage_events(self, date: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's OpenLineage events as stored, START first (a run committed before they existed has none)."""
+        events = (
+            s3io.get_json(self._s3, self.bucket, self.paths.lineage_event(date, run_id, end))[0]
+            for end in (False, True)
+        )
+        return [event for event in events if event is not None]
+
     def run_date(self, run_id: str) -> str | None:
         """The date a committed run belongs to, from its summary's key (one listing of the summaries: one key per
         run, so it grows with the history, not with the dataset)."""

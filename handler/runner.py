@@ -14,7 +14,7 @@ from datetime import date as Date
 from typing import Any
 
 from .config import DatasetConfig
-from .errors import LockLost
+from .errors import InvalidRequest, LockLost
 from .ledger import Ledger
 from .lock import Lock
 from .pool import InProcess, Workers
@@ -137,6 +137,26 @@ class Engine:
         line."""
         bucket, key = parse_uri(key) if key.startswith("s3://") else (self.dataset.target.bucket, key)
         return lineage(self.job.s3, bucket, key, self.dataset)
+
+    def lineage_events(self, run_date: Date | None = None, *, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The OpenLineage events of one committed run, or of every run of a night (default: the last run's
+        night), in the order they happened."""
+        ledger = self.ledger
+        if run_id is not None:
+            date = ledger.run_date(run_id)
+            if date is None:
+                raise InvalidRequest(f"{self.dataset.name} has no committed run {run_id}; `history` lists them")
+            return ledger.lineage_events(date, run_id)
+        if run_date is None:
+            last = ledger.last_run()
+            if last is None:
+                raise InvalidRequest(f"{self.dataset.name} has no committed run yet; give --date or --run")
+            night = last.date
+        else:
+            night = run_date.isoformat()
+        return [
+            event for run in ledger.runs_on(night) if run.run_id for event in ledger.lineage_events(night, run.run_id)
+        ]
 
 
 def lineage_of(s3: Any, uri: str) -> dict[str, Any]:
