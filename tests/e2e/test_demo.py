@@ -38,6 +38,8 @@ def test_demo_lands_the_sample_then_exactly_the_added_and_changed_files() -> Non
     assert "attributes: {'dataset': 'movielens', 'status': 'succeeded'}" in out
     landed_by_second_run = out.split("Landed by run 2:")[1].split("Run summary:")[0].split()
     assert [Path(k).name for k in landed_by_second_run] == ["ratings_late.csv", "tags.csv"]
+    verified = out.split("=== Verify")[1].splitlines()[1:3]
+    assert [line.split(": ", 1)[1] for line in verified] == ["clean, 5 object(s) checked", "clean, 2 object(s) checked"]
     assert "Demo succeeded" in out
 
 
