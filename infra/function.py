@@ -57,6 +57,8 @@ class IngestFunctionArgs:
     region: pulumi.Input[str]
     log_retention_days: int
     kms_key_arn: str | None = None
+    topic_key_arn: pulumi.Input[str] | None = None
+    """The key the topic is encrypted with (publishing needs it)."""
     metrics_namespace: str | None = None
     """Where the function's EMF lines put their metrics (handler/metrics.py); None: it prints none."""
 
@@ -147,6 +149,7 @@ class IngestFunction(pulumi.ComponentResource):
             child,
             partition=args.partition,
             topic_arn=args.topic_arn,
+            topic_key_arn=args.topic_key_arn,
             log_group_arn=self.log_group.arn,
             region=args.region,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,18 +11,20 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.policies import topic_key_policy
 from infra.stack_config import Subscription
-
-# SNS's AWS managed key: encryption at rest without a key to manage. Its key policy already lets this
-# account's principals use it through SNS, so the publishing roles need no KMS statement.
-AWS_MANAGED_SNS_KEY = "alias/aws/sns"
 
 
 @dataclass
 class NotificationsArgs:
-    """Subscribers from stack config, and the stack's KMS key if it has one."""
+    """Subscribers from stack config, the stack's KMS key if it has one, and where the alarms are."""
 
     subscriptions: Sequence[Subscription]
+    partition: pulumi.Input[str]
+    region: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    alarm_prefix: str
+    """The start of the stack's alarm names: the alarms the topic key lets publish."""
     kms_key_arn: str | None = None
 
 
@@ -30,14 +33,33 @@ class Notifications(pulumi.ComponentResource):
 
     topic: aws.sns.Topic
     topic_arn: pulumi.Output[str]
+    key: aws.kms.Key | None
+    """The topic's own key, when the stack has no KMS key (`kmsKeyArn`)."""
+    key_arn: pulumi.Output[str]
+    """The key the topic is encrypted with: the stack key, or its own."""
     subscriptions: dict[Subscription, aws.sns.TopicSubscription]
 
     def __init__(self, name: str, args: NotificationsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("data-file-ingestion:notifications:Notifications", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.topic = aws.sns.Topic(
-            f"{name}-topic", kms_master_key_id=args.kms_key_arn or AWS_MANAGED_SNS_KEY, opts=child
-        )
+        if args.kms_key_arn:
+            self.key = None
+            self.key_arn = pulumi.Output.from_input(args.kms_key_arn)
+        else:
+            # Not SNS's AWS managed key: CloudWatch alarms cannot publish to a topic encrypted with it.
+            policy = pulumi.Output.all(args.partition, args.region, args.account_id).apply(
+                lambda v: json.dumps(topic_key_policy(*v, alarm_prefix=args.alarm_prefix))
+            )
+            self.key = aws.kms.Key(
+                f"{name}-topic-key",
+                description="Data file ingestion: encrypts the run topic; its alarms may publish to it",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                policy=policy,
+                opts=child,
+            )
+            self.key_arn = self.key.arn
+        self.topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=self.key_arn, opts=child)
         self.topic_arn = self.topic.arn
         self.subscriptions = {
             sub: aws.sns.TopicSubscription(
@@ -49,7 +71,7 @@ class Notifications(pulumi.ComponentResource):
             )
             for sub in args.subscriptions
         }
-        self.register_outputs({"topic_arn": self.topic_arn})
+        self.register_outputs({"topic_arn": self.topic_arn, "key_arn": self.key_arn})
 
 
 def subscription_name(name: str, sub: Subscription) -> str:

@@ -60,6 +60,8 @@ class IngestionPipeline(pulumi.ComponentResource):
         account_id = aws.get_caller_identity_output(opts=invoke_opts).account_id
 
         metrics_namespace = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+        monitoring_name = f"{name}-monitoring"
+        alarm_prefix = f"{monitoring_name}-"  # every alarm's name starts so: the topic key lets those publish
 
         self._create_buckets(name, config, partition)
         self.config_objects = ConfigObjects(
@@ -69,7 +71,14 @@ class IngestionPipeline(pulumi.ComponentResource):
         )
         self.notifications = Notifications(
             f"{name}-notifications",
-            NotificationsArgs(subscriptions=config.subscriptions, kms_key_arn=config.kms_key_arn),
+            NotificationsArgs(
+                subscriptions=config.subscriptions,
+                partition=partition,
+                region=region,
+                account_id=account_id,
+                alarm_prefix=alarm_prefix,
+                kms_key_arn=config.kms_key_arn,
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.function = IngestFunction(
@@ -86,6 +95,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                 region=region,
                 log_retention_days=config.log_retention_days,
                 kms_key_arn=config.kms_key_arn,
+                topic_key_arn=self.notifications.key_arn,
                 metrics_namespace=metrics_namespace,
             ),
             # The function names the config bucket by its configured name; wait until it exists.
@@ -105,6 +115,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                 log_retention_days=config.log_retention_days,
                 log_level=config.workflow.log_level,
                 kms_key_arn=config.kms_key_arn,
+                topic_key_arn=self.notifications.key_arn,
             ),
             # The whole function component: its role policy must be in place before a run can start.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.function]),
@@ -138,7 +149,7 @@ class IngestionPipeline(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.monitoring = Monitoring(
-            f"{name}-monitoring",
+            monitoring_name,
             MonitoringArgs(
                 namespace=metrics_namespace,
                 datasets=datasets,
@@ -170,7 +181,7 @@ class IngestionPipeline(pulumi.ComponentResource):
         }
         if config.kms_key_arn:
             self.exports["topicKeyPolicyStatement"] = pulumi.Output.all(partition, region, account_id).apply(
-                lambda v: alarm_key_policy_statement(*v, alarm_prefix=f"{name}-monitoring-")
+                lambda v: alarm_key_policy_statement(*v, alarm_prefix=alarm_prefix)
             )
         self.register_outputs(self.exports)
 

@@ -76,6 +76,7 @@ def function_policy(
     log_group_arn: str,
     kms_key_arn: str | None = None,
     region: str | None = None,
+    topic_key_arn: str | None = None,
 ) -> dict[str, Any]:
     """What the ingestion Lambda may do, derived from the datasets it serves.
 
@@ -185,9 +186,8 @@ def function_policy(
             "Resource": f"{log_group_arn}:*",
         }
     )
-    if kms_key_arn:
-        # S3 for the buckets; SNS for a one-shot run's own report (an action-less event publishes it).
-        statements.append(kms_statement(kms_key_arn, region, services=("s3", "sns")))
+    # S3 for the buckets; SNS for a one-shot run's own report (an action-less event publishes it).
+    statements.extend(key_statements(kms_key_arn, topic_key_arn, region))
     return document(statements)
 
 
@@ -203,6 +203,7 @@ def workflow_policy(
     topic_arn: str,
     kms_key_arn: str | None = None,
     region: str | None = None,
+    topic_key_arn: str | None = None,
 ) -> dict[str, Any]:
     """What the state machine may do before it exists: invoke, publish, read batch lists, log.
 
@@ -259,9 +260,8 @@ def workflow_policy(
             "Resource": "*",
         },
     ]
-    if kms_key_arn:
-        # Reading a batch list from an SSE-KMS bucket and publishing to a topic encrypted with the key.
-        statements.append(kms_statement(kms_key_arn, region, services=("s3", "sns")))
+    # Reading a batch list from an SSE-KMS bucket and publishing to the encrypted topic.
+    statements.extend(key_statements(kms_key_arn, topic_key_arn, region))
     return document(statements)
 
 
@@ -306,10 +306,64 @@ def scheduler_policy(state_machine_arn: str) -> dict[str, Any]:
     )
 
 
-def kms_statement(kms_key_arn: str, region: str | None, services: Sequence[str]) -> dict[str, Any]:
-    """Use of the stack's key, only through the services that encrypt with it."""
+def key_statements(kms_key_arn: str | None, topic_key_arn: str | None, region: str | None) -> list[dict[str, Any]]:
+    """The keys a role that reads the buckets and publishes to the topic uses: the stack key (buckets and topic),
+    or, without one, only the topic's own key (the buckets are SSE-S3)."""
+    if kms_key_arn:
+        return [kms_statement(kms_key_arn, region, services=("s3", "sns"))]
+    if topic_key_arn:
+        return [kms_statement(topic_key_arn, region, services=("sns",), sid="UseTopicKey")]
+    return []
+
+
+def topic_key_policy(partition: str, region: str, account_id: str, alarm_prefix: str) -> dict[str, Any]:
+    """The policy of the key the stack creates for its topic when it has no stack key.
+
+    Why a key of its own: CloudWatch alarms cannot publish to a topic encrypted with SNS's AWS managed key
+    (its policy cannot name the CloudWatch service, and nobody can edit it). The account administers and uses
+    the key through IAM, listed action by action rather than `kms:*`; the alarms of this stack may use it.
+    """
+    return document(
+        [
+            {
+                "Sid": "AccountAdministersAndUsesTheKeyThroughIam",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": [*TOPIC_KEY_ADMIN_ACTIONS, "kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": "*",
+            },
+            alarm_key_policy_statement(partition, region, account_id, alarm_prefix),
+        ]
+    )
+
+
+TOPIC_KEY_ADMIN_ACTIONS = (
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:EnableKeyRotation",
+    "kms:DisableKeyRotation",
+    "kms:ListResourceTags",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateKeyDescription",
+    "kms:ListGrants",
+    "kms:RevokeGrant",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+)
+"""What the provider reads and changes on the key, and what its administrators need to manage and retire it."""
+
+
+def kms_statement(
+    kms_key_arn: str, region: str | None, services: Sequence[str], sid: str = "UseStackKey"
+) -> dict[str, Any]:
+    """Use of a key, only through the services that encrypt with it."""
     statement: dict[str, Any] = {
-        "Sid": "UseStackKey",
+        "Sid": sid,
         "Effect": "Allow",
         "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
         "Resource": kms_key_arn,

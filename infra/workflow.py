@@ -35,6 +35,8 @@ class WorkflowArgs:
     log_retention_days: int
     log_level: str = "ERROR"
     kms_key_arn: str | None = None
+    topic_key_arn: pulumi.Input[str] | None = None
+    """The key the topic is encrypted with (publishing needs it)."""
 
 
 class Workflow(pulumi.ComponentResource):
@@ -86,6 +88,7 @@ class Workflow(pulumi.ComponentResource):
             partition=args.partition,
             function_arn=args.function_arn,
             topic_arn=args.topic_arn,
+            topic_key_arn=args.topic_key_arn,
             region=args.region,
         )
 

@@ -113,6 +113,9 @@ def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         }
     if typ == "aws:sns/topicSubscription:TopicSubscription":
         return {"arn": f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT}:topic:{name}"}
+    if typ == "aws:kms/key:Key":
+        key_id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        return {"id": key_id, "keyId": key_id, "arn": f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/{key_id}"}
     if typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
         alarm = inputs.get("name") or _physical(name)
         return {"id": alarm, "name": alarm, "arn": f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm}"}

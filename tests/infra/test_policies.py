@@ -149,6 +149,13 @@ def test_dev_function_policy_grants_exactly_its_prefixes_config_topic_and_logs(b
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{n['function_name']}:*",
         },
+        {
+            "Sid": "UseTopicKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": deployment.of_type("aws:kms/key:Key")[0].arn,
+            "Condition": {"StringEquals": {"kms:ViaService": [f"sns.{REGION}.amazonaws.com"]}},
+        },
     ]
 
 
@@ -181,7 +188,7 @@ def test_two_datasets_each_get_their_own_source_target_and_ledger_statements(bui
         "arn:aws:s3:::acme-ingestion-config/config/click_stream.json",
         "arn:aws:s3:::acme-ingestion-config/config/orders.json",
     ]
-    assert "UseStackKey" not in by_sid  # KMS permissions only when a key is configured
+    assert "UseStackKey" not in by_sid  # the stack key only when one is configured; the topic's own key always
     assert set(by_sid) == {
         "ListSourceOrders",
         "ReadSourceOrders",
@@ -195,6 +202,7 @@ def test_two_datasets_each_get_their_own_source_target_and_ledger_statements(bui
         "ReadConfig",
         "Notify",
         "OwnLogs",
+        "UseTopicKey",
     }
 
 
@@ -312,10 +320,45 @@ def test_kms_permissions_appear_only_with_a_key_and_only_through_s3_and_sns(buil
     assert "UseStackKey" not in statements(deployment.policy(SCHEDULER_POLICY)), "the scheduler touches no data"
 
 
-def test_no_role_may_use_kms_without_a_stack_key(build_pipeline: Build) -> None:
+def test_without_a_stack_key_the_publishers_may_use_only_the_topics_own_key_through_sns(build_pipeline: Build) -> None:
     without = build_pipeline(CONFIGS["two-datasets"])
-    for name in (LAMBDA_ROLE_POLICY, WORKFLOW_POLICY, SCHEDULER_POLICY):
-        assert not any("kms:" in str(st["Action"]) for st in without.policy(name)["Statement"]), name
+    (key,) = without.of_type("aws:kms/key:Key")
+    for name in (LAMBDA_ROLE_POLICY, WORKFLOW_POLICY):
+        kms = [st for st in without.policy(name)["Statement"] if "kms:" in str(st["Action"])]
+        assert kms == [
+            {
+                "Sid": "UseTopicKey",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": key.arn,
+                "Condition": {"StringEquals": {"kms:ViaService": [f"sns.{REGION}.amazonaws.com"]}},
+            }
+        ], name
+    assert not any("kms:" in str(st["Action"]) for st in without.policy(SCHEDULER_POLICY)["Statement"])
+
+
+def test_the_topics_own_key_lets_the_account_manage_it_and_only_this_stacks_alarms_publish(run_program: Run) -> None:
+    deployment = run_program(dev_stack_config())
+    (key,) = deployment.of_type("aws:kms/key:Key")
+    (topic,) = deployment.of_type("aws:sns/topic:Topic")
+    assert topic.inputs["kmsMasterKeyId"] == key.arn
+    assert key.inputs["enableKeyRotation"] is True
+    statements = {st["Sid"]: st for st in json.loads(key.inputs["policy"])["Statement"]}
+    account = statements["AccountAdministersAndUsesTheKeyThroughIam"]
+    assert account["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert not any("*" in action for action in account["Action"]), "no kms:* even for the account"
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Decrypt", "kms:GenerateDataKey"} <= set(
+        account["Action"]
+    )
+    alarms = statements["AllowIngestionAlarmsToPublish"]
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    pattern = alarms["Condition"]["ArnLike"]["aws:SourceArn"]
+    published = [
+        a for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if topic.arn in a.inputs["alarmActions"]
+    ]
+    assert len(published) == 3
+    assert all(fnmatch.fnmatchcase(a.arn, pattern) for a in published)
+    assert "topicKeyPolicyStatement" not in deployment.exports, "nothing for anyone to add by hand"
 
 
 def test_every_principal_that_publishes_to_the_encrypted_topic_may_use_its_key(run_program: Run) -> None:
@@ -359,10 +402,6 @@ def test_every_principal_that_publishes_to_the_encrypted_topic_may_use_its_key(r
         f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:someone-elses-alarm",
         statement["Condition"]["ArnLike"]["aws:SourceArn"],
     )
-
-
-def test_without_a_stack_key_nothing_asks_for_a_key_policy(run_program: Run) -> None:
-    assert "topicKeyPolicyStatement" not in run_program(dev_stack_config()).exports
 
 
 def test_every_resource_the_definition_calls_is_granted_to_the_state_machine(build_pipeline: Build) -> None:
