@@ -260,13 +260,18 @@ class Stage:
 @pytest.fixture(name="stage")
 def stage_fixture(moto_server: str, tmp_path: Path) -> Stage:
     """Reset the server, then a fresh pair of uniquely named buckets."""
+    return new_stage(moto_server, tmp_path)
+
+
+def new_stage(moto_server: str, workdir: Path) -> Stage:
+    """What `stage` gives, for a fixture of a wider scope (a module's tests that only read what it landed)."""
     requests.post(f"{moto_server}/moto-api/reset", timeout=30).raise_for_status()
     s3 = client(moto_server, "s3")
     suffix = uuid.uuid4().hex[:10]
     source, raw = f"source-{suffix}", f"raw-{suffix}"
     s3.create_bucket(Bucket=source)
     s3.create_bucket(Bucket=raw)
-    return Stage(url=moto_server, s3=s3, source=source, raw=raw, workdir=tmp_path)
+    return Stage(url=moto_server, s3=s3, source=source, raw=raw, workdir=workdir)
 
 
 def one_json(proc: subprocess.CompletedProcess[str] | str) -> dict[str, Any]:

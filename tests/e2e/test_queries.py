@@ -27,8 +27,8 @@ from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     REGION,
     Stage,
     moto_server_fixture,
+    new_stage,
     one_json,
-    stage_fixture,
 )
 
 MOVIELENS = REPO.parent / "shared" / "data" / "ml-latest-small"
@@ -102,9 +102,13 @@ def connect(endpoint: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-@pytest.fixture(name="landed")
-def landed_fixture(stage: Stage) -> Iterator[tuple[Stage, dict[str, bytes], duckdb.DuckDBPyConnection]]:
-    """MovieLens landed by the CLI on two nights (the second adds a late ratings file), and DuckDB on the server."""
+@pytest.fixture(name="landed", scope="module")
+def landed_fixture(
+    moto_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Stage, dict[str, bytes], duckdb.DuckDBPyConnection]]:
+    """MovieLens landed by the CLI on two nights (the second adds a late ratings file), and DuckDB on the server.
+    Once for the module: every test here only reads it."""
+    stage = new_stage(moto_server, tmp_path_factory.mktemp("queries"))
     files = movielens_files()
     for name, body in files.items():
         stage.put(f"movielens/{name}", body)
