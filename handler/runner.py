@@ -14,13 +14,13 @@ from datetime import date as Date
 from typing import Any
 
 from .config import DatasetConfig
-from .errors import InvalidRequest, LockLost
+from .errors import LockLost
 from .ledger import Ledger
 from .lock import Lock
 from .pool import InProcess, Workers
 from .progress import RunProgress, Snapshot
 from .records import PlanningResult, PlanResult, RunSummary
-from .steps import Job, new_run_id, run_date_for
+from .steps import Job, committed_runs, new_run_id, run_date_for
 from .steps.copy import Progress, copy_batch
 from .steps.dry_run import dry_run
 from .steps.finalize import finalize, finalize_shard
@@ -142,21 +142,11 @@ class Engine:
         """The OpenLineage events of one committed run, or of every run of a night (default: the last run's
         night), in the order they happened."""
         ledger = self.ledger
-        if run_id is not None:
-            date = ledger.run_date(run_id)
-            if date is None:
-                raise InvalidRequest(f"{self.dataset.name} has no committed run {run_id}; `history` lists them")
-            return ledger.lineage_events(date, run_id)
-        if run_date is None:
-            last = ledger.last_run()
-            if last is None:
-                raise InvalidRequest(f"{self.dataset.name} has no committed run yet; give --date or --run")
-            night = last.date
-        else:
-            night = run_date.isoformat()
-        return [
-            event for run in ledger.runs_on(night) if run.run_id for event in ledger.lineage_events(night, run.run_id)
-        ]
+        open_run = ledger.open_run()
+        date, runs = committed_runs(
+            ledger, run_date, run_id, open_run.run_id if open_run else None, without_runs="give --date or --run"
+        )
+        return [event for run in runs if run.run_id for event in ledger.lineage_events(date, run.run_id)]
 
 
 def lineage_of(s3: Any, uri: str) -> dict[str, Any]:

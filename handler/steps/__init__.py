@@ -11,10 +11,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..config import DatasetConfig
-from ..errors import RunNotFound
+from ..errors import InvalidRequest, RunNotFound
 from ..ledger import Ledger
 from ..lock import Lock
-from ..records import OpenRun
+from ..records import OpenRun, RunSummary
 
 
 def run_date_for(dataset: DatasetConfig, now: datetime | None = None) -> Date:
@@ -56,3 +56,31 @@ class Job:
                 f"{run and run.run_id}); it was finalized already or never planned"
             )
         return run
+
+
+def committed_runs(
+    ledger: Ledger, run_date: Date | None, run_id: str | None, open_run: str | None, *, without_runs: str
+) -> tuple[str, list[RunSummary]]:
+    """The night a question about committed runs is about and its runs, oldest first: `run_id`'s night and that
+    run alone, or `run_date`'s (default: the last run's) and all of them. `without_runs` ends the refusal when
+    the dataset has no run yet and no date was given."""
+    dataset = ledger.dataset
+    if run_id is not None:
+        if run_id == open_run:
+            raise InvalidRequest(
+                f"run {run_id} of dataset {dataset} is still in progress; verify it once it is committed "
+                "(`ingest status` shows how far it got)"
+            )
+        date = ledger.run_date(run_id)
+        if date is None:
+            raise InvalidRequest(f"dataset {dataset} has no committed run {run_id}; `ingest history` lists its runs")
+        if run_date is not None and run_date.isoformat() != date:
+            raise InvalidRequest(f"run {run_id} belongs to {date}, not {run_date.isoformat()}")
+        return date, [run for run in ledger.runs_on(date) if run.run_id == run_id]
+    if run_date is None:
+        last = ledger.last_run()
+        if last is None:
+            raise InvalidRequest(f"no run of dataset {dataset} is recorded yet; {without_runs}")
+        run_date = Date.fromisoformat(last.date)
+    date = run_date.isoformat()
+    return date, ledger.runs_on(date)

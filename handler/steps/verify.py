@@ -28,7 +28,6 @@ from typing import Any
 
 from .. import s3io
 from ..config import LEDGER_ROOT
-from ..errors import InvalidRequest
 from ..layout import UNMATCHED_TABLE
 from ..ledger import Ledger
 from ..metadata import Lineage
@@ -53,7 +52,7 @@ from ..verify import (
     state_problems,
     unrecorded_problem,
 )
-from . import Job
+from . import Job, committed_runs
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,13 @@ def verify(
     problem is passed to `on_problem` as it is found, and the answer counts them and lists the first ones."""
     ds, ledger = job.dataset, job.ledger
     open_run = ledger.open_run()
-    date, runs = _scope(ledger, ds.name, run_date, run_id, open_run.run_id if open_run else None)
+    date, runs = committed_runs(
+        ledger,
+        run_date,
+        run_id,
+        open_run.run_id if open_run else None,
+        without_runs="pass --date to check a night's landed objects anyway",
+    )
     in_progress = open_run.run_id if open_run is not None and open_run.date == date else None
     scope = Scope(ds.name, date, run_id, in_progress)
     tables = [name for name, _ in ds.table_patterns] + [UNMATCHED_TABLE] if ds.table_patterns else []
@@ -114,33 +119,6 @@ def verify(
         "problems_by_kind": dict(sorted(findings.by_kind.items())),
         "problems": [problem.to_json() for problem in findings.kept],
     }
-
-
-def _scope(
-    ledger: Ledger, dataset: str, run_date: Date | None, run_id: str | None, open_run: str | None
-) -> tuple[str, list[RunSummary]]:
-    """The date to check and its committed runs to read (only `run_id`'s, when given)."""
-    if run_id is not None:
-        if run_id == open_run:
-            raise InvalidRequest(
-                f"run {run_id} of dataset {dataset} is still in progress; verify it once it is committed "
-                "(`ingest status` shows how far it got)"
-            )
-        date = ledger.run_date(run_id)
-        if date is None:
-            raise InvalidRequest(f"dataset {dataset} has no committed run {run_id}; `ingest history` lists its runs")
-        if run_date is not None and run_date.isoformat() != date:
-            raise InvalidRequest(f"run {run_id} belongs to {date}, not {run_date.isoformat()}")
-        return date, [run for run in ledger.runs_on(date) if run.run_id == run_id]
-    if run_date is None:
-        last = ledger.last_run()
-        if last is None:
-            raise InvalidRequest(
-                f"no run of dataset {dataset} is recorded yet; pass --date to check a night's landed objects anyway"
-            )
-        run_date = Date.fromisoformat(last.date)
-    date = run_date.isoformat()
-    return date, ledger.runs_on(date)
 
 
 _COPIED_TABLE = f"CREATE TABLE copied ({', '.join(COPIED_COLUMNS)})"
