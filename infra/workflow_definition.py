@@ -1,7 +1,9 @@
 """The ingestion state machine, as Amazon States Language built from Python data.
 
-One execution ingests one dataset: input `{"dataset": "<name>"}`, optionally with `"date"`. The steps are
-the Lambda actions of docs/lambda-contract.md, so the shape follows that contract:
+One execution ingests one dataset: input `{"dataset": "<name>"}`, optionally with `"date"` (a night to land,
+`YYYY-MM-DD`) or `"scheduled_time"` (the schedule's `<aws.scheduler.scheduled-time>`: the night is that time's
+date in the dataset's time zone, however late the execution starts). The steps are the Lambda actions of
+docs/lambda-contract.md, so the shape follows that contract:
 
 - `plan` takes the lock and cuts the run into key-range shards; a Distributed Map plans each shard
   (`plan_shard`: it lists only its range and writes its own batches), then `seal_plan` either starts another
@@ -24,10 +26,20 @@ the Lambda actions of docs/lambda-contract.md, so the shape follows that contrac
   nothing already copied and its objects land on the next run.
 - `finalize` may answer `replan: true` (the plan resumed an interrupted run); the machine then plans
   again so tonight's files are still ingested.
-- Every task catches everything into one `NotifyFailure` step that builds its message from the caught
-  error alone, so even a Lambda that crashed before returning anything produces a notification.
-  `RunInProgress` from `plan` is not a failure: another execution is doing the work, so this one says
-  it skipped and succeeds (failing would page someone for an overlap that heals itself).
+
+At-least-once delivery. Lambda may run an invocation whose answer is lost, die part-way (`Lambda.Unknown`,
+`Sandbox.Timedout`), or run beside its own retry; Step Functions retries all of these. Every event carries
+the execution's id (`$$.Execution.Id`), which the lock records: a retried `plan` takes its own execution's
+lock back instead of meeting "another run", and a second attempt of any step accepts what its sibling already
+wrote. So every Task here is retried on the Lambda service's errors and on its own deaths, and only the
+runtime's deliberate errors (`NOT_RETRYABLE_ERRORS`) are final. A redriven execution keeps its id, so it takes
+its lock back too (docs/lambda-contract.md, "Redrive").
+
+Truthful endings. SUCCEEDED means the run committed, nothing was due, or another execution holds the dataset
+(`RunInProgress` from `plan`: the skipped notification names that execution; failing would page someone for an
+overlap that heals itself). Any other failure is caught into one path that names the step that failed and what
+the error means (a timeout as a timeout), hands the lock back (`release`, by execution id), notifies, and ends
+FAILED with the error's name.
 
 `build_definition` is a plain function (no Pulumi) so tests can run the definition in moto's interpreter.
 """
@@ -47,19 +59,22 @@ MAP_RESULTS_PREFIX = f"{LEDGER_ROOT}_map-results/"
 the ledger root, outside every dataset's ledger (dataset names start with a letter or digit). Nothing reads them;
 a lifecycle rule expires them (infra/storage.py)."""
 
-# Errors of the Lambda service itself (throttling, a sandbox that died, a lost response): the function may not
-# have run. copy_batch and finalize are idempotent; a plan retried after a lost response finds its own lock and
-# ends as skipped, and the next run resumes the plan it wrote.
 LAMBDA_SERVICE_ERRORS = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.TooManyRequestsException",
-    "Lambda.Unknown",
 ]
+"""Errors of the Lambda service itself (throttling, a lost answer): the function may have run completely, partially
+or not at all. Every step is idempotent under that (docs/lambda-contract.md), so these are retried generously."""
 
-# Errors the runtime raises on purpose (handler/errors.py): running the step again gives the same answer.
-# `LockLost` above all must not be retried: another run owns the dataset now.
+LAMBDA_DEATHS = ["Lambda.Unknown", "Sandbox.Timedout", "States.Timeout"]
+"""The function died part-way: Lambda reports a timeout or an out-of-memory kill as `Lambda.Unknown` (newer runtimes:
+`Sandbox.Timedout`), and a Task's own TimeoutSeconds as `States.Timeout` (the function may still be running). Its
+writes up to then stay applied; the retry finishes its work. Retried less than a lost answer: a step that times out
+for its size would time out again."""
+
 NOT_RETRYABLE_ERRORS = [
     "LockLost",
     "RunInProgress",
@@ -70,6 +85,16 @@ NOT_RETRYABLE_ERRORS = [
     "CredentialsError",
     "SdkTooOld",
 ]
+"""Errors the runtime raises on purpose (handler/errors.py): running the step again gives the same answer.
+`LockLost` above all must not be retried: another execution owns the dataset now."""
+
+TASK_TIMEOUT_MARGIN_SECONDS = 60
+"""A Lambda Task's TimeoutSeconds is the function's timeout plus this: the function's own timeout always fires
+first (reported as a death, its logs say where), and `States.Timeout` only covers an invocation Lambda lost."""
+SNS_TASK_TIMEOUT_SECONDS = 60
+DEFAULT_EXECUTION_TIMEOUT_SECONDS = 24 * 3600
+"""A night's execution that has not ended in a day is stuck; it times out (the ExecutionsTimedOut alarm) and
+its lock expires by its TTL, so the next execution completes the run."""
 
 SERVICE_RETRY = {
     "ErrorEquals": LAMBDA_SERVICE_ERRORS,
@@ -79,15 +104,27 @@ SERVICE_RETRY = {
     "MaxDelaySeconds": 60,
     "JitterStrategy": "FULL",
 }
+DEATH_RETRY = {"ErrorEquals": LAMBDA_DEATHS, "IntervalSeconds": 5, "MaxAttempts": 2, "BackoffRate": 2.0}
 NO_RETRY = {"ErrorEquals": NOT_RETRYABLE_ERRORS, "MaxAttempts": 0}
-# Anything else escaped the handler after boto3's own retries: an outage or a bug. copy_batch and finalize
-# are idempotent, so a couple of slow retries cost little and ride out the outage.
+# Anything else escaped the handler after boto3's own retries: an outage or a bug. Every step is idempotent,
+# so a couple of slow retries cost little and ride out the outage.
 OTHER_RETRY = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 2, "BackoffRate": 3.0}
+LAMBDA_RETRY = [NO_RETRY, SERVICE_RETRY, DEATH_RETRY, OTHER_RETRY]
+"""Every Lambda Task's retriers, in order: Step Functions uses the first whose ErrorEquals matches."""
 
-CATCH_ALL = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}
-RELEASE_THEN_NOTIFY = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ReleaseLock"}
-"""After the plan stored a run, a failed step hands the lock back before the failure notification: the run
-stays open for the next execution, which should not have to wait out the lock's TTL to complete it."""
+NOTIFY_RETRY = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 2.0}
+
+FAILURE_MEANINGS: dict[str, tuple[str, ...]] = {
+    "timed out or ran out of memory": ("Lambda.Unknown", "Sandbox.Timedout", "States.Timeout"),
+    "the Lambda service kept failing or throttling": tuple(LAMBDA_SERVICE_ERRORS),
+    "some of its child steps failed (each child's error is in the Map Run's history)": (
+        "States.ExceedToleratedFailureThreshold",
+    ),
+    "another execution took the dataset's lock over": ("LockLost",),
+    "the configuration is wrong": ("ConfigError", "UnknownDataset"),
+    "no usable AWS credentials": ("CredentialsError",),
+}
+"""What a failed step's error means, for the failure notification; any other error is named as it is."""
 
 
 def outcome_choice(status_path: str) -> dict[str, Any]:
@@ -114,16 +151,44 @@ def outcome_choice(status_path: str) -> dict[str, Any]:
 
 
 def build_definition(
-    function_arn: str, topic_arn: str, map_concurrency: int, tolerated_failure_percentage: float, results_bucket: str
+    function_arn: str,
+    topic_arn: str,
+    map_concurrency: int,
+    tolerated_failure_percentage: float,
+    results_bucket: str,
+    *,
+    lambda_timeout_seconds: int = 900,
+    execution_timeout_seconds: int = DEFAULT_EXECUTION_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """The state machine definition (a STANDARD workflow) for one Lambda function and one SNS topic."""
     if map_concurrency < 1:
         raise ValueError(f"map_concurrency must be at least 1, got {map_concurrency}")
     if not 0 <= tolerated_failure_percentage <= 100:
         raise ValueError(f"tolerated_failure_percentage must be within 0-100, got {tolerated_failure_percentage}")
+    if not 1 <= lambda_timeout_seconds <= 900:
+        raise ValueError(f"lambda_timeout_seconds must be within 1-900 (Lambda's limit), got {lambda_timeout_seconds}")
+    if execution_timeout_seconds <= lambda_timeout_seconds + TASK_TIMEOUT_MARGIN_SECONDS:
+        raise ValueError(
+            f"execution_timeout_seconds ({execution_timeout_seconds}) must exceed one step's timeout "
+            f"({lambda_timeout_seconds + TASK_TIMEOUT_MARGIN_SECONDS} s)"
+        )
+    task_timeout = int(lambda_timeout_seconds) + TASK_TIMEOUT_MARGIN_SECONDS
+    execution = {"execution.$": "$$.Execution.Id"}
 
-    def invoke(payload: dict[str, Any]) -> dict[str, Any]:
-        return {"FunctionName": function_arn, "Payload": payload}
+    def lambda_task(payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """A Lambda invocation with the timeout and retriers every step shares."""
+        return {
+            "Type": "Task",
+            "Resource": LAMBDA_INVOKE,
+            "Parameters": {"FunctionName": function_arn, **payload},
+            "TimeoutSeconds": task_timeout,
+            "Retry": LAMBDA_RETRY,
+            **fields,
+        }
+
+    def failed_at(step: str) -> list[dict[str, Any]]:
+        """Catch everything into the failure path, remembering which step failed."""
+        return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": f"{step}Failed"}]
 
     def publish_notification(path: str) -> dict[str, Any]:
         """sns:publish of a notification the runtime built (subject, message, attributes) at `path`."""
@@ -146,8 +211,25 @@ def build_definition(
             },
         }
 
-    def distributed_map(items_path: str, action: str, unit: str, next_state: str) -> dict[str, Any]:
-        """One Lambda invocation per item of the list at `items_path`, each retried on its own."""
+    def sns_task(parameters: dict[str, Any], next_state: str, *, catch: bool = True) -> dict[str, Any]:
+        task: dict[str, Any] = {
+            "Type": "Task",
+            "Resource": SNS_PUBLISH,
+            "Parameters": parameters,
+            "TimeoutSeconds": SNS_TASK_TIMEOUT_SECONDS,
+            "ResultPath": None,
+            "Retry": [NOTIFY_RETRY],
+            "Next": next_state,
+        }
+        if catch:
+            task["Catch"] = failed_at("Notify")
+        return task
+
+    def distributed_map(
+        name: str, child: str, items_path: str, action: str, unit: str, next_state: str
+    ) -> dict[str, Any]:
+        """One Lambda invocation per item of the list at `items_path`, each retried on its own. The child state is
+        named for what it does: state names are unique across the whole machine, nested processors included."""
         return {
             "Type": "Map",
             "ItemReader": {
@@ -160,25 +242,23 @@ def build_definition(
                 "dataset.$": "$$.Map.Item.Value.dataset",
                 "run_id.$": "$$.Map.Item.Value.run_id",
                 f"{unit}.$": f"$$.Map.Item.Value.{unit}",
+                **execution,
             },
             "MaxConcurrency": int(map_concurrency),
             "ItemProcessor": {
                 # STANDARD children: a step can run for the Lambda's full 15 minutes and then be retried,
                 # longer than an EXPRESS child may live.
                 "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
-                "StartAt": "Step",
+                "StartAt": child,
                 "States": {
-                    "Step": {
-                        "Type": "Task",
-                        "Resource": LAMBDA_INVOKE,
-                        "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+                    child: lambda_task(
+                        {"Payload.$": "$"},
                         # The answer stays in the child's history; each child returns only its number, so the
                         # Map's collected result stays far below the 256 KiB payload limit.
-                        "ResultPath": None,
-                        "OutputPath": f"$.{unit}",
-                        "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
-                        "End": True,
-                    }
+                        ResultPath=None,
+                        OutputPath=f"$.{unit}",
+                        End=True,
+                    )
                 },
             },
             # A Distributed Map collects its children's outputs, and an execution fails past 256 KiB of them (a
@@ -189,7 +269,7 @@ def build_definition(
                 "Parameters": {"Bucket": results_bucket, "Prefix": MAP_RESULTS_PREFIX},
             },
             "ResultPath": None,
-            "Catch": [RELEASE_THEN_NOTIFY],
+            "Catch": failed_at(name),
             "Next": next_state,
         }
 
@@ -211,13 +291,16 @@ def build_definition(
         "replan.$": "$.Payload.replan",
     }
 
-    notify_retry = {
-        "ErrorEquals": ["States.TaskFailed"],
-        "IntervalSeconds": 2,
-        "MaxAttempts": 3,
-        "BackoffRate": 2.0,
-    }
+    def plan_request(**fields: str) -> dict[str, Any]:
+        # The plan request is built once, so a replan after a resumed run asks exactly the same question.
+        return {
+            "Type": "Pass",
+            "Parameters": {"action": "plan", "dataset.$": "$.dataset", **fields, **execution},
+            "ResultPath": "$.plan_request",
+            "Next": "Plan",
+        }
 
+    failing_steps = ["Plan", "PlanShards", "SealPlan", "CopyBatches", "FinalizeShards", "Finalize", "Notify"]
     states: dict[str, Any] = {
         # The scheduler always sends a dataset; without one there is nothing to name in a notification.
         "CheckInput": {
@@ -230,6 +313,13 @@ def build_definition(
                     ],
                     "Next": "PlanRequestForDate",
                 },
+                {
+                    "And": [
+                        {"Variable": "$.dataset", "IsPresent": True},
+                        {"Variable": "$.scheduled_time", "IsPresent": True},
+                    ],
+                    "Next": "PlanRequestForScheduledTime",
+                },
                 {"Variable": "$.dataset", "IsPresent": True, "Next": "PlanRequestForToday"},
             ],
             "Default": "InvalidInput",
@@ -237,68 +327,44 @@ def build_definition(
         "InvalidInput": {
             "Type": "Fail",
             "Error": "InvalidInput",
-            "Cause": 'The execution input must be {"dataset": "<name>"} with an optional "date".',
+            "Cause": 'The execution input must be {"dataset": "<name>"} with an optional "date" or "scheduled_time".',
         },
-        # The plan request is built once, so a replan after a resumed run asks exactly the same question.
-        "PlanRequestForDate": {
-            "Type": "Pass",
-            "Parameters": {"action": "plan", "dataset.$": "$.dataset", "date.$": "$.date"},
-            "ResultPath": "$.plan_request",
-            "Next": "Plan",
-        },
-        "PlanRequestForToday": {
-            "Type": "Pass",
-            "Parameters": {"action": "plan", "dataset.$": "$.dataset"},
-            "ResultPath": "$.plan_request",
-            "Next": "Plan",
-        },
-        # Plan is not retried on errors of its own: it takes the dataset's lock, and a retry after a crash
-        # would find that lock held. The next scheduled run resumes the interrupted plan instead.
-        "Plan": {
-            "Type": "Task",
-            "Resource": LAMBDA_INVOKE,
-            "Parameters": {"FunctionName": function_arn, "Payload.$": "$.plan_request"},
-            "ResultSelector": plan_answer,
-            "ResultPath": "$.plan",
-            "Retry": [NO_RETRY, SERVICE_RETRY],
-            "Catch": [
-                {"ErrorEquals": ["RunInProgress"], "ResultPath": "$.error", "Next": "NotifySkipped"},
-                CATCH_ALL,
+        "PlanRequestForDate": plan_request(**{"date.$": "$.date"}),
+        "PlanRequestForScheduledTime": plan_request(**{"scheduled_time.$": "$.scheduled_time"}),
+        "PlanRequestForToday": plan_request(),
+        # A retried plan takes its own execution's lock back (the event carries the execution id), so a lost
+        # answer or a death part-way is retried like any other step's.
+        "Plan": lambda_task(
+            {"Payload.$": "$.plan_request"},
+            ResultSelector=plan_answer,
+            ResultPath="$.plan",
+            Catch=[
+                {"ErrorEquals": ["RunInProgress"], "ResultPath": "$.error", "Next": "ReadSkipCause"},
+                *failed_at("Plan"),
             ],
-            "Next": "PlanStage",
-        },
+            Next="PlanStage",
+        ),
         # A new run's shards are planned first; a resumed run's plan is sealed already.
         "PlanStage": {
             "Type": "Choice",
             "Choices": [{"Variable": "$.plan.stage", "StringEquals": "planning", "Next": "PlanShards"}],
             "Default": "AnythingToCopy",
         },
-        "PlanShards": distributed_map("$.plan.shards", "plan_shard", "shard", "SealPlan"),
+        "PlanShards": distributed_map("PlanShards", "PlanShard", "$.plan.shards", "plan_shard", "shard", "SealPlan"),
         # Another round (shards that listed their key budget hand on the rest), or the durable plan.
-        "SealPlan": {
-            "Type": "Task",
-            "Resource": LAMBDA_INVOKE,
-            "Parameters": invoke({"action": "seal_plan", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id"}),
-            "ResultSelector": plan_answer,
-            "ResultPath": "$.plan",
-            "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
-            "Catch": [RELEASE_THEN_NOTIFY],
-            "Next": "PlanStage",
-        },
+        "SealPlan": lambda_task(
+            {"Payload": {"action": "seal_plan", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id", **execution}},
+            ResultSelector=plan_answer,
+            ResultPath="$.plan",
+            Catch=failed_at("SealPlan"),
+            Next="PlanStage",
+        ),
         "AnythingToCopy": {
             "Type": "Choice",
             "Choices": [{"Variable": "$.plan.batch_count", "NumericEquals": 0, "Next": "NotifyNothingToCopy"}],
             "Default": "CopyBatches",
         },
-        "NotifyNothingToCopy": {
-            "Type": "Task",
-            "Resource": SNS_PUBLISH,
-            "Parameters": publish_notification("$.plan.notification"),
-            "ResultPath": None,
-            "Retry": [notify_retry],
-            "Catch": [CATCH_ALL],
-            "Next": "PlanAgainAfterEmptyRun",
-        },
+        "NotifyNothingToCopy": sns_task(publish_notification("$.plan.notification"), "PlanAgainAfterEmptyRun"),
         # An interrupted run with nothing left to copy is finished by plan itself; then plan tonight's work.
         "PlanAgainAfterEmptyRun": {
             "Type": "Choice",
@@ -307,46 +373,27 @@ def build_definition(
         },
         "PlanOutcome": outcome_choice("$.plan.summary.status"),
         "CopyBatches": {
-            **distributed_map("$.plan.batches", "copy_batch", "batch", "FinalizeShards"),
+            **distributed_map("CopyBatches", "CopyBatch", "$.plan.batches", "copy_batch", "batch", "FinalizeShards"),
             # The Map may tolerate a share of failed batches: finalize reconciles them from what landed.
             # Always a float: moto's grammar (like a JSON schema for a percentage) wants a number with a
             # fraction here and rejects a bare `0`.
             "ToleratedFailurePercentage": float(tolerated_failure_percentage),
         },
-        "FinalizeShards": distributed_map("$.plan.final_shards", "finalize_shard", "shard", "Finalize"),
-        "Finalize": {
-            "Type": "Task",
-            "Resource": LAMBDA_INVOKE,
-            "Parameters": invoke({"action": "finalize", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id"}),
-            "ResultSelector": {
+        "FinalizeShards": distributed_map(
+            "FinalizeShards", "FinalizeShard", "$.plan.final_shards", "finalize_shard", "shard", "Finalize"
+        ),
+        "Finalize": lambda_task(
+            {"Payload": {"action": "finalize", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id", **execution}},
+            ResultSelector={
                 "summary.$": "$.Payload.summary",
                 "notification.$": "$.Payload.notification",
                 "replan.$": "$.Payload.replan",
             },
-            "ResultPath": "$.finalize",
-            "Retry": [NO_RETRY, SERVICE_RETRY, OTHER_RETRY],
-            "Catch": [RELEASE_THEN_NOTIFY],
-            "Next": "NotifyRun",
-        },
-        # Keeps the caught error in $.error: the failure notification and the execution's error name it.
-        "ReleaseLock": {
-            "Type": "Task",
-            "Resource": LAMBDA_INVOKE,
-            "Parameters": invoke({"action": "release", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id"}),
-            "ResultPath": None,
-            "Retry": [SERVICE_RETRY],
-            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.release_error", "Next": "NotifyFailure"}],
-            "Next": "NotifyFailure",
-        },
-        "NotifyRun": {
-            "Type": "Task",
-            "Resource": SNS_PUBLISH,
-            "Parameters": publish_notification("$.finalize.notification"),
-            "ResultPath": None,
-            "Retry": [notify_retry],
-            "Catch": [CATCH_ALL],
-            "Next": "PlanAgain",
-        },
+            ResultPath="$.finalize",
+            Catch=failed_at("Finalize"),
+            Next="NotifyRun",
+        ),
+        "NotifyRun": sns_task(publish_notification("$.finalize.notification"), "PlanAgain"),
         "PlanAgain": {
             "Type": "Choice",
             "Choices": [{"Variable": "$.finalize.replan", "BooleanEquals": True, "Next": "Plan"}],
@@ -361,44 +408,77 @@ def build_definition(
             "Cause": "Some objects did not land; the notification and the run's manifest name them and why.",
         },
         "Done": {"Type": "Succeed"},
-        "NotifySkipped": {
-            "Type": "Task",
-            "Resource": SNS_PUBLISH,
-            "Parameters": publish_status(
+        # RunInProgress names the execution that holds the dataset; the notification passes that on.
+        "ReadSkipCause": {
+            "Type": "Pass",
+            "Parameters": {"cause.$": "States.StringToJson($.error.Cause)"},
+            "ResultPath": "$.skip",
+            "Next": "NotifySkipped",
+        },
+        "NotifySkipped": sns_task(
+            publish_status(
                 "skipped",
                 "States.Format('[ingestion] {}: skipped, another run is in progress', $.dataset)",
-                "States.Format('Ingestion of dataset {} skipped: another run is in progress "
-                "(execution {}).', $.dataset, $$.Execution.Name)",
+                "States.Format('Ingestion of dataset {} skipped by execution {}: {}', $.dataset, "
+                "$$.Execution.Name, $.skip.cause.errorMessage)",
             ),
-            "ResultPath": None,
-            "Retry": [notify_retry],
-            "Next": "Skipped",
-        },
+            "Skipped",
+            catch=False,
+        ),
         "Skipped": {"Type": "Succeed"},
+        **{
+            f"{step}Failed": {"Type": "Pass", "Result": step, "ResultPath": "$.failed_step", "Next": "ReleaseLock"}
+            for step in failing_steps
+        },
+        # Hands back whatever lock this execution holds (by its id: a plan that failed has no run id to give), so
+        # the next execution need not wait out the TTL; an open run stays open and is completed by it. Keeps the
+        # caught error in $.error: the failure notification and the execution's error name it.
+        "ReleaseLock": lambda_task(
+            {"Payload": {"action": "release", "dataset.$": "$.dataset", **execution}},
+            ResultPath=None,
+            Retry=[SERVICE_RETRY, DEATH_RETRY],
+            Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.release_error", "Next": "DescribeFailure"}],
+            Next="DescribeFailure",
+        ),
+        "DescribeFailure": {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "Or": [{"Variable": "$.error.Error", "StringEquals": name} for name in names],
+                    "Next": f"Failure{n}",
+                }
+                for n, names in enumerate(FAILURE_MEANINGS.values())
+            ],
+            "Default": "FailureOther",
+        },
+        **{
+            f"Failure{n}": {"Type": "Pass", "Result": meaning, "ResultPath": "$.meaning", "Next": "NotifyFailure"}
+            for n, meaning in enumerate(FAILURE_MEANINGS)
+        },
+        "FailureOther": {"Type": "Pass", "Result": "failed", "ResultPath": "$.meaning", "Next": "NotifyFailure"},
         # Built from $.error as a whole: a crashed Lambda's error may have no Cause, and a missing path
         # here would fail the one step that must not fail.
-        "NotifyFailure": {
-            "Type": "Task",
-            "Resource": SNS_PUBLISH,
-            "Parameters": publish_status(
+        "NotifyFailure": sns_task(
+            publish_status(
                 "failed",
-                "States.Format('[ingestion] {}: failed', $.dataset)",
-                "States.Format('Ingestion of dataset {} failed (execution {}). Error: {}', "
-                "$.dataset, $$.Execution.Name, States.JsonToString($.error))",
+                "States.Format('[ingestion] {}: failed at {}', $.dataset, $.failed_step)",
+                "States.Format('Ingestion of dataset {} failed at step {} (execution {}): {} ({}). Error: {}', "
+                "$.dataset, $.failed_step, $$.Execution.Name, $.meaning, $.error.Error, "
+                "States.JsonToString($.error))",
             ),
-            "ResultPath": None,
-            "Retry": [notify_retry],
-            "Next": "Failed",
-        },
+            "Failed",
+            catch=False,
+        ),
         # The caught error's name becomes the execution's, so a list of failed executions says why.
         "Failed": {
             "Type": "Fail",
             "ErrorPath": "$.error.Error",
-            "Cause": "A step failed; the failure notification carries the error and its cause.",
+            "Cause": "A step failed; the failure notification names the step, the error and its cause.",
         },
     }
     return {
         "Comment": "Ingest one dataset: plan shards, copy batches, finalize shards (Distributed Maps), commit, notify.",
         "StartAt": "CheckInput",
+        "TimeoutSeconds": int(execution_timeout_seconds),
         "States": states,
     }
