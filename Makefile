@@ -2,8 +2,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell python3 -c "import hashlib,sys;print(hashlib.sha1(open('requirements.txt','rb').read()).hexdigest()[:12])")
+# asl-validator (npm, pinned in .ci/asl/package-lock.json) checks every state machine definition the stack can build
+# (tests/infra/test_definition_rules.py); `npm ci` installs it again only when the lock changes. Needs node and npm.
+ASL := .ci/asl
+ASL_STAMP := $(ASL)/node_modules/.installed-$(shell python3 -c "import hashlib,sys;print(hashlib.sha1(open('$(ASL)/package-lock.json','rb').read()).hexdigest()[:12])")
 
-.PHONY: demo test lint format bench scale faults clean
+.PHONY: demo test asl lint format bench scale faults clean
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -15,8 +19,16 @@ $(STAMP): requirements.txt
 demo: $(STAMP)
 	$(PY) -m handler demo $(if $(SOURCE_DIR),--source-dir $(SOURCE_DIR))
 
-## The whole test suite (unit, moto integration, CLI over HTTP, Pulumi mocks, Step Functions end to end).
-test: $(STAMP)
+$(ASL_STAMP): $(ASL)/package.json $(ASL)/package-lock.json
+	cd $(ASL) && npm ci --no-audit --no-fund --loglevel=error
+	rm -f $(ASL)/node_modules/.installed-* && touch $@
+
+## asl-validator into .ci/asl/node_modules, exactly as locked.
+asl: $(ASL_STAMP)
+
+## The whole test suite (unit, moto integration, CLI over HTTP, Pulumi mocks, Step Functions end to end, the state
+## machine definitions through asl-validator).
+test: $(STAMP) $(ASL_STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
