@@ -4,250 +4,39 @@ moto executes Amazon States Language when its user config asks for it, and sends
 `LambdaBackend.invoke`, which cannot run code without Docker. The `lambda_runtime` fixture replaces that
 method with a call into the real handler in this process, so the definition, the Lambda contract and the
 runtime are tested together against moto's S3 and SNS. Faults the runtime cannot be asked to produce (a
-crash, a lock taken over mid-run) are injected by wrapping the real handler, never by replacing it.
+crash, a lock taken over mid-run) are injected by wrapping the real handler, never by replacing it. The harness
+(the patched Lambda service, the subscribed topic, the dataset) is tests/sfn_harness.py.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-import traceback
-import types
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import date as Date
 from typing import Any
 from urllib.parse import unquote
 
-import boto3
 import pytest
-from moto.awslambda.models import LambdaBackend
-from moto.core.config import default_user_config
-from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from handler import lambda_function
-from handler.ledger import Ledger, LedgerPaths
+from handler.ledger import Ledger
 from handler.runner import Engine
-from infra.workflow_definition import MAP_RESULTS_PREFIX, build_definition
-from tests.conftest import REGION, dataset_config, expire_lock, landed_keys, list_keys, unique_bucket
+from infra.workflow_definition import MAP_RESULTS_PREFIX
+from tests.conftest import dataset_config, landed_keys, list_keys
+from tests.sfn_harness import (  # noqa: F401 (fixtures)
+    DATASET,
+    Dataset,
+    LambdaRuntime,
+    Notifications,
+    StateMachine,
+    dataset_fixture,
+    lambda_runtime_fixture,
+    notifications_fixture,
+    output_of,
+    retry_waits_fixture,
+    state_machine_fixture,
+)
 
-ACCOUNT = "123456789012"
-FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest"
-ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ingest-state-machine"
-DATASET = "movielens"
 DATE = "2026-11-27"
-
-Handler = Callable[[dict[str, Any], Any], Any]
-
-
-# ---- harness --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LambdaContext:
-    """The attributes of the Lambda context object a handler may read."""
-
-    function_name: str = "ingest"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    invoked_function_arn: str = FUNCTION_ARN
-    memory_limit_in_mb: int = 1024
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
-@dataclass
-class LambdaRuntime:
-    """Where the patched Lambda service sends invocations; tests may wrap `handler` and read `calls`."""
-
-    handler: Handler = lambda_function.handler
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-    def actions(self) -> list[str]:
-        return [call.get("action", "run") for call in self.calls]
-
-
-@pytest.fixture
-def lambda_runtime(aws: None, monkeypatch: pytest.MonkeyPatch) -> LambdaRuntime:
-    """Route every Lambda invocation to `runtime.handler`, reporting exceptions the way Lambda does.
-
-    Invocations are serialised: on AWS each concurrent invocation has its own sandbox, so the handler's
-    module-level state is never shared by two running invocations. Threads of one process would share
-    it, which tests something that cannot happen in production.
-    """
-    runtime = LambdaRuntime()
-    lock = threading.Lock()
-
-    def invoke(
-        self: LambdaBackend,
-        function_name: str,
-        qualifier: str | None,
-        body: Any,
-        headers: Any,
-        response_headers: Any,
-    ) -> bytes:
-        event = json.loads(body or "{}")
-        with lock:
-            runtime.calls.append(event)
-            try:
-                result = runtime.handler(event, LambdaContext())
-            except Exception as err:  # every exception becomes a Lambda function error, as on AWS
-                response_headers["x-amz-function-error"] = "Unhandled"
-                result = {
-                    "errorType": type(err).__name__,
-                    "errorMessage": str(err),
-                    "stackTrace": traceback.format_tb(err.__traceback__),
-                }
-        return json.dumps(result).encode("utf-8")
-
-    monkeypatch.setattr(LambdaBackend, "invoke", invoke)
-    return runtime
-
-
-@pytest.fixture
-def retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The waits the interpreter's Retry asked for, in order; recorded instead of slept."""
-    waits: list[float] = []
-    monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=waits.append))
-    return waits
-
-
-@dataclass
-class Notifications:
-    """An SQS queue subscribed to the run topic: what subscribers of the topic receive."""
-
-    topic_arn: str
-    queue_url: str
-
-    def receive(self) -> list[dict[str, Any]]:
-        """Every message delivered since the last call, as `{"subject", "message", "attributes"}`."""
-        sqs = boto3.client("sqs", region_name=REGION)
-        received = []
-        while batch := sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
-            for message in batch:
-                envelope = json.loads(message["Body"])
-                received.append(
-                    {
-                        "subject": envelope.get("Subject"),
-                        "message": envelope["Message"],
-                        "attributes": {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()},
-                    }
-                )
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return received
-
-
-@pytest.fixture
-def notifications(aws: None) -> Notifications:
-    sns = boto3.client("sns", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
-    topic_arn = sns.create_topic(Name=unique_bucket("ingest-runs"))["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=unique_bucket("ingest-runs"))["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    return Notifications(topic_arn=topic_arn, queue_url=queue_url)
-
-
-@dataclass
-class StateMachine:
-    arn: str
-
-    def run(self, execution_input: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-        """Start an execution and wait for it to end; returns describe_execution's answer."""
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        # moto names an unnamed execution `None`, so a second unnamed one would already exist.
-        execution_arn = sfn.start_execution(
-            stateMachineArn=self.arn, name=f"run-{uuid.uuid4().hex}", input=json.dumps(execution_input)
-        )["executionArn"]
-        deadline = time.monotonic() + timeout
-        while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
-            if time.monotonic() > deadline:
-                raise AssertionError(f"execution still RUNNING after {timeout}s: {execution_arn}")
-            time.sleep(0.05)
-        return described
-
-
-@pytest.fixture
-def state_machine(
-    aws: None,
-    monkeypatch: pytest.MonkeyPatch,
-    lambda_runtime: LambdaRuntime,
-    notifications: Notifications,
-    retry_waits: list[float],
-    dataset: Dataset,
-) -> StateMachine:
-    """The production definition, pointed at the patched Lambda function and the subscribed topic."""
-    # Must be set before the state machine is created: without it moto only returns a canned history.
-    monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
-    definition = build_definition(
-        function_arn=FUNCTION_ARN,
-        topic_arn=notifications.topic_arn,
-        map_concurrency=4,
-        tolerated_failure_percentage=0,
-        results_bucket=dataset.raw,
-    )
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    arn = sfn.create_state_machine(
-        name=unique_bucket("ingest"), definition=json.dumps(definition), roleArn=ROLE_ARN, type="STANDARD"
-    )["stateMachineArn"]
-    return StateMachine(arn=arn)
-
-
-# ---- the dataset ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Dataset:
-    """A movielens dataset configured the way the stack configures the Lambda: a config object in S3."""
-
-    source: str
-    raw: str
-    s3: Any
-
-    @property
-    def ledger(self) -> LedgerPaths:
-        return LedgerPaths(dataset_config(self.source, self.raw))
-
-    def add_objects(self, count: int, start: int = 0) -> list[str]:
-        keys = [f"movielens/ratings/part-{number:05}.csv" for number in range(start, start + count)]
-        for key in keys:
-            self.s3.put_object(Bucket=self.source, Key=key, Body=f"user,movie,rating\n{key},1,5\n".encode())
-        return keys
-
-    def expire_lock(self) -> None:
-        """Age the dataset's lock past its expiry, as when the Lambda holding it died."""
-        expire_lock(Ledger(self.s3, dataset_config(self.source, self.raw)))
-
-    def expected_key(self, source_key: str, date: str) -> str:
-        # The default key template `{dir}/ingest_date={date}/{name}` under the target prefix `movielens/`.
-        directory, _, name = source_key.removeprefix("movielens/").rpartition("/")
-        return f"movielens/{directory}/ingest_date={date}/{name}"
-
-
-@pytest.fixture
-def dataset(aws: None, monkeypatch: pytest.MonkeyPatch, notifications: Notifications) -> Dataset:
-    """Source and raw buckets, and the config object the handler reads through CONFIG_BUCKET/CONFIG_KEY."""
-    s3 = boto3.client("s3", region_name=REGION)
-    source, raw, config_bucket = unique_bucket("source"), unique_bucket("raw"), unique_bucket("config")
-    for bucket in (source, raw, config_bucket):
-        s3.create_bucket(Bucket=bucket)
-    # Several Map batches from a few thousand objects.
-    config = dataset_config(source, raw, batch_max_objects=400, concurrency=8)
-    s3.put_object(
-        Bucket=config_bucket,
-        Key=f"config/{DATASET}.json",
-        Body=json.dumps({"datasets": {DATASET: config.to_dict()}}).encode(),
-    )
-    monkeypatch.setenv("CONFIG_BUCKET", config_bucket)
-    monkeypatch.setenv("CONFIG_KEY", "config/{dataset}.json")
-    monkeypatch.setenv("SNS_TOPIC_ARN", notifications.topic_arn)
-    return Dataset(source=source, raw=raw, s3=s3)
-
-
-def output_of(execution: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(execution["output"])
 
 
 # ---- the issue's scenarios --------------------------------------------------------------------------------
