@@ -113,6 +113,8 @@ class IngestionPipeline(pulumi.ComponentResource):
                 region=region,
                 account_id=account_id,
                 log_retention_days=config.log_retention_days,
+                lambda_timeout_seconds=config.function.timeout_seconds,
+                execution_timeout_seconds=config.workflow.timeout_hours * 3600,
                 log_level=config.workflow.log_level,
                 kms_key_arn=config.kms_key_arn,
                 topic_key_arn=self.notifications.key_arn,

@@ -238,6 +238,17 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         decode=str.upper,
     ),
     Setting(
+        "workflowTimeoutHours",
+        int,
+        24,
+        "Hours an execution may run before Step Functions ends it TIMED_OUT (`States.Timeout`, which the executions "
+        "alarm reports); its lock is not handed back but expires by its TTL, and the next execution completes the "
+        "run. At most 8,760: a Standard execution may run for a year.",
+        1,
+        8_760,
+        attribute="workflow.timeout_hours",
+    ),
+    Setting(
         "logRetentionDays",
         int,
         30,
@@ -319,11 +330,12 @@ class FunctionSettings:
 
 @dataclass(frozen=True)
 class WorkflowSettings:
-    """How wide the Distributed Map fans out and how much failure a run tolerates."""
+    """How wide the Distributed Map fans out, how much failure a run tolerates and how long an execution may run."""
 
     map_concurrency: int = _SETTING["mapConcurrency"].default
     tolerated_failure_percentage: float = _SETTING["toleratedFailurePercentage"].default
     log_level: str = _SETTING["workflowLogLevel"].default
+    timeout_hours: int = _SETTING["workflowTimeoutHours"].default
 
 
 @dataclass(frozen=True)

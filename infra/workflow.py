@@ -33,6 +33,10 @@ class WorkflowArgs:
     region: pulumi.Input[str]
     account_id: pulumi.Input[str]
     log_retention_days: int
+    lambda_timeout_seconds: int
+    """The function's timeout: each Lambda Task times out a margin after it (TASK_TIMEOUT_MARGIN_SECONDS)."""
+    execution_timeout_seconds: int
+    """How long an execution may run before it ends TIMED_OUT (the definition's top-level TimeoutSeconds)."""
     log_level: str = "ERROR"
     kms_key_arn: str | None = None
     topic_key_arn: pulumi.Input[str] | None = None
@@ -98,6 +102,8 @@ class Workflow(pulumi.ComponentResource):
             topic_arn=args.topic_arn,
             map_concurrency=args.map_concurrency,
             tolerated_failure_percentage=args.tolerated_failure_percentage,
+            lambda_timeout_seconds=args.lambda_timeout_seconds,
+            execution_timeout_seconds=args.execution_timeout_seconds,
             # The stack's datasets all land in its raw bucket (infra/stack_config.py checks it).
             results_bucket=min(ds.target.bucket for ds in args.datasets),
         ).apply(lambda values: json.dumps(build_definition(**values)))
