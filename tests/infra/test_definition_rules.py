@@ -97,7 +97,8 @@ class Case:
 
 
 def stack_definition(config: StackConfig) -> State:
-    """The definition the pipeline deploys for `config` (the Pulumi-mock test below holds the stack to it)."""
+    """The definition the pipeline deploys for `config`, its settings passed as infra/pipeline.py passes them (the
+    Pulumi-mock test below checks the deployed timeouts)."""
     return build_definition(
         FUNCTION_ARN,
         TOPIC_ARN,
