@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from datetime import date as Date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .clients import s3_client, sns_client
 from .config import did_you_mean, parse_run_date
@@ -30,14 +32,14 @@ log = logging.getLogger(__name__)
 
 ACTIONS = ("plan", "plan_shard", "seal_plan", "copy_batch", "finalize_shard", "finalize", "release")
 EVENT_FIELDS: dict[str | None, frozenset[str]] = {
-    None: frozenset({"action", "dataset", "date"}),
-    "plan": frozenset({"action", "dataset", "date"}),
-    "plan_shard": frozenset({"action", "dataset", "run_id", "shard"}),
-    "seal_plan": frozenset({"action", "dataset", "run_id"}),
-    "copy_batch": frozenset({"action", "dataset", "run_id", "batch"}),
-    "finalize_shard": frozenset({"action", "dataset", "run_id", "shard"}),
-    "finalize": frozenset({"action", "dataset", "run_id"}),
-    "release": frozenset({"action", "dataset", "run_id"}),
+    None: frozenset({"action", "dataset", "date", "scheduled_time"}),
+    "plan": frozenset({"action", "dataset", "date", "scheduled_time", "execution"}),
+    "plan_shard": frozenset({"action", "dataset", "run_id", "shard", "execution"}),
+    "seal_plan": frozenset({"action", "dataset", "run_id", "execution"}),
+    "copy_batch": frozenset({"action", "dataset", "run_id", "batch", "execution"}),
+    "finalize_shard": frozenset({"action", "dataset", "run_id", "shard", "execution"}),
+    "finalize": frozenset({"action", "dataset", "run_id", "execution"}),
+    "release": frozenset({"action", "dataset", "run_id", "execution"}),
 }
 """The fields each event may carry (docs/lambda-contract.md). Anything else is refused: a misspelt optional
 field (`datee`) would otherwise be ignored and the run would quietly use today's date."""
@@ -51,7 +53,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     dataset_name, action = _check_event(event)
     config = load_config(location_from_env(dataset_name), lambda: _s3(1))
     dataset = config.dataset(dataset_name)
-    engine = Engine(_s3(dataset.concurrency), dataset)
+    engine = Engine(_s3(dataset.concurrency), dataset, execution=_execution(event, action, context))
     log.info("dataset=%s action=%s", dataset_name, action or "run")
 
     if action is not None:
@@ -61,7 +63,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             _emit_metrics([RunSummary.from_json(answer["summary"])])
         return answer
 
-    summaries = one_shot(engine.job, _date(event))
+    summaries = one_shot(engine.job, _date(event, dataset.timezone))
     answer = one_shot_answer(summaries)
     _emit_metrics(summaries)
     topic = dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
@@ -76,7 +78,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
 
 
 _STEPS: dict[str, Callable[[Engine, Mapping[str, Any]], dict[str, Any]]] = {
-    "plan": lambda engine, event: engine.plan(_date(event)),
+    "plan": lambda engine, event: engine.plan(_date(event, engine.dataset.timezone)),
     "plan_shard": lambda engine, event: engine.plan_shard(
         _required(event, "run_id"), _number(event, "shard", "shards-NNN.json")
     ),
@@ -88,7 +90,7 @@ _STEPS: dict[str, Callable[[Engine, Mapping[str, Any]], dict[str, Any]]] = {
         _required(event, "run_id"), _number(event, "shard", "final-shards.json")
     ),
     "finalize": lambda engine, event: engine.finalize(_required(event, "run_id")),
-    "release": lambda engine, event: engine.release(_required(event, "run_id")),
+    "release": lambda engine, event: engine.release(_release_target(event)),
 }
 assert set(_STEPS) == set(ACTIONS)
 
@@ -149,15 +151,62 @@ def _s3(concurrency: int) -> Any:
     return s3_client(concurrency=concurrency)
 
 
-def _date(event: Mapping[str, Any]) -> Date | None:
-    """The event's date; absent or null means today. `""` or `false` is a mistake, not "today"."""
-    value = event.get("date")
+def _date(event: Mapping[str, Any], timezone: str) -> Date | None:
+    """The night the event names: its `date`, or the date of its `scheduled_time` in the dataset's time zone (the
+    schedule's own time, so a retried or late execution near midnight lands under the night it was scheduled
+    for). Neither means today; `""` or `false` is a mistake, not "today"."""
+    value, scheduled = event.get("date"), event.get("scheduled_time")
+    if value is not None and scheduled is not None:
+        raise ConfigError("the event gives both 'date' and 'scheduled_time'; give one or the other")
+    if scheduled is not None:
+        try:
+            moment = parse_scheduled_time(scheduled)
+        except ValueError as err:
+            raise ConfigError(f"event scheduled_time {scheduled!r}: {err}") from err
+        return moment.astimezone(ZoneInfo(timezone)).date()
     if value is None:
         return None
     try:
         return parse_run_date(value)
     except ValueError as err:
         raise ConfigError(f"event date {value!r} is not YYYY-MM-DD") from err
+
+
+def parse_scheduled_time(text: Any) -> datetime:
+    """EventBridge Scheduler's `<aws.scheduler.scheduled-time>`: UTC, `2022-03-22T18:59:43Z`. Only that form (an
+    offset-less time would be read in the machine's zone)."""
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", text):
+        raise ValueError("expected the scheduler's UTC time, like 2026-11-27T20:00:00Z")
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("no such time") from None
+
+
+def _execution(event: Mapping[str, Any], action: str | None, context: Any) -> str | None:
+    """Who the invocation works for: the Step Functions execution the event names, or for a one-shot invocation
+    its Lambda request (an asynchronous invocation that Lambda retries keeps its request id)."""
+    if action is not None:
+        return _optional(event, "execution")
+    request = getattr(context, "aws_request_id", None)
+    return f"lambda-request:{request}" if isinstance(request, str) and request else None
+
+
+def _release_target(event: Mapping[str, Any]) -> str | None:
+    """A release names the execution whose lock to hand back, or the run (an older event); one is needed."""
+    run_id = _optional(event, "run_id")
+    if run_id is None and event.get("execution") is None:
+        raise ConfigError("the release event needs 'execution' (or 'run_id'): whose lock to release")
+    return run_id
+
+
+def _optional(event: Mapping[str, Any], field: str) -> str | None:
+    value = event.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"the {event.get('action')} event's {field!r} must be a non-empty string, got {value!r}")
+    return value
 
 
 def _required(event: Mapping[str, Any], field: str) -> str:

@@ -35,6 +35,7 @@ between its renewal and its write. A write refused that way raises LockLost.
 from __future__ import annotations
 
 import itertools
+import logging
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -59,6 +60,8 @@ from .shards import BATCH_STRIDE, RunShard, StateIndex, StatePart, batch_number,
 from .sources import ReportChoice
 
 JSONL = "application/x-ndjson"
+
+log = logging.getLogger(__name__)
 
 
 class LedgerPaths:
@@ -257,10 +260,22 @@ class Ledger:
         try:
             self._seen[key] = write(**self._expect(key))
         except (PreconditionFailed, NotFound) as err:
-            raise LockLost(
-                f"run {lock.run_id}: {key} was written by another run after this one read it; stopping without "
-                "writing (this process was probably paused past its lock)"
-            ) from err
+            self._refused(key, lock, err)
+
+    def _refused(self, key: str, lock: Lock, err: Exception) -> None:
+        """A fenced write met a version of `key` this process did not read. If the lock still carries our token,
+        only our own run can have written it: a sibling attempt of this step (Lambda delivered it twice, or ran
+        it beside its retry), which wrote the same step's account. Keep the sibling's version, as if ours had
+        come first. Otherwise another run took over: stop without writing."""
+        if lock.still_ours():
+            head = s3io.head_or_none(self._s3, self.bucket, key)
+            self._seen[key] = None if head is None else head["ETag"]
+            log.info("run %s: %s was written by a sibling attempt of this step; keeping it", lock.run_id, key)
+            return
+        raise LockLost(
+            f"run {lock.run_id}: {key} was written by another run after this one read it; stopping without "
+            "writing (this process was probably paused past its lock)"
+        ) from err
 
     def _fenced_json(self, key: str, document: Any, lock: Lock) -> None:
         self._fenced(key, lock, lambda **cond: s3io.put_json(self._s3, self.bucket, key, document, **cond))
@@ -277,8 +292,9 @@ class Ledger:
         lock.fence()
         try:
             s3io.delete(self._s3, self.bucket, key, if_match=etag)
-        except PreconditionFailed as err:
-            raise LockLost(f"run {lock.run_id}: {key} was rewritten by another run; not deleting it") from err
+        except (PreconditionFailed, NotFound) as err:
+            self._refused(key, lock, err)
+            return
         self._seen[key] = None
 
     # ---- where things are ---------------------------------------------------------------------------------
@@ -329,11 +345,15 @@ class Ledger:
 
     # ---- the plan -----------------------------------------------------------------------------------------
 
-    def clear_unstored_plans(self) -> None:
-        """With the lock held and no run open, anything under work/ is a plan that died before it was
-        stored: nothing was copied from it. Probe objects a failed delete left behind go too, once they are
-        old enough that no probe (another run's, which needs no lock) can be between its two writes."""
-        s3io.delete_prefix(self._s3, self.bucket, self.paths.all_work)
+    def clear_unstored_plans(self, keep: str) -> None:
+        """With the lock held and no run open, anything under work/ but the run `keep`'s own folder is a plan that
+        died before it was stored: nothing was copied from it. The lock's own run is kept: a sibling attempt of
+        its plan (a duplicated invocation) may be writing there now. Probe objects a failed delete left behind go
+        too, once they are old enough that no probe (another run's, which needs no lock) can be between its two
+        writes."""
+        own = self.paths.work(keep)
+        doomed = (key for key in s3io.iter_keys(self._s3, self.bucket, self.paths.all_work) if not key.startswith(own))
+        s3io.delete_keys(self._s3, self.bucket, doomed)
         s3io.delete_prefix(self._s3, self.bucket, self.paths.probe, older_than_seconds=PROBE_LEFTOVER_AGE_SECONDS)
 
     def start_planning(self, planning: Planning, shards: Iterable[RunShard]) -> None:
@@ -603,6 +623,18 @@ class Ledger:
     def last_run(self) -> RunSummary | None:
         document, etag = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
         self._seen[self.paths.last_run] = etag
+        return None if document is None else RunSummary.from_json(document)
+
+    def committed_summary(self, run_id: str) -> RunSummary | None:
+        """The summary of a committed run: last-run.json when it is the newest (one read), else its summary found by
+        listing the summaries (a rare path: a step that reads back after a sibling committed)."""
+        last = self.last_run()
+        if last is not None and last.run_id == run_id:
+            return last
+        date = self.run_date(run_id)
+        if date is None:
+            return None
+        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.summary(date, run_id))
         return None if document is None else RunSummary.from_json(document)
 
     def last_landed_at(self) -> str | None:

@@ -102,45 +102,110 @@ class LockFile:
                 log.warning("could not delete probe object %s (%s); a later plan clears it", key, err.code)
         return False
 
-    def acquire(self, run_id: str, *, owner: str | None = None) -> Lock:
-        """Take the lock or raise RunInProgress naming the holder and when its lock expires."""
+    def acquire(self, run_id: str, *, owner: str | None = None, execution: str | None = None) -> Lock:
+        """Take the lock or raise RunInProgress naming the holder and when its lock expires.
+
+        `execution` names the workflow execution the run belongs to (a Step Functions execution id). A lock that
+        execution already holds is taken back, not refused: Lambda may run a plan whose answer was lost, or die
+        part-way through one, and the retry must carry on that execution's run instead of meeting "another run".
+        """
         token = uuid.uuid4().hex
-        document = _document(run_id, token, self.ttl, owner or default_owner())
+        document = _document(run_id, token, self.ttl, owner or default_owner(), execution)
         try:
             etag = put_json(self.s3, self.bucket, self.key, document, if_none_match=True)
-            return Lock(self, run_id, token, etag, expires_at=document["expires_at"])
+            return Lock(
+                self, run_id, token, etag, expires_at=document["expires_at"], execution=execution, **_times(document)
+            )
         except PreconditionFailed:
             pass
         current, current_etag = self.read()
         if current is None:  # released between our write and our read: try once more from scratch
-            return self.acquire(run_id, owner=owner)
+            return self.acquire(run_id, owner=owner, execution=execution)
         if current.get("token") == token:
-            return Lock(self, run_id, token, current_etag or "", expires_at=document["expires_at"])
+            return Lock(
+                self,
+                run_id,
+                token,
+                current_etag or "",
+                expires_at=document["expires_at"],
+                execution=execution,
+                **_times(document),
+            )
+        if execution is not None and current.get("execution") == execution:
+            return self._take_back(current, current_etag or "")
         remaining = float(current.get("expires_at", 0)) - time.time()
         if remaining > 0:
             raise RunInProgress(
-                f"run {current.get('run_id')} (held by {current.get('owner')}) is still in progress for this "
-                f"dataset; its lock expires in {remaining:.0f}s unless renewed. Nothing was copied; try again later."
+                f"run {current.get('run_id')} ({_holder(current)}) is still in progress for this dataset; its lock "
+                f"expires in {remaining:.0f}s unless renewed. Nothing was copied; try again later."
             )
-        log.warning("taking over expired lock of run %s held by %s", current.get("run_id"), current.get("owner"))
+        log.warning("taking over expired lock of run %s (%s)", current.get("run_id"), _holder(current))
         try:
             etag = put_json(self.s3, self.bucket, self.key, document, if_match=current_etag)
         except (PreconditionFailed, NotFound) as err:
             raise RunInProgress("another run took over the expired lock first; nothing was copied") from err
-        return Lock(self, run_id, token, etag, expires_at=document["expires_at"])
+        return Lock(
+            self, run_id, token, etag, expires_at=document["expires_at"], execution=execution, **_times(document)
+        )
 
-    def adopt(self, run_id: str) -> Lock:
-        """A batch or finalize step of a run joins the lock its plan step took (steps run in other Lambdas)."""
+    def _take_back(self, current: dict[str, Any], etag: str) -> Lock:
+        """The lock an earlier attempt of the same execution took: join its run, and push its expiry forward."""
+        lock = Lock(
+            self,
+            str(current.get("run_id")),
+            str(current["token"]),
+            etag,
+            expires_at=float(current.get("expires_at") or 0),
+            execution=current.get("execution"),
+            taken_back=True,
+            **_times(current),
+        )
+        log.warning("execution %s takes back its lock of run %s (a retried plan)", lock.execution, lock.run_id)
+        lock.renew()
+        return lock
+
+    def adopt(self, run_id: str, execution: str | None = None) -> Lock:
+        """A batch or finalize step of a run joins the lock its plan step took (steps run in other Lambdas).
+
+        With `execution`, the lock must also be that execution's: a run another execution resumed (it rebinds
+        the lock to the run) belongs to that execution now, and a late step of the first one must stop."""
         current, etag = self.read_expecting_it()
         if current is None or current.get("run_id") != run_id:
             raise LockLost(
                 f"run {run_id} does not hold this dataset's lock (holder: {current and current.get('run_id')}); "
                 "it was finalized or taken over"
             )
-        lock = Lock(self, run_id, current["token"], etag or "", expires_at=float(current.get("expires_at") or 0))
+        if execution is not None and current.get("execution") != execution:
+            raise LockLost(
+                f"run {run_id} of execution {execution} lost this dataset's lock to {_holder(current)}, which "
+                "resumed the run; stopping so two executions never interleave"
+            )
+        lock = Lock(
+            self,
+            run_id,
+            current["token"],
+            etag or "",
+            expires_at=float(current.get("expires_at") or 0),
+            execution=current.get("execution"),
+            **_times(current),
+        )
         if not lock.fresh(time.time()):
             lock.renew()
         return lock
+
+    def release_execution(self, execution: str) -> str | None:
+        """Delete the lock if `execution` holds it, whatever its run; returns the run it held, or None. The delete
+        is conditional on the version read, so a lock another execution took in between survives."""
+        for _ in range(RENEW_ATTEMPTS):
+            current, etag = self.read()
+            if current is None or current.get("execution") != execution:
+                return None
+            try:
+                delete(self.s3, self.bucket, self.key, if_match=etag)
+                return str(current.get("run_id"))
+            except PreconditionFailed:
+                continue  # renewed by a heartbeat in between: read again
+        return None
 
 
 @dataclass
@@ -158,6 +223,18 @@ class Lock:
     confirmed_at: float = field(default_factory=time.time)
     expires_at: float = 0.0
     """The lock's expiry as this process last wrote or read it (0: not known)."""
+    execution: str | None = None
+    """The workflow execution the run belongs to (None: a CLI run)."""
+    acquired_at: float = 0.0
+    """When the run's lock was first taken: the run's start, the same for every attempt of its plan."""
+    taken_back: bool = False
+    """This lock was taken back from an earlier attempt of the same execution (a retried plan)."""
+
+    def still_ours(self) -> bool:
+        """Whether the lock still carries our token: then a write that met a newer version of a key met one of
+        our own run's (a sibling attempt's), never another run's."""
+        current, _ = self.file.read_expecting_it()
+        return current is not None and current.get("token") == self.token
 
     def renew(self) -> None:
         """Push the expiry forward; raise LockLost if another run took the lock over."""
@@ -239,9 +316,23 @@ class Lock:
 RENEW_ATTEMPTS = 5
 
 
-def _document(run_id: str, token: str, ttl: int, owner: str) -> dict[str, Any]:
+def _document(run_id: str, token: str, ttl: int, owner: str, execution: str | None) -> dict[str, Any]:
     now = time.time()
-    return {"run_id": run_id, "token": token, "owner": owner, "acquired_at": now, "expires_at": now + ttl}
+    document = {"run_id": run_id, "token": token, "owner": owner, "acquired_at": now, "expires_at": now + ttl}
+    if execution is not None:
+        document["execution"] = execution
+    return document
+
+
+def _times(document: dict[str, Any]) -> dict[str, float]:
+    return {"acquired_at": float(document.get("acquired_at") or 0)}
+
+
+def _holder(document: dict[str, Any]) -> str:
+    """Who holds a lock, for messages: its execution (a Step Functions run) and its process."""
+    execution = document.get("execution")
+    owner = f"held by {document.get('owner')}"
+    return f"execution {execution}, {owner}" if execution else owner
 
 
 class Heartbeat:

@@ -47,7 +47,11 @@ def run_status(copied: int, failed: int) -> RunStatus:
 
 def utc_now() -> str:
     """Timestamps in the ledger: UTC, ISO 8601, milliseconds, `Z`."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_stamp(datetime.now(UTC))
+
+
+def utc_stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_utc(stamp: str) -> datetime:

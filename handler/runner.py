@@ -14,7 +14,7 @@ from datetime import date as Date
 from typing import Any
 
 from .config import DatasetConfig
-from .errors import LockLost
+from .errors import InvalidRequest, LockLost
 from .ledger import Ledger
 from .lock import Lock
 from .pool import InProcess, Workers
@@ -37,9 +37,15 @@ class Engine:
     """One dataset's runs against one S3 client; every answer is a JSON-ready dict (docs/lambda-contract.md)."""
 
     def __init__(
-        self, s3: Any, dataset: DatasetConfig, *, allow_unprotected: bool = False, workers: Workers | None = None
+        self,
+        s3: Any,
+        dataset: DatasetConfig,
+        *,
+        allow_unprotected: bool = False,
+        workers: Workers | None = None,
+        execution: str | None = None,
     ):
-        self.job = Job.of(s3, dataset, allow_unprotected=allow_unprotected)
+        self.job = Job.of(s3, dataset, allow_unprotected=allow_unprotected, execution=execution)
         self.workers = workers
         """Where a one-shot run plans, copies and finalizes its units (default: one after another, here)."""
 
@@ -62,7 +68,11 @@ class Engine:
         """`plan`, then every shard of every round planned here and the plan sealed: the answer the state machine
         has when its planning Maps are done (stage `copying`, or `finalized`)."""
         lock = lock or self.job.take_lock()
-        return _planned(plan(self.job, run_date, lock=lock), InProcess(self.job), lock, self.job).to_json()
+        try:
+            return _planned(plan(self.job, run_date, lock=lock), InProcess(self.job), lock, self.job).to_json()
+        except BaseException:
+            _release_unless_sealed(self.job, lock)
+            raise
 
     def plan_shard(self, run_id: str, shard: int) -> dict[str, Any]:
         """Plan one shard of a run being planned; safe to retry."""
@@ -95,15 +105,22 @@ class Engine:
         summaries = one_shot(self.job, run_date, progress=progress, workers=self.workers)
         return [summary.to_json() for summary in summaries]
 
-    def release(self, run_id: str) -> dict[str, Any]:
+    def release(self, run_id: str | None = None) -> dict[str, Any]:
         """Release the lock of a run whose step failed, so the next execution need not wait out the TTL; the
-        run stays open and is completed by the next run. A lock another run holds is left alone."""
+        run stays open and is completed by the next run. With the engine's execution, whatever lock that
+        execution holds goes (a plan that failed has no run id to name); a lock another run holds is left alone."""
+        name = self.dataset.name
+        if self.job.execution is not None:
+            held = self.ledger.lock.release_execution(self.job.execution)
+            return {"dataset": name, "run_id": held or run_id, "released": held is not None}
+        if run_id is None:
+            raise InvalidRequest("release needs the run id or the execution whose lock to release")
         try:
-            lock = self.ledger.lock.adopt(run_id)
+            lock = self.job.join(run_id)
         except LockLost:
-            return {"dataset": self.dataset.name, "run_id": run_id, "released": False}
+            return {"dataset": name, "run_id": run_id, "released": False}
         lock.release()
-        return {"dataset": self.dataset.name, "run_id": run_id, "released": True}
+        return {"dataset": name, "run_id": run_id, "released": True}
 
     def dry_run(self, run_date: Date | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
         """Show what a run would do, writing nothing and taking no lock."""
@@ -225,3 +242,14 @@ def _copy_and_finalize(
         for _ in workers.run("finalize_shard", run_id, range(planned.run.shard_count), lock):
             pass
     return finalize(job, run_id, lock=lock).summary
+
+
+def _release_unless_sealed(job: Job, lock: Lock) -> None:
+    """A plan that failed before its plan was sealed hands the lock back (nothing was copied, and the next run
+    should not wait out the TTL); a sealed one keeps it for the state machine's own release, as on AWS."""
+    try:
+        run = job.ledger.open_run()
+    except Exception:  # noqa: BLE001 - cannot tell: the TTL is the fallback
+        return
+    if run is None or run.run_id != lock.run_id:
+        lock.release_quietly()

@@ -13,10 +13,15 @@ from handler.config import DatasetConfig
 from infra.policies import scheduler_policy
 from infra.roles import role_policy, service_role
 
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
+"""EventBridge Scheduler replaces this context attribute in the target's input at each invocation (UTC,
+`2026-11-27T20:00:00Z`): the time the schedule fired for, not the time the execution starts."""
+
 
 def execution_input(dataset: str) -> str:
-    """What each scheduled execution receives: the dataset name and nothing else (date = today there)."""
-    return json.dumps({"dataset": dataset})
+    """What each scheduled execution receives: the dataset and the time it was scheduled for, whose date in the
+    dataset's time zone is the night it lands under, however late a retried start comes."""
+    return json.dumps({"dataset": dataset, "scheduled_time": SCHEDULED_TIME})
 
 
 @dataclass

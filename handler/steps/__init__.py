@@ -36,16 +36,26 @@ class Job:
     dataset: DatasetConfig
     ledger: Ledger
     allow_unprotected: bool = False
+    execution: str | None = None
+    """The workflow execution these steps belong to (a Step Functions execution id; None for the CLI): the lock
+    records it, so a retried step of the same execution takes its lock back and a late one of another stops."""
 
     @classmethod
-    def of(cls, s3: Any, dataset: DatasetConfig, *, allow_unprotected: bool = False) -> Job:
-        return cls(s3, dataset, Ledger(s3, dataset), allow_unprotected)
+    def of(
+        cls, s3: Any, dataset: DatasetConfig, *, allow_unprotected: bool = False, execution: str | None = None
+    ) -> Job:
+        return cls(s3, dataset, Ledger(s3, dataset), allow_unprotected, execution)
 
     def take_lock(self) -> Lock:
-        """Probe for conditional writes (unless told not to), then take the dataset's lock for a new run."""
+        """Probe for conditional writes (unless told not to), then take the dataset's lock for a new run (or take
+        back the one an earlier attempt of this execution took)."""
         if not self.allow_unprotected:
             self.ledger.lock.probe()
-        return self.ledger.lock.acquire(new_run_id())
+        return self.ledger.lock.acquire(new_run_id(), execution=self.execution)
+
+    def join(self, run_id: str) -> Lock:
+        """The lock of `run_id`, for a step of it running in a process of its own (a Lambda)."""
+        return self.ledger.lock.adopt(run_id, self.execution)
 
     def open_run_named(self, run_id: str) -> OpenRun:
         """The open run, which must be `run_id`: a step for any other run has nothing to do here."""

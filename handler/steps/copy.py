@@ -24,7 +24,7 @@ def copy_batch(
 ) -> Tally:
     ds, ledger = job.dataset, job.ledger
     if lock is None:
-        lock = ledger.lock.adopt(run_id)
+        lock = job.join(run_id)
     else:
         lock.fence()  # the lock may have been lost while this process was paused: find out before copying
     run = job.open_run_named(run_id)

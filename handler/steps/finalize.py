@@ -8,6 +8,7 @@ rewrites no state.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -45,20 +46,35 @@ from . import Job
 
 MAX_FAILURES_IN_SUMMARY = 10
 
+log = logging.getLogger(__name__)
+
 
 def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
-    """Commit the run to the ledger and release the lock; calling it again after success is harmless. A shard
-    not finalized yet (a local run, or a Map that skipped it) is finalized here first."""
-    ds, ledger = job.dataset, job.ledger
+    """Commit the run to the ledger and release the lock; calling it again after success is harmless, and so is
+    calling it twice at once: the attempt that finds the run committed by its sibling answers with that commit.
+    A shard not finalized yet (a local run, or a Map that skipped it) is finalized here first."""
+    ledger = job.ledger
     run = ledger.open_run()
     if run is None or run.run_id != run_id:
-        last = ledger.last_run()
-        if last is not None and last.run_id == run_id:
+        committed = _committed(job, run_id)
+        if committed is not None:
             _finish_cleanup(job, run_id)
-            return Finalized(last, build_notification(last))
+            return committed
         job.open_run_named(run_id)  # raises RunNotFound with the details
     assert run is not None
-    lock = _joined(job, run_id, lock)
+    try:
+        return _commit(job, run, _joined(job, run_id, lock))
+    except LockLost:
+        # Read back before believing it: a sibling attempt may have committed the run and released the lock.
+        committed = _committed(job, run_id)
+        if committed is None:
+            raise
+        log.info("run %s was committed by a sibling attempt of finalize; answering with its commit", run_id)
+        return committed
+
+
+def _commit(job: Job, run: OpenRun, lock: Lock) -> Finalized:
+    ds, ledger, run_id = job.dataset, job.ledger, run.run_id
     ledger.observe_commit(run)  # while the lock is known to be ours: what the commit may replace
     before = ledger.state_index()
     tally = Tally()
@@ -78,12 +94,24 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
     return Finalized(summary, build_notification(summary))
 
 
+def _committed(job: Job, run_id: str) -> Finalized | None:
+    """The run's commit, if it has one: its summary (last-run.json while it is the newest run)."""
+    open_run = job.ledger.open_run()
+    if open_run is not None and open_run.run_id == run_id:
+        return None  # a commit that died part-way is not a commit: the run is completed by whoever holds it
+    summary = job.ledger.committed_summary(run_id)
+    return None if summary is None else Finalized(summary, build_notification(summary))
+
+
 def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = None) -> ShardOutcome:
     """One shard's lines into its manifest part, its state into new parts if anything in it landed (split in
     halves when it outgrew `shard_max_keys`), then its outcome. Safe to retry."""
     ds, ledger = job.dataset, job.ledger
     run = job.open_run_named(run_id)
     lock = _joined(job, run_id, lock)
+    done = ledger.shard_outcome(run_id, shard)
+    if done is not None:
+        return done  # an earlier attempt (or a sibling running beside this one) finished it: keep its account
     spec, batches, end_at = _shard_of(job, run, shard)
     ledger.observe_shard(run, shard)  # while the lock is known to be ours
     ref = RunRef(ds.name, run_id, run.date, ds.source.bucket, ds.target.bucket)
@@ -134,7 +162,7 @@ def _shard_of(job: Job, run: OpenRun, shard: int) -> tuple[RunShard, list[int], 
 
 def _joined(job: Job, run_id: str, lock: Lock | None) -> Lock:
     if lock is None:
-        return job.ledger.lock.adopt(run_id)
+        return job.join(run_id)
     lock.fence()
     return lock
 
@@ -188,7 +216,7 @@ def _finish_cleanup(job: Job, run_id: str) -> None:
         job.ledger.delete_replaced(index)
     job.ledger.clear_work(run_id)
     try:
-        lock = job.ledger.lock.adopt(run_id)
+        lock = job.join(run_id)
     except LockLost:
         return  # released already, or another run holds it: not ours to touch
     lock.release()

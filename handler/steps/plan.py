@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from datetime import date as Date
 
 from ..config import LEDGER_ROOT
@@ -17,7 +18,17 @@ from ..errors import RunNotFound
 from ..lock import Lock
 from ..openlineage import start_event
 from ..planner import build_plan, cut_batches, iter_copies, iter_notes
-from ..records import OpenRun, Planning, PlanningResult, PlanOutcome, PlanResult, parse_utc, sum_counts, utc_now
+from ..records import (
+    OpenRun,
+    Planning,
+    PlanningResult,
+    PlanOutcome,
+    PlanResult,
+    parse_utc,
+    sum_counts,
+    utc_now,
+    utc_stamp,
+)
 from ..s3io import list_folders, more_than_a_page
 from ..selection import SourceObject
 from ..shards import (
@@ -43,24 +54,29 @@ MAX_DISCOVERY_DEPTH = 3
 def plan(job: Job, run_date: Date | None = None, *, lock: Lock | None = None) -> PlanResult | PlanningResult:
     """Take the lock; finish an interrupted run, or cut a new one into shards to plan.
 
-    Until the plan is sealed (an open run exists), a failure releases the lock: nothing was copied, and the
-    next run should not wait out the TTL for it.
+    A plan that fails leaves the lock to its caller: the state machine retries the step (the retry takes the
+    lock back) and hands the lock back only when it gives up, and a local run releases it on the way out. A
+    plan that released its own lock could release it under a sibling attempt still at work.
     """
     lock = lock or job.take_lock()
-    try:
-        interrupted = job.ledger.open_run()
-        if interrupted is not None:
-            return _resume(job, interrupted, lock)
-        return _start(job, run_date, lock)
-    except BaseException:
-        lock.release()
-        raise
+    interrupted = job.ledger.open_run()
+    if interrupted is not None:
+        return _resume(job, interrupted, lock)
+    return _start(job, run_date, lock)
 
 
 def _start(job: Job, run_date: Date | None, lock: Lock) -> PlanningResult:
+    """Cut a new run into shards. Every attempt of one execution's plan plans the same run the same way (its run
+    id, start and date come from the lock), so a retry, or a duplicate running beside it, writes what its
+    sibling writes; a retry that finds the planning stored carries on from it."""
     ds, ledger = job.dataset, job.ledger
-    ledger.clear_unstored_plans()
-    started = utc_now()
+    if lock.taken_back:
+        planning = ledger.planning(lock.run_id)
+        if planning is not None:
+            log.info("run %s: its planning is stored already (a retried plan); carrying on", lock.run_id)
+            return PlanningResult(planning, ledger.shard_list(lock.run_id, planning.round))
+    ledger.clear_unstored_plans(keep=lock.run_id)
+    started = utc_stamp(datetime.fromtimestamp(lock.acquired_at, UTC)) if lock.acquired_at else utc_now()
     run_date = run_date or run_date_for(ds, parse_utc(started))
     report = choose_report(job.s3, ds) if ds.inventory else None
     index = ledger.state_index()
@@ -153,24 +169,18 @@ class _Budget:
 
 def seal_plan(job: Job, run_id: str, *, lock: Lock | None = None) -> PlanResult | PlanningResult:
     """Once every shard of the round is planned: hand the rest of any stopped shard to a new round, or make the
-    plan durable (the open run) and answer what to copy. Safe to repeat: a sealed run answers the same again.
-
-    Like `plan`, a failure before the plan is durable releases the lock: nothing was copied."""
+    plan durable (the open run) and answer what to copy. Safe to repeat, and to run twice at once: a sealed run
+    answers the same again, and a sibling's seal is accepted (ledger `_refused`). Like `plan`, a failure leaves
+    the lock to the caller."""
     ledger = job.ledger
     lock = _joined(job, run_id, lock)
     run = ledger.open_run()
     if run is not None and run.run_id == run_id:
         return PlanResult(run, ledger.batch_index(run_id), ledger.final_shards(run_id))
-    durable: list[bool] = []
-    try:
-        return _next_round_or_seal(job, run_id, lock, durable)
-    except BaseException:
-        if not durable:
-            lock.release_quietly()
-        raise
+    return _next_round_or_seal(job, run_id, lock)
 
 
-def _next_round_or_seal(job: Job, run_id: str, lock: Lock, durable: list[bool]) -> PlanResult | PlanningResult:
+def _next_round_or_seal(job: Job, run_id: str, lock: Lock) -> PlanResult | PlanningResult:
     ds, ledger = job.dataset, job.ledger
     planning = ledger.planning(run_id)
     if planning is None:
@@ -202,7 +212,7 @@ def _next_round_or_seal(job: Job, run_id: str, lock: Lock, durable: list[bool]) 
             following.round,
         )
         return PlanningResult(following, ledger.shard_list(run_id, following.round))
-    return _seal(job, planning, lock, durable)
+    return _seal(job, planning, lock)
 
 
 def _stopped(outcomes: dict[int, PlanOutcome | None]) -> list[PlanOutcome]:
@@ -215,7 +225,7 @@ def _rest(job: Job, run_id: str, outcome: PlanOutcome, shard: int) -> RunShard:
     return spec.rest_after(outcome.end_at, shard)
 
 
-def _seal(job: Job, planning: Planning, lock: Lock, durable: list[bool]) -> PlanResult:
+def _seal(job: Job, planning: Planning, lock: Lock) -> PlanResult:
     ds, ledger = job.dataset, job.ledger
     run_id = planning.run_id
     outcomes = [ledger.plan_outcome(run_id, n) for n in range(planning.shard_count)]
@@ -229,7 +239,6 @@ def _seal(job: Job, planning: Planning, lock: Lock, durable: list[bool]) -> Plan
         ds.name, run_id, planning.date, planning.started_at, len(batches), counts, False, planning.shard_count
     )
     ledger.save_open_run(run, lock)  # from here on the plan is durable
-    durable.append(True)
     ledger.save_start_event(run, start_event(ds, run), lock)
     return _answer(job, run, lock)
 
@@ -257,7 +266,7 @@ def _resume(job: Job, interrupted: OpenRun, lock: Lock) -> PlanResult:
 def _joined(job: Job, run_id: str, lock: Lock | None) -> Lock:
     """The run's lock: adopted in a step of its own (a Lambda), checked when handed in (a local pool)."""
     if lock is None:
-        return job.ledger.lock.adopt(run_id)
+        return job.join(run_id)
     lock.fence()
     return lock
 

@@ -21,8 +21,9 @@ from handler import lambda_function
 from handler.ledger import Ledger
 from handler.runner import Engine
 from infra.workflow_definition import MAP_RESULTS_PREFIX
-from tests.conftest import dataset_config, landed_keys, list_keys
+from tests.conftest import REGION, dataset_config, landed_keys, list_keys
 from tests.sfn_harness import (  # noqa: F401 (fixtures)
+    ACCOUNT,
     DATASET,
     Dataset,
     LambdaRuntime,
@@ -50,7 +51,15 @@ def test_a_few_thousand_objects_land_completely_with_lineage_and_a_success_notif
     execution = state_machine.run({"dataset": DATASET, "date": DATE})
 
     assert execution["status"] == "SUCCEEDED", execution
-    assert lambda_runtime.calls[0] == {"action": "plan", "dataset": DATASET, "date": DATE}
+    assert lambda_runtime.calls[0] == {
+        "action": "plan",
+        "dataset": DATASET,
+        "date": DATE,
+        "execution": execution["executionArn"],
+    }
+    assert {call["execution"] for call in lambda_runtime.calls} == {execution["executionArn"]}, (
+        "every step, Map children included, carries the execution's id (the lock records it)"
+    )
     batches = sorted(call["batch"] for call in lambda_runtime.calls if call["action"] == "copy_batch")
     assert batches == list(range(7)), "2,500 objects in batches of at most 400"
     assert lambda_runtime.actions()[-1] == "finalize"
@@ -108,10 +117,13 @@ def test_a_missing_target_bucket_fails_the_execution_with_a_failure_message(
 
     assert execution["status"] == "FAILED"
     assert execution.get("error") == "NoSuchBucket", execution
-    assert lambda_runtime.actions() == ["plan"]
+    # An error of S3's may be an outage: plan is retried twice (each retry takes its own lock back), then the
+    # execution hands back whatever lock it holds.
+    assert lambda_runtime.actions() == ["plan", "plan", "plan", "release"]
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "failed"}
-    assert DATASET in message["subject"]
+    assert message["subject"] == f"[ingestion] {DATASET}: failed at Plan"
+    assert "failed at step Plan" in message["message"], message["message"]
     assert "NoSuchBucket" in message["message"], message["message"]
 
 
@@ -140,7 +152,10 @@ def test_another_live_run_makes_the_execution_skip_and_succeed(
     dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
 ) -> None:
     dataset.add_objects(5)
-    Ledger(dataset.s3, dataset_config(dataset.source, dataset.raw)).lock.acquire("20261127T190000Z-abcdef")
+    other = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:ingest:other-night"
+    Ledger(dataset.s3, dataset_config(dataset.source, dataset.raw)).lock.acquire(
+        "20261127T190000Z-abcdef", execution=other
+    )
 
     execution = state_machine.run({"dataset": DATASET, "date": DATE})
 
@@ -149,7 +164,8 @@ def test_another_live_run_makes_the_execution_skip_and_succeed(
     assert landed_keys(dataset.s3, dataset.raw) == []
     [message] = notifications.receive()
     assert message["attributes"] == {"dataset": DATASET, "status": "skipped"}
-    assert "another run is in progress" in message["message"]
+    assert "another run is in progress" in message["subject"]
+    assert f"run 20261127T190000Z-abcdef (execution {other}" in message["message"], "names who holds the dataset"
 
 
 def test_an_interrupted_run_is_completed_first_then_tonights_files_are_planned_again(
@@ -288,7 +304,7 @@ def test_a_run_whose_lock_is_taken_over_stops_without_retrying_and_reports_failu
     def taken_over(event: dict[str, Any], context: Any) -> Any:
         if event["action"] == "copy_batch":
             doc = json.loads(dataset.s3.get_object(Bucket=dataset.raw, Key=dataset.ledger.lock)["Body"].read())
-            doc.update(run_id="20261127T210000Z-other0", token="someone-else")
+            doc.update(run_id="20261127T210000Z-other0", token="someone-else", execution="another-execution")
             dataset.s3.put_object(Bucket=dataset.raw, Key=dataset.ledger.lock, Body=json.dumps(doc).encode())
         return lambda_function.handler(event, context)
 

@@ -187,11 +187,11 @@ def test_plan_clean_up_keeps_a_fresh_probe_object_and_clears_an_old_leftover(s3,
     key = f"{ledger.paths.probe}leftover"
     s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
 
-    ledger.clear_unstored_plans()
+    ledger.clear_unstored_plans(keep="no-such-run")
     assert list_keys(s3, bucket) == [key]
 
     monkeypatch.setattr("handler.ledger.PROBE_LEFTOVER_AGE_SECONDS", -60)  # as if an hour had passed
-    ledger.clear_unstored_plans()
+    ledger.clear_unstored_plans(keep="no-such-run")
     assert list_keys(s3, bucket) == []
 
 
