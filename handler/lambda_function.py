@@ -61,7 +61,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         # plan and seal_plan commit a run that had nothing to copy; finalize commits the rest.
         if answer.get("summary"):
             _emit_metrics([RunSummary.from_json(answer["summary"])])
-        return answer
+        return state_machine_answer(answer)
 
     summaries = one_shot(engine.job, _date(event, dataset.timezone))
     answer = one_shot_answer(summaries)
@@ -93,6 +93,21 @@ _STEPS: dict[str, Callable[[Engine, Mapping[str, Any]], dict[str, Any]]] = {
     "release": lambda engine, event: engine.release(_release_target(event)),
 }
 assert set(_STEPS) == set(ACTIONS)
+
+
+BRIEF_SUMMARY_DROPS = ("manifest_parts", "failures")
+"""What a step's answer leaves out of a committed run's summary: the lists that grow with the run (a manifest part a
+shard, ten failures whose reasons may name several 1 KiB keys). Step Functions fails a task whose result passes
+256 KiB with States.DataLimitExceeded, which no Catch takes; the ledger's summary keeps both, and the notification
+beside the summary lists the failures."""
+
+
+def state_machine_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """A step's answer as the state machine receives it: a committed run's summary without its growing lists."""
+    summary = answer.get("summary")
+    if not summary:
+        return answer
+    return dict(answer, summary={k: v for k, v in summary.items() if k not in BRIEF_SUMMARY_DROPS})
 
 
 def _emit_metrics(summaries: list[RunSummary]) -> None:

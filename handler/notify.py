@@ -41,7 +41,10 @@ def build_notification(summary: RunSummary) -> Notification:
     if summary.manifest:
         lines.append(f"Manifest: {summary.manifest}")
     lines.append("")
-    lines.append(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    # The summary as recorded, less its list of manifest parts (one a shard: hundreds on a large first run), which
+    # the glob above names: SNS and Step Functions both stop at 256 KiB (docs/lambda-contract.md).
+    recorded = {key: value for key, value in summary.to_json().items() if key != "manifest_parts"}
+    lines.append(json.dumps(recorded, indent=2, ensure_ascii=False))
     return Notification(
         subject=_ascii(subject)[:99],  # SNS: ASCII, fewer than 100 characters
         message="\n".join(lines),

@@ -368,10 +368,17 @@ def build_definition(
         # An interrupted run with nothing left to copy is finished by plan itself; then plan tonight's work.
         "PlanAgainAfterEmptyRun": {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.plan.replan", "BooleanEquals": True, "Next": "Plan"}],
+            "Choices": [{"Variable": "$.plan.replan", "BooleanEquals": True, "Next": "PlanTonight"}],
             "Default": "PlanOutcome",
         },
         "PlanOutcome": outcome_choice("$.plan.summary.status"),
+        # After a resumed run, plan tonight's with only the input: the resumed run's answers are notified already,
+        # and a second run's beside them could pass the 256 KiB state limit.
+        "PlanTonight": {
+            "Type": "Pass",
+            "Parameters": {"dataset.$": "$.dataset", "plan_request.$": "$.plan_request"},
+            "Next": "Plan",
+        },
         "CopyBatches": {
             **distributed_map("CopyBatches", "CopyBatch", "$.plan.batches", "copy_batch", "batch", "FinalizeShards"),
             # The Map may tolerate a share of failed batches: finalize reconciles them from what landed.
@@ -384,8 +391,9 @@ def build_definition(
         ),
         "Finalize": lambda_task(
             {"Payload": {"action": "finalize", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id", **execution}},
+            # Only what the next states read: the execution's state stays far below 256 KiB.
             ResultSelector={
-                "summary.$": "$.Payload.summary",
+                "status.$": "$.Payload.summary.status",
                 "notification.$": "$.Payload.notification",
                 "replan.$": "$.Payload.replan",
             },
@@ -396,10 +404,10 @@ def build_definition(
         "NotifyRun": sns_task(publish_notification("$.finalize.notification"), "PlanAgain"),
         "PlanAgain": {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.finalize.replan", "BooleanEquals": True, "Next": "Plan"}],
+            "Choices": [{"Variable": "$.finalize.replan", "BooleanEquals": True, "Next": "PlanTonight"}],
             "Default": "RunOutcome",
         },
-        "RunOutcome": outcome_choice("$.finalize.summary.status"),
+        "RunOutcome": outcome_choice("$.finalize.status"),
         # Objects that failed to land fail the execution (after the notification went out), so the
         # ExecutionsFailed metric and alarms on it see them; the objects are retried by the next run.
         "ObjectsFailed": {

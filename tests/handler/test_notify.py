@@ -123,12 +123,14 @@ def test_body_gives_status_counts_bytes_duration_and_where_from_and_to() -> None
     ]
 
 
-def test_body_ends_with_the_whole_summary_as_json() -> None:
+def test_body_ends_with_the_summary_as_json_less_its_manifest_parts() -> None:
     run = summary(dataset="données", failures=[{"source_key": "in/été.csv", "reason": "x"}], failed=1)
 
     tail = build_notification(run)["message"].split("\n\n", 1)[1]
 
-    assert json.loads(tail) == run
+    # One part a shard (hundreds on a large first run) would take a message past SNS's 256 KiB; the manifest glob
+    # above names them all.
+    assert json.loads(tail) == {key: value for key, value in run.items() if key != "manifest_parts"}
     assert "été" in tail  # readable, not \u escapes
 
 
