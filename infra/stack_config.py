@@ -123,6 +123,14 @@ def _log_level_problems(level: Any) -> list[str]:
     return [f"{level!r} must be {' or '.join(sorted(WORKFLOW_LOG_LEVELS))} (execution data is never logged either way)"]
 
 
+def _whole_percentage_problems(value: Any) -> list[str]:
+    """asl-validator's States Language schema takes only a whole ToleratedFailurePercentage, and no AWS page says
+    CreateStateMachine takes a fraction: refuse one at preview rather than risk a rejected deploy."""
+    if isinstance(value, int | float) and float(value).is_integer():
+        return []
+    return [f"must be a whole percentage (0, 1, ... 100), got {value!r}"]
+
+
 STACK_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "rawBucket",
@@ -222,10 +230,11 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "toleratedFailurePercentage",
         float,
         0.0,
-        "Share of batches that may fail before the Map fails; finalize reconciles what did land.",
+        "Share of batches that may fail before the Map fails, a whole percentage; finalize reconciles what did land.",
         0.0,
         100.0,
         attribute="workflow.tolerated_failure_percentage",
+        check=_whole_percentage_problems,
     ),
     Setting(
         "workflowLogLevel",

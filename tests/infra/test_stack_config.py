@@ -69,7 +69,7 @@ def test_pulumi_strings_are_decoded_to_typed_settings() -> None:
             lambdaTimeoutSeconds="600",
             lambdaReservedConcurrency="20",
             mapConcurrency="20",
-            toleratedFailurePercentage="2.5",
+            toleratedFailurePercentage="2",
             logRetentionDays="90",
             workflowLogLevel="all",
             forceDestroyBuckets="true",
@@ -79,7 +79,7 @@ def test_pulumi_strings_are_decoded_to_typed_settings() -> None:
         )
     )
     assert config.function == FunctionSettings(memory_mb=2048, timeout_seconds=600, reserved_concurrency=20)
-    assert config.workflow == WorkflowSettings(map_concurrency=20, tolerated_failure_percentage=2.5, log_level="ALL")
+    assert config.workflow == WorkflowSettings(map_concurrency=20, tolerated_failure_percentage=2.0, log_level="ALL")
     assert config.log_retention_days == 90
     assert config.force_destroy_buckets is True
     assert config.kms_key_arn == KMS_KEY
@@ -192,6 +192,10 @@ def test_defaults_when_optional_keys_are_absent() -> None:
         (
             {"toleratedFailurePercentage": "150"},
             "data-file-ingestion:toleratedFailurePercentage: must be between 0 and 100, got 150",
+        ),
+        (
+            {"toleratedFailurePercentage": "2.5"},
+            "data-file-ingestion:toleratedFailurePercentage: must be a whole percentage (0, 1, ... 100), got 2.5",
         ),
         ({"logRetentionDays": "45"}, "data-file-ingestion:logRetentionDays: 45 is not one of 1, 3, 5"),
         ({"workflowLogLevel": "FATAL"}, "data-file-ingestion:workflowLogLevel: 'FATAL' must be ALL or ERROR"),
