@@ -50,8 +50,9 @@ scale: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench.scale $(SCALE_FLAGS)
 
-## The exactly-once fault campaign (issue 7), 30 trials per setting (see docs/RELIABILITY.md). FAULT_TRIALS=N
-## changes the count, FAULT_SEED=N replays one seed, FAULT_FLAGS adds pytest flags (e.g. -k kill).
+## The exactly-once fault campaigns, 30 trials per setting (see docs/RELIABILITY.md): the CLI's (issue 7) and the
+## state machine's (issue 21, FAULT_FLAGS="-k sfn" alone). FAULT_TRIALS=N changes the count, FAULT_SEED=N replays
+## one seed, FAULT_FLAGS adds pytest flags (e.g. -k kill).
 faults: $(STAMP)
 	$(PY) -m pip install --quiet -r tests/faults/requirements.txt
 	FAULT_TRIALS=$(or $(FAULT_TRIALS),30) $(PY) -m pytest tests/faults $(FAULT_FLAGS)

@@ -12,6 +12,7 @@ Functions fault campaign (tests/faults/sfn_campaign.py).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -26,12 +27,32 @@ import boto3
 import pytest
 from moto.awslambda.models import LambdaBackend
 from moto.core.config import default_user_config
+from moto.s3.responses import S3Response
+from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+    DistributedIterationComponent,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+    distributed_item_processor_worker,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.map_run_record import (
+    MapRunRecord,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from handler import lambda_function
 from handler.ledger import Ledger, LedgerPaths
 from infra.workflow_definition import build_definition
 from tests.conftest import REGION, dataset_config, expire_lock, unique_bucket
+
+DistributedItemProcessorWorker = distributed_item_processor_worker.DistributedItemProcessorWorker
 
 ACCOUNT = "123456789012"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest"
@@ -287,3 +308,139 @@ def dataset_fixture(aws: None, monkeypatch: pytest.MonkeyPatch, notifications: N
     # Several Map batches from a few thousand objects.
     configure_lambda(monkeypatch, s3, source, raw, notifications.topic_arn, batch_max_objects=400, concurrency=8)
     return Dataset(source=source, raw=raw, s3=s3)
+
+
+# ---- where moto differs from AWS in ways a concurrent state machine depends on ------------------------------
+
+
+def serialise_key_writes(
+    monkeypatch: pytest.MonkeyPatch, watched: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """Make moto's conditional writes atomic, as S3's are, and watch for landed objects being replaced.
+
+    moto checks If-None-Match / If-Match and then stores the object in two steps, so two invocations racing for
+    one key (the lock, a ledger document, a target) could both pass the check. S3 does not allow that, so every
+    key PUT (copies included), POST (multipart completion) and DELETE is serialised here, as
+    tests/e2e/cli_fixtures.py does for its server.
+
+    Returns a list that fills with one `overwritten:` line for each write that replaced an object outside the
+    ledger (`_ingestion/`) of a `watched` bucket with a different one (another ETag or other metadata): a landed
+    object must never be rewritten. Writing the very same object again (same bytes, same metadata) is not
+    counted, as a retransmitted request is not.
+    """
+    guard = threading.RLock()
+    found: list[str] = []
+
+    def landed(response: S3Response, key_name: str) -> tuple[str, dict[str, str]] | None:
+        if response.bucket_name not in watched or key_name.startswith("_ingestion/"):
+            return None
+        try:
+            obj = response.backend.get_object(response.bucket_name, key_name)
+        except Exception:  # noqa: BLE001 - no such bucket or key: nothing landed there
+            return None
+        if obj is None:
+            return None
+        return obj.etag, {str(k).lower(): str(v) for k, v in dict(obj.metadata).items()}
+
+    def serialised(original: Any, key_of: Callable[..., str]) -> Any:
+        @functools.wraps(original)
+        def locked(self: S3Response, *args: Any, **kwargs: Any) -> Any:
+            with guard:
+                key_name = key_of(*args, **kwargs)
+                before = landed(self, key_name)
+                answer = original(self, *args, **kwargs)
+                after = landed(self, key_name)
+                if before is not None and after is not None and after != before:
+                    changed = sorted(k for k in set(before[1]) | set(after[1]) if before[1].get(k) != after[1].get(k))
+                    what = f"ETag {before[0]} -> {after[0]}" if before[0] != after[0] else "same ETag"
+                    found.append(
+                        f"overwritten: {key_name!r} in {self.bucket_name} was replaced ({what}; metadata changed: "
+                        f"{', '.join(changed)}; run {before[1].get('x-amz-meta-ingest-run-id')} -> "
+                        f"{after[1].get('x-amz-meta-ingest-run-id')})"
+                    )
+                return answer
+
+        return locked
+
+    monkeypatch.setattr(
+        S3Response, "_key_response_put", serialised(S3Response._key_response_put, lambda query, key_name: key_name)
+    )
+    monkeypatch.setattr(
+        S3Response,
+        "_key_response_post",
+        serialised(S3Response._key_response_post, lambda request, body, bucket_name, query, key_name: key_name),
+    )
+    monkeypatch.setattr(
+        S3Response,
+        "_key_response_delete",
+        serialised(S3Response._key_response_delete, lambda bucket_name, query, key_name: key_name),
+    )
+    return found
+
+
+def _tolerance_exceeded(record: MapRunRecord, total: int | None) -> bool:
+    """AWS: a Map Run fails when its failed (or timed-out) children exceed the tolerated count or percentage."""
+    failed = record.item_counter.failed.get() + record.item_counter.timed_out.get()
+    if not failed:
+        return False
+    total = total or record.item_counter.total.get() or 1
+    # moto fills an undeclared threshold with 0, so a count and a percentage both at 0 are AWS's default (no
+    # failure tolerated); a declared threshold is exceeded only when every threshold is (see the docstring below).
+    return failed > record.tolerated_failure_count and failed * 100.0 / total > record.tolerated_failure_percentage
+
+
+def honour_tolerated_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's Distributed Map fail as AWS's does when its children fail past the tolerated threshold.
+
+    AWS: when the failed (or timed-out) children of a Map Run exceed `ToleratedFailurePercentage` (or
+    `ToleratedFailureCount`; neither given means none is tolerated), the Map Run fails, no further child is
+    started, and the Map state fails with `States.ExceedToleratedFailureThreshold`, which its Retry and Catch see.
+    moto 5.2.5 ignores both settings ("currently have no effect"): a failed child fails silently and the Map
+    succeeds. This patch counts what moto already counts (the Map Run's item counters) and fails the Map as AWS
+    does. moto reports an undeclared threshold as 0, so a definition that declares both a count and a percentage
+    would be judged by both at once here (AWS fails on either); the state machine declares only the percentage.
+    """
+    original_map_run = DistributedIterationComponent._map_run
+    original_eval_job = DistributedItemProcessorWorker._eval_job
+
+    @functools.wraps(original_map_run)
+    def map_run(self: DistributedIterationComponent, env: Any, eval_input: Any) -> None:
+        record: MapRunRecord = eval_input.map_run_record
+        items = env.stack[-1] if env.stack else None
+        record.harness_total = len(items) if isinstance(items, list) else None  # type: ignore[attr-defined]
+        original_map_run(self, env, eval_input)
+        if getattr(record, "harness_exceeded", False) or _tolerance_exceeded(record, record.harness_total):  # type: ignore[attr-defined]
+            env.stack.pop()  # the children's outputs: the Map has none when it fails
+            counts = record.item_counter
+            cause = (
+                f"The specified tolerated failure threshold was exceeded: {counts.failed.get()} failed and "
+                f"{counts.timed_out.get()} timed out of {record.harness_total} items "  # type: ignore[attr-defined]
+                f"(ToleratedFailurePercentage {record.tolerated_failure_percentage}, "
+                f"ToleratedFailureCount {record.tolerated_failure_count})"
+            )
+            error = StatesErrorNameType.StatesExceedToleratedFailureThreshold.to_name()
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold),
+                    event_type=HistoryEventType.MapRunFailed,
+                    event_details=EventDetails(
+                        mapRunFailedEventDetails=MapRunFailedEventDetails(error=error, cause=cause)
+                    ),
+                )
+            )
+
+    @functools.wraps(original_eval_job)
+    def eval_job(self: DistributedItemProcessorWorker, env: Any, job: Any) -> None:
+        record: MapRunRecord = self._map_run_record
+        if getattr(record, "harness_exceeded", False):
+            # The Map Run has failed: AWS starts no further child.
+            record.item_counter.aborted.count()
+            job.job_output = None
+            return
+        original_eval_job(self, env, job)
+        if _tolerance_exceeded(record, getattr(record, "harness_total", None)):
+            record.harness_exceeded = True  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(DistributedIterationComponent, "_map_run", map_run)
+    monkeypatch.setattr(DistributedItemProcessorWorker, "_eval_job", eval_job)
