@@ -65,8 +65,10 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
     try:
         return _commit(job, run, _joined(job, run_id, lock))
     except LockLost:
-        # Read back before believing it: a sibling attempt may have committed the run and released the lock.
-        committed = _committed(job, run_id)
+        # Read back before believing it: under a workflow execution a sibling attempt (Lambda ran the step twice)
+        # may have committed the run and released the lock. A local run has no siblings: its lock was taken over,
+        # and a run that another process completed is not this one's to report.
+        committed = _committed(job, run_id) if job.execution is not None else None
         if committed is None:
             raise
         log.info("run %s was committed by a sibling attempt of finalize; answering with its commit", run_id)
