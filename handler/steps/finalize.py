@@ -64,10 +64,12 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
     assert run is not None
     try:
         return _commit(job, run, _joined(job, run_id, lock))
-    except LockLost:
+    except (LockLost, RunNotFound):
         # Read back before believing it: under a workflow execution a sibling attempt (Lambda ran the step twice)
-        # may have committed the run and released the lock. A local run has no siblings: its lock was taken over,
-        # and a run that another process completed is not this one's to report.
+        # may have committed the run and released the lock. Met between our read of the open run and our read of
+        # the shards' outcomes, that commit shows as RunNotFound instead (its work files are cleared, and a shard
+        # without an outcome is finalized here, which finds the run no longer open). A local run has no siblings:
+        # its lock was taken over, and a run that another process completed is not this one's to report.
         committed = _committed(job, run_id) if job.execution is not None else None
         if committed is None:
             raise
