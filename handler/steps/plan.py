@@ -176,6 +176,9 @@ def seal_plan(job: Job, run_id: str, *, lock: Lock | None = None) -> PlanResult 
     lock = _joined(job, run_id, lock)
     run = ledger.open_run()
     if run is not None and run.run_id == run_id:
+        # A seal that died between opening the run and writing its START event is repeated here: write it now (the
+        # same event, as `_resume` does), or the run's lineage would never say it started.
+        ledger.save_start_event(run, start_event(job.dataset, run), lock)
         return PlanResult(run, ledger.batch_index(run_id), ledger.final_shards(run_id))
     return _next_round_or_seal(job, run_id, lock)
 
