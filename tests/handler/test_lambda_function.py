@@ -15,6 +15,7 @@ import pytest
 
 from handler.errors import ConfigError, LockLost, RunInProgress, UnknownDataset
 from handler.lambda_function import handler
+from handler.ledger import Ledger
 from handler.runner import run_date_for
 from tests.conftest import REGION, dataset_config, landed_keys, list_keys, unique_bucket, write_config
 
@@ -480,6 +481,14 @@ def test_a_batch_number_written_as_digits_is_that_batch(deployment):
         ({"action": "finalize", "dataset": "movielens", "runid": "x"}, "runid", "did you mean 'run_id'?"),
         ({"action": "copy_batch", "dataset": "movielens", "run_id": "x", "batch": 0, "bacth": 1}, "bacth", "batch"),
         ({"action": "plan", "dataset": "movielens", "zzz": 1}, "zzz", "fields a plan event takes: action,"),
+        (
+            {"action": "copy_batch", "dataset": "movielens", "run_id": "x", "batch": 0, "executon": "arn"},
+            "executon",
+            "did you mean 'execution'?",
+        ),
+        ({"action": "release", "dataset": "movielens", "execution_id": "arn"}, "execution_id", "'execution'?"),
+        ({"action": "plan", "dataset": "movielens", "scheduled-time": "x"}, "scheduled-time", "'scheduled_time'?"),
+        ({"dataset": "movielens", "scheduledtime": "x"}, "scheduledtime", "did you mean 'scheduled_time'?"),
     ],
 )
 def test_an_unknown_event_field_raises_config_error_with_a_did_you_mean(deployment, event, unknown, hint):
@@ -579,3 +588,259 @@ def test_without_a_namespace_nothing_is_printed(deployment, capsys, monkeypatch)
     invoke({"dataset": "movielens"})
 
     assert emf_lines(capsys.readouterr().out) == []
+
+
+# ---- executions and the scheduled night (at-least-once delivery) ---------------------------------------------------
+
+EXECUTION = f"arn:aws:states:{REGION}:123456789012:execution:ingest:night-27"
+OTHER_EXECUTION = f"arn:aws:states:{REGION}:123456789012:execution:ingest:night-28"
+LOCK = "_ingestion/movielens/lock.json"
+
+
+def lock_held(deployment: Deployment) -> dict[str, Any]:
+    return json.loads(deployment.s3.get_object(Bucket=deployment.raw, Key=LOCK)["Body"].read())
+
+
+def run_as(execution: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The state machine's steps up to the copy Map, every event carrying the execution's id, as the definition
+    passes it (Map items included)."""
+    s3 = boto3.client("s3", region_name=REGION)
+    answer = invoke({**event, "execution": execution})
+    while answer["stage"] == "planning":
+        for item in items_at(s3, answer["shards"]):
+            invoke({**item, "action": "plan_shard", "execution": execution})
+        answer = invoke(
+            {"action": "seal_plan", "dataset": "movielens", "run_id": answer["run_id"], "execution": execution}
+        )
+    return answer
+
+
+def copy_and_finalize(s3: Any, execution: str, plan: dict[str, Any]) -> dict[str, Any]:
+    for item in items_at(s3, plan["batches"]):
+        invoke({**item, "action": "copy_batch", "execution": execution})
+    for item in items_at(s3, plan["final_shards"]):
+        invoke({**item, "action": "finalize_shard", "execution": execution})
+    return invoke({"action": "finalize", "dataset": "movielens", "run_id": plan["run_id"], "execution": execution})
+
+
+def test_every_step_of_an_execution_joins_the_lock_its_plan_took_for_that_execution(deployment):
+    s3 = deployment.s3
+    put_files(s3, deployment.source, 3)
+
+    plan = run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    holder = lock_held(deployment)
+    finished = copy_and_finalize(s3, EXECUTION, plan)
+
+    assert (holder["run_id"], holder["execution"]) == (plan["run_id"], EXECUTION)
+    assert (finished["summary"]["run_id"], finished["summary"]["copied"]) == (plan["run_id"], 3)
+    assert list_keys(s3, deployment.raw, LOCK) == []
+
+
+def test_a_plan_retried_by_its_execution_after_its_answer_was_lost_answers_the_same_run(deployment):
+    put_files(deployment.s3, deployment.source, 3)
+    event = {"action": "plan", "dataset": "movielens", "date": "2026-11-27", "execution": EXECUTION}
+    first = invoke(event)
+
+    again = invoke(event)
+
+    assert again == first
+    assert lock_held(deployment)["run_id"] == first["run_id"]
+    finished = copy_and_finalize(deployment.s3, EXECUTION, run_as(EXECUTION, {**event, "action": "plan"}))
+    assert (finished["summary"]["run_id"], finished["summary"]["copied"]) == (first["run_id"], 3)
+    assert len(landed_keys(deployment.s3, deployment.raw)) == 3
+
+
+def test_a_plan_of_another_execution_raises_run_in_progress_naming_the_execution_that_holds_the_dataset(deployment):
+    put_files(deployment.s3, deployment.source, 1)
+    plan = run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+
+    with pytest.raises(RunInProgress) as raised:
+        invoke({"action": "plan", "dataset": "movielens", "execution": OTHER_EXECUTION})
+
+    assert f"run {plan['run_id']} (execution {EXECUTION}," in str(raised.value)
+    assert lock_held(deployment)["execution"] == EXECUTION
+
+
+def test_a_step_of_an_execution_whose_run_another_execution_resumed_raises_lock_lost(deployment):
+    put_files(deployment.s3, deployment.source, 1)
+    plan = run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    expire_lock(deployment.s3, deployment.raw)
+    resumed = run_as(OTHER_EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
+    assert (resumed["run_id"], resumed["resumed"]) == (plan["run_id"], True)
+
+    with pytest.raises(LockLost, match=OTHER_EXECUTION):
+        invoke(
+            {
+                "action": "copy_batch",
+                "dataset": "movielens",
+                "run_id": plan["run_id"],
+                "batch": 0,
+                "execution": EXECUTION,
+            }
+        )
+
+    assert landed_keys(deployment.s3, deployment.raw) == []
+
+
+def test_release_hands_back_whatever_lock_the_execution_holds_and_no_other(deployment):
+    put_files(deployment.s3, deployment.source, 1)
+    plan = run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+
+    others = invoke({"action": "release", "dataset": "movielens", "execution": OTHER_EXECUTION})
+    held = lock_held(deployment)
+    released = invoke({"action": "release", "dataset": "movielens", "execution": EXECUTION})
+
+    assert others == {"dataset": "movielens", "run_id": None, "released": False}
+    assert held["execution"] == EXECUTION, "another execution's release left it alone"
+    assert released == {"dataset": "movielens", "run_id": plan["run_id"], "released": True}
+    assert list_keys(deployment.s3, deployment.raw, LOCK) == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"action": "release", "dataset": "movielens"},
+        {"action": "release", "dataset": "movielens", "run_id": None, "execution": None},
+    ],
+)
+def test_a_release_naming_neither_execution_nor_run_raises_config_error_and_leaves_the_lock(deployment, event):
+    put_files(deployment.s3, deployment.source, 1)
+    run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    held = lock_held(deployment)
+
+    with pytest.raises(ConfigError, match="the release event needs 'execution' \\(or 'run_id'\\)"):
+        invoke(event)
+
+    assert lock_held(deployment) == held
+
+
+@pytest.mark.parametrize("execution", ["", 7, True, ["arn"]])
+def test_an_execution_that_is_not_a_non_empty_string_raises_config_error(deployment, execution):
+    put_files(deployment.s3, deployment.source, 1)
+
+    with pytest.raises(ConfigError, match="'execution' must be a non-empty string"):
+        invoke({"action": "plan", "dataset": "movielens", "execution": execution})
+
+    assert list_keys(deployment.s3, deployment.raw) == []
+
+
+@pytest.mark.parametrize(
+    ("timezone", "scheduled_time", "night"),
+    [
+        ("America/Chicago", "2026-11-28T01:30:00Z", "2026-11-27"),  # 19:30 on the 27th in Chicago
+        ("UTC", "2026-11-28T01:30:00Z", "2026-11-28"),
+        ("Pacific/Kiritimati", "2026-11-27T20:00:00.250Z", "2026-11-28"),  # already the 28th at UTC+14
+    ],
+)
+def test_a_scheduled_time_plans_the_night_of_its_date_in_the_datasets_time_zone(
+    deployment, timezone, scheduled_time, night
+):
+    deployment.configure(timezone=timezone)
+    put_files(deployment.s3, deployment.source, 1)
+
+    plan = invoke({"action": "plan", "dataset": "movielens", "scheduled_time": scheduled_time, "execution": EXECUTION})
+
+    assert plan["date"] == night
+
+
+def test_a_one_shot_event_with_a_scheduled_time_lands_under_its_night_in_the_datasets_time_zone(deployment):
+    deployment.configure(timezone="America/Chicago")
+    put_files(deployment.s3, deployment.source, 2)
+
+    summary = invoke({"dataset": "movielens", "scheduled_time": "2026-11-28T01:30:00Z"})
+
+    assert (summary["date"], summary["copied"]) == ("2026-11-27", 2)
+    assert sorted(landed_keys(deployment.s3, deployment.raw)) == [
+        f"movielens/ingest_date=2026-11-27/f{n}.csv" for n in range(2)
+    ]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"action": "plan", "dataset": "movielens", "date": "2026-11-27", "scheduled_time": "2026-11-28T01:30:00Z"},
+        {"dataset": "movielens", "date": "2026-11-27", "scheduled_time": "2026-11-28T01:30:00Z"},
+    ],
+)
+def test_an_event_with_both_a_date_and_a_scheduled_time_raises_config_error(deployment, event):
+    put_files(deployment.s3, deployment.source, 1)
+
+    with pytest.raises(ConfigError, match="both 'date' and 'scheduled_time'"):
+        invoke(event)
+
+    assert list_keys(deployment.s3, deployment.raw) == []
+
+
+@pytest.mark.parametrize(
+    "scheduled_time",
+    [
+        "2026-11-27 20:00",
+        "2026-11-27T20:00:00",  # no zone: it would be read in the machine's
+        "2026-11-27T20:00:00+00:00",
+        "2026-11-27T20:00Z",
+        "2026-02-30T20:00:00Z",
+        "",
+        1795896000,
+        False,
+    ],
+)
+def test_a_scheduled_time_not_in_the_schedulers_form_raises_config_error_naming_the_field(deployment, scheduled_time):
+    put_files(deployment.s3, deployment.source, 1)
+
+    for event in (
+        {"action": "plan", "dataset": "movielens", "scheduled_time": scheduled_time},
+        {"dataset": "movielens", "scheduled_time": scheduled_time},
+    ):
+        with pytest.raises(ConfigError) as raised:
+            invoke(event)
+        assert f"event scheduled_time {scheduled_time!r}:" in str(raised.value)
+
+    assert list_keys(deployment.s3, deployment.raw) == []
+
+
+def test_a_one_shot_invocation_that_lambda_retries_takes_back_the_lock_its_first_attempt_left(deployment):
+    """An asynchronous invocation that died part-way is retried by Lambda with the same request id: the lock its
+    first attempt took (its execution `lambda-request:<id>`) is taken back, not met as another run."""
+    put_files(deployment.s3, deployment.source, 2)
+    ledger = Ledger(deployment.s3, dataset_config(deployment.source, deployment.raw))
+    left = ledger.lock.acquire("20261127T200000000Z-abc123", execution="lambda-request:req-1")
+
+    with pytest.raises(RunInProgress, match="execution lambda-request:req-1"):
+        handler({"dataset": "movielens", "date": "2026-11-27"}, LambdaContext(aws_request_id="req-2"))
+    summary = handler({"dataset": "movielens", "date": "2026-11-27"}, LambdaContext(aws_request_id="req-1"))
+
+    assert (summary["run_id"], summary["status"], summary["copied"]) == (left.run_id, "succeeded", 2)
+    assert list_keys(deployment.s3, deployment.raw, LOCK) == []
+
+
+def test_a_finalize_answer_leaves_the_summarys_growing_lists_to_the_ledger(deployment):
+    """Step Functions fails a task whose result passes 256 KiB: the answer's summary has no manifest parts and no
+    failures; the ledger's summary keeps both."""
+    s3 = deployment.s3
+    s3.put_object(Bucket=deployment.source, Key="movielens/x/b.csv", Body=b"one")
+    s3.put_object(Bucket=deployment.source, Key="movielens/x//b.csv", Body=b"two")  # the two collide: both fail
+    s3.put_object(Bucket=deployment.source, Key="movielens/ok.csv", Body=b"ok")
+    plan = run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+
+    finished = copy_and_finalize(s3, EXECUTION, plan)
+
+    answered = finished["summary"]
+    stored = json.loads(s3.get_object(Bucket=deployment.raw, Key="_ingestion/movielens/last-run.json")["Body"].read())
+    assert "manifest_parts" not in answered and "failures" not in answered
+    assert (answered["status"], answered["copied"], answered["failed"]) == ("partial", 1, 2)
+    assert stored["manifest_parts"] == [
+        f"s3://{deployment.raw}/_ingestion/movielens/manifest/date=2026-11-27/{plan['run_id']}-00000.jsonl"
+    ]
+    assert sorted(f["source_key"] for f in stored["failures"]) == ["movielens/x//b.csv", "movielens/x/b.csv"]
+    assert {k: v for k, v in stored.items() if k not in ("manifest_parts", "failures")} == answered
+    assert "movielens/x/b.csv" in finished["notification"]["message"], "the notification still names the failures"
+
+
+def test_a_seal_that_commits_a_run_with_nothing_new_answers_without_the_summarys_growing_lists(deployment):
+    put_files(deployment.s3, deployment.source, 1)
+    invoke({"dataset": "movielens", "date": "2026-11-27"})
+
+    plan = run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
+
+    assert (plan["stage"], plan["summary"]["status"]) == ("finalized", "nothing_new")
+    assert "manifest_parts" not in plan["summary"] and "failures" not in plan["summary"]

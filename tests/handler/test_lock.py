@@ -427,3 +427,132 @@ def test_a_lock_really_gone_is_lost_after_its_absence_is_read_again(s3, bucket, 
         handle.renew()
 
     assert asked.count(ledger.paths.lock) == 4, "one read and three confirmations"
+
+
+# ---- executions: at-least-once delivery of the state machine's steps ------------------------------------------
+
+EXECUTION_A = "arn:aws:states:us-east-1:123456789012:execution:ingest:night-a"
+EXECUTION_B = "arn:aws:states:us-east-1:123456789012:execution:ingest:night-b"
+
+
+def test_acquire_for_an_execution_records_it_in_the_lock(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-1", execution=EXECUTION_A)
+
+    assert lock_document(ledger)["execution"] == EXECUTION_A
+    assert (handle.execution, handle.taken_back) == (EXECUTION_A, False)
+    assert handle.acquired_at == lock_document(ledger)["acquired_at"]
+
+
+def test_an_execution_takes_back_the_lock_it_holds_with_its_run_and_token_and_a_later_expiry(s3, bucket, ledger):
+    first = lock_file(ledger, 60).acquire("run-1", execution=EXECUTION_A)
+    expires = lock_document(ledger)["expires_at"]
+    time.sleep(0.05)
+
+    again = lock_file(ledger, 60).acquire("run-2", execution=EXECUTION_A)
+
+    assert (again.run_id, again.token, again.taken_back) == ("run-1", first.token, True)
+    assert again.acquired_at == first.acquired_at, "the run's start stays the first attempt's"
+    document = lock_document(ledger)
+    assert (document["run_id"], document["token"], document["execution"]) == ("run-1", first.token, EXECUTION_A)
+    assert document["expires_at"] > expires
+    assert again.etag == s3.head_object(Bucket=bucket, Key=ledger.paths.lock)["ETag"]
+
+
+def test_an_execution_takes_back_its_lock_of_a_run_it_resumed(s3, bucket, ledger):
+    first = lock_file(ledger, 60).acquire("run-new", execution=EXECUTION_A)
+    first.rebind("run-old")
+
+    again = lock_file(ledger, 60).acquire("run-newer", execution=EXECUTION_A)
+
+    assert (again.run_id, again.token) == ("run-old", first.token)
+
+
+def test_another_executions_live_lock_raises_run_in_progress_naming_that_execution(s3, bucket, ledger):
+    lock_file(ledger, 60).acquire("run-1", owner="lambda-a", execution=EXECUTION_A)
+
+    with pytest.raises(RunInProgress) as raised:
+        lock_file(ledger, 60).acquire("run-2", execution=EXECUTION_B)
+
+    assert f"run run-1 (execution {EXECUTION_A}, held by lambda-a)" in str(raised.value)
+    assert (lock_document(ledger)["run_id"], lock_document(ledger)["execution"]) == ("run-1", EXECUTION_A)
+
+
+def test_an_acquire_without_an_execution_never_takes_a_lock_back(s3, bucket, ledger):
+    """The CLI has no execution: two local runs are two runs, whatever the lock says, and an execution never takes
+    back a lock a local run holds."""
+    lock_file(ledger, 60).acquire("run-cli", owner="laptop:1")
+
+    with pytest.raises(RunInProgress, match="run run-cli \\(held by laptop:1\\)"):
+        lock_file(ledger, 60).acquire("run-cli-2")
+    with pytest.raises(RunInProgress):
+        lock_file(ledger, 60).acquire("run-2", execution=EXECUTION_A)
+
+    assert lock_document(ledger)["run_id"] == "run-cli"
+    assert "execution" not in lock_document(ledger)
+
+
+def test_a_local_run_meets_an_executions_lock_as_run_in_progress(s3, bucket, ledger):
+    lock_file(ledger, 60).acquire("run-1", execution=EXECUTION_A)
+
+    with pytest.raises(RunInProgress, match=EXECUTION_A):
+        lock_file(ledger, 60).acquire("run-2")
+
+
+def test_an_expired_lock_of_another_execution_is_taken_over_not_taken_back(s3, bucket, ledger):
+    first = lock_file(ledger, 60).acquire("run-1", execution=EXECUTION_A)
+    expire_lock(ledger)
+
+    handle = lock_file(ledger, 60).acquire("run-2", execution=EXECUTION_B)
+
+    assert (handle.run_id, handle.taken_back) == ("run-2", False)
+    assert handle.token != first.token
+    assert (lock_document(ledger)["run_id"], lock_document(ledger)["execution"]) == ("run-2", EXECUTION_B)
+
+
+def test_adopt_by_the_runs_own_execution_joins_its_lock(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-1", execution=EXECUTION_A)
+
+    joined = lock_file(ledger, 60).adopt("run-1", EXECUTION_A)
+
+    assert (joined.token, joined.execution) == (handle.token, EXECUTION_A)
+
+
+def test_adopt_by_an_execution_whose_run_another_execution_resumed_raises_lock_lost(s3, bucket, ledger):
+    lock_file(ledger, 60).acquire("run-1", execution=EXECUTION_A)
+    expire_lock(ledger)
+    resumer = lock_file(ledger, 60).acquire("run-2", execution=EXECUTION_B)
+    resumer.rebind("run-1")  # B finds run-1 open and completes it
+
+    with pytest.raises(LockLost) as raised:
+        lock_file(ledger, 60).adopt("run-1", EXECUTION_A)
+
+    assert f"run run-1 of execution {EXECUTION_A} lost this dataset's lock to execution {EXECUTION_B}" in str(
+        raised.value
+    )
+    assert lock_document(ledger)["token"] == resumer.token
+    assert lock_file(ledger, 60).adopt("run-1", EXECUTION_B).token == resumer.token
+    assert lock_file(ledger, 60).adopt("run-1").token == resumer.token, "without an execution: the run's lock"
+
+
+def test_release_execution_deletes_the_lock_that_execution_holds_whatever_its_run(s3, bucket, ledger):
+    handle = lock_file(ledger, 60).acquire("run-new", execution=EXECUTION_A)
+    handle.rebind("run-old")
+
+    held = ledger.lock.release_execution(EXECUTION_A)
+
+    assert held == "run-old"
+    assert list_keys(s3, bucket) == []
+    assert ledger.lock.release_execution(EXECUTION_A) is None, "released already"
+
+
+def test_release_execution_leaves_another_executions_lock_and_a_local_runs_lock(s3, bucket, ledger):
+    other = lock_file(ledger, 60).acquire("run-b", execution=EXECUTION_B)
+
+    assert ledger.lock.release_execution(EXECUTION_A) is None
+    assert lock_document(ledger)["token"] == other.token
+
+    other.release()
+    local = lock_file(ledger, 60).acquire("run-cli")
+
+    assert ledger.lock.release_execution(EXECUTION_A) is None
+    assert lock_document(ledger)["token"] == local.token
