@@ -493,7 +493,7 @@ class FaultyLambda:
             response_headers["x-amz-function-error"] = "Unhandled"
             return _payload({"errorType": error, "errorMessage": f"{chosen.label} was killed {chosen.death}"})
         if chosen.error is not None:
-            invocation.answer = f"function error {type(chosen.error).__name__}"
+            invocation.answer = f"function error {type(chosen.error).__name__}: {str(chosen.error)[:160]}"
             response_headers["x-amz-function-error"] = "Unhandled"
             return _payload(function_error(chosen.error))
         invocation.answer = "answered"
@@ -738,11 +738,23 @@ class SfnTrial:
             if must_succeed:
                 problems.append(
                     f"status: {execution.label} FAILED on a fault Step Functions' retries should absorb "
-                    f"({execution.summary()})"
+                    f"({execution.summary()}); steps that failed: {self._failed_steps(execution.label)}"
                 )
         else:
             problems.append(f"status: {execution.label} ended {execution.status} ({execution.summary()})")
         return problems
+
+    def _failed_steps(self, label: str) -> str:
+        """The Tasks of an execution that got a function error of the handler's own (not an injected one)."""
+        assert self.lam is not None
+        failed = [
+            f"{i.action}{f'[{i.unit}]' if i.unit is not None else ''} attempt {i.attempt}: {i.answer[15:]}"
+            for i in self.lam.invocations
+            if i.phase == label
+            and i.answer.startswith("function error")
+            and (i.fault is None or i.fault.kind == "duplicate")
+        ]
+        return "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "") or "none"
 
     def _summaries(self) -> set[str]:
         """The run summaries in the ledger (`summary/date=D/<run_id>.json`): one per committed run."""
