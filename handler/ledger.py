@@ -38,7 +38,7 @@ import itertools
 import logging
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from . import s3io, state
@@ -255,12 +255,15 @@ class Ledger:
         etag = self._seen[key]
         return {"if_match": etag} if etag else {"if_none_match": True}
 
-    def _fenced(self, key: str, lock: Lock, write: Any) -> None:
+    def _fenced(self, key: str, lock: Lock, write: Any) -> bool:
+        """Write `key` fenced; False when a sibling attempt's version was there first and is kept instead."""
         lock.fence()
         try:
             self._seen[key] = write(**self._expect(key))
         except (PreconditionFailed, NotFound) as err:
             self._refused(key, lock, err)
+            return False
+        return True
 
     def _refused(self, key: str, lock: Lock, err: Exception) -> None:
         """A fenced write met a version of `key` this process did not read. If the lock still carries our token,
@@ -277,8 +280,8 @@ class Ledger:
             "writing (this process was probably paused past its lock)"
         ) from err
 
-    def _fenced_json(self, key: str, document: Any, lock: Lock) -> None:
-        self._fenced(key, lock, lambda **cond: s3io.put_json(self._s3, self.bucket, key, document, **cond))
+    def _fenced_json(self, key: str, document: Any, lock: Lock) -> bool:
+        return self._fenced(key, lock, lambda **cond: s3io.put_json(self._s3, self.bucket, key, document, **cond))
 
     def _fenced_file(self, key: str, spool: IO[bytes], content_type: str, lock: Lock) -> None:
         self._fenced(
@@ -571,8 +574,13 @@ class Ledger:
         )
 
     def commit(
-        self, run: OpenRun, index: StateIndex | None, summary: RunSummary, end_event: dict[str, Any], lock: Lock
-    ) -> None:
+        self,
+        run: OpenRun,
+        index: StateIndex | None,
+        summary: RunSummary,
+        end_event: Callable[[RunSummary], dict[str, Any]],
+        lock: Lock,
+    ) -> RunSummary:
         """Make a finished run part of the record, in the one order that survives dying between any two writes.
 
         Before this, every shard's finalize wrote its manifest part and its new state parts (new keys of this
@@ -584,7 +592,9 @@ class Ledger:
            state. It is built from the outcomes under work/, which stay until step 5, so a commit that dies
            after it is made again by the next finalize, with the same content.
         2. The summary, its OpenLineage end event, then the marker (only when something landed): the marker is
-           the hand-off to downstream jobs, so it comes after everything it names.
+           the hand-off to downstream jobs, so it comes after everything it names. A sibling attempt of this
+           finalize (Lambda ran it twice) that wrote its summary first is kept, and everything after it is written
+           from that summary, so the record tells one story; the summary committed is returned.
         3. last-run.json: the newest run, and how a repeated finalize knows this run is committed.
         4. Delete open-run.json: from here on the run is no longer resumed. Everything before this point is
            repeated by the next run if we die; nothing after it is needed for the record.
@@ -594,8 +604,10 @@ class Ledger:
         paths = self.paths
         if index is not None:
             self.save_index(index, lock)
-        self._fenced_json(paths.summary(run.date, run.run_id), summary.to_json(), lock)
-        self._fenced_json(paths.lineage_event(run.date, run.run_id, end=True), end_event, lock)
+        if not self._fenced_json(paths.summary(run.date, run.run_id), summary.to_json(), lock):
+            stored, _ = s3io.get_json(self._s3, self.bucket, paths.summary(run.date, run.run_id))
+            summary = summary if stored is None else RunSummary.from_json(stored)
+        self._fenced_json(paths.lineage_event(run.date, run.run_id, end=True), end_event(summary), lock)
         if summary.copied:
             marker = Marker.of(summary, self.summary_uri(run.date, run.run_id))
             self._fenced_json(paths.marker(run.date, run.run_id), marker.to_json(), lock)
@@ -605,6 +617,7 @@ class Ledger:
             self.delete_replaced(index)
         self.clear_work(run.run_id)
         lock.release()
+        return summary
 
     def save_index(self, index: StateIndex, lock: Lock) -> None:
         """Fenced against the index read at the finalize's start (`observe_commit`)."""

@@ -127,6 +127,15 @@ FAILURE_MEANINGS: dict[str, tuple[str, ...]] = {
 """What a failed step's error means, for the failure notification; any other error is named as it is."""
 
 
+RESERVED_ERROR_NAMES = {
+    "States.Timeout": "StepTimedOut",
+    "States.ExceedToleratedFailureThreshold": "StepChildrenFailed",
+    "States.*": "StepFailed",
+}
+"""The execution's error for a step that failed with a Step Functions error (`States.`, which a Fail state may not
+raise): a timeout, a Map past its tolerated failures, or any other (the last, a pattern, must stay last)."""
+
+
 def outcome_choice(status_path: str) -> dict[str, Any]:
     """Succeed unless the run's summary says objects failed (`partial` or `failed`)."""
     return {
@@ -474,10 +483,30 @@ def build_definition(
                 "$.dataset, $.failed_step, $$.Execution.Name, $.meaning, $.error.Error, "
                 "States.JsonToString($.error))",
             ),
-            "Failed",
+            "FailAs",
             catch=False,
         ),
-        # The caught error's name becomes the execution's, so a list of failed executions says why.
+        # The caught error's name becomes the execution's, so a list of failed executions says why; but a Fail
+        # state may not raise a name of the reserved `States.` family (moto ends such an execution States.Runtime),
+        # so those are named for what they were.
+        "FailAs": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": "$.error.Error", "StringMatches": "States.*", "Next": f"Failed{name}"}
+                if name == "StepFailed"
+                else {"Variable": "$.error.Error", "StringEquals": reserved, "Next": f"Failed{name}"}
+                for reserved, name in RESERVED_ERROR_NAMES.items()
+            ],
+            "Default": "Failed",
+        },
+        **{
+            f"Failed{name}": {
+                "Type": "Fail",
+                "Error": name,
+                "Cause": f"A step failed with {reserved}; the failure notification names the step and the error.",
+            }
+            for reserved, name in RESERVED_ERROR_NAMES.items()
+        },
         "Failed": {
             "Type": "Fail",
             "ErrorPath": "$.error.Error",

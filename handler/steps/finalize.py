@@ -56,10 +56,10 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
     ledger = job.ledger
     run = ledger.open_run()
     if run is None or run.run_id != run_id:
-        committed = _committed(job, run_id)
-        if committed is not None:
+        done = committed(job, run_id)
+        if done is not None:
             _finish_cleanup(job, run_id)
-            return committed
+            return done
         job.open_run_named(run_id)  # raises RunNotFound with the details
     assert run is not None
     try:
@@ -70,11 +70,11 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
         # the shards' outcomes, that commit shows as RunNotFound instead (its work files are cleared, and a shard
         # without an outcome is finalized here, which finds the run no longer open). A local run has no siblings:
         # its lock was taken over, and a run that another process completed is not this one's to report.
-        committed = _committed(job, run_id) if job.execution is not None else None
-        if committed is None:
+        done = committed(job, run_id) if job.execution is not None else None
+        if done is None:
             raise
         log.info("run %s was committed by a sibling attempt of finalize; answering with its commit", run_id)
-        return committed
+        return done
 
 
 def _commit(job: Job, run: OpenRun, lock: Lock) -> Finalized:
@@ -94,11 +94,11 @@ def _commit(job: Job, run: OpenRun, lock: Lock) -> Finalized:
     index = StateIndex.of(pieces, run_id, before)
     changed = not index.same_parts(before) or any(p.keys < 0 for p in before.parts)
     summary = summarize(ds, run, tally, tuple(failures), ledger, tuple(parts))
-    ledger.commit(run, index if changed else None, summary, end_event(summary), lock)
-    return Finalized(summary, build_notification(summary))
+    committed = ledger.commit(run, index if changed else None, summary, end_event, lock)
+    return Finalized(committed, build_notification(committed))
 
 
-def _committed(job: Job, run_id: str) -> Finalized | None:
+def committed(job: Job, run_id: str) -> Finalized | None:
     """The run's commit, if it has one: its summary (last-run.json while it is the newest run)."""
     open_run = job.ledger.open_run()
     if open_run is not None and open_run.run_id == run_id:

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from datetime import date as Date
 
 from ..config import LEDGER_ROOT
-from ..errors import RunNotFound
+from ..errors import LockLost, RunNotFound
 from ..lock import Lock
 from ..openlineage import start_event
 from ..planner import build_plan, cut_batches, iter_copies, iter_notes
 from ..records import (
     OpenRun,
+    PlanCounts,
     Planning,
     PlanningResult,
     PlanOutcome,
@@ -43,7 +44,7 @@ from ..shards import (
 from ..sources import choose_report, listed_objects, reported_objects
 from ..state import scratch_db
 from . import Job, run_date_for
-from .finalize import finalize
+from .finalize import committed, finalize
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +174,42 @@ def seal_plan(job: Job, run_id: str, *, lock: Lock | None = None) -> PlanResult 
     answers the same again, and a sibling's seal is accepted (ledger `_refused`). Like `plan`, a failure leaves
     the lock to the caller."""
     ledger = job.ledger
-    lock = _joined(job, run_id, lock)
+    try:
+        lock = _joined(job, run_id, lock)
+    except LockLost:
+        # A run with nothing to copy is committed by its seal, which releases the lock: a retried seal (its answer
+        # was lost, or it died after the release) reads that commit back instead of believing the lock lost.
+        answer = _committed_plan(job, run_id) if job.execution is not None else None
+        if answer is None:
+            raise
+        return answer
     run = ledger.open_run()
     if run is not None and run.run_id == run_id:
         # A seal that died between opening the run and writing its START event is repeated here: write it now (the
-        # same event, as `_resume` does), or the run's lineage would never say it started.
+        # same event, as `_resume` does), or the run's lineage would never say it started. A run with nothing to
+        # copy is finalized now if the first seal died before it did.
         ledger.save_start_event(run, start_event(job.dataset, run), lock)
-        return PlanResult(run, ledger.batch_index(run_id), ledger.final_shards(run_id))
+        return _answer(job, run, lock)
     return _next_round_or_seal(job, run_id, lock)
+
+
+def _committed_plan(job: Job, run_id: str) -> PlanResult | None:
+    """A sealed plan's answer rebuilt from its run's commit (its work files are gone), or None if not committed."""
+    done = committed(job, run_id)
+    if done is None:
+        return None
+    summary = done.summary
+    counts = PlanCounts(
+        summary.listed,
+        summary.excluded,
+        summary.planned,
+        0,
+        summary.skipped,
+        summary.failed,
+        dict(summary.skipped_by_reason),
+    )
+    run = OpenRun(summary.dataset, run_id, summary.date, summary.started_at, 0, counts, summary.resumed)
+    return PlanResult(run, job.ledger.batch_index(run_id), job.ledger.final_shards(run_id), done)
 
 
 def _next_round_or_seal(job: Job, run_id: str, lock: Lock) -> PlanResult | PlanningResult:

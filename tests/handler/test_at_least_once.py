@@ -485,11 +485,6 @@ def test_a_finalize_delivered_twice_whose_sibling_commits_before_it_reads_the_sh
     landed_once(s3, dataset)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a finalize whose summary write is refused goes on writing its own summary into last-run.json",
-)
 def test_a_finalize_delivered_twice_and_interleaved_write_by_write_leaves_one_consistent_account(s3, dataset):
     """Both attempts compute their summary, each with its own finish time (the second a moment later). The first
     writes the index, the summary, the end event and the marker, and is held before last-run.json; the second then
@@ -622,7 +617,6 @@ def test_a_seal_that_fails_after_sealing_leaves_the_lock_and_its_retry_answers_t
     assert [event["eventType"] for event in events] == ["START", "COMPLETE"]
 
 
-@pytest.mark.xfail(strict=True, raises=LockLost, reason="seal_plan joins the lock before it looks for a commit")
 def test_a_seal_of_a_run_with_nothing_new_retried_after_it_committed_answers_with_the_commit(s3, dataset):
     """A night with nothing new is committed by seal_plan itself, which releases the lock. If its answer was lost
     (or it died after the release), Step Functions runs it again: the retry must answer the commit as a retried
