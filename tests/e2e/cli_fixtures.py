@@ -9,7 +9,6 @@ Test modules import `moto_server_fixture` and `stage_fixture`; the fixtures are 
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 import logging
@@ -17,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,34 +29,16 @@ import pytest
 import requests
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
-from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
 
 from handler.ledger import LedgerPaths
 from tests.conftest import REPO, dataset_config, landed_keys, list_keys, write_config
+from tests.moto_patches import serialise_key_writes
 
 REGION = "us-east-1"
 DATASET = "movielens"
 CLI_TIMEOUT = 120
 """Generous on purpose: it only bounds a hung child, no test asserts how fast a run is."""
-
-
-def _serialise_key_puts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's conditional PutObject atomic, as S3's is.
-
-    moto checks If-None-Match / If-Match and then stores the object in two steps, so two processes
-    racing for the lock could both pass the check. S3 does not allow that; the lock's correctness is
-    what the race tests are about, not moto's, so key PUTs (and copies) are serialised in the server.
-    """
-    original = S3Response._key_response_put
-    guard = threading.Lock()
-
-    @functools.wraps(original)
-    def locked(self: S3Response, *args: Any, **kwargs: Any) -> Any:
-        with guard:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(S3Response, "_key_response_put", locked)
 
 
 @pytest.fixture(scope="module", name="moto_server")
@@ -68,7 +48,7 @@ def moto_server_fixture() -> Iterator[str]:
     level = access_log.level
     access_log.setLevel(logging.ERROR)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _serialise_key_puts(monkeypatch)
+        serialise_key_writes(monkeypatch)  # S3's conditional writes are atomic, moto's are not
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

@@ -66,6 +66,7 @@ from infra.workflow_definition import RESERVED_ERROR_NAMES, build_definition
 from tests.conftest import REGION, unique_bucket
 from tests.faults.campaign import FULL
 from tests.faults.verifier import LEDGER_ROOT, overwritten, snapshot, verify
+from tests.moto_patches import serialise_key_writes
 from tests.sfn_harness import (
     ACCOUNT,
     DATASET,
@@ -77,7 +78,6 @@ from tests.sfn_harness import (
     create_state_machine,
     function_error,
     honour_tolerated_failure,
-    serialise_key_writes,
     subscribed_topic,
 )
 

@@ -10,7 +10,6 @@ object lands once (the raw bucket is versioned, so a second landing would show a
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -23,7 +22,6 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
-from moto.s3.responses import S3Response
 
 from handler.config import DatasetConfig
 from handler.errors import LockLost, RunInProgress
@@ -31,6 +29,7 @@ from handler.records import utc_stamp
 from handler.runner import Engine
 from handler.s3errors import NoSuchBucket
 from tests.conftest import REGION, Crash, crash_once, dataset_config, expire_lock, ledger_in, list_keys, lock_document
+from tests.moto_patches import serialise_key_writes
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:ingest:night-27"
 OTHER = "arn:aws:states:us-east-1:123456789012:execution:ingest:night-28"
@@ -46,17 +45,8 @@ T = TypeVar("T")
 @pytest.fixture(autouse=True)
 def atomic_key_puts(monkeypatch: pytest.MonkeyPatch) -> None:
     """S3's conditional PutObject is atomic; moto's checks the condition and then stores, in two steps, so two
-    attempts racing for one key could both pass the check. Key PUTs (and copies) are serialised in moto, as
-    tests/e2e/cli_fixtures.py does for its server: the races here are about the runtime, not moto."""
-    original = S3Response._key_response_put
-    guard = threading.Lock()
-
-    @functools.wraps(original)
-    def atomic(self: S3Response, *args: Any, **kwargs: Any) -> Any:
-        with guard:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(S3Response, "_key_response_put", atomic)
+    attempts racing for one key could both pass the check: the races here are about the runtime, not moto."""
+    serialise_key_writes(monkeypatch)
 
 
 @pytest.fixture
