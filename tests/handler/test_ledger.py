@@ -18,7 +18,7 @@ from handler.s3io import jsonl_bytes
 from handler.shards import StateIndex, batch_number, split_sizes
 from handler.state import count as state_count
 from handler.state import create_table, landed_entry, record_landed
-from tests.conftest import dataset_config, list_keys
+from tests.conftest import dataset_config, expire_lock, list_keys
 
 
 @pytest.fixture
@@ -203,11 +203,19 @@ def test_a_single_file_state_of_an_older_version_reads_as_one_part_of_unknown_si
     assert list(ledger.iter_state()) == rows
 
 
-def test_a_write_of_a_state_part_another_finalize_rewrote_since_it_looked_is_refused(s3, ledger, paths, db):
+def test_a_write_of_a_state_part_another_runs_finalize_rewrote_since_it_looked_is_refused(
+    s3, ledger, paths, db, monkeypatch
+):
+    """Paused between its fence and its write: meanwhile another run took the lock over (it resumed this run) and
+    its finalize wrote the part. The conditional write is refused, and the lock's other token says it was not a
+    sibling attempt of this step."""
     record_landed(db, [line("movielens/a.csv", "e1")], "run-1", "2026-11-27")
     lock = ledger.lock.acquire("run-1")
     ledger.observe_shard(RUN, 0)
+    expire_lock(ledger)
+    ledger.lock.acquire("run-2").rebind("run-1")
     s3.put_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0), Body=b"another finalize's part")
+    monkeypatch.setattr(lock, "fence", lambda: None)  # its fence passed before the takeover
 
     with pytest.raises(LockLost):
         ledger.save_pieces(db, "run-1", 0, None, [1], lock)
