@@ -111,26 +111,21 @@ class LockFile:
         """
         token = uuid.uuid4().hex
         document = _document(run_id, token, self.ttl, owner or default_owner(), execution)
-        try:
-            etag = put_json(self.s3, self.bucket, self.key, document, if_none_match=True)
+
+        def taken(etag: str) -> Lock:
             return Lock(
                 self, run_id, token, etag, expires_at=document["expires_at"], execution=execution, **_times(document)
             )
+
+        try:
+            return taken(put_json(self.s3, self.bucket, self.key, document, if_none_match=True))
         except PreconditionFailed:
             pass
         current, current_etag = self.read()
         if current is None:  # released between our write and our read: try once more from scratch
             return self.acquire(run_id, owner=owner, execution=execution)
         if current.get("token") == token:
-            return Lock(
-                self,
-                run_id,
-                token,
-                current_etag or "",
-                expires_at=document["expires_at"],
-                execution=execution,
-                **_times(document),
-            )
+            return taken(current_etag or "")
         if execution is not None and current.get("execution") == execution:
             return self._take_back(current, current_etag or "")
         remaining = float(current.get("expires_at", 0)) - time.time()
@@ -144,9 +139,7 @@ class LockFile:
             etag = put_json(self.s3, self.bucket, self.key, document, if_match=current_etag)
         except (PreconditionFailed, NotFound) as err:
             raise RunInProgress("another run took over the expired lock first; nothing was copied") from err
-        return Lock(
-            self, run_id, token, etag, expires_at=document["expires_at"], execution=execution, **_times(document)
-        )
+        return taken(etag)
 
     def _take_back(self, current: dict[str, Any], etag: str) -> Lock:
         """The lock an earlier attempt of the same execution took: join its run, and push its expiry forward."""
