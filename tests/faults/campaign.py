@@ -60,6 +60,14 @@ stay within about 90 s of the suite. `make faults` sets FAULT_TRIALS and runs ev
 FULL_ONLY = "full campaign only: `make faults` (or FAULT_TRIALS=N) runs this setting"
 
 
+def versions_in(s3: Any, bucket: str) -> dict[str, str]:
+    """What a bucket holds now: key -> ETag (unquoted)."""
+    paginator = s3.get_paginator("list_objects_v2")
+    return {
+        o["Key"]: o["ETag"].strip('"') for page in paginator.paginate(Bucket=bucket) for o in page.get("Contents", [])
+    }
+
+
 def seeds(setting: str, *, quick: bool = False) -> list[int]:
     """The trials' seeds of one setting, stable across runs (so a failure's seed names the same night next time).
 
@@ -161,12 +169,7 @@ class Trial:
 
     def source_versions(self) -> dict[str, str]:
         """What the source holds now: key -> ETag (unquoted)."""
-        paginator = self.s3.get_paginator("list_objects_v2")
-        return {
-            o["Key"]: o["ETag"].strip('"')
-            for page in paginator.paginate(Bucket=self.source)
-            for o in page.get("Contents", [])
-        }
+        return versions_in(self.s3, self.source)
 
     def source_keys(self) -> list[str]:
         return sorted(self.source_versions())

@@ -64,7 +64,7 @@ from handler import lambda_function
 from handler.clients import s3_client
 from infra.workflow_definition import RESERVED_ERROR_NAMES, build_definition
 from tests.conftest import REGION, unique_bucket
-from tests.faults.campaign import FULL
+from tests.faults.campaign import FULL, versions_in
 from tests.faults.verifier import LEDGER_ROOT, overwritten, snapshot, verify
 from tests.moto_patches import serialise_key_writes
 from tests.sfn_harness import (
@@ -643,12 +643,7 @@ class SfnTrial:
         return {k: v for k, v in self.source_versions().items() if f"/{SCRATCH}/" not in k}
 
     def source_versions(self) -> dict[str, str]:
-        paginator = self.s3.get_paginator("list_objects_v2")
-        return {
-            o["Key"]: o["ETag"].strip('"')
-            for page in paginator.paginate(Bucket=self.source)
-            for o in page.get("Contents", [])
-        }
+        return versions_in(self.s3, self.source)
 
     def configure(self) -> None:
         """Seeded sizes: several batches a shard, one to four Map children at a time, one to four copy threads."""
