@@ -99,16 +99,17 @@ class ProcessPool:
                     yield future.result()
 
     def _killed(self, step: str, processes: dict[int, Any]) -> WorkerKilled:
-        """What broke the pool: the worker that died first by a signal other than the SIGTERM the executor then
-        sends the others. Read once the executor has joined them all, so every exit code is known."""
+        """What broke the pool: a worker that died by a signal other than the SIGTERM the executor then sends the
+        others, else one that exited, else SIGTERM itself. Read once the executor has joined them all, so every
+        exit code is known."""
         known = {**processes, **(getattr(self._pool, "_processes", None) or {})}
         self._pool.shutdown(wait=True, cancel_futures=True)
         codes = [p.exitcode for p in known.values() if p.exitcode not in (None, 0)]
-        signalled = [-code for code in codes if code < 0]
-        first = next((n for n in signalled if n != signal.SIGTERM), signalled[0] if signalled else None)
-        if first is not None:
-            return WorkerKilled(step, signum=first, exitcode=None)
-        return WorkerKilled(step, signum=None, exitcode=codes[0] if codes else None)
+        signals = [-code for code in codes if code < 0 and -code != signal.SIGTERM]
+        exits = [code for code in codes if code > 0]
+        if signals or not exits and -signal.SIGTERM in codes:
+            return WorkerKilled(step, signum=signals[0] if signals else signal.SIGTERM, exitcode=None)
+        return WorkerKilled(step, signum=None, exitcode=exits[0] if exits else None)
 
     def parallel(self, units: int) -> bool:
         return True

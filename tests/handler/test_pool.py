@@ -15,7 +15,7 @@ import pytest
 
 from handler.clients import s3_client
 from handler.errors import WorkerKilled
-from handler.pool import ClientSettings, LocalPool
+from handler.pool import ClientSettings, LocalPool, ProcessPool
 from handler.runner import Engine, one_shot
 from tests.conftest import dataset_config, landed_keys
 from tests.e2e.cli_fixtures import moto_server_fixture, stage_fixture  # noqa: F401 (fixtures)
@@ -119,3 +119,34 @@ def test_a_worker_killed_by_a_signal_fails_the_run_naming_it_and_the_next_run_co
     assert (tonight.copied, tonight.unchanged) == (0, 900)
     assert len(landed_keys(stage.s3, stage.raw)) == len(objects)
     assert verify(stage.s3, stage.source, stage.raw, "movielens", settled=True) == []
+
+
+class _Ended:
+    def __init__(self, exitcode: int | None):
+        self.exitcode = exitcode
+
+
+class _BrokenExecutor:
+    _processes: dict[int, _Ended] = {}
+
+    def shutdown(self, **_: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("exitcodes", "signum", "exitcode"),
+    [
+        ((-9, -15), signal.SIGKILL, None),  # the killed one, and the one the executor then terminated
+        ((-15, -11), signal.SIGSEGV, None),
+        ((-15, 70), None, 70),  # a worker that exited (its parent-watch's 70) is not hidden behind SIGTERM
+        ((-15, -15), signal.SIGTERM, None),
+        ((0, None), None, None),
+    ],
+)
+def test_the_worker_that_broke_the_pool_is_told_from_the_ones_the_executor_terminated(exitcodes, signum, exitcode):
+    broken = ProcessPool.__new__(ProcessPool)
+    broken._pool = _BrokenExecutor()  # type: ignore[assignment]
+
+    killed = broken._killed("copy_batch", {n: _Ended(code) for n, code in enumerate(exitcodes)})
+
+    assert (killed.signum, killed.exitcode) == (signum, exitcode)
