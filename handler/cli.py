@@ -42,6 +42,7 @@ from .errors import (
     RunInProgress,
     SdkTooOld,
     credentials_error,
+    environment_error,
 )
 from .layout import printable
 from .notify import publish_all
@@ -272,6 +273,8 @@ def refusal(err: BaseException, invocation: Invocation | None = None) -> Refusal
         return Refusal(INVALID, EXIT_USAGE, str(err))
     if (credentials := credentials_error(err)) is not None:
         return Refusal(INVALID, EXIT_USAGE, str(credentials))
+    if (local := environment_error(err)) is not None:  # the machine's disk or descriptors, not S3 nor a bug
+        return Refusal(FAILED, EXIT_FAILED, f"{doing} failed: {local}")
     if isinstance(err, Transient):
         if err.code in _UNREACHABLE:
             advice = "check --endpoint-url (or AWS_ENDPOINT_URL[_S3]) and that the server is up, then try again"

@@ -11,13 +11,16 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .config import DatasetConfig
+from .errors import WorkerKilled
 from .lock import Lock
 
 STEPS = ("plan_shard", "copy_batch", "finalize_shard")
@@ -79,15 +82,34 @@ class ProcessPool:
     def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
         with lock.heartbeat():  # the parent only waits; its lock must not lapse meanwhile
             futures: list[Future[dict[str, Any]]] = [self._pool.submit(_work, step, run_id, unit) for unit in units]
+            # The executor's own table of its processes (private, hence read defensively): it forgets them when
+            # it shuts down, and their exit codes are what says how one died.
+            processes = dict(getattr(self._pool, "_processes", None) or {})
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in done:
-                    if future.exception() is not None:
+                    error = future.exception()
+                    if error is not None:
                         for other in pending:
                             other.cancel()
-                        raise future.exception()  # type: ignore[misc]
+                        if isinstance(error, BrokenProcessPool):
+                            raise self._killed(step, processes) from error
+                        raise error
                     yield future.result()
+
+    def _killed(self, step: str, processes: dict[int, Any]) -> WorkerKilled:
+        """What broke the pool: a worker that died by a signal other than the SIGTERM the executor then sends the
+        others, else one that exited, else SIGTERM itself. Read once the executor has joined them all, so every
+        exit code is known."""
+        known = {**processes, **(getattr(self._pool, "_processes", None) or {})}
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        codes = [p.exitcode for p in known.values() if p.exitcode not in (None, 0)]
+        signals = [-code for code in codes if code < 0 and -code != signal.SIGTERM]
+        exits = [code for code in codes if code > 0]
+        if signals or not exits and -signal.SIGTERM in codes:
+            return WorkerKilled(step, signum=signals[0] if signals else signal.SIGTERM, exitcode=None)
+        return WorkerKilled(step, signum=None, exitcode=exits[0] if exits else None)
 
     def parallel(self, units: int) -> bool:
         return True

@@ -24,7 +24,7 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import S3CopyFailedError
 
-from .errors import IngestError
+from .errors import IngestError, environment_error
 
 
 class S3Error(IngestError):
@@ -89,6 +89,10 @@ def translate(err: BaseException) -> BaseException:
         # s3transfer raises this, not the ClientError, when an UploadPartCopy's CopySourceIfMatch fails.
         return PreconditionFailed(f"PreconditionFailed: {err} (UploadPartCopy)", code="PreconditionFailed", cause=err)
     if isinstance(err, _CONNECTION_ERRORS):
+        # A socket this process could not open (EMFILE) is not the endpoint's fault: say what it is.
+        local = environment_error(err)
+        if local is not None:
+            return Transient(str(local), code=type(local).__name__, cause=err)
         return Transient(f"{type(err).__name__}: {err}", code=type(err).__name__, cause=err)
     if isinstance(err, BotoCoreError):
         return S3Error(f"{type(err).__name__}: {err}", code=type(err).__name__, cause=err)

@@ -53,6 +53,22 @@ class Decision:
     kind: str = ""
 
 
+def folder_with_bytes(size: int) -> str:
+    """Why a key ending in `/` that holds bytes is failed, every run, rather than skipped or landed.
+
+    S3 itself stores such an object, but every reader of a raw bucket takes a `/`-ending key for a folder: the S3
+    console shows it as one, rclone skips it, and Hadoop-style readers (Athena, Glue, Spark) treat it as a folder
+    marker, so its bytes would be landed where nobody reads them. Landing it without the `/` would put a file where
+    the folder's other files have their folder (and on top of a real `x` beside `x/`). Only the producer can say
+    what file it was meant to be, so the run fails it, naming what to do, instead of dropping its bytes unseen.
+    """
+    return (
+        f"key ends in '/' but holds {size} bytes: readers of the raw bucket (S3 console, Athena, rclone) take a "
+        "key ending in '/' for a folder and never read its bytes, so it is not landed; have the producer write "
+        "it under a file name (without the trailing '/'), or exclude it (e.g. exclude: '*/') if it is not data"
+    )
+
+
 def clean_etag(etag: str) -> str:
     return etag.strip().strip('"')
 
@@ -75,10 +91,12 @@ def decide(
     now: datetime,
 ) -> Decision:
     """Decide one object's fate; the order matters: cheap, certain reasons first."""
-    if obj.key.endswith("/"):
+    if obj.key.endswith("/") and obj.size == 0:
         return Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
     if not is_selected(relative, include, exclude):
         return Decision(EXCLUDE, "excluded by include/exclude filters")
+    if obj.key.endswith("/"):
+        return Decision(FAIL, folder_with_bytes(obj.size))
     if landed_etag is not None and landed_etag == obj.etag:
         return Decision(SKIP, UNCHANGED, UNCHANGED)
     if obj.storage_class in ARCHIVED_CLASSES:

@@ -16,6 +16,7 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
+from handler.metadata import decode_value
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     DATASET,
     Stage,
@@ -54,11 +55,20 @@ LANDS = {
 UNSAFE = ["movielens/../escape.csv", "movielens/sub/./dot.csv", "movielens/sub/.."]
 """Skipped as unsafe keys, with the reason in the manifest: never rewritten into another object's place."""
 
-FAILS = {OVER_LIMIT: "1024-byte limit", PAIR[0]: "collision", PAIR[1]: "collision"}
+WITH_BYTES = ["movielens/report.csv/", "movielens/sub/data/"]
+"""Keys ending in `/` that hold bytes: not folder markers, whatever their name says. Failed, never dropped unseen."""
+
+FAILS = {
+    OVER_LIMIT: "1024-byte limit",
+    PAIR[0]: "collision",
+    PAIR[1]: "collision",
+    **dict.fromkeys(WITH_BYTES, "key ends in '/' but holds "),
+}
 """Failed at plan time with the reason in the manifest; the rest of the run goes on."""
 
 FOLDERS = ["movielens/", "movielens//", "movielens/sub/"]
-"""The prefix itself, the prefix plus `/`, and a folder marker: counted as folder markers, never landed."""
+"""The prefix itself, the prefix plus `/`, and a folder marker, all zero bytes (as the S3 console and DataSync make
+them): counted as folder markers, never landed, no manifest line."""
 
 
 def seed(stage: Stage, keys: list[str]) -> dict[str, bytes]:
@@ -84,7 +94,10 @@ def assert_nothing_raw(text: str) -> None:
 @pytest.fixture
 def hostile(stage: Stage) -> dict[str, bytes]:
     assert NFC != NFD and len(NEAR_LIMIT.encode()) <= 1024 and len(OVER_LIMIT.encode()) <= 1024
-    return seed(stage, [*LANDS, *UNSAFE, *FAILS, *FOLDERS])
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for marker in FOLDERS:
+        backend.put_object(stage.source, marker, b"")
+    return seed(stage, [*LANDS, *UNSAFE, *FAILS])
 
 
 def test_hostile_keys_land_exactly_or_are_reported_and_the_rest_of_the_run_lands(
@@ -114,6 +127,9 @@ def test_hostile_keys_land_exactly_or_are_reported_and_the_rest_of_the_run_lands
         assert manifest[key]["target_key"] is None
     for key, reason in FAILS.items():
         assert reason in manifest[key]["reason"], manifest[key]
+    for key in WITH_BYTES:
+        assert manifest[key]["size"] == len(hostile[key]) and manifest[key]["target_key"] is None
+        assert "write it under a file name" in manifest[key]["reason"]
 
 
 def test_nfc_and_nfd_spellings_are_two_objects_and_neither_overwrites_the_other(
@@ -157,3 +173,37 @@ def test_a_dry_run_and_a_text_run_show_hostile_keys_escaped_and_ordinary_unicode
     listed = [line for line in run.stdout.splitlines() if line.startswith("  - ")]
     assert any(line.startswith("  - movielens/pair\\x1b[2J/x.csv: collision: 2 source objects") for line in listed)
     assert any(line.startswith("  - movielens/éooo") and "1024-byte limit" in line for line in listed), listed
+    assert "  - movielens/report.csv/: key ends in '/' but holds " in "\n".join(listed), listed
+
+
+LONG_CJK = "movielens/" + "映" * 330
+"""1,000 bytes of key, 990 of them in a 3-byte script: 2,980 characters percent-encoded, past S3's 2 KB metadata
+limit on its own, so it could never land; it lands 1,023 bytes long under the default template."""
+
+
+def test_a_long_non_ascii_key_lands_with_its_lineage_and_every_reader_decodes_it(stage: Stage) -> None:
+    (body,) = seed(stage, [LONG_CJK]).values()
+    config = stage.config()
+    target = f"movielens/ingest_date={DATE}/" + LONG_CJK.rpartition("/")[2]
+
+    proc = stage.run(config, "--json", "--date", DATE)
+
+    assert proc.returncode == 0, proc.stderr
+    assert one_json(proc)["copied"] == 1
+    assert stage.body(stage.raw, target) == body
+    recorded = stage.s3.head_object(Bucket=stage.raw, Key=target)["Metadata"]["ingest-source-key"]
+    assert recorded.startswith("=?UTF-8?B?") and recorded.isascii() and len(recorded) == 1348
+    assert decode_value(recorded) == LONG_CJK
+    assert [(line["source_key"], line["target_key"]) for line in stage.manifest_lines()] == [(LONG_CJK, target)]
+
+    lineage = stage.cli("lineage", f"s3://{stage.raw}/{target}", "--endpoint-url", stage.url, "--json")
+    assert lineage.returncode == 0, lineage.stderr
+    assert one_json(lineage)["source"] == f"s3://{stage.source}/{LONG_CJK}"
+
+    verify = stage.cli(*stage.argv("verify", config, "--json", "--date", DATE))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert one_json(verify)["status"] == "clean"
+
+    again = stage.run(config, "--json", "--date", "2026-01-03")  # the ledger knows it: unchanged, not recopied
+    assert again.returncode == 0, again.stderr
+    assert one_json(again)["skipped_by_reason"] == {"unchanged": 1}

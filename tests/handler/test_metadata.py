@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -17,7 +19,10 @@ from handler.metadata import (
     TIMESTAMP,
     Lineage,
     MetadataTooLarge,
+    decode_value,
     encode_value,
+    encoded_size_bound,
+    encoded_word,
     landed_from,
     lineage,
     merged,
@@ -177,13 +182,128 @@ def test_metadata_over_2_kb_is_too_large() -> None:
     with pytest.raises(MetadataTooLarge) as info:
         merged({"note": "n" * (room + 1)}, values)
 
-    assert str(info.value) == "user metadata plus lineage would be 2049 bytes, over S3's 2048-byte limit"
+    assert str(info.value) == (
+        "user metadata plus lineage would be 2049 bytes, over S3's 2048-byte limit on user metadata: the source's "
+        f"own user metadata (1 name, {4 + room + 1} bytes) does not fit beside the lineage ({_lineage_bytes(values)} "
+        "bytes); trim the source's metadata, or set source_metadata: lineage for this dataset to land it without"
+    )
 
 
-def test_long_encoded_source_key_counts_against_the_limit() -> None:
-    # 700 two-byte characters become 4,200 ASCII bytes once percent-encoded.
-    with pytest.raises(MetadataTooLarge, match="over S3's 2048-byte limit"):
+def test_a_source_key_too_long_to_carry_says_what_length_would_fit() -> None:
+    # 1,400 bytes of UTF-8: more than an S3 key can be, so only a lineage grown by other fields could meet it.
+    with pytest.raises(MetadataTooLarge) as info:
         merged({}, lineage_for("é" * 700))
+
+    room = MAX_METADATA_BYTES - (_lineage_bytes(lineage_for("")) - len(encode_value("")))
+    fits = 3 * ((room - len("=?UTF-8?B??=")) // 4)
+    assert str(info.value).startswith("lineage metadata would be ")
+    assert f"the source key is 1400 bytes of UTF-8, {len(encoded_word('é' * 700))} once encoded as ASCII" in str(
+        info.value
+    )
+    assert str(info.value).endswith(
+        f"a source key of up to {fits} bytes fits beside this lineage, so rename the file shorter"
+    )
+    merged({}, lineage_for("é" * (fits // 2)))  # and that length does fit
+    assert encoded_size_bound(fits) <= room
+
+
+# ---- long non-ASCII keys: an encoding that does not triple them -------------------------------------------------
+
+CJK_1024 = "in/" + "映" * 340 + "x"
+"""The longest key S3 allows (1,024 bytes), in a 3-byte script: 3,063 characters percent-encoded."""
+
+
+def worst_case_lineage(key: str) -> dict[str, str]:
+    """The longest every other lineage value can be: a 63-character bucket and dataset, a multipart ETag."""
+    return lineage(
+        source_bucket="b" * 63,
+        source_key=key,
+        source_etag="0" * 32 + "-10000",
+        dataset="d" * 63,
+        date="2026-12-07",
+        timestamp="2026-12-07T14:44:55.123Z",
+        run_id="20261207T144455123Z-ab12cd",
+    )
+
+
+def test_a_1024_byte_key_of_3_byte_characters_fits_with_room_to_spare() -> None:
+    """Percent-encoding made every non-ASCII key of about 610 bytes or more unlandable; base64 takes 4/3."""
+    assert len(CJK_1024.encode()) == 1024 and len(quote(CJK_1024, safe="/")) == 3064
+
+    values = merged({}, worst_case_lineage(CJK_1024))
+
+    assert values[SOURCE_KEY] == "=?UTF-8?B?" + base64.b64encode(CJK_1024.encode()).decode() + "?="
+    assert len(values[SOURCE_KEY]) == encoded_size_bound(1024) == 1380
+    assert _lineage_bytes(values) == 1713  # 335 bytes left for the source's own metadata
+    assert landed_from(values) == ("b" * 63, CJK_1024, "0" * 32 + "-10000")
+
+
+@pytest.mark.parametrize(("chars", "form"), [(204, "%E6%98%A0"), (205, "=?UTF-8?B?"), (300, "=?UTF-8?B?"), (341, "=?")])
+def test_non_ascii_keys_past_the_old_limit_now_fit_and_the_rest_keep_their_form(chars: int, form: str) -> None:
+    """204 characters (612 bytes) fitted percent-encoded and still are; from 205 on, the run failed the object."""
+    key = "映" * chars
+
+    values = merged({}, lineage_for(key))
+
+    assert values[SOURCE_KEY].startswith(form)
+    assert Lineage.of(values).source_key == key  # type: ignore[union-attr]
+
+
+def test_the_source_s_own_metadata_can_be_what_makes_the_key_take_its_compact_form() -> None:
+    key = "données/" * 20 + "été.csv"
+    values = lineage_for(key)
+    room = MAX_METADATA_BYTES - _lineage_bytes(values) - len("note")
+
+    assert merged({"note": "n" * room}, values)[SOURCE_KEY] == quote(key, safe="/")
+    assert merged({"note": "n" * (room + 1)}, values)[SOURCE_KEY].startswith("=?UTF-8?B?")
+    assert landed_from(merged({"note": "n" * (room + 1)}, values))[1] == key  # type: ignore[index]
+
+
+@pytest.mark.parametrize("key", [*AWKWARD_KEYS, "映" * 341])
+def test_the_compact_form_is_printable_ascii_decodes_exactly_and_keeps_its_bound(key: str) -> None:
+    word = encoded_word(key)
+
+    assert word.isascii() and word.isprintable()
+    assert decode_value(word) == key
+    assert len(word) == encoded_size_bound(len(key.encode()))
+    assert decode_value(encode_value(key)) == key
+
+
+@pytest.mark.parametrize("key", ["中文/文件.txt", "映" * 200, "données/été.csv", "100%.csv", "what?.csv"])
+def test_lineage_written_percent_encoded_by_earlier_versions_still_reads(key: str) -> None:
+    """Objects landed before the second form existed keep their percent-encoded lineage: the copier's read-back,
+    finalize, verify and `lineage` all go through `landed_from` / `Lineage.of`."""
+    old = {**lineage_for(key), SOURCE_KEY: quote(key, safe="/")}
+
+    assert landed_from(old) == ("src-bucket", key, "9b2cf535f27731c974343645a3985328")
+    assert Lineage.of(old).source_key == key  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "=?utf-8?b?" + base64.b64encode("映画/café.csv".encode()).decode() + "?=",  # lower-case, as some servers
+        "=?UTF-8?Q?=E6=98=A0=E7=94=BB/caf=C3=A9.csv?=",  # Q encoding
+        "=?UTF-8?B?"
+        + base64.b64encode("映画/".encode()).decode()
+        + "?= =?UTF-8?B?"
+        + base64.b64encode(b"caf\xc3\xa9.csv").decode()
+        + "?=",
+    ],
+)
+def test_an_rfc_2047_word_a_server_re_encoded_still_decodes(value: str) -> None:
+    """R2 decodes RFC 2047 values when it stores them and encodes them again when it answers."""
+    assert decode_value(value) == "映画/café.csv"
+
+
+def test_a_1024_byte_key_lands_with_its_lineage_through_a_real_put_and_head(s3: Any) -> None:
+    bucket = unique_bucket("raw")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="landed.csv", Body=b"x", Metadata=merged({}, worst_case_lineage(CJK_1024)))
+
+    metadata = s3.head_object(Bucket=bucket, Key="landed.csv")["Metadata"]
+
+    assert landed_from(metadata) == ("b" * 63, CJK_1024, "0" * 32 + "-10000")
 
 
 def test_replaced_source_ingest_values_do_not_count_against_the_limit() -> None:

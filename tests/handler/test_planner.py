@@ -85,7 +85,7 @@ def test_every_kind_of_object_is_counted_once(db: sqlite3.Connection) -> None:
         src("empty.csv", size=0),
         src("changed.csv", "e-new", size=7),
         src("same.csv", "e-same"),
-        src("sub/"),
+        src("sub/", size=0),
         src("scratch.tmp"),
         src("frozen.csv", storage_class="GLACIER"),
         src("deep.csv", storage_class="DEEP_ARCHIVE"),
@@ -286,7 +286,7 @@ def test_notes_hold_skips_and_failures_but_not_routine_or_excluded_objects(db: s
     landed(db, "same.csv", "e1")
     objects = [
         src("same.csv", "e1"),
-        src("sub/"),
+        src("sub/", size=0),
         src("skip.tmp"),
         src("cold.csv", "e2", size=9, storage_class="GLACIER"),
         src("hot.csv", last_modified=NOW - timedelta(seconds=10)),

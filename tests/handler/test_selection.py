@@ -9,6 +9,7 @@ import pytest
 from handler.selection import (
     COPY,
     EXCLUDE,
+    FAIL,
     FOLDER_MARKER,
     SKIP,
     UNCHANGED,
@@ -64,8 +65,21 @@ def test_folder_marker_is_skipped(key: str) -> None:
     assert decide_one(obj(key, size=0)) == Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
 
 
-def test_folder_marker_with_content_is_still_a_marker() -> None:
-    assert decide_one(obj("in/sub/", size=5)) == Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
+@pytest.mark.parametrize("key", ["in/sub/", "in/", "in/données/", "in/a//"])
+def test_a_key_ending_in_slash_that_holds_bytes_fails_with_what_to_do(key: str) -> None:
+    """Its bytes would vanish if it were counted as a folder marker: it fails every run, naming the fix."""
+    decision = decide_one(obj(key, size=5))
+
+    assert decision.action == FAIL
+    assert decision.reason.startswith("key ends in '/' but holds 5 bytes: ")
+    assert "write it under a file name (without the trailing '/')" in decision.reason
+    assert "exclude" in decision.reason
+
+
+def test_a_key_ending_in_slash_that_holds_bytes_can_be_excluded() -> None:
+    """The way out for a producer nobody can change: an exclude pattern, as for any other object."""
+    assert decide_one(obj("in/sub/", size=5), "sub/", exclude=("*/",)).action == EXCLUDE
+    assert decide_one(obj("in/sub/", size=5), "sub/", include=("*.csv",)).action == EXCLUDE
 
 
 @pytest.mark.parametrize("key", ["in/empty.csv", "in/_SUCCESS", "in/sub/.keep"])
@@ -190,7 +204,9 @@ def test_object_modified_in_the_future_counts_as_zero_seconds_old() -> None:
 
 
 def test_folder_marker_wins_over_filters() -> None:
-    assert decide_one(obj("in/tmp/"), "tmp/", exclude=("tmp/*",)) == Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
+    assert decide_one(obj("in/tmp/", size=0), "tmp/", exclude=("tmp/*",)) == Decision(
+        SKIP, FOLDER_MARKER, FOLDER_MARKER
+    )
 
 
 def test_excluded_archived_object_is_excluded_not_skipped() -> None:
