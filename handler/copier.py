@@ -281,9 +281,11 @@ def _settle(
     object (a lost answer), whose reason and timestamp stay."""
     item, ctx = attempt.item, attempt.ctx
     judgement = judge(item.etag, attempt.source, landed)
-    if judgement.undecided:  # ETags differ and the source was not read: read it, then judge again
-        attempt = replace(attempt, source=_source_facts(s3, attempt))
-        judgement = judge(item.etag, attempt.source, landed)
+    if judgement.undecided:  # nothing compared yet: read the source as it is now, then judge again
+        now = _source_now(s3, attempt)
+        if attempt.source is None and now.etag == item.etag:
+            attempt = replace(attempt, source=now)
+        judgement = judge(item.etag, attempt.source, landed, now)
     if judgement.mismatch:
         return _discard(s3, attempt, judgement.mismatch, head)
     if head is None and judgement.verified == Verified.SIZE:
@@ -310,19 +312,27 @@ def _copied(attempt: _Attempt, landed: Facts, judgement: Judgement, found: Manif
     )
 
 
-def _source_facts(s3: Any, attempt: _Attempt) -> Facts:
-    """The listed source version's encryption and checksum, read to settle a comparison the ETags could not.
-    Gone or rewritten since (or unreadable), it is known only by its listed ETag: the copy was conditional on
-    that ETag, and nothing else compares."""
+def _source_now(s3: Any, attempt: _Attempt) -> Facts:
+    """The source as it is after the copy, read to settle what the copy's answer could not: the listed version
+    (its encryption and checksum), a newer version (a copy that matches it is that version, landed by a server
+    that ignored CopySourceIfMatch), or, when it cannot be read, only the listed ETag."""
     item, ctx = attempt.item, attempt.ctx
+    listed = Facts.listed(item.etag)
     try:
-        head = s3io.head(s3, ctx.source_bucket, item.key, if_match=f'"{item.etag}"', checksums=True)
+        return Facts.of(s3io.head(s3, ctx.source_bucket, item.key, if_match=f'"{item.etag}"', checksums=True))
+    except PreconditionFailed:
+        pass
     except S3Error as err:
         if isinstance(err, NoSuchBucket):
             raise
-        log.info("source %r could not be read to verify its copy (%s); verified by size", item.key, err.code)
-        return Facts.listed(item.etag)
-    return Facts.of(head)
+        log.info("source %r could not be read to verify its copy (%s)", item.key, err.code)
+        return listed
+    try:  # rewritten since the listing: which version is it now?
+        return Facts.of(s3io.head(s3, ctx.source_bucket, item.key, checksums=True))
+    except S3Error as err:
+        if isinstance(err, NoSuchBucket):
+            raise
+        return listed
 
 
 def _discard(s3: Any, attempt: _Attempt, problem: str, head: dict[str, Any] | None = None) -> ManifestLine:

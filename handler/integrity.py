@@ -147,30 +147,47 @@ class Judgement:
 UNDECIDED = Judgement()
 
 
-def judge(listed_etag: str, source: Facts | None, landed: Facts) -> Judgement:
-    """Whether `landed` is the listed version, from what is known of the source (None: not read yet).
+def judge(listed_etag: str, source: Facts | None, landed: Facts, now: Facts | None = None) -> Judgement:
+    """Whether `landed` is the listed version.
 
-    Checksums of one algorithm, both full-object, decide first (equal or not). Then equal ETags verify. Differing
-    ETags prove a difference only when both are known MD5s; when the source was not read they might be (the
-    caller reads it and asks again), else only the size and the conditional copy remain."""
-    if source is not None and source.checksum is not None and source.checksum.comparable(landed.checksum):
-        assert landed.checksum is not None
-        if source.checksum.value == landed.checksum.value:
-            return Judgement(verified=Verified.CHECKSUM)
-        algorithm, found, wanted = landed.checksum.algorithm, landed.checksum.value, source.checksum.value
-        return Judgement(
-            mismatch=f"verification failed: landed {algorithm} checksum {found} differs from the source's {wanted} "
-            "(the source changed during the copy); it lands on the next run"
-        )
+    `source` is what a HEAD of the listed version said before the copy (None: not read); `now` what a HEAD of
+    the source said after it (None: not read yet; its ETag the listed one's when it was unchanged, or the newer
+    version's; `Facts.listed(etag)` when it could not be read). Undecided means: read the source now, and ask
+    again.
+
+    Checksums of one algorithm, both full-object, decide first (equal or not). Then equal ETags verify, and
+    differing ETags prove a difference when both are known MD5s. A copy that matches a newer source version is
+    that version (a server that ignored CopySourceIfMatch). Otherwise only the size and the conditional copy
+    remain: `size`, never a removal.
+    """
     listed = listed_etag.strip('"')
+    versions = [f for f in (source, now) if f is not None and f.etag == listed]  # what is known of the listed one
+    for facts in versions:
+        if facts.checksum is not None and facts.checksum.comparable(landed.checksum):
+            assert landed.checksum is not None
+            algorithm, found, wanted = landed.checksum.algorithm, landed.checksum.value, facts.checksum.value
+            if found == wanted:
+                return Judgement(verified=Verified.CHECKSUM)
+            return Judgement(
+                mismatch=f"verification failed: landed {algorithm} checksum {found} differs from the source's "
+                f"{wanted} (the source changed during the copy); it lands on the next run"
+            )
     if landed.etag == listed:
         return Judgement(verified=Verified.ETAG)
-    if source is None:
-        return UNDECIDED
-    if source.md5_etag and landed.md5_etag:
+    if landed.md5_etag and any(facts.md5_etag for facts in versions):
         return Judgement(
             mismatch=f"verification failed: landed ETag {landed.etag} differs from listed {listed} "
             "(the source changed during the copy); it lands on the next run"
+        )
+    if now is None:
+        return UNDECIDED
+    if now.etag != listed and (
+        landed.etag == now.etag
+        or (now.checksum is not None and now.checksum == landed.checksum and now.checksum.comparable(landed.checksum))
+    ):
+        return Judgement(
+            mismatch=f"verification failed: the landed copy is the source's newer version (ETag {now.etag}), not the "
+            f"listed {listed} (the source changed during the copy); it lands on the next run"
         )
     return Judgement(verified=Verified.SIZE)
 
