@@ -35,7 +35,7 @@ MULTIPART_ALGORITHMS = frozenset({"CRC64NVME"})
 CreateMultipartUpload but refuses `ChecksumType` in a copy's extra args, and only CRC64NVME is full-object
 without it (CRC32 and CRC32C default to composite for multipart uploads; SHA-1 and SHA-256 are composite only)."""
 
-FULL_OBJECT, COMPOSITE = "FULL_OBJECT", "COMPOSITE"
+FULL_OBJECT, COMPOSITE, UNTYPED = "FULL_OBJECT", "COMPOSITE", "UNTYPED"
 MD5_ENCRYPTIONS = frozenset({"", "AES256"})
 """Encryptions whose single-part ETags are an MD5 of the bytes: none, and SSE-S3."""
 UNKNOWN = "?"
@@ -58,16 +58,21 @@ class Verified(StrEnum):
 
 @dataclass(frozen=True)
 class Checksum:
-    """One content checksum S3 reported: algorithm, base64 value, and whether it covers the whole object."""
+    """One content checksum S3 reported: algorithm, base64 value, and its type (FULL_OBJECT, COMPOSITE, or
+    UNTYPED: a multipart object's checksum reported without `ChecksumType`, which may be either)."""
 
     algorithm: str
     value: str
-    full_object: bool = True
+    type: str = FULL_OBJECT
+
+    @property
+    def full_object(self) -> bool:
+        return self.type == FULL_OBJECT
 
     def __str__(self) -> str:
-        """The manifest's form, `CRC64NVME:<base64>`; a composite one ends in `:COMPOSITE`."""
+        """The manifest's form, `CRC64NVME:<base64>`; one that is not full-object ends in `:<type>`."""
         text = f"{self.algorithm}:{self.value}"
-        return text if self.full_object else f"{text}:{COMPOSITE}"
+        return text if self.full_object else f"{text}:{self.type}"
 
     @classmethod
     def parse(cls, text: str | None) -> Checksum | None:
@@ -77,7 +82,7 @@ class Checksum:
         parts = str(text).split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
             return None
-        return cls(parts[0], parts[1], len(parts) == 2 or parts[2] != COMPOSITE)
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else FULL_OBJECT)
 
     def comparable(self, other: Checksum | None) -> bool:
         return other is not None and self.full_object and other.full_object and self.algorithm == other.algorithm
@@ -95,11 +100,9 @@ def checksum_of(answer: Mapping[str, Any], etag: str = "") -> Checksum | None:
     found.sort(key=lambda pair: pair[0] != DEFAULT_ALGORITHM)  # one per object in practice; prefer S3's default
     algorithm, value = found[0]
     kind = answer.get("ChecksumType")
-    if kind:
-        full = kind == FULL_OBJECT
-    else:
-        full = "-" not in etag and not re.search(r"-\d+\Z", value)
-    return Checksum(algorithm, value, full)
+    if not kind:
+        kind = FULL_OBJECT if "-" not in etag and not re.search(r"-\d+\Z", value) else UNTYPED
+    return Checksum(algorithm, value, str(kind))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,17 @@ from botocore.exceptions import ClientError
 
 from handler import metadata as meta
 from handler.copier import COPIED, FAILED, CopyContext, copy_one
-from handler.integrity import Checksum, Facts, Verified, checksum_of, copy_algorithm, judge
+from handler.integrity import (
+    COMPOSITE,
+    FULL_OBJECT,
+    UNTYPED,
+    Checksum,
+    Facts,
+    Verified,
+    checksum_of,
+    copy_algorithm,
+    judge,
+)
 from handler.records import BatchItem, ManifestLine
 
 # ---- S3's rules, as a model ---------------------------------------------------------------------------------
@@ -76,7 +86,7 @@ class Version:
         checksum = None
         if self.algorithm and checksums_reported:
             value = digest(self.body, self.algorithm) + (f"-{self.parts}" if self.composite else "")
-            checksum = Checksum(self.algorithm, value, not self.composite)
+            checksum = Checksum(self.algorithm, value, COMPOSITE if self.composite else FULL_OBJECT)
         return Facts(etag, self.encryption, checksum)
 
 
@@ -215,11 +225,12 @@ def test_the_old_rule_removed_every_good_single_part_copy_of_these_and_the_new_o
 
 
 def test_a_checksum_reads_back_from_its_manifest_form_and_old_lines_still_read():
-    full, composite = Checksum("CRC64NVME", "AbCd+/Ef=="), Checksum("CRC32", "AbCd==-3", full_object=False)
+    full, composite = Checksum("CRC64NVME", "AbCd+/Ef=="), Checksum("CRC32", "AbCd==-3", COMPOSITE)
+    untyped = Checksum("CRC64NVME", "AbCd+/Ef==", UNTYPED)
 
-    assert str(full) == "CRC64NVME:AbCd+/Ef=="
-    assert Checksum.parse(str(full)) == full
-    assert Checksum.parse(str(composite)) == composite
+    assert str(full) == "CRC64NVME:AbCd+/Ef==" and str(composite) == "CRC32:AbCd==-3:COMPOSITE"
+    assert [Checksum.parse(str(c)) for c in (full, composite, untyped)] == [full, composite, untyped]
+    assert not untyped.comparable(full) and not full.comparable(untyped)
     assert Checksum.parse(None) is None and Checksum.parse("garbage") is None
     old = {"source_key": "k", "source_etag": "e", "size": 1, "target_key": "t", "status": "copied"}
     line = ManifestLine.from_json(old)
