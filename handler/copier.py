@@ -12,8 +12,9 @@ A copy never overwrites: CopyObject and CompleteMultipartUpload carry `If-None-M
 run landed stays, and a retried copy whose first answer was lost meets its own object. Any copy that does not
 answer success is followed by a read-back of the target: our lineage there (this run's id) means it landed.
 
-Every copy asks S3 for a content checksum of the landed object (`ChecksumAlgorithm`: the source's algorithm when
-its full-object checksum can be matched, else CRC64NVME), and the landed copy is judged by integrity.py: equal
+Every copy gets a content checksum of the landed object from S3 (`ChecksumAlgorithm`: the source's algorithm when
+its full-object checksum can be matched, else CRC64NVME; without a source HEAD, none asked, and S3 carries the
+source's algorithm over), and the landed copy is judged by integrity.py: equal
 checksums or ETags verify it, a proven difference removes it, and where nothing compares (a KMS or multipart
 ETag, no common checksum) its size and the conditional copy stand. The manifest line records the landed
 checksum, the source's when read, and how the copy was verified.
@@ -143,7 +144,9 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
     extra.setdefault("ContentType", "binary/octet-stream")
     extra.update(Metadata=user_metadata, MetadataDirective="REPLACE", CopySourceIfMatch=quoted)
     # The landed object's checksum, computed by S3, in the source's algorithm where the two can then compare.
-    extra["ChecksumAlgorithm"] = copy_algorithm(facts, multipart=multipart)
+    algorithm = copy_algorithm(facts, multipart=multipart)
+    if algorithm is not None:
+        extra["ChecksumAlgorithm"] = algorithm
     attempt = _Attempt(item, ctx, ingested_at, facts)
 
     if not multipart:

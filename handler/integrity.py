@@ -195,10 +195,18 @@ def judge(listed_etag: str, source: Facts | None, landed: Facts, now: Facts | No
     return Judgement(verified=Verified.SIZE)
 
 
-def copy_algorithm(source: Facts | None, *, multipart: bool) -> str:
-    """The checksum algorithm a copy asks S3 for: the source's when it has a full-object one the copy can compute
-    (so the two compare), else S3's default."""
-    checksum = source.checksum if source is not None else None
+def copy_algorithm(source: Facts | None, *, multipart: bool) -> str | None:
+    """The checksum algorithm a copy asks S3 for (`x-amz-checksum-algorithm`), so that the landed checksum and
+    the source's compare.
+
+    With the source read: its algorithm when its checksum is full-object and the copy can compute it, else S3's
+    default. Not read (`source_metadata: lineage`): None, ask for nothing, and S3 gives the landed object the
+    source's checksum algorithm ("If the CopyObject request does not include this x-amz-checksum-algorithm
+    header, the checksum algorithm will be copied from the source object", CopyObject API reference), whichever
+    it is: asking CRC64NVME would make a CRC32 source (boto3's default since 2025) incomparable."""
+    if source is None:
+        return None if not multipart else DEFAULT_ALGORITHM
+    checksum = source.checksum
     if checksum is None or not checksum.full_object:
         return DEFAULT_ALGORITHM
     if multipart and checksum.algorithm not in MULTIPART_ALGORITHMS:

@@ -105,6 +105,8 @@ def run_judge(
     listed_etag = listed.etag
     source = listed.facts(listed_etag, checksums_reported=reported) if carry else None
     algorithm = copy_algorithm(source, multipart=copy_parts > 1)
+    if algorithm is None:  # not asked: S3 carries the copied version's algorithm over, or gives its default
+        algorithm = landed_from.algorithm if landed_from.algorithm and not landed_from.composite else "CRC64NVME"
     landed = Version(landed_from.body, target, copy_parts, algorithm).facts(
         etag_of(landed_from.body, target, copy_parts), checksums_reported=reported
     )
@@ -178,8 +180,8 @@ def test_the_decision_never_removes_a_good_copy_and_never_keeps_one_it_can_prove
         ("aws:kms", "AES256", 1, 1, ("CRC64NVME", False), False, Verified.CHECKSUM, True),
         ("aws:kms", "aws:kms:dsse", 1, 1, ("CRC32", False), True, Verified.CHECKSUM, False),
         ("aws:kms:dsse", "aws:kms", 1, 1, ("SHA256", False), True, Verified.CHECKSUM, False),
-        # Lineage mode asks CRC64NVME; a CRC32 source then has nothing to compare: size.
-        ("aws:kms", "AES256", 1, 1, ("CRC32", False), False, Verified.SIZE, True),
+        # Lineage mode asks for no algorithm: S3 carries the source's over, so a CRC32 source compares too.
+        ("aws:kms", "AES256", 1, 1, ("CRC32", False), False, Verified.CHECKSUM, True),
         # An SSE-KMS object from before default checksums: size and the conditional copy.
         ("aws:kms", "AES256", 1, 1, None, True, Verified.SIZE, True),
         # SSE-S3 or unencrypted, single-part, into SSE-S3: the MD5 ETags agree without a second request.
@@ -385,7 +387,7 @@ def test_an_encrypted_source_lands_verified_by_its_checksum(source_encryption, t
     assert line.checksum == f"CRC64NVME:{digest(BODY, 'CRC64NVME')}" == line.source_checksum
     assert s3.count("DeleteObject") == 0
     (copy,) = [params for op, params in s3.calls if op == "CopyObject"]
-    assert copy["ChecksumAlgorithm"] == "CRC64NVME"
+    assert copy.get("ChecksumAlgorithm") == ("CRC64NVME" if carry else None)  # lineage: S3 carries the source's
     assert copy["IfNoneMatch"] == "*" and copy["CopySourceIfMatch"] == f'"{stored.etag}"'
 
 
@@ -397,7 +399,6 @@ def test_a_source_without_a_checksum_lands_verified_by_size_after_reading_both_s
     line = copy_one(s3, None, item, ctx(carry=False))
 
     assert (line.status, line.verified, line.source_checksum) == (COPIED, "size", None)
-    assert line.checksum == f"CRC64NVME:{digest(BODY, 'CRC64NVME')}"
     assert s3.objects[(RAW, item.target)].body == BODY
     heads = [params for op, params in s3.calls if op == "HeadObject"]
     assert [(h["Bucket"], h["IfMatch"]) for h in heads] == [(SOURCE, f'"{stored.etag}"'), (RAW, None)]

@@ -697,7 +697,7 @@ def test_a_copy_asks_for_the_sources_checksum_algorithm_and_records_both_checksu
     assert ManifestLine.from_json(line.to_json()) == line
 
 
-def test_lineage_only_asks_for_crc64nvme_and_verifies_by_the_etag_with_one_request(s3, buckets, calls):
+def test_lineage_only_lets_s3_carry_the_checksum_over_and_verifies_by_the_etag_with_one_request(s3, buckets, calls):
     source, raw = buckets
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"1,31,2.5\n")
     item = listed(s3, source, "movielens/a.csv")
@@ -706,9 +706,10 @@ def test_lineage_only_asks_for_crc64nvme_and_verifies_by_the_etag_with_one_reque
     (line,) = copy(s3, [item], lineage_only(source, raw, check_target=False))
 
     assert [op for op, _ in calls.calls] == ["CopyObject"]
-    assert calls.params("CopyObject")[0]["ChecksumAlgorithm"] == "CRC64NVME"
+    assert "ChecksumAlgorithm" not in calls.params("CopyObject")[0]
     assert (line.status, line.verified, line.source_checksum) == (COPIED, "etag", None)
-    assert line.checksum and line.checksum.startswith("CRC64NVME:")
+    landed_crc = s3.head_object(Bucket=raw, Key=item.target, ChecksumMode="ENABLED")["ChecksumCRC32"]
+    assert line.checksum == f"CRC32:{landed_crc}"
 
 
 def test_a_multipart_copy_asks_for_a_full_object_crc64nvme_and_is_verified_by_size_when_nothing_compares(
