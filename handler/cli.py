@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     which = verify.add_mutually_exclusive_group()
     which.add_argument("--date", type=_date, help="the night to check, YYYY-MM-DD (default: the last run's)")
     which.add_argument("--run", dest="run_id", metavar="RUN_ID", help="check one committed run only")
+    verify.add_argument(
+        "--checksums",
+        action="store_true",
+        help="also compare each copied object's content checksum (read by HEAD from S3's metadata, no data read) "
+        "with the one its manifest line recorded",
+    )
 
     lineage = commands.add_parser(
         "lineage", help="where a landed object came from (its lineage metadata) and the manifest line recording it"
@@ -578,7 +584,9 @@ def _verify(invocation: Invocation) -> int:
     def show(problem: Problem) -> None:
         print(printable(problem.line()), flush=True)
 
-    answer = engine.verify(args.date, run_id=args.run_id, on_problem=None if args.json else show)
+    answer = engine.verify(
+        args.date, run_id=args.run_id, on_problem=None if args.json else show, checksums=args.checksums
+    )
     if args.json:
         print(json.dumps(answer))
     elif not args.quiet:
@@ -593,6 +601,10 @@ def _verify_summary(answer: dict[str, Any]) -> str:
         f"{answer['copied_lines']} copied lines, {answer['objects_checked']} objects checked under "
         f"{_listing(answer['listing'])}, {answer['state_checked']} against the state"
     )
+    if answer.get("checksums"):
+        checked += f", {answer['checksums_checked']} checksums compared"
+        if answer["checksums_unrecorded"]:
+            checked += f" ({answer['checksums_unrecorded']} lines recorded none)"
     if answer["problem_count"]:
         kinds = ", ".join(f"{n} {Kind(kind).label}" for kind, n in answer["problems_by_kind"].items())
         verdict = f"{answer['problem_count']} problems ({kinds})"

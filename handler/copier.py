@@ -11,6 +11,13 @@ among them) ignore CopySourceIfMatch.
 A copy never overwrites: CopyObject and CompleteMultipartUpload carry `If-None-Match: *`, so what an earlier
 run landed stays, and a retried copy whose first answer was lost meets its own object. Any copy that does not
 answer success is followed by a read-back of the target: our lineage there (this run's id) means it landed.
+
+Every copy gets a content checksum of the landed object from S3 (`ChecksumAlgorithm`: the source's algorithm when
+its full-object checksum can be matched, else CRC64NVME; without a source HEAD, none asked, and S3 carries the
+source's algorithm over), and the landed copy is judged by integrity.py: equal
+checksums or ETags verify it, a proven difference removes it, and where nothing compares (a KMS or multipart
+ETag, no common checksum) its size and the conditional copy stand. The manifest line records the landed
+checksum, the source's when read, and how the copy was verified.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
@@ -26,6 +33,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from . import metadata as meta
 from . import s3io
+from .integrity import Facts, Judgement, Verified, copy_algorithm, judge
 from .records import BatchItem, ManifestLine, ObjectStatus, utc_now
 from .s3errors import NoSuchBucket, NotFound, PreconditionFailed, S3Error
 
@@ -96,20 +104,26 @@ def copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLin
 
 def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
     if ctx.check_target:
-        line = _already_there(s3, item, ctx)
+        head = _target_head(s3, item, ctx)
+        line = None if head is None else _already_there(s3, item, ctx, head)
+        if line is not None and line.status == COPIED:  # an earlier attempt's, perhaps never verified: verify it
+            assert head is not None
+            return _settle(s3, _Attempt(item, ctx, line.ingested_at or ""), Facts.of(head), head, line)
         if line is not None:
             return line
 
     quoted = f'"{item.etag}"'
     multipart = item.size >= ctx.multipart_threshold
     source: dict[str, Any] = {}
+    facts: Facts | None = None
     if ctx.carry_source_metadata or multipart:  # a multipart copy compares the source before and after
         try:
-            source = s3io.head(s3, ctx.source_bucket, item.key, if_match=quoted)
+            source = s3io.head(s3, ctx.source_bucket, item.key, if_match=quoted, checksums=True)
         except NotFound:
             return _line(item, FAILED, SOURCE_GONE)
         except PreconditionFailed:
             return _line(item, FAILED, "source changed since listing (ETag differs); it lands on the next run")
+        facts = Facts.of(source)
     carried = source if ctx.carry_source_metadata else {"ContentType": meta.content_type_for(item.key)}
 
     ingested_at = utc_now()
@@ -129,7 +143,11 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
     extra: dict[str, Any] = {h: carried[h] for h in CARRIED_HEADERS if carried.get(h)}
     extra.setdefault("ContentType", "binary/octet-stream")
     extra.update(Metadata=user_metadata, MetadataDirective="REPLACE", CopySourceIfMatch=quoted)
-    attempt = _Attempt(item, ctx, ingested_at)
+    # The landed object's checksum, computed by S3, in the source's algorithm where the two can then compare.
+    algorithm = copy_algorithm(facts, multipart=multipart)
+    if algorithm is not None:
+        extra["ChecksumAlgorithm"] = algorithm
+    attempt = _Attempt(item, ctx, ingested_at, facts)
 
     if not multipart:
         return _copy_single(s3, attempt, extra)
@@ -150,7 +168,8 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
     changed = _source_changed(s3, item, ctx, source)
     if changed:
         return _discard(s3, attempt, changed)
-    return _verified(s3, attempt)
+    head = s3io.head(s3, ctx.target_bucket, item.target, checksums=True)
+    return _settle(s3, attempt, Facts.of(head), head)
 
 
 @dataclass(frozen=True)
@@ -160,23 +179,25 @@ class _Attempt:
     item: BatchItem
     ctx: CopyContext
     ingested_at: str
+    source: Facts | None = None
+    """What a HEAD of the listed source version said (None: not read, `source_metadata: lineage`)."""
 
 
-def _already_there(
-    s3: Any, item: BatchItem, ctx: CopyContext, head: dict[str, Any] | None = None
-) -> ManifestLine | None:
-    """What the target holds, as this item's line: landed by this run already, occupied by another object, or
-    free (None). A HEAD that fails here is no reason to fail the object: the copy itself never overwrites."""
-    if head is None:
-        try:
-            head = s3io.head_or_none(s3, ctx.target_bucket, item.target)
-        except S3Error as err:
-            if isinstance(err, NoSuchBucket):
-                raise
-            log.warning("HEAD of target %r failed (%s); copying with If-None-Match", item.target, err.code)
-            return None
-    if head is None:
+def _target_head(s3: Any, item: BatchItem, ctx: CopyContext) -> dict[str, Any] | None:
+    """The target's HEAD, or None when it is free. A HEAD that fails here is no reason to fail the object: the
+    copy itself never overwrites."""
+    try:
+        return s3io.head_or_none(s3, ctx.target_bucket, item.target, checksums=True)
+    except S3Error as err:
+        if isinstance(err, NoSuchBucket):
+            raise
+        log.warning("HEAD of target %r failed (%s); copying with If-None-Match", item.target, err.code)
         return None
+
+
+def _already_there(s3: Any, item: BatchItem, ctx: CopyContext, head: dict[str, Any]) -> ManifestLine | None:
+    """What the target's HEAD shows, as this item's line: landed by this run already, or occupied by another
+    object (None: neither)."""
     landed = meta.landed_from(head.get("Metadata"))
     lineage = meta.normalise(head.get("Metadata"))
     if is_own_landing(head, item, ctx.source_bucket, ctx.run_id):
@@ -209,8 +230,8 @@ def is_own_landing(head: dict[str, Any], item: BatchItem, source_bucket: str, ru
 def _copy_single(s3: Any, attempt: _Attempt, extra: dict[str, Any]) -> ManifestLine:
     """Below the threshold a managed copy is one CopyObject anyway; calling it here keeps its response.
 
-    The response's ETag is the landed object's: for a plain-MD5 source without KMS, equal ETags prove the
-    bytes are the listed version's, so no second HEAD is needed to verify.
+    The response carries the landed object's ETag, encryption and checksum: when its checksum equals the
+    source's, or its ETag the listed one, the copy is verified with no second request.
     """
     item, ctx = attempt.item, attempt.ctx
     try:
@@ -224,12 +245,7 @@ def _copy_single(s3: Any, attempt: _Attempt, extra: dict[str, Any]) -> ManifestL
         )
     except S3Error as err:
         return _after_refusal(s3, attempt, err)
-    landed_etag = response.get("CopyObjectResult", {}).get("ETag", "").strip('"')
-    if _plain_md5(item.etag) and response.get("ServerSideEncryption") != "aws:kms":
-        if landed_etag == item.etag:
-            return _line(item, COPIED, "", attempt.ingested_at)
-        return _discard(s3, attempt, _etag_mismatch(landed_etag, item.etag))
-    return _verified(s3, attempt)
+    return _settle(s3, attempt, Facts.of(response, response.get("CopyObjectResult") or {}))
 
 
 def _after_refusal(s3: Any, attempt: _Attempt, err: S3Error) -> ManifestLine:
@@ -239,14 +255,14 @@ def _after_refusal(s3: Any, attempt: _Attempt, err: S3Error) -> ManifestLine:
     if isinstance(err, NoSuchBucket):
         raise err
     try:
-        head = s3io.head_or_none(s3, ctx.target_bucket, item.target)
+        head = s3io.head_or_none(s3, ctx.target_bucket, item.target, checksums=True)
     except S3Error as head_err:
         # Nothing is known: the finalize step reads the target back again before it commits.
         return _line(item, FAILED, f"{err.reason}; the target could not be read back ({head_err.code})")
     if head is not None:
         landed = _already_there(s3, item, ctx, head)
         if landed is not None and landed.status == COPIED:
-            return _checked(s3, attempt, head, landed)
+            return _settle(s3, attempt, Facts.of(head), head, landed)
         if isinstance(err, PreconditionFailed) and landed is not None:
             return landed  # If-None-Match refused: another object is there, and it stays
     if isinstance(err, PreconditionFailed):
@@ -256,20 +272,70 @@ def _after_refusal(s3: Any, attempt: _Attempt, err: S3Error) -> ManifestLine:
     return _line(item, FAILED, err.reason)
 
 
-def _checked(s3: Any, attempt: _Attempt, head: dict[str, Any], landed: ManifestLine) -> ManifestLine:
-    """Our own earlier attempt's object, found after a lost answer: verify it like a fresh copy."""
-    problem = _problem(attempt, head)
-    if problem:
-        return _discard(s3, attempt, problem, head)
-    return landed
+def _settle(
+    s3: Any,
+    attempt: _Attempt,
+    landed: Facts,
+    head: dict[str, Any] | None = None,
+    found: ManifestLine | None = None,
+) -> ManifestLine:
+    """Judge what landed (integrity.judge) and record it: removed on a proven difference, else copied with how
+    it was verified. `head` is the target's HEAD when one was read; `found` the line of our own earlier attempt's
+    object (a lost answer), whose reason and timestamp stay."""
+    item, ctx = attempt.item, attempt.ctx
+    judgement = judge(item.etag, attempt.source, landed)
+    if judgement.undecided:  # nothing compared yet: read the source as it is now, then judge again
+        now = _source_now(s3, attempt)
+        if attempt.source is None and now.etag == item.etag:
+            attempt = replace(attempt, source=now)
+        judgement = judge(item.etag, attempt.source, landed, now)
+    if judgement.mismatch:
+        return _discard(s3, attempt, judgement.mismatch, head)
+    if head is None and judgement.verified == Verified.SIZE:
+        head = s3io.head(s3, ctx.target_bucket, item.target, checksums=True)
+    if head is not None:
+        problem = _problem(attempt, head)
+        if problem:
+            return _discard(s3, attempt, problem, head)
+        if landed.checksum is None:
+            landed = replace(landed, checksum=Facts.of(head).checksum)
+    return _copied(attempt, landed, judgement, found)
 
 
-def _verified(s3: Any, attempt: _Attempt) -> ManifestLine:
-    head = s3io.head(s3, attempt.ctx.target_bucket, attempt.item.target)
-    problem = _problem(attempt, head)
-    if problem:
-        return _discard(s3, attempt, problem, head)
-    return _line(attempt.item, COPIED, "", attempt.ingested_at)
+def _copied(attempt: _Attempt, landed: Facts, judgement: Judgement, found: ManifestLine | None) -> ManifestLine:
+    source = attempt.source.checksum if attempt.source is not None else None
+    return ManifestLine.of(
+        attempt.item,
+        COPIED,
+        found.reason if found else "",
+        found.ingested_at if found else attempt.ingested_at,
+        checksum=str(landed.checksum) if landed.checksum else None,
+        source_checksum=str(source) if source else None,
+        verified=judgement.verified,
+    )
+
+
+def _source_now(s3: Any, attempt: _Attempt) -> Facts:
+    """The source as it is after the copy, read to settle what the copy's answer could not: the listed version
+    (its encryption and checksum), a newer version (a copy that matches it is that version, landed by a server
+    that ignored CopySourceIfMatch), or, when it cannot be read, only the listed ETag."""
+    item, ctx = attempt.item, attempt.ctx
+    listed = Facts.listed(item.etag)
+    try:
+        return Facts.of(s3io.head(s3, ctx.source_bucket, item.key, if_match=f'"{item.etag}"', checksums=True))
+    except PreconditionFailed:
+        pass
+    except S3Error as err:
+        if isinstance(err, NoSuchBucket):
+            raise
+        log.info("source %r could not be read to verify its copy (%s)", item.key, err.code)
+        return listed
+    try:  # rewritten since the listing: which version is it now?
+        return Facts.of(s3io.head(s3, ctx.source_bucket, item.key, checksums=True))
+    except S3Error as err:
+        if isinstance(err, NoSuchBucket):
+            raise
+        return listed
 
 
 def _discard(s3: Any, attempt: _Attempt, problem: str, head: dict[str, Any] | None = None) -> ManifestLine:
@@ -295,29 +361,14 @@ def _source_changed(s3: Any, item: BatchItem, ctx: CopyContext, before: dict[str
     return None if same else CHANGED_DURING_COPY
 
 
-def _plain_md5(etag: str) -> bool:
-    return "-" not in etag and len(etag) == 32
-
-
-def _etag_mismatch(landed: str, listed: str) -> str:
-    return (
-        f"verification failed: landed ETag {landed} differs from listed {listed} "
-        "(the source changed during the copy); it lands on the next run"
-    )
-
-
 def _problem(attempt: _Attempt, head: dict[str, Any]) -> str | None:
+    """What the target's HEAD proves wrong whatever the encryption: its size, or lineage that is not this copy's."""
     item, ctx = attempt.item, attempt.ctx
     if head["ContentLength"] != item.size:
         return f"verification failed: landed {head['ContentLength']} bytes, listed {item.size}"
     landed = meta.landed_from(head.get("Metadata"))
     if landed != (ctx.source_bucket, item.key, item.etag):
         return "verification failed: landed object lacks this copy's lineage metadata"
-    single_part = item.size < ctx.multipart_threshold
-    if single_part and _plain_md5(item.etag) and head.get("ServerSideEncryption") != "aws:kms":
-        landed_etag = head.get("ETag", "").strip('"')
-        if landed_etag != item.etag:
-            return _etag_mismatch(landed_etag, item.etag)
     return None
 
 

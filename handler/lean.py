@@ -77,7 +77,23 @@ COPY_HEADERS = {
     "MetadataDirective": "x-amz-metadata-directive",
     "CopySourceIfMatch": "x-amz-copy-source-if-match",
     "IfNoneMatch": "if-none-match",
+    "ChecksumAlgorithm": "x-amz-checksum-algorithm",
 }
+# Content checksums: each algorithm's header (HeadObject with `x-amz-checksum-mode: ENABLED`) and the field botocore
+# names it in a HeadObject answer and a CopyObjectResult (CRC64NVME -> ChecksumCRC64NVME).
+CHECKSUM_ALGORITHMS = (
+    "CRC32",
+    "CRC32C",
+    "CRC64NVME",
+    "SHA1",
+    "SHA256",
+    "SHA512",
+    "MD5",
+    "XXHASH64",
+    "XXHASH3",
+    "XXHASH128",
+)
+CHECKSUM_FIELDS = {f"x-amz-checksum-{a.lower()}": f"Checksum{a}" for a in CHECKSUM_ALGORITHMS}
 # HeadObject's answer, as botocore names its fields (those the handler reads, and a few more).
 HEAD_FIELDS = {
     "etag": "ETag",
@@ -90,8 +106,12 @@ HEAD_FIELDS = {
     "x-amz-server-side-encryption": "ServerSideEncryption",
     "x-amz-server-side-encryption-aws-kms-key-id": "SSEKMSKeyId",
     "x-amz-storage-class": "StorageClass",
+    "x-amz-server-side-encryption-customer-algorithm": "SSECustomerAlgorithm",
+    "x-amz-checksum-type": "ChecksumType",
+    **CHECKSUM_FIELDS,
 }
 _COPY_RESULT = re.compile(rb"<CopyObjectResult[\s>].*<ETag>([^<]*)</ETag>.*</CopyObjectResult>\s*\Z", re.S)
+_RESULT_CHECKSUM = re.compile(rb"<(Checksum(?:[A-Z0-9]+|Type))>([^<]*)</\1>")
 _LAST_MODIFIED = re.compile(rb"<LastModified>([^<]*)</LastModified>")
 _ERROR_CODE = re.compile(rb"<Code>([^<]*)</Code>")
 _CONTENTS = re.compile(r"<Contents>(.*?)</Contents>", re.S)
@@ -179,9 +199,13 @@ class LeanS3:
 
     # -- the two calls ---------------------------------------------------------------------------------------
 
-    def head_object(self, Bucket: str, Key: str, IfMatch: str | None = None) -> dict[str, Any]:
+    def head_object(
+        self, Bucket: str, Key: str, IfMatch: str | None = None, ChecksumMode: str | None = None
+    ) -> dict[str, Any]:
         """botocore's head_object answer; raises ClientError for 404 and 412; Declined for anything else."""
         headers = {"if-match": IfMatch} if IfMatch else {}
+        if ChecksumMode:
+            headers["x-amz-checksum-mode"] = ChecksumMode
         status, answer, _ = self._send("HEAD", Bucket, Key, headers)
         if status == 200:
             return _head_answer(answer)
@@ -403,6 +427,8 @@ def _copy_answer(headers: http1.Headers, body: bytes, etag: bytes) -> dict[str, 
     modified = _xml_text(_LAST_MODIFIED, body)
     if modified:
         result["LastModified"] = timestamp(modified)
+    for name, value in _RESULT_CHECKSUM.findall(body):  # ChecksumCRC64NVME, ..., ChecksumType
+        result[name.decode()] = unescape(value.decode("utf-8", "replace"))
     answer: dict[str, Any] = {
         "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": headers.lowered()},
         "CopyObjectResult": result,

@@ -115,12 +115,37 @@ class ManifestLine:
     status: ObjectStatus
     reason: str = ""
     ingested_at: str | None = None
+    checksum: str | None = None
+    """The landed object's content checksum as S3 reported it, `<ALGORITHM>:<base64>` (integrity.Checksum)."""
+    source_checksum: str | None = None
+    """The source version's, when the copy read it (`source_metadata: carry`, or to settle a comparison)."""
+    verified: str | None = None
+    """How the copy was shown to be the listed version: `checksum`, `etag` or `size` (integrity.Verified)."""
 
     @classmethod
     def of(
-        cls, item: BatchItem, status: ObjectStatus, reason: str = "", ingested_at: str | None = None
+        cls,
+        item: BatchItem,
+        status: ObjectStatus,
+        reason: str = "",
+        ingested_at: str | None = None,
+        *,
+        checksum: str | None = None,
+        source_checksum: str | None = None,
+        verified: str | None = None,
     ) -> ManifestLine:
-        return cls(item.key, item.etag, item.size, item.target, status, reason, ingested_at)
+        return cls(
+            item.key,
+            item.etag,
+            item.size,
+            item.target,
+            status,
+            reason,
+            ingested_at,
+            checksum,
+            source_checksum,
+            verified,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)

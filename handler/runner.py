@@ -143,11 +143,13 @@ class Engine:
         *,
         run_id: str | None = None,
         on_problem: Callable[[Problem], None] | None = None,
+        checksums: bool = False,
     ) -> dict[str, Any]:
         """Check a night (default: the last run's) or one committed run against the bucket: every copied line's
-        object is there with its size and lineage, every object the night landed is in a copied line, the state
-        agrees. `status` is `clean` or `problems`; each problem also goes to `on_problem` as it is found."""
-        return verify(self.job, run_date, run_id, on_problem)
+        object is there with its size and lineage (and, with `checksums`, the content checksum its line recorded),
+        every object the night landed is in a copied line, the state agrees. `status` is `clean` or `problems`;
+        each problem also goes to `on_problem` as it is found."""
+        return verify(self.job, run_date, run_id, on_problem, checksums=checksums)
 
     def lineage(self, key: str) -> dict[str, Any]:
         """Where an object of this dataset's target bucket (a key, or its s3:// URI) came from, and its manifest

@@ -349,16 +349,21 @@ def upload_file(
     return _conditional(s3, bucket, key, write_id, write)
 
 
-def head(s3: Any, bucket: str, key: str, *, if_match: str | None = None) -> dict[str, Any]:
-    """HEAD an object; raises NotFound, PreconditionFailed (with if_match) and the rest as translated."""
+def head(s3: Any, bucket: str, key: str, *, if_match: str | None = None, checksums: bool = False) -> dict[str, Any]:
+    """HEAD an object; raises NotFound, PreconditionFailed (with if_match) and the rest as translated.
+
+    With `checksums`, the answer carries the object's content checksum (`x-amz-checksum-mode: ENABLED`: the
+    `Checksum<ALGORITHM>` and `ChecksumType` fields), read from S3's metadata: no data is read."""
     kwargs = {"IfMatch": if_match} if if_match else {}
+    if checksums:
+        kwargs["ChecksumMode"] = "ENABLED"
     with s3_errors():
         return lean.call(s3, "head_object", Bucket=bucket, Key=key, **kwargs)
 
 
-def head_or_none(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+def head_or_none(s3: Any, bucket: str, key: str, *, checksums: bool = False) -> dict[str, Any] | None:
     try:
-        return head(s3, bucket, key)
+        return head(s3, bucket, key, checksums=checksums)
     except NotFound:
         return None
 

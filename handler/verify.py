@@ -16,7 +16,10 @@ The checks, each a `Kind`:
 - the state holds every copied line's version at its target, or a later run's landing of that key
   (`state_disagrees`);
 - each run's summary counts its manifest's copied lines, and no two lines claim one target
-  (`manifest_disagrees`).
+  (`manifest_disagrees`);
+- with `--checksums`, every copied object's content checksum, as a HEAD with `x-amz-checksum-mode: ENABLED` reads
+  it from S3's metadata (no data is read), is the one its manifest line recorded when it landed, and the source's
+  where that was recorded in the same algorithm (`checksum_differs`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from .errors import IngestError
+from .integrity import Checksum
 from .metadata import Lineage
 
 
@@ -43,6 +47,7 @@ class Kind(StrEnum):
     NOT_IN_MANIFEST = "not_in_manifest"
     STATE_DISAGREES = "state_disagrees"
     MANIFEST_DISAGREES = "manifest_disagrees"
+    CHECKSUM_DIFFERS = "checksum_differs"
 
     @property
     def label(self) -> str:
@@ -78,6 +83,9 @@ class Copied:
     dataset: str
     run_id: str
     date: str
+    checksum: str = ""
+    """The landed checksum the line recorded (`CRC64NVME:<base64>`); empty on a line from before checksums."""
+    source_checksum: str = ""
 
     @classmethod
     def of(cls, line: Mapping[str, Any]) -> Copied:
@@ -90,6 +98,8 @@ class Copied:
             dataset=str(line.get("dataset") or ""),
             run_id=str(line.get("run_id") or ""),
             date=str(line.get("date") or ""),
+            checksum=str(line.get("checksum") or ""),
+            source_checksum=str(line.get("source_checksum") or ""),
         )
 
     def as_row(self) -> tuple[Any, ...]:
@@ -102,6 +112,8 @@ class Copied:
             self.dataset,
             self.run_id,
             self.date,
+            self.checksum,
+            self.source_checksum,
         )
 
 
@@ -115,6 +127,8 @@ class Landed:
     key: str
     size: int
     lineage: Lineage | None
+    checksum: Checksum | None = None
+    """Read only in checksum mode (None: not asked, or the object reports none)."""
 
 
 @dataclass(frozen=True)
@@ -281,6 +295,52 @@ def copied_problems(line: Copied, landed: Landed | None) -> list[Problem]:
     if wrong:
         problems.append(Problem(Kind.LINEAGE_DIFFERS, key, "lineage names " + ", ".join(wrong), run))
     return problems
+
+
+def checksum_problem(line: Copied, landed: Landed) -> Problem | None:
+    """Whether the object's checksum now is the one its line recorded when it landed, and the source's where one
+    of the same algorithm was recorded: other bytes of the same size, or a copy that never was the source's,
+    show here and nowhere else. None also when the line recorded nothing to compare (a line from before
+    checksums): `checksum_unrecorded` counts those."""
+    key, run = line.target_key, line.run_id
+    recorded, source = Checksum.parse(line.checksum), Checksum.parse(line.source_checksum)
+    found = landed.checksum
+    if recorded is None and source is None:
+        return None
+    if found is None:
+        wanted = recorded or source
+        return Problem(
+            Kind.CHECKSUM_DIFFERS,
+            key,
+            f"the object reports no checksum; the manifest recorded {wanted} (replaced by a writer without one?)",
+            run,
+        )
+    if recorded is not None:
+        if recorded.algorithm != found.algorithm:
+            return Problem(
+                Kind.CHECKSUM_DIFFERS,
+                key,
+                f"the object has a {found.algorithm} checksum, the manifest recorded {recorded.algorithm} "
+                f"({recorded.value}): it was rewritten since it landed",
+                run,
+            )
+        if recorded.value != found.value:
+            return Problem(
+                Kind.CHECKSUM_DIFFERS,
+                key,
+                f"{found.algorithm} {found.value} in the bucket, {recorded.value} in the manifest: other bytes than "
+                "those that landed",
+                run,
+            )
+    if source is not None and source.comparable(found) and source.value != found.value:
+        return Problem(
+            Kind.CHECKSUM_DIFFERS,
+            key,
+            f"{found.algorithm} {found.value} in the bucket, {source.value} recorded for the source "
+            f"{line.source_key} (ETag {line.source_etag}): not the source's bytes",
+            run,
+        )
+    return None
 
 
 def unrecorded_problem(landed: Landed, scope: Scope) -> Problem | None:

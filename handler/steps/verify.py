@@ -12,6 +12,10 @@ Three streamed passes over one on-disk table of the night's copied lines (the de
 
 So memory stays flat whatever the night's size; `/tmp` holds the table (about 360 bytes a copied line), and the
 requests are a listing of the prefix, a HEAD per object of the night, and a read of the state parts it touches.
+
+With `checksums`, each of those HEADs asks for the object's content checksum too (`x-amz-checksum-mode:
+ENABLED`, read from S3's metadata with no data read, as DataSync's verification without a full read), and each
+copied object's is compared with what its manifest line recorded: no extra request.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from .. import s3io
 from ..config import LEDGER_ROOT
+from ..integrity import Facts
 from ..layout import UNMATCHED_TABLE
 from ..ledger import Ledger
 from ..metadata import Lineage
@@ -43,6 +48,7 @@ from ..verify import (
     OutOfOrder,
     Problem,
     Scope,
+    checksum_problem,
     copied_problems,
     count_problem,
     duplicate_problem,
@@ -69,6 +75,8 @@ class _Counts:
     foreign: int = 0
     in_progress_objects: int = 0
     state_checked: int = 0
+    checksums_checked: int = 0
+    checksums_unrecorded: int = 0
     runs: list[str] = field(default_factory=list)
 
 
@@ -77,9 +85,12 @@ def verify(
     run_date: Date | None = None,
     run_id: str | None = None,
     on_problem: Callable[[Problem], None] | None = None,
+    *,
+    checksums: bool = False,
 ) -> dict[str, Any]:
     """Check one night (`run_date`, default: the last run's) or one committed run against the bucket; every
-    problem is passed to `on_problem` as it is found, and the answer counts them and lists the first ones."""
+    problem is passed to `on_problem` as it is found, and the answer counts them and lists the first ones. With
+    `checksums`, each copied object's content checksum is compared with the one its manifest line recorded."""
     ds, ledger = job.dataset, job.ledger
     open_run = ledger.open_run()
     date, runs = committed_runs(
@@ -99,7 +110,7 @@ def verify(
     log.info("verifying %s %s: %d run(s), listing %s", ds.name, date, len(runs), ", ".join(listing))
     with scratch_db() as db:
         _load_copied(db, ledger, runs, findings, counts)
-        _check_bucket(job, db, night, scope, findings, counts)
+        _check_bucket(job, db, night, scope, findings, counts, checksums)
         _check_state(ledger, db, findings, counts)
     return {
         "dataset": ds.name,
@@ -115,6 +126,9 @@ def verify(
         "in_progress": in_progress,
         "in_progress_objects": counts.in_progress_objects,
         "state_checked": counts.state_checked,
+        "checksums": checksums,
+        "checksums_checked": counts.checksums_checked,
+        "checksums_unrecorded": counts.checksums_unrecorded,
         "problem_count": findings.count,
         "problems_by_kind": dict(sorted(findings.by_kind.items())),
         "problems": [problem.to_json() for problem in findings.kept],
@@ -156,7 +170,13 @@ def _load_copied(
 
 
 def _check_bucket(
-    job: Job, db: sqlite3.Connection, night: NightKeys, scope: Scope, findings: Findings, counts: _Counts
+    job: Job,
+    db: sqlite3.Connection,
+    night: NightKeys,
+    scope: Scope,
+    findings: Findings,
+    counts: _Counts,
+    checksums: bool = False,
 ) -> None:
     """Pass 2: the listing of the night's keys merged with the copied lines by key; each key HEADed once."""
     bucket = job.dataset.target.bucket
@@ -172,10 +192,11 @@ def _check_bucket(
     groups = merge_by_key(listed(), recorded, lambda key: key, lambda line: line.target_key)
 
     def head(key: str) -> Landed | None:
-        found = s3io.head_or_none(job.s3, bucket, key)
+        found = s3io.head_or_none(job.s3, bucket, key, checksums=checksums)
         if found is None:
             return None
-        return Landed(key, int(found.get("ContentLength") or 0), Lineage.of(found.get("Metadata")))
+        checksum = Facts.of(found).checksum if checksums else None
+        return Landed(key, int(found.get("ContentLength") or 0), Lineage.of(found.get("Metadata")), checksum)
 
     with ThreadPoolExecutor(max_workers=job.dataset.concurrency, thread_name_prefix="verify") as pool:
         for chunk in chunks(groups, HEAD_CHUNK):
@@ -184,8 +205,18 @@ def _check_bucket(
                 if lines:
                     for line in lines:
                         findings.extend(copied_problems(line, landed))
+                        if checksums and landed is not None:
+                            _check_checksum(line, landed, findings, counts)
                 elif landed is not None:
                     _unrecorded(landed, scope, findings, counts)
+
+
+def _check_checksum(line: Copied, landed: Landed, findings: Findings, counts: _Counts) -> None:
+    if not line.checksum and not line.source_checksum:
+        counts.checksums_unrecorded += 1  # a line from before checksums, or a server that reports none
+        return
+    counts.checksums_checked += 1
+    findings.add(checksum_problem(line, landed))
 
 
 def _unrecorded(landed: Landed, scope: Scope, findings: Findings, counts: _Counts) -> None:

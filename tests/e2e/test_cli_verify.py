@@ -287,3 +287,44 @@ def test_a_dataset_with_tables_lists_only_its_tables_folders_of_the_night(stage:
     assert found.returncode == 1
     [problem] = one_json(found)["problems"]
     assert (problem["kind"], problem["key"]) == ("not_in_manifest", extra)
+
+
+# ---- --checksums ----------------------------------------------------------------------------------------------
+
+
+def overwrite_with_same_size_bytes(stage: Stage, key: str) -> None:
+    """Other bytes of the same size, lineage metadata kept: size and lineage cannot tell, the checksum can."""
+    head = stage.s3.head_object(Bucket=stage.raw, Key=key)
+    body = b"x" * head["ContentLength"]
+    stage.s3.put_object(Bucket=stage.raw, Key=key, Body=body, Metadata=head["Metadata"])
+
+
+def test_checksums_are_compared_with_what_each_line_recorded_and_a_clean_night_says_how_many(
+    stage: Stage, night: Any
+) -> None:
+    text = verify(stage, "--checksums")
+    code, answer = problems_of(stage, "--checksums")
+
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.splitlines()[-1].endswith(", 3 checksums compared")
+    assert (code, answer["status"], answer["checksums_checked"], answer["checksums_unrecorded"]) == (0, "clean", 3, 0)
+
+
+def test_other_bytes_of_the_same_size_are_found_only_by_their_checksum(stage: Stage, night: Any) -> None:
+    key = landed_key("movielens/ratings.csv")
+    overwrite_with_same_size_bytes(stage, key)
+
+    plain_code, plain = problems_of(stage)
+    code, answer = problems_of(stage, "--checksums")
+    text = verify(stage, "--checksums")
+
+    assert (plain_code, plain["status"]) == (0, "clean")  # README "Limits": size and lineage cannot tell
+    assert code == 1 and answer["problems_by_kind"] == {"checksum_differs": 1}
+    [problem] = answer["problems"]
+    assert problem["key"] == key
+    assert (
+        "in the bucket" in problem["detail"]
+        and "in the manifest: other bytes than those that landed" in (problem["detail"])
+    )
+    assert text.returncode == 1
+    assert text.stdout.splitlines()[0] == f"checksum differs: {key}: {problem['detail']}"

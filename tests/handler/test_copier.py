@@ -674,3 +674,59 @@ def test_lineage_only_heads_a_multipart_source_only_to_check_it_did_not_change_d
     head = s3.head_object(Bucket=raw, Key=item.target)
     assert (head["ContentType"], "o" in head["Metadata"]) == ("text/csv", False)  # as a single-part copy lands
     assert meta.landed_from(head["Metadata"]) == (source, key, item.etag)
+
+
+# ---- content checksums (issue 22): what the manifest line records on moto's plain path ----------------------
+
+
+def test_a_copy_asks_for_the_sources_checksum_algorithm_and_records_both_checksums(s3, buckets, calls):
+    """boto3 uploads with a CRC32 by default: the copy asks S3 for a CRC32 of the landed object too, and the two
+    equal values verify it without another request."""
+    source, raw = buckets
+    s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"1,31,2.5\n")
+    item = listed(s3, source, "movielens/a.csv")
+    source_crc = s3.head_object(Bucket=source, Key=item.key, ChecksumMode="ENABLED")["ChecksumCRC32"]
+
+    (line,) = copy(s3, [item], context(source, raw))
+
+    assert (line.status, line.verified) == (COPIED, "checksum")
+    (request,) = calls.params("CopyObject")
+    assert request["ChecksumAlgorithm"] == "CRC32"
+    landed_crc = s3.head_object(Bucket=raw, Key=item.target, ChecksumMode="ENABLED")["ChecksumCRC32"]
+    assert line.checksum == f"CRC32:{landed_crc}" and line.source_checksum == f"CRC32:{source_crc}"
+    assert ManifestLine.from_json(line.to_json()) == line
+
+
+def test_lineage_only_lets_s3_carry_the_checksum_over_and_verifies_by_the_etag_with_one_request(s3, buckets, calls):
+    source, raw = buckets
+    s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"1,31,2.5\n")
+    item = listed(s3, source, "movielens/a.csv")
+    calls.calls.clear()
+
+    (line,) = copy(s3, [item], lineage_only(source, raw, check_target=False))
+
+    assert [op for op, _ in calls.calls] == ["CopyObject"]
+    assert "ChecksumAlgorithm" not in calls.params("CopyObject")[0]
+    assert (line.status, line.verified, line.source_checksum) == (COPIED, "etag", None)
+    landed_crc = s3.head_object(Bucket=raw, Key=item.target, ChecksumMode="ENABLED")["ChecksumCRC32"]
+    assert line.checksum == f"CRC32:{landed_crc}"
+
+
+def test_a_multipart_copy_asks_for_a_full_object_crc64nvme_and_is_verified_by_size_when_nothing_compares(
+    s3, buckets, calls
+):
+    """The source's CRC32 cannot be asked of a managed multipart copy (s3transfer refuses ChecksumType), and moto
+    gives the landed multipart object no checksum type: nothing compares, so size and the conditional copy."""
+    source, raw = buckets
+    s3.put_object(Bucket=source, Key="movielens/big.csv", Body=patterned(6 * MiB))
+    item = listed(s3, source, "movielens/big.csv")
+
+    (line,) = copy(
+        s3, [item], context(source, raw, threshold=SMALL_THRESHOLD), threshold=SMALL_THRESHOLD, chunk=5 * MiB
+    )
+
+    assert (line.status, line.verified) == (COPIED, "size"), line.reason
+    assert calls.params("CreateMultipartUpload")[0]["ChecksumAlgorithm"] == "CRC64NVME"
+    assert line.checksum and line.checksum.startswith("CRC64NVME:") and line.checksum.endswith(":UNTYPED")
+    assert line.source_checksum and line.source_checksum.startswith("CRC32:")
+    assert s3.get_object(Bucket=raw, Key=item.target)["Body"].read() == patterned(6 * MiB)

@@ -267,6 +267,9 @@ def test_unsafe_key_is_skipped_with_the_reason(db: sqlite3.Connection, relative:
         "status": "skipped",
         "reason": f"unsafe key: key has a {segment!r} segment, which could escape the target prefix",
         "ingested_at": None,
+        "checksum": None,
+        "source_checksum": None,
+        "verified": None,
     }
 
 
@@ -304,6 +307,9 @@ def test_notes_hold_skips_and_failures_but_not_routine_or_excluded_objects(db: s
             "status": "skipped",
             "reason": "archived in GLACIER: restore it (or copy it to a readable class) to ingest it",
             "ingested_at": None,
+            "checksum": None,
+            "source_checksum": None,
+            "verified": None,
         },
         {
             "source_key": PREFIX + "hot.csv",
@@ -313,6 +319,9 @@ def test_notes_hold_skips_and_failures_but_not_routine_or_excluded_objects(db: s
             "status": "skipped",
             "reason": "modified 10s ago, younger than min_age_seconds=60; left for the next run",
             "ingested_at": None,
+            "checksum": None,
+            "source_checksum": None,
+            "verified": None,
         },
     ]
 

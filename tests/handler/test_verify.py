@@ -7,6 +7,7 @@ from datetime import date as Date
 import pytest
 
 from handler.config import TEMPLATE_SAMPLE_KEYS, TEMPLATE_SAMPLE_RUN_ID
+from handler.integrity import COMPOSITE, Checksum
 from handler.layout import UNMATCHED_TABLE, UnsafeKey, render_target_key
 from handler.metadata import Lineage
 from handler.verify import (
@@ -19,6 +20,7 @@ from handler.verify import (
     OutOfOrder,
     Problem,
     Scope,
+    checksum_problem,
     copied_problems,
     count_problem,
     merge_by_key,
@@ -365,3 +367,57 @@ def test_every_problem_is_passed_on_and_counted_but_only_the_first_are_kept():
 
 def test_a_problem_reads_as_one_line_kind_first():
     assert Problem(Kind.SIZE_DIFFERS, "a/b.csv", "3 bytes").line() == "size differs: a/b.csv: 3 bytes"
+
+
+# ---- checksums (--checksums) --------------------------------------------------------------------------------
+
+LANDED_CRC = "CRC64NVME:AAAAAAAAAAE="
+
+
+def landed_with(line: Copied, checksum: Checksum | None) -> Landed:
+    return Landed(line.target_key, line.size, lineage_of(line), checksum)
+
+
+def test_an_object_whose_checksum_is_the_recorded_one_is_no_problem():
+    line = copied(checksum=LANDED_CRC, source_checksum=LANDED_CRC)
+
+    assert checksum_problem(line, landed_with(line, Checksum.parse(LANDED_CRC))) is None
+
+
+def test_a_line_from_before_checksums_has_nothing_to_compare():
+    line = copied()
+
+    assert checksum_problem(line, landed_with(line, Checksum("CRC64NVME", "AAAAAAAAAAE="))) is None
+
+
+@pytest.mark.parametrize(
+    ("found", "says"),
+    [
+        (Checksum("CRC64NVME", "AAAAAAAAAAI="), "CRC64NVME AAAAAAAAAAI= in the bucket, AAAAAAAAAAE= in the manifest"),
+        (Checksum("CRC32", "AAAAAA=="), "the object has a CRC32 checksum, the manifest recorded CRC64NVME"),
+        (None, "the object reports no checksum; the manifest recorded CRC64NVME:AAAAAAAAAAE="),
+    ],
+)
+def test_an_object_whose_checksum_is_not_the_recorded_one_differs(found, says):
+    line = copied(checksum=LANDED_CRC)
+
+    problem = checksum_problem(line, landed_with(line, found))
+
+    assert problem is not None and problem.kind == Kind.CHECKSUM_DIFFERS
+    assert says in problem.detail
+    assert (problem.key, problem.run_id) == (line.target_key, RUN)
+
+
+def test_an_object_whose_checksum_is_not_the_sources_differs_even_if_the_line_recorded_it():
+    """The landed checksum was recorded as it was; the source's, recorded beside it, is another."""
+    line = copied(checksum=LANDED_CRC, source_checksum="CRC64NVME:AAAAAAAAAAM=")
+
+    problem = checksum_problem(line, landed_with(line, Checksum.parse(LANDED_CRC)))
+
+    assert problem is not None and "recorded for the source movielens/a.csv (ETag e1)" in problem.detail
+
+
+def test_a_source_checksum_of_another_algorithm_or_composite_is_not_compared():
+    for source in ("CRC32:AAAAAA==", str(Checksum("CRC64NVME", "AAAAAAAAAAM=-2", COMPOSITE))):
+        line = copied(checksum=LANDED_CRC, source_checksum=source)
+        assert checksum_problem(line, landed_with(line, Checksum.parse(LANDED_CRC))) is None
