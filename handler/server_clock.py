@@ -79,7 +79,7 @@ class ServerClock:
             if self._bounds is not None and self._bounds[0] < high and low < self._bounds[1]:
                 low, high = max(low, self._bounds[0]), min(high, self._bounds[1])
             self._bounds = (low, high)
-            self._offset = 0.0 if low < 0 < high else (low + high) / 2
+            self._offset = 0.0 if low <= 0 < high else (low + high) / 2
 
 
 def headers_of(answer: Any) -> Mapping[str, str] | None:
