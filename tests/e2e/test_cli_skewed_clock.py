@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
+from handler.records import parse_utc
 from tests.conftest import REPO
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     CLI_TIMEOUT,
@@ -163,7 +164,10 @@ def test_min_age_is_judged_by_the_servers_clock(stage: Stage, skew: int) -> None
     proc = skewed_run(stage, skew, stage.config(min_age_seconds=MIN_AGE))
 
     assert proc.returncode == EXIT_OK, proc.stderr
-    assert 0 <= one_json(proc)["duration_seconds"] < 60, "started and finished by one clock"
+    summary = one_json(proc)
+    assert 0 <= summary["duration_seconds"] < 60, "started and finished by one clock"
+    named = datetime.strptime(summary["run_id"][:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    assert abs((named - parse_utc(summary["started_at"])).total_seconds()) < 2, "run ids sort by S3's time"
     landed = stage.landed()
     assert [key.rsplit("/", 1)[1] for key in landed] == ["old.csv"], landed
     [young] = [line for line in stage.manifest_lines() if line["source_key"] == young_key]
