@@ -13,8 +13,8 @@ offset lies in (D - received, D + 1 - sent). Each answer narrows the interval th
 dated at different fractions of a second pin it down to about a round trip); one that does not fit it (this
 machine's clock was set) starts it afresh. A machine that agrees with S3 as far as the answers can tell (the
 interval holds zero) keeps its own clock exactly; a skewed one takes the middle of the interval, within half a
-second of S3's time from the first answer on (against `min_age_seconds` and TTLs of minutes). `now()` never goes
-back as the interval narrows, so a run's start and end are in order. A skew of more than 15 minutes never gets
+second of S3's time from the first answer on (against `min_age_seconds` and TTLs of minutes). `now()` does not
+go back as the interval narrows, so a run's start and end are in order. A skew of more than 15 minutes never gets
 this far: S3 refuses requests signed that far from its time (RequestTimeTooSkewed).
 
 An endpoint whose answers carry no `Date` (moto's in-process mock leaves it out of most answers) leaves the clock
@@ -34,6 +34,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _warned = False
+
+JITTER = 2.0
+"""Seconds: more than an offset can move as answers narrow it (a second of Date, and a round trip)."""
 
 
 class ServerClock:
@@ -60,9 +63,14 @@ class ServerClock:
         return self._offset
 
     def now(self) -> float:
-        """The server's time now, in epoch seconds (never earlier than a time this clock gave before)."""
+        """The server's time now, in epoch seconds: never earlier than a time this clock gave before by the
+        doubt a narrowing interval removes (JITTER), but earlier by more when the clock really went back (an
+        offset learned afresh after this machine's clock was set): holding on to a time 10 minutes ahead would
+        make a live lock look expired."""
         with self._guard:
-            self._last = max(self._last, time.time() + self._offset)
+            raw = time.time() + self._offset
+            if not raw <= self._last < raw + JITTER:
+                self._last = raw
             return self._last
 
     def observe(self, answer: Any, sent: float) -> None:

@@ -237,3 +237,17 @@ def test_the_short_roads_answers_carry_their_date(request_kind: str) -> None:
 
     assert _DatedAhead.agents and all("(lean)" in agent for agent in _DatedAhead.agents), _DatedAhead.agents
     assert abs(clock.offset - 600) <= 0.6
+
+
+def test_now_goes_back_when_the_clock_really_went_back(local: LocalClock) -> None:
+    """A machine 10 minutes slow set right by NTP: until an answer says so, its clock reads S3's time plus ten
+    minutes; the next answer brings the clock back, and it does not hold on to the time ten minutes ahead (which
+    would make every live lock look expired)."""
+    clock = ServerClock()
+    exchange(clock, local, 600.0)
+    local.now += 600.0  # set right: the offset learned before is now 10 minutes too much
+    assert clock.now() == pytest.approx(local.now + 600, abs=0.6)
+
+    exchange(clock, local, 0.0)
+
+    assert clock.now() == local.now
