@@ -1,11 +1,12 @@
 """S3's clock, as its answers tell it: object ages and lock expiry are judged by the server's time, not ours.
 
-S3 stamps every object's LastModified with its own clock, and every answer with a `Date` header, "the date and
-time that Amazon S3 responded" (S3 API reference, Common response headers). Comparing LastModified with this
-machine's clock, or a lock expiry written by one machine with another machine's clock, makes any skew a bug: a
-machine 10 minutes fast copies objects written a second ago under `min_age_seconds=300`, and takes over a lock
-its holder renewed a minute ago. So the lock and the plan keep their times in server time: this machine's clock
-plus an offset learned from the `Date` of the lock's own answers (every read and write of the lock refreshes it).
+S3 stamps every object's LastModified with its own clock (the API reference's Object: "Creation date of the
+object"), and every answer with a `Date` header, "the date and time that Amazon S3 responded" (S3 API reference,
+Common response headers). Comparing LastModified with this machine's clock, or a lock expiry written by one
+machine with another machine's clock, makes any skew a bug: a machine 10 minutes fast copies objects written a
+second ago under `min_age_seconds=300`, and takes over a lock its holder renewed a minute ago. So the lock and the
+plan keep their times in server time: this machine's clock plus an offset learned from the `Date` of the lock's
+own answers (every read and write of the lock refreshes it).
 
 How close: `Date` has whole seconds. An answer to a request sent at local time `sent` and received at
 `received`, dated `D`, was made at a server time in [D, D+1) and at a local time in [sent, received], so the
@@ -15,7 +16,8 @@ machine's clock was set) starts it afresh. A machine that agrees with S3 as far 
 interval holds zero) keeps its own clock exactly; a skewed one takes the middle of the interval, within half a
 second of S3's time from the first answer on (against `min_age_seconds` and TTLs of minutes). `now()` does not
 go back as the interval narrows, so a run's start and end are in order. A skew of more than 15 minutes never gets
-this far: S3 refuses requests signed that far from its time (RequestTimeTooSkewed).
+this far: S3 refuses requests signed that far from its time (RequestTimeTooSkewed, whose answer gives
+MaxAllowedSkewMilliseconds 900000), and botocore does not correct for it.
 
 An endpoint whose answers carry no `Date` (moto's in-process mock leaves it out of most answers) leaves the clock
 at the last offset it learned, or at this machine's clock, with a warning once a process.
