@@ -592,7 +592,7 @@ def test_a_runner_ten_minutes_ahead_does_not_take_over_a_live_lock(s3, buckets, 
     clock is 10 minutes fast sees it live by S3's time and is refused; the holder keeps it."""
     holder = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-1", owner="holder")
 
-    with machine_clock_off_by(600), pytest.raises(RunInProgress, match=r"expires in (29\d|300)s"):
+    with machine_clock_off_by(600), pytest.raises(RunInProgress, match=r"expires in (29\d|30[01])s"):
         Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-2", owner="fast")
 
     holder.renew()
@@ -613,16 +613,16 @@ def test_a_holder_ten_minutes_behind_writes_an_expiry_others_read_right(s3, buck
 
 
 def test_a_dead_holders_lock_is_taken_over_after_its_ttl_by_s3s_clock_by_a_machine_behind(s3, buckets, dated):
-    """A holder that stopped renewing (TTL 2 s); a machine 10 minutes slow is refused while the lock is live and
+    """A holder that stopped renewing (TTL 3 s); a machine 10 minutes slow is refused while the lock is live and
     takes it over once its TTL has passed on S3's clock (by its own clock, the lock had ten minutes to run)."""
-    Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=2)).lock.acquire("run-1", owner="dead")
+    Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=3)).lock.acquire("run-1", owner="dead")
     taken = REAL_TIME()
-    runner = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=2)).lock
+    runner = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=3)).lock
 
     with machine_clock_off_by(-600), pytest.raises(RunInProgress):
         runner.acquire("run-2", owner="slow")
-    assert REAL_TIME() - taken < 2, "too slow a machine to see the lock while it was live"
-    time.sleep(max(0.0, taken + 2 + 1.2 - REAL_TIME()))  # the TTL, and the Date's second
+    assert REAL_TIME() - taken < 3, "too slow a machine to see the lock while it was live"
+    time.sleep(max(0.0, taken + 3 + 1.2 - REAL_TIME()))  # the TTL, and the Date's second
 
     with machine_clock_off_by(-600):
         handle = runner.acquire("run-2", owner="slow")
