@@ -718,7 +718,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         "lock_ttl_seconds",
         int,
         900,
-        "a dead run's lock is taken over after this long; a live run renews it every third of it.",
+        "a dead run's lock is taken over after this long, by S3's clock; a live run renews it every third of it.",
         1,
         7 * DAY,
         unit="seconds",
@@ -727,7 +727,8 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         "min_age_seconds",
         int,
         0,
-        "objects modified more recently are left for the next run (a producer may still be writing its set).",
+        "objects modified more recently are left for the next run (a producer may still be writing its set); ages are "
+        "S3's LastModified against S3's time, not this machine's.",
         0,
         365 * DAY,
         unit="seconds",

@@ -245,7 +245,12 @@ class LeanS3:
             length = answer.get("content-length")
             if length is None or int(length) != len(body):
                 raise Declined(f"GET answered {len(body)} bytes of {length}")
-            return {"ETag": answer.get("etag"), "ContentLength": len(body), "Body": io.BytesIO(body)}
+            return {
+                "ETag": answer.get("etag"),
+                "ContentLength": len(body),
+                "Body": io.BytesIO(body),
+                "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": answer.lowered()},
+            }
         if status == 404:
             code = _xml_text(_ERROR_CODE, body) or "NoSuchKey"
             raise _client_error(status, code, _xml_text(_ERROR_MESSAGE, body), "GetObject", answer)
@@ -273,7 +278,8 @@ class LeanS3:
         headers.update({_META + name: str(value) for name, value in (Metadata or {}).items()})
         status, answer, body = self._send("PUT", Bucket, Key, headers, body=Body)
         if status == 200 and answer.get("etag"):
-            return {"ETag": answer["etag"], "ResponseMetadata": {"HTTPStatusCode": 200}}
+            metadata = {"HTTPStatusCode": 200, "HTTPHeaders": answer.lowered()}
+            return {"ETag": answer["etag"], "ResponseMetadata": metadata}
         if status in (404, 412):
             code = _xml_text(_ERROR_CODE, body) or str(status)
             raise _client_error(status, code, _xml_text(_ERROR_MESSAGE, body), "PutObject", answer)

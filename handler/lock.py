@@ -6,6 +6,12 @@ to expire after `lock_ttl_seconds`; a live run renews it (a heartbeat thread whi
 that ignore conditional writes are detected with a probe and refused, because on them this lock would
 protect nothing.
 
+Every time in the lock document (`acquired_at`, `renewed_at`, `expires_at`, epoch seconds) is S3's time, and so
+is every "now" it is compared with: this machine's clock moved by the offset learned from the `Date` of the
+lock's own answers (server_clock.py). So two machines whose clocks disagree still agree on when a lock expires:
+a runner whose clock is fast does not take over a live lock, and one whose clock is slow does not wait past a
+dead holder's TTL. A run's start (`acquired_at`) is the "now" its plan judges `min_age_seconds` by.
+
 The ledger owns where the lock lives: it builds the `LockFile` and hands out the `Lock` a run holds.
 """
 
@@ -23,6 +29,7 @@ from typing import Any
 from .errors import ConditionalWritesUnsupported, LockLost, RunInProgress
 from .s3errors import NotFound, PreconditionFailed, S3Error
 from .s3io import delete, get_json, put_json
+from .server_clock import ServerClock
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +56,18 @@ class LockFile:
     key: str
     ttl: int
     probe_prefix: str
+    clock: ServerClock = field(default_factory=ServerClock, compare=False, repr=False)
+    """S3's time, learned from the lock's answers: what every expiry here is written in and compared with."""
 
     def read(self) -> tuple[dict[str, Any] | None, str | None]:
-        """(lock document, ETag), or (None, None) when nobody holds it."""
-        return get_json(self.s3, self.bucket, self.key)
+        """(lock document, ETag), or (None, None) when nobody holds it; either answer sets the clock."""
+        return get_json(self.s3, self.bucket, self.key, clock=self.clock)
+
+    def server_now(self) -> float:
+        """S3's time now (epoch seconds); a clock that has seen no answer yet reads the lock once to learn it."""
+        if not self.clock.seen:
+            self.read()
+        return self.clock.now()
 
     def read_expecting_it(self) -> tuple[dict[str, Any] | None, str | None]:
         """`read` for a holder that expects its lock there: an absence is read again before it is believed.
@@ -90,7 +105,7 @@ class LockFile:
     def _probe_once(self) -> bool:
         """Whether the server refused the second write of a fresh probe object."""
         key = f"{self.probe_prefix}{uuid.uuid4().hex}"
-        put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True)
+        put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True, clock=self.clock)
         try:
             put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True)
         except PreconditionFailed:
@@ -110,7 +125,7 @@ class LockFile:
         part-way through one, and the retry must carry on that execution's run instead of meeting "another run".
         """
         token = uuid.uuid4().hex
-        document = _document(run_id, token, self.ttl, owner or default_owner(), execution)
+        document = _document(run_id, token, self.ttl, owner or default_owner(), execution, self.server_now())
 
         def taken(etag: str) -> Lock:
             return Lock(
@@ -118,7 +133,7 @@ class LockFile:
             )
 
         try:
-            return taken(put_json(self.s3, self.bucket, self.key, document, if_none_match=True))
+            return taken(put_json(self.s3, self.bucket, self.key, document, if_none_match=True, clock=self.clock))
         except PreconditionFailed:
             pass
         current, current_etag = self.read()
@@ -128,7 +143,7 @@ class LockFile:
             return taken(current_etag or "")
         if execution is not None and current.get("execution") == execution:
             return self._take_back(current, current_etag or "")
-        remaining = float(current.get("expires_at", 0)) - time.time()
+        remaining = float(current.get("expires_at", 0)) - self.clock.now()  # both S3's time: see the module
         if remaining > 0:
             raise RunInProgress(
                 f"run {current.get('run_id')} ({_holder(current)}) is still in progress for this dataset; its lock "
@@ -136,7 +151,7 @@ class LockFile:
             )
         log.warning("taking over expired lock of run %s (%s)", current.get("run_id"), _holder(current))
         try:
-            etag = put_json(self.s3, self.bucket, self.key, document, if_match=current_etag)
+            etag = put_json(self.s3, self.bucket, self.key, document, if_match=current_etag, clock=self.clock)
         except (PreconditionFailed, NotFound) as err:
             raise RunInProgress("another run took over the expired lock first; nothing was copied") from err
         return taken(etag)
@@ -182,7 +197,7 @@ class LockFile:
             execution=current.get("execution"),
             **_times(current),
         )
-        if not lock.fresh(time.time()):
+        if not lock.fresh(self.clock.now()):
             lock.renew()
         return lock
 
@@ -205,23 +220,29 @@ class LockFile:
 class Lock:
     """A lock this process holds (or held): its token tells our lock from one that another run took over.
 
-    `confirmed_at` is the wall-clock time this process last saw the lock as its own. Wall clock, not monotonic:
-    a laptop's suspend stops the monotonic clock but not the lock's expiry.
+    `confirmed_at` is the time this process last saw the lock as its own, like every time here S3's (the lock
+    file's clock: this machine's wall clock moved by the learned offset). Wall clock, not monotonic: a laptop's
+    suspend stops the monotonic clock but not the lock's expiry.
     """
 
     file: LockFile
     run_id: str
     token: str
     etag: str
-    confirmed_at: float = field(default_factory=time.time)
+    confirmed_at: float = 0.0
+    """S3's time when this process last saw the lock as its own (0 on construction: now)."""
     expires_at: float = 0.0
-    """The lock's expiry as this process last wrote or read it (0: not known)."""
+    """The lock's expiry (S3's time) as this process last wrote or read it (0: not known)."""
     execution: str | None = None
     """The workflow execution the run belongs to (None: a CLI run)."""
     acquired_at: float = 0.0
     """When the run's lock was first taken: the run's start, the same for every attempt of its plan."""
     taken_back: bool = False
     """This lock was taken back from an earlier attempt of the same execution (a retried plan)."""
+
+    def __post_init__(self) -> None:
+        if not self.confirmed_at:
+            self.confirmed_at = self.file.clock.now()
 
     def still_ours(self) -> bool:
         """Whether the lock still carries our token: then a write that met a newer version of a key met one of
@@ -231,15 +252,16 @@ class Lock:
 
     def renew(self) -> None:
         """Push the expiry forward; raise LockLost if another run took the lock over."""
-        self._rewrite("lost its lock", lambda current: dict(current, renewed_at=time.time()))
+        self._rewrite("lost its lock", lambda current: dict(current, renewed_at=self.file.clock.now()))
 
     def fence(self) -> None:
         """Called before every ledger write: a process paused past its TTL finds out here, before it writes.
 
-        A lock with more than two thirds of its TTL to run (by the wall clock, which a pause moves on) cannot
-        have been taken over by expiry, so reading it is enough to see a takeover or a release, and the
-        rewrite that renewing costs is left to the heartbeat. A lock nearer its expiry is renewed."""
-        now = time.time()
+        A lock with more than two thirds of its TTL to run (by S3's time: the wall clock, which a pause moves
+        on, and the learned offset) cannot have been taken over by expiry, so reading it is enough to see a
+        takeover or a release, and the rewrite that renewing costs is left to the heartbeat. A lock nearer its
+        expiry is renewed."""
+        now = self.file.clock.now()
         if not self.fresh(now):
             self.renew()
             return
@@ -248,7 +270,7 @@ class Lock:
         self.confirmed_at = now
 
     def fresh(self, now: float) -> bool:
-        """Whether the lock, as last seen, has more than two thirds of its TTL to run."""
+        """Whether the lock, as last seen, has more than two thirds of its TTL to run at `now` (S3's time)."""
         return self.expires_at - now > self.file.ttl * 2 / 3
 
     def rebind(self, run_id: str) -> None:
@@ -259,12 +281,15 @@ class Lock:
     def _rewrite(self, what: str, change: Any) -> None:
         """Rewrite our lock document with a fresh expiry, If-Match on the version just read. A 412 means a
         parallel worker of the same run renewed at the same moment: read again and retry."""
+        clock = self.file.clock
         for _ in range(RENEW_ATTEMPTS):
-            checked = time.time()
+            checked = clock.now()
             current, etag = self._own(what)
-            document = dict(change(current), expires_at=time.time() + self.file.ttl)
+            document = dict(change(current), expires_at=clock.now() + self.file.ttl)
             try:
-                self.etag = put_json(self.file.s3, self.file.bucket, self.file.key, document, if_match=etag)
+                self.etag = put_json(
+                    self.file.s3, self.file.bucket, self.file.key, document, if_match=etag, clock=clock
+                )
             except (PreconditionFailed, NotFound):
                 continue
             self.confirmed_at = checked
@@ -309,8 +334,8 @@ class Lock:
 RENEW_ATTEMPTS = 5
 
 
-def _document(run_id: str, token: str, ttl: int, owner: str, execution: str | None) -> dict[str, Any]:
-    now = time.time()
+def _document(run_id: str, token: str, ttl: int, owner: str, execution: str | None, now: float) -> dict[str, Any]:
+    """A new lock document; `now` is S3's time."""
     document = {"run_id": run_id, "token": token, "owner": owner, "acquired_at": now, "expires_at": now + ttl}
     if execution is not None:
         document["execution"] = execution
@@ -358,9 +383,10 @@ class Heartbeat:
     def check(self) -> None:
         if self.lost:
             raise self.lost
-        if time.time() - self._lock.confirmed_at > self._lock.file.ttl / 2:
+        clock = self._lock.file.clock
+        if clock.now() - self._lock.confirmed_at > self._lock.file.ttl / 2:
             with self._renewing:
-                if time.time() - self._lock.confirmed_at > self._lock.file.ttl / 2:
+                if clock.now() - self._lock.confirmed_at > self._lock.file.ttl / 2:
                     self._renew()
             if self.lost:
                 raise self.lost

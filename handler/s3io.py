@@ -30,6 +30,7 @@ from . import lean
 from .errors import CorruptDocument
 from .s3errors import Conflict, NotFound, PreconditionFailed, S3Error, Transient, s3_errors
 from .selection import SourceObject, clean_etag
+from .server_clock import ServerClock
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +48,24 @@ def jsonl_bytes(lines: Iterable[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
 
 
-def get_json(s3: Any, bucket: str, key: str) -> tuple[Any, str | None]:
+def get_json(s3: Any, bucket: str, key: str, *, clock: ServerClock | None = None) -> tuple[Any, str | None]:
     """(document, ETag) or (None, None) when absent; a body cut off mid-read is resumed, and a document
     rewritten while it was read (its resume refused: the lock, renewed by another process) is read again.
 
     A body that is not JSON is read again too: S3's reads are atomic, but a server that rewrites files in place
-    (`rclone serve s3`) can serve parts of two versions in one answer. One that stays unreadable is reported."""
+    (`rclone serve s3`) can serve parts of two versions in one answer. One that stays unreadable is reported.
+    With a `clock`, the answer's `Date` (a 404's too) tells it the server's time."""
     for attempt in range(READ_ATTEMPTS):
+        sent = time.time()
         try:
             with s3_errors():
                 response = lean.call(s3, "get_object", Bucket=bucket, Key=key)
-        except NotFound:
+        except NotFound as absent:
+            if clock is not None:
+                clock.observe(absent, sent)
             return None, None
+        if clock is not None:
+            clock.observe(response, sent)
         try:
             with io.BufferedReader(ResumableBody(s3, bucket, key, response)) as body:
                 raw = body.read()
@@ -89,6 +96,7 @@ def put_json(
     *,
     if_none_match: bool = False,
     if_match: str | None = None,
+    clock: ServerClock | None = None,
 ) -> str:
     """Write a JSON document and return its ETag; with a condition, a lost race raises PreconditionFailed."""
     return put_bytes(
@@ -99,6 +107,7 @@ def put_json(
         "application/json",
         if_none_match=if_none_match,
         if_match=if_match,
+        clock=clock,
     )
 
 
@@ -111,17 +120,24 @@ def put_bytes(
     *,
     if_none_match: bool = False,
     if_match: str | None = None,
+    clock: ServerClock | None = None,
 ) -> str:
     """Write an object and return its ETag. With a condition, a lost race raises PreconditionFailed (NotFound
-    for If-Match on a key that is gone), and a write whose answer was lost is recognised by its write id."""
+    for If-Match on a key that is gone), and a write whose answer was lost is recognised by its write id.
+    With a `clock`, a write's answer tells it the server's time."""
     conditions = _conditions(if_none_match, if_match)
     if not conditions:
+        sent = time.time()
         with s3_errors():
-            return lean.call(s3, "put_object", Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
+            answer = lean.call(s3, "put_object", Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        if clock is not None:
+            clock.observe(answer, sent)
+        return answer["ETag"]
     write_id = uuid.uuid4().hex
 
     def write() -> str:
-        return lean.call(
+        sent = time.time()
+        answer = lean.call(
             s3,
             "put_object",
             Bucket=bucket,
@@ -130,7 +146,10 @@ def put_bytes(
             ContentType=content_type,
             Metadata={WRITE_ID: write_id},
             **conditions,
-        )["ETag"]
+        )
+        if clock is not None:
+            clock.observe(answer, sent)
+        return answer["ETag"]
 
     return _conditional(s3, bucket, key, write_id, write)
 

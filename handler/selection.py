@@ -90,7 +90,10 @@ def decide(
     min_age_seconds: int,
     now: datetime,
 ) -> Decision:
-    """Decide one object's fate; the order matters: cheap, certain reasons first."""
+    """Decide one object's fate; the order matters: cheap, certain reasons first.
+
+    `now` is S3's time (the run's start by the lock's clock, server_clock.py), as `obj.last_modified` is: an age
+    read off this machine's clock would move by its skew."""
     if obj.key.endswith("/") and obj.size == 0:
         return Decision(SKIP, FOLDER_MARKER, FOLDER_MARKER)
     if not is_selected(relative, include, exclude):

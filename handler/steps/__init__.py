@@ -49,9 +49,12 @@ class Job:
     def take_lock(self) -> Lock:
         """Probe for conditional writes (unless told not to), then take the dataset's lock for a new run (or take
         back the one an earlier attempt of this execution took)."""
+        lock = self.ledger.lock
         if not self.allow_unprotected:
-            self.ledger.lock.probe()
-        return self.ledger.lock.acquire(new_run_id(), execution=self.execution)
+            lock.probe()
+        # Named by S3's time, as the run's start is: run ids sort by start whatever the machines' clocks.
+        run_id = new_run_id(datetime.fromtimestamp(lock.server_now(), UTC))
+        return lock.acquire(run_id, execution=self.execution)
 
     def join(self, run_id: str) -> Lock:
         """The lock of `run_id`, for a step of it running in a process of its own (a Lambda)."""

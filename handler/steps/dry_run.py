@@ -23,7 +23,7 @@ from .plan import source_objects
 
 def dry_run(job: Job, run_date: Date | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
     ds = job.dataset
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(job.ledger.lock.server_now(), UTC)  # S3's time, as a run's plan uses
     run_date = run_date or run_date_for(ds, now)
     with scratch_db() as db:
         job.ledger.load_state(db)

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from .. import metadata as meta
 from .. import state
@@ -36,7 +37,7 @@ from ..records import (
     Tallying,
     parse_utc,
     run_status,
-    utc_now,
+    utc_stamp,
 )
 from ..s3io import head_or_none, jsonl_bytes
 from ..selection import ROUTINE_SKIPS, UNCHANGED
@@ -182,7 +183,7 @@ def summarize(
     """The run's summary from its plan counts and its lines' tally. Routine skips (unchanged, folder
     markers) are only counted at plan time; every other skip has a manifest line and so is in the tally."""
     counts = run.counts
-    finished = utc_now()
+    finished = utc_stamp(datetime.fromtimestamp(ledger.lock.server_now(), UTC))  # S3's time, as started_at is
     routine = sum(counts.skipped_by_reason.get(kind, 0) for kind in ROUTINE_SKIPS)
     return RunSummary(
         dataset=dataset.name,

@@ -27,7 +27,6 @@ from ..records import (
     PlanResult,
     parse_utc,
     sum_counts,
-    utc_now,
     utc_stamp,
 )
 from ..s3io import list_folders, more_than_a_page
@@ -77,7 +76,8 @@ def _start(job: Job, run_date: Date | None, lock: Lock) -> PlanningResult:
             log.info("run %s: its planning is stored already (a retried plan); carrying on", lock.run_id)
             return PlanningResult(planning, ledger.shard_list(lock.run_id, planning.round))
     ledger.clear_unstored_plans(keep=lock.run_id)
-    started = utc_stamp(datetime.fromtimestamp(lock.acquired_at, UTC)) if lock.acquired_at else utc_now()
+    # S3's time, as every time of the lock is: `min_age_seconds` is judged against it (server_clock.py).
+    started = utc_stamp(datetime.fromtimestamp(lock.acquired_at or lock.file.server_now(), UTC))
     run_date = run_date or run_date_for(ds, parse_utc(started))
     report = choose_report(job.s3, ds) if ds.inventory else None
     index = ledger.state_index()

@@ -8,7 +8,6 @@ shards finalized (one listing).
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,8 +20,10 @@ MAX_READERS = 16
 
 
 def lock_view(job: Job, now: float | None = None) -> LockView | None:
-    document, _ = job.ledger.lock.read()
-    return None if document is None else LockView.of(document, time.time() if now is None else now)
+    """The lock as its runs see it: its expiry is S3's time, and so is `now` (learned from this very read)."""
+    lock = job.ledger.lock
+    document, _ = lock.read()
+    return None if document is None else LockView.of(document, lock.clock.now() if now is None else now)
 
 
 def running_run(job: Job, lock: LockView | None) -> RunningRun | None:

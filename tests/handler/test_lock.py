@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.utils import formatdate
 from typing import Any
 
 import pytest
@@ -556,3 +559,71 @@ def test_release_execution_leaves_another_executions_lock_and_a_local_runs_lock(
 
     assert ledger.lock.release_execution(EXECUTION_A) is None
     assert lock_document(ledger)["token"] == local.token
+
+
+# ---- S3's clock, not the machine's ----------------------------------------------------------------------------
+
+REAL_TIME = time.time
+"""This machine's clock before a test moves it: S3's clock in the tests below (every answer is dated by it)."""
+
+
+@pytest.fixture
+def dated(s3: Any) -> None:
+    """Every answer carries a Date by S3's clock (moto in process leaves it out of most), so a test can move this
+    machine's clock (time.time) away from S3's and leave S3's where it is."""
+
+    def stamp(parsed: dict[str, Any], **kwargs: Any) -> None:
+        headers = parsed.setdefault("ResponseMetadata", {}).setdefault("HTTPHeaders", {})
+        headers["date"] = formatdate(REAL_TIME(), usegmt=True)
+
+    s3.meta.events.register("after-call.s3", stamp)
+
+
+@contextmanager
+def machine_clock_off_by(seconds: float) -> Iterator[None]:
+    """This machine's clock (time.time) `seconds` off S3's while the block runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "time", lambda: REAL_TIME() + seconds)
+        yield
+
+
+def test_a_runner_ten_minutes_ahead_does_not_take_over_a_live_lock(s3, buckets, dated):
+    """The holder took the lock (TTL 300 s) a moment ago on a machine in time with S3; a second machine whose
+    clock is 10 minutes fast sees it live by S3's time and is refused; the holder keeps it."""
+    holder = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-1", owner="holder")
+
+    with machine_clock_off_by(600), pytest.raises(RunInProgress, match=r"expires in (29\d|30[01])s"):
+        Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-2", owner="fast")
+
+    holder.renew()
+    assert lock_document(Ledger(s3, dataset_config(*buckets)))["token"] == holder.token
+
+
+def test_a_holder_ten_minutes_behind_writes_an_expiry_others_read_right(s3, buckets, dated):
+    """A holder whose clock is 10 minutes slow writes its lock's times in S3's time: a machine in time with S3
+    finds the lock live, with about its TTL to run."""
+    with machine_clock_off_by(-600):
+        holder = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-1", owner="slow")
+
+    document = lock_document(Ledger(s3, dataset_config(*buckets)))
+    assert abs(document["expires_at"] - (time.time() + 300)) < 2
+    with pytest.raises(RunInProgress):
+        Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-2")
+    assert lock_document(Ledger(s3, dataset_config(*buckets)))["token"] == holder.token
+
+
+def test_a_dead_holders_lock_is_taken_over_after_its_ttl_by_s3s_clock_by_a_machine_behind(s3, buckets, dated):
+    """A holder that stopped renewing (TTL 3 s); a machine 10 minutes slow is refused while the lock is live and
+    takes it over once its TTL has passed on S3's clock (by its own clock, the lock had ten minutes to run)."""
+    Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=3)).lock.acquire("run-1", owner="dead")
+    taken = REAL_TIME()
+    runner = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=3)).lock
+
+    with machine_clock_off_by(-600), pytest.raises(RunInProgress):
+        runner.acquire("run-2", owner="slow")
+    assert REAL_TIME() - taken < 3, "too slow a machine to see the lock while it was live"
+    time.sleep(max(0.0, taken + 3 + 1.2 - REAL_TIME()))  # the TTL, and the Date's second
+
+    with machine_clock_off_by(-600):
+        handle = runner.acquire("run-2", owner="slow")
+    assert lock_document(Ledger(s3, dataset_config(*buckets)))["token"] == handle.token
