@@ -11,7 +11,9 @@ exact fault sequence, vary a little between replays; the seed still reproduces t
 
 Environment: FAULT_TRIALS (trials per setting; unset, as in `make test`, only the quick settings run, once each;
 `make faults` runs 30 of every setting), FAULT_SEED (replay one seed in every selected setting), FAULT_ATTEMPTS
-(the operator's patience under faults), FAULT_RUNTIME (the checkout whose handler/ the CLI runs).
+(the operator's patience under faults), FAULT_RUNTIME (the checkout whose handler/ the CLI runs),
+FAULT_STORM_LONG (run the 3-minute throttling-storm measurement) and FAULT_STORM_REPORT (a file the storm
+settings append their measurements to, one JSON line each).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ import os
 import re
 import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -423,8 +425,9 @@ def test_encrypted_sources_land_exactly_once(stage: Stage, variant: str, seed: i
         two_nights_under_random_faults(t, RANDOM_RATES["mixed"] if FULL else {})
 
 
-def storm_night(t: Trial, seconds: float, objects: int | None = None) -> dict[str, Any]:
-    """One night under a 50 % SlowDown storm from its first request; what it cost, measured at the proxy."""
+def storm_night(t: Trial, seconds: float, objects: int | None = None, report: str | None = None) -> dict[str, Any]:
+    """One night under a 50 % SlowDown storm from its first request; what it cost, measured at the proxy (and
+    appended to the file `report` as one JSON line, before the verdict)."""
     expected = t.seed_source(objects)
     t.config(ttl=4)
     t.proxy.start_storm(STORM_RATE, seconds)
@@ -438,10 +441,12 @@ def storm_night(t: Trial, seconds: float, objects: int | None = None) -> dict[st
     landed = {key for (operation, _, key) in per_call if operation == "CopyObject" and key}
     quick = sum(1 for gap in gaps if gap < QUICK_REPEAT)
     copies = sum(n for (operation, _, _), n in per_call.items() if operation == "CopyObject")
+    landed_tonight = {lineage.get("ingest-source-key") for _, lineage in t.snapshot().values()}
     measured = {
         "objects": len(expected),
         "exit": night.returncode,
         "failed": t.failed_objects(night),
+        "not_landed": len(set(expected) - landed_tonight),
         "seconds": round(duration, 1),
         "throttled": sum(n for (fault, _), n in t.proxy.injected.items() if fault is SLOWDOWN),
         "requests": sum(t.proxy.per_operation().values()),
@@ -453,10 +458,13 @@ def storm_night(t: Trial, seconds: float, objects: int | None = None) -> dict[st
         "median_repeat_gap_ms": round(1000 * statistics.median(gaps), 1) if gaps else None,
     }
     print(f"storm measurement: {json.dumps(measured)}")
-    if night.returncode != EXIT_OK or measured["failed"]:
+    if report:
+        with open(report, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"runtime": str(RUNTIME), "seed": t.seed, **measured}) + "\n")
+    if night.returncode != EXIT_OK or measured["failed"] or measured["not_landed"]:
         t.problems.append(
-            f"throttling: the night under the storm exited {night.returncode} with {measured['failed']} objects "
-            f"failed ({measured})"
+            f"throttling: the night under the storm exited {night.returncode}, {measured['failed']} objects "
+            f"reported failed, {measured['not_landed']} of {len(expected)} not landed ({measured})"
         )
     if measured["max_requests_per_call"] > MAX_REQUESTS_PER_OBJECT_CALL:
         worst = per_call.most_common(1)[0]
@@ -477,7 +485,7 @@ def test_a_throttling_storm_slows_the_night_and_fails_nothing(stage: Stage, seed
     """50 % of requests answered 503 SlowDown for 20 s: the night completes with nothing failed, no object's call
     sent more often than the attempts allow, throttled requests asked again only after a backoff."""
     with modelled_trial(stage, "storm", seed, S3Model()) as t:
-        storm_night(t, STORM_SECONDS)
+        storm_night(t, STORM_SECONDS, report=os.environ.get("FAULT_STORM_REPORT"))
 
 
 @pytest.mark.skipif(not os.environ.get("FAULT_STORM_LONG"), reason="a 3-minute measurement: FAULT_STORM_LONG=1")
@@ -487,11 +495,7 @@ def test_a_long_throttling_storm_measured(stage: Stage) -> None:
     seed = int(REPLAY or 4242000)
     with modelled_trial(stage, "storm-long", seed, S3Model()) as t:
         t.cli_timeout = 1800
-        measured = storm_night(t, LONG_STORM_SECONDS, LONG_STORM_OBJECTS)
-        report = os.environ.get("FAULT_STORM_REPORT")
-        if report:
-            with open(report, "a", encoding="utf-8") as out:
-                out.write(json.dumps({"runtime": str(RUNTIME), "seed": seed, **measured}) + "\n")
+        storm_night(t, LONG_STORM_SECONDS, LONG_STORM_OBJECTS, os.environ.get("FAULT_STORM_REPORT"))
 
 
 def backdate(t: Trial, keys: Iterable[str], seconds: float) -> None:
@@ -574,3 +578,21 @@ def test_a_runner_whose_clock_is_the_servers_never_takes_over_a_live_lock(
         t.proxy.clear()
         t.until_ok("--date", day(0), label="operator")
         t.check(objects)
+
+
+def test_a_skewed_machine_clock_moves_the_childs_wall_clock_only(stage: Stage) -> None:
+    """The clock settings' second runner: its `time.time()` and `datetime.now()` are off by the offset, its
+    monotonic clock is not, and a datetime still pickles (worker processes get them)."""
+    with moto_trial(stage, "skewed-clock", 1) as t:
+        probe = (
+            "import time, datetime, pickle, json;"
+            "print(json.dumps([time.time(), datetime.datetime.now(datetime.UTC).timestamp(), time.monotonic(),"
+            " pickle.loads(pickle.dumps(datetime.datetime.now())).year]))"
+        )
+        before = time.time()
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=t.env(clock_offset=-600), capture_output=True, text=True, check=True
+        )
+        wall, aware, monotonic, year = json.loads(out.stdout)
+    assert -601 < wall - before < -598 and -601 < aware - before < -598
+    assert abs(monotonic - time.monotonic()) < 5 and year >= 2026
