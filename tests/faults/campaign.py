@@ -39,7 +39,7 @@ import pytest
 from tests.conftest import REPO, write_config
 from tests.e2e.cli_fixtures import CLI_TIMEOUT, child_env
 from tests.faults.proxy import FaultProxy, Request, Rule
-from tests.faults.s3model import NOT_MD5, S3Model
+from tests.faults.s3model import NOT_MD5, S3Model, checksum
 from tests.faults.servers import MOTO_CREDENTIALS, Credentials, s3_client
 from tests.faults.verifier import LEDGER_ROOT, Snapshot, overwritten, snapshot, verify
 
@@ -328,6 +328,29 @@ class Trial:
             (e := model.encryption.get(b)) is not None and e.algorithm in NOT_MD5 for b in (self.source, self.raw)
         )
 
+    def checksums(self) -> list[str]:
+        """Every landed object whose source still holds the version it claims: its checksum, as S3 answers it
+        (HEAD with checksum mode, through the model), must be that of the source's bytes. A landing whose bytes
+        are right but whose checksum is not (`S3Model.corrupt`) is what a copy must never count as copied."""
+        problems = []
+        source = versions_in(self.s3, self.source)
+        for key, (_, lineage) in sorted(self.snapshot().items()):
+            source_key, source_etag = lineage.get("ingest-source-key"), lineage.get("ingest-source-etag")
+            if not source_key or source.get(source_key) != source_etag:
+                continue
+            head = self.s3.head_object(Bucket=self.raw, Key=key, ChecksumMode="ENABLED")
+            algorithm = next((n[8:] for n in head if n.startswith("Checksum") and n != "ChecksumType"), None)
+            if algorithm is None:
+                problems.append(f"checksum: {key!r} answers no checksum")
+                continue
+            body = self.s3.get_object(Bucket=self.source, Key=source_key)["Body"].read()
+            if head[f"Checksum{algorithm}"] != checksum(algorithm, body):
+                problems.append(
+                    f"checksum: {key!r} has {algorithm} {head[f'Checksum{algorithm}']}, but its source "
+                    f"{source_key!r} (ETag {source_etag}) has {checksum(algorithm, body)}"
+                )
+        return problems
+
     def failed_objects(self, attempt: Attempt) -> int | None:
         """How many objects a run reported failed (its --json answer, or the sum over its runs), None if it gave no
         such answer."""
@@ -388,6 +411,8 @@ class Trial:
             etags_are_md5=not self.opaque_etags,
         )
         violations += self.rewrites()
+        if self.proxy.model is not None:
+            violations += self.checksums()
         if before is not None:
             violations += overwritten(before, self.snapshot())
         return list(dict.fromkeys(violations))  # the same finding from two checks once
@@ -466,7 +491,7 @@ def trial(
             yield running
             return
         with FaultProxy(upstream, model=model) as clean:
-            view = s3_client(clean.url, credentials=credentials)
+            view = s3_client(clean.url, credentials=credentials, response_checksum_validation="when_required")
             running = Trial(setting, seed, server, proxy, view, *buckets, workdir, credentials, flags, server_s3=s3)
             yield running
 

@@ -178,7 +178,7 @@ class S3Model:
         self._upstream: dict[str, str] = {}  # an ETag this model answered (unquoted) -> the server's
         self._landed: dict[tuple[str, str], _Landed] = {}  # (bucket, key) -> the last write seen
         self._uploads: dict[str, str] = {}  # multipart upload id -> the algorithm it asked for
-        self._corrupt_next: set[tuple[str, str]] = set()
+        self._corrupt_next: list[list[Any]] = []  # [bucket, key or part of one, exact, landings left]
         self._values: dict[tuple[str, str, str, str, bool], str] = {}
         self.computed = 0
         """How many checksums were computed from bytes (the rest came from the cache)."""
@@ -200,11 +200,12 @@ class S3Model:
             self.encryption[bucket] = encryption
         return encryption
 
-    def corrupt(self, bucket: str, key: str) -> None:
-        """The next object that lands at `key` (a put, a copy, a completed upload) has a checksum that is not its
-        bytes': what a checker comparing the source's checksum with the landed one must catch."""
+    def corrupt(self, bucket: str, key: str, *, exact: bool = True, times: int = 1) -> None:
+        """The next `times` objects that land at `key` (or, with `exact=False`, at any key containing it) by a
+        put, a copy or a completed upload have a checksum that is not their bytes': what a checker comparing the
+        source's checksum with the landed one must catch. The bytes themselves are intact."""
         with self._lock:
-            self._corrupt_next.add((bucket, key))
+            self._corrupt_next.append([bucket, key, exact, times])
 
     # ---- ETags ----------------------------------------------------------------------------------------------
 
@@ -365,8 +366,13 @@ class S3Model:
 
     def _land(self, bucket: str, key: str, upstream: str, algorithm: str) -> None:
         with self._lock:
-            corrupt = (bucket, key) in self._corrupt_next
-            self._corrupt_next.discard((bucket, key))
+            corrupt = False
+            for entry in self._corrupt_next:
+                wanted_bucket, wanted, exact, left = entry
+                if left > 0 and wanted_bucket == bucket and (key == wanted if exact else wanted in key):
+                    entry[3] -= 1
+                    corrupt = True
+                    break
             self._landed[(bucket, key)] = _Landed(upstream, algorithm, corrupt)
 
     def algorithm_of(self, bucket: str, key: str, upstream: str) -> str:

@@ -425,6 +425,23 @@ def test_encrypted_sources_land_exactly_once(stage: Stage, variant: str, seed: i
         two_nights_under_random_faults(t, RANDOM_RATES["mixed"] if FULL else {})
 
 
+@pytest.mark.parametrize("seed", trial_params("corrupt"))
+def test_a_landing_whose_checksum_is_not_its_sources_never_counts_as_copied(stage: Stage, seed: int) -> None:
+    """One to three copies land with a checksum that is not their source's (the model's `corrupt`; the bytes and,
+    in these unencrypted buckets, the MD5 ETags still agree): no such landing may stay recorded as copied; the
+    object must land whole on a later run. The verdict compares every landed object's checksum with its
+    source's bytes."""
+    model = S3Model()
+    with modelled_trial(stage, "corrupt", seed, model) as t:
+        objects = t.seed_source()
+        model.put_algorithm[t.source] = t.rng.choice(SOURCE_ALGORITHMS)
+        for key in t.rng.sample(sorted(objects), t.rng.randint(1, 3)):
+            model.corrupt(t.raw, "/" + key.rsplit("/", 1)[1], exact=False)
+        t.config(ttl=4)
+        t.until_ok("--date", day(0), label="night")
+        t.check(objects)
+
+
 def storm_night(t: Trial, seconds: float, objects: int | None = None, report: str | None = None) -> dict[str, Any]:
     """One night under a 50 % SlowDown storm from its first request; what it cost, measured at the proxy (and
     appended to the file `report` as one JSON line, before the verdict)."""

@@ -728,6 +728,7 @@ def test_a_corrupted_landing_has_a_checksum_that_is_not_its_bytes(modelled: Faul
     assert modelled.model is not None
     s3.put_object(Bucket=bucket, Key="src", Body=b"source bytes")
     modelled.model.corrupt(bucket, "bad")
+    modelled.model.corrupt(bucket, "ad-", exact=False, times=2)
 
     bad = s3.copy_object(Bucket=bucket, Key="bad", CopySource={"Bucket": bucket, "Key": "src"})
     good = s3.copy_object(Bucket=bucket, Key="good", CopySource={"Bucket": bucket, "Key": "src"})
@@ -736,6 +737,11 @@ def test_a_corrupted_landing_has_a_checksum_that_is_not_its_bytes(modelled: Faul
     assert good["CopyObjectResult"]["ChecksumCRC32"] == source
     assert bad["CopyObjectResult"]["ChecksumCRC32"] != source
     assert s3.head_object(Bucket=bucket, Key="bad", ChecksumMode="ENABLED")["ChecksumCRC32"] != source
+    landings = [
+        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": "src"})["CopyObjectResult"]
+        for key in ("bad-1", "bad-2", "bad-3")
+    ]
+    assert [landing["ChecksumCRC32"] == source for landing in landings] == [False, False, True]
 
 
 # ---- throttling storms
