@@ -39,7 +39,7 @@ import pytest
 from tests.conftest import REPO, write_config
 from tests.e2e.cli_fixtures import CLI_TIMEOUT, child_env
 from tests.faults.proxy import FaultProxy, Request, Rule
-from tests.faults.s3model import NOT_MD5, S3Model, checksum
+from tests.faults.s3model import NOT_MD5, S3Model, checksum, describe
 from tests.faults.servers import MOTO_CREDENTIALS, Credentials, s3_client
 from tests.faults.verifier import LEDGER_ROOT, Snapshot, overwritten, snapshot, verify
 
@@ -442,6 +442,7 @@ class Trial:
             "attempts: " + "; ".join(a.summary() for a in self.attempts),
             "faults injected: "
             + (", ".join(f"{f}/{op} x{n}" for (f, op), n in sorted(self.proxy.injected.items())) or "none"),
+            *([f"S3 model: {describe(self.proxy.model)}"] if self.proxy.model is not None else []),
         ]
         failed = next((a for a in reversed(self.attempts) if a.returncode != EXIT_OK), None)
         if failed is not None and failed is not last:

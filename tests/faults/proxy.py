@@ -12,6 +12,11 @@ CopyObject of a key, every PutObject of `lock.json`, ...), which are consulted f
 
 Requests are classified into S3 operation names from their method, path-style path, query and the
 `x-amz-copy-source` header only, so the classification holds for any client and any server.
+
+A throttling storm (`start_storm`: 503 SlowDown at a rate for a window of time) and the proxy's timeline
+(`per_operation`, `attempts_per_object`, `repeat_gaps`) measure what a client does under throttling. With an
+`S3Model` (s3model.py) the answers become S3's where the server's differ: encryption ETags, checksums, a server
+clock of its own.
 """
 
 from __future__ import annotations
