@@ -11,7 +11,9 @@ exact fault sequence, vary a little between replays; the seed still reproduces t
 
 Environment: FAULT_TRIALS (trials per setting; unset, as in `make test`, only the quick settings run, once each;
 `make faults` runs 30 of every setting), FAULT_SEED (replay one seed in every selected setting), FAULT_ATTEMPTS
-(the operator's patience under faults), FAULT_RUNTIME (the checkout whose handler/ the CLI runs).
+(the operator's patience under faults), FAULT_RUNTIME (the checkout whose handler/ the CLI runs),
+FAULT_STORM_LONG (run the 3-minute throttling-storm measurement) and FAULT_STORM_REPORT (a file the storm
+settings append their measurements to, one JSON line each).
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ import pytest
 from tests.conftest import REPO, write_config
 from tests.e2e.cli_fixtures import CLI_TIMEOUT, child_env
 from tests.faults.proxy import FaultProxy, Request, Rule
+from tests.faults.s3model import NOT_MD5, S3Model, checksum, describe
 from tests.faults.servers import MOTO_CREDENTIALS, Credentials, s3_client
 from tests.faults.verifier import LEDGER_ROOT, Snapshot, overwritten, snapshot, verify
+
+SKEWED_CLOCK = Path(__file__).parent / "skewed_clock"
+"""A folder whose sitecustomize.py moves a child's wall clock by FAULT_CLOCK_OFFSET seconds."""
 
 DATASET = "movielens"
 TRIALS = int(os.environ.get("FAULT_TRIALS") or 1)
@@ -143,6 +149,12 @@ class Trial:
     """Campaign-level findings besides the verifier's (liveness, unexpected exit codes)."""
     ttl: int = 4
     config_path: Path | None = None
+    server_s3: Any = None
+    """Straight to the server, past the model too (moto's own view: backdating, its MD5 ETags)."""
+    cli_timeout: float = CLI_TIMEOUT
+    """Seconds before a CLI run counts as hung (a long storm measurement raises it)."""
+    clock_offset: float = 0.0
+    """The CLI's machine clock, seconds off the real one (`spawn(clock_offset=...)` for one run)."""
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -206,14 +218,19 @@ class Trial:
             *args,
         ]
 
-    def env(self) -> dict[str, str]:
-        return child_env(self.credentials.env())
+    def env(self, clock_offset: float | None = None) -> dict[str, str]:
+        env = child_env(self.credentials.env())
+        offset = self.clock_offset if clock_offset is None else clock_offset
+        if offset:
+            env["FAULT_CLOCK_OFFSET"] = str(offset)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SKEWED_CLOCK), env.get("PYTHONPATH")) if p)
+        return env
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
+    def spawn(self, *args: str, clock_offset: float | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             self.argv(*args),
             cwd=RUNTIME,
-            env=self.env(),
+            env=self.env(clock_offset),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -222,12 +239,12 @@ class Trial:
     def finish(self, proc: subprocess.Popen[str], label: str, note: str = "") -> Attempt:
         """Wait for a spawned run and record it as an attempt."""
         try:
-            out, err = proc.communicate(timeout=CLI_TIMEOUT)
+            out, err = proc.communicate(timeout=self.cli_timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate(timeout=30)
-            note = (note + "; " if note else "") + f"hung: killed after {CLI_TIMEOUT}s"
-            self.problems.append(f"liveness: {label} hung for {CLI_TIMEOUT}s")
+            note = (note + "; " if note else "") + f"hung: killed after {self.cli_timeout:.0f}s"
+            self.problems.append(f"liveness: {label} hung for {self.cli_timeout:.0f}s")
         attempt = Attempt(label, list(proc.args), proc.returncode, out, err, note)  # type: ignore[arg-type]
         self.attempts.append(attempt)
         return attempt
@@ -303,6 +320,48 @@ class Trial:
 
     # ---- the verdict --------------------------------------------------------------------------------------------
 
+    @property
+    def opaque_etags(self) -> bool:
+        """Whether the model gives the source or the raw bucket ETags that are not MD5s (KMS, DSSE, SSE-C)."""
+        model = self.proxy.model
+        return model is not None and any(
+            (e := model.encryption.get(b)) is not None and e.algorithm in NOT_MD5 for b in (self.source, self.raw)
+        )
+
+    def checksums(self) -> list[str]:
+        """Every landed object whose source still holds the version it claims: its checksum, as S3 answers it
+        (HEAD with checksum mode, through the model), must be that of the source's bytes. A landing whose bytes
+        are right but whose checksum is not (`S3Model.corrupt`) is what a copy must never count as copied."""
+        problems = []
+        source = versions_in(self.s3, self.source)
+        for key, (_, lineage) in sorted(self.snapshot().items()):
+            source_key, source_etag = lineage.get("ingest-source-key"), lineage.get("ingest-source-etag")
+            if not source_key or source.get(source_key) != source_etag:
+                continue
+            head = self.s3.head_object(Bucket=self.raw, Key=key, ChecksumMode="ENABLED")
+            algorithm = next((n[8:] for n in head if n.startswith("Checksum") and n != "ChecksumType"), None)
+            if algorithm is None:
+                problems.append(f"checksum: {key!r} answers no checksum")
+                continue
+            body = self.s3.get_object(Bucket=self.source, Key=source_key)["Body"].read()
+            if head[f"Checksum{algorithm}"] != checksum(algorithm, body):
+                problems.append(
+                    f"checksum: {key!r} has {algorithm} {head[f'Checksum{algorithm}']}, but its source "
+                    f"{source_key!r} (ETag {source_etag}) has {checksum(algorithm, body)}"
+                )
+        return problems
+
+    def failed_objects(self, attempt: Attempt) -> int | None:
+        """How many objects a run reported failed (its --json answer, or the sum over its runs), None if it gave no
+        such answer."""
+        answer = attempt.answer() or {}
+        if isinstance(answer.get("failed"), int):
+            return int(answer["failed"])
+        runs = answer.get("runs")
+        if not isinstance(runs, list):
+            return None
+        return sum(int(run.get("failed") or 0) for run in runs if isinstance(run, dict))
+
     def snapshot(self) -> Snapshot:
         return snapshot(self.s3, self.raw)
 
@@ -341,8 +400,19 @@ class Trial:
         if settled is None:
             settled = bool(self.attempts) and self.attempts[-1].returncode == EXIT_OK
         violations = list(self.problems)
-        violations += verify(self.s3, self.source, self.raw, DATASET, expected=expected, settled=settled)
+        violations += verify(
+            self.s3,
+            self.source,
+            self.raw,
+            DATASET,
+            expected=expected,
+            settled=settled,
+            check_bytes=self.proxy.model is not None,
+            etags_are_md5=not self.opaque_etags,
+        )
         violations += self.rewrites()
+        if self.proxy.model is not None:
+            violations += self.checksums()
         if before is not None:
             violations += overwritten(before, self.snapshot())
         return list(dict.fromkeys(violations))  # the same finding from two checks once
@@ -372,6 +442,7 @@ class Trial:
             "attempts: " + "; ".join(a.summary() for a in self.attempts),
             "faults injected: "
             + (", ".join(f"{f}/{op} x{n}" for (f, op), n in sorted(self.proxy.injected.items())) or "none"),
+            *([f"S3 model: {describe(self.proxy.model)}"] if self.proxy.model is not None else []),
         ]
         failed = next((a for a in reversed(self.attempts) if a.returncode != EXIT_OK), None)
         if failed is not None and failed is not last:
@@ -401,18 +472,29 @@ def trial(
     credentials: Credentials = MOTO_CREDENTIALS,
     flags: tuple[str, ...] = (),
     buckets: tuple[str, str] | None = None,
+    model: S3Model | None = None,
     **proxy_options: Any,
 ) -> Iterator[Trial]:
     """A trial behind a fresh proxy; `buckets` (source, raw) are made here when not given. Any CLI left running
-    by a failed trial is killed (and continued, if it was stopped) on the way out."""
+    by a failed trial is killed (and continued, if it was stopped) on the way out.
+
+    With a `model` (s3model.py) the server answers as S3 would, and the trial's own client (seeding, mutating,
+    verifying) sees the same S3 through a second, faultless proxy sharing the model; `Trial.server_s3` is the
+    server itself."""
     if buckets is None:
         suffix = uuid.uuid4().hex[:10]
         buckets = (f"source-{suffix}", f"raw-{suffix}")
         for bucket in buckets:
             s3.create_bucket(Bucket=bucket)
-    with FaultProxy(upstream, seed=seed, **proxy_options) as proxy:
-        running = Trial(setting, seed, server, proxy, s3, *buckets, workdir, credentials, flags)
-        yield running
+    with FaultProxy(upstream, seed=seed, model=model, **proxy_options) as proxy:
+        if model is None:
+            running = Trial(setting, seed, server, proxy, s3, *buckets, workdir, credentials, flags, server_s3=s3)
+            yield running
+            return
+        with FaultProxy(upstream, model=model) as clean:
+            view = s3_client(clean.url, credentials=credentials, response_checksum_validation="when_required")
+            running = Trial(setting, seed, server, proxy, view, *buckets, workdir, credentials, flags, server_s3=s3)
+            yield running
 
 
 def reap(*procs: subprocess.Popen[str]) -> None:

@@ -12,6 +12,11 @@ CopyObject of a key, every PutObject of `lock.json`, ...), which are consulted f
 
 Requests are classified into S3 operation names from their method, path-style path, query and the
 `x-amz-copy-source` header only, so the classification holds for any client and any server.
+
+A throttling storm (`start_storm`: 503 SlowDown at a rate for a window of time) and the proxy's timeline
+(`per_operation`, `attempts_per_object`, `repeat_gaps`) measure what a client does under throttling. With an
+`S3Model` (s3model.py) the answers become S3's where the server's differ: encryption ETags, checksums, a server
+clock of its own.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from tests.faults.s3model import S3Model
 
 UPSTREAM_TIMEOUT = 120.0
 """Seconds: only bounds a hung server; matches the runtime's read timeout."""
@@ -153,6 +161,38 @@ class Logged(NamedTuple):
     fault: Fault | None
 
 
+class Seen(NamedTuple):
+    """One request on the proxy's timeline: when it arrived (time.monotonic()), what it was, what was done to it."""
+
+    at: float
+    operation: str
+    bucket: str | None
+    key: str | None
+    fault: Fault | None
+
+
+OBJECT_OPERATIONS = frozenset(
+    {"HeadObject", "GetObject", "PutObject", "CopyObject", "DeleteObject", "UploadPartCopy", "UploadPart"}
+    | {"CreateMultipartUpload", "CompleteMultipartUpload", "AbortMultipartUpload"}
+)
+
+
+@dataclass
+class Storm:
+    """503 SlowDown at `rate` for `seconds` from its start (the first request after it was set, or when set)."""
+
+    rate: float
+    seconds: float
+    operations: frozenset[str] | None
+    rng: random.Random
+    started: float | None = None
+
+    def window(self, now: float) -> bool:
+        if self.started is None:
+            self.started = now
+        return now - self.started < self.seconds
+
+
 class Applied(NamedTuple):
     """A write the server answered 2xx (whether or not the client got that answer): what landed, and when.
 
@@ -239,7 +279,9 @@ class FaultProxy:
 
     `with FaultProxy("http://127.0.0.1:5000", seed=7, rates={SLOWDOWN: 0.02}) as proxy: ... proxy.url`.
     `rate_operations` limits random faults to some operations (None: every request); `delay` is how long a
-    random DELAY sleeps.
+    random DELAY sleeps; `model` makes the server's answers S3's (s3model.py: encryption ETags, checksums, a
+    server clock of its own). Two proxies may share one model: one faulty for the client under test, one clean
+    for the test's own view of the same S3.
     """
 
     def __init__(
@@ -250,6 +292,7 @@ class FaultProxy:
         rates: Mapping[Fault, float] | None = None,
         rate_operations: Collection[str] | None = None,
         delay: float = 0.5,
+        model: S3Model | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
@@ -259,8 +302,12 @@ class FaultProxy:
         self.upstream_port = parts.port
         self.seed = seed
         self.delay = delay
+        self.model = model
+        """What S3 does that the server does not (s3model.py); None: answers are forwarded as they are."""
+        self.storm: Storm | None = None
         self.injected: Counter[tuple[Fault, str]] = Counter()
         self.log: list[Logged] = []
+        self.timeline: list[Seen] = []
         self.applied: list[Applied] = []
         self.rules: list[Rule] = []
         self._rng = random.Random(seed)
@@ -315,6 +362,65 @@ class FaultProxy:
             self._rates = [(fault, float(rates[fault])) for fault in ALL_FAULTS if rates.get(fault)]
             self._rate_operations = None if operations is None else frozenset(operations)
 
+    def start_storm(
+        self,
+        rate: float,
+        seconds: float,
+        *,
+        operations: Collection[str] | None = None,
+        now: bool = False,
+        seed: int | None = None,
+    ) -> Storm:
+        """A throttling storm: 503 SlowDown (S3's XML body) for a share `rate` of the requests arriving within
+        `seconds` of its start, which is the first request from now on (or now, with `now=True`). Drawn from an
+        RNG of its own (seeded from `seed`, else the proxy's seed), so rates set beside it keep their sequence;
+        rules still come first, random rates apply to what the storm lets through."""
+        if not 0 <= rate <= 1 or seconds < 0:
+            raise ValueError(f"a storm needs 0 <= rate <= 1 and seconds >= 0, not {rate}, {seconds}")
+        storm = Storm(
+            rate,
+            seconds,
+            None if operations is None else frozenset(operations),
+            random.Random(self.seed if seed is None else seed),
+            time.monotonic() if now else None,
+        )
+        with self._lock:
+            self.storm = storm
+        return storm
+
+    def per_operation(self) -> Counter[str]:
+        """Requests seen, by operation."""
+        with self._lock:
+            return Counter(seen.operation for seen in self.timeline)
+
+    def attempts_per_object(
+        self, bucket: str | None = None, operations: Collection[str] = OBJECT_OPERATIONS
+    ) -> Counter[tuple[str, str, str]]:
+        """(operation, bucket, key) -> requests seen for it: how often each object's request was sent."""
+        with self._lock:
+            return Counter(
+                (seen.operation, seen.bucket or "", seen.key)
+                for seen in self.timeline
+                if seen.key is not None and seen.operation in operations and (bucket is None or seen.bucket == bucket)
+            )
+
+    def repeat_gaps(self, bucket: str | None = None, operations: Collection[str] = OBJECT_OPERATIONS) -> list[float]:
+        """Seconds between a throttled object request and the next request of the same operation and key: how
+        long the client waited before asking again."""
+        last: dict[tuple[str, str | None, str], Seen] = {}
+        gaps = []
+        with self._lock:
+            timeline = list(self.timeline)
+        for seen in timeline:
+            if seen.key is None or seen.operation not in operations or (bucket is not None and seen.bucket != bucket):
+                continue
+            ident = (seen.operation, seen.bucket, seen.key)
+            before = last.get(ident)
+            if before is not None and before.fault is Fault.SLOWDOWN:
+                gaps.append(seen.at - before.at)
+            last[ident] = seen
+        return gaps
+
     def add_rule(self, rule: Rule) -> Rule:
         with self._lock:
             self.rules.append(rule)
@@ -331,6 +437,7 @@ class FaultProxy:
             self.rules.clear()
             self._rates = []
             self._rate_operations = None
+            self.storm = None
 
     def reset(self, seed: int | None = None) -> None:
         """As if freshly started with `seed`: no rules or rates, empty counters and logs, the RNG reseeded."""
@@ -340,6 +447,7 @@ class FaultProxy:
             self._rng = random.Random(seed)
             self.injected.clear()
             self.log.clear()
+            self.timeline.clear()
             self.applied.clear()
 
     def requests(self, operation: str | None = None) -> list[Logged]:
@@ -365,11 +473,21 @@ class FaultProxy:
                     decision = _Decision(rule.fault, rule.delay, rule.action)
                     break
             else:
-                decision = self._draw(request)
+                decision = self._storm(request) or self._draw(request)
             if decision.fault is not None:
                 self.injected[(decision.fault, request.operation)] += 1
             self.log.append(Logged(request.operation, request.key, decision.fault))
+            self.timeline.append(Seen(time.monotonic(), request.operation, request.bucket, request.key, decision.fault))
             return decision
+
+    def _storm(self, request: Request) -> _Decision | None:
+        storm = self.storm
+        if storm is None or not storm.window(time.monotonic()):
+            return None
+        draw = storm.rng.random()
+        if storm.operations is not None and request.operation not in storm.operations:
+            return None
+        return _Decision(Fault.SLOWDOWN) if draw < storm.rate else None
 
     def _draw(self, request: Request) -> _Decision:
         """One draw per request whenever rates are set, eligible or not, so the sequence depends only on order."""
@@ -384,6 +502,47 @@ class FaultProxy:
             if draw < threshold:
                 return _Decision(fault, self.delay)
         return _Decision(None)
+
+    def _fetch(self, bucket: str, key: str, etag: str | None) -> tuple[int, str, bytes]:
+        """A GET straight to the server (never faulted, never logged), pinned to `etag` when given: the model
+        computes a checksum from the bytes of the very version it describes."""
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=UPSTREAM_TIMEOUT)
+        try:
+            # moto wants a SigV4-shaped Authorization but checks no signature (the model is for moto: s3model.py).
+            headers = {
+                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, "
+                "SignedHeaders=host, Signature=0",
+                **({"If-Match": f'"{etag}"'} if etag else {}),
+            }
+            conn.request("GET", f"/{quote(bucket, safe='')}/{quote(key, safe='/~')}", headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, (response.getheader("ETag") or "").strip('"'), body
+        finally:
+            conn.close()
+
+
+class _Buffered:
+    """A whole answer in memory, rewritten by the model, with the little of HTTPResponse the relay uses."""
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status, self.reason, self._headers = status, reason, headers
+        self._body = body
+        self.chunked = False
+        self.length: int | None = len(body)
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return self._headers
+
+    def read(self) -> bytes:
+        body, self._body, self.length = self._body, b"", 0
+        return body
+
+    def read1(self, size: int = -1) -> bytes:
+        size = len(self._body) if size < 0 else size
+        chunk, self._body = self._body[:size], self._body[size:]
+        self.length = len(self._body)
+        return chunk
 
 
 class _Server(ThreadingHTTPServer):
@@ -466,12 +625,18 @@ class _Handler(BaseHTTPRequestHandler):
         if fault in (Fault.SLOWDOWN, Fault.ERROR_500):
             self._answer_error(fault)
             return
+        proxy = self.server.proxy
+        headers, method = list(self.headers.items()), self.command
+        if proxy.model is not None:
+            headers, method = proxy.model.prepare(operation, method, bucket, headers)
         try:
-            upstream, response = self._forward(body)
+            upstream, response = self._forward(body, headers, method)
+            if proxy.model is not None:
+                response = self._modelled(proxy.model, request, headers, response)
         except (ConnectionError, TimeoutError, http.client.HTTPException, OSError):
             self._answer(502, "Bad Gateway", _s3_error("BadGateway", "fault proxy: the upstream server failed"))
             return
-        self.server.proxy._record_applied(request, response.status, self.headers.items())
+        proxy._record_applied(request, response.status, self.headers.items())
         try:
             if fault is Fault.LOST_AFTER:
                 response.read()  # the server has applied it; its answer is dropped
@@ -517,8 +682,30 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ConnectionError("client closed mid-body")
             raw += data
 
-    def _forward(self, body: bytes) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """Send the request upstream unchanged: same method, target, headers (Host too) and body bytes.
+    def _modelled(
+        self, model: S3Model, request: Request, headers: list[tuple[str, str]], response: http.client.HTTPResponse
+    ) -> _Buffered:
+        """The server's whole answer, rewritten into S3's by the model."""
+        data = response.read()
+        out_headers, out_body = model.respond(
+            self.command,
+            request.operation,
+            request.target,
+            request.bucket,
+            request.key,
+            headers,
+            response.status,
+            response.getheaders(),
+            data,
+            self.server.proxy._fetch,
+        )
+        return _Buffered(response.status, response.reason, out_headers, out_body)
+
+    def _forward(
+        self, body: bytes, headers: Iterable[tuple[str, str]], method: str
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send the request upstream unchanged: same method, target, headers (Host too) and body bytes (the model,
+        if any, has translated its conditions, and may ask a HEAD as a GET).
 
         One upstream connection per request: a reused one that the server had closed could not tell "not sent"
         from "applied", which is exactly the ambiguity this proxy injects on purpose only.
@@ -526,8 +713,8 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=UPSTREAM_TIMEOUT)
         try:
-            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            for name, value in self.headers.items():
+            upstream.putrequest(method, self.path, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
                 upstream.putheader(name, value)
             upstream.endheaders()
             if body:
@@ -547,10 +734,12 @@ class _Handler(BaseHTTPRequestHandler):
         return self.command == "HEAD" or status in (204, 304) or 100 <= status < 200
 
     def _answer(self, status: int, reason: str, body: bytes) -> None:
+        model = self.server.proxy.model
         headers = [
             ("Content-Type", "application/xml"),
             ("Content-Length", str(len(body))),
             ("x-amz-request-id", "fault-proxy"),
+            ("Date", model.date_header() if model is not None else formatdate(usegmt=True)),
         ]
         self.wfile.write(self._head_bytes(status, reason, headers) + (b"" if self._bodiless(status) else body))
 

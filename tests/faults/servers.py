@@ -43,8 +43,16 @@ _SESSION = boto3.session.Session()
 client would cost a noticeable share of the suite's time (clients are only made from the test's main thread)."""
 
 
-def s3_client(url: str, *, attempts: int | None = None, credentials: Credentials = MOTO_CREDENTIALS) -> Any:
-    """A boto3 S3 client; `attempts=1` turns retries off, so a test sees exactly the fault the proxy injected."""
+def s3_client(
+    url: str,
+    *,
+    attempts: int | None = None,
+    credentials: Credentials = MOTO_CREDENTIALS,
+    response_checksum_validation: str = "when_supported",
+) -> Any:
+    """A boto3 S3 client; `attempts=1` turns retries off, so a test sees exactly the fault the proxy injected.
+    `response_checksum_validation="when_required"` reads bytes whose checksum is wrong instead of raising (a
+    verifier that must report such an object, not crash on it)."""
     retries: dict[str, Any] = {"mode": "standard"}
     if attempts is not None:
         retries["total_max_attempts"] = attempts
@@ -54,7 +62,12 @@ def s3_client(url: str, *, attempts: int | None = None, credentials: Credentials
         region_name=REGION,
         aws_access_key_id=credentials.access_key,
         aws_secret_access_key=credentials.secret_key,
-        config=Config(retries=retries, connect_timeout=10, read_timeout=60),
+        config=Config(
+            retries=retries,
+            connect_timeout=10,
+            read_timeout=60,
+            response_checksum_validation=response_checksum_validation,
+        ),
     )
 
 

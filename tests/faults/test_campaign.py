@@ -13,21 +13,42 @@ that rely on CopySourceIfMatch) run on moto only: rclone ignores conditional wri
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
+import statistics
+import subprocess
+import sys
 import time
+from collections import Counter
+from collections.abc import Iterable
 from datetime import date as Date
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 
 from tests.e2e.cli_fixtures import Stage, moto_server_fixture, stage_fixture  # noqa: F401 (fixtures)
-from tests.faults.campaign import EXIT_IN_PROGRESS, EXIT_OK, FULL, Attempt, Trial, reap, trial, trial_params
+from tests.faults.campaign import (
+    EXIT_IN_PROGRESS,
+    EXIT_OK,
+    FULL,
+    REPLAY,
+    RUNTIME,
+    Attempt,
+    Trial,
+    reap,
+    trial,
+    trial_params,
+)
 from tests.faults.proxy import DELAY, ERROR_500, LOST_AFTER, RESET_BEFORE, RESET_BODY, SLOWDOWN, Fault, Rule
+from tests.faults.s3model import S3Model
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_server_fixture, s3_client  # noqa: F401 (fixture)
-from tests.faults.verifier import kind_of
+from tests.faults.verifier import LEDGER_ROOT, kind_of
 
 NIGHT = Date(2026, 5, 11)
 RANDOM_RATES: dict[str, dict[Fault, float]] = {
@@ -347,3 +368,248 @@ def test_trials_report_their_seed_setting_violations_and_output(stage: Stage) ->
     assert 'its stdout: {"status": "partial"}' in report and "its stderr:\nboom" in report
     assert 'last stdout: {"status": "ok"}' in report
     assert report.endswith("fine")
+
+
+# ---- (e) S3 as users have it: encryption, checksums, throttling storms, clocks (issue 22) ---------------------
+#
+# These run on moto behind the proxy's S3 model (tests/faults/s3model.py): KMS, DSSE and SSE-C buckets whose
+# ETags are not MD5s, S3's checksums, 503 SlowDown storms, a server clock of its own. The trial's own client sees
+# the same S3 through a faultless twin of the proxy, so the verdict reads what the runtime read.
+
+ENCRYPTED = {
+    "kms-to-sse-s3": ("aws:kms", "AES256"),
+    "kms-to-kms": ("aws:kms", "aws:kms"),
+    "sse-s3-to-dsse": ("AES256", "aws:kms:dsse"),
+    "kms-to-dsse": ("aws:kms", "aws:kms:dsse"),
+}
+"""variant -> (the source bucket's encryption, the raw bucket's)."""
+SOURCE_ALGORITHMS = ("CRC64NVME", "CRC32")
+"""How the sources were uploaded: without a checksum (S3 adds CRC64NVME) or by boto3 (CRC32)."""
+STORM_RATE, STORM_SECONDS = 0.5, 20.0
+LONG_STORM_SECONDS, LONG_STORM_OBJECTS = 180.0, 600
+MAX_REQUESTS_PER_OBJECT_CALL = 20
+"""Requests of one operation on one data object (a source or landed key; the ledger's documents are read again
+and again by design): the runtime's 10 attempts on each of two roads at worst, more is amplification."""
+QUICK_REPEAT, QUICK_REPEAT_SHARE = 0.010, 0.05
+"""A throttled request asked again within 10 ms had no backoff; botocore's own jitter does that to 1 % of its
+retries, so more than 5 % means a road that does not back off."""
+SKEWS = {"ahead": 600, "behind": -600}
+"""The server's clock against the machine's, seconds."""
+MIN_AGE = 300
+
+
+def modelled_trial(stage: Stage, setting: str, seed: int, model: S3Model, **proxy_options: Any) -> Any:
+    return trial(
+        setting,
+        seed,
+        upstream=stage.url,
+        s3=stage.s3,
+        workdir=stage.workdir,
+        buckets=(stage.source, stage.raw),
+        model=model,
+        **proxy_options,
+    )
+
+
+@pytest.mark.parametrize(("variant", "seed"), trial_params("encrypted", tuple(ENCRYPTED), quick=("kms-to-sse-s3",)))
+def test_encrypted_sources_land_exactly_once(stage: Stage, variant: str, seed: int) -> None:
+    """Every object lands, once, with its bytes and lineage, whatever the two buckets' encryption; in the full
+    campaign through the mixed random faults, two nights. (Before issue 22 a KMS source below the multipart
+    threshold was copied, judged a mismatch on its non-MD5 ETag, deleted, and never landed.)"""
+    model = S3Model()
+    with modelled_trial(stage, f"encrypted-{variant}", seed, model, delay=PROXY_DELAY) as t:
+        source_encryption, raw_encryption = ENCRYPTED[variant]
+        model.encrypt(t.source, source_encryption)
+        model.encrypt(t.raw, raw_encryption)
+        model.put_algorithm[t.source] = t.rng.choice(SOURCE_ALGORITHMS)
+        two_nights_under_random_faults(t, RANDOM_RATES["mixed"] if FULL else {})
+
+
+@pytest.mark.parametrize("seed", trial_params("corrupt"))
+def test_a_landing_whose_checksum_is_not_its_sources_never_counts_as_copied(stage: Stage, seed: int) -> None:
+    """One to three copies land with a checksum that is not their source's (the model's `corrupt`; the bytes and,
+    in these unencrypted buckets, the MD5 ETags still agree): no such landing may stay recorded as copied; the
+    object must land whole on a later run. The verdict compares every landed object's checksum with its
+    source's bytes."""
+    model = S3Model()
+    with modelled_trial(stage, "corrupt", seed, model) as t:
+        objects = t.seed_source()
+        model.put_algorithm[t.source] = t.rng.choice(SOURCE_ALGORITHMS)
+        for key in t.rng.sample(sorted(objects), t.rng.randint(1, 3)):
+            model.corrupt(t.raw, "/" + key.rsplit("/", 1)[1], exact=False)
+        t.config(ttl=4)
+        t.until_ok("--date", day(0), label="night")
+        t.check(objects)
+
+
+def storm_night(t: Trial, seconds: float, objects: int | None = None, report: str | None = None) -> dict[str, Any]:
+    """One night under a 50 % SlowDown storm from its first request; what it cost, measured at the proxy (and
+    appended to the file `report` as one JSON line, before the verdict)."""
+    expected = t.seed_source(objects)
+    t.config(ttl=4)
+    t.proxy.start_storm(STORM_RATE, seconds)
+    started = time.monotonic()
+    night = t.run("--date", day(0), label=f"night under a {STORM_RATE:.0%} storm of {seconds:.0f}s")
+    duration = time.monotonic() - started
+    per_call = Counter(
+        {call: n for call, n in t.proxy.attempts_per_object().items() if not call[2].startswith(LEDGER_ROOT)}
+    )
+    gaps = t.proxy.repeat_gaps()
+    landed = {key for (operation, _, key) in per_call if operation == "CopyObject" and key}
+    quick = sum(1 for gap in gaps if gap < QUICK_REPEAT)
+    copies = sum(n for (operation, _, _), n in per_call.items() if operation == "CopyObject")
+    landed_tonight = {lineage.get("ingest-source-key") for _, lineage in t.snapshot().values()}
+    measured = {
+        "objects": len(expected),
+        "exit": night.returncode,
+        "failed": t.failed_objects(night),
+        "not_landed": len(set(expected) - landed_tonight),
+        "seconds": round(duration, 1),
+        "throttled": sum(n for (fault, _), n in t.proxy.injected.items() if fault is SLOWDOWN),
+        "requests": sum(t.proxy.per_operation().values()),
+        "requests_per_object": round(sum(t.proxy.per_operation().values()) / max(1, len(expected)), 2),
+        "copies_per_object": round(copies / max(1, len(landed)), 2),
+        "max_requests_per_call": max(per_call.values(), default=0),
+        "repeats": len(gaps),
+        "repeats_within_10ms": quick,
+        "median_repeat_gap_ms": round(1000 * statistics.median(gaps), 1) if gaps else None,
+    }
+    print(f"storm measurement: {json.dumps(measured)}")
+    if report:
+        with open(report, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"runtime": str(RUNTIME), "seed": t.seed, **measured}) + "\n")
+    if night.returncode != EXIT_OK or measured["failed"] or measured["not_landed"]:
+        t.problems.append(
+            f"throttling: the night under the storm exited {night.returncode}, {measured['failed']} objects "
+            f"reported failed, {measured['not_landed']} of {len(expected)} not landed ({measured})"
+        )
+    if measured["max_requests_per_call"] > MAX_REQUESTS_PER_OBJECT_CALL:
+        worst = per_call.most_common(1)[0]
+        t.problems.append(f"throttling: {worst[0]} was sent {worst[1]} times, over {MAX_REQUESTS_PER_OBJECT_CALL}")
+    if gaps and quick > QUICK_REPEAT_SHARE * len(gaps):
+        t.problems.append(
+            f"throttling: {quick} of {len(gaps)} throttled requests were asked again within "
+            f"{QUICK_REPEAT * 1000:.0f} ms (no backoff)"
+        )
+    t.proxy.clear()
+    t.until_ok("--date", day(0), label="operator")
+    t.check(expected)
+    return measured
+
+
+@pytest.mark.parametrize("seed", trial_params("storm"))
+def test_a_throttling_storm_slows_the_night_and_fails_nothing(stage: Stage, seed: int) -> None:
+    """50 % of requests answered 503 SlowDown for 20 s: the night completes with nothing failed, no object's call
+    sent more often than the attempts allow, throttled requests asked again only after a backoff."""
+    with modelled_trial(stage, "storm", seed, S3Model()) as t:
+        storm_night(t, STORM_SECONDS, report=os.environ.get("FAULT_STORM_REPORT"))
+
+
+@pytest.mark.skipif(not os.environ.get("FAULT_STORM_LONG"), reason="a 3-minute measurement: FAULT_STORM_LONG=1")
+def test_a_long_throttling_storm_measured(stage: Stage) -> None:
+    """The issue's measurement: 600 objects, 50 % SlowDown for 180 s. Prints (and, with FAULT_STORM_REPORT=path,
+    appends as a JSON line) objects failed, duration, requests per object and the spacing of repeats."""
+    seed = int(REPLAY or 4242000)
+    with modelled_trial(stage, "storm-long", seed, S3Model()) as t:
+        t.cli_timeout = 1800
+        storm_night(t, LONG_STORM_SECONDS, LONG_STORM_OBJECTS, os.environ.get("FAULT_STORM_REPORT"))
+
+
+def backdate(t: Trial, keys: Iterable[str], seconds: float) -> None:
+    """Make source objects older on the server (moto runs in this process): as if written `seconds` ago."""
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for key in keys:
+        obj = backend.get_object(t.source, key)
+        obj.last_modified = obj.last_modified - timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(("variant", "seed"), trial_params("clock-min-age", tuple(SKEWS)))
+def test_min_age_is_judged_by_the_servers_clock(stage: Stage, variant: str, seed: int) -> None:
+    """The server's clock 10 minutes ahead of or behind the machine's, `min_age_seconds=300`: objects written
+    seconds ago (by the server's clock) are not copied, objects written 400 s ago are, each exactly once."""
+    offset = SKEWS[variant]
+    with modelled_trial(stage, f"clock-min-age-{variant}", seed, S3Model(clock_offset=offset)) as t:
+        old = t.seed_source(t.rng.randint(10, 20))
+        backdate(t, old, MIN_AGE + 100)
+        young = [f"movielens/ml-new/young-{n:02d}.csv" for n in range(t.rng.randint(3, 6))]
+        for key in young:
+            t.put_source(key)
+        t.config(ttl=4, min_age_seconds=MIN_AGE)
+        t.until_ok("--date", day(0), label=f"night, the server's clock {offset:+d}s")
+        landed_young = sorted(
+            lineage.get("ingest-source-key") or key
+            for key, (_, lineage) in t.snapshot().items()
+            if lineage.get("ingest-source-key") in young
+        )
+        landed_keys = {lineage.get("ingest-source-key") for _, lineage in t.snapshot().values()}
+        skipped_old = sorted(set(old) - landed_keys)
+        if skipped_old:
+            t.problems.append(
+                f"clock: {len(skipped_old)} of {len(old)} objects written {MIN_AGE + 100}s ago by the server's clock "
+                f"were not copied (min_age_seconds={MIN_AGE}, server clock {offset:+d}s), e.g. {skipped_old[0]!r}"
+            )
+        if landed_young:
+            t.problems.append(
+                f"clock: {len(landed_young)} of {len(young)} objects written seconds ago by the server's clock were "
+                f"copied despite min_age_seconds={MIN_AGE} (server clock {offset:+d}s), e.g. {landed_young[0]!r}"
+            )
+        t.check(old)
+
+
+@pytest.mark.parametrize(("variant", "seed"), trial_params("clock-lock", tuple(SKEWS)))
+def test_a_runner_whose_clock_is_the_servers_never_takes_over_a_live_lock(
+    stage: Stage, variant: str, seed: int
+) -> None:
+    """A live run holds the lock (its heartbeat renewing it; its copies slowed to keep it alive); the server's
+    clock is 10 minutes off its machine's, and a second runner starts on a machine whose clock agrees with the
+    server's. The second must find the lock live (exit 3) and never take it; the live run must finish (exit 0)."""
+    offset = SKEWS[variant]
+    with modelled_trial(stage, f"clock-lock-{variant}", seed, S3Model(clock_offset=offset)) as t:
+        objects = t.seed_source()
+        t.config(ttl=4, concurrency=1)
+        t.proxy.add_rule(Rule(DELAY, operation="CopyObject", key="ingest_date=", times=None, delay=0.15))
+        live = t.spawn("--date", day(0))
+        second = None
+        taken = False
+        try:
+            deadline = time.monotonic() + 60
+            while (t.lock_owner_pid() != live.pid or len(t.proxy.requests("CopyObject")) < 3) and (
+                live.poll() is None and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            second = t.spawn("--date", day(0), clock_offset=offset)
+            while second.poll() is None:
+                taken = taken or (t.lock_owner_pid() == second.pid and live.poll() is None)
+                time.sleep(0.05)
+            other = t.finish(second, "second runner", f"its clock {offset:+d}s, the server's")
+            first = t.finish(live, "live runner", "its clock the real one")
+        finally:
+            reap(live, *([second] if second else []))
+        if taken or other.returncode != EXIT_IN_PROGRESS:
+            t.problems.append(
+                f"clock: a runner whose clock is {offset:+d}s off the live runner's (and agrees with the server) "
+                f"exited {other.returncode}, not 3{', after taking over the live lock' if taken else ''}"
+            )
+        if first.returncode != EXIT_OK:
+            t.problems.append(f"clock: the live run exited {first.returncode} (its lock taken over?), not 0")
+        t.proxy.clear()
+        t.until_ok("--date", day(0), label="operator")
+        t.check(objects)
+
+
+def test_a_skewed_machine_clock_moves_the_childs_wall_clock_only(stage: Stage) -> None:
+    """The clock settings' second runner: its `time.time()` and `datetime.now()` are off by the offset, its
+    monotonic clock is not, and a datetime still pickles (worker processes get them)."""
+    with moto_trial(stage, "skewed-clock", 1) as t:
+        probe = (
+            "import time, datetime, pickle, json;"
+            "print(json.dumps([time.time(), datetime.datetime.now(datetime.UTC).timestamp(), time.monotonic(),"
+            " pickle.loads(pickle.dumps(datetime.datetime.now())).year]))"
+        )
+        before = time.time()
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=t.env(clock_offset=-600), capture_output=True, text=True, check=True
+        )
+        wall, aware, monotonic, year = json.loads(out.stdout)
+    assert -601 < wall - before < -598 and -601 < aware - before < -598
+    assert abs(monotonic - time.monotonic()) < 5 and year >= 2026

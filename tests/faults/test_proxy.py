@@ -1,4 +1,5 @@
-"""The fault proxy itself: each fault has the outcome a client and the server would see from real S3 trouble.
+"""The fault proxy itself: each fault has the outcome a client and the server would see from real S3 trouble,
+and its S3 model (s3model.py) answers what S3 answers where moto does not.
 
 Clients here run with retries off (`attempts=1`) wherever a test observes a fault, and read the server's
 truth with a direct client that bypasses the proxy.
@@ -6,12 +7,17 @@ truth with a direct client that bypasses the proxy.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import re
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -32,6 +38,7 @@ from tests.faults.proxy import (
     Rule,
     classify,
 )
+from tests.faults.s3model import S3Model, checksum, crc32c, crc64nvme
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_server_fixture, s3_client  # noqa: F401 (fixture)
 
 MiB = 1024 * 1024
@@ -535,3 +542,307 @@ def test_applied_writes_are_recorded_with_their_metadata_even_when_the_answer_wa
         ("PutObject", "kept.csv", 200, {"ingest-run-id": "r1"}),
         ("PutObject", "lost.csv", 200, {"ingest-run-id": "r2"}),
     ]
+
+
+# ---- the S3 model: what S3 answers where moto differs (s3model.py) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def modelled_proxy(moto_server: str) -> Iterator[FaultProxy]:
+    with FaultProxy(moto_server, seed=11, model=S3Model()) as running:
+        yield running
+
+
+@pytest.fixture
+def modelled(modelled_proxy: FaultProxy) -> FaultProxy:
+    """A proxy with an S3 model, fresh for each test."""
+    modelled_proxy.reset(seed=11)
+    assert modelled_proxy.model is not None
+    modelled_proxy.model.__init__()  # type: ignore[misc]
+    return modelled_proxy
+
+
+@pytest.fixture(scope="module")
+def s3(modelled_proxy: FaultProxy) -> Any:
+    """boto3 through the modelled proxy, retries off."""
+    return s3_client(modelled_proxy.url, attempts=1)
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def listed(client: Any, bucket: str) -> dict[str, dict[str, Any]]:
+    return {o["Key"]: o for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+@pytest.mark.parametrize("encryption", ["aws:kms", "aws:kms:dsse", "SSE-C"])
+def test_an_encrypted_buckets_etags_are_not_md5s_and_agree_in_every_answer(
+    modelled: FaultProxy, s3: Any, direct: Any, bucket: str, encryption: str
+) -> None:
+    assert modelled.model is not None
+    modelled.model.encrypt(bucket, encryption)
+    body = b"id,name\n1,a\n"
+
+    put = s3.put_object(Bucket=bucket, Key="data/a b+c.csv", Body=body)["ETag"].strip('"')
+    head = s3.head_object(Bucket=bucket, Key="data/a b+c.csv")
+    got = s3.get_object(Bucket=bucket, Key="data/a b+c.csv")
+    copy = s3.copy_object(Bucket=bucket, Key="copy.csv", CopySource={"Bucket": bucket, "Key": "data/a b+c.csv"})
+
+    assert re.fullmatch(r"[0-9a-f]{32}", put) and put != md5(body)
+    assert direct.head_object(Bucket=bucket, Key="data/a b+c.csv")["ETag"].strip('"') == md5(body)  # moto's own
+    assert head["ETag"].strip('"') == got["ETag"].strip('"') == put
+    assert got["Body"].read() == body
+    assert listed(s3, bucket)["data/a b+c.csv"]["ETag"].strip('"') == put
+    landed = copy["CopyObjectResult"]["ETag"].strip('"')
+    assert landed not in (put, md5(body))  # another key, another ETag, though the bytes are the same
+    assert s3.head_object(Bucket=bucket, Key="copy.csv")["ETag"].strip('"') == landed
+    assert listed(s3, bucket)["copy.csv"]["ETag"].strip('"') == landed
+    if encryption == "SSE-C":
+        assert head["SSECustomerAlgorithm"] == "AES256" and "ServerSideEncryption" not in head
+    else:
+        for answer in (head, got, copy):
+            assert answer["ServerSideEncryption"] == encryption
+            assert answer["SSEKMSKeyId"].startswith("arn:aws:kms:")
+
+
+def test_the_same_bytes_in_two_kms_buckets_have_two_etags_and_an_sse_s3_bucket_keeps_the_md5(
+    modelled: FaultProxy, s3: Any, direct: Any
+) -> None:
+    assert modelled.model is not None
+    names = []
+    for encryption in ("aws:kms", "aws:kms", "AES256"):
+        name = f"model-{uuid.uuid4().hex[:12]}"
+        direct.create_bucket(Bucket=name)
+        modelled.model.encrypt(name, encryption)
+        names.append(name)
+    etags = [s3.put_object(Bucket=name, Key="k", Body=b"same bytes")["ETag"].strip('"') for name in names]
+
+    assert etags[0] != etags[1]
+    assert etags[2] == md5(b"same bytes")
+    assert s3.head_object(Bucket=names[2], Key="k")["ServerSideEncryption"] == "AES256"
+
+
+def test_conditions_on_modelled_etags_hold_and_fail_as_on_s3(modelled: FaultProxy, s3: Any, bucket: str) -> None:
+    assert modelled.model is not None
+    modelled.model.encrypt(bucket, "aws:kms")
+    etag = s3.put_object(Bucket=bucket, Key="src", Body=b"v1")["ETag"]
+    the_md5 = f'"{md5(b"v1")}"'
+
+    assert s3.head_object(Bucket=bucket, Key="src", IfMatch=etag)["ETag"] == etag
+    assert s3.get_object(Bucket=bucket, Key="src", IfMatch=etag)["Body"].read() == b"v1"
+    for condition in ({"IfMatch": the_md5}, {"IfNoneMatch": etag}):
+        with pytest.raises(ClientError) as raised:
+            s3.head_object(Bucket=bucket, Key="src", **condition)
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] in (304, 412)
+    s3.copy_object(Bucket=bucket, Key="dst1", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch=etag)
+    with pytest.raises(ClientError) as raised:  # the MD5 is not this object's ETag on S3, so not here
+        s3.copy_object(
+            Bucket=bucket, Key="dst2", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch=the_md5
+        )  # noqa: E501
+    assert error_code(raised.value) == (412, "PreconditionFailed")
+    with pytest.raises(ClientError) as raised:
+        s3.put_object(Bucket=bucket, Key="src", Body=b"v2", IfMatch=the_md5)
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    s3.put_object(Bucket=bucket, Key="src", Body=b"v2", IfMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key="src")["Body"].read() == b"v2"
+
+
+# ---- checksums
+
+
+def test_checksum_values_are_s3s() -> None:
+    assert crc64nvme(b"123456789") == 0xAE8B14860A799888
+    assert crc32c(b"123456789") == 0xE3069283
+    assert checksum("CRC32", b"123456789") == base64.b64encode(bytes.fromhex("cbf43926")).decode()
+    assert checksum("CRC64NVME", b"") == base64.b64encode(bytes(8)).decode()
+
+
+def test_head_with_checksum_mode_answers_the_objects_algorithm_and_value_computed_from_its_bytes(
+    modelled: FaultProxy, s3: Any, direct: Any, bucket: str
+) -> None:
+    assert modelled.model is not None
+    body = b"x" * 1000
+    modelled.model.put_algorithm[bucket] = "CRC64NVME"  # as a tool that sends no checksum uploads it
+    s3.put_object(Bucket=bucket, Key="default", Body=body)
+    del modelled.model.put_algorithm[bucket]
+    s3.put_object(Bucket=bucket, Key="boto3", Body=body)  # boto3 sends CRC32
+    direct.put_object(Bucket=bucket, Key="unseen", Body=body)  # written behind the model's back: S3's default
+
+    default = s3.head_object(Bucket=bucket, Key="default", ChecksumMode="ENABLED")
+    boto3_put = s3.head_object(Bucket=bucket, Key="boto3", ChecksumMode="ENABLED")
+    unseen = s3.head_object(Bucket=bucket, Key="unseen", ChecksumMode="ENABLED")
+    plain = s3.head_object(Bucket=bucket, Key="boto3")
+
+    assert default["ChecksumCRC64NVME"] == unseen["ChecksumCRC64NVME"] == checksum("CRC64NVME", body)
+    assert default["ChecksumType"] == "FULL_OBJECT" and "ChecksumCRC32" not in default
+    assert boto3_put["ChecksumCRC32"] == checksum("CRC32", body) and "ChecksumCRC64NVME" not in boto3_put
+    assert boto3_put["ContentLength"] == 1000  # asked as a GET upstream, answered as a HEAD
+    assert not any(name.startswith("Checksum") for name in plain)
+    got = s3.get_object(Bucket=bucket, Key="boto3", ChecksumMode="ENABLED")  # botocore validates the CRC32 itself
+    assert got["Body"].read() == body and got["ChecksumCRC32"] == checksum("CRC32", body)
+    assert listed(s3, bucket)["boto3"]["ChecksumAlgorithm"] == ["CRC32"]
+    assert listed(s3, bucket)["default"]["ChecksumAlgorithm"] == ["CRC64NVME"]
+
+
+def test_a_copy_gets_the_algorithm_it_asks_for_or_keeps_the_sources(modelled: FaultProxy, s3: Any, bucket: str) -> None:
+    """moto labels the source's CRC32 as CRC64NVME on such a copy; the model answers S3's values."""
+    body = b"copied, checksummed\n" * 50
+    s3.put_object(Bucket=bucket, Key="src", Body=body)  # CRC32, as boto3 uploads
+
+    asked = s3.copy_object(
+        Bucket=bucket, Key="asked", CopySource={"Bucket": bucket, "Key": "src"}, ChecksumAlgorithm="CRC64NVME"
+    )
+    kept = s3.copy_object(Bucket=bucket, Key="kept", CopySource={"Bucket": bucket, "Key": "src"})
+
+    result = asked["CopyObjectResult"]
+    assert result["ChecksumCRC64NVME"] == checksum("CRC64NVME", body) and result["ChecksumType"] == "FULL_OBJECT"
+    assert "ChecksumCRC32" not in result
+    assert s3.head_object(Bucket=bucket, Key="asked", ChecksumMode="ENABLED")["ChecksumCRC64NVME"] == (
+        checksum("CRC64NVME", body)
+    )
+    assert kept["CopyObjectResult"]["ChecksumCRC32"] == checksum("CRC32", body)
+    assert s3.head_object(Bucket=bucket, Key="kept", ChecksumMode="ENABLED")["ChecksumCRC32"] == checksum("CRC32", body)
+
+
+def test_a_multipart_upload_lands_with_the_algorithm_it_asked_for_and_an_encrypted_etag(
+    modelled: FaultProxy, s3: Any, bucket: str
+) -> None:
+    assert modelled.model is not None
+    modelled.model.encrypt(bucket, "aws:kms")
+    body = b"one part\n" * 100
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="CRC32C")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=body)
+
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]}
+    )
+
+    etag = done["ETag"].strip('"')
+    assert re.fullmatch(r"[0-9a-f]{32}-1", etag)
+    assert done["ChecksumCRC32C"] == checksum("CRC32C", body) and done["ServerSideEncryption"] == "aws:kms"
+    head = s3.head_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
+    assert head["ETag"].strip('"') == etag and head["ChecksumCRC32C"] == checksum("CRC32C", body)
+
+
+def test_moto_alone_gives_kms_objects_md5_etags_and_mislabels_a_copied_checksum(direct: Any, bucket: str) -> None:
+    """Why the model exists; when this fails, moto has learnt what the model adds."""
+    direct.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]
+        },
+    )
+    body = b"moto's view\n" * 10
+    etag = direct.put_object(Bucket=bucket, Key="src", Body=body)["ETag"].strip('"')
+    copy = direct.copy_object(
+        Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"}, ChecksumAlgorithm="CRC64NVME"
+    )
+
+    assert etag == md5(body)  # S3: not the MD5 for SSE-KMS
+    assert copy["CopyObjectResult"]["ChecksumCRC64NVME"] != checksum("CRC64NVME", body)
+    assert copy["CopyObjectResult"]["ChecksumCRC64NVME"] == checksum("CRC32", body)  # the CRC32, mislabelled
+
+
+def test_a_corrupted_landing_has_a_checksum_that_is_not_its_bytes(modelled: FaultProxy, s3: Any, bucket: str) -> None:
+    assert modelled.model is not None
+    s3.put_object(Bucket=bucket, Key="src", Body=b"source bytes")
+    modelled.model.corrupt(bucket, "bad")
+    modelled.model.corrupt(bucket, "ad-", exact=False, times=2)
+
+    bad = s3.copy_object(Bucket=bucket, Key="bad", CopySource={"Bucket": bucket, "Key": "src"})
+    good = s3.copy_object(Bucket=bucket, Key="good", CopySource={"Bucket": bucket, "Key": "src"})
+
+    source = s3.head_object(Bucket=bucket, Key="src", ChecksumMode="ENABLED")["ChecksumCRC32"]
+    assert good["CopyObjectResult"]["ChecksumCRC32"] == source
+    assert bad["CopyObjectResult"]["ChecksumCRC32"] != source
+    assert s3.head_object(Bucket=bucket, Key="bad", ChecksumMode="ENABLED")["ChecksumCRC32"] != source
+    landings = [
+        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": "src"})["CopyObjectResult"]
+        for key in ("bad-1", "bad-2", "bad-3")
+    ]
+    assert [landing["ChecksumCRC32"] == source for landing in landings] == [False, False, True]
+
+
+# ---- throttling storms
+
+
+def test_a_storm_throttles_its_share_of_requests_in_its_window_only(
+    modelled: FaultProxy, s3: Any, direct: Any, bucket: str
+) -> None:
+    direct.put_object(Bucket=bucket, Key="k", Body=b"x")
+    modelled.start_storm(0.5, 60)
+    during = [_status(s3, bucket) for _ in range(60)]
+    modelled.start_storm(1.0, 0.3)  # its window opens at the next request
+    short = [_status(s3, bucket)]
+    time.sleep(0.5)
+    short += [_status(s3, bucket) for _ in range(5)]
+
+    assert set(during) == {200, 503} and 15 <= during.count(503) <= 45  # binomial(60, 0.5): 3.9 sd either side
+    assert short == [503, 200, 200, 200, 200, 200]
+    assert modelled.per_operation()["HeadObject"] == 66
+    assert modelled.attempts_per_object(bucket) == {("HeadObject", bucket, "k"): 66}
+    body = _raw_head_of_a_throttle(modelled, bucket)
+    assert b"<Code>SlowDown</Code>" in body
+
+
+def _status(s3: Any, bucket: str) -> int:
+    try:
+        s3.head_object(Bucket=bucket, Key="k")
+        return 200
+    except ClientError as err:
+        return int(err.response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+def _raw_head_of_a_throttle(proxy: FaultProxy, bucket: str) -> bytes:
+    proxy.add_rule(Rule(SLOWDOWN, operation="GetObject"))
+    conn = raw_connection(proxy)
+    try:
+        conn.request("GET", presigned(proxy, "GET", bucket, "k"))
+        response = conn.getresponse()
+        assert (response.status, response.reason) == (503, "Slow Down")
+        return response.read()
+    finally:
+        conn.close()
+
+
+def test_repeats_of_a_throttled_request_are_counted_with_their_spacing(
+    modelled: FaultProxy, direct: Any, bucket: str
+) -> None:
+    direct.put_object(Bucket=bucket, Key="k", Body=b"x")
+    retrying = s3_client(modelled.url, attempts=5)
+    modelled.add_rule(Rule(SLOWDOWN, operation="HeadObject", times=2))
+
+    retrying.head_object(Bucket=bucket, Key="k")
+
+    assert modelled.attempts_per_object(bucket)[("HeadObject", bucket, "k")] == 3
+    gaps = modelled.repeat_gaps(bucket)
+    assert len(gaps) == 2 and all(gap > 0 for gap in gaps)  # botocore's standard mode backs off between tries
+
+
+# ---- a server clock of its own
+
+
+@pytest.mark.parametrize("offset", [600, -600])
+def test_a_skewed_server_clock_moves_dates_and_last_modified_everywhere(
+    modelled: FaultProxy, s3: Any, direct: Any, bucket: str, offset: int
+) -> None:
+    assert modelled.model is not None
+    modelled.model.clock_offset = offset
+    direct.put_object(Bucket=bucket, Key="k", Body=b"x")
+    truth = direct.head_object(Bucket=bucket, Key="k")["LastModified"]
+
+    head = s3.head_object(Bucket=bucket, Key="k")
+    listing = listed(s3, bucket)["k"]
+    copy = s3.copy_object(Bucket=bucket, Key="k2", CopySource={"Bucket": bucket, "Key": "k"})
+    served = parsedate_to_datetime(head["ResponseMetadata"]["HTTPHeaders"]["date"])
+
+    assert (head["LastModified"] - truth).total_seconds() == offset
+    assert (listing["LastModified"] - truth).total_seconds() == offset
+    assert abs((copy["CopyObjectResult"]["LastModified"] - datetime.now(UTC)).total_seconds() - offset) < 5
+    assert abs((served - datetime.now(UTC)).total_seconds() - offset) < 5
+    modelled.add_rule(Rule(SLOWDOWN, operation="HeadObject"))
+    with pytest.raises(ClientError) as raised:
+        s3.head_object(Bucket=bucket, Key="k")
+    error_date = parsedate_to_datetime(raised.value.response["ResponseMetadata"]["HTTPHeaders"]["date"])
+    assert abs((error_date - datetime.now(UTC)).total_seconds() - offset) < 5
