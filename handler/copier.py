@@ -183,6 +183,17 @@ class _Attempt:
     """What a HEAD of the listed source version said (None: not read, `source_metadata: lineage`)."""
 
 
+def settle_own_landing(s3: Any, item: BatchItem, ctx: CopyContext, reason: str) -> ManifestLine | None:
+    """The item's line if its target holds this run's copy of the listed version, verified as a fresh copy is
+    (removed on a proven difference: a FAILED line), else None. How the finalize records a copy whose answer
+    never reached the ledger, so a recovered line says how it was verified like any other."""
+    head = s3io.head_or_none(s3, ctx.target_bucket, item.target, checksums=True)
+    if head is None or not is_own_landing(head, item, ctx.source_bucket, ctx.run_id):
+        return None
+    found = _line(item, COPIED, reason, meta.normalise(head.get("Metadata")).get(meta.TIMESTAMP))
+    return _settle(s3, _Attempt(item, ctx, found.ingested_at or ""), Facts.of(head), head, found)
+
+
 def _target_head(s3: Any, item: BatchItem, ctx: CopyContext) -> dict[str, Any] | None:
     """The target's HEAD, or None when it is free. A HEAD that fails here is no reason to fail the object: the
     copy itself never overwrites."""

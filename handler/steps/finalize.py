@@ -14,10 +14,9 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from .. import metadata as meta
 from .. import state
 from ..config import DatasetConfig
-from ..copier import is_own_landing
+from ..copier import settle_own_landing
 from ..errors import LockLost, RunNotFound
 from ..ledger import Ledger
 from ..lock import Lock
@@ -39,11 +38,12 @@ from ..records import (
     run_status,
     utc_stamp,
 )
-from ..s3io import head_or_none, jsonl_bytes
+from ..s3io import jsonl_bytes
 from ..selection import ROUTINE_SKIPS, UNCHANGED
 from ..shards import RunShard, StateIndex, StatePart, batch_number, split_sizes
 from ..state import record_landed, scratch_db
 from . import Job
+from .copy import copy_context
 
 MAX_FAILURES_IN_SUMMARY = 10
 
@@ -263,9 +263,6 @@ def _read_back(job: Job, run: OpenRun, line: ManifestLine) -> ManifestLine:
 
 
 def _landed_line(job: Job, run: OpenRun, item: BatchItem, reason: str) -> ManifestLine | None:
-    """The item's COPIED line if its target holds this run's copy of the listed version, else None."""
-    ds = job.dataset
-    head = head_or_none(job.s3, ds.target.bucket, item.target)
-    if head is None or not is_own_landing(head, item, ds.source.bucket, run.run_id):
-        return None
-    return ManifestLine.of(item, ObjectStatus.COPIED, reason, meta.normalise(head.get("Metadata")).get(meta.TIMESTAMP))
+    """The item's line if its target holds this run's copy of the listed version (verified as the copier
+    verifies a fresh copy, so the line records its checksum and how it was verified), else None."""
+    return settle_own_landing(job.s3, item, copy_context(job, run), reason)

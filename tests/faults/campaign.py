@@ -409,6 +409,7 @@ class Trial:
             settled=settled,
             check_bytes=self.proxy.model is not None,
             etags_are_md5=not self.opaque_etags,
+            checksum_verified=self.proxy.model is not None,
         )
         violations += self.rewrites()
         if self.proxy.model is not None:

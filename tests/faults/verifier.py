@@ -141,6 +141,7 @@ def verify(
     settled: bool = False,
     check_bytes: bool = False,
     etags_are_md5: bool = True,
+    checksum_verified: bool = False,
 ) -> list[str]:
     """Every violation of exactly-once the buckets and the ledger show; empty when all invariants hold.
 
@@ -150,6 +151,8 @@ def verify(
     compares the bytes of each landed object with its source while the source still holds that version.
     `etags_are_md5=False` (a KMS, DSSE or SSE-C bucket on either side: their ETags are not MD5s) drops the ETag
     comparison of a landed object with its source, which could only fail there; compare bytes instead.
+    `checksum_verified` (S3 as modelled: every object has a full-object checksum) requires every copied line to
+    say it was verified by checksum, and to record equal landed and source checksums.
     """
     ledger_prefix = ledger_prefix or f"{LEDGER_ROOT}{dataset_name}/"
     violations: list[str] = []
@@ -172,12 +175,25 @@ def verify(
 
     violations += _check_objects(s3, objects, source, source_bucket, raw_bucket, copied, check_bytes, etags_are_md5)
     violations += _check_copied_lines(objects, copied, source_bucket, raw_bucket)
+    if checksum_verified:
+        violations += _check_verified_by_checksum(copied)
     if expected is not None:
         violations += _check_expected(objects, copied, expected)
     violations += _check_state(s3, raw_bucket, ledger_prefix, ledger_keys, copied)
     if settled:
         violations += _check_settled(s3, raw_bucket, ledger_prefix, ledger_keys, lines)
     return violations
+
+
+def _check_verified_by_checksum(copied: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"checksum: {line['_manifest']} records {line.get('source_key')!r} verified by {line.get('verified')!r} "
+        f"(landed {line.get('checksum')}, source {line.get('source_checksum')}), not by equal checksums"
+        for line in copied
+        if line.get("verified") != "checksum"
+        or not line.get("checksum")
+        or line.get("checksum") != line.get("source_checksum")
+    ]
 
 
 def _manifest_lines(

@@ -637,6 +637,9 @@ def test_finalize_reconciles_batches_that_never_reported(s3, buckets):
     assert [lines[f"movielens/f{n}.csv"]["status"] for n in range(6)] == ["copied"] * 4 + ["failed"] * 2
     assert "found on reconcile" in lines["movielens/f2.csv"]["reason"]
     assert lines["movielens/f2.csv"]["ingested_at"] is not None
+    # a recovered line is verified like a fresh copy's: moto's MD5 ETags agree, and its checksum is recorded
+    assert {lines[f"movielens/f{n}.csv"]["verified"] for n in (2, 3)} == {"etag"}
+    assert all(lines[f"movielens/f{n}.csv"]["checksum"] for n in (2, 3))
     assert "did not complete" in lines["movielens/f4.csv"]["reason"]
     assert summary["status"] == "partial"
     assert (summary["copied"], summary["failed"]) == (4, 2)
