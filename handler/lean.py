@@ -12,12 +12,15 @@ Only the plain cases take this road, and each answer is what botocore would have
 
 - 200, 404 and 412 (the last two are final): answered here, in botocore's response shape (a 404 or 412 as the
   ClientError botocore raises, so s3errors.py translates both roads alike).
-- Anything else (a 5xx, a throttle, a redirect, a 403, a cut-off or unparseable body, a reset, a timeout, a
-  request with a parameter or a non-ASCII value this module does not send): this attempt is dropped and the
-  call is made again through botocore, whose retries, redirects and error parsing decide. A write whose
-  answer was lost here is therefore retried exactly as botocore retries its own: the copy carries
-  `If-None-Match: *` and the copier reads the target back on a refusal (copier.py); a conditional ledger
-  write carries its write id and is read back the same way (s3io.py).
+- A 5xx or a throttle (what botocore's standard retry rules retry): retried here, with the client's retry policy
+  (retries.py: botocore's rules and backoff, shared with botocore's road), and after the last attempt raised as
+  the ClientError botocore raises then.
+- Anything else (a redirect, a 403, a cut-off or unparseable body, a reset, a timeout, a request with a
+  parameter or a non-ASCII value this module does not send): this attempt is dropped and the call is made again
+  through botocore, whose redirects and error parsing decide, with the attempts left. A write whose answer was
+  lost is retried exactly as botocore retries its own: the copy carries `If-None-Match: *` and the copier reads
+  the target back on a refusal (copier.py); a conditional ledger write carries its write id and is read back
+  the same way (s3io.py).
 
 A client whose requests something answers before they are sent (moto's mock, botocore's Stubber) stays on
 botocore's road (`intercepted`). Other botocore event handlers registered on the client do not see requests on

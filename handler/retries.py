@@ -58,6 +58,10 @@ MODES = ("standard", "adaptive", "legacy")
 TOTAL_ATTEMPTS = "TotalAttempts"
 """The key in a final answer's ResponseMetadata that holds the attempts the call had on both roads."""
 
+LOG_EVERY = 60.0
+"""Seconds: while requests are being retried, a line at most this often says how many (a step's or run's end says
+it again for the whole; see `log_report`)."""
+
 _RETRY_HANDLER_ID = "retry-config-{service}"  # the unique_id botocore registers its retry handler under
 _CARRIED = "ingest_carried_attempts"  # in a botocore request's context: attempts it had on the short road
 
@@ -118,6 +122,7 @@ class Policy:
         self.limiter = _limiter(self._throttling, clock or bucket.Clock()) if adaptive_mode else None
         self._counts = Counts()
         self._lock = threading.Lock()
+        self._logged = (time.monotonic(), Counts())  # when the last periodic line was logged, and the counts then
         self._carry = threading.local()
 
     # -- what both roads ask -----------------------------------------------------------------------------
@@ -158,6 +163,13 @@ class Policy:
             counts.gave_up += retryable and delay is None
             counts.most_attempts = max(counts.most_attempts, attempt)
             counts.backoff_seconds += delay or 0.0
+            since, logged = self._logged
+            now = time.monotonic()
+            due = delay is not None and now - since >= LOG_EVERY
+            if due:
+                self._logged = (now, Counts(**asdict(counts)))
+        if due:
+            _log_counts(f"S3 retries in the last {now - since:.0f} s", self.counts().minus(logged), self.max_attempts)
         return delay
 
     def count(self, attempt: int) -> None:
@@ -301,7 +313,12 @@ def log_report(client: Any, what: str, since: Counts | None = None) -> None:
     """One log line when requests were retried (nothing when none were): how many, why, and the most one had."""
     counts = report(client, since)
     policy = policy_of(client)
-    if counts is None or policy is None or not counts.retries:
+    if counts is not None and policy is not None:
+        _log_counts(what, counts, policy.max_attempts)
+
+
+def _log_counts(what: str, counts: Counts, max_attempts: int) -> None:
+    if not counts.retries:
         return
     log.warning(
         "%s: %d S3 requests took %d attempts (%d retries, %d answers throttled, backoff %.1f s, rate-limited "
@@ -314,6 +331,6 @@ def log_report(client: Any, what: str, since: Counts | None = None) -> None:
         counts.backoff_seconds,
         counts.rate_limited_seconds,
         counts.most_attempts,
-        policy.max_attempts,
+        max_attempts,
         counts.gave_up,
     )
