@@ -24,9 +24,10 @@ kept is botocore's own judgement, shared by both roads:
 - the delay before each retry (`ExponentialBackoff`: full jitter, 1 s base for throttling and 50 ms for other
   errors, doubling per attempt, 20 s cap, `x-amz-retry-after` honoured);
 - AWS_MAX_ATTEMPTS, counted across both roads: when the short road declines a call after k attempts (an answer
-  only botocore can read), botocore's road gets what is left of the attempts
-  (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html: attempts per request, the
-  first included);
+  only botocore can read: a redirect, a 403, a cut body, a reset), botocore's road gets what is left of the
+  attempts (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html: attempts per request,
+  the first included). botocore always sends once, so a call whose last allowed attempt on the short road got
+  such an answer has one more;
 - with AWS_RETRY_MODE=adaptive, botocore's client-side rate limiter (`ClientRateLimiter`): one for the client,
   its token taken before every attempt on either road and fed every answer from either road.
 
@@ -145,7 +146,17 @@ class Policy:
         if self.limiter is not None:
             self.limiter.on_receiving_response(**needs_retry_kwargs)
         throttled = self._throttling.is_throttling_error_from_context(context)
-        retryable = self._retryable.is_retryable(context)
+        # Classified on a copy: botocore's max-attempts check writes its maximum into the request's retries
+        # context (the amz-sdk-request header), and ours is not sys.maxsize.
+        retryable = self._retryable.is_retryable(
+            standard.RetryContext(
+                attempt_number=1,
+                operation_model=context.operation_model,
+                parsed_response=context.parsed_response,
+                http_response=context.http_response,
+                caught_exception=context.caught_exception,
+            )
+        )
         attempt = context.attempt_number
         delay = None
         if retryable and attempt < self.max_attempts:

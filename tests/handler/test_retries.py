@@ -37,6 +37,7 @@ class _Server(BaseHTTPRequestHandler):
     decide: Callable[[bool, int, int], str] = staticmethod(lambda road, number, nth: "ok")
     seen: list[tuple[str, bool, float]] = []
     per_path: dict[str, int] = {}
+    sdk_request: list[str] = []  # botocore's amz-sdk-request header ("attempt=2; max=4")
     lock = threading.Lock()
 
     def _handle(self) -> None:
@@ -50,6 +51,7 @@ class _Server(BaseHTTPRequestHandler):
             cls.seen.append((self.command, road, time.monotonic()))
             number = len(cls.seen)
             nth = cls.per_path[path] = cls.per_path.get(path, 0) + 1
+            cls.sdk_request.append(self.headers.get("amz-sdk-request", ""))
         what = cls.decide(road, number, nth)
         if what == "slowdown":
             self._answer(503, SLOWDOWN, {"Content-Type": "application/xml"})
@@ -86,6 +88,7 @@ class _Server(BaseHTTPRequestHandler):
 def server_fixture() -> Iterator[type[_Server]]:
     _Server.seen = []
     _Server.per_path = {}
+    _Server.sdk_request = []
     _Server.decide = staticmethod(lambda road, number, nth: "ok")
     with serving(_Server) as url:
         _Server.url = url  # type: ignore[attr-defined]
@@ -156,6 +159,8 @@ def test_a_request_throttled_on_every_attempt_gets_exactly_the_attempts_and_says
     assert str(raised.value).startswith("SlowDown: Please reduce your request rate.")
     assert slept == [1, 2, 4]
     assert retries.report(s3).gave_up == 1
+    if road_off:
+        assert server.sdk_request[-1].endswith("attempt=4; max=4"), "botocore tells S3 the same count"
 
 
 def test_attempts_are_counted_across_both_roads(server, slept, monkeypatch):
