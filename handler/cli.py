@@ -50,6 +50,7 @@ from .openlineage import ENDPOINT, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
 from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
+from .retries import log_report
 from .runner import Engine, lineage_of, one_shot, one_shot_answer, run_date_for
 from .s3errors import NoSuchBucket, Transient
 from .sdk import require_botocore
@@ -460,6 +461,7 @@ def _run(invocation: Invocation) -> int:
         return _report(refused, dataset.name, args.json, answer)
     if meter:
         meter.close()
+    log_report(engine.job.s3, f"run of {dataset.name}")  # this process's client (worker processes log their own)
     answer = {**one_shot_answer(summaries), **_notify(topic, summaries)}
     if args.openlineage_url:
         answer.update(_send_events(engine, summaries, args.openlineage_url))

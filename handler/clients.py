@@ -1,9 +1,10 @@
 """AWS clients sized for a run: one shared client, its pool as large as the copy concurrency.
 
 boto3 itself honours AWS_PROFILE, AWS_REGION and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3; an explicit
-endpoint (the CLI's --endpoint-url) wins. Throttling (503 SlowDown) and transient errors are retried by
-botocore's standard retry mode with exponential backoff; AWS_RETRY_MODE=adaptive also rate-limits, and
-AWS_MAX_ATTEMPTS sets the attempts per request (default 10), as for any AWS SDK.
+endpoint (the CLI's --endpoint-url) wins. Throttling (503 SlowDown) and transient errors are retried on both of
+the S3 client's roads by one policy (retries.py): botocore's retry rules and backoff, without its retry quota;
+AWS_RETRY_MODE=adaptive also rate-limits, and AWS_MAX_ATTEMPTS sets the attempts per request (default 10,
+counted across both roads), as for any AWS SDK.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from . import lean
+from . import lean, retries
 from .errors import ConfigError
 from .parsing import tune_client, tune_session
 
 
 def client_config(concurrency: int) -> Config:
     return Config(
-        retries={
-            "mode": os.environ.get("AWS_RETRY_MODE", "standard"),
-            "max_attempts": max_attempts(),
-        },
+        # Standard mode whatever AWS_RETRY_MODE says: s3_client replaces its retry handler and, for adaptive mode,
+        # adds botocore's rate limiter itself (retries.py). `total_max_attempts` counts the first attempt, as
+        # AWS_MAX_ATTEMPTS does (botocore's `max_attempts` key counts retries: 10 would have meant 11 attempts).
+        retries={"mode": "standard", "total_max_attempts": max_attempts()},
         # Each copy worker makes HEADs while s3transfer's own threads run the copies: room for both.
         max_pool_connections=2 * concurrency + 8,
         connect_timeout=10,
@@ -44,8 +45,10 @@ def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str |
     # boto3 keeps its botocore session private; the parser defaults are only reachable there.
     tune_session(session._session)
     kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    mode = retry_mode()
     s3 = session.client("s3", config=client_config(concurrency), **kwargs)
     tune_client(s3)
+    retries.install(s3, adaptive_mode=mode == "adaptive")
     lean.attach(s3, session.get_credentials(), lambda config: session.client("s3", config=config, **kwargs))
     return s3
 
@@ -53,7 +56,18 @@ def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str |
 def sns_client(session: Any = None, *, endpoint_url: str | None = None) -> Any:
     session = session or boto3.session.Session()
     kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    return session.client("sns", config=Config(retries={"mode": "standard", "max_attempts": max_attempts()}), **kwargs)
+    config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts()})
+    return session.client("sns", config=config, **kwargs)
+
+
+def retry_mode() -> str:
+    """AWS_RETRY_MODE as any AWS SDK reads it (default standard); legacy is run as standard (retries.py)."""
+    mode = (os.environ.get("AWS_RETRY_MODE") or "standard").strip().lower()
+    if mode not in retries.MODES:
+        raise ConfigError(
+            f"AWS_RETRY_MODE={mode!r} is not a retry mode; use one of {', '.join(retries.MODES)} or unset it"
+        )
+    return mode
 
 
 def max_attempts() -> int:

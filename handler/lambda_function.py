@@ -24,6 +24,7 @@ from .errors import ConfigError, NotificationFailed
 from .metrics import NAMESPACE_ENV, emit
 from .notify import publish_all
 from .records import RunSummary
+from .retries import log_report, report
 from .runner import Engine, one_shot, one_shot_answer
 from .sdk import require_botocore
 
@@ -53,9 +54,18 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     dataset_name, action = _check_event(event)
     config = load_config(location_from_env(dataset_name), lambda: _s3(1))
     dataset = config.dataset(dataset_name)
-    engine = Engine(_s3(dataset.concurrency), dataset, execution=_execution(event, action, context))
+    s3 = _s3(dataset.concurrency)
+    engine = Engine(s3, dataset, execution=_execution(event, action, context))
     log.info("dataset=%s action=%s", dataset_name, action or "run")
+    before = report(s3)  # the client outlives the invocation (warm containers): this invocation's share
+    try:
+        return _handle(engine, event, action)
+    finally:
+        log_report(s3, f"dataset={dataset_name} action={action or 'run'}", since=before)
 
+
+def _handle(engine: Engine, event: Mapping[str, Any], action: str | None) -> dict[str, Any]:
+    dataset = engine.dataset
     if action is not None:
         answer = _STEPS[action](engine, event)
         # plan and seal_plan commit a run that had nothing to copy; finalize commits the rest.
@@ -72,7 +82,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             publish_all(sns_client(), topic, summaries)
         except NotificationFailed as err:
             # The run is committed; raising now would make Lambda report (and retry) a run that succeeded.
-            log.warning("dataset=%s run=%s committed, but %s", dataset_name, answer["run_id"], err)
+            log.warning("dataset=%s run=%s committed, but %s", dataset.name, answer["run_id"], err)
             answer["notification_error"] = str(err)
     return answer
 

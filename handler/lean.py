@@ -12,12 +12,15 @@ Only the plain cases take this road, and each answer is what botocore would have
 
 - 200, 404 and 412 (the last two are final): answered here, in botocore's response shape (a 404 or 412 as the
   ClientError botocore raises, so s3errors.py translates both roads alike).
-- Anything else (a 5xx, a throttle, a redirect, a 403, a cut-off or unparseable body, a reset, a timeout, a
-  request with a parameter or a non-ASCII value this module does not send): this attempt is dropped and the
-  call is made again through botocore, whose retries, redirects and error parsing decide. A write whose
-  answer was lost here is therefore retried exactly as botocore retries its own: the copy carries
-  `If-None-Match: *` and the copier reads the target back on a refusal (copier.py); a conditional ledger
-  write carries its write id and is read back the same way (s3io.py).
+- A 5xx or a throttle (what botocore's standard retry rules retry): retried here, with the client's retry policy
+  (retries.py: botocore's rules and backoff, shared with botocore's road), and after the last attempt raised as
+  the ClientError botocore raises then.
+- Anything else (a redirect, a 403, a cut-off or unparseable body, a reset, a timeout, a request with a
+  parameter or a non-ASCII value this module does not send): this attempt is dropped and the call is made again
+  through botocore, whose redirects and error parsing decide, with the attempts left. A write whose answer was
+  lost is retried exactly as botocore retries its own: the copy carries `If-None-Match: *` and the copier reads
+  the target back on a refusal (copier.py); a conditional ledger write carries its write id and is read back
+  the same way (s3io.py).
 
 A client whose requests something answers before they are sent (moto's mock, botocore's Stubber) stays on
 botocore's road (`intercepted`). Other botocore event handlers registered on the client do not see requests on
@@ -56,7 +59,7 @@ import botocore
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from . import http1
+from . import http1, retries
 from .parsing import complete_listing, timestamp
 
 log = logging.getLogger(__name__)
@@ -196,6 +199,9 @@ class LeanS3:
         self._buckets_lock = threading.Lock()
         self._keys: dict[tuple[str, str, str], bytes] = {}
         self._agent = f"data-file-ingestion (lean) botocore/{botocore.__version__}"
+        # The client's retry policy, shared with botocore's road (retries.py).
+        self.policy = retries.policy_of(s3) or retries.install(s3)
+        self._operation_models: dict[str, Any] = {}
 
     # -- the two calls ---------------------------------------------------------------------------------------
 
@@ -296,10 +302,15 @@ class LeanS3:
         if token is not None:
             params["continuation-token"] = token
         query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
-        status, _, body = self._send("GET", bucket, "", {}, query=query)
-        if status != 200 or not complete_listing(body):
-            raise Declined(f"ListObjectsV2 answered {status} without a whole ListBucketResult")
-        return _list_answer(body)
+        try:
+            status, _, body = self._send("GET", bucket, "", {}, query=query)
+            if status != 200 or not complete_listing(body):
+                raise Declined(f"ListObjectsV2 answered {status} without a whole ListBucketResult")
+            return _list_answer(body)
+        except Declined:
+            # s3io asks botocore for this page next, on this thread: it has the attempts that are left.
+            self.policy.carry(getattr(_sent, "attempts", 0))
+            raise
 
     def close(self) -> None:
         self._connections.close()
@@ -309,29 +320,59 @@ class LeanS3:
     def _send(
         self, method: str, bucket: str, key: str, headers: dict[str, str], *, query: str = "", body: bytes = b""
     ) -> tuple[int, Any, bytes]:
+        """One call's answer, its retryable answers (5xx, throttling) retried here with the client's policy
+        (retries.py); the last attempt's retryable answer is raised as botocore's ClientError. A call declined
+        after k attempts leaves botocore's road the rest (`Policy.carry`, done by `call` and `list_page`)."""
+        _sent.attempts = 0
         where = self._bucket(bucket)
         if where is None:
             raise Declined(f"bucket {bucket!r} is not reached by plain SigV4")
         if not all(value.isascii() for value in headers.values()):
             raise Declined("a header value is not ASCII (botocore refuses it with its own error)")
         path = where.path_prefix + quote(key, safe="/~") if key else where.path_prefix.rstrip("/") or "/"
-        headers = self._signed(method, where, path, query, headers, body)
-        conn = self._connections.take(where.scheme, where.netloc)
-        try:
-            status, answer, data = conn.exchange(method, f"{path}?{query}" if query else path, headers, body)
-        except (OSError, http1.ProtocolError) as err:
-            raise Declined(f"{method} failed on the short road: {type(err).__name__}: {err}") from err
-        self._connections.give_back(conn)
-        if status in (301, 307, 400) and answer.get("x-amz-bucket-region"):
-            # The bucket lives in another region: botocore's redirector knows where; this road stays closed to it.
-            log.info(
-                "bucket %r is in region %s; its requests go through botocore",
-                bucket,
-                answer.get("x-amz-bucket-region"),
-            )
-            with self._buckets_lock:
-                self._buckets[bucket] = None
-        return status, answer, data
+        target = f"{path}?{query}" if query else path
+        policy = self.policy
+        attempt = 0
+        while True:
+            attempt += 1
+            _sent.attempts = attempt
+            policy.before_send()
+            signed = self._signed(method, where, path, query, headers, body)  # signed again: a fresh x-amz-date
+            conn = self._connections.take(where.scheme, where.netloc)
+            try:
+                status, answer, data = conn.exchange(method, target, signed, body)
+            except (OSError, http1.ProtocolError) as err:
+                policy.count(attempt)
+                raise Declined(f"{method} failed on the short road: {type(err).__name__}: {err}") from err
+            self._connections.give_back(conn)
+            if status in (301, 307, 400) and answer.get("x-amz-bucket-region"):
+                # The bucket lives in another region: botocore's redirector knows where; this road stays closed to it.
+                log.info(
+                    "bucket %r is in region %s; its requests go through botocore",
+                    bucket,
+                    answer.get("x-amz-bucket-region"),
+                )
+                with self._buckets_lock:
+                    self._buckets[bucket] = None
+            parsed = _error_parsed(status, answer, data)
+            if parsed is None and policy.limiter is None:  # a success: nothing to decide (the hot path)
+                policy.count(attempt)
+                return status, answer, data
+            operation = _operation(method, headers, query)
+            context, kwargs = policy.context(attempt, self._operation_model(operation), status, answer, parsed)
+            delay = policy.decide(context, kwargs)
+            if delay is None:
+                if parsed is not None and context.get_retry_metadata().get("MaxAttemptsReached"):
+                    raise _exhausted(status, parsed, operation, answer, attempt)
+                return status, answer, data
+            log.debug("%s %s answered %s; attempt %d in %.2f s", operation, key, status, attempt + 1, delay)
+            policy.wait(delay)
+
+    def _operation_model(self, operation: str) -> Any:
+        model = self._operation_models.get(operation)
+        if model is None:
+            model = self._operation_models[operation] = self._s3.meta.service_model.operation_model(operation)
+        return model
 
     def _signed(
         self, method: str, where: _Bucket, path: str, query: str, headers: dict[str, str], body: bytes
@@ -475,6 +516,50 @@ def _list_answer(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
     return contents, unescape(token.group(1))
 
 
+def _operation(method: str, headers: Mapping[str, str], query: str) -> str:
+    """The S3 operation of a request this road sends (for botocore's retry rules and error messages)."""
+    if method == "HEAD":
+        return "HeadObject"
+    if method == "PUT":
+        return "CopyObject" if "x-amz-copy-source" in headers else "PutObject"
+    return "ListObjectsV2" if query else "GetObject"
+
+
+def _error_parsed(status: int, headers: http1.Headers, body: bytes) -> dict[str, Any] | None:
+    """An error answer as botocore parses it for its retry rules: S3's code, or the status for a HEAD's
+    bodiless error (botocore's own fallback); None for a success."""
+    if status < 300:
+        return None
+    code = _xml_text(_ERROR_CODE, body) or str(status)
+    message = _xml_text(_ERROR_MESSAGE, body) or _phrase(status)
+    return {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers.lowered()},
+    }
+
+
+def _exhausted(
+    status: int, parsed: dict[str, Any], operation: str, headers: http1.Headers, attempts: int
+) -> ClientError:
+    """The ClientError botocore raises when a call's last attempt was answered with a retryable error."""
+    error = parsed["Error"]
+    answer = _client_error(status, error["Code"], error["Message"], operation, headers)
+    answer.response["ResponseMetadata"].update(
+        {"RetryAttempts": attempts - 1, "MaxAttemptsReached": True, retries.TOTAL_ATTEMPTS: attempts}
+    )
+    return answer
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_sent = threading.local()  # attempts the last `_send` on this thread made (what a decline leaves to botocore)
+
+
 def _client_error(status: int, code: str, message: str, operation: str, headers: http1.Headers) -> ClientError:
     """The ClientError botocore raises for this answer, so s3errors translates both roads alike."""
     return ClientError(
@@ -525,12 +610,19 @@ def call(s3: Any, operation: str, **params: Any) -> dict[str, Any]:
     """`s3.<operation>(**params)` (head_object, copy_object, get_object, put_object): on the client's short road
     when it has one and the answer is plain, else through botocore. Errors are the caller's to translate."""
     road = of(s3)
-    if road is not None:
-        try:
-            return getattr(road, operation)(**params)
-        except Declined as why:
-            log.debug("%s %s through botocore: %s", operation, params.get("Key"), why)
-    return getattr(s3, operation)(**params)
+    if road is None:
+        return getattr(s3, operation)(**params)
+    _sent.attempts = 0
+    try:
+        return getattr(road, operation)(**params)
+    except Declined as why:
+        log.debug("%s %s through botocore: %s", operation, params.get("Key"), why)
+    # The same call, on botocore's road with the attempts the short road left it (retries.py).
+    road.policy.carry(getattr(_sent, "attempts", 0))
+    try:
+        return getattr(s3, operation)(**params)
+    finally:
+        road.policy.drop_carry()
 
 
 def of(s3: Any) -> LeanS3 | None:
@@ -550,5 +642,9 @@ def intercepted(s3: Any) -> bool:
         handlers = s3.meta.events._emitter._handlers.prefix_search("before-send.s3.HeadObject")
     except AttributeError:
         return True
-    # moto registers one stubber for every client, switched on and off by its mock (`enabled`).
-    return any(getattr(handler, "enabled", True) for handler in handlers)
+    # moto registers one stubber for every client, switched on and off by its mock (`enabled`). The adaptive
+    # mode's rate limiter (retries.py) waits before a send and answers nothing.
+    return any(
+        getattr(handler, "enabled", True) and not isinstance(getattr(handler, "__self__", None), retries.Policy)
+        for handler in handlers
+    )

@@ -113,7 +113,12 @@ def _from_client_error(err: ClientError) -> S3Error:
     status = str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
     code = str(error.get("Code", "")) or status
     text = error.get("Message", "") or "no message"
-    message = f"{error.get('Code') or status or 'Error'}: {text} ({err.operation_name})"
+    metadata = err.response.get("ResponseMetadata", {})
+    spent = ""
+    if metadata.get("MaxAttemptsReached"):  # retries.py: the attempts of both roads, else botocore's own count
+        attempts = metadata.get("TotalAttempts") or metadata.get("RetryAttempts", 0) + 1
+        spent = f"; {'throttled by S3' if code in _THROTTLED else 'failed'} on all {attempts} attempts"
+    message = f"{error.get('Code') or status or 'Error'}: {text} ({err.operation_name}{spent})"
     kind: type[S3Error]
     if code == "NoSuchBucket":
         kind = NoSuchBucket

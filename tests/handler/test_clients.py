@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from handler import s3io
+from handler import lean, retries, s3io
 from handler.clients import s3_client
-from handler.errors import CorruptDocument
+from handler.errors import ConfigError, CorruptDocument
 from handler.lean import ENV_SWITCH as ROAD_OFF
 from handler.s3errors import Transient
 from tests.stub_server import serving
@@ -180,3 +180,22 @@ def test_a_document_that_stays_unreadable_is_reported_by_name(monkeypatch):
     monkeypatch.setattr("handler.s3io.time.sleep", lambda seconds: None)
     with pytest.raises(CorruptDocument, match=r"s3://ledger-bucket/_ingestion/movielens/lock.json is not a JSON"):
         _get_json_from(_NeverJson, monkeypatch)
+
+
+def test_an_unknown_retry_mode_is_refused_with_the_modes_there_are(monkeypatch):
+    monkeypatch.setenv("AWS_RETRY_MODE", "fastest")
+    with pytest.raises(ConfigError, match=r"AWS_RETRY_MODE='fastest' is not a retry mode; use one of standard, adapt"):
+        s3_client(endpoint_url="http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("mode", ["standard", "adaptive", "legacy"])
+def test_every_retry_mode_keeps_the_short_road_and_one_policy_for_both_roads(mode, monkeypatch):
+    monkeypatch.setenv("AWS_RETRY_MODE", mode)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "7")
+    s3 = s3_client(endpoint_url="http://127.0.0.1:9")
+
+    road = lean.of(s3)
+    assert road is not None
+    assert road.policy is retries.policy_of(s3)
+    assert road.policy.max_attempts == 7
+    assert (road.policy.limiter is not None) == (mode == "adaptive")
