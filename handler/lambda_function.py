@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from .clients import s3_client, sns_client
 from .config import did_you_mean, parse_run_date
 from .configfile import load_config, location_from_env
-from .errors import ConfigError, NotificationFailed
+from .errors import ConfigError, NotificationFailed, environment_error
 from .metrics import NAMESPACE_ENV, emit
 from .notify import publish_all
 from .records import RunSummary
@@ -60,6 +60,12 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     before = report(s3)  # the client outlives the invocation (warm containers): this invocation's share
     try:
         return _handle(engine, event, action)
+    except Exception as err:
+        # The function's own machine (a full /tmp, too few descriptors) is named as such, not as S3's or a bug's.
+        local = environment_error(err)
+        if local is None or local is err:
+            raise
+        raise local from err
     finally:
         log_report(s3, f"dataset={dataset_name} action={action or 'run'}", since=before)
 

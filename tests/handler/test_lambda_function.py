@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -844,3 +845,21 @@ def test_a_seal_that_commits_a_run_with_nothing_new_answers_without_the_summarys
 
     assert (plan["stage"], plan["summary"]["status"]) == ("finalized", "nothing_new")
     assert "manifest_parts" not in plan["summary"] and "failures" not in plan["summary"]
+
+
+def test_a_full_tmp_is_named_with_the_directory_and_what_to_do(deployment, monkeypatch):
+    """SQLite's scratch database says "database or disk is full" when /tmp fills; the invocation's error says
+    which directory and what to do (raise the function's ephemeral storage), with its errorType to match."""
+    import sqlite3
+
+    from handler.errors import ScratchSpaceFull
+    from handler.runner import Engine
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Engine, "plan", full)
+    with pytest.raises(ScratchSpaceFull) as caught:
+        invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
+    assert tempfile.gettempdir() in str(caught.value)
+    assert "ephemeral storage" in str(caught.value)
