@@ -17,7 +17,7 @@ from handler.s3errors import NotFound, PreconditionFailed
 from tests.conftest import REGION, unique_bucket
 from tests.e2e.cli_fixtures import moto_server_fixture  # noqa: F401 - the fixture
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_binary
-from tests.stub_server import serving
+from tests.stub_server import Answering, serving
 
 KEYS = ["plain.csv", "with space.csv", "a+b=c&d.csv", "ünï/cödé €.csv", "deep/er/key~1.csv", "semi;colon,comma"]
 
@@ -193,20 +193,11 @@ COPY_RESULT = (
 )
 
 
-class _Flaky(BaseHTTPRequestHandler):
+class _Flaky(Answering):
     """A 500 first, then a plain answer: the first on the road, the retry through botocore."""
 
     protocol_version = "HTTP/1.1"
     seen: list[tuple[str, str]] = []
-
-    def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
         type(self).seen.append(("HEAD", self.headers.get("User-Agent", "")))

@@ -7,7 +7,6 @@ does not; the same answer read through botocore is the reference."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import boto3
@@ -17,27 +16,18 @@ from handler import lean, s3io
 from handler.clients import s3_client
 from handler.integrity import Checksum, Facts
 from tests.conftest import REGION
-from tests.stub_server import serving
+from tests.stub_server import Answering, serving
 
 KMS_ETAG = '"9b2cf535f27731c974343645a3985328"'
 CRC = "Q2hlY2tzdW0="
 COPIED_CRC = "TGFuZGVkIQ=="
 
 
-class _KmsObject(BaseHTTPRequestHandler):
+class _KmsObject(Answering):
     """One SSE-KMS object with a CRC64NVME checksum, and copies of it, as S3 answers them."""
 
     protocol_version = "HTTP/1.1"
     requests: list[tuple[str, dict[str, str]]] = []
-
-    def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
         type(self).requests.append(("HEAD", {k.lower(): v for k, v in self.headers.items()}))

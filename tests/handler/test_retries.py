@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from handler import lean, retries, s3io
 from handler.clients import s3_client
 from handler.s3errors import Throttled
-from tests.stub_server import serving
+from tests.stub_server import Answering, serving
 
 ROAD = "data-file-ingestion (lean)"
 SLOWDOWN = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
@@ -29,7 +28,7 @@ COPY_RESULT = (
 )
 
 
-class _Server(BaseHTTPRequestHandler):
+class _Server(Answering):
     """Answers each request as `decide(road, number, nth)` says ("ok", "slowdown", "internal", "forbidden"): `road`
     whether the short road sent it, `number` its place among all requests, `nth` among those for its path."""
 
@@ -68,15 +67,6 @@ class _Server(BaseHTTPRequestHandler):
             self._answer(200, b'{"n": 1}', {"ETag": '"e"'})
         else:
             self._answer(200, b"", {"ETag": '"aa"', "Last-Modified": "Thu, 03 Dec 2026 06:48:57 GMT"})
-
-    def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     do_HEAD = do_GET = do_PUT = _handle  # noqa: N815 - http.server's naming
 
