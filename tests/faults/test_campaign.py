@@ -34,6 +34,7 @@ from moto.s3.models import s3_backends
 
 from tests.e2e.cli_fixtures import Stage, moto_server_fixture, stage_fixture  # noqa: F401 (fixtures)
 from tests.faults.campaign import (
+    EXIT_FAILED,
     EXIT_IN_PROGRESS,
     EXIT_OK,
     FULL,
@@ -481,7 +482,7 @@ def storm_night(t: Trial, seconds: float, objects: int | None = None, report: st
     if report:
         with open(report, "a", encoding="utf-8") as out:
             out.write(json.dumps({"runtime": str(RUNTIME), "seed": t.seed, **measured}) + "\n")
-    if night.returncode != EXIT_OK or measured["failed"] or measured["not_landed"]:
+    if not storm_outcome_allowed(night, measured):
         t.problems.append(
             f"throttling: the night under the storm exited {night.returncode}, {measured['failed']} objects "
             f"reported failed, {measured['not_landed']} of {len(expected)} not landed ({measured})"
@@ -500,10 +501,32 @@ def storm_night(t: Trial, seconds: float, objects: int | None = None, report: st
     return measured
 
 
+THROTTLED_OUT = "throttled by S3 on all"
+"""How a copy that S3 refused at every attempt is reported (handler/s3errors.py)."""
+
+
+def storm_outcome_allowed(night: Any, measured: dict[str, Any]) -> bool:
+    """The issue's bar: the night completes with nothing failed, or fails only objects that stayed throttled past
+    their attempts, each with that reason (at 50 % independent throttling one request in 1,024 is refused ten
+    times in a row; real S3 throttles by rate, which the backoff lowers). A night that broke off is not allowed."""
+    if night.returncode == EXIT_OK:
+        return not measured["failed"] and not measured["not_landed"]
+    answer = night.answer() or {}
+    reasons = [failure.get("reason") or "" for failure in answer.get("failures") or ()]
+    return (
+        night.returncode == EXIT_FAILED
+        and answer.get("status") == "partial"
+        and bool(reasons)
+        and all(THROTTLED_OUT in reason for reason in reasons)
+        and measured["failed"] == measured["not_landed"] <= len(reasons)
+    )
+
+
 @pytest.mark.parametrize("seed", trial_params("storm"))
 def test_a_throttling_storm_slows_the_night_and_fails_nothing(stage: Stage, seed: int) -> None:
-    """50 % of requests answered 503 SlowDown for 20 s: the night completes with nothing failed, no object's call
-    sent more often than the attempts allow, throttled requests asked again only after a backoff."""
+    """50 % of requests answered 503 SlowDown for 20 s: the night completes with nothing failed (or only objects
+    refused at every attempt, with that reason: `storm_outcome_allowed`), no object's call sent more often than
+    the attempts allow, throttled requests asked again only after a backoff."""
     with modelled_trial(stage, "storm", seed, S3Model()) as t:
         storm_night(t, STORM_SECONDS, report=os.environ.get("FAULT_STORM_REPORT"))
 
