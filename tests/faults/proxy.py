@@ -404,15 +404,23 @@ class FaultProxy:
                 if seen.key is not None and seen.operation in operations and (bucket is None or seen.bucket == bucket)
             )
 
-    def repeat_gaps(self, bucket: str | None = None, operations: Collection[str] = OBJECT_OPERATIONS) -> list[float]:
+    def repeat_gaps(
+        self,
+        bucket: str | None = None,
+        operations: Collection[str] = OBJECT_OPERATIONS,
+        leave_out: str | None = None,
+    ) -> list[float]:
         """Seconds between a throttled object request and the next request of the same operation and key: how
-        long the client waited before asking again."""
+        long the client waited before asking again. `leave_out`: keys under this prefix are not counted (a
+        document several threads read, such as the lock, is asked again by another caller, not retried)."""
         last: dict[tuple[str, str | None, str], Seen] = {}
         gaps = []
         with self._lock:
             timeline = list(self.timeline)
         for seen in timeline:
             if seen.key is None or seen.operation not in operations or (bucket is not None and seen.bucket != bucket):
+                continue
+            if leave_out is not None and seen.key.startswith(leave_out):
                 continue
             ident = (seen.operation, seen.bucket, seen.key)
             before = last.get(ident)
