@@ -400,16 +400,7 @@ MIN_AGE = 300
 
 
 def modelled_trial(stage: Stage, setting: str, seed: int, model: S3Model, **proxy_options: Any) -> Any:
-    return trial(
-        setting,
-        seed,
-        upstream=stage.url,
-        s3=stage.s3,
-        workdir=stage.workdir,
-        buckets=(stage.source, stage.raw),
-        model=model,
-        **proxy_options,
-    )
+    return moto_trial(stage, setting, seed, model=model, **proxy_options)
 
 
 @pytest.mark.parametrize(("variant", "seed"), trial_params("encrypted", tuple(ENCRYPTED), quick=("kms-to-sse-s3",)))
