@@ -28,6 +28,8 @@ NO_IDENTITY_POLICY = (
     f"User: {ROLE} is not authorized to perform: kms:Decrypt on resource: {KEY} because no identity-based policy "
     "allows the kms:Decrypt action"
 )
+# KMS's wording when the key policy is the missing half, as S3 would pass it on like the one above (the two
+# others are quoted from S3 answers in public bug reports; this one is KMS's, not seen in an S3 answer here).
 NO_KEY_POLICY = (
     f"User: {ROLE} is not authorized to perform: kms:Decrypt on the resource associated with this ciphertext "
     "because the resource does not exist in this Region, no resource-based policies allow access, or a "
