@@ -381,6 +381,37 @@ def _topic_arn_problems(arn: Any) -> list[str]:
     return ["must be an SNS topic ARN (arn:aws:sns:...) or omitted"]
 
 
+_KEY_ID = r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+_KMS_KEY_ARN = re.compile(rf"^arn:aws[a-z-]*:kms:[a-z]{{2}}(?:-[a-z]+)+-\d+:\d{{12}}:key/{_KEY_ID}$")
+_KMS_KEY_SHAPE = "arn:<partition>:kms:<region>:<12-digit account>:key/<key id>"
+# Why a key ARN and nothing shorter (AWS KMS developer guide, "Specifying KMS keys in IAM policy statements"):
+# an IAM policy names a key only by its key ARN, never by a key id, an alias name or an alias ARN.
+_WHY_KEY_ARN = "an IAM policy can allow a key (above all one of another account) only by its key ARN"
+
+
+def kms_key_arn_problems(arn: Any) -> list[str]:
+    """Why `arn` cannot name the KMS key a source (or its inventory reports) is encrypted with (empty: it can).
+
+    The stack puts the value in the Resource of the function role's kms:Decrypt statement, where only a key ARN
+    matches the key: an alias or a bare key id would deploy a statement that allows nothing, and every object
+    would fail with AccessDenied at night. Each wrong form is named, with the form that works.
+    """
+    if isinstance(arn, str) and _KMS_KEY_ARN.match(arn):
+        return []
+    if not isinstance(arn, str):
+        return [f"must be a KMS key ARN ({_KMS_KEY_SHAPE}), got {arn!r}"]
+    if arn.startswith("alias/") or re.match(r"^arn:[^:]*:kms:[^:]*:[^:]*:alias/", arn):
+        what = "an alias, not a key ARN"
+    elif re.fullmatch(_KEY_ID, arn):
+        what = "a key id, not a key ARN"
+    else:
+        what = "not a KMS key ARN"
+    return [
+        f"{arn!r} is {what}: give the key's full ARN, {_KMS_KEY_SHAPE} (`aws kms describe-key --key-id <alias or "
+        f"id> --query KeyMetadata.Arn`, run in the key's account), because {_WHY_KEY_ARN}"
+    ]
+
+
 def _schedule_problems(expression: Any) -> list[str]:
     problem = schedule_problem(expression)
     return [problem] if problem else []
@@ -649,6 +680,17 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         attribute="create_source",
     ),
     Setting(
+        "source.kms_key_arn",
+        str,
+        None,
+        "the KMS key the source objects are encrypted with (SSE-KMS), when it is a customer managed key other than "
+        "the stack's `kmsKeyArn`, above all one of another account: the stack allows the function's role "
+        "`kms:Decrypt` on it, only through S3 and only for this source's objects, and the key's owner must allow "
+        "the role in the key policy too (docs/deploy.md, *Add a dataset*). Its full key ARN, not an alias or key id.",
+        attribute="source_kms_key_arn",
+        check=kms_key_arn_problems,
+    ),
+    Setting(
         "target.bucket",
         str,
         REQUIRED,
@@ -808,6 +850,16 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         attribute="inventory_sorted",
     ),
     Setting(
+        "inventory.kms_key_arn",
+        str,
+        None,
+        "the KMS key the inventory reports are encrypted with, when the inventory configuration encrypts them with "
+        "a customer managed key (SSE-KMS): allowed to the function's role like `source.kms_key_arn`, for the "
+        "reports' prefix only (docs/inventory.md). Its full key ARN.",
+        attribute="inventory_kms_key_arn",
+        check=kms_key_arn_problems,
+    ),
+    Setting(
         "topic_arn",
         str,
         None,
@@ -875,9 +927,11 @@ class DatasetConfig:
     inventory_bucket: str | None = _default("inventory.bucket")
     inventory_prefix: str | None = _default("inventory.prefix")
     inventory_sorted: bool = _default("inventory.sorted")
+    inventory_kms_key_arn: str | None = _default("inventory.kms_key_arn")
     topic_arn: str | None = _default("topic_arn")
     schedule: str = _default("schedule")
     create_source: bool = _default("source.create")
+    source_kms_key_arn: str | None = _default("source.kms_key_arn")
 
     @property
     def inventory(self) -> Location | None:

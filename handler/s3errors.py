@@ -11,6 +11,7 @@ state machine retries all of them except the ones it names in `NOT_RETRYABLE_ERR
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -62,6 +63,15 @@ class AccessDenied(S3Error):
     """403: the credentials may not do this (or, without ListBucket, S3's answer for a missing key)."""
 
 
+class KeyAccessDenied(AccessDenied):
+    """403 because S3 may not use, for this caller, the KMS key the object is encrypted with (kms:Decrypt).
+
+    Its reason keeps S3's answer and says what grants the key: both halves, since for another account's key
+    AWS needs the key policy *and* an IAM policy of the caller's account, and S3's message names only the one
+    it found missing.
+    """
+
+
 class Transient(S3Error):
     """A 5xx, a reset or a timeout that outlasted botocore's retries: trying again later may succeed."""
 
@@ -77,6 +87,37 @@ _ACCESS_DENIED = frozenset({"403", "AccessDenied", "AllAccessDisabled", "Invalid
 _THROTTLED = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503"})
 _TRANSIENT = frozenset({"InternalError", "ServiceUnavailable", "RequestTimeout", "500", "502", "504"})
 _CONNECTION_ERRORS = (ConnectionError, HTTPClientError, IncompleteReadError, ResponseStreamingError)
+
+# How S3 says that KMS refused it the key to decrypt an object: an AccessDenied whose message is KMS's own,
+# "User: <caller> is not authorized to perform: kms:Decrypt on resource: <key ARN> because no identity-based
+# (or resource-based) policy allows the kms:Decrypt action", or, in older answers, "The ciphertext refers to a
+# customer master key that does not exist, does not exist in this region, or you are not allowed to access."
+# (both quoted from GetObject errors in public bug reports). S3 also names KMS's errors `KMS.<error>`
+# (KMS.DisabledException, KMS.NotFoundException); `KMS.AccessDeniedException` would be that form of KMS's
+# refusal (not seen in AWS's documentation: taken should S3 answer so). A refused kms:GenerateDataKey is the
+# write side (the raw bucket's key), not this.
+_KMS_DECRYPT_REFUSED = re.compile(r"kms:Decrypt|ciphertext refers to a customer master key", re.IGNORECASE)
+_KMS_ACCESS_DENIED_CODES = frozenset({"KMS.AccessDeniedException"})
+_KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
+KEY_GRANT_ADVICE = (
+    "S3 may not decrypt the object with its KMS key{key} for the caller. Reading under another account's key "
+    "takes two grants: name the key in the dataset's source.kms_key_arn (inventory.kms_key_arn for its "
+    "inventory reports), from which the stack allows the function's role kms:Decrypt on it through S3, and "
+    "have the key's owner allow that role (stack output functionRoleArn) kms:Decrypt in the key policy "
+    "(docs/deploy.md, Add a dataset)"
+)
+"""What a KeyAccessDenied's reason adds to S3's answer: `{key}` becomes ` (<key ARN>)` when S3 named it."""
+HEAD_REFUSAL_ADVICE = (
+    "S3 answers a refused HEAD without a reason. The caller may lack s3:GetObject on the object (another "
+    "account's bucket must allow it in its bucket policy too); or the object may be encrypted under a KMS key "
+    "the caller may not use (a HEAD asking for checksums needs kms:Decrypt): for another account's key name it "
+    "in the dataset's source.kms_key_arn, from which the stack allows the function's role kms:Decrypt, and have "
+    "the key's owner allow that role (stack output functionRoleArn) kms:Decrypt in the key policy; or the object "
+    "may be gone (without s3:ListBucket on its key S3 answers 403, not 404)"
+)
+"""What a refused HeadObject's reason adds: a HEAD answer has no body, so botocore reports only `403: Forbidden`,
+and the runtime's HEAD of a source asks for its checksums (HeadObject `ChecksumMode`), which for an SSE-KMS
+object needs kms:Decrypt (S3 API reference): a missing key grant shows here first, unexplained."""
 
 
 def translate(err: BaseException) -> BaseException:
@@ -128,6 +169,13 @@ def _from_client_error(err: ClientError) -> S3Error:
         kind = Conflict
     elif code in _PRECONDITION:
         kind = PreconditionFailed
+    elif code in _KMS_ACCESS_DENIED_CODES or (code in _ACCESS_DENIED and _KMS_DECRYPT_REFUSED.search(text)):
+        key = _KMS_KEY_ARN.search(text)
+        message = f"{message}; {KEY_GRANT_ADVICE.format(key=f' ({key.group()})' if key else '')}"
+        kind = KeyAccessDenied
+    elif code == "403" and err.operation_name == "HeadObject":
+        message = f"{message}; {HEAD_REFUSAL_ADVICE}"
+        kind = AccessDenied
     elif code in _ACCESS_DENIED:
         kind = AccessDenied
     elif code in _THROTTLED:

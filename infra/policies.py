@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from handler.config import DatasetConfig
+from handler.config import DatasetConfig, Location
 from infra.workflow_definition import MAP_RESULTS_PREFIX
 
 VERSION = "2012-10-17"
@@ -186,9 +186,55 @@ def function_policy(
             "Resource": f"{log_group_arn}:*",
         }
     )
+    statements.extend(read_key_statements(partition, datasets))
     # S3 for the buckets; SNS for a one-shot run's own report (an action-less event publishes it).
     statements.extend(key_statements(kms_key_arn, topic_key_arn, region))
     return document(statements)
+
+
+def read_key_statements(partition: str, datasets: Sequence[DatasetConfig]) -> list[dict[str, Any]]:
+    """kms:Decrypt on the keys the datasets name for what the function reads: sources and inventory reports.
+
+    The role's half of a grant whose other half is the key's policy (docs/deploy.md): for a key of another
+    account AWS needs both, and for one of this account whose policy delegates to IAM, this half alone. One
+    statement per key, sorted by ARN, so a key two datasets share is allowed once.
+
+    - Only kms:Decrypt: reading an SSE-KMS object needs it (GetObject, and so CopyObject and UploadPartCopy of
+      it as the source), and so does HeadObject with ChecksumMode, which the runtime asks for (S3 API reference,
+      HeadObject `ChecksumMode`). Writing the copies uses the raw bucket's key, never these.
+    - `kms:ViaService`: only S3 may use the key for the role, in the key's region, which is the bucket's: S3 uses
+      only a key in the bucket's own region (S3 user guide, "Using server-side encryption with AWS KMS keys").
+    - `kms:EncryptionContext:aws:s3:arn`: S3 decrypts an object under the object's ARN, or the bucket's ARN when
+      the object was written with an S3 Bucket Key (user guide, "Encryption context"; "Reducing the cost of
+      SSE-KMS with Amazon S3 Bucket Keys"), so the key opens only this dataset's objects, the pattern AWS gives
+      for replication roles ("Replicating objects created with server-side encryption (SSE) using KMS keys").
+      With a Bucket Key the bucket ARN stands for every object of the bucket; the S3 statements keep the prefix.
+    """
+    contexts: dict[str, set[str]] = {}
+    for ds in datasets:
+        if ds.source_kms_key_arn:
+            contexts.setdefault(ds.source_kms_key_arn, set()).update(_encryption_contexts(partition, ds.source))
+        if ds.inventory is not None and ds.inventory_kms_key_arn:
+            contexts.setdefault(ds.inventory_kms_key_arn, set()).update(_encryption_contexts(partition, ds.inventory))
+    return [
+        {
+            "Sid": f"UseReadKey{number}",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": key_arn,
+            "Condition": {
+                "StringEquals": {"kms:ViaService": f"s3.{key_arn.split(':')[3]}.amazonaws.com"},
+                "StringLike": {"kms:EncryptionContext:aws:s3:arn": sorted(arns)},
+            },
+        }
+        for number, (key_arn, arns) in enumerate(sorted(contexts.items()), start=1)
+    ]
+
+
+def _encryption_contexts(partition: str, location: Location) -> tuple[str, str]:
+    """The `aws:s3:arn` values S3 decrypts a location's objects under: the bucket's ARN (S3 Bucket Key), or the
+    object's ARN, under the location's prefix."""
+    return bucket_arn(partition, location.bucket), objects_arn(partition, location.bucket, location.prefix)
 
 
 MAP_LISTS = ("shards-*.json", "batches.json", "final-shards.json")

@@ -58,6 +58,7 @@ def test_defaults_and_ranges_are_written_in_their_units() -> None:
     assert shown["include"] == ('`["*"]`', "")
     assert shown["timezone"] == ("`UTC`", "")
     assert shown["topic_arn"] == ("none", "")
+    assert shown["source.kms_key_arn"] == shown["inventory.kms_key_arn"] == ("none", "")
     assert shown["concurrency"] == ("32", "1 to 1024")
     assert shown["lock_ttl_seconds"] == ("900", "1 to 7 days")
     assert shown["multipart_threshold_bytes"] == ("256 MiB", "5 MiB to 5 GiB")

@@ -48,10 +48,47 @@ JUSTIFIED_FINDINGS = {
 }
 
 
+# Keys of the sources' owner, in another account; one in another region than the stack's, as its buckets are.
+PARTNER_KEY = "arn:aws:kms:us-east-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+PARTNER_INVENTORY_KEY = "arn:aws:kms:us-east-1:444455556666:key/mrk-0123456789abcdef0123456789abcdef"
+
+
+def read_key_config(**overrides: Any) -> StackConfig:
+    """Three datasets: two share a partner's key for their sources, one also reads inventory reports under
+    another key, and one reads a source under no key of its own."""
+    datasets = {
+        "orders": {
+            "source": {"bucket": "partner-orders-export", "prefix": "daily/orders/", "kms_key_arn": PARTNER_KEY},
+            "target": {"bucket": "acme-raw", "prefix": "orders/"},
+            "inventory": {
+                "bucket": "partner-inventory",
+                "prefix": "inventory/partner-orders-export/daily-csv/",
+                "kms_key_arn": PARTNER_INVENTORY_KEY,
+            },
+        },
+        "returns": {
+            "source": {"bucket": "partner-returns-export", "kms_key_arn": PARTNER_KEY},
+            "target": {"bucket": "acme-raw", "prefix": "returns/"},
+        },
+        "click_stream": {
+            "source": {"bucket": "web-analytics-drop"},
+            "target": {"bucket": "acme-raw", "prefix": "clicks/"},
+        },
+    }
+    return StackConfig(
+        raw_bucket="acme-raw",
+        config_bucket="acme-ingestion-config",
+        datasets=parse_config({"datasets": datasets}),
+        **overrides,
+    )
+
+
 def configs() -> Iterator[tuple[str, StackConfig]]:
     yield "dev", dev_config()
     yield "two-datasets", two_dataset_config()
     yield "two-datasets-kms", two_dataset_config(kms_key_arn=KMS_KEY)
+    yield "read-keys", read_key_config()
+    yield "read-keys-kms", read_key_config(kms_key_arn=KMS_KEY)
 
 
 CONFIGS = dict(configs())
@@ -318,6 +355,91 @@ def test_kms_permissions_appear_only_with_a_key_and_only_through_s3_and_sns(buil
             },
         }, name
     assert "UseStackKey" not in statements(deployment.policy(SCHEDULER_POLICY)), "the scheduler touches no data"
+
+
+def test_the_function_may_decrypt_with_exactly_the_keys_its_datasets_name_through_s3_for_their_objects(
+    build_pipeline: Build,
+) -> None:
+    deployment = build_pipeline(CONFIGS["read-keys"])
+    decrypting = [st for st in deployment.policy(LAMBDA_ROLE_POLICY)["Statement"] if "UseReadKey" in st["Sid"]]
+    assert decrypting == [
+        {
+            "Sid": "UseReadKey1",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": PARTNER_KEY,
+            "Condition": {
+                # The key's region: S3 uses only a key in its bucket's region, whatever the stack's (eu-west-1).
+                "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
+                # Both sources of the shared key, each as its bucket (S3 Bucket Key) and its objects.
+                "StringLike": {
+                    "kms:EncryptionContext:aws:s3:arn": [
+                        "arn:aws:s3:::partner-orders-export",
+                        "arn:aws:s3:::partner-orders-export/daily/orders/*",
+                        "arn:aws:s3:::partner-returns-export",
+                        "arn:aws:s3:::partner-returns-export/*",
+                    ]
+                },
+            },
+        },
+        {
+            "Sid": "UseReadKey2",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": PARTNER_INVENTORY_KEY,
+            "Condition": {
+                "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
+                "StringLike": {
+                    "kms:EncryptionContext:aws:s3:arn": [
+                        "arn:aws:s3:::partner-inventory",
+                        "arn:aws:s3:::partner-inventory/inventory/partner-orders-export/daily-csv/*",
+                    ]
+                },
+            },
+        },
+    ]
+    # The state machine reads only the raw bucket's batch lists: none of the sources' keys.
+    assert not any("UseReadKey" in st["Sid"] for st in deployment.policy(WORKFLOW_POLICY)["Statement"])
+
+
+def test_no_key_field_no_decrypt_statement_and_the_stack_key_stays_as_it_was(build_pipeline: Build) -> None:
+    without = statements(build_pipeline(CONFIGS["two-datasets-kms"]).policy(LAMBDA_ROLE_POLICY))
+    assert not [sid for sid in without if sid.startswith("UseReadKey")]
+    assert [st["Resource"] for st in without.values() if "kms:Decrypt" in as_list(st["Action"])] == [KMS_KEY]
+
+
+def test_the_read_keys_come_beside_the_stack_key_and_change_nothing_else() -> None:
+    """The same datasets without their key fields give the same policy less exactly the UseReadKey statements."""
+    policies = {}
+    for name, config in (("with", read_key_config(kms_key_arn=KMS_KEY)), ("without", _without_keys(KMS_KEY))):
+        policies[name] = function_policy(
+            partition="aws",
+            datasets=list(config.datasets.datasets.values()),
+            config_bucket=config.config_bucket,
+            config_keys=["config/orders.json"],
+            topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:ingestion",
+            log_group_arn=f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/ingest",
+            kms_key_arn=config.kms_key_arn,
+            region=REGION,
+        )["Statement"]
+    added = [st for st in policies["with"] if st not in policies["without"]]
+    assert [st["Sid"] for st in added] == ["UseReadKey1", "UseReadKey2"]
+    assert [st for st in policies["with"] if st not in added] == policies["without"]
+    assert statements({"Statement": policies["with"]})["UseStackKey"]["Resource"] == KMS_KEY
+
+
+def _without_keys(kms_key_arn: str) -> StackConfig:
+    config = read_key_config(kms_key_arn=kms_key_arn)
+    document = config.datasets.to_dict()
+    for dataset in document["datasets"].values():
+        for section in ("source", "inventory"):
+            dataset.get(section, {}).pop("kms_key_arn", None)
+    return StackConfig(
+        raw_bucket=config.raw_bucket,
+        config_bucket=config.config_bucket,
+        datasets=parse_config(document),
+        kms_key_arn=kms_key_arn,
+    )
 
 
 def test_without_a_stack_key_the_publishers_may_use_only_the_topics_own_key_through_sns(build_pipeline: Build) -> None:
