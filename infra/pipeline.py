@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,8 @@ class IngestionPipeline(pulumi.ComponentResource):
             f"{name}-lambda",
             IngestFunctionArgs(
                 package_dir=args.package_dir,
-                settings=config.function,
+                # The reservation resolved: the number given, the one the datasets need, or none.
+                settings=replace(config.function, reserved_concurrency=config.reserved_concurrency),
                 datasets=datasets,
                 config_bucket=config.config_bucket,
                 config_key_template=CONFIG_KEY_TEMPLATE,

@@ -364,12 +364,24 @@ def test_function_runs_the_handler_package_with_configured_size_and_environment(
     assert inputs["role"] == deployment.named("ingestion-lambda-role").arn
 
 
-def test_function_timeout_defaults_to_fifteen_minutes_and_concurrency_is_not_reserved(
+def test_function_timeout_defaults_to_fifteen_minutes_and_reserves_what_both_datasets_runs_need(
     build_pipeline: Build,
 ) -> None:
     deployment = build_pipeline(two_dataset_config())
     (function,) = deployment.of_type(FUNCTION)
     assert function.inputs["timeout"] == 900
+    # Two datasets, each a run of at most mapConcurrency (100) invocations at once, plus one.
+    assert function.inputs["reservedConcurrentExecutions"] == 2 * (100 + 1)
+
+
+def test_function_reserves_nothing_when_reservation_is_turned_off(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config(function=FunctionSettings(reserve_concurrency=False)))
+    (function,) = deployment.of_type(FUNCTION)
+    assert "reservedConcurrentExecutions" not in function.inputs
+
+
+def test_the_dev_stack_deploys_a_function_without_reservation(run_program: Run) -> None:
+    (function,) = run_program(dev_stack_config()).of_type(FUNCTION)
     assert "reservedConcurrentExecutions" not in function.inputs
 
 
