@@ -234,7 +234,9 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         100,
         "Shards planned, batches copied and shards finalized at once per run (each a Lambda invocation). The "
         "default lands 10 million changed objects of a 100-million-key dataset in about an hour "
-        "(docs/SCALE.md); it needs that much of the account's Lambda concurrency (1,000 by default).",
+        "(docs/SCALE.md); each run needs that much Lambda concurrency, which the function reserves "
+        "(`lambdaReservedConcurrency`). Times the dataset's `concurrency`, it is the copies in flight, which a "
+        "dataset landing under one prefix should keep near 200 (docs/SCALE.md, *Capacity*).",
         1,
         MAX_MAP_CONCURRENCY,
         attribute="workflow.map_concurrency",
