@@ -199,9 +199,9 @@ class Monitoring(pulumi.ComponentResource):
                 comparison_operator="LessThanThreshold",
                 treat_missing_data="breaching",
             )
-        body = pulumi.Output.all(args.state_machine_arn, args.function_name, args.region).apply(
-            lambda values: json.dumps(dashboard_body(args.namespace, [d.name for d in args.datasets], *values))
-        )
+        body = pulumi.Output.all(
+            args.state_machine_arn, args.function_name, args.region, args.schedule_group_name
+        ).apply(lambda values: json.dumps(dashboard_body(args.namespace, [d.name for d in args.datasets], *values)))
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard", dashboard_name=f"{name}-{pulumi.get_stack()}", dashboard_body=body, opts=child
         )
@@ -259,9 +259,15 @@ class Monitoring(pulumi.ComponentResource):
 
 
 def dashboard_body(
-    namespace: str, datasets: Sequence[str], state_machine_arn: str, function_name: str, region: str
+    namespace: str,
+    datasets: Sequence[str],
+    state_machine_arn: str,
+    function_name: str,
+    region: str,
+    schedule_group: str | None = None,
 ) -> dict[str, Any]:
-    """One row per dataset (objects, bytes, duration, freshness), then the state machine's and the Lambda's."""
+    """One row per dataset (objects, bytes, duration, freshness), then the state machine's, the Lambda's and the
+    schedules'."""
     widgets: list[dict[str, Any]] = []
 
     def graph(title: str, metrics: list[list[Any]], stat: str = "Sum", period: int = HOUR) -> None:
@@ -306,6 +312,15 @@ def dashboard_body(
         period=300,
     )
     graph("function duration (ms)", [["AWS/Lambda", "Duration", "FunctionName", function_name]], "Maximum", 300)
+    if schedule_group is not None:
+        graph(
+            "scheduled starts",
+            [
+                ["AWS/Scheduler", metric, "ScheduleGroup", schedule_group]
+                for metric in ("InvocationAttemptCount", *SCHEDULE_FAILURES)
+            ],
+            period=300,
+        )
     for n, widget in enumerate(widgets):
         widget["x"], widget["y"] = (n % 4) * 6, (n // 4) * 6
     return {"widgets": widgets}

@@ -232,5 +232,7 @@ def test_the_dashboard_shows_every_dataset_and_the_state_machine_and_function(bu
     assert {m[3] for m in own} == {"orders", "click_stream"}
     assert ["AWS/States", "ExecutionsFailed", "StateMachineArn", machine.arn] in lines
     assert ["AWS/Lambda", "Errors", "FunctionName", function.state["name"]] in lines
+    (group,) = deployment.of_type("aws:scheduler/scheduleGroup:ScheduleGroup")
+    assert ["AWS/Scheduler", "InvocationDroppedCount", "ScheduleGroup", group.state["name"]] in lines
     positions = [(w["x"], w["y"]) for w in body["widgets"]]
     assert len(positions) == len(set(positions)), "widgets must not overlap"
