@@ -49,6 +49,7 @@ class Night:
     list_page_s: float = 0.1  # assumed: ListObjectsV2 page of 1,000 keys in-region (the issue quotes 50-300 ms)
     copy_s: float = 0.06  # assumed: one small-object CopyObject round trip in-region
     cpu_speed: float = 1.0  # assumed: a Lambda vCPU as fast as one core of the measuring machine
+    carry_source_metadata: bool = True  # the dataset's `source_metadata: carry` (the default): a HEAD per copy
 
 
 def costs_from(result: dict[str, Any]) -> tuple[Costs, int]:
@@ -108,7 +109,10 @@ def model(costs: Costs, night: Night) -> dict[str, Any]:
     lambda_s = shards * plan_s + batches * batch_s + shards * finalize_s
     invocations = 1 + 2 * shards + batches + 2
     requests_put = night.total / 1000 + night.changed + 4 * shards + 2 * batches  # LIST pages, copies, ledger
-    requests_get = 3 * shards + 2 * batches
+    # Ledger reads; the source HEAD `source_metadata: carry` makes before each copy (handler/copier.py; the copy's
+    # own answer verifies it, no HEAD after); each invocation's read of its config object.
+    source_heads = night.changed if night.carry_source_metadata else 0
+    requests_get = 3 * shards + 2 * batches + source_heads + invocations
     transitions = 3 * (2 * shards + batches) + 30  # about three per Map child, a few tens in the parent
     dollars = {
         "S3 requests": requests_put * PRICE_REQUEST_PUT + requests_get * PRICE_REQUEST_GET,

@@ -1,20 +1,23 @@
 """Alarms and a dashboard: what tells an operator a night went wrong, or that a dataset went quiet.
 
-Three kinds of alarm, all reporting to the run topic (ALARM and OK):
+Five kinds of alarm, all reporting to the run topic (ALARM and OK):
 
 - an execution of the state machine failed, timed out or was aborted (its own AWS/States metrics);
 - a dataset's run left objects failed (`ObjectsFailed`, from the Lambda's EMF lines: handler/metrics.py);
 - **freshness**: no successful run of a dataset (`RunSucceeded`) within the longest gap its schedule allows
   plus the stack's grace. Missing data is breaching: a schedule that stopped firing, a Lambda that cannot
-  start, and a run that keeps failing all look alike here, and all are what the alarm is for.
+  start, and a run that keeps failing all look alike here, and all are what the alarm is for;
+- a schedule's start of an execution failed, was dropped, or was (or could not be) dead-lettered (AWS/Scheduler
+  metrics of the stack's own schedule group);
+- a dataset's dead-letter queue holds a start that never happened (AWS/SQS), for as long as it holds one.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +33,20 @@ MAX_ALARM_WINDOW_HOURS = 7 * 24
 """CloudWatch evaluates an alarm over at most seven days (periods x evaluation periods <= 604,800 s)."""
 
 STATE_MACHINE_FAILURES = ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted")
+SCHEDULE_FAILURES = (
+    "TargetErrorCount",
+    "InvocationDroppedCount",
+    "InvocationsSentToDeadLetterCount",
+    "InvocationsFailedToBeSentToDeadLetterCount",
+)
+"""AWS/Scheduler metrics of a start that went wrong: StartExecution answered an error (each attempt, retried or not),
+the retries ran out (dropped), the start went to the dead-letter queue, or even that failed. Their one dimension is
+`ScheduleGroup` (EventBridge Scheduler User Guide, "Monitoring ... with Amazon CloudWatch":
+https://docs.aws.amazon.com/scheduler/latest/UserGuide/monitoring-cloudwatch.html), hence the stack's own group."""
+QUEUE_DEPTH = "ApproximateNumberOfMessagesVisible"
+"""AWS/SQS: messages waiting in a queue, reported while the queue holds any (Amazon SQS Developer Guide, "Available
+CloudWatch metrics": https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
+sqs-available-cloudwatch-metrics.html)."""
 
 
 def freshness_window_hours(dataset: DatasetConfig, grace_hours: int) -> int | None:
@@ -54,6 +71,10 @@ class MonitoringArgs:
     function_name: pulumi.Input[str]
     region: pulumi.Input[str]
     freshness_grace_hours: int
+    schedule_group_name: pulumi.Input[str] | None = None
+    """The group the stack's schedules are in (infra/schedule.py); None: no schedule alarm."""
+    dead_letter_queue_names: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Dataset -> its schedule's dead-letter queue."""
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -62,6 +83,8 @@ class Monitoring(pulumi.ComponentResource):
     execution_failed: aws.cloudwatch.MetricAlarm
     objects_failed: dict[str, aws.cloudwatch.MetricAlarm]
     freshness: dict[str, aws.cloudwatch.MetricAlarm]
+    schedule_failed: aws.cloudwatch.MetricAlarm | None
+    dead_letters: dict[str, aws.cloudwatch.MetricAlarm]
     dashboard: aws.cloudwatch.Dashboard
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
@@ -101,6 +124,31 @@ class Monitoring(pulumi.ComponentResource):
             ok_actions=actions,
             opts=child,
         )
+        self.schedule_failed = None
+        if args.schedule_group_name is not None:
+            self.schedule_failed = self._schedule_alarm(name, args.schedule_group_name, actions)
+        self.dead_letters = {
+            dataset: aws.cloudwatch.MetricAlarm(
+                f"{name}-{dataset}-dead-letters",
+                alarm_description=f"Dataset {dataset}: its schedule could not start an execution, even after an hour "
+                "of retries; the start waits in the dead-letter queue (kept 14 days), with the error. Fix the cause, "
+                "run the night by hand (docs/deploy.md), then purge the queue.",
+                namespace="AWS/SQS",
+                metric_name=QUEUE_DEPTH,
+                dimensions={"QueueName": queue},
+                statistic="Maximum",
+                period=300,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                # SQS reports the depth only while the queue is in use: silence is an empty queue.
+                treat_missing_data="notBreaching",
+                alarm_actions=actions,
+                ok_actions=actions,
+                opts=child,
+            )
+            for dataset, queue in args.dead_letter_queue_names.items()
+        }
         self.objects_failed = {}
         self.freshness = {}
 
@@ -151,23 +199,75 @@ class Monitoring(pulumi.ComponentResource):
                 comparison_operator="LessThanThreshold",
                 treat_missing_data="breaching",
             )
-        body = pulumi.Output.all(args.state_machine_arn, args.function_name, args.region).apply(
-            lambda values: json.dumps(dashboard_body(args.namespace, [d.name for d in args.datasets], *values))
-        )
+        body = pulumi.Output.all(
+            args.state_machine_arn, args.function_name, args.region, args.schedule_group_name
+        ).apply(lambda values: json.dumps(dashboard_body(args.namespace, [d.name for d in args.datasets], *values)))
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard", dashboard_name=f"{name}-{pulumi.get_stack()}", dashboard_body=body, opts=child
         )
         self.register_outputs({"dashboard_name": self.dashboard.dashboard_name})
 
+    def _schedule_alarm(
+        self, name: str, group: pulumi.Input[str], actions: list[pulumi.Input[str]]
+    ) -> aws.cloudwatch.MetricAlarm:
+        """Any schedule of the stack failed to start an execution, in a 5-minute period."""
+        return aws.cloudwatch.MetricAlarm(
+            f"{name}-schedule-failed",
+            alarm_description="A schedule's start of an ingestion execution failed (retried for up to an hour), was "
+            "dropped, or went to the schedule's dead-letter queue: see the AWS/Scheduler metrics of the stack's "
+            "schedule group and the queue's message, which names the error.",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            evaluation_periods=1,
+            treat_missing_data="notBreaching",
+            metric_queries=[
+                *(
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id=metric.lower(),
+                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                            namespace="AWS/Scheduler",
+                            metric_name=metric,
+                            dimensions={"ScheduleGroup": group},
+                            period=300,
+                            stat="Sum",
+                        ),
+                    )
+                    for metric in SCHEDULE_FAILURES
+                ),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="failures",
+                    expression="SUM([" + ",".join(m.lower() for m in SCHEDULE_FAILURES) + "])",
+                    label="scheduled starts that failed, were dropped or dead-lettered",
+                    return_data=True,
+                ),
+            ],
+            alarm_actions=actions,
+            ok_actions=actions,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     @property
     def alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
-        return [self.execution_failed, *self.objects_failed.values(), *self.freshness.values()]
+        schedule = [self.schedule_failed] if self.schedule_failed is not None else []
+        return [
+            self.execution_failed,
+            *schedule,
+            *self.objects_failed.values(),
+            *self.freshness.values(),
+            *self.dead_letters.values(),
+        ]
 
 
 def dashboard_body(
-    namespace: str, datasets: Sequence[str], state_machine_arn: str, function_name: str, region: str
+    namespace: str,
+    datasets: Sequence[str],
+    state_machine_arn: str,
+    function_name: str,
+    region: str,
+    schedule_group: str | None = None,
 ) -> dict[str, Any]:
-    """One row per dataset (objects, bytes, duration, freshness), then the state machine's and the Lambda's."""
+    """One row per dataset (objects, bytes, duration, freshness), then the state machine's, the Lambda's and the
+    schedules'."""
     widgets: list[dict[str, Any]] = []
 
     def graph(title: str, metrics: list[list[Any]], stat: str = "Sum", period: int = HOUR) -> None:
@@ -212,6 +312,15 @@ def dashboard_body(
         period=300,
     )
     graph("function duration (ms)", [["AWS/Lambda", "Duration", "FunctionName", function_name]], "Maximum", 300)
+    if schedule_group is not None:
+        graph(
+            "scheduled starts",
+            [
+                ["AWS/Scheduler", metric, "ScheduleGroup", schedule_group]
+                for metric in ("InvocationAttemptCount", *SCHEDULE_FAILURES)
+            ],
+            period=300,
+        )
     for n, widget in enumerate(widgets):
         widget["x"], widget["y"] = (n % 4) * 6, (n // 4) * 6
     return {"widgets": widgets}

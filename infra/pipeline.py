@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,8 @@ class IngestionPipeline(pulumi.ComponentResource):
             f"{name}-lambda",
             IngestFunctionArgs(
                 package_dir=args.package_dir,
-                settings=config.function,
+                # The reservation resolved: the number given, the one the datasets need, or none.
+                settings=replace(config.function, reserved_concurrency=config.reserved_concurrency),
                 datasets=datasets,
                 config_bucket=config.config_bucket,
                 config_key_template=CONFIG_KEY_TEMPLATE,
@@ -160,6 +161,8 @@ class IngestionPipeline(pulumi.ComponentResource):
                 function_name=self.function.function_name,
                 region=region,
                 freshness_grace_hours=config.freshness_grace_hours,
+                schedule_group_name=self.schedules.group.name,
+                dead_letter_queue_names={ds: q.name for ds, q in self.schedules.dead_letter_queues.items()},
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -175,6 +178,9 @@ class IngestionPipeline(pulumi.ComponentResource):
             "stateMachineArn": self.workflow.arn,
             "stateMachineName": self.workflow.state_machine_name,
             "scheduleNames": {ds: s.name for ds, s in self.schedules.schedules.items()},
+            "scheduleGroupName": self.schedules.group.name,
+            # Where a scheduled start that kept failing waits, per dataset (docs/deploy.md, "Alarms").
+            "deadLetterQueueUrls": {ds: q.url for ds, q in self.schedules.dead_letter_queues.items()},
             "glueDatabaseName": self.catalog.database_name,
             "glueTableNames": sorted([*self.catalog.tables, *self.raw_tables.tables]),
             "metricsNamespace": metrics_namespace,

@@ -338,15 +338,43 @@ def map_run_policy(state_machine_arn: str) -> dict[str, Any]:
     )
 
 
-def scheduler_policy(state_machine_arn: str) -> dict[str, Any]:
-    """EventBridge Scheduler may start this state machine and nothing else."""
+def scheduler_policy(state_machine_arn: str, dead_letter_queue_arns: Sequence[str] = ()) -> dict[str, Any]:
+    """EventBridge Scheduler may start this state machine, and send a start that kept failing to the schedules' own
+    dead-letter queues: the execution role is what delivers to a schedule's DLQ (EventBridge Scheduler User Guide,
+    "Configuring a schedule's dead-letter queue": https://docs.aws.amazon.com/scheduler/latest/UserGuide/
+    configuring-schedule-dlq.html). Nothing else."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "StartIngestion",
+            "Effect": "Allow",
+            "Action": "states:StartExecution",
+            "Resource": state_machine_arn,
+        }
+    ]
+    if dead_letter_queue_arns:
+        statements.append(
+            {
+                "Sid": "DeadLetterFailedStarts",
+                "Effect": "Allow",
+                "Action": "sqs:SendMessage",
+                "Resource": sorted(dead_letter_queue_arns),
+            }
+        )
+    return document(statements)
+
+
+def deny_insecure_transport_queue_policy(queue_arn: str) -> dict[str, Any]:
+    """Queue policy: refuse every request to the queue that does not use TLS, as the buckets do. A Deny with every
+    SQS action, present and future; it grants nothing (the scheduler role's own policy allows its sends)."""
     return document(
         [
             {
-                "Sid": "StartIngestion",
-                "Effect": "Allow",
-                "Action": "states:StartExecution",
-                "Resource": state_machine_arn,
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         ]
     )

@@ -1,4 +1,10 @@
-"""EventBridge Scheduler: one schedule per dataset, each starting the state machine for its dataset."""
+"""EventBridge Scheduler: one schedule per dataset, each starting the state machine for its dataset.
+
+A start that still fails after the schedule's retry policy (an hour of retries) would otherwise be dropped without
+a trace: each schedule has a dead-letter queue that receives it, with the error, and the schedules live in a group
+of their own so that the `AWS/Scheduler` metrics, whose only dimension is the schedule group, describe this stack's
+schedules and no other (infra/monitoring.py alarms on them).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from infra.policies import scheduler_policy
+from infra.policies import deny_insecure_transport_queue_policy, scheduler_policy
 from infra.roles import role_policy, service_role
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -37,6 +43,10 @@ class DatasetSchedulesArgs:
     max_event_age_seconds: int = 3600
 
 
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+"""How long a dead-letter queue keeps a failed start: 14 days, the most SQS keeps a message."""
+
+
 class DatasetSchedules(pulumi.ComponentResource):
     """One schedule per dataset, and the role they start the state machine with.
 
@@ -46,6 +56,9 @@ class DatasetSchedules(pulumi.ComponentResource):
 
     role: aws.iam.Role
     policy: aws.iam.RolePolicy
+    group: aws.scheduler.ScheduleGroup
+    dead_letter_queues: dict[str, aws.sqs.Queue]
+    queue_policies: dict[str, aws.sqs.QueuePolicy]
     schedules: dict[str, aws.scheduler.Schedule]
 
     def __init__(self, name: str, args: DatasetSchedulesArgs, opts: pulumi.ResourceOptions | None = None):
@@ -58,11 +71,45 @@ class DatasetSchedules(pulumi.ComponentResource):
             description="Ingestion schedules: start the ingestion state machine",
             opts=child,
         )
+        self.group = aws.scheduler.ScheduleGroup(f"{name}-group", opts=child)
+        self.dead_letter_queues = {ds.name: self._create_dead_letter_queue(name, ds) for ds in args.datasets}
+        self.queue_policies = {
+            dataset: aws.sqs.QueuePolicy(
+                f"{name}-{dataset}-dlq-policy",
+                queue_url=queue.url,
+                policy=queue.arn.apply(lambda arn: json.dumps(deny_insecure_transport_queue_policy(arn))),
+                opts=child,
+            )
+            for dataset, queue in self.dead_letter_queues.items()
+        }
+        # The schedules' execution role is what sends a failed start to its dead-letter queue (AWS, "Configuring a
+        # schedule's dead-letter queue"), so it may send to exactly these queues.
         self.policy = role_policy(
-            f"{name}-policy", self.role, scheduler_policy, child, state_machine_arn=args.state_machine_arn
+            f"{name}-policy",
+            self.role,
+            scheduler_policy,
+            child,
+            state_machine_arn=args.state_machine_arn,
+            dead_letter_queue_arns=pulumi.Output.all(*(q.arn for q in self.dead_letter_queues.values())),
         )
         self.schedules = {ds.name: self._create_schedule(name, ds, args) for ds in args.datasets}
-        self.register_outputs({"schedule_names": {n: s.name for n, s in self.schedules.items()}})
+        self.register_outputs(
+            {
+                "schedule_names": {n: s.name for n, s in self.schedules.items()},
+                "group_name": self.group.name,
+                "dead_letter_queue_urls": {n: q.url for n, q in self.dead_letter_queues.items()},
+            }
+        )
+
+    def _create_dead_letter_queue(self, name: str, ds: DatasetConfig) -> aws.sqs.Queue:
+        """A standard queue (Scheduler takes no FIFO queue as a DLQ), encrypted with SQS's own key: SSE-SQS needs
+        no KMS permission of the role that sends to it."""
+        return aws.sqs.Queue(
+            f"{name}-{ds.name}-dlq",
+            message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _create_schedule(self, name: str, ds: DatasetConfig, args: DatasetSchedulesArgs) -> aws.scheduler.Schedule:
         return aws.scheduler.Schedule(
@@ -70,6 +117,7 @@ class DatasetSchedules(pulumi.ComponentResource):
             description=f"Nightly ingestion of dataset {ds.name}",
             schedule_expression=ds.schedule.strip(),  # sent as AWS documents it, without spaces around
             schedule_expression_timezone=ds.timezone,
+            group_name=self.group.name,
             flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
             target=aws.scheduler.ScheduleTargetArgs(
                 arn=args.state_machine_arn,
@@ -79,7 +127,11 @@ class DatasetSchedules(pulumi.ComponentResource):
                     maximum_retry_attempts=args.retry_attempts,
                     maximum_event_age_in_seconds=args.max_event_age_seconds,
                 ),
+                # A start still failing after the retries lands here, with the error, instead of being dropped.
+                dead_letter_config=aws.scheduler.ScheduleTargetDeadLetterConfigArgs(
+                    arn=self.dead_letter_queues[ds.name].arn
+                ),
             ),
-            # The first firing must find the permission to start the state machine in place.
+            # The first firing must find the permission to start the state machine (and to dead-letter) in place.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy]),
         )

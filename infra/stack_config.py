@@ -210,10 +210,23 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "lambdaReservedConcurrency",
         int,
         None,
-        "Reserved concurrency; at least `mapConcurrency`, or copy steps are throttled.",
+        "Concurrency reserved for the function, so its Maps never wait for the account's other functions. Left out "
+        "(none): datasets × (mapConcurrency + 1), what every dataset's run needs at once (docs/SCALE.md, "
+        "*Capacity*). A number given must be at least `mapConcurrency`. Lambda refuses a reservation that leaves "
+        "the account fewer than 100 unreserved, and `pulumi up` then fails: lower it, raise the account's quota, "
+        "or set `reserveLambdaConcurrency` false.",
         1,
         100_000,
         attribute="function.reserved_concurrency",
+    ),
+    Setting(
+        "reserveLambdaConcurrency",
+        bool,
+        True,
+        "Whether the function reserves `lambdaReservedConcurrency`. `false` reserves nothing: the function shares the "
+        "account's unreserved pool, and a step that finds it full is throttled and retried for up to 30 minutes. For "
+        "an account whose concurrency quota cannot spare the reservation and 100 more (new accounts may have 10).",
+        attribute="function.reserve_concurrency",
     ),
     Setting(
         "mapConcurrency",
@@ -221,7 +234,9 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         100,
         "Shards planned, batches copied and shards finalized at once per run (each a Lambda invocation). The "
         "default lands 10 million changed objects of a 100-million-key dataset in about an hour "
-        "(docs/SCALE.md); it needs that much of the account's Lambda concurrency (1,000 by default).",
+        "(docs/SCALE.md); each run needs that much Lambda concurrency, which the function reserves "
+        "(`lambdaReservedConcurrency`). Times the dataset's `concurrency`, it is the copies in flight, which a "
+        "dataset landing under one prefix should keep near 200 (docs/SCALE.md, *Capacity*).",
         1,
         MAX_MAP_CONCURRENCY,
         attribute="workflow.map_concurrency",
@@ -334,7 +349,9 @@ class FunctionSettings:
     memory_mb: int = _SETTING["lambdaMemoryMb"].default
     timeout_seconds: int = _SETTING["lambdaTimeoutSeconds"].default
     reserved_concurrency: int | None = _SETTING["lambdaReservedConcurrency"].default
+    """The reservation asked for; None: derived from the datasets (StackConfig.reserved_concurrency)."""
     ephemeral_storage_mb: int = _SETTING["lambdaEphemeralStorageMb"].default
+    reserve_concurrency: bool = _SETTING["reserveLambdaConcurrency"].default
 
 
 @dataclass(frozen=True)
@@ -370,9 +387,33 @@ class StackConfig:
             raise StackConfigError(problems)
 
     @property
+    def reserved_concurrency(self) -> int | None:
+        """The concurrency the function reserves: the number given, else what the datasets' runs need at once
+        (`needed_concurrency`); None when `reserveLambdaConcurrency` is false."""
+        if not self.function.reserve_concurrency:
+            return None
+        if self.function.reserved_concurrency is not None:
+            return self.function.reserved_concurrency
+        return needed_concurrency(len(self.datasets.datasets), self.workflow.map_concurrency)
+
+    @property
     def created_source_buckets(self) -> tuple[str, ...]:
         """Source buckets this stack creates (`source.create: true`), each once, in a stable order."""
         return tuple(sorted({ds.source.bucket for ds in self.datasets.datasets.values() if ds.create_source}))
+
+
+def needed_concurrency(datasets: int, map_concurrency: int) -> int:
+    """The most invocations of the function the stack's own executions can have running at once.
+
+    One execution ingests one dataset, and runs its steps one after another: a Map (up to `map_concurrency`
+    children, each one invocation at a time) or a single step (plan, seal_plan, finalize, release), never two at
+    once. So one run needs at most `map_concurrency`. One more per dataset covers what can overlap a run: a second
+    execution of the same dataset (started by hand, or a schedule's retried start) runs only its plan, which finds
+    the lock and skips; a retried invocation starting while Lambda still runs the first (a lost answer); a
+    one-shot run invoked directly. Datasets run side by side (each its own schedule and execution), so their
+    needs add up.
+    """
+    return datasets * (map_concurrency + 1)
 
 
 def load_stack_config(config: pulumi.Config, placeholders: Placeholders | None = None) -> StackConfig:
@@ -457,12 +498,17 @@ def stack_problems(config: StackConfig) -> list[str]:
             "in the config bucket, but writes landed data in the raw bucket"
         )
     reserved, map_concurrency = config.function.reserved_concurrency, config.workflow.map_concurrency
-    crossed = not wrong & {"lambdaReservedConcurrency", "mapConcurrency"}
-    if crossed and reserved is not None and reserved < map_concurrency:
+    crossed = not wrong & {"lambdaReservedConcurrency", "mapConcurrency", "reserveLambdaConcurrency"}
+    if crossed and reserved is not None and not config.function.reserve_concurrency:
+        problems.append(
+            f"{key('lambdaReservedConcurrency')}: {reserved} is set, but reserveLambdaConcurrency is false, so "
+            "nothing would be reserved; remove one of the two"
+        )
+    elif crossed and reserved is not None and reserved < map_concurrency:
         problems.append(
             f"{key('lambdaReservedConcurrency')}: {reserved} is below mapConcurrency "
-            f"({map_concurrency}): the Map would start more copy steps than the function may run, "
-            "and the throttled ones fail after their retries; raise it or lower mapConcurrency"
+            f"({map_concurrency}): every Map would start more steps than the function may run, and the rest "
+            "wait throttled; raise it, leave it out (it is then what the datasets need), or lower mapConcurrency"
         )
     seen: set[tuple[str, str]] = set()
     for sub in config.subscriptions:

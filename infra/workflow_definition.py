@@ -96,8 +96,29 @@ DEFAULT_EXECUTION_TIMEOUT_SECONDS = 24 * 3600
 """A night's execution that has not ended in a day is stuck; it times out (the ExecutionsTimedOut alarm) and
 its lock expires by its TTL, so the next execution completes the run."""
 
+LAMBDA_THROTTLED = "Lambda.TooManyRequestsException"
+"""Lambda refused the invocation for want of concurrency (the function's reservation or the account's pool is in use):
+the function did not run. It clears when other invocations end, which takes as long as they run."""
+
+THROTTLE_RETRY = {
+    "ErrorEquals": [LAMBDA_THROTTLED],
+    "IntervalSeconds": 2,
+    "MaxAttempts": 20,
+    "BackoffRate": 2.0,
+    "MaxDelaySeconds": 120,
+    "JitterStrategy": "FULL",
+}
+"""Throttling is retried for a budget of minutes, not seconds: the capped delays are 2, 4, ... 64 s, then 120 s
+fourteen times, 1,806 s (about 30 minutes) in all, and FULL jitter waits a random share of each (on average half:
+about 15 minutes, one function timeout), so the children of a Map throttled together do not all come back in the
+same second. A slot frees when any running step ends, and the longest a step can run is the function's timeout
+(15 minutes), so a throttled step outlasts a neighbour that takes its whole time. Each retry is one state
+transition. The fields (`MaxDelaySeconds` 1 to 31,622,400, `JitterStrategy` FULL or NONE, `BackoffRate` at least 1):
+https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html (Retrying after an error)."""
+
 SERVICE_RETRY = {
-    "ErrorEquals": LAMBDA_SERVICE_ERRORS,
+    # Throttling has its own retrier (THROTTLE_RETRY): the first retrier whose ErrorEquals matches is the one used.
+    "ErrorEquals": [error for error in LAMBDA_SERVICE_ERRORS if error != LAMBDA_THROTTLED],
     "IntervalSeconds": 2,
     "MaxAttempts": 6,
     "BackoffRate": 2.0,
@@ -109,8 +130,10 @@ NO_RETRY = {"ErrorEquals": NOT_RETRYABLE_ERRORS, "MaxAttempts": 0}
 # Anything else escaped the handler after boto3's own retries: an outage or a bug. Every step is idempotent,
 # so a couple of slow retries cost little and ride out the outage.
 OTHER_RETRY = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 2, "BackoffRate": 3.0}
-LAMBDA_RETRY = [NO_RETRY, SERVICE_RETRY, DEATH_RETRY, OTHER_RETRY]
-"""Every Lambda Task's retriers, in order: Step Functions uses the first whose ErrorEquals matches."""
+LAMBDA_RETRY = [NO_RETRY, THROTTLE_RETRY, SERVICE_RETRY, DEATH_RETRY, OTHER_RETRY]
+"""Every Lambda Task's retriers, in order: Step Functions uses the first whose ErrorEquals matches. The runtime's own
+errors come first (never retried); the next three name disjoint errors, so their order among themselves does not
+matter; `States.ALL` last, as AWS requires."""
 
 NOTIFY_RETRY = {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 2.0}
 
@@ -453,7 +476,7 @@ def build_definition(
         "ReleaseLock": lambda_task(
             {"Payload": {"action": "release", "dataset.$": "$.dataset", **execution}},
             ResultPath=None,
-            Retry=[SERVICE_RETRY, DEATH_RETRY],
+            Retry=[THROTTLE_RETRY, SERVICE_RETRY, DEATH_RETRY],
             Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.release_error", "Next": "DescribeFailure"}],
             Next="DescribeFailure",
         ),

@@ -168,3 +168,45 @@ def lambda_retry_problems(machine: State, retried: list[str], never_retried: lis
             found += [f"{name} does not retry {error}" for error in retried if not retries(state, error)]
             found += [f"{name} retries {error}" for error in never_retried if retries(state, error)]
     return found
+
+
+MAX_RETRY_INTEGER = 99_999_999
+"""AWS's bound on a retrier's IntervalSeconds and MaxAttempts."""
+MAX_DELAY_SECONDS = 31_622_400
+"""AWS's bound on a retrier's MaxDelaySeconds (a year and a day)."""
+JITTER_STRATEGIES = ("FULL", "NONE")
+
+
+def retrier_field_problems(machine: State) -> list[str]:
+    """Retriers whose fields AWS would refuse, by the ranges the Step Functions guide gives ("Retrying after an
+    error"). asl-validator 4.0.0 checks only that IntervalSeconds, MaxAttempts and BackoffRate are numbers of at
+    least 0, and not MaxDelaySeconds or JitterStrategy at all."""
+    found = []
+    for name, state in states(machine):
+        for number, retrier in enumerate(state.get("Retry", [])):
+            where = f"{name}.Retry[{number}]"
+            interval = retrier.get("IntervalSeconds", 1)
+            if not (isinstance(interval, int) and 1 <= interval <= MAX_RETRY_INTEGER):
+                found.append(f"{where}.IntervalSeconds {interval!r}")
+            attempts = retrier.get("MaxAttempts", DEFAULT_MAX_ATTEMPTS)
+            if not (isinstance(attempts, int) and 0 <= attempts <= MAX_RETRY_INTEGER):
+                found.append(f"{where}.MaxAttempts {attempts!r}")
+            rate = retrier.get("BackoffRate", 2.0)
+            if not (isinstance(rate, int | float) and rate >= 1.0):
+                found.append(f"{where}.BackoffRate {rate!r}")
+            if "MaxDelaySeconds" in retrier:
+                delay = retrier["MaxDelaySeconds"]
+                if not (isinstance(delay, int) and 1 <= delay <= MAX_DELAY_SECONDS):
+                    found.append(f"{where}.MaxDelaySeconds {delay!r}")
+            if retrier.get("JitterStrategy", "NONE") not in JITTER_STRATEGIES:
+                found.append(f"{where}.JitterStrategy {retrier['JitterStrategy']!r}")
+    return found
+
+
+def retry_delays(retrier: Mapping[str, Any]) -> list[float]:
+    """The longest wait before each retry: IntervalSeconds x BackoffRate^n, capped at MaxDelaySeconds. With
+    `JitterStrategy: FULL` each actual wait is drawn between 0 and this."""
+    interval = retrier.get("IntervalSeconds", 1)
+    rate = retrier.get("BackoffRate", 2.0)
+    cap = retrier.get("MaxDelaySeconds", float("inf"))
+    return [min(interval * rate**n, cap) for n in range(retrier.get("MaxAttempts", DEFAULT_MAX_ATTEMPTS))]

@@ -106,11 +106,23 @@ def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"id": arn, "name": machine, "arn": arn}
     if typ == "aws:scheduler/schedule:Schedule":
         schedule = _physical(name)
+        group = inputs.get("groupName") or "default"
         return {
-            "id": f"default/{schedule}",
+            "id": f"{group}/{schedule}",
             "name": schedule,
-            "arn": f"arn:{PARTITION}:scheduler:{REGION}:{ACCOUNT}:schedule/default/{schedule}",
+            "arn": f"arn:{PARTITION}:scheduler:{REGION}:{ACCOUNT}:schedule/{group}/{schedule}",
         }
+    if typ == "aws:scheduler/scheduleGroup:ScheduleGroup":
+        group = _physical(name)
+        return {
+            "id": group,
+            "name": group,
+            "arn": f"arn:{PARTITION}:scheduler:{REGION}:{ACCOUNT}:schedule-group/{group}",
+        }
+    if typ == "aws:sqs/queue:Queue":
+        queue = _physical(name)
+        url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{queue}"
+        return {"id": url, "name": queue, "url": url, "arn": f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{queue}"}
     if typ == "aws:sns/topicSubscription:TopicSubscription":
         return {"arn": f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT}:topic:{name}"}
     if typ == "aws:kms/key:Key":

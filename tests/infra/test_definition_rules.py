@@ -43,6 +43,7 @@ from infra.stack_config import STACK_SETTINGS, FunctionSettings, StackConfig, Wo
 from infra.workflow_definition import (
     LAMBDA_DEATHS,
     LAMBDA_SERVICE_ERRORS,
+    LAMBDA_THROTTLED,
     NOT_RETRYABLE_ERRORS,
     TASK_TIMEOUT_MARGIN_SECONDS,
     build_definition,
@@ -404,6 +405,62 @@ def test_every_lambda_task_retries_lost_answers_and_deaths_and_never_the_lock_er
     assert rules.lambda_retry_problems(broken(definition, without_death_retries), RETRIED, NEVER_RETRIED) == [
         "PlanShard does not retry States.Timeout"
     ]
+
+
+@each_definition
+def test_every_retrier_keeps_to_the_ranges_aws_documents(case: Case) -> None:
+    definition = DEFINITIONS[case.id]
+
+    assert rules.retrier_field_problems(definition) == []
+
+    def out_of_range(d: State) -> None:
+        retriers = d["States"]["Plan"]["Retry"]
+        throttle = next(n for n, r in enumerate(retriers) if LAMBDA_THROTTLED in r["ErrorEquals"])
+        retriers[throttle] = {**retriers[throttle], "MaxDelaySeconds": 0, "JitterStrategy": "full", "BackoffRate": 0.5}
+
+    assert rules.retrier_field_problems(broken(definition, out_of_range)) == [
+        "Plan.Retry[1].BackoffRate 0.5",
+        "Plan.Retry[1].MaxDelaySeconds 0",
+        "Plan.Retry[1].JitterStrategy 'full'",
+    ]
+
+
+THROTTLE_BUDGET_SECONDS = 900
+"""A throttled step must wait out, on average, a neighbour that runs for Lambda's longest timeout (15 minutes)."""
+
+
+@each_definition
+def test_every_lambda_task_retries_throttling_for_minutes_with_jitter(case: Case) -> None:
+    definition = DEFINITIONS[case.id]
+    lambda_tasks = [(name, state) for name, state in rules.states(definition) if rules.invokes_lambda(state)]
+
+    assert len(lambda_tasks) == 7
+    for name, state in lambda_tasks:
+        throttle = rules.first_retrier(state, LAMBDA_THROTTLED)
+        assert throttle is not None and throttle["ErrorEquals"] == [LAMBDA_THROTTLED], name
+        assert throttle["JitterStrategy"] == "FULL", name  # throttled children of one Map must not return in step
+        delays = rules.retry_delays(throttle)
+        # Full jitter waits a uniform share of each capped delay: on average half of the worst case.
+        assert sum(delays) == 1806 and sum(delays) / 2 >= THROTTLE_BUDGET_SECONDS, name
+        assert max(delays) == throttle["MaxDelaySeconds"] == 120, name
+        # The other service errors keep their own, shorter budget (a lost answer is retried within minutes).
+        for error in LAMBDA_SERVICE_ERRORS:
+            if error != LAMBDA_THROTTLED:
+                other = rules.first_retrier(state, error)
+                assert other is not None and sum(rules.retry_delays(other)) <= 130, (name, error)
+
+    def throttle_after_the_service_errors(d: State) -> None:
+        # The old shape: throttling listed with the other service errors, whose retrier comes first.
+        for _, state in rules.states(d):
+            if rules.invokes_lambda(state):
+                for retrier in state["Retry"]:
+                    if "Lambda.ServiceException" in retrier["ErrorEquals"]:
+                        retrier["ErrorEquals"] = [*retrier["ErrorEquals"], LAMBDA_THROTTLED]
+                state["Retry"].sort(key=lambda r: "Lambda.ServiceException" not in r["ErrorEquals"])
+
+    shadowed = broken(definition, throttle_after_the_service_errors)
+    copy_batch = dict(rules.states(shadowed))["CopyBatch"]
+    assert sum(rules.retry_delays(rules.first_retrier(copy_batch, LAMBDA_THROTTLED) or {})) == 122  # two minutes
 
 
 # ---- the stack deploys the timeouts it is configured with -------------------------------------------------

@@ -20,6 +20,7 @@ Run = Callable[[dict[str, str]], Deployment]
 Build = Callable[[StackConfig], Deployment]
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
+QUEUE = "aws:sqs/queue:Queue"
 NAMESPACE = "data-file-ingestion/test"
 
 
@@ -66,11 +67,14 @@ def test_each_dataset_gets_an_objects_failed_and_a_freshness_alarm_and_the_stack
     deployment = build_pipeline(two_dataset_config())
     found = alarms(deployment)
     assert sorted(found) == [
+        "click_stream-dead-letters",
         "click_stream-freshness",
         "click_stream-objects-failed",
         "execution-failed",
+        "orders-dead-letters",
         "orders-freshness",
         "orders-objects-failed",
+        "schedule-failed",
     ]
     (topic,) = deployment.of_type("aws:sns/topic:Topic")
     for name, alarm in found.items():
@@ -137,7 +141,8 @@ def test_every_alarm_watches_a_metric_the_function_emits_in_the_namespace_it_is_
     (function,) = deployment.of_type("aws:lambda/function:Function")
     namespace = function.inputs["environment"]["variables"]["METRICS_NAMESPACE"]
     assert namespace == deployment.exports["metricsNamespace"] == NAMESPACE
-    own = [a for a in alarms(deployment).values() if "namespace" in a]
+    # The alarms on one metric that is not AWS's own (the dead-letter alarms watch AWS/SQS).
+    own = [a for a in alarms(deployment).values() if not a.get("namespace", "AWS/").startswith("AWS/")]
     assert len(own) == 2
     for alarm in own:
         assert alarm["namespace"] == namespace
@@ -158,7 +163,58 @@ def test_a_schedule_no_alarm_can_watch_gets_no_freshness_alarm(build_pipeline: B
         }
     )
     deployment = build_pipeline(two_dataset_config(datasets=monthly))
-    assert sorted(alarms(deployment)) == ["execution-failed", "monthly-objects-failed"]
+    assert sorted(alarms(deployment)) == [
+        "execution-failed",
+        "monthly-dead-letters",
+        "monthly-objects-failed",
+        "schedule-failed",
+    ]
+
+
+def test_the_schedule_alarm_sums_failed_dropped_and_dead_lettered_starts_of_the_stacks_own_schedule_group(
+    build_pipeline: Build,
+) -> None:
+    deployment = build_pipeline(two_dataset_config())
+    (group,) = deployment.of_type("aws:scheduler/scheduleGroup:ScheduleGroup")
+    schedules = deployment.of_type("aws:scheduler/schedule:Schedule")
+    # Scheduler's metrics have no dimension finer than the group: the group holds this stack's schedules only.
+    assert len(schedules) == 2 and {s.inputs["groupName"] for s in schedules} == {group.state["name"]}
+    alarm = alarms(deployment)["schedule-failed"]
+    queries = alarm["metricQueries"]
+    metrics = {q["metric"]["metricName"]: q["metric"] for q in queries if "metric" in q}
+    assert sorted(metrics) == [
+        "InvocationDroppedCount",
+        "InvocationsFailedToBeSentToDeadLetterCount",
+        "InvocationsSentToDeadLetterCount",
+        "TargetErrorCount",
+    ]
+    for metric in metrics.values():
+        assert metric["namespace"] == "AWS/Scheduler" and metric["dimensions"] == {"ScheduleGroup": group.state["name"]}
+        assert metric["stat"] == "Sum" and metric["period"] == 300
+    (expression,) = [q for q in queries if "expression" in q]
+    assert expression["returnData"] is True
+    assert sorted(expression["expression"].removeprefix("SUM([").removesuffix("])").split(",")) == sorted(
+        q["id"] for q in queries if "metric" in q
+    )
+    assert (alarm["threshold"], alarm["comparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["treatMissingData"] == "notBreaching"
+
+
+def test_each_dead_letter_queue_alarms_while_it_holds_a_message(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config())
+    queues = {q.name.removeprefix("ingestion-schedules-").removesuffix("-dlq"): q for q in deployment.of_type(QUEUE)}
+    assert sorted(queues) == ["click_stream", "orders"]
+    found = alarms(deployment)
+    for dataset, queue in queues.items():
+        alarm = found[f"{dataset}-dead-letters"]
+        assert (alarm["namespace"], alarm["metricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        assert alarm["dimensions"] == {"QueueName": queue.state["name"]}
+        assert (alarm["statistic"], alarm["threshold"], alarm["comparisonOperator"]) == (
+            "Maximum",
+            1,
+            "GreaterThanOrEqualToThreshold",
+        )
+        assert alarm["treatMissingData"] == "notBreaching"
 
 
 def test_the_dashboard_shows_every_dataset_and_the_state_machine_and_function(build_pipeline: Build) -> None:
@@ -176,5 +232,7 @@ def test_the_dashboard_shows_every_dataset_and_the_state_machine_and_function(bu
     assert {m[3] for m in own} == {"orders", "click_stream"}
     assert ["AWS/States", "ExecutionsFailed", "StateMachineArn", machine.arn] in lines
     assert ["AWS/Lambda", "Errors", "FunctionName", function.state["name"]] in lines
+    (group,) = deployment.of_type("aws:scheduler/scheduleGroup:ScheduleGroup")
+    assert ["AWS/Scheduler", "InvocationDroppedCount", "ScheduleGroup", group.state["name"]] in lines
     positions = [(w["x"], w["y"]) for w in body["widgets"]]
     assert len(positions) == len(set(positions)), "widgets must not overlap"

@@ -111,12 +111,16 @@ def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_
         "data-file-ingestion:catalog:RawTables": 1,
         "data-file-ingestion:monitoring:Monitoring": 1,
     }
-    # The database, the ledger's manifest and runs tables and MovieLens' four described tables; three alarms
-    # (executions, and the one dataset's objects failed and freshness); one dashboard.
+    # The database, the ledger's manifest and runs tables and MovieLens' four described tables; five alarms
+    # (executions, the schedules' failures, and the one dataset's objects failed, freshness and dead letters); one
+    # dashboard; the schedules' own group, and the one schedule's dead-letter queue with its TLS-only policy.
     operated = {
         "aws:glue/catalogDatabase:CatalogDatabase": 1,
         "aws:glue/catalogTable:CatalogTable": 2 + 4,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 3,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 5,
+        "aws:scheduler/scheduleGroup:ScheduleGroup": 1,
+        "aws:sqs/queue:Queue": 1,
+        "aws:sqs/queuePolicy:QueuePolicy": 1,
         "aws:cloudwatch/dashboard:Dashboard": 1,
         "aws:kms/key:Key": 1,  # the topic's: alarms cannot publish to a topic under SNS's AWS managed key
     }
@@ -364,12 +368,24 @@ def test_function_runs_the_handler_package_with_configured_size_and_environment(
     assert inputs["role"] == deployment.named("ingestion-lambda-role").arn
 
 
-def test_function_timeout_defaults_to_fifteen_minutes_and_concurrency_is_not_reserved(
+def test_function_timeout_defaults_to_fifteen_minutes_and_reserves_what_both_datasets_runs_need(
     build_pipeline: Build,
 ) -> None:
     deployment = build_pipeline(two_dataset_config())
     (function,) = deployment.of_type(FUNCTION)
     assert function.inputs["timeout"] == 900
+    # Two datasets, each a run of at most mapConcurrency (100) invocations at once, plus one.
+    assert function.inputs["reservedConcurrentExecutions"] == 2 * (100 + 1)
+
+
+def test_function_reserves_nothing_when_reservation_is_turned_off(build_pipeline: Build) -> None:
+    deployment = build_pipeline(two_dataset_config(function=FunctionSettings(reserve_concurrency=False)))
+    (function,) = deployment.of_type(FUNCTION)
+    assert "reservedConcurrentExecutions" not in function.inputs
+
+
+def test_the_dev_stack_deploys_a_function_without_reservation(run_program: Run) -> None:
+    (function,) = run_program(dev_stack_config()).of_type(FUNCTION)
     assert "reservedConcurrentExecutions" not in function.inputs
 
 
@@ -485,6 +501,12 @@ def test_one_schedule_per_dataset_starts_the_state_machine_for_that_dataset(buil
     scheduler_role = deployment.named("ingestion-schedules-role")
     schedules = {s.name.removeprefix("ingestion-schedules-"): s.inputs for s in deployment.of_type(SCHEDULE)}
     assert set(schedules) == set(config.datasets.datasets)
+    (group,) = deployment.of_type("aws:scheduler/scheduleGroup:ScheduleGroup")
+    queues = {
+        q.name.removeprefix("ingestion-schedules-").removesuffix("-dlq"): q
+        for q in deployment.of_type("aws:sqs/queue:Queue")
+    }
+    assert set(queues) == set(schedules)
     for name, ds in config.datasets.datasets.items():
         schedule = schedules[name]
         assert schedule["scheduleExpression"] == ds.schedule.strip()
@@ -497,6 +519,13 @@ def test_one_schedule_per_dataset_starts_the_state_machine_for_that_dataset(buil
         assert json.loads(target["input"]) == {"dataset": name, "scheduled_time": "<aws.scheduler.scheduled-time>"}
         assert target["retryPolicy"]["maximumRetryAttempts"] >= 1
         assert 60 <= target["retryPolicy"]["maximumEventAgeInSeconds"] <= 86_400
+        # A start that still fails goes to the dataset's own dead-letter queue instead of being dropped.
+        assert target["deadLetterConfig"] == {"arn": queues[name].arn}
+        assert schedule["groupName"] == group.state["name"]
+        queue = queues[name].inputs
+        assert queue["messageRetentionSeconds"] == 14 * 24 * 3600  # SQS's longest
+        assert queue["sqsManagedSseEnabled"] is True
+        assert "fifoQueue" not in queue  # Scheduler takes only a standard queue as a DLQ
 
 
 def test_schedules_use_the_expression_and_time_zone_from_stack_config(build_pipeline: Build) -> None:
@@ -518,6 +547,8 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
     (function,) = deployment.of_type(FUNCTION)
     (topic,) = deployment.of_type(TOPIC)
     (schedule,) = deployment.of_type(SCHEDULE)
+    (group,) = deployment.of_type("aws:scheduler/scheduleGroup:ScheduleGroup")
+    (queue,) = deployment.of_type("aws:sqs/queue:Queue")
     exports = dict(deployment.exports, alarmNames=sorted(deployment.exports["alarmNames"]))
     assert exports == {
         "rawBucketName": DEV_RAW,
@@ -530,6 +561,8 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
         "stateMachineArn": machine.arn,
         "stateMachineName": machine.state["name"],
         "scheduleNames": {"movielens": schedule.state["name"]},
+        "scheduleGroupName": group.state["name"],
+        "deadLetterQueueUrls": {"movielens": queue.state["url"]},
         "glueDatabaseName": "data_file_ingestion_test",
         "glueTableNames": [
             "manifest",

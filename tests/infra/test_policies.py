@@ -35,6 +35,8 @@ LAMBDA_ROLE_POLICY = "ingestion-lambda-policy"
 WORKFLOW_POLICY = "ingestion-workflow-policy"
 MAP_RUN_POLICY = "ingestion-workflow-map-run-policy"
 SCHEDULER_POLICY = "ingestion-schedules-policy"
+QUEUE = "aws:sqs/queue:Queue"
+QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
 
 # Parliament findings accepted on purpose, by issue code, with the actions that cause them. The test
 # proves each is caused by exactly these actions (removing them removes the finding), so nothing else can
@@ -99,7 +101,7 @@ def all_policies(deployment: Deployment) -> dict[str, dict[str, Any]]:
     policies = {
         r.name: json.loads(r.inputs["policy"])
         for r in deployment.resources
-        if r.typ in ("aws:iam/rolePolicy:RolePolicy", "aws:s3/bucketPolicy:BucketPolicy")
+        if r.typ in ("aws:iam/rolePolicy:RolePolicy", "aws:s3/bucketPolicy:BucketPolicy", QUEUE_POLICY)
     }
     for role in deployment.of_type("aws:iam/role:Role"):
         policies[f"{role.name}/trust"] = json.loads(role.inputs["assumeRolePolicy"])
@@ -310,16 +312,45 @@ def test_state_machine_policies_grant_exactly_its_function_topic_batch_lists_and
     assert deployment.named(MAP_RUN_POLICY).inputs["role"] == deployment.named("ingestion-workflow-role").state["id"]
 
 
-def test_scheduler_may_start_only_this_state_machine(build_pipeline: Build) -> None:
+def test_scheduler_may_start_only_this_state_machine_and_send_only_to_its_dead_letter_queues(
+    build_pipeline: Build,
+) -> None:
     deployment = build_pipeline(CONFIGS["two-datasets"])
+    queues = {q.name: q.arn for q in deployment.of_type(QUEUE)}
+    assert sorted(queues) == ["ingestion-schedules-click_stream-dlq", "ingestion-schedules-orders-dlq"]
     assert deployment.policy(SCHEDULER_POLICY)["Statement"] == [
         {
             "Sid": "StartIngestion",
             "Effect": "Allow",
             "Action": "states:StartExecution",
             "Resource": names(deployment)["machine"],
-        }
+        },
+        {
+            # Scheduler delivers a dead-lettered start with the schedule's execution role.
+            "Sid": "DeadLetterFailedStarts",
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": sorted(queues.values()),
+        },
     ]
+
+
+def test_every_dead_letter_queue_refuses_requests_without_tls(build_pipeline: Build) -> None:
+    deployment = build_pipeline(CONFIGS["two-datasets"])
+    queues = {q.state["url"]: q.arn for q in deployment.of_type(QUEUE)}
+    policies = deployment.of_type("aws:sqs/queuePolicy:QueuePolicy")
+    assert sorted(p.inputs["queueUrl"] for p in policies) == sorted(queues)
+    for policy in policies:
+        assert json.loads(policy.inputs["policy"])["Statement"] == [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queues[policy.inputs["queueUrl"]],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
 
 
 def test_roles_trust_only_their_service_and_for_this_account(build_pipeline: Build) -> None:
@@ -478,7 +509,8 @@ def test_the_topics_own_key_lets_the_account_manage_it_and_only_this_stacks_alar
     published = [
         a for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if topic.arn in a.inputs["alarmActions"]
     ]
-    assert len(published) == 3
+    # Executions, the dataset's objects failed, freshness and dead letters, and the schedules' failures.
+    assert len(published) == 5
     assert all(fnmatch.fnmatchcase(a.arn, pattern) for a in published)
     assert "topicKeyPolicyStatement" not in deployment.exports, "nothing for anyone to add by hand"
 
@@ -513,7 +545,7 @@ def test_every_principal_that_publishes_to_the_encrypted_topic_may_use_its_key(r
     alarms = [
         a for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if topic.arn in a.inputs["alarmActions"]
     ]
-    assert len(alarms) == 3
+    assert len(alarms) == 5
     statement = deployment.exports["topicKeyPolicyStatement"]
     assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert needed <= set(statement["Action"])

@@ -18,6 +18,7 @@ from infra.stack_config import (
     Subscription,
     WorkflowSettings,
     load_stack_config,
+    needed_concurrency,
     parse_stack_config,
 )
 from tests.infra.harness import dev_config, dev_stack_config, stack_values, two_dataset_config
@@ -97,6 +98,33 @@ def test_defaults_when_optional_keys_are_absent() -> None:
     assert config.kms_key_arn is None
     assert config.subscriptions == ()
     assert config.datasets.dataset("exports").schedule == DEFAULT_SCHEDULE
+
+
+def test_concurrency_is_reserved_by_default_for_every_datasets_run_at_once() -> None:
+    # One run's Maps come one after another, each at most mapConcurrency invocations; one more per dataset for what
+    # may overlap it (a second execution's plan that skips); datasets run side by side.
+    three = json.dumps({name: dataset() for name in ("a", "b", "c")})
+    assert needed_concurrency(1, 100) == 101
+    assert parse_stack_config(values()).reserved_concurrency == 101  # the defaults: one dataset, mapConcurrency 100
+    assert parse_stack_config(values(datasets=three, mapConcurrency="10")).reserved_concurrency == 33
+    assert parse_stack_config(values(datasets=three, lambdaReservedConcurrency="100")).reserved_concurrency == 100
+
+
+def test_reservation_can_be_turned_off_for_an_account_that_cannot_spare_it() -> None:
+    config = parse_stack_config(values(reserveLambdaConcurrency="false"))
+
+    assert config.function.reserve_concurrency is False
+    assert config.reserved_concurrency is None
+    # Turned off, mapConcurrency is no longer held to a reservation.
+    wide = parse_stack_config(values(reserveLambdaConcurrency="false", mapConcurrency="5000"))
+    assert wide.reserved_concurrency is None
+
+
+def test_the_dev_stack_reserves_nothing_so_a_new_account_can_deploy_it() -> None:
+    config = dev_config()
+
+    assert config.workflow.map_concurrency == 10
+    assert config.function.reserve_concurrency is False and config.reserved_concurrency is None
 
 
 @pytest.mark.parametrize(
@@ -188,6 +216,11 @@ def test_defaults_when_optional_keys_are_absent() -> None:
             {"lambdaReservedConcurrency": "5", "mapConcurrency": "10"},
             "data-file-ingestion:lambdaReservedConcurrency: 5 is below mapConcurrency (10)",
         ),
+        (
+            {"lambdaReservedConcurrency": "50", "reserveLambdaConcurrency": "false"},
+            "data-file-ingestion:lambdaReservedConcurrency: 50 is set, but reserveLambdaConcurrency is false",
+        ),
+        ({"reserveLambdaConcurrency": "no"}, "data-file-ingestion:reserveLambdaConcurrency: must be true or false"),
         ({"mapConcurrency": "0"}, "data-file-ingestion:mapConcurrency: must be between 1 and 10000, got 0"),
         (
             {"toleratedFailurePercentage": "150"},
