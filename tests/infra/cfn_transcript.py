@@ -445,6 +445,9 @@ def _ownership(r: Registered) -> Props:
 
 
 BUCKET_TYPES = frozenset({"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"})
+ROLE = "aws:iam/role:Role"
+# A managed policy attached to a role: CloudFormation lists it in the role's ManagedPolicyArns.
+ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 
 TRANSCRIBERS: dict[str, tuple[str, Callable[[Registered], Props]] | None] = {
     "aws:s3/bucket:Bucket": ("AWS::S3::Bucket", _bucket),
@@ -495,17 +498,23 @@ def transcribe(deployment: Deployment) -> dict[str, Any]:
     """The CloudFormation template of everything `deployment` registered (see the module docstring).
 
     Pulumi's own types (`pulumi:providers:aws`) and this project's components carry no AWS resource and
-    are skipped; every `aws:` type must be in `TRANSCRIBERS` or `BUCKET_SETTINGS`.
+    are skipped; every `aws:` type must be in `TRANSCRIBERS` or `BUCKET_SETTINGS`, or be a role policy attachment
+    (folded into its role's ManagedPolicyArns).
     """
     resources: dict[str, dict[str, Any]] = {}
     names: dict[str, str] = {}
     buckets: dict[str, dict[str, Any]] = {}
     settings: list[Registered] = []
+    roles: dict[str, dict[str, Any]] = {}
+    attachments: list[Registered] = []
     for r in deployment.resources:
         if not r.typ.startswith("aws:"):
             continue
         if r.typ in BUCKET_SETTINGS:
             settings.append(r)
+            continue
+        if r.typ == ROLE_POLICY_ATTACHMENT:
+            attachments.append(r)
             continue
         if r.typ not in TRANSCRIBERS:
             raise UnmappedType(
@@ -524,6 +533,14 @@ def transcribe(deployment: Deployment) -> dict[str, Any]:
         resources[lid] = resource
         if r.typ in BUCKET_TYPES:
             buckets[r.state["bucket"]] = resource
+        if r.typ == ROLE:
+            roles[r.state.get("name") or r.name] = resource
+    for r in attachments:
+        role = _known(r.inputs.get("role"))
+        if role not in roles:
+            raise TranscriptionError(f"{r.typ} {r.name} attaches to role {role!r}, which the stack does not create")
+        arns = roles[role]["Properties"].setdefault("ManagedPolicyArns", [])
+        arns.append(_known(r.inputs.get("policyArn")))
     for r in settings:
         bucket = _known(r.inputs.get("bucket"))
         if bucket not in buckets:

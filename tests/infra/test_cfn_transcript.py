@@ -173,6 +173,22 @@ def test_settings_main_does_not_use_yet_are_transcribed_too() -> None:
     assert props(template, "nightly")["Target"]["DeadLetterConfig"] == {"Arn": "arn:aws:sqs:eu-west-1:1:dlq"}
 
 
+def test_a_managed_policy_attachment_lands_on_its_role() -> None:
+    role = resource("aws:iam/role:Role", "fn-role", assumeRolePolicy='{"Version": "2012-10-17", "Statement": []}')
+    attachment = resource(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "fn-xray",
+        role="fn-role-7f3a2c1",
+        policyArn="arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess",
+    )
+    template = transcribe(Deployment([role, attachment]))
+    assert list(template["Resources"]) == ["FnRole"]
+    assert props(template, "fn-role")["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"]
+    stray = resource("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "x", role="another", policyArn="arn:p")
+    with pytest.raises(TranscriptionError, match="attaches to role 'another'"):
+        transcribe(Deployment([role, stray]))
+
+
 def test_a_type_without_a_transcription_stops_it_by_name() -> None:
     with pytest.raises(UnmappedType, match=r"aws:ec2/instance:Instance \(web\) has no CloudFormation transcription"):
         transcribe(Deployment([bucket(), resource("aws:ec2/instance:Instance", "web")]))

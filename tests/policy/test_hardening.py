@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pulumi
+import pulumi_aws as aws
 import pytest
 from pulumi.runtime.proto import analyzer_pb2
 
 from tests.infra.harness import ACCOUNT, REGION
 from tests.policy.conftest import STACKS, Build
-from tests.policy.engine import PACK_DIR, Graph, Node, PolicyEngine, Violation
+from tests.policy.engine import PACK_DIR, Graph, GraphMocks, Node, PolicyEngine, Violation
 
 BUCKET = "aws:s3/bucket:Bucket"
 LOGGING = "aws:s3/bucketLoggingV2:BucketLoggingV2"
@@ -361,6 +363,22 @@ def test_unprotected_buckets_and_keys_are_reported_unless_the_stack_is_disposabl
         assert of("data-protected", pack.preview(graph)) == []
     with configured(pack, {"data-protected": {"disposable": False}}):
         assert len(of("data-protected", pack.preview(graph))) == len(held)
+
+
+def test_protect_in_resource_options_reaches_the_pack(mocks: GraphMocks, pack: PolicyEngine) -> None:
+    """`protect=True` as a component would set it travels from the registration to the rule."""
+
+    @pulumi.runtime.test
+    def program() -> None:
+        aws.s3.Bucket("kept", bucket="acme-kept", opts=pulumi.ResourceOptions(protect=True))
+        aws.s3.Bucket("loose", bucket="acme-loose")
+
+    program()
+    graph = Graph(mocks.nodes())
+
+    assert (graph.named("kept").protect, graph.named("loose").protect) == (True, False)
+    (violation,) = of("data-protected", pack.preview(graph))
+    assert violation.urn == graph.named("loose").urn
 
 
 def test_protected_buckets_and_keys_pass(build: Build, pack: PolicyEngine) -> None:
