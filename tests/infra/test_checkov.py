@@ -92,6 +92,17 @@ def test_a_malformed_table_is_refused(table: str, error: str) -> None:
         documented_findings(table)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 23's access logging, log group key and reserved concurrency are not merged yet: "
+    "once they are and their rows are gone, this passes and the mark must go",
+)
+def test_no_checkov_finding_is_left_open() -> None:
+    """Issue 23's bar: checkov leaves only findings documented as not applicable."""
+    assert [d.finding for d in documented_findings() if d.status == "open"] == []
+
+
 @pytest.mark.skipif(not CHECKOV.exists(), reason=f"{CHECKOV} missing: `make checkov` builds it")
 def test_checkov_on_the_transcribed_dev_stack_reports_exactly_the_documented_findings(tmp_path: Any) -> None:
     result = review(tmp_path)
