@@ -3,10 +3,11 @@
 Audit: every bucket but a log bucket has server access logging (or S3 data events in a CloudTrail trail).
 Logs: every log group expires its events, and the log groups share one KMS key or none.
 Capacity: every Lambda function has reserved concurrency. Schedules: every target has a retry policy and a
-dead-letter queue, so an invocation that keeps failing is kept, not dropped. Trust: a role that Step Functions
-or EventBridge Scheduler assumes names the account and the ARN it may be assumed for (aws:SourceAccount,
-aws:SourceArn). Protection: buckets and KMS keys are `protect`ed unless the policy config says the stack is
-disposable. Tags: the keys a policy config requires are on every resource that takes tags.
+dead-letter queue, so an invocation that keeps failing is kept, not dropped, and an alarm says so.
+Trust: a role that Step Functions or EventBridge Scheduler assumes names the account and the ARN it may be
+assumed for (aws:SourceAccount, aws:SourceArn). Protection: buckets and KMS keys are `protect`ed unless the
+policy config says the stack is disposable. Tags: the keys a policy config requires are on every resource
+that takes tags.
 
 Like `baseline`, this module reads only the graph the engine sends and imports nothing of the project.
 """
@@ -37,6 +38,8 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 FUNCTION = "aws:lambda/function:Function"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 KMS_KEY = "aws:kms/key:Key"
+QUEUE = "aws:sqs/queue:Queue"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 PROTECTED_TYPES = BUCKET_TYPES | {KMS_KEY}
 """What holds the data or can make it unreadable: losing either to a stray `pulumi destroy` is not undone."""
 
@@ -56,9 +59,9 @@ TAGGABLE_TYPES = frozenset(
         FUNCTION,
         ROLE,
         "aws:sns/topic:Topic",
-        "aws:sqs/queue:Queue",
+        QUEUE,
         "aws:sfn/stateMachine:StateMachine",
-        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        ALARM,
         "aws:glue/catalogDatabase:CatalogDatabase",
         "aws:iam/policy:Policy",
         TRAIL,
@@ -219,6 +222,67 @@ def schedule_problems(props: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _alarm_dimensions(alarm: PolicyResource) -> list[Mapping[str, Any]]:
+    """The dimensions of an alarm's metric, and of each metric in its metric queries."""
+    found = [known(alarm.props, "dimensions") or {}]
+    for query in known(alarm.props, "metricQueries") or ():
+        metric = query.get("metric") if isinstance(query, Mapping) else None
+        if isinstance(metric, Mapping):
+            found.append(metric.get("dimensions") or {})
+    return [d for d in found if isinstance(d, Mapping)]
+
+
+def _alarm_namespaces(alarm: PolicyResource) -> set[str]:
+    spaces = {known(alarm.props, "namespace")}
+    for query in known(alarm.props, "metricQueries") or ():
+        metric = query.get("metric") if isinstance(query, Mapping) else None
+        if isinstance(metric, Mapping):
+            spaces.add(metric.get("namespace"))
+    return {s for s in spaces if isinstance(s, str)}
+
+
+def _watches(alarm: PolicyResource, queue: PolicyResource) -> bool:
+    """Whether an alarm's metric is about this queue: by dependency, or by its QueueName dimension."""
+    if any(dependency.urn == queue.urn for deps in alarm.property_dependencies.values() for dependency in deps):
+        return True
+    name = known(queue.props, "name")
+    return isinstance(name, str) and any(d.get("QueueName") == name for d in _alarm_dimensions(alarm))
+
+
+def unalarmed_schedules(resources: Sequence[PolicyResource]) -> list[tuple[PolicyResource, Problem]]:
+    """Schedules whose failed invocations no alarm (with actions) would report.
+
+    Covered: an alarm on the schedule's dead-letter queue (AWS/SQS, found by dependency or QueueName), or any
+    alarm on the AWS/Scheduler namespace (its invocation metrics are per account or schedule group).
+    """
+    alarms = [r for r in resources if r.resource_type == ALARM and known(r.props, "alarmActions")]
+    if any("AWS/Scheduler" in _alarm_namespaces(alarm) for alarm in alarms):
+        return []
+    queues = [r for r in resources if r.resource_type == QUEUE]
+    problems = []
+    for schedule in (r for r in resources if r.resource_type == SCHEDULE):
+        target = known(schedule.props, "target") or {}
+        dlq_arn = (target.get("deadLetterConfig") or {}).get("arn") if isinstance(target, Mapping) else None
+        target_deps = {d.urn for d in schedule.property_dependencies.get("target", ())}
+        dlqs = [q for q in queues if q.urn in target_deps or (dlq_arn and known(q.props, "arn") == dlq_arn)]
+        if any(_watches(alarm, queue) for alarm in alarms for queue in dlqs):
+            continue
+        problems.append(
+            (
+                schedule,
+                f"schedule {schedule.name} has no alarm on its failed invocations: add a CloudWatch alarm with "
+                "alarm_actions (the stack's topic) on its dead-letter queue (AWS/SQS "
+                "ApproximateNumberOfMessagesVisible, QueueName) or on the AWS/Scheduler invocation metrics",
+            )
+        )
+    return problems
+
+
+def _validate_schedule_alarms(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for schedule, problem in unalarmed_schedules(args.resources):
+        report_violation(problem, schedule.urn)
+
+
 # --- trust policies ---------------------------------------------------------------------------------------------
 
 
@@ -350,6 +414,12 @@ POLICIES: list[Policy] = [
         name="scheduler-dead-letter-and-retry",
         description="Every EventBridge Scheduler schedule's target has a retry policy and a dead-letter queue.",
         validate=_validate(frozenset({SCHEDULE}), "Schedule", schedule_problems),
+        enforcement_level=MANDATORY,
+    ),
+    StackValidationPolicy(
+        name="scheduler-failures-alarmed",
+        description="Every schedule's failed invocations raise an alarm (on its dead-letter queue, or AWS/Scheduler).",
+        validate=_validate_schedule_alarms,
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(

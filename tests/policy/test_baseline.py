@@ -43,7 +43,7 @@ RESOURCE_POLICIES = (
 )
 BASELINE = (STACK_POLICY, *RESOURCE_POLICIES)
 # The rules of policy/hardening.py (tests/policy/test_hardening.py), in the pack beside these.
-HARDENING_STACK_POLICIES = ("s3-access-logged", "cloudwatch-log-groups-one-key")
+HARDENING_STACK_POLICIES = ("s3-access-logged", "cloudwatch-log-groups-one-key", "scheduler-failures-alarmed")
 HARDENING_RESOURCE_POLICIES = (
     "cloudwatch-log-retention",
     "lambda-reserved-concurrency",

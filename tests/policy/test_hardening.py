@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -26,6 +27,8 @@ BUCKET = "aws:s3/bucket:Bucket"
 LOGGING = "aws:s3/bucketLoggingV2:BucketLoggingV2"
 TRAIL = "aws:cloudtrail/trail:Trail"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+QUEUE = "aws:sqs/queue:Queue"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 KMS_KEY = "aws:kms/key:Key"
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 RAW_OBJECTS = "arn:aws:s3:::acme-raw/"
@@ -37,6 +40,7 @@ HARDENING = (
     "cloudwatch-log-groups-one-key",
     "lambda-reserved-concurrency",
     "scheduler-dead-letter-and-retry",
+    "scheduler-failures-alarmed",
     "iam-service-trust-source-scoped",
     "data-protected",
     "required-tags",
@@ -45,6 +49,7 @@ AFTER_MERGE = {
     "s3-access-logged": "access logging of every bucket into a log bucket",
     "lambda-reserved-concurrency": "reserved concurrency by default",
     "scheduler-dead-letter-and-retry": "dead-letter queue per schedule",
+    "scheduler-failures-alarmed": "alarm on each schedule's dead-letter queue",
     "iam-service-trust-source-scoped": "aws:SourceArn on the trust policies",
     "data-protected": "protect on buckets and keys unless disposable",
 }
@@ -290,6 +295,57 @@ def test_a_schedule_with_a_dead_letter_queue_but_no_retry_policy_is_reported(bui
     )
 
     assert "Schedule ingestion-schedules-movielens: target has no retryPolicy" in violation.message
+
+
+def with_dead_letter_queue(graph: Graph, schedule_name: str) -> tuple[Graph, Node]:
+    """The graph with an SQS queue that the schedule's target names as its dead-letter queue (by dependency)."""
+    queue = node(QUEUE, "ingestion-schedules-dlq", {"name": "ingestion-schedules-dlq-7f3a2c1", "arn": DLQ_ARN})
+    schedule = graph.named(schedule_name)
+    target = {**schedule.inputs["target"], "deadLetterConfig": {"arn": DLQ_ARN}}
+    deps = {**schedule.property_dependencies, "target": [*schedule.property_dependencies.get("target", ()), queue.urn]}
+    changed_schedule = replace(schedule.with_inputs(target=target), property_dependencies=deps)
+    return Graph([*graph.replaced(schedule, changed_schedule).nodes, queue]), queue
+
+
+def alarm(name: str, actions: list[str], queue: Node | None = None, **inputs: Any) -> Node:
+    deps = {"dimensions": queue} if queue is not None else {}
+    return node(ALARM, name, {"alarmActions": actions, **inputs}, **deps)
+
+
+def test_a_schedule_whose_failures_raise_no_alarm_is_reported(build: Build, pack: PolicyEngine) -> None:
+    graph = build("two-datasets")
+    schedules = graph.of_type("aws:scheduler/schedule:Schedule")
+
+    violations = of("scheduler-failures-alarmed", pack.analyze_stack(graph.nodes))
+
+    assert sorted(v.urn for v in violations) == sorted(s.urn for s in schedules)
+    assert any(
+        "schedule ingestion-schedules-orders has no alarm on its failed invocations" in v.message for v in violations
+    )
+
+
+def test_an_alarm_with_actions_on_the_dead_letter_queue_covers_its_schedule(build: Build, pack: PolicyEngine) -> None:
+    graph, queue = with_dead_letter_queue(build("dev"), "ingestion-schedules-movielens")
+    topic = graph.of_type("aws:sns/topic:Topic")[0].outputs["arn"]
+    dims = {"namespace": "AWS/SQS", "metricName": "ApproximateNumberOfMessagesVisible"}
+    by_dependency = alarm("dlq-alarm", [topic], queue, dimensions={"QueueName": "unknown-in-preview"}, **dims)
+    by_name = alarm("dlq-alarm", [topic], dimensions={"QueueName": "ingestion-schedules-dlq-7f3a2c1"}, **dims)
+    silent = alarm("dlq-alarm", [], queue, dimensions={"QueueName": "ingestion-schedules-dlq-7f3a2c1"}, **dims)
+    other_queue = alarm("dlq-alarm", [topic], dimensions={"QueueName": "another-queue"}, **dims)
+
+    def violations(extra: Node) -> list[Violation]:
+        return of("scheduler-failures-alarmed", pack.analyze_stack([*graph.nodes, extra]))
+
+    assert violations(by_dependency) == []
+    assert violations(by_name) == []
+    assert [v.urn for v in violations(silent)] == [graph.named("ingestion-schedules-movielens").urn]
+    assert len(violations(other_queue)) == 1
+
+
+def test_an_alarm_on_the_scheduler_metrics_covers_every_schedule(build: Build, pack: PolicyEngine) -> None:
+    graph = build("two-datasets")
+    scheduler = alarm("scheduler-failed", ["arn:aws:sns:eu-west-1:123456789012:t"], namespace="AWS/Scheduler")
+    assert of("scheduler-failures-alarmed", pack.analyze_stack([*graph.nodes, scheduler])) == []
 
 
 # --- trust policies --------------------------------------------------------------------------------------------------
