@@ -168,6 +168,11 @@ def main() -> int:
     problems = result.problems()
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)
+    if result.undocumented:
+        names = {c["check_id"]: c["check_name"] for c in result.report["results"]["failed_checks"]}
+        print("Rows for the new findings, once each is understood (fix it, or say why it does not apply):")
+        for f in result.undocumented:
+            print(f"| `{f.check}` | `{f.resource}` | open | {names.get(f.check, '')} |")
     return 1 if problems else 0
 
 
