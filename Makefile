@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell python3 -c "import hashlib,sys;print(hashlib
 ASL := .ci/asl
 ASL_STAMP := $(ASL)/node_modules/.installed-$(shell python3 -c "import hashlib,sys;print(hashlib.sha1(open('$(ASL)/package-lock.json','rb').read()).hexdigest()[:12])")
 
-.PHONY: demo test asl lint format bench scale faults clean
+.PHONY: demo test asl lint format bench scale faults clean checkov
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -25,6 +25,21 @@ $(ASL_STAMP): $(ASL)/package.json $(ASL)/package-lock.json
 
 ## asl-validator into .ci/asl/node_modules, exactly as locked.
 asl: $(ASL_STAMP)
+
+# checkov (pip, every package pinned in .ci/checkov/requirements.txt) in its own venv: its pins clash with ours.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell python3 -c "import hashlib,sys;print(hashlib.sha1(open('.ci/checkov/requirements.txt','rb').read()).hexdigest()[:12])")
+
+$(CHECKOV_STAMP): .ci/checkov/requirements.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r .ci/checkov/requirements.txt
+	rm -f $(CHECKOV_VENV)/.installed-* && touch $@
+
+## checkov on the stack transcribed to CloudFormation (dev stack, under mocks), offline; fails unless what it
+## reports is exactly docs/policy.md's table of findings. Template and report land in build/checkov/.
+checkov: $(STAMP) $(CHECKOV_STAMP)
+	CHECKOV_VENV=$(CHECKOV_VENV) $(PY) -m tests.infra.checkov_review
 
 ## The whole test suite (unit, moto integration, CLI over HTTP, Pulumi mocks, Step Functions end to end, the state
 ## machine definitions through asl-validator).
@@ -58,4 +73,4 @@ faults: $(STAMP)
 	FAULT_TRIALS=$(or $(FAULT_TRIALS),30) $(PY) -m pytest tests/faults $(FAULT_FLAGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache

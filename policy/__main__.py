@@ -1,10 +1,16 @@
 """The policy pack `pulumi preview --policy-pack policy` starts (docs/policy.md).
 
 The CLI runs this directory with `python -m pulumi.policy`, which puts only `policy/` on the path: hence
-`baseline` as a top-level module. Every policy is mandatory: a violation fails the preview or the update.
+`baseline` and `hardening` as top-level modules. Every policy is mandatory: a violation fails the preview or
+the update.
 """
 
-from baseline import PACK_NAME, POLICIES
+import baseline
+import hardening
 from pulumi_policy import EnforcementLevel, PolicyPack
 
-PolicyPack(name=PACK_NAME, policies=POLICIES, enforcement_level=EnforcementLevel.MANDATORY)
+PolicyPack(
+    name=baseline.PACK_NAME,
+    policies=baseline.POLICIES + hardening.POLICIES,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pulumi
 import pytest
@@ -12,7 +13,13 @@ from infra.stack_config import NAMESPACE
 # The program builders of tests/infra, unchanged: they take whichever `mocks` fixture is in scope, here the
 # one below.
 from tests.infra.conftest import build_pipeline, run_program  # noqa: F401
-from tests.policy.engine import GraphMocks, PolicyEngine
+from tests.infra.harness import ACCOUNT, REGION, dev_stack_config, two_dataset_config
+from tests.policy.engine import Graph, GraphMocks, PolicyEngine
+
+KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+STACKS = ("dev", "two-datasets", "two-datasets-kms")
+
+Build = Callable[[str], Graph]
 
 
 @pytest.fixture
@@ -29,3 +36,23 @@ def pack() -> Iterator[PolicyEngine]:
     engine = PolicyEngine()
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def build(
+    run_program: Callable[..., Any],  # noqa: F811 (the fixture imported above, requested by name)
+    build_pipeline: Callable[..., Any],  # noqa: F811
+    mocks: GraphMocks,
+) -> Build:
+    """The graph of one of the stacks tests/infra deploys: dev through __main__.py, the others as components."""
+
+    def build(which: str) -> Graph:
+        if which == "dev":
+            run_program(dev_stack_config())
+        elif which == "two-datasets":
+            build_pipeline(two_dataset_config())
+        else:
+            build_pipeline(two_dataset_config(kms_key_arn=KMS_KEY))
+        return Graph(mocks.nodes())
+
+    return build

@@ -44,10 +44,15 @@ class Node:
     property_dependencies: dict[str, list[str]]
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    protect: bool = False
 
     def with_inputs(self, **changes: Any) -> Node:
         """A copy whose inputs and outputs both carry `changes` (a value None removes the property)."""
         return replace(self, inputs=_changed(self.inputs, changes), outputs=_changed(self.outputs, changes))
+
+    def protected(self, protect: bool = True) -> Node:
+        """A copy registered with (or without) `protect` in its resource options."""
+        return replace(self, protect=protect)
 
 
 def _changed(props: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +84,7 @@ class GraphMonitor(MockMonitor):
                     property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items() if v.urns},
                     inputs=json_format.MessageToDict(request.object),
                     outputs=json_format.MessageToDict(response.object),
+                    protect=bool(request.protect),
                 )
             )
         return response
@@ -155,15 +161,40 @@ class PolicyEngine:
     def info(self) -> analyzer_pb2.AnalyzerInfo:
         return self.stub.GetAnalyzerInfo(empty_pb2.Empty())
 
-    def analyze(self, node: Node) -> list[Violation]:
-        """What the resource policies say about one resource's inputs (before it is created or updated)."""
+    def configure(self, config: dict[str, dict[str, Any]]) -> None:
+        """What `--policy-pack-config FILE` sends: each policy's config (`{}`: back to none)."""
+        self.stub.Configure(
+            analyzer_pb2.ConfigureAnalyzerRequest(
+                policyConfig={
+                    name: analyzer_pb2.PolicyConfig(
+                        enforcementLevel=analyzer_pb2.MANDATORY, properties=_struct(properties)
+                    )
+                    for name, properties in config.items()
+                }
+            )
+        )
+
+    def analyze(self, node: Node, provider: dict[str, Any] | None = None) -> list[Violation]:
+        """What the resource policies say about one resource's inputs (before it is created or updated).
+
+        `provider`: the properties of the resource's AWS provider (`defaultTags`), when a test needs them.
+        """
         request = analyzer_pb2.AnalyzeRequest(
             urn=node.urn,
             type=node.typ,
             name=node.name,
             properties=_struct(node.inputs),
-            options=analyzer_pb2.AnalyzerResourceOptions(parent=node.parent),
+            options=analyzer_pb2.AnalyzerResourceOptions(parent=node.parent, protect=node.protect),
         )
+        if provider is not None:
+            request.provider.CopyFrom(
+                analyzer_pb2.AnalyzerProviderResource(
+                    type="pulumi:providers:aws",
+                    name="aws",
+                    urn="urn:pulumi:test::p::pulumi:providers:aws::aws",
+                    properties=_struct(provider),
+                )
+            )
         return _violations(self.stub.Analyze(request), node.urn)
 
     def analyze_stack(self, nodes: Sequence[Node]) -> list[Violation]:
@@ -175,7 +206,7 @@ class PolicyEngine:
                     type=n.typ,
                     name=n.name,
                     properties=_struct(n.outputs),
-                    options=analyzer_pb2.AnalyzerResourceOptions(parent=n.parent),
+                    options=analyzer_pb2.AnalyzerResourceOptions(parent=n.parent, protect=n.protect),
                     parent=n.parent,
                     dependencies=list(n.dependencies),
                     propertyDependencies={
