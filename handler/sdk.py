@@ -43,7 +43,7 @@ def check_botocore(version: str) -> None:
     raise SdkTooOld(
         f"botocore {version} is too old for this runtime: it needs botocore {needed} or later, for the "
         "conditional writes and copies that keep runs from overwriting each other (If-None-Match on CopyObject "
-        f"is the newest). In Lambda, deploy with the stack's SDK layer (stack config lambdaSdkLayer: true, the "
+        "is the newest). In Lambda, deploy with the stack's SDK layer (stack config lambdaSdkLayer: true, the "
         "default; docs/deploy.md); "
         f"elsewhere, pip install 'botocore>={needed}'."
     )

@@ -1,4 +1,4 @@
-"""The one Lambda function that runs every step (plan, copy_batch, finalize), its role and its logs."""
+"""The one Lambda function that runs every step (plan, copy_batch, finalize), its SDK layer, its role and its logs."""
 
 from __future__ import annotations
 
@@ -109,8 +109,8 @@ class IngestFunction(pulumi.ComponentResource):
     def _create_sdk_layer(
         self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
     ) -> aws.lambda_.LayerVersion | None:
-        # A layer, not the SDK vendored into the function's zip: the zip stays the handler's ~0.3 MB, so a code
-        # change uploads that and not 7 MB more, and a new layer version is published only when a pin changes
+        # A layer, not the SDK vendored into the function's zip: the zip stays the handler's 0.2 MB, so a code
+        # change uploads that and not 18 MB more, and a new layer version is published only when a pin changes
         # (docs/deploy.md has the sizes and import times measured for both).
         if not args.settings.sdk_layer:
             return None

@@ -20,7 +20,8 @@ from unittest import mock
 import pulumi
 import pytest
 
-from infra.function import ARCHITECTURE, RUNTIME
+from infra.function import ARCHITECTURE, RUNTIME, layer_name
+from infra.pipeline import IngestionPipeline, IngestionPipelineArgs
 from infra.sdk_layer import (
     LAMBDA_PYTHON,
     InstalledDist,
@@ -28,7 +29,16 @@ from infra.sdk_layer import (
     layer_content,
     read_pins,
 )
-from tests.infra.harness import ACCOUNT, HANDLER_DIR, REGION, ROOT, Deployment, RecordingMocks, dev_stack_config
+from tests.infra.harness import (
+    ACCOUNT,
+    HANDLER_DIR,
+    REGION,
+    ROOT,
+    Deployment,
+    RecordingMocks,
+    dev_stack_config,
+    two_dataset_config,
+)
 
 Run = Callable[[dict[str, str]], Deployment]
 LAYER = "aws:lambda/layerVersion:LayerVersion"
@@ -311,3 +321,20 @@ def test_pins_are_the_exact_name_equals_version_lines() -> None:
 
     assert read_pins(text) == {"boto3": "1.44.8", "botocore": "1.44.18", "moto": "5.2.5"}
     assert read_pins((ROOT / "requirements.txt").read_text()).items() >= {"boto3": pins()["boto3"]}.items()
+
+
+def test_the_layer_name_keeps_to_what_lambda_accepts_whatever_the_stack_is_called() -> None:
+    with mock.patch("pulumi.get_project", return_value="data-file-ingestion"):
+        with mock.patch("pulumi.get_stack", return_value="prod.eu-2"):
+            assert layer_name("ingestion-lambda") == "data-file-ingestion-prod-eu-2-ingestion-lambda-sdk"
+        with mock.patch("pulumi.get_stack", return_value="s" * 200):
+            assert len(layer_name("ingestion-lambda")) == 140
+
+
+def test_a_pipeline_asked_for_the_layer_without_one_built_is_a_programming_error(mocks: RecordingMocks) -> None:
+    @pulumi.runtime.test
+    def program() -> None:
+        IngestionPipeline("ingestion", IngestionPipelineArgs(config=two_dataset_config(), package_dir=HANDLER_DIR))
+
+    with pytest.raises(ValueError, match="settings.sdk_layer is on but no SdkLayer was built"):
+        program()
