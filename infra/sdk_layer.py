@@ -158,7 +158,11 @@ def layer_content(
             owners[archive_path] = dist.name
             files[archive_path] = path
         for line in dist.requires:
-            needed = Requirement(line)
+            try:
+                needed = Requirement(line)
+            except InvalidRequirement:
+                problems.append(f"{dist.name} {dist.version} declares a requirement that cannot be read: {line!r}")
+                continue
             if needed.marker is None or _applies(needed.marker):
                 queue.append((needed.name, dist.name, needed))
     if problems:
