@@ -11,9 +11,11 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.pipeline import IngestionPipeline, IngestionPipelineArgs
+from infra.sdk_layer import SdkLayerError, installed_sdk_layer
 from infra.stack_config import StackConfigError, load_stack_config
 
 HANDLER_PACKAGE = Path(__file__).resolve().parent / "handler"
+REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
 
 
 def deployment_placeholders() -> dict[str, str]:
@@ -28,10 +30,14 @@ def deployment_placeholders() -> dict[str, str]:
 def main() -> None:
     try:
         config = load_stack_config(pulumi.Config(), placeholders=deployment_placeholders)
-    except StackConfigError as err:
+        # The function's SDK layer, from .venv's installed pins: checked here, before any resource is declared.
+        sdk_layer = installed_sdk_layer(REQUIREMENTS) if config.function.sdk_layer else None
+    except (StackConfigError, SdkLayerError) as err:
         # RunError: `pulumi up` prints the list of problems, not a Python traceback, and creates nothing.
         raise pulumi.RunError(str(err)) from err
-    pipeline = IngestionPipeline("ingestion", IngestionPipelineArgs(config=config, package_dir=HANDLER_PACKAGE))
+    pipeline = IngestionPipeline(
+        "ingestion", IngestionPipelineArgs(config=config, package_dir=HANDLER_PACKAGE, sdk_layer=sdk_layer)
+    )
     for name, value in pipeline.exports.items():
         pulumi.export(name, value)
 

@@ -26,10 +26,11 @@ from .notify import publish_all
 from .records import RunSummary
 from .retries import log_report, report
 from .runner import Engine, one_shot, one_shot_answer
-from .sdk import require_botocore
+from .sdk import loaded_sdk, require_botocore
 
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 log = logging.getLogger(__name__)
+log.info("sdk: %s", loaded_sdk())  # once per execution environment: the cold start
 
 ACTIONS = ("plan", "plan_shard", "seal_plan", "copy_batch", "finalize_shard", "finalize", "release")
 EVENT_FIELDS: dict[str | None, frozenset[str]] = {

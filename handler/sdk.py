@@ -1,7 +1,8 @@
 """The botocore this runtime needs, checked before anything else happens.
 
-The Lambda runs on the boto3 and botocore its runtime provides (the zip carries none), and a CLI runs on whatever
-its environment has. Both rely on request parameters that older releases do not know:
+The Lambda runs on the boto3 and botocore of the SDK layer the stack builds from requirements.txt's pins
+(infra/sdk_layer.py), or, with `lambdaSdkLayer: false`, on its runtime's own; a CLI runs on whatever its
+environment has. Both rely on request parameters that older releases do not know:
 
 - `IfNoneMatch` and `IfMatch` on PutObject and `IfNoneMatch` on CompleteMultipartUpload (the lock, fenced ledger
   writes and multipart copies that never overwrite), and `IfMatch` on DeleteObject (the lock's release): botocore
@@ -17,6 +18,7 @@ service model of each botocore release on PyPI (docs/deploy.md).
 
 from __future__ import annotations
 
+import os
 import re
 
 from .errors import SdkTooOld
@@ -41,7 +43,8 @@ def check_botocore(version: str) -> None:
     raise SdkTooOld(
         f"botocore {version} is too old for this runtime: it needs botocore {needed} or later, for the "
         "conditional writes and copies that keep runs from overwriting each other (If-None-Match on CopyObject "
-        f"is the newest). In Lambda, add a layer with boto3 and botocore>={needed} (docs/deploy.md shows how); "
+        "is the newest). In Lambda, deploy with the stack's SDK layer (stack config lambdaSdkLayer: true, the "
+        "default; docs/deploy.md); "
         f"elsewhere, pip install 'botocore>={needed}'."
     )
 
@@ -51,3 +54,13 @@ def require_botocore() -> None:
     import botocore
 
     check_botocore(botocore.__version__)
+
+
+def loaded_sdk() -> str:
+    """Which SDK this process imported, and from where: in Lambda, /opt/python is the stack's layer and anything
+    else the runtime's own (logged at cold start, so a deployment shows which one it runs on)."""
+    import boto3
+    import botocore
+
+    where = os.path.dirname(os.path.dirname(botocore.__file__))
+    return f"boto3 {boto3.__version__}, botocore {botocore.__version__} from {where}"

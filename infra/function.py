@@ -1,7 +1,8 @@
-"""The one Lambda function that runs every step (plan, copy_batch, finalize), its role and its logs."""
+"""The one Lambda function that runs every step (plan, copy_batch, finalize), its SDK layer, its role and its logs."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -14,10 +15,12 @@ from handler.config import DatasetConfig
 from handler.metrics import NAMESPACE_ENV
 from infra.policies import function_policy
 from infra.roles import role_policy, service_role
+from infra.sdk_layer import SdkLayer
 from infra.stack_config import FunctionSettings
 
 HANDLER = "handler.lambda_function.handler"
 RUNTIME = aws.lambda_.Runtime.PYTHON3D13
+ARCHITECTURE = "arm64"
 
 
 def handler_files(package_dir: Path) -> dict[str, Path]:
@@ -42,6 +45,14 @@ def handler_archive(package_dir: Path) -> pulumi.AssetArchive:
     return pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in handler_files(package_dir).items()})
 
 
+def layer_name(name: str) -> str:
+    """The SDK layer's name: per project, stack and component, so two stacks in one account never share one.
+
+    Lambda requires a name (no auto-naming for layers) of at most 140 letters, digits, `-` and `_`.
+    """
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}-sdk")[:140]
+
+
 @dataclass
 class IngestFunctionArgs:
     """Code, sizing, and the names the function reads and writes."""
@@ -61,12 +72,15 @@ class IngestFunctionArgs:
     """The key the topic is encrypted with (publishing needs it)."""
     metrics_namespace: str | None = None
     """Where the function's EMF lines put their metrics (handler/metrics.py); None: it prints none."""
+    sdk_layer: SdkLayer | None = None
+    """The pinned SDK (infra/sdk_layer.py), built before anything is created; required when settings.sdk_layer."""
 
 
 class IngestFunction(pulumi.ComponentResource):
     """The function with a role scoped to its datasets' prefixes and its own retained log group."""
 
     role: aws.iam.Role
+    sdk_layer: aws.lambda_.LayerVersion | None
     function: aws.lambda_.Function
     log_group: aws.cloudwatch.LogGroup
     policy: aws.iam.RolePolicy
@@ -84,12 +98,34 @@ class IngestFunction(pulumi.ComponentResource):
             opts=child,
         )
         self.role_arn = self.role.arn
+        self.sdk_layer = self._create_sdk_layer(name, args, child)
         self.function = self._create_function(name, args, child)
         self.arn = self.function.arn
         self.function_name = self.function.name
         self.log_group = self._create_log_group(name, args, child)
         self.policy = self._create_policy(name, args, child)
         self.register_outputs({"arn": self.arn, "function_name": self.function_name, "role_arn": self.role_arn})
+
+    def _create_sdk_layer(
+        self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
+    ) -> aws.lambda_.LayerVersion | None:
+        # A layer, not the SDK vendored into the function's zip: the zip stays the handler's 0.2 MB, so a code
+        # change uploads that and not 18 MB more, and a new layer version is published only when a pin changes
+        # (docs/deploy.md has the sizes and import times measured for both).
+        if not args.settings.sdk_layer:
+            return None
+        if args.sdk_layer is None:
+            raise ValueError("settings.sdk_layer is on but no SdkLayer was built (infra/sdk_layer.installed_sdk_layer)")
+        content = args.sdk_layer
+        return aws.lambda_.LayerVersion(
+            f"{name}-sdk",
+            layer_name=layer_name(name),
+            code=pulumi.AssetArchive({path: pulumi.FileAsset(str(file)) for path, file in content.files.items()}),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description=content.description(),
+            opts=child,
+        )
 
     def _create_function(
         self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
@@ -100,9 +136,11 @@ class IngestFunction(pulumi.ComponentResource):
             role=self.role.arn,
             runtime=RUNTIME,
             # Graviton: the work is S3 API calls, pure Python with no native wheels, and arm64 is cheaper.
-            architectures=["arm64"],
+            architectures=[ARCHITECTURE],
             handler=HANDLER,
             code=handler_archive(args.package_dir),
+            # The SDK layer's /opt/python precedes the runtime's own boto3 on sys.path (infra/sdk_layer.py).
+            layers=[self.sdk_layer.arn] if self.sdk_layer else None,
             memory_size=settings.memory_mb,
             timeout=settings.timeout_seconds,
             reserved_concurrent_executions=settings.reserved_concurrency,

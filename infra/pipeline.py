@@ -17,6 +17,7 @@ from infra.notifications import Notifications, NotificationsArgs
 from infra.policies import alarm_key_policy_statement
 from infra.raw_tables import RawTables, RawTablesArgs
 from infra.schedule import DatasetSchedules, DatasetSchedulesArgs
+from infra.sdk_layer import SdkLayer
 from infra.stack_config import StackConfig
 from infra.storage import SecureBucket, SecureBucketArgs
 from infra.workflow import Workflow, WorkflowArgs
@@ -28,6 +29,8 @@ class IngestionPipelineArgs:
 
     config: StackConfig
     package_dir: Path
+    sdk_layer: SdkLayer | None = None
+    """The function's pinned SDK (`installed_sdk_layer`); needed when `config.function.sdk_layer`."""
 
 
 class IngestionPipeline(pulumi.ComponentResource):
@@ -98,6 +101,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                 kms_key_arn=config.kms_key_arn,
                 topic_key_arn=self.notifications.key_arn,
                 metrics_namespace=metrics_namespace,
+                sdk_layer=args.sdk_layer,
             ),
             # The function names the config bucket by its configured name; wait until it exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_bucket]),

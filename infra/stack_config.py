@@ -195,6 +195,15 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "lambdaTimeoutSeconds", int, 900, "Function timeout in seconds.", 1, 900, attribute="function.timeout_seconds"
     ),
     Setting(
+        "lambdaSdkLayer",
+        bool,
+        True,
+        "Attach a layer, built from requirements.txt's pins as installed in `.venv`, with boto3, botocore and their "
+        "dependencies, so the function runs on the SDK the tests ran against. `false`: the runtime's own SDK "
+        "(the function still refuses one older than botocore 1.40.61).",
+        attribute="function.sdk_layer",
+    ),
+    Setting(
         "lambdaEphemeralStorageMb",
         int,
         2048,
@@ -348,6 +357,7 @@ class FunctionSettings:
 
     memory_mb: int = _SETTING["lambdaMemoryMb"].default
     timeout_seconds: int = _SETTING["lambdaTimeoutSeconds"].default
+    sdk_layer: bool = _SETTING["lambdaSdkLayer"].default
     reserved_concurrency: int | None = _SETTING["lambdaReservedConcurrency"].default
     """The reservation asked for; None: derived from the datasets (StackConfig.reserved_concurrency)."""
     ephemeral_storage_mb: int = _SETTING["lambdaEphemeralStorageMb"].default

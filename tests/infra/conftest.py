@@ -9,7 +9,7 @@ import pytest
 
 from infra.pipeline import IngestionPipeline, IngestionPipelineArgs
 from infra.stack_config import NAMESPACE, StackConfig
-from tests.infra.harness import HANDLER_DIR, Deployment, RecordingMocks, run_main
+from tests.infra.harness import HANDLER_DIR, Deployment, RecordingMocks, pinned_sdk_layer, run_main
 
 
 @pytest.fixture
@@ -33,7 +33,10 @@ def build_pipeline(mocks: RecordingMocks) -> Callable[[StackConfig], Deployment]
     def build(config: StackConfig) -> Deployment:
         @pulumi.runtime.test
         def program() -> None:
-            IngestionPipeline("ingestion", IngestionPipelineArgs(config=config, package_dir=HANDLER_DIR))
+            layer = pinned_sdk_layer() if config.function.sdk_layer else None
+            IngestionPipeline(
+                "ingestion", IngestionPipelineArgs(config=config, package_dir=HANDLER_DIR, sdk_layer=layer)
+            )
 
         program()
         return Deployment(resources=list(mocks.resources), urns=mocks.urns())

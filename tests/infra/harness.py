@@ -8,6 +8,7 @@ names (`<logical>-<suffix>`), so a test cannot pass by confusing a logical name 
 
 from __future__ import annotations
 
+import functools
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import pulumi
 import yaml
 
 from handler.config import parse_config
+from infra.sdk_layer import SdkLayer, installed_sdk_layer
 from infra.stack_config import NAMESPACE, StackConfig, parse_stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,6 +133,10 @@ def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
         alarm = inputs.get("name") or _physical(name)
         return {"id": alarm, "name": alarm, "arn": f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm}"}
+    if typ == "aws:lambda/layerVersion:LayerVersion":
+        layer = inputs["layerName"]
+        layer_arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:layer:{layer}"
+        return {"id": f"{layer_arn}:1", "arn": f"{layer_arn}:1", "layerArn": layer_arn, "version": "1"}
     if typ == "aws:glue/catalogDatabase:CatalogDatabase":
         database = inputs["name"]
         return {
@@ -171,6 +177,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "userId": "AIDAEXAMPLE",
             }
         raise AssertionError(f"the program made an invoke the mocks do not answer: {args.token}")
+
+
+@functools.cache
+def pinned_sdk_layer() -> SdkLayer:
+    """The SDK layer `pulumi up` builds from this virtualenv (built once: it walks ~2,300 files)."""
+    return installed_sdk_layer(ROOT / "requirements.txt")
 
 
 def run_main(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:

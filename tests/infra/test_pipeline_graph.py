@@ -123,6 +123,7 @@ def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_
         "aws:sqs/queuePolicy:QueuePolicy": 1,
         "aws:cloudwatch/dashboard:Dashboard": 1,
         "aws:kms/key:Key": 1,  # the topic's: alarms cannot publish to a topic under SNS's AWS managed key
+        "aws:lambda/layerVersion:LayerVersion": 1,  # the pinned SDK (lambdaSdkLayer, tests/infra/test_sdk_layer.py)
     }
     expected = {t: 3 for t in (BUCKET, PUBLIC_ACCESS_BLOCK, OWNERSHIP, ENCRYPTION, VERSIONING, LIFECYCLE)}
     expected.update({BUCKET_POLICY: 3, OBJECT: 1, TOPIC: 1, FUNCTION: 1, LOG_GROUP: 2, STATE_MACHINE: 1})
