@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from infra.policies import scheduler_policy
+from infra.policies import schedule_group_source_arn, scheduler_policy
 from infra.roles import role_policy, service_role
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -31,10 +31,19 @@ class DatasetSchedulesArgs:
     state_machine_arn: pulumi.Input[str]
     datasets: Sequence[DatasetConfig]
     account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
+    region: pulumi.Input[str]
+    group_name: str
+    """The stack's schedule group (`infra.names.stack_scoped_name`): Scheduler names the group as `aws:SourceArn` when a
+    schedule assumes the role, so the role can trust this group's schedules and no other's."""
     # StartExecution failing (throttling, a brief outage) is retried for up to an hour; a nightly run
     # that starts an hour late is better than one that never starts.
     retry_attempts: int = 5
     max_event_age_seconds: int = 3600
+
+
+SCHEDULE_GROUP_NAME_LIMIT = 64
+"""CreateScheduleGroup: 1 to 64 characters of `[0-9a-zA-Z-_.]`."""
 
 
 class DatasetSchedules(pulumi.ComponentResource):
@@ -44,6 +53,7 @@ class DatasetSchedules(pulumi.ComponentResource):
     20:00 local time across daylight-saving changes, in the dataset's own `timezone`.
     """
 
+    group: aws.scheduler.ScheduleGroup
     role: aws.iam.Role
     policy: aws.iam.RolePolicy
     schedules: dict[str, aws.scheduler.Schedule]
@@ -51,10 +61,15 @@ class DatasetSchedules(pulumi.ComponentResource):
     def __init__(self, name: str, args: DatasetSchedulesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("data-file-ingestion:schedule:DatasetSchedules", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.group = aws.scheduler.ScheduleGroup(f"{name}-group", name=args.group_name, opts=child)
+        group = args.group_name
         self.role = service_role(
             name,
             service="scheduler.amazonaws.com",
             account_id=args.account_id,
+            source_arns=pulumi.Output.all(args.partition, args.region, args.account_id).apply(
+                lambda v: [schedule_group_source_arn(*v, group=group)]
+            ),
             description="Ingestion schedules: start the ingestion state machine",
             opts=child,
         )
@@ -67,6 +82,7 @@ class DatasetSchedules(pulumi.ComponentResource):
     def _create_schedule(self, name: str, ds: DatasetConfig, args: DatasetSchedulesArgs) -> aws.scheduler.Schedule:
         return aws.scheduler.Schedule(
             f"{name}-{ds.name}",
+            group_name=self.group.name,
             description=f"Nightly ingestion of dataset {ds.name}",
             schedule_expression=ds.schedule.strip(),  # sent as AWS documents it, without spaces around
             schedule_expression_timezone=ds.timezone,
