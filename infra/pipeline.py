@@ -214,13 +214,13 @@ class IngestionPipeline(pulumi.ComponentResource):
             self.exports["topicKeyPolicyStatement"] = pulumi.Output.all(partition, region, account_id).apply(
                 lambda v: alarm_key_policy_statement(*v, alarm_prefix=alarm_prefix)
             )
-        if config.logs_kms_key_arn:
-            # The function's group is named after the function (`<logical>-<random>`), the state machine's has a
-            # name prefix: both known as patterns before they exist, which is when the key policy is needed.
-            log_groups = [f"/aws/lambda/{function_name}-function-*", f"{VENDED_LOGS_PREFIX}{workflow_name}-*"]
-            self.exports["logsKeyPolicyStatement"] = pulumi.Output.all(
-                partition, region, account_id, partition_info.dns_suffix
-            ).apply(lambda v: logs_key_policy_statement(v[0], v[1], v[2], log_groups, dns_suffix=v[3]))
+        # What `logsKmsKeyArn`'s key policy needs, exported whether or not a key is set: the key's owner adds it
+        # before the `pulumi up` that sets the key. The function's group is named after the function
+        # (`<logical>-<random>`), the state machine's has a name prefix: known as patterns before they exist.
+        log_groups = [f"/aws/lambda/{function_name}-function-*", f"{VENDED_LOGS_PREFIX}{workflow_name}-*"]
+        self.exports["logsKeyPolicyStatement"] = pulumi.Output.all(
+            partition, region, account_id, partition_info.dns_suffix
+        ).apply(lambda v: logs_key_policy_statement(v[0], v[1], v[2], log_groups, dns_suffix=v[3]))
         self.register_outputs(self.exports)
 
     def _create_buckets(

@@ -342,7 +342,7 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         bool,
         False,
         "Let `pulumi destroy` delete the stack's buckets with every object and version in them (landed data and "
-        "ledgers included). Takes effect once a `pulumi up` has stored it.",
+        "ledgers included). Takes effect once a `pulumi up` has stored it. Only in a `disposable` stack.",
         attribute="force_destroy_buckets",
     ),
     Setting(

@@ -573,6 +573,7 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
         "metricsNamespace": "data-file-ingestion/test",
         "dashboardName": "ingestion-monitoring-test",
         "alarmNames": sorted(a.state["name"] for a in deployment.of_type(ALARM)),
+        "logsKeyPolicyStatement": deployment.exports["logsKeyPolicyStatement"],  # test_audit.py checks it
     }
 
 
