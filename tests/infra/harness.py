@@ -44,6 +44,8 @@ class Registered:
     protect: bool = False
     """The `protect` option the program sent with the registration (the engine, not the provider, enforces it)."""
     retain_on_delete: bool = False
+    dependencies: tuple[str, ...] = ()
+    """URNs the registration waits for (`depends_on`, a component's expanded to its children)."""
 
     @property
     def arn(self) -> str:
@@ -142,16 +144,18 @@ def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 class _OptionsMonitor(pulumi.runtime.mocks.MockMonitor):
     """The SDK's mock monitor, which also keeps the resource options it is sent that `Mocks.new_resource` never sees
-    (`protect`, `retainOnDelete`): what the program asks the engine for, as the engine would receive it."""
+    (`protect`, `retainOnDelete`, the explicit dependencies): what the program asks the engine for, as the engine
+    would receive it."""
 
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
-        self.options: dict[tuple[str, str], dict[str, bool]] = {}
+        self.options: dict[tuple[str, str], dict[str, Any]] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
         self.options[(request.type, request.name)] = {
             "protect": request.protect,
             "retain_on_delete": request.retainOnDelete,
+            "dependencies": tuple(request.dependencies),
         }
         return super().RegisterResource(request)
 

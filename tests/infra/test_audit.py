@@ -141,11 +141,10 @@ def test_logs_expire_after_the_configured_days_and_so_do_their_old_versions(
 
 def test_bucket_logging_waits_for_the_log_bucket_and_its_policy(run_program: Run) -> None:
     deployment = run_program(dev_stack_config())
-    # Registration order follows dependencies under the mocks: the log bucket component is complete (its policy
-    # registered) before any bucket's logging points at it.
-    names = [r.name for r in deployment.resources]
-    first_logging = min(names.index(r.name) for r in deployment.of_type(BUCKET_LOGGING))
-    assert names.index("ingestion-access-logs-policy") < first_logging
+    (policy_urn,) = [u for u in deployment.urns if u.endswith("::ingestion-access-logs-policy")]
+    # S3 may deliver the first log as soon as logging is on: the log bucket's policy must already allow it.
+    for logging in deployment.of_type(BUCKET_LOGGING):
+        assert policy_urn in logging.dependencies, logging.name
 
 
 # ---- the log groups' key -----------------------------------------------------------------------------------------
@@ -320,3 +319,33 @@ def test_a_long_stack_name_is_cut_to_the_limit_and_stays_apart_from_another() ->
     b = stack_scoped_name("data-file-ingestion", "x" * 70 + "b", 64)
     assert len(a) == len(b) == 64 and a != b
     assert a.startswith("data-file-ingestion-xxx")
+
+
+def arn_like(arn: str, pattern: str) -> bool:
+    """IAM's ArnLike: each of the six `:`-separated parts matched on its own, the last being the rest of the ARN."""
+    parts, wanted = arn.split(":", 5), pattern.split(":", 5)
+    return len(parts) == len(wanted) == 6 and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("resource", "admitted"),
+    [
+        ("stateMachine:ingest", True),
+        ("stateMachine:ingest:3", True),  # a version
+        ("stateMachine:ingest:live", True),  # an alias
+        ("mapRun:ingest/copy-batches:0f1e2d3c", True),  # a Distributed Map run
+        ("execution:ingest/copy-batches:0f1e2d3c", True),  # one of its child executions
+        ("stateMachine:ingest-other", False),  # another state machine whose name starts with ours
+        ("stateMachine:other", False),
+        ("stateMachine:other:ingest", False),  # another state machine's alias named like ours
+        ("mapRun:other/ingest:0f1e2d3c", False),
+    ],
+)
+def test_the_state_machine_role_admits_its_own_state_machine_and_nothing_else(resource: str, admitted: bool) -> None:
+    from infra.policies import state_machine_source_arns
+
+    patterns = state_machine_source_arns("aws", REGION, ACCOUNT, "ingest")
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:{resource}"
+    assert any(arn_like(arn, p) for p in patterns) is admitted
+    other_region = f"arn:aws:states:us-east-1:{ACCOUNT}:{resource}"
+    assert not any(arn_like(other_region, p) for p in patterns)
