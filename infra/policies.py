@@ -459,9 +459,19 @@ def alarm_key_policy_statement(partition: str, region: str, account_id: str, ala
     }
 
 
-LOGS_KEY_ACTIONS = ("kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*")
-"""What CloudWatch Logs needs of a key that encrypts a log group (docs.aws.amazon.com/AmazonCloudWatch/latest/logs/
-encrypt-log-data-kms.html)."""
+LOGS_KEY_ACTIONS = (
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+)
+"""What CloudWatch Logs needs of a key that encrypts a log group. AWS's statement (docs.aws.amazon.com/
+AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html) gives `kms:Encrypt*`, `kms:Decrypt*`, `kms:ReEncrypt*`,
+`kms:GenerateDataKey*` and `kms:Describe*` under the encryption-context condition; these are the symmetric-key
+actions those match, named, as every Allow of this project names its actions. `kms:DescribeKey` is left out: its
+requests carry no encryption context, so under that condition AWS's statement never allows it either."""
 
 
 def logs_key_policy_statement(

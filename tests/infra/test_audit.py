@@ -168,7 +168,14 @@ def test_logs_key_encrypts_both_log_groups_and_its_exported_statement_covers_exa
         "Sid": "AllowIngestionLogGroups",
         "Effect": "Allow",
         "Principal": {"Service": f"logs.{REGION}.amazonaws.com"},
-        "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+        "Action": [
+            "kms:Encrypt",
+            "kms:Decrypt",
+            "kms:ReEncryptFrom",
+            "kms:ReEncryptTo",
+            "kms:GenerateDataKey",
+            "kms:GenerateDataKeyWithoutPlaintext",
+        ],
         "Resource": "*",
         "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": patterns}},
     }
@@ -349,3 +356,13 @@ def test_the_state_machine_role_admits_its_own_state_machine_and_nothing_else(re
     assert any(arn_like(arn, p) for p in patterns) is admitted
     other_region = f"arn:aws:states:us-east-1:{ACCOUNT}:{resource}"
     assert not any(arn_like(other_region, p) for p in patterns)
+
+
+def test_the_exported_key_statements_pass_parliament(run_program: Run) -> None:
+    from tests.infra.test_policies import lint
+
+    deployment = run_program({**dev_stack_config(), "data-file-ingestion:logsKmsKeyArn": LOGS_KEY})
+    statement = deployment.exports["logsKeyPolicyStatement"]
+    # Parliament reads it as an identity policy. In a key policy `Resource: "*"` is the key itself, and AWS's own
+    # statement puts this string condition key under ArnLike/ArnEquals: nothing else may be found.
+    assert lint({"Version": "2012-10-17", "Statement": [statement]}) == ["MISMATCHED_TYPE", "RESOURCE_STAR"]
