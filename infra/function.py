@@ -74,6 +74,8 @@ class IngestFunctionArgs:
     """Where the function's EMF lines put their metrics (handler/metrics.py); None: it prints none."""
     sdk_layer: SdkLayer | None = None
     """The pinned SDK (infra/sdk_layer.py), built before anything is created; required when settings.sdk_layer."""
+    logs_kms_key_arn: str | None = None
+    """The key the log group is encrypted with (`logsKmsKeyArn`); None: CloudWatch Logs' own encryption."""
 
 
 class IngestFunction(pulumi.ComponentResource):
@@ -163,10 +165,12 @@ class IngestFunction(pulumi.ComponentResource):
     ) -> aws.cloudwatch.LogGroup:
         # Lambda writes to /aws/lambda/<function name>. Creating that group here gives it a retention
         # period (Lambda's own would keep logs forever) and lets the role skip logs:CreateLogGroup.
+        # With a key, CloudWatch Logs checks at creation that it may use it: the key policy comes first.
         return aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=self.function.name.apply(lambda fn: f"/aws/lambda/{fn}"),
             retention_in_days=args.log_retention_days,
+            kms_key_id=args.logs_kms_key_arn,
             opts=child,
         )
 

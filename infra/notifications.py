@@ -26,6 +26,9 @@ class NotificationsArgs:
     alarm_prefix: str
     """The start of the stack's alarm names: the alarms the topic key lets publish."""
     kms_key_arn: str | None = None
+    protect: bool = False
+    """Not disposable: the key the stack creates is `protect`ed and `retain_on_delete` (deleting it would leave
+    every message still encrypted with it unreadable)."""
 
 
 class Notifications(pulumi.ComponentResource):
@@ -56,7 +59,7 @@ class Notifications(pulumi.ComponentResource):
                 enable_key_rotation=True,
                 deletion_window_in_days=30,
                 policy=policy,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
             )
             self.key_arn = self.key.arn
         self.topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=self.key_arn, opts=child)

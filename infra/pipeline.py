@@ -13,14 +13,16 @@ from infra.catalog import LedgerCatalog, LedgerCatalogArgs, default_database_nam
 from infra.config_objects import CONFIG_KEY_TEMPLATE, ConfigObjects, ConfigObjectsArgs
 from infra.function import IngestFunction, IngestFunctionArgs
 from infra.monitoring import Monitoring, MonitoringArgs
+from infra.names import stack_scoped_name
 from infra.notifications import Notifications, NotificationsArgs
-from infra.policies import alarm_key_policy_statement
+from infra.policies import alarm_key_policy_statement, logs_key_policy_statement
 from infra.raw_tables import RawTables, RawTablesArgs
-from infra.schedule import DatasetSchedules, DatasetSchedulesArgs
+from infra.schedule import SCHEDULE_GROUP_NAME_LIMIT, DatasetSchedules, DatasetSchedulesArgs
 from infra.sdk_layer import SdkLayer
 from infra.stack_config import StackConfig
-from infra.storage import SecureBucket, SecureBucketArgs
-from infra.workflow import Workflow, WorkflowArgs
+from infra.storage import LogDelivery, SecureBucket, SecureBucketArgs
+from infra.tags import default_tags
+from infra.workflow import STATE_MACHINE_NAME_LIMIT, VENDED_LOGS_PREFIX, Workflow, WorkflowArgs
 
 
 @dataclass
@@ -40,6 +42,7 @@ class IngestionPipeline(pulumi.ComponentResource):
     program deploys anywhere the stack config points it.
     """
 
+    access_log_bucket: SecureBucket
     raw_bucket: SecureBucket
     config_bucket: SecureBucket
     source_buckets: dict[str, SecureBucket]
@@ -54,19 +57,32 @@ class IngestionPipeline(pulumi.ComponentResource):
     exports: dict[str, Any]
 
     def __init__(self, name: str, args: IngestionPipelineArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:pipeline:IngestionPipeline", name, None, opts)
         config = args.config
+        if config.tags:
+            # A transformation of this component applies to every resource under it (infra/tags.py: why not a
+            # provider's default_tags).
+            opts = pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(transformations=[default_tags(config.tags)])
+            )
+        super().__init__("data-file-ingestion:pipeline:IngestionPipeline", name, None, opts)
         datasets = list(config.datasets.datasets.values())
         invoke_opts = pulumi.InvokeOutputOptions(parent=self)
-        partition = aws.get_partition_output(opts=invoke_opts).partition
+        partition_info = aws.get_partition_output(opts=invoke_opts)
+        partition = partition_info.partition
         region = aws.get_region_output(opts=invoke_opts).region
         account_id = aws.get_caller_identity_output(opts=invoke_opts).account_id
+        protect = not config.disposable
+        # Fixed before creation, so the trust policies can name them (aws:SourceArn).
+        project, stack = pulumi.get_project(), pulumi.get_stack()
+        state_machine_name = stack_scoped_name(project, stack, STATE_MACHINE_NAME_LIMIT)
+        schedule_group_name = stack_scoped_name(project, stack, SCHEDULE_GROUP_NAME_LIMIT)
+        function_name, workflow_name = f"{name}-lambda", f"{name}-workflow"
 
         metrics_namespace = f"{pulumi.get_project()}/{pulumi.get_stack()}"
         monitoring_name = f"{name}-monitoring"
         alarm_prefix = f"{monitoring_name}-"  # every alarm's name starts so: the topic key lets those publish
 
-        self._create_buckets(name, config, partition)
+        self._create_buckets(name, config, partition, account_id)
         self.config_objects = ConfigObjects(
             f"{name}-config-objects",
             ConfigObjectsArgs(bucket=self.config_bucket.bucket.id, datasets=datasets),
@@ -81,11 +97,12 @@ class IngestionPipeline(pulumi.ComponentResource):
                 account_id=account_id,
                 alarm_prefix=alarm_prefix,
                 kms_key_arn=config.kms_key_arn,
+                protect=protect,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.function = IngestFunction(
-            f"{name}-lambda",
+            function_name,
             IngestFunctionArgs(
                 package_dir=args.package_dir,
                 # The reservation resolved: the number given, the one the datasets need, or none.
@@ -102,12 +119,13 @@ class IngestionPipeline(pulumi.ComponentResource):
                 topic_key_arn=self.notifications.key_arn,
                 metrics_namespace=metrics_namespace,
                 sdk_layer=args.sdk_layer,
+                logs_kms_key_arn=config.logs_kms_key_arn,
             ),
             # The function names the config bucket by its configured name; wait until it exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_bucket]),
         )
         self.workflow = Workflow(
-            f"{name}-workflow",
+            workflow_name,
             WorkflowArgs(
                 function_arn=self.function.arn,
                 topic_arn=self.notifications.topic_arn,
@@ -123,13 +141,22 @@ class IngestionPipeline(pulumi.ComponentResource):
                 log_level=config.workflow.log_level,
                 kms_key_arn=config.kms_key_arn,
                 topic_key_arn=self.notifications.key_arn,
+                state_machine_name=state_machine_name,
+                logs_kms_key_arn=config.logs_kms_key_arn,
             ),
             # The whole function component: its role policy must be in place before a run can start.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.function]),
         )
         self.schedules = DatasetSchedules(
             f"{name}-schedules",
-            DatasetSchedulesArgs(state_machine_arn=self.workflow.arn, datasets=datasets, account_id=account_id),
+            DatasetSchedulesArgs(
+                state_machine_arn=self.workflow.arn,
+                datasets=datasets,
+                account_id=account_id,
+                partition=partition,
+                region=region,
+                group_name=schedule_group_name,
+            ),
             # A schedule may fire right after `pulumi up`: everything a run reads must exist by then.
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -172,6 +199,7 @@ class IngestionPipeline(pulumi.ComponentResource):
         )
         self.exports = {
             "rawBucketName": self.raw_bucket.name,
+            "accessLogBucketName": self.access_log_bucket.name,
             "configBucketName": self.config_bucket.name,
             "sourceBucketNames": {bucket: b.name for bucket, b in self.source_buckets.items()},
             "configObjectKeys": dict(self.config_objects.keys),
@@ -195,10 +223,40 @@ class IngestionPipeline(pulumi.ComponentResource):
             self.exports["topicKeyPolicyStatement"] = pulumi.Output.all(partition, region, account_id).apply(
                 lambda v: alarm_key_policy_statement(*v, alarm_prefix=alarm_prefix)
             )
+        # What `logsKmsKeyArn`'s key policy needs, exported whether or not a key is set: the key's owner adds it
+        # before the `pulumi up` that sets the key. The function's group is named after the function
+        # (`<logical>-<random>`), the state machine's has a name prefix: known as patterns before they exist.
+        log_groups = [f"/aws/lambda/{function_name}-function-*", f"{VENDED_LOGS_PREFIX}{workflow_name}-*"]
+        self.exports["logsKeyPolicyStatement"] = pulumi.Output.all(
+            partition, region, account_id, partition_info.dns_suffix
+        ).apply(lambda v: logs_key_policy_statement(v[0], v[1], v[2], log_groups, dns_suffix=v[3]))
         self.register_outputs(self.exports)
 
-    def _create_buckets(self, name: str, config: StackConfig, partition: pulumi.Output[str]) -> None:
-        def bucket(logical: str, bucket_name: str, ledger_noncurrent_version_days: int | None = None) -> SecureBucket:
+    def _create_buckets(
+        self, name: str, config: StackConfig, partition: pulumi.Output[str], account_id: pulumi.Output[str]
+    ) -> None:
+        protect = not config.disposable
+        logged = [config.raw_bucket, config.config_bucket, *config.created_source_buckets]
+        # First: every other bucket logs into it. SSE-S3 whatever kmsKeyArn says (S3 delivers no access logs into
+        # an SSE-KMS bucket), no logging of its own (it must not log into itself), protected like the raw bucket:
+        # its logs are the audit trail.
+        self.access_log_bucket = SecureBucket(
+            f"{name}-access-logs",
+            SecureBucketArgs(
+                bucket_name=None,
+                partition=partition,
+                force_destroy=config.force_destroy_buckets,
+                protect=protect,
+                log_delivery=LogDelivery(
+                    source_buckets=logged, account_id=account_id, retention_days=config.access_log_retention_days
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        def bucket(
+            logical: str, bucket_name: str, ledger_noncurrent_version_days: int | None = None, protected: bool = False
+        ) -> SecureBucket:
             return SecureBucket(
                 logical,
                 SecureBucketArgs(
@@ -207,12 +265,18 @@ class IngestionPipeline(pulumi.ComponentResource):
                     kms_key_arn=config.kms_key_arn,
                     force_destroy=config.force_destroy_buckets,
                     ledger_noncurrent_version_days=ledger_noncurrent_version_days,
+                    protect=protected,
+                    access_log_bucket=self.access_log_bucket,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-        # Every dataset's ledger lives in the raw bucket (its target), so only it gets the ledger rule.
-        self.raw_bucket = bucket(f"{name}-raw", config.raw_bucket, config.ledger_noncurrent_version_days)
+        # Every dataset's ledger lives in the raw bucket (its target), so only it gets the ledger rule. It holds
+        # every landed file and ledger: the one bucket the stack protects outside disposable stacks. The config
+        # bucket is rewritten from stack config by every `pulumi up`, and source buckets it creates are dev's.
+        self.raw_bucket = bucket(
+            f"{name}-raw", config.raw_bucket, config.ledger_noncurrent_version_days, protected=protect
+        )
         self.config_bucket = bucket(f"{name}-config-bucket", config.config_bucket)
         # Named by bucket, not dataset: two datasets may read one created bucket, and renaming a dataset
         # must not replace (delete) the bucket holding its files.

@@ -31,37 +31,100 @@ def document(statements: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"Version": VERSION, "Statement": list(statements)}
 
 
-def service_trust_policy(service: str, account_id: str | None = None) -> dict[str, Any]:
-    """Who may assume a role: one AWS service, and (where the service sets it) only for this account.
+def service_trust_policy(
+    service: str, account_id: str | None = None, source_arns: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Who may assume a role: one AWS service, and (where the service sets it) only for this account and resource.
 
-    `aws:SourceAccount` stops the confused deputy: another account's schedule or state machine cannot be
-    pointed at this role, because the service would be acting for that other account.
+    `aws:SourceAccount` stops the confused deputy across accounts: another account's schedule or state
+    machine cannot be pointed at this role, because the service would be acting for that other account.
+    `aws:SourceArn` (ArnLike, patterns allowed) stops it inside the account too: another state machine or
+    schedule group of this account cannot use the role either, only the resource the role is for.
+
+    The Lambda execution role gets neither: Lambda's documentation gives no `aws:SourceArn` or
+    `aws:SourceAccount` for assuming an execution role (its trust policy example has no condition), and a
+    condition the service does not send would deny every invocation. What stands in for it: only an identity of
+    this account with `iam:PassRole` on the role can attach it to a function (a role cannot be passed to
+    another account), and the function's name is not known before it exists anyway.
     """
     statement: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"Service": service},
         "Action": "sts:AssumeRole",
     }
+    condition: dict[str, Any] = {}
     if account_id is not None:
-        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+        condition["StringEquals"] = {"aws:SourceAccount": account_id}
+    if source_arns:
+        condition["ArnLike"] = {"aws:SourceArn": list(source_arns)}
+    if condition:
+        statement["Condition"] = condition
     return document([statement])
 
 
-def deny_insecure_transport_policy(partition: str, bucket: str) -> dict[str, Any]:
-    """Bucket policy: refuse every request that does not use TLS.
+def state_machine_source_arns(partition: str, region: str, account_id: str, name: str) -> list[str]:
+    """What Step Functions may name as `aws:SourceArn` when it assumes the role of state machine `name`.
 
-    The one wildcard action in the stack, in a Deny: it must cover every S3 action, present and future.
+    AWS documents the state machine's ARN (its example allows `stateMachine:*`; docs.aws.amazon.com/step-functions/
+    latest/dg/procedure-create-iam-role.html). Its versions and aliases (`stateMachine:<name>:<version>`) and the
+    Distributed Map's runs and child executions (`mapRun:<name>/<label>:<id>`, `execution:<name>/<label>:<id>`)
+    extend the name with `:` or `/`, which a state machine name cannot contain: the two patterns admit those of
+    this state machine, whichever Step Functions sends, and no other state machine's, whatever its name.
+    """
+    base = f"arn:{partition}:states:{region}:{account_id}"
+    return [f"{base}:stateMachine:{name}", f"{base}:*:{name}/*", f"{base}:*:{name}:*"]
+
+
+def schedule_group_source_arn(partition: str, region: str, account_id: str, group: str) -> str:
+    """What EventBridge Scheduler names as `aws:SourceArn` when a schedule assumes its execution role: the
+    schedule *group's* ARN, since September 2023 (EventBridge Scheduler User Guide, "Troubleshooting quotas in
+    EventBridge Scheduler": it "began supporting the ScheduleGroup ARN instead of the Schedule ARN in execution
+    role trust policies")."""
+    return f"arn:{partition}:scheduler:{region}:{account_id}:schedule-group/{group}"
+
+
+def deny_insecure_transport_policy(partition: str, bucket: str) -> dict[str, Any]:
+    """Bucket policy: refuse every request that does not use TLS."""
+    return document([deny_insecure_transport_statement(partition, bucket)])
+
+
+def deny_insecure_transport_statement(partition: str, bucket: str) -> dict[str, Any]:
+    """The one wildcard action in the stack, in a Deny: it must cover every S3 action, present and future."""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn(partition, bucket), f"{bucket_arn(partition, bucket)}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def access_log_bucket_policy(
+    partition: str, bucket: str, prefix: str, source_buckets: Sequence[str], account_id: str
+) -> dict[str, Any]:
+    """The access log bucket's policy: TLS only, and S3's log delivery may write under `prefix`, only the logs of
+    this stack's buckets, in this account.
+
+    A bucket with ACLs off (BucketOwnerEnforced) takes no log-delivery ACL grant: the logging service principal
+    is allowed here instead, conditioned on the bucket it logs (`aws:SourceArn`) and its account
+    (`aws:SourceAccount`), as docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html
+    gives it.
     """
     return document(
         [
+            deny_insecure_transport_statement(partition, bucket),
             {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn(partition, bucket), f"{bucket_arn(partition, bucket)}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
+                "Sid": "S3ServerAccessLogDelivery",
+                "Effect": "Allow",
+                "Principal": {"Service": "logging.s3.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": objects_arn(partition, bucket, prefix),
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": [bucket_arn(partition, b) for b in sorted(source_buckets)]},
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                },
+            },
         ]
     )
 
@@ -466,6 +529,47 @@ def alarm_key_policy_statement(partition: str, region: str, account_id: str, ala
         "Condition": {
             "StringEquals": {"aws:SourceAccount": account_id},
             "ArnLike": {"aws:SourceArn": f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:{alarm_prefix}*"},
+        },
+    }
+
+
+LOGS_KEY_ACTIONS = (
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+)
+"""What CloudWatch Logs needs of a key that encrypts a log group. AWS's statement (docs.aws.amazon.com/
+AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html) gives `kms:Encrypt*`, `kms:Decrypt*`, `kms:ReEncrypt*`,
+`kms:GenerateDataKey*` and `kms:Describe*` under the encryption-context condition; these are the symmetric-key
+actions those match, named, as every Allow of this project names its actions. `kms:DescribeKey` is left out: its
+requests carry no encryption context, so under that condition AWS's statement never allows it either."""
+
+
+def logs_key_policy_statement(
+    partition: str, region: str, account_id: str, log_groups: Sequence[str], dns_suffix: str = "amazonaws.com"
+) -> dict[str, Any]:
+    """The statement `logsKmsKeyArn`'s *key policy* needs before the stack can create its log groups with it.
+
+    CloudWatch Logs encrypts as the regional service principal and checks the key when the group is created, so
+    the statement must be in the key policy first. The encryption context names the log group, which scopes the
+    grant to this stack's groups (name patterns: the function's group is named after a function whose name
+    Pulumi picks, the state machine's has a name prefix). Exported as `logsKeyPolicyStatement`.
+    """
+    return {
+        "Sid": "AllowIngestionLogGroups",
+        "Effect": "Allow",
+        "Principal": {"Service": f"logs.{region}.{dns_suffix}"},
+        "Action": list(LOGS_KEY_ACTIONS),
+        "Resource": "*",
+        "Condition": {
+            "ArnLike": {
+                "kms:EncryptionContext:aws:logs:arn": [
+                    f"arn:{partition}:logs:{region}:{account_id}:log-group:{group}" for group in log_groups
+                ]
+            }
         },
     }
 

@@ -34,17 +34,21 @@ def service_role(
     description: str,
     opts: pulumi.ResourceOptions,
     account_id: pulumi.Input[str] | None = None,
+    source_arns: pulumi.Input[list[str]] | None = None,
 ) -> aws.iam.Role:
-    """`<name>-role`, which only `service` may assume; with `account_id`, only on this account's behalf.
+    """`<name>-role`, which only `service` may assume; with `account_id`, only on this account's behalf, and with
+    `source_arns`, only for those resources (ARN patterns).
 
-    `account_id` is for services that act for an account (Step Functions, Scheduler): see
-    `service_trust_policy` for why that condition matters.
+    Both are for services that act for an account and name the resource they act for (Step Functions,
+    Scheduler): see `service_trust_policy` for why those conditions matter.
     """
     trust: pulumi.Input[str]
-    if account_id is None:
+    if account_id is None and source_arns is None:
         trust = json.dumps(service_trust_policy(service))
     else:
-        trust = policy_json(partial(service_trust_policy, service), account_id=account_id)
+        trust = policy_json(
+            partial(service_trust_policy, service), account_id=account_id, source_arns=source_arns or ()
+        )
     return aws.iam.Role(f"{name}-role", assume_role_policy=trust, description=description, opts=opts)
 
 

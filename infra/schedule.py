@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from infra.policies import deny_insecure_transport_queue_policy, scheduler_policy
+from infra.policies import deny_insecure_transport_queue_policy, schedule_group_source_arn, scheduler_policy
 from infra.roles import role_policy, service_role
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -37,6 +37,11 @@ class DatasetSchedulesArgs:
     state_machine_arn: pulumi.Input[str]
     datasets: Sequence[DatasetConfig]
     account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
+    region: pulumi.Input[str]
+    group_name: str
+    """The stack's schedule group (`infra.names.stack_scoped_name`): Scheduler names the group as `aws:SourceArn` when a
+    schedule assumes the role, so the role can trust this group's schedules and no other's."""
     # StartExecution failing (throttling, a brief outage) is retried for up to an hour; a nightly run
     # that starts an hour late is better than one that never starts.
     retry_attempts: int = 5
@@ -45,6 +50,8 @@ class DatasetSchedulesArgs:
 
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 """How long a dead-letter queue keeps a failed start: 14 days, the most SQS keeps a message."""
+SCHEDULE_GROUP_NAME_LIMIT = 64
+"""CreateScheduleGroup: 1 to 64 characters of `[0-9a-zA-Z-_.]`."""
 
 
 class DatasetSchedules(pulumi.ComponentResource):
@@ -54,9 +61,9 @@ class DatasetSchedules(pulumi.ComponentResource):
     20:00 local time across daylight-saving changes, in the dataset's own `timezone`.
     """
 
+    group: aws.scheduler.ScheduleGroup
     role: aws.iam.Role
     policy: aws.iam.RolePolicy
-    group: aws.scheduler.ScheduleGroup
     dead_letter_queues: dict[str, aws.sqs.Queue]
     queue_policies: dict[str, aws.sqs.QueuePolicy]
     schedules: dict[str, aws.scheduler.Schedule]
@@ -64,14 +71,18 @@ class DatasetSchedules(pulumi.ComponentResource):
     def __init__(self, name: str, args: DatasetSchedulesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("data-file-ingestion:schedule:DatasetSchedules", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.group = aws.scheduler.ScheduleGroup(f"{name}-group", name=args.group_name, opts=child)
+        group = args.group_name
         self.role = service_role(
             name,
             service="scheduler.amazonaws.com",
             account_id=args.account_id,
+            source_arns=pulumi.Output.all(args.partition, args.region, args.account_id).apply(
+                lambda v: [schedule_group_source_arn(*v, group=group)]
+            ),
             description="Ingestion schedules: start the ingestion state machine",
             opts=child,
         )
-        self.group = aws.scheduler.ScheduleGroup(f"{name}-group", opts=child)
         self.dead_letter_queues = {ds.name: self._create_dead_letter_queue(name, ds) for ds in args.datasets}
         self.queue_policies = {
             dataset: aws.sqs.QueuePolicy(
@@ -114,10 +125,10 @@ class DatasetSchedules(pulumi.ComponentResource):
     def _create_schedule(self, name: str, ds: DatasetConfig, args: DatasetSchedulesArgs) -> aws.scheduler.Schedule:
         return aws.scheduler.Schedule(
             f"{name}-{ds.name}",
+            group_name=self.group.name,
             description=f"Nightly ingestion of dataset {ds.name}",
             schedule_expression=ds.schedule.strip(),  # sent as AWS documents it, without spaces around
             schedule_expression_timezone=ds.timezone,
-            group_name=self.group.name,
             flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
             target=aws.scheduler.ScheduleTargetArgs(
                 arn=args.state_machine_arn,

@@ -55,6 +55,15 @@ MAX_MAP_CONCURRENCY = 10_000  # the Distributed Map's own limit on concurrent ch
 # A key ARN, not an alias: IAM grants on an alias ARN do not cover using the key it points to.
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# What every AWS service that takes tags accepts (Tagging AWS resources, "Tag naming limits and
+# requirements": https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html): letters, digits and
+# spaces in UTF-8, and `_ . : / = + - @`. Some services accept more; these tags go on every resource, so
+# only what all of them accept.
+_TAG_TEXT = re.compile(r"^[\w .:/=+\-@]*$")
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+MAX_STACK_TAGS = 40
+"""AWS allows 50 user tags on a resource; 10 stay free for tags a team adds by hand or another tool adds."""
 
 PLACEHOLDERS: dict[str, str] = {
     "account_id": "the 12-digit id of the account deployed to",
@@ -129,6 +138,35 @@ def _whole_percentage_problems(value: Any) -> list[str]:
     if isinstance(value, int | float) and float(value).is_integer():
         return []
     return [f"must be a whole percentage (0, 1, ... 100), got {value!r}"]
+
+
+def tag_problems(tags: Any) -> list[str]:
+    """AWS's tag rules, checked before anything is deployed; each problem names the tag.
+
+    A tag key starting with `aws:` is reserved for AWS (any case), and a service refuses the whole request
+    for one bad tag, so one bad tag here would fail every resource's creation.
+    """
+    if not isinstance(tags, Mapping):
+        return ['must be an object of tag key -> value: {"owner": "data-team", "cost-centre": "cc-1234"}']
+    problems: list[str] = []
+    if len(tags) > MAX_STACK_TAGS:
+        problems.append(
+            f"{len(tags)} tags; at most {MAX_STACK_TAGS}, so every resource stays under AWS's 50 with room to spare"
+        )
+    for tag, value in tags.items():
+        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_KEY:
+            problems.append(f"tag key {tag!r} must be 1 to {MAX_TAG_KEY} characters")
+        elif tag.lower().startswith("aws:"):
+            problems.append(f"tag key {tag!r}: the prefix 'aws:' is reserved for AWS's own tags")
+        elif not _TAG_TEXT.match(tag):
+            problems.append(f"tag key {tag!r} may hold only letters, digits, spaces and _ . : / = + - @")
+        if not isinstance(value, str):
+            problems.append(f"tag {tag!r}: the value must be a string (quote numbers and booleans), got {value!r}")
+        elif len(value) > MAX_TAG_VALUE:
+            problems.append(f"tag {tag!r}: the value must be at most {MAX_TAG_VALUE} characters")
+        elif not _TAG_TEXT.match(value):
+            problems.append(f"tag {tag!r}: the value may hold only letters, digits, spaces and _ . : / = + - @")
+    return problems
 
 
 STACK_SETTINGS: tuple[Setting, ...] = (
@@ -328,8 +366,46 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         bool,
         False,
         "Let `pulumi destroy` delete the stack's buckets with every object and version in them (landed data and "
-        "ledgers included). Takes effect once a `pulumi up` has stored it.",
+        "ledgers included). Takes effect once a `pulumi up` has stored it. Only in a `disposable` stack.",
         attribute="force_destroy_buckets",
+    ),
+    Setting(
+        "disposable",
+        bool,
+        False,
+        "A stack that may be thrown away (dev, a test). Otherwise the raw bucket, the access log bucket and the "
+        "stack's KMS key are `protect`ed (no `pulumi up` or `pulumi destroy` may delete or replace them) and "
+        "`retainOnDelete` (a delete only forgets them). `forceDestroyBuckets` needs it.",
+        attribute="disposable",
+    ),
+    Setting(
+        "accessLogRetentionDays",
+        int,
+        365,
+        "Days S3 keeps a server access log of the raw, config and created source buckets in the stack's access "
+        "log bucket (each log object and its noncurrent versions).",
+        1,
+        3650,
+        attribute="access_log_retention_days",
+    ),
+    Setting(
+        "logsKmsKeyArn",
+        str,
+        None,
+        "A KMS key ARN (not an alias) in the stack's region for the function's and the state machine's log "
+        "groups; without one, CloudWatch Logs' own encryption. Its key policy must let CloudWatch Logs use it "
+        "first: the stack exports the statement as `logsKeyPolicyStatement`.",
+        attribute="logs_kms_key_arn",
+        check=_kms_key_problems,
+    ),
+    Setting(
+        "tags",
+        dict,
+        None,
+        'Tags for every taggable resource of the stack: `{"owner": "data-team", "cost-centre": "cc-1234", '
+        '"data-classification": "internal"}`. Keys 1-128 and values 0-256 characters of letters, digits, spaces '
+        "and `_ . : / = + - @`; no key may start with `aws:`; at most 40 tags.",
+        attribute="tags",
     ),
 )
 """Every key of the stack config, in the order docs/deploy.md lists them."""
@@ -390,6 +466,10 @@ class StackConfig:
     ledger_noncurrent_version_days: int = _SETTING["ledgerNoncurrentVersionDays"].default
     glue_database: str | None = _SETTING["glueDatabase"].default
     freshness_grace_hours: int = _SETTING["freshnessGraceHours"].default
+    disposable: bool = _SETTING["disposable"].default
+    access_log_retention_days: int = _SETTING["accessLogRetentionDays"].default
+    logs_kms_key_arn: str | None = _SETTING["logsKmsKeyArn"].default
+    tags: Mapping[str, str] | None = _SETTING["tags"].default
 
     def __post_init__(self) -> None:
         problems = stack_problems(self)
@@ -477,6 +557,7 @@ def parse_stack_config(
         config = StackConfig(
             datasets=datasets,  # None only when already reported
             subscriptions=subscriptions,
+            tags=raw.structured("tags"),
             function=FunctionSettings(**plain.pop("function")),
             workflow=WorkflowSettings(**plain.pop("workflow")),
             **plain,
@@ -519,6 +600,14 @@ def stack_problems(config: StackConfig) -> list[str]:
             f"{key('lambdaReservedConcurrency')}: {reserved} is below mapConcurrency "
             f"({map_concurrency}): every Map would start more steps than the function may run, and the rest "
             "wait throttled; raise it, leave it out (it is then what the datasets need), or lower mapConcurrency"
+        )
+    if config.tags is not None:
+        problems.extend(f"{key('tags')}: {p}" for p in tag_problems(config.tags))
+    if config.force_destroy_buckets is True and config.disposable is False:
+        problems.append(
+            f"{key('forceDestroyBuckets')}: true only in a stack marked disposable: it lets `pulumi destroy` "
+            "delete the raw bucket with every landed file and ledger, which a stack that is not disposable "
+            "protects; set disposable to true as well (to tear the stack down), or forceDestroyBuckets to false"
         )
     seen: set[tuple[str, str]] = set()
     for sub in config.subscriptions:

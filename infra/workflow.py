@@ -11,13 +11,15 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from infra.policies import map_run_policy, workflow_policy
+from infra.policies import map_run_policy, state_machine_source_arns, workflow_policy
 from infra.roles import role_policy, service_role
 from infra.workflow_definition import build_definition
 
 # Log delivery writes through a CloudWatch Logs resource policy, whose size per account is limited; groups
 # under this AWS-recommended prefix share one statement instead of adding one each.
 VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
+STATE_MACHINE_NAME_LIMIT = 80
+"""CreateStateMachine: 1 to 80 characters, only `[A-Za-z0-9_-]` for its logging to CloudWatch Logs to work."""
 
 
 @dataclass
@@ -41,6 +43,11 @@ class WorkflowArgs:
     kms_key_arn: str | None = None
     topic_key_arn: pulumi.Input[str] | None = None
     """The key the topic is encrypted with (publishing needs it)."""
+    state_machine_name: str | None = None
+    """A name fixed before creation (`infra.names.stack_scoped_name`), so the role's trust policy can name the state
+    machine it is for; None: Pulumi's `<logical>-<random>` and no `aws:SourceArn` (tests of the component alone)."""
+    logs_kms_key_arn: str | None = None
+    """The key the log group is encrypted with (`logsKmsKeyArn`); None: CloudWatch Logs' own encryption."""
 
 
 class Workflow(pulumi.ComponentResource):
@@ -57,10 +64,17 @@ class Workflow(pulumi.ComponentResource):
     def __init__(self, name: str, args: WorkflowArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("data-file-ingestion:workflow:Workflow", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        source_arns = None
+        if args.state_machine_name is not None:
+            machine = args.state_machine_name
+            source_arns = pulumi.Output.all(args.partition, args.region, args.account_id).apply(
+                lambda v: state_machine_source_arns(*v, name=machine)
+            )
         self.role = service_role(
             name,
             service="states.amazonaws.com",
             account_id=args.account_id,
+            source_arns=source_arns,
             description="Ingestion state machine: invokes the ingestion Lambda, publishes run reports",
             opts=child,
         )
@@ -68,6 +82,8 @@ class Workflow(pulumi.ComponentResource):
             f"{name}-logs",
             name_prefix=f"{VENDED_LOGS_PREFIX}{name}-",
             retention_in_days=args.log_retention_days,
+            # With a key, CloudWatch Logs checks at creation that it may use it: the key policy comes first.
+            kms_key_id=args.logs_kms_key_arn,
             opts=child,
         )
         self.policy = self._create_policy(name, args, child)
@@ -109,6 +125,7 @@ class Workflow(pulumi.ComponentResource):
         ).apply(lambda values: json.dumps(build_definition(**values)))
         return aws.sfn.StateMachine(
             f"{name}-state-machine",
+            name=args.state_machine_name,
             type="STANDARD",
             role_arn=self.role.arn,
             definition=definition,

@@ -43,6 +43,11 @@ class Registered:
     name: str
     inputs: dict[str, Any]
     state: dict[str, Any]
+    protect: bool = False
+    """The `protect` option the program sent with the registration (the engine, not the provider, enforces it)."""
+    retain_on_delete: bool = False
+    dependencies: tuple[str, ...] = ()
+    """URNs the registration waits for (`depends_on`, a component's expanded to its children)."""
 
     @property
     def arn(self) -> str:
@@ -83,7 +88,7 @@ def _physical(name: str) -> str:
 def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """The outputs AWS would report for a new resource: id, name, ARN."""
     if typ == "aws:s3/bucket:Bucket":
-        bucket = inputs["bucket"]
+        bucket = inputs.get("bucket") or _physical(name)
         return {"id": bucket, "bucket": bucket, "arn": f"arn:{PARTITION}:s3:::{bucket}"}
     if typ == "aws:iam/role:Role":
         role = _physical(name)
@@ -103,7 +108,7 @@ def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         group = inputs.get("name") or inputs["namePrefix"] + "20261127"
         return {"id": group, "name": group, "arn": f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{group}"}
     if typ == "aws:sfn/stateMachine:StateMachine":
-        machine = _physical(name)
+        machine = inputs.get("name") or _physical(name)
         arn = f"arn:{PARTITION}:states:{REGION}:{ACCOUNT}:stateMachine:{machine}"
         return {"id": arn, "name": machine, "arn": arn}
     if typ == "aws:scheduler/schedule:Schedule":
@@ -115,7 +120,7 @@ def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
             "arn": f"arn:{PARTITION}:scheduler:{REGION}:{ACCOUNT}:schedule/{group}/{schedule}",
         }
     if typ == "aws:scheduler/scheduleGroup:ScheduleGroup":
-        group = _physical(name)
+        group = inputs.get("name") or _physical(name)
         return {
             "id": group,
             "name": group,
@@ -147,12 +152,30 @@ def _answer(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+class _OptionsMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The SDK's mock monitor, which also keeps the resource options it is sent that `Mocks.new_resource` never sees
+    (`protect`, `retainOnDelete`, the explicit dependencies): what the program asks the engine for, as the engine
+    would receive it."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.options: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        self.options[(request.type, request.name)] = {
+            "protect": request.protect,
+            "retain_on_delete": request.retainOnDelete,
+            "dependencies": tuple(request.dependencies),
+        }
+        return super().RegisterResource(request)
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like AWS would, and keeps every registration for the assertions."""
 
     def __init__(self) -> None:
         self.resources: list[Registered] = []
-        self.monitor = pulumi.runtime.mocks.MockMonitor(self)
+        self.monitor = _OptionsMonitor(self)
 
     def urns(self) -> list[str]:
         """Every registered URN: the type chain in a URN shows which component each resource lives in."""
@@ -161,7 +184,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         answer = _answer(args.typ, args.name, args.inputs)
         state = {**args.inputs, **answer}
-        self.resources.append(Registered(args.typ, args.name, dict(args.inputs), state))
+        # A subclass may bring a monitor of its own (tests/policy/engine.py), which keeps no options.
+        options = getattr(self.monitor, "options", {}).get((args.typ, args.name), {})
+        self.resources.append(Registered(args.typ, args.name, dict(args.inputs), state, **options))
         return answer.get("id", f"{args.name}-id"), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:

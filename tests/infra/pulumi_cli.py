@@ -197,6 +197,12 @@ class PulumiCli:
 
     def _destroy(self, options: argparse.Namespace) -> None:
         stack = self._selected()
+        # The engine refuses to delete a protected resource, and so fails the whole destroy.
+        protected = [r.name for r in stack.deployed.resources if r.protect] if stack.deployed else []
+        if protected:
+            raise DocCommandFailed(
+                f"`pulumi destroy` of stack '{stack.name}' fails: resources are protected: {', '.join(protected)}"
+            )
         stack.deployed = None
 
     # ---- helpers --------------------------------------------------------------------------------------------

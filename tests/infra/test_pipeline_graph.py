@@ -17,6 +17,7 @@ from infra.stack_config import FunctionSettings, StackConfig, Subscription, Work
 from infra.workflow_definition import MAP_RESULTS_PREFIX, build_definition
 from tests.infra.harness import (
     ACCOUNT,
+    AUTONAME_SUFFIX,
     DEV_CONFIG,
     DEV_RAW,
     DEV_SOURCE,
@@ -46,7 +47,11 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+BUCKET_LOGGING = "aws:s3/bucketLogging:BucketLogging"
+SCHEDULE_GROUP = "aws:scheduler/scheduleGroup:ScheduleGroup"
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+# No config names the access log bucket: Pulumi names it `<logical>-<random>`, as the mocks do.
+LOG_BUCKET = "ingestion-access-logs-bucket" + AUTONAME_SUFFIX
 
 Build = Callable[[StackConfig], Deployment]
 Run = Callable[[dict[str, str]], Deployment]
@@ -79,16 +84,20 @@ MAP_RESULTS_RULE = "expire-map-results"
 # --- which resources exist ------------------------------------------------------------------------
 
 
-def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_program: Run) -> None:
+def test_dev_stack_creates_three_secured_buckets_their_log_bucket_and_one_of_everything_else(
+    run_program: Run,
+) -> None:
     deployment = run_program(dev_stack_config())
     counts = deployment.counts()
     for typ in (BUCKET, PUBLIC_ACCESS_BLOCK, OWNERSHIP, ENCRYPTION, VERSIONING, LIFECYCLE, BUCKET_POLICY):
-        assert counts[typ] == 3, typ
-    assert sorted(b.inputs["bucket"] for b in deployment.of_type(BUCKET)) == [
+        assert counts[typ] == 4, typ
+    assert sorted(b.state["bucket"] for b in deployment.of_type(BUCKET)) == [
         DEV_CONFIG,
         DEV_SOURCE,
         DEV_RAW,
+        LOG_BUCKET,
     ]
+    assert counts[BUCKET_LOGGING] == 3  # every bucket but the log bucket logs into it
     assert counts[OBJECT] == 1
     assert counts[TOPIC] == 1
     assert counts.get(SUBSCRIPTION, 0) == 0  # the dev stack lists no addresses yet
@@ -96,12 +105,13 @@ def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_
     assert counts[LOG_GROUP] == 2  # the function's and the state machine's
     assert counts[STATE_MACHINE] == 1
     assert counts[SCHEDULE] == 1
+    assert counts[SCHEDULE_GROUP] == 1
     assert counts[ROLE] == 3  # function, state machine, scheduler
     assert counts[ROLE_POLICY] == 4  # function, state machine (two: before and after it exists), scheduler
     # Nothing else: a new resource type is a deliberate change to this list.
     components = {
         "data-file-ingestion:pipeline:IngestionPipeline": 1,
-        "data-file-ingestion:storage:SecureBucket": 3,
+        "data-file-ingestion:storage:SecureBucket": 4,
         "data-file-ingestion:config:ConfigObjects": 1,
         "data-file-ingestion:notifications:Notifications": 1,
         "data-file-ingestion:compute:IngestFunction": 1,
@@ -125,8 +135,19 @@ def test_dev_stack_creates_three_secured_buckets_and_one_of_everything_else(run_
         "aws:kms/key:Key": 1,  # the topic's: alarms cannot publish to a topic under SNS's AWS managed key
         "aws:lambda/layerVersion:LayerVersion": 1,  # the pinned SDK (lambdaSdkLayer, tests/infra/test_sdk_layer.py)
     }
-    expected = {t: 3 for t in (BUCKET, PUBLIC_ACCESS_BLOCK, OWNERSHIP, ENCRYPTION, VERSIONING, LIFECYCLE)}
-    expected.update({BUCKET_POLICY: 3, OBJECT: 1, TOPIC: 1, FUNCTION: 1, LOG_GROUP: 2, STATE_MACHINE: 1})
+    expected = {t: 4 for t in (BUCKET, PUBLIC_ACCESS_BLOCK, OWNERSHIP, ENCRYPTION, VERSIONING, LIFECYCLE)}
+    expected.update(
+        {
+            BUCKET_POLICY: 4,
+            BUCKET_LOGGING: 3,
+            SCHEDULE_GROUP: 1,
+            OBJECT: 1,
+            TOPIC: 1,
+            FUNCTION: 1,
+            LOG_GROUP: 2,
+            STATE_MACHINE: 1,
+        }
+    )
     expected.update({SCHEDULE: 1, ROLE: 3, ROLE_POLICY: 4, **components, **operated})
     assert counts == expected
 
@@ -135,7 +156,11 @@ def test_two_datasets_in_existing_buckets_get_no_source_bucket_but_one_schedule_
     build_pipeline: Build,
 ) -> None:
     deployment = build_pipeline(two_dataset_config())
-    assert sorted(b.inputs["bucket"] for b in deployment.of_type(BUCKET)) == ["acme-ingestion-config", "acme-raw"]
+    assert sorted(b.state["bucket"] for b in deployment.of_type(BUCKET)) == [
+        "acme-ingestion-config",
+        "acme-raw",
+        LOG_BUCKET,
+    ]
     assert len(deployment.of_type(SCHEDULE)) == 2
     assert sorted(o.inputs["key"] for o in deployment.of_type(OBJECT)) == [
         "config/click_stream.json",
@@ -178,8 +203,8 @@ def test_every_bucket_is_private_encrypted_versioned_owner_enforced_and_tls_only
     if kms:
         config = StackConfig(**{**config.__dict__, "kms_key_arn": KMS_KEY})
     deployment = build_pipeline(config)
-    buckets = [b.inputs["bucket"] for b in deployment.of_type(BUCKET)]
-    assert len(buckets) == 3
+    buckets = [b.state["bucket"] for b in deployment.of_type(BUCKET)]
+    assert len(buckets) == 4
 
     public = bucket_settings(deployment, PUBLIC_ACCESS_BLOCK)
     ownership = bucket_settings(deployment, OWNERSHIP)
@@ -197,7 +222,7 @@ def test_every_bucket_is_private_encrypted_versioned_owner_enforced_and_tls_only
         }
         assert ownership[bucket]["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
         (rule,) = encryption[bucket]["rules"]
-        if kms:
+        if kms and bucket != LOG_BUCKET:  # S3 delivers no access logs into an SSE-KMS bucket
             assert rule["applyServerSideEncryptionByDefault"] == {
                 "sseAlgorithm": "aws:kms",
                 "kmsMasterKeyId": KMS_KEY,
@@ -205,22 +230,23 @@ def test_every_bucket_is_private_encrypted_versioned_owner_enforced_and_tls_only
             assert rule["bucketKeyEnabled"] is True
         else:
             assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+            assert "bucketKeyEnabled" not in rule
         assert versioning[bucket]["versioningConfiguration"] == {"status": "Enabled"}
         (abort,) = [rule for rule in lifecycle[bucket]["rules"] if rule["id"] == ABORT_RULE]
         assert abort["status"] == "Enabled"
         assert abort["filter"] == {"prefix": ""}
         assert abort["abortIncompleteMultipartUpload"]["daysAfterInitiation"] == 7
         policy = json.loads(policies[bucket]["policy"])
-        assert policy["Statement"] == [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ]
+        assert policy["Statement"][0] == {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+        # Only the log bucket allows anything more: S3's log delivery (test_audit.py).
+        assert len(policy["Statement"]) == (2 if bucket == LOG_BUCKET else 1)
 
 
 def test_raw_bucket_expires_noncurrent_ledger_versions_after_7_days_by_default(run_program: Run) -> None:
@@ -251,6 +277,7 @@ def test_only_the_raw_bucket_gets_the_ledger_rule(run_program: Run) -> None:
         DEV_RAW,
         DEV_CONFIG,
         DEV_SOURCE,
+        LOG_BUCKET,
     }
     assert set(rules[DEV_RAW]) == {ABORT_RULE, LEDGER_RULE, MAP_RESULTS_RULE}
     # The config bucket and a created source bucket hold no ledger: their versions are the safety net.
@@ -265,6 +292,8 @@ def test_no_lifecycle_rule_expires_current_versions_or_touches_landed_data(build
     target_prefixes = {ds.target.prefix for ds in config.datasets.datasets.values()}
     assert target_prefixes and all(target_prefixes)
     for bucket, rules in lifecycle_rules(deployment).items():
+        if bucket == LOG_BUCKET:
+            continue  # holds access logs, which expire (test_audit.py), and no data
         for rule_id, rule in rules.items():
             if rule_id == MAP_RESULTS_RULE:
                 # The one rule that expires current versions: the state machine's Map results, which nothing
@@ -294,7 +323,7 @@ def test_no_lifecycle_rule_expires_current_versions_or_touches_landed_data(build
 
 def test_buckets_keep_their_objects_on_destroy_unless_the_stack_says_otherwise(build_pipeline: Build) -> None:
     deployment = build_pipeline(two_dataset_config())
-    assert [b.inputs.get("forceDestroy", False) for b in deployment.of_type(BUCKET)] == [False, False]
+    assert [b.inputs.get("forceDestroy", False) for b in deployment.of_type(BUCKET)] == [False, False, False]
 
 
 # --- config objects --------------------------------------------------------------------------------
@@ -553,6 +582,7 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
     exports = dict(deployment.exports, alarmNames=sorted(deployment.exports["alarmNames"]))
     assert exports == {
         "rawBucketName": DEV_RAW,
+        "accessLogBucketName": LOG_BUCKET,
         "configBucketName": DEV_CONFIG,
         "sourceBucketNames": {DEV_SOURCE: DEV_SOURCE},
         "configObjectKeys": {"movielens": "config/movielens.json"},
@@ -562,7 +592,7 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
         "stateMachineArn": machine.arn,
         "stateMachineName": machine.state["name"],
         "scheduleNames": {"movielens": schedule.state["name"]},
-        "scheduleGroupName": group.state["name"],
+        "scheduleGroupName": "data-file-ingestion-test",
         "deadLetterQueueUrls": {"movielens": queue.state["url"]},
         "glueDatabaseName": "data_file_ingestion_test",
         "glueTableNames": [
@@ -576,6 +606,7 @@ def test_program_exports_bucket_names_topic_state_machine_function_and_schedules
         "metricsNamespace": "data-file-ingestion/test",
         "dashboardName": "ingestion-monitoring-test",
         "alarmNames": sorted(a.state["name"] for a in deployment.of_type(ALARM)),
+        "logsKeyPolicyStatement": deployment.exports["logsKeyPolicyStatement"],  # test_audit.py checks it
     }
 
 

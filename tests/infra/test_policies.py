@@ -353,24 +353,57 @@ def test_every_dead_letter_queue_refuses_requests_without_tls(build_pipeline: Bu
         ]
 
 
-def test_roles_trust_only_their_service_and_for_this_account(build_pipeline: Build) -> None:
+def test_roles_trust_only_their_service_for_this_account_and_their_own_state_machine_or_schedule_group(
+    build_pipeline: Build,
+) -> None:
     deployment = build_pipeline(CONFIGS["two-datasets"])
     trust = {r.name: json.loads(r.inputs["assumeRolePolicy"]) for r in deployment.of_type("aws:iam/role:Role")}
+    # Lambda documents neither condition key for assuming an execution role (infra/policies.py says why).
     assert trust["ingestion-lambda-role"]["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ]
-    for role, service in (
-        ("ingestion-workflow-role", "states.amazonaws.com"),
-        ("ingestion-schedules-role", "scheduler.amazonaws.com"),
+    (machine,) = deployment.of_type("aws:sfn/stateMachine:StateMachine")
+    (group,) = deployment.of_type("aws:scheduler/scheduleGroup:ScheduleGroup")
+    # The names are fixed before creation, from project and stack, so the trust policies can hold them.
+    assert machine.inputs["name"] == group.inputs["name"] == "data-file-ingestion-test"
+    states = f"arn:aws:states:{REGION}:{ACCOUNT}"
+    for role, service, sources in (
+        (
+            "ingestion-workflow-role",
+            "states.amazonaws.com",
+            [
+                f"{states}:stateMachine:data-file-ingestion-test",
+                f"{states}:*:data-file-ingestion-test/*",
+                f"{states}:*:data-file-ingestion-test:*",
+            ],
+        ),
+        (
+            "ingestion-schedules-role",
+            "scheduler.amazonaws.com",
+            [f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/data-file-ingestion-test"],
+        ),
     ):
         assert trust[role]["Statement"] == [
             {
                 "Effect": "Allow",
                 "Principal": {"Service": service},
                 "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                    "ArnLike": {"aws:SourceArn": sources},
+                },
             }
         ]
+    # What the trust policies name is what exists: the state machine's ARN, the schedules' group.
+    assert machine.arn == sources_of(trust, "ingestion-workflow-role")[0]
+    assert group.state["arn"] == sources_of(trust, "ingestion-schedules-role")[0]
+    assert {s.inputs["groupName"] for s in deployment.of_type("aws:scheduler/schedule:Schedule")} == {
+        "data-file-ingestion-test"
+    }
+
+
+def sources_of(trust: dict[str, Any], role: str) -> list[str]:
+    return trust[role]["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"]
 
 
 def test_kms_permissions_appear_only_with_a_key_and_only_through_s3_and_sns(build_pipeline: Build) -> None:

@@ -74,6 +74,10 @@ def test_pulumi_strings_are_decoded_to_typed_settings() -> None:
             logRetentionDays="90",
             workflowLogLevel="all",
             forceDestroyBuckets="true",
+            disposable="true",
+            accessLogRetentionDays="90",
+            logsKmsKeyArn=KMS_KEY,
+            tags='{"owner": "data-team", "cost-centre": "cc-1234"}',
             kmsKeyArn=KMS_KEY,
             notificationEmails='["data-team@example.com"]',
             subscriptions='[{"protocol": "https", "endpoint": "https://hooks.example.com/ingest"}]',
@@ -83,6 +87,10 @@ def test_pulumi_strings_are_decoded_to_typed_settings() -> None:
     assert config.workflow == WorkflowSettings(map_concurrency=20, tolerated_failure_percentage=2.0, log_level="ALL")
     assert config.log_retention_days == 90
     assert config.force_destroy_buckets is True
+    assert config.disposable is True
+    assert config.access_log_retention_days == 90
+    assert config.logs_kms_key_arn == KMS_KEY
+    assert config.tags == {"owner": "data-team", "cost-centre": "cc-1234"}
     assert config.kms_key_arn == KMS_KEY
     assert config.subscriptions == (
         Subscription("email", "data-team@example.com"),
@@ -98,6 +106,11 @@ def test_defaults_when_optional_keys_are_absent() -> None:
     assert config.kms_key_arn is None
     assert config.subscriptions == ()
     assert config.datasets.dataset("exports").schedule == DEFAULT_SCHEDULE
+    # Protected unless said otherwise; access logs kept a year; no key for the log groups; no tags.
+    assert config.disposable is False
+    assert config.access_log_retention_days == 365
+    assert config.logs_kms_key_arn is None
+    assert config.tags is None
 
 
 def test_concurrency_is_reserved_by_default_for_every_datasets_run_at_once() -> None:
@@ -257,6 +270,52 @@ def test_the_dev_stack_reserves_nothing_so_a_new_account_can_deploy_it() -> None
 def test_bad_stack_config_names_the_key_and_the_problem(overrides: dict[str, Any], expected: str) -> None:
     problems = problems_of(values(**overrides))
     assert any(p.startswith(expected) for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ('["owner"]', "must be an object of tag key -> value"),
+        ('{"aws:owner": "x"}', "tag key 'aws:owner': the prefix 'aws:' is reserved for AWS's own tags"),
+        ('{"AWS:Owner": "x"}', "tag key 'AWS:Owner': the prefix 'aws:' is reserved"),
+        ('{"": "x"}', "tag key '' must be 1 to 128 characters"),
+        (json.dumps({"k" * 129: "x"}), f"tag key '{'k' * 129}' must be 1 to 128 characters"),
+        (json.dumps({"owner": "v" * 257}), "tag 'owner': the value must be at most 256 characters"),
+        ('{"cost-centre": 1234}', "tag 'cost-centre': the value must be a string (quote numbers and booleans)"),
+        ('{"owner": "data team; ops"}', "tag 'owner': the value may hold only letters, digits, spaces"),
+        ('{"owner!": "x"}', "tag key 'owner!' may hold only letters, digits, spaces"),
+        (json.dumps({f"t{i}": "x" for i in range(41)}), "41 tags; at most 40"),
+    ],
+)
+def test_tags_break_no_aws_tag_rule(tags: str, expected: str) -> None:
+    problems = problems_of(values(tags=tags))
+    assert f"data-file-ingestion:tags: {expected}" in "\n".join(problems), problems
+
+
+def test_tags_aws_accepts_are_accepted_as_given() -> None:
+    tags = {"owner": "Data Team", "cost-centre": "cc_1234", "data-classification": "internal", "team/app": "a+b=c@d.e"}
+    assert parse_stack_config(values(tags=json.dumps(tags))).tags == tags
+    assert parse_stack_config(values(tags=json.dumps({"empty": ""}))).tags == {"empty": ""}
+
+
+def test_force_destroy_is_refused_in_a_stack_not_marked_disposable() -> None:
+    problems = problems_of(values(forceDestroyBuckets="true"))
+    assert problems == [
+        "data-file-ingestion:forceDestroyBuckets: true only in a stack marked disposable: it lets `pulumi destroy` "
+        "delete the raw bucket with every landed file and ledger, which a stack that is not disposable protects; "
+        "set disposable to true as well (to tear the stack down), or forceDestroyBuckets to false"
+    ]
+    assert parse_stack_config(values(forceDestroyBuckets="true", disposable="true")).force_destroy_buckets is True
+    assert parse_stack_config(values(disposable="true")).force_destroy_buckets is False
+
+
+def test_logs_kms_key_must_be_a_key_arn() -> None:
+    problems = problems_of(values(logsKmsKeyArn="alias/logs"))
+    assert problems == [
+        "data-file-ingestion:logsKmsKeyArn: 'alias/logs' is not a KMS key ARN "
+        "(arn:aws:kms:<region>:<account>:key/<id>); an alias cannot be used because IAM grants on an alias "
+        "do not cover the key"
+    ]
 
 
 def test_lambda_ephemeral_storage_defaults_to_2048_mb_and_takes_the_configured_size() -> None:
