@@ -29,6 +29,7 @@ from tests.infra.harness import (
     RecordingMocks,
     dev_config,
     dev_stack_config,
+    pinned_sdk_layer,
     two_dataset_config,
 )
 
@@ -203,7 +204,7 @@ def build_recording_taggable(mocks: RecordingMocks, config: StackConfig) -> tupl
     def program() -> None:
         IngestionPipeline(
             "ingestion",
-            IngestionPipelineArgs(config=config, package_dir=HANDLER_DIR),
+            IngestionPipelineArgs(config=config, package_dir=HANDLER_DIR, sdk_layer=pinned_sdk_layer()),
             opts=pulumi.ResourceOptions(transformations=[record]),
         )
 
