@@ -2,16 +2,19 @@
 
 The comparison itself, and the table's form, are tested without checkov. The run needs `.venv-checkov`
 (`make checkov` and `make test` build it from .ci/checkov/requirements.txt; one run takes about 5 s): a bare
-`pytest` without it skips that one test, saying so.
+`pytest` without it skips the two runs, saying so.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.infra.cfn_transcript import pulumi_names, transcribe
 from tests.infra.checkov_review import (
     CHECKOV,
     POLICY_DOC,
@@ -23,8 +26,9 @@ from tests.infra.checkov_review import (
     documented_findings,
     failed_findings,
     review,
+    run_checkov,
 )
-from tests.infra.harness import Deployment, dev_stack_config
+from tests.infra.harness import ACCOUNT, REGION, Deployment, dev_config, dev_stack_config
 
 
 def report(*failed: tuple[str, str]) -> dict[str, Any]:
@@ -108,3 +112,30 @@ def test_checkov_on_the_transcribed_dev_stack_reports_exactly_the_documented_fin
     assert result.report["summary"]["resource_count"] >= 25
     assert result.report["summary"]["passed"] > 50  # the checks did read the properties
     assert result.problems() == [], f"checkov and {POLICY_DOC.name} disagree (run `make checkov`)"
+
+
+@pytest.mark.skipif(
+    not CHECKOV.exists(), reason=f"{CHECKOV} missing: run `make checkov` (or `make test`), which builds it"
+)
+def test_a_production_shaped_stack_leaves_only_the_rows_that_are_not_about_dev(
+    build_pipeline: Callable[[Any], Deployment], tmp_path: Any
+) -> None:
+    """The table's CKV_AWS_115 and CKV_AWS_158 rows say the dev stack alone lacks a reservation and a log key: checkov
+    agrees, on the dev stack at the defaults (reserved), not disposable, with `logsKmsKeyArn`."""
+    config = dev_config()
+    config = dataclasses.replace(
+        config,
+        function=dataclasses.replace(config.function, reserve_concurrency=True),
+        logs_kms_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        disposable=False,
+        force_destroy_buckets=False,
+    )
+    deployment = build_pipeline(config)
+    template = transcribe(deployment)
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template))
+
+    found = failed_findings(run_checkov(path), pulumi_names(template, deployment))
+
+    dev_only = {"CKV_AWS_115", "CKV_AWS_158"}
+    assert found == {d.finding for d in documented_findings() if d.finding.check not in dev_only}
