@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from handler.width import copy_width
+
 LAMBDA_VCPU_MB = 1769  # AWS: a function gets one full vCPU at 1,769 MB, proportionally less below
 PRICE_REQUEST_PUT = 0.005 / 1000  # AWS, S3 Standard: PUT, COPY, POST, LIST per request
 PRICE_REQUEST_GET = 0.0004 / 1000  # AWS, S3 Standard: GET, HEAD and others per request
@@ -99,11 +101,14 @@ def model(costs: Costs, night: Night) -> dict[str, Any]:
     batch_s = max(latency, batch_cpu)
     finalize_s = (shard_keys * costs.finalize + costs.overhead) / share + 2.0  # assumed: 2 s of part I/O
 
-    waves = lambda count: math.ceil(count / night.map_concurrency)  # noqa: E731
+    waves = lambda count, width=night.map_concurrency: math.ceil(count / width)  # noqa: E731
     floor = night.changed / S3_WRITES_PER_PREFIX  # every copy under one target prefix (a flat dataset)
+    # The copy Map runs only as many copy_batch invocations as offer S3's rate for one prefix (handler/width.py,
+    # what plan answers the state machine), at most map_concurrency; planning and finalizing run map_concurrency.
+    width = copy_width(night.concurrency, night.memory_mb, cap=night.map_concurrency)
     walls = {
         "plan": waves(shards) * plan_s,
-        "copy": max(waves(batches) * batch_s, floor),
+        "copy": max(waves(batches, width) * batch_s, floor),
         "finalize": waves(shards) * finalize_s,
     }
     lambda_s = shards * plan_s + batches * batch_s + shards * finalize_s
@@ -122,6 +127,7 @@ def model(costs: Costs, night: Night) -> dict[str, Any]:
     return {
         "shards": shards,
         "batches": batches,
+        "copy_width": width,
         "plan_shard_s": plan_s,
         "copy_batch_s": batch_s,
         "finalize_shard_s": finalize_s,
@@ -163,6 +169,7 @@ def report(costs: Costs, measured_at: int, nights: list[Night]) -> str:
     results = [model(costs, n) for n in nights]
     rows = [
         ("shards / batches", lambda r: f"{r['shards']:,} / {r['batches']:,}"),
+        ("copy Map width", lambda r: f"{r['copy_width']:,}"),
         ("one plan_shard", lambda r: f"{r['plan_shard_s']:,.0f} s"),
         ("one copy_batch", lambda r: f"{r['copy_batch_s']:,.1f} s"),
         ("one finalize_shard", lambda r: f"{r['finalize_shard_s']:,.0f} s"),

@@ -27,17 +27,27 @@ from .records import RunSummary
 from .retries import log_report, report
 from .runner import Engine, one_shot, one_shot_answer
 from .sdk import loaded_sdk, require_botocore
+from .width import MAX_MAP_WIDTH, ONE_VCPU_MB, S3_WRITES_PER_SECOND, copy_width
 
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 log = logging.getLogger(__name__)
 log.info("sdk: %s", loaded_sdk())  # once per execution environment: the cold start
 
+WIDTH_FIELDS = ("max_copy_width", "s3_writes_per_second")
+"""What the state machine tells plan and seal_plan about the stack, so their answer's `copy_width` fits it: the
+widest its copy Map may run (`mapConcurrency`, which the function's reserved concurrency is sized to) and the S3
+write rate the copies are sized to (`s3WritesPerSecond`)."""
+SIZED_ACTIONS = ("plan", "seal_plan")
+"""The steps whose answer the copy Map's width is read from (`copy_width`, docs/lambda-contract.md)."""
+MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+"""Set by Lambda to the function's memory in MB, which sets its CPU share (handler/width.py)."""
+
 ACTIONS = ("plan", "plan_shard", "seal_plan", "copy_batch", "finalize_shard", "finalize", "release")
 EVENT_FIELDS: dict[str | None, frozenset[str]] = {
     None: frozenset({"action", "dataset", "date", "scheduled_time"}),
-    "plan": frozenset({"action", "dataset", "date", "scheduled_time", "execution"}),
+    "plan": frozenset({"action", "dataset", "date", "scheduled_time", "execution", *WIDTH_FIELDS}),
     "plan_shard": frozenset({"action", "dataset", "run_id", "shard", "execution"}),
-    "seal_plan": frozenset({"action", "dataset", "run_id", "execution"}),
+    "seal_plan": frozenset({"action", "dataset", "run_id", "execution", *WIDTH_FIELDS}),
     "copy_batch": frozenset({"action", "dataset", "run_id", "batch", "execution"}),
     "finalize_shard": frozenset({"action", "dataset", "run_id", "shard", "execution"}),
     "finalize": frozenset({"action", "dataset", "run_id", "execution"}),
@@ -74,7 +84,11 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
 def _handle(engine: Engine, event: Mapping[str, Any], action: str | None) -> dict[str, Any]:
     dataset = engine.dataset
     if action is not None:
+        # Read before the step runs, so a malformed field fails the step before it takes a lock or stores a plan.
+        width = _copy_width(event, dataset.concurrency) if action in SIZED_ACTIONS else None
         answer = _STEPS[action](engine, event)
+        if width is not None:
+            answer["copy_width"] = width
         # plan and seal_plan commit a run that had nothing to copy; finalize commits the rest.
         if answer.get("summary"):
             _emit_metrics([RunSummary.from_json(answer["summary"])])
@@ -175,6 +189,26 @@ def _number(event: Mapping[str, Any], field: str, listed_in: str) -> int:
         f"the {event.get('action')} event's {field!r} must be a {field} number (0, 1, ...) from {listed_in}, "
         f"got {value!r}"
     )
+
+
+def _copy_width(event: Mapping[str, Any], concurrency: int) -> int:
+    """The copy Map's width for this dataset (handler/width.py), within what the event says the stack allows."""
+    memory = os.environ.get(MEMORY_ENV, "")
+    return copy_width(
+        concurrency,
+        int(memory) if memory.isdigit() and int(memory) > 0 else ONE_VCPU_MB,
+        cap=_positive(event, "max_copy_width", MAX_MAP_WIDTH),
+        writes_per_second=_positive(event, "s3_writes_per_second", S3_WRITES_PER_SECOND),
+    )
+
+
+def _positive(event: Mapping[str, Any], field: str, default: int) -> int:
+    value = event.get(field)
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(f"the {event.get('action')} event's {field!r} must be a whole number of 1 or more, got {value!r}")
 
 
 @functools.lru_cache(maxsize=8)

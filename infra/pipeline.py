@@ -130,6 +130,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                 function_arn=self.function.arn,
                 topic_arn=self.notifications.topic_arn,
                 map_concurrency=config.workflow.map_concurrency,
+                s3_writes_per_second=config.workflow.s3_writes_per_second,
                 tolerated_failure_percentage=config.workflow.tolerated_failure_percentage,
                 datasets=datasets,
                 partition=partition,

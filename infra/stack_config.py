@@ -279,14 +279,28 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "mapConcurrency",
         int,
         100,
-        "Shards planned, batches copied and shards finalized at once per run (each a Lambda invocation). The "
-        "default lands 10 million changed objects of a 100-million-key dataset in about an hour "
-        "(docs/SCALE.md); each run needs that much Lambda concurrency, which the function reserves "
-        "(`lambdaReservedConcurrency`). Times the dataset's `concurrency`, it is the copies in flight, which a "
-        "dataset landing under one prefix should keep near 200 (docs/SCALE.md, *Capacity*).",
+        "Shards planned and finalized at once per run (each a Lambda invocation), and the most batches copied at "
+        "once: the copy Map runs only as many as offer `s3WritesPerSecond` (11 at the default `concurrency` and "
+        "memory). The default plans a 100-million-key dataset in about 4 minutes and lands 10 million changed "
+        "objects in about an hour (docs/SCALE.md); each run needs that much Lambda concurrency, which the function "
+        "reserves (`lambdaReservedConcurrency`).",
         1,
         MAX_MAP_CONCURRENCY,
         attribute="workflow.map_concurrency",
+    ),
+    Setting(
+        "s3WritesPerSecond",
+        int,
+        3_500,
+        "The S3 write rate each run's copies are sized to: the copy Map runs as many `copy_batch` invocations as "
+        "offer this many copies a second (from the dataset's `concurrency` and the function's memory), at most "
+        "`mapConcurrency`. 3,500 is what S3 serves one partitioned prefix, where a night under "
+        "`.../ingest_date=<date>/` lands. Raise it only for nights that spread over prefixes S3 has already "
+        "partitioned; above what S3 serves, copies are refused (503 SlowDown) and retried (docs/SCALE.md, "
+        "*Capacity*).",
+        1,
+        100_000,
+        attribute="workflow.s3_writes_per_second",
     ),
     Setting(
         "toleratedFailurePercentage",
@@ -445,6 +459,7 @@ class WorkflowSettings:
     """How wide the Distributed Map fans out, how much failure a run tolerates and how long an execution may run."""
 
     map_concurrency: int = _SETTING["mapConcurrency"].default
+    s3_writes_per_second: int = _SETTING["s3WritesPerSecond"].default
     tolerated_failure_percentage: float = _SETTING["toleratedFailurePercentage"].default
     log_level: str = _SETTING["workflowLogLevel"].default
     timeout_hours: int = _SETTING["workflowTimeoutHours"].default

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
+from handler.width import S3_WRITES_PER_SECOND
 from infra.policies import map_run_policy, state_machine_source_arns, workflow_policy
 from infra.roles import role_policy, service_role
 from infra.workflow_definition import build_definition
@@ -39,6 +40,9 @@ class WorkflowArgs:
     """The function's timeout: each Lambda Task times out a margin after it (TASK_TIMEOUT_MARGIN_SECONDS)."""
     execution_timeout_seconds: int
     """How long an execution may run before it ends TIMED_OUT (the definition's top-level TimeoutSeconds)."""
+    s3_writes_per_second: int = S3_WRITES_PER_SECOND
+    """The S3 write rate the copy Map's width is sized to (handler/width.py); its width never exceeds
+    `map_concurrency`."""
     log_level: str = "ERROR"
     kms_key_arn: str | None = None
     topic_key_arn: pulumi.Input[str] | None = None
@@ -117,6 +121,7 @@ class Workflow(pulumi.ComponentResource):
             function_arn=args.function_arn,
             topic_arn=args.topic_arn,
             map_concurrency=args.map_concurrency,
+            s3_writes_per_second=args.s3_writes_per_second,
             tolerated_failure_percentage=args.tolerated_failure_percentage,
             lambda_timeout_seconds=args.lambda_timeout_seconds,
             execution_timeout_seconds=args.execution_timeout_seconds,

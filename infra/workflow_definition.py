@@ -20,6 +20,9 @@ docs/lambda-contract.md, so the shape follows that contract:
   notification the plan returned.
 - A run in which objects failed (`partial`, `failed`) ends the execution FAILED with `ObjectsFailed`
   after its notification is out, so CloudWatch's ExecutionsFailed metric counts it.
+- The planning and finalizing Maps run `map_concurrency` children at once; the copy Map runs as many as the
+  dataset's copies need to offer S3's write rate (`copy_width`, which plan and seal_plan answer within
+  `map_concurrency`; handler/width.py), because every copy writes to the target.
 - Each batch is its own child execution so one slow or failing batch is retried on its own. The Map may
   tolerate a share of failed batches (`tolerated_failure_percentage`; at 0 any failed batch fails the run):
   `finalize` reconciles batches that never reported by looking at what landed, so a tolerated failure loses
@@ -49,6 +52,7 @@ from __future__ import annotations
 from typing import Any
 
 from handler.config import LEDGER_ROOT
+from handler.width import S3_WRITES_PER_SECOND
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
@@ -189,12 +193,15 @@ def build_definition(
     tolerated_failure_percentage: float,
     results_bucket: str,
     *,
+    s3_writes_per_second: int = S3_WRITES_PER_SECOND,
     lambda_timeout_seconds: int = 900,
     execution_timeout_seconds: int = DEFAULT_EXECUTION_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """The state machine definition (a STANDARD workflow) for one Lambda function and one SNS topic."""
     if map_concurrency < 1:
         raise ValueError(f"map_concurrency must be at least 1, got {map_concurrency}")
+    if s3_writes_per_second < 1:
+        raise ValueError(f"s3_writes_per_second must be at least 1, got {s3_writes_per_second}")
     if not 0 <= tolerated_failure_percentage <= 100:
         raise ValueError(f"tolerated_failure_percentage must be within 0-100, got {tolerated_failure_percentage}")
     if not 1 <= lambda_timeout_seconds <= 900:
@@ -258,7 +265,14 @@ def build_definition(
         return task
 
     def distributed_map(
-        name: str, child: str, items_path: str, action: str, unit: str, next_state: str
+        name: str,
+        child: str,
+        items_path: str,
+        action: str,
+        unit: str,
+        next_state: str,
+        *,
+        width: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One Lambda invocation per item of the list at `items_path`, each retried on its own. The child state is
         named for what it does: state names are unique across the whole machine, nested processors included."""
@@ -276,7 +290,8 @@ def build_definition(
                 f"{unit}.$": f"$$.Map.Item.Value.{unit}",
                 **execution,
             },
-            "MaxConcurrency": int(map_concurrency),
+            # `width` replaces it (MaxConcurrency and MaxConcurrencyPath are mutually exclusive).
+            **(width or {"MaxConcurrency": int(map_concurrency)}),
             "ItemProcessor": {
                 # STANDARD children: a step can run for the Lambda's full 15 minutes and then be retried,
                 # longer than an EXPRESS child may live.
@@ -321,13 +336,18 @@ def build_definition(
         # whether an interrupted run was finished first.
         "summary.$": "$.Payload.summary",
         "replan.$": "$.Payload.replan",
+        # The copy Map's width for this dataset, sized to S3's write rate (handler/width.py).
+        "copy_width.$": "$.Payload.copy_width",
     }
+    # What plan and seal_plan size the copy Map's width within: it never exceeds mapConcurrency, which the function's
+    # reserved concurrency is sized to (infra/stack_config.py, needed_concurrency).
+    sizing = {"max_copy_width": int(map_concurrency), "s3_writes_per_second": int(s3_writes_per_second)}
 
     def plan_request(**fields: str) -> dict[str, Any]:
         # The plan request is built once, so a replan after a resumed run asks exactly the same question.
         return {
             "Type": "Pass",
-            "Parameters": {"action": "plan", "dataset.$": "$.dataset", **fields, **execution},
+            "Parameters": {"action": "plan", "dataset.$": "$.dataset", **fields, **sizing, **execution},
             "ResultPath": "$.plan_request",
             "Next": "Plan",
         }
@@ -385,7 +405,15 @@ def build_definition(
         "PlanShards": distributed_map("PlanShards", "PlanShard", "$.plan.shards", "plan_shard", "shard", "SealPlan"),
         # Another round (shards that listed their key budget hand on the rest), or the durable plan.
         "SealPlan": lambda_task(
-            {"Payload": {"action": "seal_plan", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id", **execution}},
+            {
+                "Payload": {
+                    "action": "seal_plan",
+                    "dataset.$": "$.dataset",
+                    "run_id.$": "$.plan.run_id",
+                    **sizing,
+                    **execution,
+                }
+            },
             ResultSelector=plan_answer,
             ResultPath="$.plan",
             Catch=failed_at("SealPlan"),
@@ -412,7 +440,20 @@ def build_definition(
             "Next": "Plan",
         },
         "CopyBatches": {
-            **distributed_map("CopyBatches", "CopyBatch", "$.plan.batches", "copy_batch", "batch", "FinalizeShards"),
+            # Every copy is a write to the target, so this Map is as wide as the dataset's copies need to offer S3's
+            # write rate, not as wide as planning: the width plan/seal_plan answered, at most mapConcurrency.
+            # MaxConcurrencyPath reads it from the state input (AWS CDK reference, DistributedMapProps); as for
+            # MaxConcurrency, 0 would mean no limit, so the runtime never answers less than 1.
+            # https://docs.aws.amazon.com/cdk/api/v2/docs/aws-cdk-lib.aws_stepfunctions.DistributedMapProps.html
+            **distributed_map(
+                "CopyBatches",
+                "CopyBatch",
+                "$.plan.batches",
+                "copy_batch",
+                "batch",
+                "FinalizeShards",
+                width={"MaxConcurrencyPath": "$.plan.copy_width"},
+            ),
             # The Map may tolerate a share of failed batches: finalize reconciles them from what landed.
             # Always a float: moto's grammar (like a JSON schema for a percentage) wants a number with a
             # fraction here and rejects a bare `0`.

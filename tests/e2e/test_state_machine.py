@@ -15,12 +15,13 @@ from datetime import date as Date
 from typing import Any
 from urllib.parse import unquote
 
+import boto3
 import pytest
 
 from handler import lambda_function
 from handler.ledger import Ledger
 from handler.runner import Engine
-from infra.workflow_definition import MAP_RESULTS_PREFIX
+from infra.workflow_definition import MAP_RESULTS_PREFIX, build_definition
 from tests.conftest import REGION, dataset_config, landed_keys, list_keys
 from tests.sfn_harness import (  # noqa: F401 (fixtures)
     ACCOUNT,
@@ -29,6 +30,7 @@ from tests.sfn_harness import (  # noqa: F401 (fixtures)
     LambdaRuntime,
     Notifications,
     StateMachine,
+    create_state_machine,
     dataset_fixture,
     lambda_runtime_fixture,
     notifications_fixture,
@@ -55,6 +57,8 @@ def test_a_few_thousand_objects_land_completely_with_lineage_and_a_success_notif
         "action": "plan",
         "dataset": DATASET,
         "date": DATE,
+        "max_copy_width": 4,
+        "s3_writes_per_second": 3500,
         "execution": execution["executionArn"],
     }
     assert {call["execution"] for call in lambda_runtime.calls} == {execution["executionArn"]}, (
@@ -74,6 +78,8 @@ def test_a_few_thousand_objects_land_completely_with_lineage_and_a_success_notif
         assert lineage["ingest-dataset"] == DATASET and lineage["ingest-date"] == DATE
 
     assert output_of(execution)["finalize"]["status"] == "succeeded"
+    # The dataset's 8 copies in flight (133 a second) would take 26 invocations to offer S3's rate; the stack allows 4.
+    assert output_of(execution)["plan"]["copy_width"] == 4
     recorded = Ledger(dataset.s3, dataset_config(dataset.source, dataset.raw)).last_run()
     assert recorded is not None
     summary = recorded.to_json()
@@ -345,3 +351,40 @@ def test_an_input_without_a_dataset_fails_before_any_lambda_runs(
 
     assert execution["status"] == "FAILED"
     assert lambda_runtime.calls == []
+
+
+def test_the_copy_map_runs_as_wide_as_the_plan_answered_and_the_other_maps_as_wide_as_the_stack(
+    dataset: Dataset,
+    lambda_runtime: LambdaRuntime,
+    notifications: Notifications,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Sized to 300 writes a second, the dataset's copy_batch (8 in flight at 60 ms: 133 a second) gets a width of 2,
+    # while planning and finalizing keep the stack's 4. Each Map run's width is what DescribeMapRun reports.
+    machine = create_state_machine(
+        monkeypatch,
+        build_definition(
+            function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest",
+            topic_arn=notifications.topic_arn,
+            map_concurrency=4,
+            tolerated_failure_percentage=0,
+            results_bucket=dataset.raw,
+            s3_writes_per_second=300,
+        ),
+    )
+    source_keys = dataset.add_objects(2500)
+
+    execution = machine.run({"dataset": DATASET, "date": DATE})
+
+    assert execution["status"] == "SUCCEEDED", execution
+    assert output_of(execution)["plan"]["copy_width"] == 2
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    runs = [
+        sfn.describe_map_run(mapRunArn=run["mapRunArn"])
+        for run in sfn.list_map_runs(executionArn=execution["executionArn"])["mapRuns"]
+    ]
+    copy_batches = sum(1 for call in lambda_runtime.calls if call["action"] == "copy_batch")
+    widths = sorted((run["itemCounts"]["total"], run["maxConcurrency"]) for run in runs)
+    assert copy_batches == 7
+    assert widths == [(1, 4), (1, 4), (7, 2)], "plan shards and finalize shards at 4, the 7 copy batches at 2"
+    assert len(landed_keys(dataset.s3, dataset.raw)) == len(source_keys)

@@ -36,6 +36,7 @@ PLAN_FIELDS = {
     "shard_count",
     "shards",
     "final_shards",
+    "copy_width",
 }
 
 
@@ -426,6 +427,11 @@ def test_dataset_without_a_config_object_raises_a_config_error_naming_the_object
         {"action": "copy_batch", "dataset": "movielens", "run_id": "20261127T200000000Z-3f9a1c"},
         {"action": "copy_batch", "dataset": "movielens", "run_id": "20261127T200000000Z-3f9a1c", "batch": "first"},
         {"action": "finalize", "dataset": "movielens"},
+        # Checked before the step takes the lock: the copy Map's width must be a whole number of 1 or more.
+        {"action": "plan", "dataset": "movielens", "max_copy_width": 0},
+        {"action": "plan", "dataset": "movielens", "max_copy_width": "100"},
+        {"action": "plan", "dataset": "movielens", "s3_writes_per_second": True},
+        {"action": "plan", "dataset": "movielens", "s3_writes_per_second": 3500.5},
     ],
 )
 def test_malformed_event_raises_config_error_and_touches_nothing(deployment, event):
@@ -863,3 +869,42 @@ def test_a_full_tmp_is_named_with_the_directory_and_what_to_do(deployment, monke
         invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
     assert tempfile.gettempdir() in str(caught.value)
     assert "ephemeral storage" in str(caught.value)
+
+
+# ---- the copy Map's width ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "memory", "sizing", "width"),
+    [
+        # One vCPU: 310 copies a second an invocation, 11 of them offer 3,410 of S3's 3,500.
+        (32, None, {"max_copy_width": 100, "s3_writes_per_second": 3500}, 11),
+        (32, "1769", {"max_copy_width": 100, "s3_writes_per_second": 3500}, 11),
+        # Half a vCPU copies half as fast: twice as many invocations offer the same rate.
+        (32, "885", {"max_copy_width": 100, "s3_writes_per_second": 3500}, 22),
+        # Four copies in flight at 60 ms: 67 a second, 52 invocations.
+        (4, None, {"max_copy_width": 100, "s3_writes_per_second": 3500}, 52),
+        # Never wider than the stack's mapConcurrency, which the reservation is sized to.
+        (1, None, {"max_copy_width": 100, "s3_writes_per_second": 3500}, 100),
+        (32, None, {"max_copy_width": 8, "s3_writes_per_second": 3500}, 8),
+        # A stack sized to partitioned prefixes (s3WritesPerSecond) goes wider.
+        (32, None, {"max_copy_width": 100, "s3_writes_per_second": 14000}, 45),
+        # Without the state machine's fields (a hand-made event): S3's rate, the Distributed Map's own limit.
+        (32, None, {}, 11),
+    ],
+)
+def test_plan_and_seal_plan_answer_the_copy_maps_width_from_the_datasets_concurrency(
+    deployment, concurrency, memory, sizing, width
+):
+    deployment.configure(concurrency=concurrency)
+    if memory is not None:
+        deployment.monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory)
+    put_files(deployment.s3, deployment.source, 3)
+
+    started = invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27", **sizing})
+    for item in items_at(deployment.s3, started["shards"]):
+        invoke({**item, "action": "plan_shard"})
+    sealed = invoke({"action": "seal_plan", "dataset": "movielens", "run_id": started["run_id"], **sizing})
+
+    assert (started["stage"], sealed["stage"]) == ("planning", "copying")
+    assert (started["copy_width"], sealed["copy_width"]) == (width, width)

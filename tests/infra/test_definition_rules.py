@@ -39,6 +39,7 @@ from handler.records import (
 from handler.selection import SkipKind
 from handler.shards import BATCH_STRIDE, MAX_DISCOVERED_SHARDS, StatePart
 from handler.steps.finalize import MAX_FAILURES_IN_SUMMARY
+from handler.width import MAX_MAP_WIDTH
 from infra.stack_config import STACK_SETTINGS, FunctionSettings, StackConfig, WorkflowSettings
 from infra.workflow_definition import (
     LAMBDA_DEATHS,
@@ -78,12 +79,14 @@ class Case:
     tolerated_failure_percentage: float
     lambda_timeout_seconds: int
     timeout_hours: int
+    s3_writes_per_second: int
 
     @property
     def id(self) -> str:
         return (
             f"map{self.map_concurrency}-tolerate{self.tolerated_failure_percentage:g}"
             f"-lambda{self.lambda_timeout_seconds}s-execution{self.timeout_hours}h"
+            f"-writes{self.s3_writes_per_second}"
         )
 
     def config(self) -> StackConfig:
@@ -94,6 +97,7 @@ class Case:
                 map_concurrency=self.map_concurrency,
                 tolerated_failure_percentage=self.tolerated_failure_percentage,
                 timeout_hours=self.timeout_hours,
+                s3_writes_per_second=self.s3_writes_per_second,
             ),
         )
 
@@ -107,12 +111,19 @@ def stack_definition(config: StackConfig) -> State:
         config.workflow.map_concurrency,
         config.workflow.tolerated_failure_percentage,
         config.raw_bucket,
+        s3_writes_per_second=config.workflow.s3_writes_per_second,
         lambda_timeout_seconds=config.function.timeout_seconds,
         execution_timeout_seconds=config.workflow.timeout_hours * HOUR,
     )
 
 
-SETTINGS = ("mapConcurrency", "toleratedFailurePercentage", "lambdaTimeoutSeconds", "workflowTimeoutHours")
+SETTINGS = (
+    "mapConcurrency",
+    "toleratedFailurePercentage",
+    "lambdaTimeoutSeconds",
+    "workflowTimeoutHours",
+    "s3WritesPerSecond",
+)
 """The stack settings that change the definition, in Case's order."""
 CASES = [Case(*values) for values in itertools.product(*(spread(name) for name in SETTINGS))]
 """Every combination of their lowest, default and highest values."""
@@ -187,6 +198,7 @@ def one_at_a_time() -> list[Case]:
 
 VALIDATED = one_at_a_time()
 FRACTION = "fractional-tolerated-failure-percentage"
+TWO_WIDTHS = "copy-map-with-both-widths"
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +211,11 @@ def validator_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, li
     fraction = broken(
         DEFINITIONS[VALIDATED[0].id], lambda d: d["States"]["CopyBatches"].update(ToleratedFailurePercentage=2.5)
     )
-    return run_asl_validator({**checked, DUPLICATE_NAME: duplicate, FRACTION: fraction}, tmp_path_factory.mktemp("asl"))
+    two_widths = broken(DEFINITIONS[VALIDATED[0].id], lambda d: d["States"]["CopyBatches"].update(MaxConcurrency=10))
+    return run_asl_validator(
+        {**checked, DUPLICATE_NAME: duplicate, FRACTION: fraction, TWO_WIDTHS: two_widths},
+        tmp_path_factory.mktemp("asl"),
+    )
 
 
 @pytest.mark.parametrize("case", VALIDATED, ids=lambda case: case.id)
@@ -220,6 +236,15 @@ def test_a_fractional_tolerated_failure_percentage_is_refused_by_the_stack_as_by
     check = SETTING["toleratedFailurePercentage"].check
     assert check is not None and check(2.5) == ["must be a whole percentage (0, 1, ... 100), got 2.5"]
     assert check(5.0) == []
+
+
+def test_asl_validator_reads_the_copy_maps_width_path_and_refuses_a_second_width(
+    validator_findings: dict[str, list[str]] | None,
+) -> None:
+    # The copy Map's MaxConcurrencyPath is a field asl-validator knows (it accepts every definition above, and
+    # refuses it beside a MaxConcurrency, as AWS does: the two are mutually exclusive).
+    assert validator_findings is not None, NOT_INSTALLED
+    assert [finding.split(":")[0] for finding in validator_findings[TWO_WIDTHS]] == ["MAP_CONCURRENCY_ERROR"]
 
 
 def test_asl_validator_rejects_a_map_child_named_like_a_top_level_state(
@@ -564,14 +589,14 @@ def plan_answer(shards: int, finalized: RunSummary | None = None) -> State:
     """plan's (and seal_plan's) answer: copying, or already finalized with `finalized` as its run's summary."""
     counts = PlanCounts(10**11, 10**11, 10**11, 10**18, 10**11, 10**11, {str(kind): 10**11 for kind in SkipKind})
     run = OpenRun(DATASET, RUN_ID, DATE, "2026-11-27T20:00:00.123Z", 10**7, counts, True, shards)
-    return state_machine_answer(
-        PlanResult(
-            run,
-            {"bucket": BUCKET, "key": PATHS.batch_index(RUN_ID)},
-            {"bucket": BUCKET, "key": PATHS.final_shards(RUN_ID)},
-            Finalized(finalized, build_notification(finalized)) if finalized else None,
-        ).to_json()
-    )
+    answer = PlanResult(
+        run,
+        {"bucket": BUCKET, "key": PATHS.batch_index(RUN_ID)},
+        {"bucket": BUCKET, "key": PATHS.final_shards(RUN_ID)},
+        Finalized(finalized, build_notification(finalized)) if finalized else None,
+    ).to_json()
+    # The handler adds the copy Map's width to plan's and seal_plan's answers (at most the Map's own limit).
+    return state_machine_answer({**answer, "copy_width": MAX_MAP_WIDTH})
 
 
 def selected(selector: Mapping[str, str], answer: State) -> State:
@@ -670,3 +695,26 @@ def test_a_replanned_execution_whose_plan_finalizes_keeps_only_tonights_run_in_i
     assert "finalize" not in replanned, "the resumed run's answer is not carried into tonight's"
     assert payload_bytes(after_resumed) < rules.MAX_PAYLOAD_BYTES
     assert payload_bytes(replanned) < rules.MAX_PAYLOAD_BYTES
+
+
+# ---- each Map's width --------------------------------------------------------------------------------------
+
+
+@each_definition
+def test_planning_and_finalizing_maps_run_map_concurrency_wide_and_the_copy_map_the_plans_width(case: Case) -> None:
+    definition = DEFINITIONS[case.id]
+    states = definition["States"]
+
+    assert states["PlanShards"]["MaxConcurrency"] == case.map_concurrency
+    assert states["FinalizeShards"]["MaxConcurrency"] == case.map_concurrency
+    copy = states["CopyBatches"]
+    assert "MaxConcurrency" not in copy
+    assert copy["MaxConcurrencyPath"] == "$.plan.copy_width"
+    # $.plan is the answer of plan or seal_plan: both select the width, and both are told what to size it within.
+    sizing = {"max_copy_width": case.map_concurrency, "s3_writes_per_second": case.s3_writes_per_second}
+    for step in ("Plan", "SealPlan"):
+        assert states[step]["ResultSelector"]["copy_width.$"] == "$.Payload.copy_width"
+        assert states[step]["ResultPath"] == "$.plan"
+    for request in ("PlanRequestForDate", "PlanRequestForScheduledTime", "PlanRequestForToday"):
+        assert sizing.items() <= states[request]["Parameters"].items(), request
+    assert sizing.items() <= states["SealPlan"]["Parameters"]["Payload"].items()
