@@ -42,8 +42,8 @@ checkov: $(STAMP) $(CHECKOV_STAMP)
 	CHECKOV_VENV=$(CHECKOV_VENV) $(PY) -m tests.infra.checkov_review
 
 ## The whole test suite (unit, moto integration, CLI over HTTP, Pulumi mocks, Step Functions end to end, the state
-## machine definitions through asl-validator).
-test: $(STAMP) $(ASL_STAMP)
+## machine definitions through asl-validator, checkov on the transcribed stack against docs/policy.md's table).
+test: $(STAMP) $(ASL_STAMP) $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -236,11 +236,14 @@ class IngestionPipeline(pulumi.ComponentResource):
     def _create_buckets(
         self, name: str, config: StackConfig, partition: pulumi.Output[str], account_id: pulumi.Output[str]
     ) -> None:
+        # Outside a disposable stack every bucket it creates is protected: the raw bucket holds every landed file
+        # and ledger, the access log bucket the audit trail, a created source bucket the files people upload, and
+        # the config bucket the config objects' old versions (the history of what each run was told). A deleted
+        # bucket takes its versions with it, which no `pulumi up` brings back.
         protect = not config.disposable
         logged = [config.raw_bucket, config.config_bucket, *config.created_source_buckets]
         # First: every other bucket logs into it. SSE-S3 whatever kmsKeyArn says (S3 delivers no access logs into
-        # an SSE-KMS bucket), no logging of its own (it must not log into itself), protected like the raw bucket:
-        # its logs are the audit trail.
+        # an SSE-KMS bucket), no logging of its own (it must not log into itself).
         self.access_log_bucket = SecureBucket(
             f"{name}-access-logs",
             SecureBucketArgs(
@@ -255,9 +258,7 @@ class IngestionPipeline(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        def bucket(
-            logical: str, bucket_name: str, ledger_noncurrent_version_days: int | None = None, protected: bool = False
-        ) -> SecureBucket:
+        def bucket(logical: str, bucket_name: str, ledger_noncurrent_version_days: int | None = None) -> SecureBucket:
             return SecureBucket(
                 logical,
                 SecureBucketArgs(
@@ -266,18 +267,14 @@ class IngestionPipeline(pulumi.ComponentResource):
                     kms_key_arn=config.kms_key_arn,
                     force_destroy=config.force_destroy_buckets,
                     ledger_noncurrent_version_days=ledger_noncurrent_version_days,
-                    protect=protected,
+                    protect=protect,
                     access_log_bucket=self.access_log_bucket,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-        # Every dataset's ledger lives in the raw bucket (its target), so only it gets the ledger rule. It holds
-        # every landed file and ledger: the one bucket the stack protects outside disposable stacks. The config
-        # bucket is rewritten from stack config by every `pulumi up`, and source buckets it creates are dev's.
-        self.raw_bucket = bucket(
-            f"{name}-raw", config.raw_bucket, config.ledger_noncurrent_version_days, protected=protect
-        )
+        # Every dataset's ledger lives in the raw bucket (its target), so only it gets the ledger rule.
+        self.raw_bucket = bucket(f"{name}-raw", config.raw_bucket, config.ledger_noncurrent_version_days)
         self.config_bucket = bucket(f"{name}-config-bucket", config.config_bucket)
         # Named by bucket, not dataset: two datasets may read one created bucket, and renaming a dataset
         # must not replace (delete) the bucket holding its files.

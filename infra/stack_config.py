@@ -387,8 +387,9 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "disposable",
         bool,
         False,
-        "A stack that may be thrown away (dev, a test). Otherwise the raw bucket, the access log bucket and the "
-        "stack's KMS key are `protect`ed (no `pulumi up` or `pulumi destroy` may delete or replace them) and "
+        "A stack that may be thrown away (dev, a test). Otherwise every bucket the stack creates (raw, config, "
+        "access logs, created sources) and its own KMS key are `protect`ed (no `pulumi up` or `pulumi destroy` may "
+        "delete or replace them) and "
         "`retainOnDelete` (a delete only forgets them). `forceDestroyBuckets` needs it.",
         attribute="disposable",
     ),

@@ -50,7 +50,9 @@ PROTECTED_TYPES = BUCKET_TYPES | {KMS_KEY}
 SOURCE_SCOPED_SERVICES = frozenset({"states.amazonaws.com", "scheduler.amazonaws.com"})
 SOURCE_KEYS = ("aws:SourceAccount", "aws:SourceArn")
 
-# Types that take `tags` (what a required-tags config is checked on); the others have no tags to set.
+# Types that take `tags` (what a required-tags config is checked on); the others have no tags to set: a schedule
+# (its group takes them), a Lambda layer version, a bucket's settings, role and queue policies, Glue tables, a
+# dashboard. An S3 object takes object tags, a per-object label the stack's tags are not (infra/tags.py).
 TAGGABLE_TYPES = frozenset(
     {
         *BUCKET_TYPES,
@@ -60,6 +62,7 @@ TAGGABLE_TYPES = frozenset(
         ROLE,
         "aws:sns/topic:Topic",
         QUEUE,
+        "aws:scheduler/scheduleGroup:ScheduleGroup",
         "aws:sfn/stateMachine:StateMachine",
         ALARM,
         "aws:glue/catalogDatabase:CatalogDatabase",

@@ -278,6 +278,10 @@ def _schedule(r: Registered) -> Props:
     }
 
 
+def _schedule_group(r: Registered) -> Props:
+    return {"Name": r.state.get("name") or r.inputs.get("name"), "Tags": _tags(r.inputs)}
+
+
 def _dimensions(dimensions: Mapping[str, str] | None) -> list[dict[str, str]]:
     return [{"Name": k, "Value": v} for k, v in sorted((dimensions or {}).items())]
 
@@ -406,9 +410,18 @@ def _versioning(r: Registered) -> Props:
 
 
 def _logging(r: Registered) -> Props:
+    key_format = r.inputs.get("targetObjectKeyFormat") or {}
+    partitioned = key_format.get("partitionedPrefix")
     return {
         "LoggingConfiguration": _drop_none(
-            {"DestinationBucketName": r.inputs.get("targetBucket"), "LogFilePrefix": r.inputs.get("targetPrefix")}
+            {
+                "DestinationBucketName": r.inputs.get("targetBucket"),
+                "LogFilePrefix": r.inputs.get("targetPrefix"),
+                # CloudFormation's TargetObjectKeyFormat: PartitionedPrefix, or SimplePrefix (an empty object).
+                "TargetObjectKeyFormat": {"PartitionedPrefix": _pascal(partitioned)}
+                if partitioned is not None
+                else ({"SimplePrefix": {}} if "simplePrefix" in key_format else None),
+            }
         )
     }
 
@@ -473,6 +486,7 @@ TRANSCRIBERS: dict[str, tuple[str, Callable[[Registered], Props]] | None] = {
     "aws:iam/policy:Policy": ("AWS::IAM::ManagedPolicy", _managed_policy),
     "aws:sfn/stateMachine:StateMachine": ("AWS::StepFunctions::StateMachine", _state_machine),
     "aws:scheduler/schedule:Schedule": ("AWS::Scheduler::Schedule", _schedule),
+    "aws:scheduler/scheduleGroup:ScheduleGroup": ("AWS::Scheduler::ScheduleGroup", _schedule_group),
     "aws:glue/catalogDatabase:CatalogDatabase": ("AWS::Glue::Database", _glue_database),
     "aws:glue/catalogTable:CatalogTable": ("AWS::Glue::Table", _glue_table),
     "aws:cloudtrail/trail:Trail": ("AWS::CloudTrail::Trail", _trail),

@@ -263,13 +263,25 @@ def test_a_tag_a_resource_sets_itself_wins_over_the_default(mocks: RecordingMock
 # ---- protect -----------------------------------------------------------------------------------------------------
 
 
-def test_a_stack_not_marked_disposable_protects_and_retains_the_raw_bucket_the_log_bucket_and_the_key(
+EVERY_DEV_BUCKET = {(BUCKET, b) for b in (DEV_RAW, DEV_CONFIG, DEV_SOURCE, LOG_BUCKET)}
+"""The buckets a dev-shaped stack creates: raw, config, its own source bucket (`source.create`) and the access logs."""
+
+
+def test_a_stack_not_marked_disposable_protects_and_retains_every_bucket_it_creates_and_its_key(
     build_pipeline: Build,
 ) -> None:
     deployment = build_pipeline(with_(dev_config(), disposable=False, force_destroy_buckets=False))
+    assert {(BUCKET, r.state["bucket"]) for r in deployment.of_type(BUCKET)} == EVERY_DEV_BUCKET
     protected = {(r.typ, r.state.get("bucket") or r.name) for r in deployment.resources if r.protect}
-    assert protected == {(BUCKET, DEV_RAW), (BUCKET, LOG_BUCKET), (KMS_KEY_TYPE, "ingestion-notifications-topic-key")}
+    assert protected == EVERY_DEV_BUCKET | {(KMS_KEY_TYPE, "ingestion-notifications-topic-key")}
     assert {(r.typ, r.state.get("bucket") or r.name) for r in deployment.resources if r.retain_on_delete} == protected
+
+
+def test_only_buckets_and_keys_are_protected_not_their_settings(build_pipeline: Build) -> None:
+    """A bucket's settings (policy, logging, lifecycle...) can be recreated by the next `pulumi up`; its objects
+    cannot, so only the bucket is protected, and an update may still replace a setting."""
+    deployment = build_pipeline(with_(dev_config(), disposable=False, force_destroy_buckets=False))
+    assert {r.typ for r in deployment.resources if r.protect} == {BUCKET, KMS_KEY_TYPE}
 
 
 def test_the_dev_stack_is_disposable_and_protects_nothing(run_program: Run) -> None:
@@ -283,6 +295,8 @@ def test_a_stack_left_at_the_defaults_is_protected(run_program: Run) -> None:
     deployment = run_program(config)
     assert {r.name for r in deployment.resources if r.protect} == {
         "ingestion-raw-bucket",
+        "ingestion-config-bucket-bucket",
+        f"ingestion-source-{DEV_SOURCE}-bucket",
         "ingestion-access-logs-bucket",
         "ingestion-notifications-topic-key",
     }
@@ -291,10 +305,7 @@ def test_a_stack_left_at_the_defaults_is_protected(run_program: Run) -> None:
 def test_with_a_stack_key_there_is_no_key_of_the_stacks_own_to_protect(build_pipeline: Build) -> None:
     deployment = build_pipeline(with_(dev_config(), disposable=False, force_destroy_buckets=False, kms_key_arn=KMS_KEY))
     assert deployment.of_type(KMS_KEY_TYPE) == []
-    assert {r.name for r in deployment.resources if r.protect} == {
-        "ingestion-raw-bucket",
-        "ingestion-access-logs-bucket",
-    }
+    assert {(r.typ, r.state.get("bucket") or r.name) for r in deployment.resources if r.protect} == EVERY_DEV_BUCKET
 
 
 def test_force_destroy_without_disposable_stops_the_program_before_anything_is_created(

@@ -6,6 +6,7 @@ passes), so each property a check reads is asserted here, on the real graph or o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from tests.infra.cfn_transcript import (
     pulumi_names,
     transcribe,
 )
-from tests.infra.harness import Deployment, Registered, dev_stack_config, two_dataset_config
+from tests.infra.harness import Deployment, Registered, dev_config, dev_stack_config, two_dataset_config
 
 BUCKET = "aws:s3/bucket:Bucket"
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -81,7 +82,17 @@ def test_a_bucket_carries_every_setting_pulumi_keeps_beside_it(dev: tuple[Deploy
     rules = {rule["Id"]: rule for rule in raw["LifecycleConfiguration"]["Rules"]}
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
     assert rules["expire-map-results"]["ExpirationInDays"] == 7
-    assert "LoggingConfiguration" not in raw  # main has no access logging yet (docs/policy.md, CKV_AWS_18)
+    log_bucket = deployment.named("ingestion-access-logs-bucket").state["bucket"]
+    assert raw["LoggingConfiguration"] == {
+        "DestinationBucketName": log_bucket,
+        "LogFilePrefix": "s3-access-logs/",
+        "TargetObjectKeyFormat": {"PartitionedPrefix": {"PartitionDateSource": "EventTime"}},
+    }
+    # Every bucket but the log bucket is logged into it; the log bucket logs nothing (it would log itself).
+    buckets = {r.name: props(template, r.name) for r in deployment.resources if r.typ == BUCKET}
+    logged = {name for name, b in buckets.items() if "LoggingConfiguration" in b}
+    assert logged == set(buckets) - {"ingestion-access-logs-bucket"}
+    assert {buckets[n]["LoggingConfiguration"]["DestinationBucketName"] for n in logged} == {log_bucket}
 
 
 def test_sse_kms_and_policies_are_carried_as_documents(
@@ -106,20 +117,46 @@ def test_sse_kms_and_policies_are_carried_as_documents(
 
 
 def test_the_function_log_groups_and_schedule_carry_what_checkov_reads(dev: tuple[Deployment, dict[str, Any]]) -> None:
-    _, template = dev
+    deployment, template = dev
     function = props(template, "ingestion-lambda-function")
     assert function["Runtime"].startswith("python3.")
     assert set(function["Environment"]["Variables"]) >= {"CONFIG_BUCKET", "SNS_TOPIC_ARN"}
-    for absent in ("ReservedConcurrentExecutions", "DeadLetterConfig", "KmsKeyArn", "VpcConfig", "Layers"):
+    # The dev stack reserves no concurrency (Pulumi.dev.yaml says why).
+    for absent in ("ReservedConcurrentExecutions", "DeadLetterConfig", "KmsKeyArn", "VpcConfig"):
         assert absent not in function, absent
+    layer = props(template, "ingestion-lambda-sdk")
+    assert function["Layers"] == [deployment.named("ingestion-lambda-sdk").state["arn"]]
+    assert layer["CompatibleRuntimes"] == [function["Runtime"]]
+    assert layer["CompatibleArchitectures"] == function["Architectures"]
     assert props(template, "ingestion-lambda-logs")["RetentionInDays"] == 14
     schedule = props(template, "ingestion-schedules-movielens")
     assert schedule["Target"]["RetryPolicy"] == {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 3600}
     assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    queue = deployment.named("ingestion-schedules-movielens-dlq")
+    assert schedule["Target"]["DeadLetterConfig"] == {"Arn": queue.state["arn"]}
+    group = props(template, "ingestion-schedules-group")
+    assert template["Resources"][logical_id("ingestion-schedules-group")]["Type"] == "AWS::Scheduler::ScheduleGroup"
+    assert schedule["GroupName"] == group["Name"] == deployment.named("ingestion-schedules-group").inputs["name"]
+    dlq = props(template, "ingestion-schedules-movielens-dlq")
+    assert dlq["SqsManagedSseEnabled"] is True and "KmsMasterKeyId" not in dlq
+    assert dlq["MessageRetentionPeriod"] == 1209600
+    dlq_policy = props(template, "ingestion-schedules-movielens-dlq-policy")
+    assert dlq_policy["Queues"] == [queue.state["url"]]
+    assert dlq_policy["PolicyDocument"]["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_settings_main_does_not_use_yet_are_transcribed_too() -> None:
-    """Access logging, log group keys, reserved concurrency, DLQs, layers: what issue 23 adds, checkov must see."""
+def test_stack_tags_reach_every_resource_cloudformation_tags(run_program: Callable[..., Deployment]) -> None:
+    tags = {"owner": "data-team", "cost-centre": "cc-1"}
+    config = {**dev_stack_config(), "data-file-ingestion:tags": json.dumps(tags)}
+    template = transcribe(run_program(config))
+    expected = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+    tagged = {v["Type"] for v in template["Resources"].values() if v["Properties"].get("Tags") == expected}
+    assert {"AWS::S3::Bucket", "AWS::Scheduler::ScheduleGroup", "AWS::SQS::Queue", "AWS::Lambda::Function"} <= tagged
+
+
+def test_settings_the_dev_stack_does_not_use_are_transcribed_too() -> None:
+    """Reserved concurrency, a log group key, a queue under KMS, a function DLQ, tracing, a VPC: settings another
+    stack (or a later change) may use, which checkov must then see."""
     logs = bucket()
     raw = bucket("raw-bucket", "acme-raw")
     resources = [
@@ -220,3 +257,24 @@ def test_every_mapping_names_a_cloudformation_type() -> None:
         assert typ.startswith("aws:") and typ.count(":") == 2, typ
         assert entry is None or entry[0].startswith("AWS::"), typ
     assert not set(TRANSCRIBERS) & set(BUCKET_SETTINGS)
+
+
+def test_a_stack_at_the_defaults_with_a_logs_key_gives_checkov_the_reservation_and_the_key(
+    build_pipeline: Callable[[Any], Deployment],
+) -> None:
+    """What the dev stack leaves out (docs/policy.md: CKV_AWS_115 and CKV_AWS_158 are n/a there) reaches the template
+    of a stack that keeps the default reservation and sets `logsKmsKeyArn`."""
+    config = dev_config()
+    config = dataclasses.replace(
+        config,
+        function=dataclasses.replace(config.function, reserve_concurrency=True),
+        logs_kms_key_arn=KMS_KEY,
+    )
+    deployment = build_pipeline(config)
+    template = transcribe(deployment)
+
+    assert config.reserved_concurrency is not None and config.reserved_concurrency >= 1
+    assert props(template, "ingestion-lambda-function")["ReservedConcurrentExecutions"] == config.reserved_concurrency
+    groups = [v["Properties"] for v in template["Resources"].values() if v["Type"] == "AWS::Logs::LogGroup"]
+    assert len(groups) == 2
+    assert all(g["KmsKeyId"] == KMS_KEY for g in groups)

@@ -161,18 +161,20 @@ class PolicyEngine:
     def info(self) -> analyzer_pb2.AnalyzerInfo:
         return self.stub.GetAnalyzerInfo(empty_pb2.Empty())
 
-    def configure(self, config: dict[str, dict[str, Any]]) -> None:
-        """What `--policy-pack-config FILE` sends: each policy's config (`{}`: back to none)."""
-        self.stub.Configure(
-            analyzer_pb2.ConfigureAnalyzerRequest(
-                policyConfig={
-                    name: analyzer_pb2.PolicyConfig(
-                        enforcementLevel=analyzer_pb2.MANDATORY, properties=_struct(properties)
-                    )
-                    for name, properties in config.items()
-                }
+    def configure(self, config: dict[str, Any]) -> None:
+        """What `--policy-pack-config FILE` sends: each policy's config (`{}`: back to none).
+
+        As in the file: a policy's value is its enforcement level (`"advisory"`), or its properties, which may hold
+        an `enforcementLevel`; without one a policy keeps its own level, mandatory for every policy of this pack.
+        """
+        policies = {}
+        for name, value in config.items():
+            properties = {"enforcementLevel": value} if isinstance(value, str) else dict(value)
+            level = properties.pop("enforcementLevel", "mandatory")
+            policies[name] = analyzer_pb2.PolicyConfig(
+                enforcementLevel=analyzer_pb2.EnforcementLevel.Value(level.upper()), properties=_struct(properties)
             )
-        )
+        self.stub.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig=policies))
 
     def analyze(self, node: Node, provider: dict[str, Any] | None = None) -> list[Violation]:
         """What the resource policies say about one resource's inputs (before it is created or updated).
