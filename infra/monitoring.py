@@ -61,6 +61,29 @@ def freshness_window_hours(dataset: DatasetConfig, grace_hours: int) -> int | No
     return hours if hours <= MAX_ALARM_WINDOW_HOURS else None
 
 
+def summed_failures(
+    namespace: str, metrics: Sequence[str], dimensions: Mapping[str, pulumi.Input[str]], *, label: str
+) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
+    """One 5-minute sum of each failure metric and their total as the alarm's value: one alarm for every way a
+    service says it failed, so none of them can be left without one."""
+    queries = [
+        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=metric.lower(),
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace=namespace, metric_name=metric, dimensions=dict(dimensions), period=300, stat="Sum"
+            ),
+        )
+        for metric in metrics
+    ]
+    total = aws.cloudwatch.MetricAlarmMetricQueryArgs(
+        id="failures",
+        expression="SUM([" + ",".join(m.lower() for m in metrics) + "])",
+        label=label,
+        return_data=True,
+    )
+    return [*queries, total]
+
+
 @dataclass
 class MonitoringArgs:
     namespace: str
@@ -99,27 +122,12 @@ class Monitoring(pulumi.ComponentResource):
             threshold=1,
             evaluation_periods=1,
             treat_missing_data="notBreaching",
-            metric_queries=[
-                *(
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id=metric.lower(),
-                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                            namespace="AWS/States",
-                            metric_name=metric,
-                            dimensions={"StateMachineArn": args.state_machine_arn},
-                            period=300,
-                            stat="Sum",
-                        ),
-                    )
-                    for metric in STATE_MACHINE_FAILURES
-                ),
-                aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                    id="failures",
-                    expression="SUM([" + ",".join(m.lower() for m in STATE_MACHINE_FAILURES) + "])",
-                    label="executions failed, timed out or aborted",
-                    return_data=True,
-                ),
-            ],
+            metric_queries=summed_failures(
+                "AWS/States",
+                STATE_MACHINE_FAILURES,
+                {"StateMachineArn": args.state_machine_arn},
+                label="executions failed, timed out or aborted",
+            ),
             alarm_actions=actions,
             ok_actions=actions,
             opts=child,
@@ -220,27 +228,12 @@ class Monitoring(pulumi.ComponentResource):
             threshold=1,
             evaluation_periods=1,
             treat_missing_data="notBreaching",
-            metric_queries=[
-                *(
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id=metric.lower(),
-                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                            namespace="AWS/Scheduler",
-                            metric_name=metric,
-                            dimensions={"ScheduleGroup": group},
-                            period=300,
-                            stat="Sum",
-                        ),
-                    )
-                    for metric in SCHEDULE_FAILURES
-                ),
-                aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                    id="failures",
-                    expression="SUM([" + ",".join(m.lower() for m in SCHEDULE_FAILURES) + "])",
-                    label="scheduled starts that failed, were dropped or dead-lettered",
-                    return_data=True,
-                ),
-            ],
+            metric_queries=summed_failures(
+                "AWS/Scheduler",
+                SCHEDULE_FAILURES,
+                {"ScheduleGroup": group},
+                label="scheduled starts that failed, were dropped or dead-lettered",
+            ),
             alarm_actions=actions,
             ok_actions=actions,
             opts=pulumi.ResourceOptions(parent=self),

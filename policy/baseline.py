@@ -320,7 +320,7 @@ def missing_bucket_settings(resources: Sequence[PolicyResource]) -> list[tuple[P
 # --- the policies ---------------------------------------------------------------------------------------
 
 
-def _validate(
+def props_validation(
     types: Iterable[str], kind: str, check: Callable[[Mapping[str, Any]], list[Problem]]
 ) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
     """A resource validation that runs `check` on the properties of each resource of `types`."""
@@ -368,31 +368,31 @@ POLICIES: list[Policy] = [
     ResourceValidationPolicy(
         name="s3-public-access-blocked",
         description="S3 public access blocks turn on all four settings.",
-        validate=_validate([PUBLIC_ACCESS_BLOCK], "BucketPublicAccessBlock", public_access_block_problems),
+        validate=props_validation([PUBLIC_ACCESS_BLOCK], "BucketPublicAccessBlock", public_access_block_problems),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
         name="s3-default-encryption",
         description="S3 buckets encrypt new objects by default with SSE-S3 or SSE-KMS.",
-        validate=_validate(ENCRYPTION_TYPES, "BucketServerSideEncryptionConfiguration", encryption_problems),
+        validate=props_validation(ENCRYPTION_TYPES, "BucketServerSideEncryptionConfiguration", encryption_problems),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
         name="s3-versioning-enabled",
         description="S3 bucket versioning is enabled.",
-        validate=_validate(VERSIONING_TYPES, "BucketVersioning", versioning_problems),
+        validate=props_validation(VERSIONING_TYPES, "BucketVersioning", versioning_problems),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
         name="s3-tls-only",
         description="S3 bucket policies deny every request made without TLS (aws:SecureTransport false).",
-        validate=_validate([BUCKET_POLICY], "BucketPolicy", bucket_policy_problems),
+        validate=props_validation([BUCKET_POLICY], "BucketPolicy", bucket_policy_problems),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
         name="sns-topic-encrypted",
         description="SNS topics are encrypted at rest (kmsMasterKeyId).",
-        validate=_validate([TOPIC], "Topic", topic_problems),
+        validate=props_validation([TOPIC], "Topic", topic_problems),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(

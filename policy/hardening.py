@@ -16,10 +16,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from baseline import BUCKET_TYPES, ROLE, Problem, configures, known, parse_document, statements, strings
+from baseline import (
+    BUCKET_TYPES,
+    ROLE,
+    Problem,
+    configures,
+    known,
+    parse_document,
+    props_validation,
+    statements,
+    strings,
+)
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -376,18 +386,6 @@ def _validate_tags(args: ResourceValidationArgs, report_violation: ReportViolati
 # --- the policies ---------------------------------------------------------------------------------------------
 
 
-def _validate(
-    types: frozenset[str], kind: str, check: Callable[[Mapping[str, Any]], list[Problem]]
-) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
-    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type not in types:
-            return
-        for problem in check(args.props):
-            report_violation(f"{kind} {args.name}: {problem}", None)
-
-    return validate
-
-
 POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="s3-access-logged",
@@ -398,7 +396,7 @@ POLICIES: list[Policy] = [
     ResourceValidationPolicy(
         name="cloudwatch-log-retention",
         description="Every CloudWatch log group expires its events (retentionInDays set, not 0).",
-        validate=_validate(frozenset({LOG_GROUP}), "LogGroup", log_group_retention_problems),
+        validate=props_validation(frozenset({LOG_GROUP}), "LogGroup", log_group_retention_problems),
         enforcement_level=MANDATORY,
     ),
     StackValidationPolicy(
@@ -410,13 +408,13 @@ POLICIES: list[Policy] = [
     ResourceValidationPolicy(
         name="lambda-reserved-concurrency",
         description="Every Lambda function reserves concurrency (reservedConcurrentExecutions >= 1).",
-        validate=_validate(frozenset({FUNCTION}), "Function", reserved_concurrency_problems),
+        validate=props_validation(frozenset({FUNCTION}), "Function", reserved_concurrency_problems),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
         name="scheduler-dead-letter-and-retry",
         description="Every EventBridge Scheduler schedule's target has a retry policy and a dead-letter queue.",
-        validate=_validate(frozenset({SCHEDULE}), "Schedule", schedule_problems),
+        validate=props_validation(frozenset({SCHEDULE}), "Schedule", schedule_problems),
         enforcement_level=MANDATORY,
     ),
     StackValidationPolicy(
@@ -429,7 +427,7 @@ POLICIES: list[Policy] = [
         name="iam-service-trust-source-scoped",
         description="Roles trusted by Step Functions or EventBridge Scheduler condition on aws:SourceAccount and "
         "aws:SourceArn.",
-        validate=_validate(frozenset({ROLE}), "Role", trust_problems),
+        validate=props_validation(frozenset({ROLE}), "Role", trust_problems),
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
