@@ -43,8 +43,10 @@ checkov: $(STAMP) $(CHECKOV_STAMP)
 
 ## The whole test suite (unit, moto integration, CLI over HTTP, Pulumi mocks, Step Functions end to end, the state
 ## machine definitions through asl-validator, checkov on the transcribed stack against docs/policy.md's table).
+## One pytest worker per core (pytest-xdist), each test handed to whichever is free: every test builds its own
+## servers and buckets, so none depends on another's order. PYTEST_FLAGS adds flags (e.g. -x, -k lock, -n 0).
 test: $(STAMP) $(ASL_STAMP) $(CHECKOV_STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist load $(PYTEST_FLAGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
