@@ -53,6 +53,16 @@ def layer_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}-sdk")[:140]
 
 
+def function_logical_name(name: str) -> str:
+    return f"{name}-function"
+
+
+def log_group_pattern(name: str) -> str:
+    """The function's log group, as a pattern known before it exists: Lambda logs to `/aws/lambda/<function>`, and
+    Pulumi names the function `<logical name>-<random suffix>`."""
+    return f"/aws/lambda/{function_logical_name(name)}-*"
+
+
 @dataclass
 class IngestFunctionArgs:
     """Code, sizing, and the names the function reads and writes."""
@@ -134,7 +144,7 @@ class IngestFunction(pulumi.ComponentResource):
     ) -> aws.lambda_.Function:
         settings = args.settings
         return aws.lambda_.Function(
-            f"{name}-function",
+            function_logical_name(name),
             role=self.role.arn,
             runtime=RUNTIME,
             # Graviton: the work is S3 API calls, pure Python with no native wheels, and arm64 is cheaper.

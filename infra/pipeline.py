@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from infra.catalog import LedgerCatalog, LedgerCatalogArgs, default_database_name
 from infra.config_objects import CONFIG_KEY_TEMPLATE, ConfigObjects, ConfigObjectsArgs
-from infra.function import IngestFunction, IngestFunctionArgs
+from infra.function import IngestFunction, IngestFunctionArgs, log_group_pattern
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.names import stack_scoped_name
 from infra.notifications import Notifications, NotificationsArgs
@@ -22,7 +22,7 @@ from infra.sdk_layer import SdkLayer
 from infra.stack_config import StackConfig
 from infra.storage import LogDelivery, SecureBucket, SecureBucketArgs
 from infra.tags import default_tags
-from infra.workflow import STATE_MACHINE_NAME_LIMIT, VENDED_LOGS_PREFIX, Workflow, WorkflowArgs
+from infra.workflow import STATE_MACHINE_NAME_LIMIT, Workflow, WorkflowArgs, log_group_prefix
 
 
 @dataclass
@@ -78,11 +78,11 @@ class IngestionPipeline(pulumi.ComponentResource):
         schedule_group_name = stack_scoped_name(project, stack, SCHEDULE_GROUP_NAME_LIMIT)
         function_name, workflow_name = f"{name}-lambda", f"{name}-workflow"
 
-        metrics_namespace = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+        metrics_namespace = f"{project}/{stack}"
         monitoring_name = f"{name}-monitoring"
         alarm_prefix = f"{monitoring_name}-"  # every alarm's name starts so: the topic key lets those publish
 
-        self._create_buckets(name, config, partition, account_id)
+        self._create_buckets(name, config, partition, account_id, protect=protect)
         self.config_objects = ConfigObjects(
             f"{name}-config-objects",
             ConfigObjectsArgs(bucket=self.config_bucket.bucket.id, datasets=datasets),
@@ -227,20 +227,25 @@ class IngestionPipeline(pulumi.ComponentResource):
         # What `logsKmsKeyArn`'s key policy needs, exported whether or not a key is set: the key's owner adds it
         # before the `pulumi up` that sets the key. The function's group is named after the function
         # (`<logical>-<random>`), the state machine's has a name prefix: known as patterns before they exist.
-        log_groups = [f"/aws/lambda/{function_name}-function-*", f"{VENDED_LOGS_PREFIX}{workflow_name}-*"]
+        log_groups = [log_group_pattern(function_name), f"{log_group_prefix(workflow_name)}*"]
         self.exports["logsKeyPolicyStatement"] = pulumi.Output.all(
             partition, region, account_id, partition_info.dns_suffix
         ).apply(lambda v: logs_key_policy_statement(v[0], v[1], v[2], log_groups, dns_suffix=v[3]))
         self.register_outputs(self.exports)
 
     def _create_buckets(
-        self, name: str, config: StackConfig, partition: pulumi.Output[str], account_id: pulumi.Output[str]
+        self,
+        name: str,
+        config: StackConfig,
+        partition: pulumi.Output[str],
+        account_id: pulumi.Output[str],
+        *,
+        protect: bool,
     ) -> None:
         # Outside a disposable stack every bucket it creates is protected: the raw bucket holds every landed file
         # and ledger, the access log bucket the audit trail, a created source bucket the files people upload, and
         # the config bucket the config objects' old versions (the history of what each run was told). A deleted
         # bucket takes its versions with it, which no `pulumi up` brings back.
-        protect = not config.disposable
         logged = [config.raw_bucket, config.config_bucket, *config.created_source_buckets]
         # First: every other bucket logs into it. SSE-S3 whatever kmsKeyArn says (S3 delivers no access logs into
         # an SSE-KMS bucket), no logging of its own (it must not log into itself).

@@ -37,6 +37,7 @@ from handler.config import (
     parse_config,
 )
 from handler.errors import ConfigError
+from handler.width import MAX_MAP_WIDTH
 
 NAMESPACE = "data-file-ingestion"
 """The project name in Pulumi.yaml: stack config keys are `data-file-ingestion:<key>`."""
@@ -50,7 +51,7 @@ LOG_RETENTION_DAYS = frozenset(
 # in clear text).
 SUBSCRIPTION_PROTOCOLS = frozenset({"email", "email-json", "https", "sqs", "sms"})
 WORKFLOW_LOG_LEVELS = frozenset({"ALL", "ERROR"})
-MAX_MAP_CONCURRENCY = 10_000  # the Distributed Map's own limit on concurrent child executions
+MAX_MAP_CONCURRENCY = MAX_MAP_WIDTH  # the Distributed Map's own limit on concurrent child executions
 
 # A key ARN, not an alias: IAM grants on an alias ARN do not cover using the key it points to.
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")

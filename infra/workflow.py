@@ -23,6 +23,11 @@ STATE_MACHINE_NAME_LIMIT = 80
 """CreateStateMachine: 1 to 80 characters, only `[A-Za-z0-9_-]` for its logging to CloudWatch Logs to work."""
 
 
+def log_group_prefix(name: str) -> str:
+    """The state machine's log group name, but for the suffix Pulumi adds: known before it exists."""
+    return f"{VENDED_LOGS_PREFIX}{name}-"
+
+
 @dataclass
 class WorkflowArgs:
     """What the definition calls, how wide it fans out, and what its role may touch."""
@@ -84,7 +89,7 @@ class Workflow(pulumi.ComponentResource):
         )
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
-            name_prefix=f"{VENDED_LOGS_PREFIX}{name}-",
+            name_prefix=log_group_prefix(name),
             retention_in_days=args.log_retention_days,
             # With a key, CloudWatch Logs checks at creation that it may use it: the key policy comes first.
             kms_key_id=args.logs_kms_key_arn,
