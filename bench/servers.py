@@ -19,8 +19,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bench import scale_server
 from bench.common import REPO, bench_s3, clean_env, drop_bucket, version_of
+from bench.scale import server as scale_server
 
 SERVERS = ("rclone", "moto")  # rclone serve s3 first: the primary server (Go, not the bottleneck)
 
@@ -140,7 +140,7 @@ def serve_moto() -> None:
 
 
 def start_rclone_server(rclone: str, max_objects: int = 100_000) -> Server:
-    """`rclone serve s3` on a temp folder, as the scale harness starts it (`bench.scale_server.start`): 127.0.0.1
+    """`rclone serve s3` on a temp folder, as the scale harness starts it (`bench.scale.server.start`): 127.0.0.1
     on a free port, SigV4 with one key pair, and a folder the bench may write source objects into directly.
 
     Why that server and not rclone's defaults: seeding 20,000 objects as files takes a second where PUTs take

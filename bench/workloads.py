@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import REPO, SOURCE_BUCKET, iter_objects
-from bench.scale_seed import PREFIX as NOOP_PREFIX
-from bench.scale_seed import Layout, content, write_objects
+from bench.scale.seed import PREFIX as NOOP_PREFIX
+from bench.scale.seed import Layout, content, write_objects
 
 if TYPE_CHECKING:
     from bench.servers import Server

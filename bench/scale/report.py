@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.scale_nights import NIGHT_TITLES
+from bench.scale.nights import NIGHT_TITLES
 
 MIB = 1048576
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from bench.common import REPO, bench_s3, clean_env
 from bench.peers import find_binaries
-from bench.scale_machine import facts
-from bench.scale_nights import (
+from bench.scale.machine import facts
+from bench.scale.nights import (
     SUMMARY_FIELDS,
     Night,
     cli_command,
@@ -36,11 +36,11 @@ from bench.scale_nights import (
     run_cli_night,
     write_config,
 )
-from bench.scale_peers import list_peers
-from bench.scale_report import report
-from bench.scale_seed import LAYOUTS, PREFIX, Change, Layout, apply_change, change_night, content, write_objects
-from bench.scale_server import RcloneServe, start
-from bench.scale_steps import StepDriver, per_kind, timed_night
+from bench.scale.peers import list_peers
+from bench.scale.report import report
+from bench.scale.seed import LAYOUTS, PREFIX, Change, Layout, apply_change, change_night, content, write_objects
+from bench.scale.server import RcloneServe, start
+from bench.scale.steps import StepDriver, per_kind, timed_night
 
 SOURCE, RAW, DATASET = "scale-source", "scale-raw", "scale"
 QUICK = {"keys": [2000], "peer_reps": 1}
@@ -218,7 +218,3 @@ def main(argv: list[str] | None = None) -> int:
     bad = any(night["problems"] for b in result["blocks"] for night in b["nights"])
     bad = bad or any(p["problems"] for b in result["blocks"] for p in b.get("peers", {}).values())
     return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

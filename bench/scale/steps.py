@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.scale_measure import Measured, run_measured
+from bench.scale.measure import Measured, run_measured
 
-CHILD = Path(__file__).resolve().parent / "scale_lambda_child.py"
+CHILD = Path(__file__).resolve().parent / "lambda_child.py"
 MAX_ROUNDS = 50  # plan/seal rounds and replans in one night: a driver bug or a looping answer stops here
 
 

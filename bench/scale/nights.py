@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LEDGER_ROOT, iter_objects
-from bench.scale_measure import Measured, run_measured
-from bench.scale_seed import Change
+from bench.scale.measure import Measured, run_measured
+from bench.scale.seed import Change
 
 NIGHTS = ("first", "noop", "change")
 NIGHT_TITLES = {"first": "first run (empty raw)", "noop": "no-op re-run", "change": "1 % changed + 0.1 % new"}
