@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -22,8 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, bench_s3, clean_env
-from bench.peers import find_binaries
+from bench.common import REPO, bench_s3, clean_env, command_line, find_binaries
 from bench.scale.machine import facts
 from bench.scale.nights import (
     SUMMARY_FIELDS,
@@ -186,10 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.workdir or Path(tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="scale-", dir=base))
-    nice = os.nice(0)
-    command = (f"nice -n {nice} " if nice else "") + shlex.join(["python", "-m", "bench.scale", *sys.argv[1:]])
     result: dict[str, Any] = {
-        "command": command,
+        "command": command_line("bench.scale", sys.argv[1:]),
         "cwd": os.getcwd(),
         "quick": args.quick,
         "machine": facts(repo, binaries["rclone"], binaries.get("s5cmd")),
