@@ -21,5 +21,6 @@ would mean nothing), never how fast anything was. Our tool is used only through 
 Modules: `servers` (the local S3 servers), `workloads` (the data sets), `peers` (aws-cli, s5cmd, rclone, and
 the listers), `ours` (our CLI), `rounds` (the measurement plan), `proxy` (the request counter), `footprint`
 (the ledger at scale), `report` (the Markdown tables), `cli` (options and what runs where), `common`
-(environment, S3 helpers, timing, the /tmp sampler).
+(environment, the peers' binaries, S3 helpers, child processes, timing, the /tmp sampler; shared with the scale
+harness, the package `bench.scale`).
 """

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -17,10 +16,10 @@ from typing import Any
 
 import bench
 from bench import footprint, peers, rounds, servers, workloads
-from bench.common import REPO, SOURCE_BUCKET, Tool
+from bench.common import REPO, SOURCE_BUCKET, Tool, command_line, find_binaries
 from bench.ours import Ours, OursBotocore, OursLineage
 from bench.report import document, report
-from bench.scale_machine import facts
+from bench.scale.machine import facts
 
 TOOLS: dict[str, type[Tool]] = {"ours": Ours, "ours-botocore": OursBotocore, **peers.PEERS}
 EXTRA_TOOLS: dict[str, type[Tool]] = {"ours-lineage": OursLineage}  # measured only when --tools names them
@@ -74,14 +73,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def command_line(argv: list[str] | None) -> str:
-    """The command as typed, with the niceness it ran at: the report says exactly how to reproduce it."""
-    nice = os.nice(0)
-    return (f"nice -n {nice} " if nice else "") + shlex.join(
-        ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
-    )
-
-
 def metadata_room(data_sets: list[workloads.DataSet], tools: int, reps: int, noop_keys: int) -> int:
     """Objects rclone must keep metadata for (our lineage), with room to spare: every copy of every round."""
     return sum(d.count for d in data_sets) * tools * (reps + 2) + 2 * noop_keys + 10_000
@@ -106,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         import moto  # noqa: F401
     except ImportError:
         sys.exit("bench: boto3 and moto come from requirements.txt: run `make bench` (or `make test` once) first")
-    binaries = peers.find_binaries(tuple(tools) + (("rclone",) if "rclone" in wanted_servers else ()))
+    binaries = find_binaries(tuple(tools) + (("rclone",) if "rclone" in wanted_servers else ()))
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -117,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "reps": args.reps,
         "quick": args.quick,
-        "command": command_line(argv),
+        "command": command_line("bench", sys.argv[1:] if argv is None else argv),
         "cwd": os.getcwd(),
         "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "versions": peers.versions(binaries),

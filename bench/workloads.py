@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import REPO, SOURCE_BUCKET, iter_objects
-from bench.scale_seed import PREFIX as NOOP_PREFIX
-from bench.scale_seed import Layout, content, write_objects
+from bench.common import KIB, MIB, REPO, SOURCE_BUCKET, iter_objects
+from bench.scale.seed import PREFIX as NOOP_PREFIX
+from bench.scale.seed import Layout, content, write_objects
 
 if TYPE_CHECKING:
     from bench.servers import Server
 
 MOVIELENS_DIR = REPO.parent / "shared/data/ml-latest-small"  # shared/ sits beside the clone (dev and CI)
-KIB, MIB = 1024, 1024 * 1024
 SEED = 20261127
 
 

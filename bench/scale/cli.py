@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -22,10 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, bench_s3, clean_env
-from bench.peers import find_binaries
-from bench.scale_machine import facts
-from bench.scale_nights import (
+from bench.common import REPO, bench_s3, clean_env, command_line, find_binaries
+from bench.scale.machine import facts
+from bench.scale.nights import (
     SUMMARY_FIELDS,
     Night,
     cli_command,
@@ -36,11 +34,11 @@ from bench.scale_nights import (
     run_cli_night,
     write_config,
 )
-from bench.scale_peers import list_peers
-from bench.scale_report import report
-from bench.scale_seed import LAYOUTS, PREFIX, Change, Layout, apply_change, change_night, content, write_objects
-from bench.scale_server import RcloneServe, start
-from bench.scale_steps import StepDriver, per_kind, timed_night
+from bench.scale.peers import list_peers
+from bench.scale.report import report
+from bench.scale.seed import LAYOUTS, PREFIX, Change, Layout, apply_change, change_night, content, write_objects
+from bench.scale.server import RcloneServe, start
+from bench.scale.steps import StepDriver, per_kind, timed_night
 
 SOURCE, RAW, DATASET = "scale-source", "scale-raw", "scale"
 QUICK = {"keys": [2000], "peer_reps": 1}
@@ -186,10 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.workdir or Path(tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="scale-", dir=base))
-    nice = os.nice(0)
-    command = (f"nice -n {nice} " if nice else "") + shlex.join(["python", "-m", "bench.scale", *sys.argv[1:]])
     result: dict[str, Any] = {
-        "command": command,
+        "command": command_line("bench.scale", sys.argv[1:]),
         "cwd": os.getcwd(),
         "quick": args.quick,
         "machine": facts(repo, binaries["rclone"], binaries.get("s5cmd")),
@@ -218,7 +214,3 @@ def main(argv: list[str] | None = None) -> int:
     bad = any(night["problems"] for b in result["blocks"] for night in b["nights"])
     bad = bad or any(p["problems"] for b in result["blocks"] for p in b.get("peers", {}).values())
     return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""`python -m bench.scale_model RESULT.json`: the docs/SCALE.md model of a large night in AWS, from the per-key
+"""`python -m bench.scale.model RESULT.json`: the docs/SCALE.md model of a large night in AWS, from the per-key
 costs a `bench.scale --mode steps` run measured here and AWS's published limits and prices.
 
 Every input is printed with where it comes from: `measured` (from the JSON), `AWS` (a published limit or
@@ -64,7 +64,7 @@ def costs_from(result: dict[str, Any]) -> tuple[Costs, int]:
     """
     blocks = [b for b in result["blocks"] if b["mode"] == "steps"]
     if not blocks:
-        raise SystemExit("bench.scale_model: the result has no --mode steps block; run bench.scale --mode steps")
+        raise SystemExit("bench.scale.model: the result has no --mode steps block; run bench.scale --mode steps")
     block = max(blocks, key=lambda b: b["keys"])
     nights = {n["night"]: n for n in block["nights"]}
     first, noop, change = nights["first"], nights["noop"], nights["change"]
@@ -191,7 +191,7 @@ def report(costs: Costs, measured_at: int, nights: list[Night]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.scale_model", description=(__doc__ or "").split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.scale.model", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("result", type=Path, help="a bench.scale --json-out file with a --mode steps block")
     p.add_argument(
         "--settings",

@@ -14,9 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import LEDGER_ROOT, iter_objects
-from bench.scale_measure import Measured, run_measured
-from bench.scale_seed import Change
+from bench.common import ledger_listing
+from bench.scale.measure import Measured, run_measured
+from bench.scale.seed import Change
 
 NIGHTS = ("first", "noop", "change")
 NIGHT_TITLES = {"first": "first run (empty raw)", "noop": "no-op re-run", "change": "1 % changed + 0.1 % new"}
@@ -59,8 +59,7 @@ def mismatches(summary: dict[str, Any], want: dict[str, Any]) -> list[str]:
 def ledger_sizes(s3: Any, bucket: str, dataset: str, date: str, run_id: str | None) -> dict[str, int]:
     """Sizes read by listing `_ingestion/<dataset>/`: the whole state prefix (one object today, several parts
     once it is sharded), this run's manifest objects (names starting with its run id) and the ledger total."""
-    root = f"{LEDGER_ROOT}{dataset}/"
-    sizes = {o["Key"]: o["Size"] for o in iter_objects(s3, bucket, root)}
+    root, sizes = ledger_listing(s3, bucket, dataset)
     state = [size for key, size in sizes.items() if key.startswith(root + "state/")]
     manifest_dir = f"{root}manifest/date={date}/"
     manifest = [
@@ -121,8 +120,7 @@ def cli_command(config: Path, dataset: str, endpoint: str, date: str) -> list[st
 def run_cli_night(cmd: list[str], env: dict[str, str], repo: Path, tmpdir: Path) -> tuple[Measured, dict[str, Any]]:
     """The whole night through the real CLI, from `repo` (PYTHONPATH decides whose `handler` runs)."""
     measured = run_measured(cmd, dict(env, PYTHONPATH=str(repo)), tmpdir, cwd=repo)
-    try:
-        summary = json.loads(measured.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
+    summary = measured.answer()
+    if summary is None:
         summary = {"status": "(no JSON answer)", "error": measured.stderr[-2000:]}
     return measured, summary

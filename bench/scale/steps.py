@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.scale_measure import Measured, run_measured
+from bench.scale.measure import Measured, run_measured
 
-CHILD = Path(__file__).resolve().parent / "scale_lambda_child.py"
+CHILD = Path(__file__).resolve().parent / "lambda_child.py"
 MAX_ROUNDS = 50  # plan/seal rounds and replans in one night: a driver bug or a looping answer stops here
 
 
@@ -69,9 +69,8 @@ class StepDriver:
         cmd = [sys.executable, str(CHILD), json.dumps(event)]
         env = dict(self.env, PYTHONPATH=str(self.repo))
         measured = run_measured(cmd, env, self.tmp_root / f"step-{number:05d}", cwd=self.repo)
-        try:
-            answer = json.loads(measured.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
+        answer = measured.answer()
+        if answer is None:
             answer = {"errorType": "NoAnswer", "errorMessage": measured.stderr[-2000:]}
         run = StepRun(str(event.get("action")), event, measured, answer)
         with self._lock:

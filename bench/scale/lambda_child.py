@@ -1,4 +1,4 @@
-"""One Lambda invocation in its own process: `python bench/scale_lambda_child.py '<event JSON>'`.
+"""One Lambda invocation in its own process: `python bench/scale/lambda_child.py '<event JSON>'`.
 
 Run as a script, not `-m bench...`, and importing nothing from bench/, so that PYTHONPATH alone decides which
 checkout's `handler` package answers (the harness measures older commits from git worktrees, whose bench/ may
@@ -20,9 +20,7 @@ from typing import Any
 def _unprotected(module: Any) -> None:
     engine = getattr(module, "Engine", None)
     if engine is None:
-        print(
-            "scale_lambda_child: handler.lambda_function has no Engine to wrap; the probe may refuse", file=sys.stderr
-        )
+        print("lambda_child: handler.lambda_function has no Engine to wrap; the probe may refuse", file=sys.stderr)
         return
 
     class Unprotected(engine):  # a subclass, not a partial: class attributes and isinstance keep working

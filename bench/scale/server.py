@@ -12,7 +12,6 @@ raised above the object count so that no landed object forgets its lineage mid-m
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -20,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ACCESS_KEY, SECRET_KEY, clean_env
+from bench.common import ACCESS_KEY, SECRET_KEY, clean_env, cpu_seconds, rss_bytes, stop_process
 
 
 @dataclass
@@ -46,23 +45,13 @@ class RcloneServe:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server process so far, from /proc."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return rss_bytes(self.process.pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=30)
 
 
 def start(rclone: str, workdir: Path, max_objects: int) -> RcloneServe:

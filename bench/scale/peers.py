@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.scale_measure import run_measured
-from bench.scale_server import RcloneServe
+from bench.scale.measure import run_measured
+from bench.scale.server import RcloneServe
 
 BOTO3_LIST = """
 import sys, boto3
@@ -33,7 +33,7 @@ def commands(s5cmd: str | None, endpoint: str, bucket: str, prefix: str) -> dict
     return found
 
 
-def _count(name: str, stdout: str) -> int:
+def count_listed(name: str, stdout: str) -> int:
     if name.startswith("boto3"):
         return int(stdout.strip() or -1)
     return sum(1 for line in stdout.splitlines() if line.strip() and " DIR " not in line)
@@ -59,7 +59,7 @@ def list_peers(
             before = server.cpu_seconds()
             measured = run_measured(cmd, env, tmp_root / f"peer-{rep}")
             runs.append({**measured.figures(), "server_cpu_s": round(server.cpu_seconds() - before, 3),
-                         "keys": _count(name, measured.stdout) if measured.returncode == 0 else -1})  # fmt: skip
+                         "keys": count_listed(name, measured.stdout) if measured.returncode == 0 else -1})  # fmt: skip
             log(f"    {name}: {runs[-1]['wall_s']:.2f} s, {runs[-1]['keys']} keys")
         problems = [f"listed {r['keys']} keys, expected {expected}" for r in runs if r["keys"] != expected]
         results[name] = {

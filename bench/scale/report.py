@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.scale_nights import NIGHT_TITLES
-
-MIB = 1048576
+from bench.common import MIB
+from bench.scale.nights import NIGHT_TITLES
 
 
 def _mib(value: float) -> str:

@@ -14,6 +14,7 @@ The child gets a fresh TMPDIR; every `tmp_interval` seconds its size is taken: t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,10 +22,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from bench.common import count_file
+from bench.common import tmp_bytes
 
 
 @dataclass
@@ -44,6 +46,13 @@ class Measured:
     @property
     def cpu(self) -> float:
         return max(self.cpu_rusage, self.cpu_tree)
+
+    def answer(self) -> Any:
+        """The last line of stdout as JSON (the CLI's `--json` summary, a step's answer), or None without one."""
+        try:
+            return json.loads(self.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            return None
 
     def figures(self) -> dict[str, float | int]:
         """The numbers, for the JSON output (stdout and stderr stay out)."""
@@ -105,26 +114,9 @@ class _TreeSampler:
             return []
 
     def _sample_tmp(self, procs: list[psutil.Process]) -> None:
-        files: dict[tuple[int, int], int] = {}
-        for folder, _, names in os.walk(self.tmpdir):
-            for name in names:
-                count_file(files, os.path.join(folder, name))
-        named = sum(files.values())
-        for proc in procs:
-            fd_dir = f"/proc/{proc.pid}/fd"
-            try:
-                fds = os.listdir(fd_dir)
-            except OSError:
-                continue
-            for fd in fds:
-                link = os.path.join(fd_dir, fd)
-                try:
-                    if os.readlink(link).startswith(self.tmpdir + os.sep):
-                        count_file(files, link)
-                except OSError:
-                    continue
+        named, total = tmp_bytes(self.tmpdir, (proc.pid for proc in procs))
         self.peak_named = max(self.peak_named, named)
-        self.peak_tmp = max(self.peak_tmp, sum(files.values()))
+        self.peak_tmp = max(self.peak_tmp, total)
 
 
 def run_measured(

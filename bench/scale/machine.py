@@ -9,16 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import clean_env
-
-
-def _first_line(cmd: list[str]) -> str:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0] if text else "?"
+from bench.common import first_line
 
 
 def cpu_model() -> str:
@@ -33,7 +24,7 @@ def cpu_model() -> str:
 
 def checkout(repo: Path) -> dict[str, str]:
     """The commit of the checkout whose `handler` is measured, and whether its handler/ differs from it."""
-    commit = _first_line(["git", "-C", str(repo), "rev-parse", "HEAD"])
+    commit = first_line(["git", "-C", str(repo), "rev-parse", "HEAD"])
     dirty = subprocess.run(
         ["git", "-C", str(repo), "status", "--porcelain", "--", "handler"], capture_output=True, text=True
     ).stdout.strip()
@@ -47,9 +38,9 @@ def facts(repo: Path, rclone: str, s5cmd: str | None) -> dict[str, Any]:
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "kernel": platform.release(),
         "python": sys.version.split()[0],
-        "boto3": _first_line([sys.executable, "-c", "import boto3; print(boto3.__version__)"]),
-        "rclone": _first_line([rclone, "version"]),
-        "s5cmd": _first_line([s5cmd, "version"]) if s5cmd else "(not installed)",
+        "boto3": first_line([sys.executable, "-c", "import boto3; print(boto3.__version__)"]),
+        "rclone": first_line([rclone, "version"]),
+        "s5cmd": first_line([s5cmd, "version"]) if s5cmd else "(not installed)",
         "niceness": os.nice(0),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         **checkout(repo),
