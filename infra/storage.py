@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -22,6 +23,11 @@ ACCESS_LOG_PREFIX = "s3-access-logs/"
 partition on the bucket and the day."""
 
 _SseDefault = aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
+_AbortMultipart = aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs
+_Expiration = aws.s3.BucketLifecycleConfigurationRuleExpirationArgs
+_Noncurrent = aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs
+_DELETE_MARKERS = _Expiration(expired_object_delete_marker=True)
+"""Removes a delete marker once no version is left behind it."""
 
 
 @dataclass
@@ -172,15 +178,9 @@ def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfig
     # A copy that dies mid-way (a Lambda timeout during a multipart copy) leaves parts that are billed
     # and invisible in listings until someone aborts them.
     rules = [
-        aws.s3.BucketLifecycleConfigurationRuleArgs(
-            id="abort-incomplete-multipart-uploads",
-            status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-            abort_incomplete_multipart_upload=(
-                aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                    days_after_initiation=ABORT_INCOMPLETE_MULTIPART_DAYS
-                )
-            ),
+        _rule(
+            "abort-incomplete-multipart-uploads",
+            abort_incomplete_multipart_upload=_AbortMultipart(days_after_initiation=ABORT_INCOMPLETE_MULTIPART_DAYS),
         )
     ]
     if args.log_delivery is not None:
@@ -188,26 +188,15 @@ def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfig
         # The logs, whole bucket: a log expires `days` after delivery, and a version replaced or deleted before
         # then (by hand, or by this rule's expiry) is kept `days` more, so a log deleted early can be recovered.
         rules.append(
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-access-logs",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=days
-                ),
+            _rule(
+                "expire-access-logs",
+                expiration=_Expiration(days=days),
+                noncurrent_version_expiration=_Noncurrent(noncurrent_days=days),
             )
         )
         # The delete markers left once a log's last version is gone. A rule of its own: S3 refuses this flag
         # next to `days` in one Expiration.
-        rules.append(
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="remove-expired-log-delete-markers",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True),
-            )
-        )
+        rules.append(_rule("remove-expired-log-delete-markers", expiration=_DELETE_MARKERS))
     if args.ledger_noncurrent_version_days is not None:
         # The runtime rewrites small ledger objects all the time (lock.json on every heartbeat,
         # open-run.json, last-run.json, the state) and deletes each run's work/ files at finalize; in a
@@ -215,26 +204,28 @@ def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfig
         # Only `_ingestion/` is filtered: the runtime refuses target prefixes and landed keys under it, so
         # landed data and its versions are never touched.
         rules.append(
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-noncurrent-ledger-versions",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=LEDGER_ROOT),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=args.ledger_noncurrent_version_days
-                ),
+            _rule(
+                "expire-noncurrent-ledger-versions",
+                prefix=LEDGER_ROOT,
+                noncurrent_version_expiration=_Noncurrent(noncurrent_days=args.ledger_noncurrent_version_days),
                 # Then removes the delete marker a deleted work/ file leaves once its last version is gone.
                 # S3 forbids this flag only next to `days` or `date` in the same Expiration, which would
                 # expire current versions; this rule sets neither, so one rule does both.
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True),
+                expiration=_DELETE_MARKERS,
             )
         )
         # The state machine's Map results (its children's answers, kept only for someone debugging a run).
         rules.append(
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-map-results",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=MAP_RESULTS_PREFIX),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=MAP_RESULTS_DAYS),
-            )
+            _rule("expire-map-results", prefix=MAP_RESULTS_PREFIX, expiration=_Expiration(days=MAP_RESULTS_DAYS))
         )
     return rules
+
+
+def _rule(rule_id: str, prefix: str = "", **actions: Any) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+    """An enabled rule over the objects under `prefix` (the whole bucket: ""), doing `actions`."""
+    return aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id=rule_id,
+        status="Enabled",
+        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+        **actions,
+    )
