@@ -13,6 +13,7 @@ import pulumi_aws as aws
 
 from handler.config import DatasetConfig
 from handler.metrics import NAMESPACE_ENV
+from infra.component import Component
 from infra.policies import function_policy
 from infra.roles import role_policy, service_role
 from infra.sdk_layer import SdkLayer
@@ -88,7 +89,7 @@ class IngestFunctionArgs:
     """The key the log group is encrypted with (`logsKmsKeyArn`); None: CloudWatch Logs' own encryption."""
 
 
-class IngestFunction(pulumi.ComponentResource):
+class IngestFunction(Component):
     """The function with a role scoped to its datasets' prefixes and its own retained log group."""
 
     role: aws.iam.Role
@@ -101,26 +102,23 @@ class IngestFunction(pulumi.ComponentResource):
     role_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: IngestFunctionArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:compute:IngestFunction", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("compute:IngestFunction", name, opts)
         self.role = service_role(
             name,
             service="lambda.amazonaws.com",
             description="Ingestion Lambda: reads its datasets' sources, lands them in the raw bucket",
-            opts=child,
+            opts=self.child,
         )
         self.role_arn = self.role.arn
-        self.sdk_layer = self._create_sdk_layer(name, args, child)
-        self.function = self._create_function(name, args, child)
+        self.sdk_layer = self._create_sdk_layer(name, args)
+        self.function = self._create_function(name, args)
         self.arn = self.function.arn
         self.function_name = self.function.name
-        self.log_group = self._create_log_group(name, args, child)
-        self.policy = self._create_policy(name, args, child)
+        self.log_group = self._create_log_group(name, args)
+        self.policy = self._create_policy(name, args)
         self.register_outputs({"arn": self.arn, "function_name": self.function_name, "role_arn": self.role_arn})
 
-    def _create_sdk_layer(
-        self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
-    ) -> aws.lambda_.LayerVersion | None:
+    def _create_sdk_layer(self, name: str, args: IngestFunctionArgs) -> aws.lambda_.LayerVersion | None:
         # A layer, not the SDK vendored into the function's zip: the zip stays the handler's 0.2 MB, so a code
         # change uploads that and not 18 MB more, and a new layer version is published only when a pin changes
         # (docs/deploy.md has the sizes and import times measured for both).
@@ -136,12 +134,10 @@ class IngestFunction(pulumi.ComponentResource):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
             description=content.description(),
-            opts=child,
+            opts=self.child,
         )
 
-    def _create_function(
-        self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
-    ) -> aws.lambda_.Function:
+    def _create_function(self, name: str, args: IngestFunctionArgs) -> aws.lambda_.Function:
         settings = args.settings
         return aws.lambda_.Function(
             function_logical_name(name),
@@ -167,12 +163,10 @@ class IngestFunction(pulumi.ComponentResource):
                 }
             ),
             description="Data file ingestion: plan, copy_batch and finalize steps (handler/)",
-            opts=child,
+            opts=self.child,
         )
 
-    def _create_log_group(
-        self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
-    ) -> aws.cloudwatch.LogGroup:
+    def _create_log_group(self, name: str, args: IngestFunctionArgs) -> aws.cloudwatch.LogGroup:
         # Lambda writes to /aws/lambda/<function name>. Creating that group here gives it a retention
         # period (Lambda's own would keep logs forever) and lets the role skip logs:CreateLogGroup.
         # With a key, CloudWatch Logs checks at creation that it may use it: the key policy comes first.
@@ -181,10 +175,10 @@ class IngestFunction(pulumi.ComponentResource):
             name=self.function.name.apply(lambda fn: f"/aws/lambda/{fn}"),
             retention_in_days=args.log_retention_days,
             kms_key_id=args.logs_kms_key_arn,
-            opts=child,
+            opts=self.child,
         )
 
-    def _create_policy(self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions) -> aws.iam.RolePolicy:
+    def _create_policy(self, name: str, args: IngestFunctionArgs) -> aws.iam.RolePolicy:
         # A separate policy, not inline on the role: it names the log group, which is named after the
         # function, which needs the role first. Settings are bound here; the Outputs are resolved by name.
         known = partial(
@@ -198,7 +192,7 @@ class IngestFunction(pulumi.ComponentResource):
             f"{name}-policy",
             self.role,
             known,
-            child,
+            self.child,
             partition=args.partition,
             topic_arn=args.topic_arn,
             topic_key_arn=args.topic_key_arn,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.component import Component
 from infra.policies import topic_key_policy
 from infra.stack_config import Subscription
 
@@ -31,7 +32,7 @@ class NotificationsArgs:
     every message still encrypted with it unreadable)."""
 
 
-class Notifications(pulumi.ComponentResource):
+class Notifications(Component):
     """An encrypted SNS topic that the state machine (and a one-shot Lambda run) reports each run to."""
 
     topic: aws.sns.Topic
@@ -43,8 +44,7 @@ class Notifications(pulumi.ComponentResource):
     subscriptions: dict[Subscription, aws.sns.TopicSubscription]
 
     def __init__(self, name: str, args: NotificationsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:notifications:Notifications", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("notifications:Notifications", name, opts)
         if args.kms_key_arn:
             self.key = None
             self.key_arn = pulumi.Output.from_input(args.kms_key_arn)
@@ -62,7 +62,7 @@ class Notifications(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
             )
             self.key_arn = self.key.arn
-        self.topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=self.key_arn, opts=child)
+        self.topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=self.key_arn, opts=self.child)
         self.topic_arn = self.topic.arn
         self.subscriptions = {
             sub: aws.sns.TopicSubscription(
@@ -70,7 +70,7 @@ class Notifications(pulumi.ComponentResource):
                 topic=self.topic.arn,
                 protocol=sub.protocol,
                 endpoint=sub.endpoint,
-                opts=child,
+                opts=self.child,
             )
             for sub in args.subscriptions
         }

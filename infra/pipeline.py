@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.catalog import LedgerCatalog, LedgerCatalogArgs, default_database_name
+from infra.component import Component
 from infra.config_objects import CONFIG_KEY_TEMPLATE, ConfigObjects, ConfigObjectsArgs
 from infra.function import IngestFunction, IngestFunctionArgs, log_group_pattern
 from infra.monitoring import Monitoring, MonitoringArgs
@@ -35,7 +36,7 @@ class IngestionPipelineArgs:
     """The function's pinned SDK (`installed_sdk_layer`); needed when `config.function.sdk_layer`."""
 
 
-class IngestionPipeline(pulumi.ComponentResource):
+class IngestionPipeline(Component):
     """Buckets, config objects, topic, function, state machine and schedules for the configured datasets.
 
     Account, region and partition come from the provider's credentials, never from code, so the same
@@ -64,7 +65,7 @@ class IngestionPipeline(pulumi.ComponentResource):
             opts = pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(transformations=[default_tags(config.tags)])
             )
-        super().__init__("data-file-ingestion:pipeline:IngestionPipeline", name, None, opts)
+        super().__init__("pipeline:IngestionPipeline", name, opts)
         datasets = list(config.datasets.datasets.values())
         invoke_opts = pulumi.InvokeOutputOptions(parent=self)
         partition_info = aws.get_partition_output(opts=invoke_opts)
@@ -86,7 +87,7 @@ class IngestionPipeline(pulumi.ComponentResource):
         self.config_objects = ConfigObjects(
             f"{name}-config-objects",
             ConfigObjectsArgs(bucket=self.config_bucket.bucket.id, datasets=datasets),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.notifications = Notifications(
             f"{name}-notifications",
@@ -99,7 +100,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                 kms_key_arn=config.kms_key_arn,
                 protect=protect,
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.function = IngestFunction(
             function_name,
@@ -176,12 +177,12 @@ class IngestionPipeline(pulumi.ComponentResource):
                 raw_bucket=self.raw_bucket.name,
                 datasets=[ds.name for ds in datasets],
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.raw_tables = RawTables(
             f"{name}-raw-tables",
             RawTablesArgs(database_name=self.catalog.database_name, raw_bucket=self.raw_bucket.name, datasets=datasets),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.monitoring = Monitoring(
             monitoring_name,
@@ -196,7 +197,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                 schedule_group_name=self.schedules.group.name,
                 dead_letter_queue_names={ds: q.name for ds, q in self.schedules.dead_letter_queues.items()},
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.exports = {
             "rawBucketName": self.raw_bucket.name,
@@ -260,7 +261,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                     source_buckets=logged, account_id=account_id, retention_days=config.access_log_retention_days
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
 
         def bucket(logical: str, bucket_name: str, ledger_noncurrent_version_days: int | None = None) -> SecureBucket:
@@ -275,7 +276,7 @@ class IngestionPipeline(pulumi.ComponentResource):
                     protect=protect,
                     access_log_bucket=self.access_log_bucket,
                 ),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self.child,
             )
 
         # Every dataset's ledger lives in the raw bucket (its target), so only it gets the ledger rule.

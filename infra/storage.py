@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import LEDGER_ROOT
+from infra.component import Component
 from infra.policies import access_log_bucket_policy, deny_insecure_transport_policy
 from infra.roles import policy_json
 from infra.workflow_definition import MAP_RESULTS_PREFIX
@@ -61,7 +62,7 @@ class LogDelivery:
     retention_days: int
 
 
-class SecureBucket(pulumi.ComponentResource):
+class SecureBucket(Component):
     """A private, encrypted, versioned bucket that refuses plain HTTP.
 
     Each setting is its own resource (the provider's model since v6), so each is visible and testable.
@@ -72,8 +73,7 @@ class SecureBucket(pulumi.ComponentResource):
     arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: SecureBucketArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:storage:SecureBucket", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("storage:SecureBucket", name, opts)
 
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
@@ -92,7 +92,7 @@ class SecureBucket(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child,
+            opts=self.child,
         )
         # ACLs off: every object belongs to the bucket owner, whoever wrote it (a source bucket may be
         # written by another account's uploader).
@@ -100,17 +100,17 @@ class SecureBucket(pulumi.ComponentResource):
             f"{name}-ownership",
             bucket=self.bucket.id,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
+            opts=self.child,
         )
-        self._create_encryption(name, args, child)
+        self._create_encryption(name, args)
         aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=self.bucket.id,
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=child,
+            opts=self.child,
         )
         aws.s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle", bucket=self.bucket.id, rules=lifecycle_rules(args), opts=child
+            f"{name}-lifecycle", bucket=self.bucket.id, rules=lifecycle_rules(args), opts=self.child
         )
         # After the public access block: S3 rejects concurrent changes to a bucket's policy state.
         aws.s3.BucketPolicy(
@@ -148,7 +148,7 @@ class SecureBucket(pulumi.ComponentResource):
             account_id=args.log_delivery.account_id,
         )
 
-    def _create_encryption(self, name: str, args: SecureBucketArgs, child: pulumi.ResourceOptions) -> None:
+    def _create_encryption(self, name: str, args: SecureBucketArgs) -> None:
         # S3 delivers server access logs only into a bucket whose default encryption is SSE-S3: "Default
         # server-side encryption with AWS KMS keys (SSE-KMS) is not supported" for the destination bucket
         # (docs.aws.amazon.com/AmazonS3/latest/userguide/troubleshooting-server-access-logging.html).
@@ -167,7 +167,7 @@ class SecureBucket(pulumi.ComponentResource):
                     bucket_key_enabled=(bool(args.kms_key_arn) and args.log_delivery is None) or None,
                 )
             ],
-            opts=child,
+            opts=self.child,
         )
 
 

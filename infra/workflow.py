@@ -12,6 +12,7 @@ import pulumi_aws as aws
 
 from handler.config import DatasetConfig
 from handler.width import S3_WRITES_PER_SECOND
+from infra.component import Component
 from infra.policies import map_run_policy, state_machine_source_arns, workflow_policy
 from infra.roles import role_policy, service_role
 from infra.workflow_definition import build_definition
@@ -59,7 +60,7 @@ class WorkflowArgs:
     """The key the log group is encrypted with (`logsKmsKeyArn`); None: CloudWatch Logs' own encryption."""
 
 
-class Workflow(pulumi.ComponentResource):
+class Workflow(Component):
     """A STANDARD state machine: plan, a Distributed Map of copy batches, finalize, notify."""
 
     role: aws.iam.Role
@@ -71,8 +72,7 @@ class Workflow(pulumi.ComponentResource):
     state_machine_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: WorkflowArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:workflow:Workflow", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("workflow:Workflow", name, opts)
         source_arns = None
         if args.state_machine_name is not None:
             machine = args.state_machine_name
@@ -85,7 +85,7 @@ class Workflow(pulumi.ComponentResource):
             account_id=args.account_id,
             source_arns=source_arns,
             description="Ingestion state machine: invokes the ingestion Lambda, publishes run reports",
-            opts=child,
+            opts=self.child,
         )
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
@@ -93,27 +93,27 @@ class Workflow(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days,
             # With a key, CloudWatch Logs checks at creation that it may use it: the key policy comes first.
             kms_key_id=args.logs_kms_key_arn,
-            opts=child,
+            opts=self.child,
         )
-        self.policy = self._create_policy(name, args, child)
+        self.policy = self._create_policy(name, args)
         self.state_machine = self._create_state_machine(name, args)
         self.arn = self.state_machine.arn
         self.state_machine_name = self.state_machine.name
         # Needs the state machine's own ARN, so it can only exist after it; no schedule fires before it
         # exists, because the schedules depend on the whole component.
         self.map_run_policy = role_policy(
-            f"{name}-map-run-policy", self.role, map_run_policy, child, state_machine_arn=self.state_machine.arn
+            f"{name}-map-run-policy", self.role, map_run_policy, self.child, state_machine_arn=self.state_machine.arn
         )
         self.register_outputs({"arn": self.arn, "state_machine_name": self.state_machine_name})
 
-    def _create_policy(self, name: str, args: WorkflowArgs, child: pulumi.ResourceOptions) -> aws.iam.RolePolicy:
+    def _create_policy(self, name: str, args: WorkflowArgs) -> aws.iam.RolePolicy:
         # Settings are bound here; the Outputs are resolved by name.
         known = partial(workflow_policy, datasets=args.datasets, kms_key_arn=args.kms_key_arn)
         return role_policy(
             f"{name}-policy",
             self.role,
             known,
-            child,
+            self.child,
             partition=args.partition,
             function_arn=args.function_arn,
             topic_arn=args.topic_arn,
