@@ -11,11 +11,11 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from handler.config import DatasetConfig
 from handler.metrics import NAMESPACE_ENV
 from infra.component import Component
 from infra.policies import function_policy
-from infra.roles import role_policy, service_role
+from infra.roles import service_role
+from infra.runner import RunnerArgs, runner_log_group, runner_policy
 from infra.sdk_layer import SdkLayer
 from infra.stack_config import FunctionSettings
 
@@ -68,25 +68,17 @@ def log_group_pattern(name: str) -> str:
 class IngestFunctionArgs:
     """Code, sizing, and the names the function reads and writes."""
 
+    runner: RunnerArgs
+    """The datasets, topic and keys its role is scoped to, and how its logs are kept (shared with the workflow)."""
     package_dir: Path
     settings: FunctionSettings
-    datasets: Sequence[DatasetConfig]
     config_bucket: str
     config_key_template: str
     config_keys: Sequence[str]
-    topic_arn: pulumi.Input[str]
-    partition: pulumi.Input[str]
-    region: pulumi.Input[str]
-    log_retention_days: int
-    kms_key_arn: str | None = None
-    topic_key_arn: pulumi.Input[str] | None = None
-    """The key the topic is encrypted with (publishing needs it)."""
     metrics_namespace: str | None = None
     """Where the function's EMF lines put their metrics (handler/metrics.py); None: it prints none."""
     sdk_layer: SdkLayer | None = None
     """The pinned SDK (infra/sdk_layer.py), built before anything is created; required when settings.sdk_layer."""
-    logs_kms_key_arn: str | None = None
-    """The key the log group is encrypted with (`logsKmsKeyArn`); None: CloudWatch Logs' own encryption."""
 
 
 class IngestFunction(Component):
@@ -158,7 +150,7 @@ class IngestFunction(Component):
                 variables={
                     "CONFIG_BUCKET": args.config_bucket,
                     "CONFIG_KEY": args.config_key_template,
-                    "SNS_TOPIC_ARN": args.topic_arn,
+                    "SNS_TOPIC_ARN": args.runner.topic_arn,
                     **({NAMESPACE_ENV: args.metrics_namespace} if args.metrics_namespace else {}),
                 }
             ),
@@ -169,33 +161,12 @@ class IngestFunction(Component):
     def _create_log_group(self, name: str, args: IngestFunctionArgs) -> aws.cloudwatch.LogGroup:
         # Lambda writes to /aws/lambda/<function name>. Creating that group here gives it a retention
         # period (Lambda's own would keep logs forever) and lets the role skip logs:CreateLogGroup.
-        # With a key, CloudWatch Logs checks at creation that it may use it: the key policy comes first.
-        return aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=self.function.name.apply(lambda fn: f"/aws/lambda/{fn}"),
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.logs_kms_key_arn,
-            opts=self.child,
+        return runner_log_group(
+            name, args.runner, self.child, name=self.function.name.apply(lambda fn: f"/aws/lambda/{fn}")
         )
 
     def _create_policy(self, name: str, args: IngestFunctionArgs) -> aws.iam.RolePolicy:
         # A separate policy, not inline on the role: it names the log group, which is named after the
         # function, which needs the role first. Settings are bound here; the Outputs are resolved by name.
-        known = partial(
-            function_policy,
-            datasets=args.datasets,
-            config_bucket=args.config_bucket,
-            config_keys=args.config_keys,
-            kms_key_arn=args.kms_key_arn,
-        )
-        return role_policy(
-            f"{name}-policy",
-            self.role,
-            known,
-            self.child,
-            partition=args.partition,
-            topic_arn=args.topic_arn,
-            topic_key_arn=args.topic_key_arn,
-            log_group_arn=self.log_group.arn,
-            region=args.region,
-        )
+        known = partial(function_policy, config_bucket=args.config_bucket, config_keys=args.config_keys)
+        return runner_policy(name, self.role, known, args.runner, self.child, log_group_arn=self.log_group.arn)

@@ -18,6 +18,7 @@ from infra.names import stack_scoped_name
 from infra.notifications import Notifications, NotificationsArgs
 from infra.policies import alarm_key_policy_statement, logs_key_policy_statement
 from infra.raw_tables import RawTables, RawTablesArgs
+from infra.runner import RunnerArgs
 from infra.schedule import SCHEDULE_GROUP_NAME_LIMIT, DatasetSchedules, DatasetSchedulesArgs
 from infra.sdk_layer import SdkLayer
 from infra.stack_config import StackConfig
@@ -102,25 +103,28 @@ class IngestionPipeline(Component):
             ),
             opts=self.child,
         )
+        runner = RunnerArgs(
+            datasets=datasets,
+            topic_arn=self.notifications.topic_arn,
+            partition=partition,
+            region=region,
+            log_retention_days=config.log_retention_days,
+            kms_key_arn=config.kms_key_arn,
+            topic_key_arn=self.notifications.key_arn,
+            logs_kms_key_arn=config.logs_kms_key_arn,
+        )
         self.function = IngestFunction(
             function_name,
             IngestFunctionArgs(
+                runner=runner,
                 package_dir=args.package_dir,
                 # The reservation resolved: the number given, the one the datasets need, or none.
                 settings=replace(config.function, reserved_concurrency=config.reserved_concurrency),
-                datasets=datasets,
                 config_bucket=config.config_bucket,
                 config_key_template=CONFIG_KEY_TEMPLATE,
                 config_keys=sorted(self.config_objects.keys.values()),
-                topic_arn=self.notifications.topic_arn,
-                partition=partition,
-                region=region,
-                log_retention_days=config.log_retention_days,
-                kms_key_arn=config.kms_key_arn,
-                topic_key_arn=self.notifications.key_arn,
                 metrics_namespace=metrics_namespace,
                 sdk_layer=args.sdk_layer,
-                logs_kms_key_arn=config.logs_kms_key_arn,
             ),
             # The function names the config bucket by its configured name; wait until it exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_bucket]),
@@ -128,23 +132,16 @@ class IngestionPipeline(Component):
         self.workflow = Workflow(
             workflow_name,
             WorkflowArgs(
+                runner=runner,
                 function_arn=self.function.arn,
-                topic_arn=self.notifications.topic_arn,
                 map_concurrency=config.workflow.map_concurrency,
                 s3_writes_per_second=config.workflow.s3_writes_per_second,
                 tolerated_failure_percentage=config.workflow.tolerated_failure_percentage,
-                datasets=datasets,
-                partition=partition,
-                region=region,
                 account_id=account_id,
-                log_retention_days=config.log_retention_days,
                 lambda_timeout_seconds=config.function.timeout_seconds,
                 execution_timeout_seconds=config.workflow.timeout_hours * 3600,
                 log_level=config.workflow.log_level,
-                kms_key_arn=config.kms_key_arn,
-                topic_key_arn=self.notifications.key_arn,
                 state_machine_name=state_machine_name,
-                logs_kms_key_arn=config.logs_kms_key_arn,
             ),
             # The whole function component: its role policy must be in place before a run can start.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.function]),
