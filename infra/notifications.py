@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.component import Component
+from infra.environment import Environment
 from infra.policies import topic_key_policy
 from infra.stack_config import Subscription
 
@@ -21,9 +22,7 @@ class NotificationsArgs:
     """Subscribers from stack config, the stack's KMS key if it has one, and where the alarms are."""
 
     subscriptions: Sequence[Subscription]
-    partition: pulumi.Input[str]
-    region: pulumi.Input[str]
-    account_id: pulumi.Input[str]
+    environment: Environment
     alarm_prefix: str
     """The start of the stack's alarm names: the alarms the topic key lets publish."""
     kms_key_arn: str | None = None
@@ -50,8 +49,8 @@ class Notifications(Component):
             self.key_arn = pulumi.Output.from_input(args.kms_key_arn)
         else:
             # Not SNS's AWS managed key: CloudWatch alarms cannot publish to a topic encrypted with it.
-            policy = pulumi.Output.all(args.partition, args.region, args.account_id).apply(
-                lambda v: json.dumps(topic_key_policy(*v, alarm_prefix=args.alarm_prefix))
+            policy = args.environment.apply(
+                lambda *where: json.dumps(topic_key_policy(*where, alarm_prefix=args.alarm_prefix))
             )
             self.key = aws.kms.Key(
                 f"{name}-topic-key",

@@ -12,6 +12,7 @@ import pulumi_aws as aws
 from infra.catalog import LedgerCatalog, LedgerCatalogArgs, default_database_name
 from infra.component import Component
 from infra.config_objects import CONFIG_KEY_TEMPLATE, ConfigObjects, ConfigObjectsArgs
+from infra.environment import Environment
 from infra.function import IngestFunction, IngestFunctionArgs, log_group_pattern
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.names import stack_scoped_name
@@ -70,9 +71,11 @@ class IngestionPipeline(Component):
         datasets = list(config.datasets.datasets.values())
         invoke_opts = pulumi.InvokeOutputOptions(parent=self)
         partition_info = aws.get_partition_output(opts=invoke_opts)
-        partition = partition_info.partition
-        region = aws.get_region_output(opts=invoke_opts).region
-        account_id = aws.get_caller_identity_output(opts=invoke_opts).account_id
+        environment = Environment(
+            partition=partition_info.partition,
+            region=aws.get_region_output(opts=invoke_opts).region,
+            account_id=aws.get_caller_identity_output(opts=invoke_opts).account_id,
+        )
         protect = not config.disposable
         # Fixed before creation, so the trust policies can name them (aws:SourceArn).
         project, stack = pulumi.get_project(), pulumi.get_stack()
@@ -84,7 +87,7 @@ class IngestionPipeline(Component):
         monitoring_name = f"{name}-monitoring"
         alarm_prefix = f"{monitoring_name}-"  # every alarm's name starts so: the topic key lets those publish
 
-        self._create_buckets(name, config, partition, account_id, protect=protect)
+        self._create_buckets(name, config, environment, protect=protect)
         self.config_objects = ConfigObjects(
             f"{name}-config-objects",
             ConfigObjectsArgs(bucket=self.config_bucket.bucket.id, datasets=datasets),
@@ -94,9 +97,7 @@ class IngestionPipeline(Component):
             f"{name}-notifications",
             NotificationsArgs(
                 subscriptions=config.subscriptions,
-                partition=partition,
-                region=region,
-                account_id=account_id,
+                environment=environment,
                 alarm_prefix=alarm_prefix,
                 kms_key_arn=config.kms_key_arn,
                 protect=protect,
@@ -106,8 +107,7 @@ class IngestionPipeline(Component):
         runner = RunnerArgs(
             datasets=datasets,
             topic_arn=self.notifications.topic_arn,
-            partition=partition,
-            region=region,
+            environment=environment,
             log_retention_days=config.log_retention_days,
             kms_key_arn=config.kms_key_arn,
             topic_key_arn=self.notifications.key_arn,
@@ -137,7 +137,6 @@ class IngestionPipeline(Component):
                 map_concurrency=config.workflow.map_concurrency,
                 s3_writes_per_second=config.workflow.s3_writes_per_second,
                 tolerated_failure_percentage=config.workflow.tolerated_failure_percentage,
-                account_id=account_id,
                 lambda_timeout_seconds=config.function.timeout_seconds,
                 execution_timeout_seconds=config.workflow.timeout_hours * 3600,
                 log_level=config.workflow.log_level,
@@ -151,9 +150,7 @@ class IngestionPipeline(Component):
             DatasetSchedulesArgs(
                 state_machine_arn=self.workflow.arn,
                 datasets=datasets,
-                account_id=account_id,
-                partition=partition,
-                region=region,
+                environment=environment,
                 group_name=schedule_group_name,
             ),
             # A schedule may fire right after `pulumi up`: everything a run reads must exist by then.
@@ -189,7 +186,7 @@ class IngestionPipeline(Component):
                 topic_arn=self.notifications.topic_arn,
                 state_machine_arn=self.workflow.arn,
                 function_name=self.function.function_name,
-                region=region,
+                region=environment.region,
                 freshness_grace_hours=config.freshness_grace_hours,
                 schedule_group_name=self.schedules.group.name,
                 dead_letter_queue_names={ds: q.name for ds, q in self.schedules.dead_letter_queues.items()},
@@ -219,15 +216,15 @@ class IngestionPipeline(Component):
             "alarmNames": [alarm.name for alarm in self.monitoring.alarms],
         }
         if config.kms_key_arn:
-            self.exports["topicKeyPolicyStatement"] = pulumi.Output.all(partition, region, account_id).apply(
-                lambda v: alarm_key_policy_statement(*v, alarm_prefix=alarm_prefix)
+            self.exports["topicKeyPolicyStatement"] = environment.apply(
+                lambda *where: alarm_key_policy_statement(*where, alarm_prefix=alarm_prefix)
             )
         # What `logsKmsKeyArn`'s key policy needs, exported whether or not a key is set: the key's owner adds it
         # before the `pulumi up` that sets the key. The function's group is named after the function
         # (`<logical>-<random>`), the state machine's has a name prefix: known as patterns before they exist.
         log_groups = [log_group_pattern(function_name), f"{log_group_prefix(workflow_name)}*"]
         self.exports["logsKeyPolicyStatement"] = pulumi.Output.all(
-            partition, region, account_id, partition_info.dns_suffix
+            environment.partition, environment.region, environment.account_id, partition_info.dns_suffix
         ).apply(lambda v: logs_key_policy_statement(v[0], v[1], v[2], log_groups, dns_suffix=v[3]))
         self.register_outputs(self.exports)
 
@@ -235,8 +232,7 @@ class IngestionPipeline(Component):
         self,
         name: str,
         config: StackConfig,
-        partition: pulumi.Output[str],
-        account_id: pulumi.Output[str],
+        environment: Environment,
         *,
         protect: bool,
     ) -> None:
@@ -251,11 +247,13 @@ class IngestionPipeline(Component):
             f"{name}-access-logs",
             SecureBucketArgs(
                 bucket_name=None,
-                partition=partition,
+                partition=environment.partition,
                 force_destroy=config.force_destroy_buckets,
                 protect=protect,
                 log_delivery=LogDelivery(
-                    source_buckets=logged, account_id=account_id, retention_days=config.access_log_retention_days
+                    source_buckets=logged,
+                    account_id=environment.account_id,
+                    retention_days=config.access_log_retention_days,
                 ),
             ),
             opts=self.child,
@@ -266,7 +264,7 @@ class IngestionPipeline(Component):
                 logical,
                 SecureBucketArgs(
                     bucket_name=bucket_name,
-                    partition=partition,
+                    partition=environment.partition,
                     kms_key_arn=config.kms_key_arn,
                     force_destroy=config.force_destroy_buckets,
                     ledger_noncurrent_version_days=ledger_noncurrent_version_days,

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
+from infra.environment import Environment
 from infra.policies import RunnerScope
 from infra.roles import Build, role_policy
 
@@ -25,8 +26,7 @@ class RunnerArgs:
 
     datasets: Sequence[DatasetConfig]
     topic_arn: pulumi.Input[str]
-    partition: pulumi.Input[str]
-    region: pulumi.Input[str]
+    environment: Environment
     log_retention_days: int
     kms_key_arn: str | None = None
     topic_key_arn: pulumi.Input[str] | None = None
@@ -37,7 +37,10 @@ class RunnerArgs:
     def scope(self) -> pulumi.Output[RunnerScope]:
         """The scope both role policies are built from, once the topic, its key and the region are known."""
         known = pulumi.Output.all(
-            partition=self.partition, topic_arn=self.topic_arn, region=self.region, topic_key_arn=self.topic_key_arn
+            partition=self.environment.partition,
+            topic_arn=self.topic_arn,
+            region=self.environment.region,
+            topic_key_arn=self.topic_key_arn,
         )
         return known.apply(lambda values: RunnerScope(datasets=self.datasets, kms_key_arn=self.kms_key_arn, **values))
 

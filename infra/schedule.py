@@ -17,6 +17,7 @@ import pulumi_aws as aws
 
 from handler.config import DatasetConfig
 from infra.component import Component
+from infra.environment import Environment
 from infra.policies import deny_insecure_transport_queue_policy, schedule_group_source_arn, scheduler_policy
 from infra.roles import role_policy, service_role
 
@@ -37,9 +38,7 @@ class DatasetSchedulesArgs:
 
     state_machine_arn: pulumi.Input[str]
     datasets: Sequence[DatasetConfig]
-    account_id: pulumi.Input[str]
-    partition: pulumi.Input[str]
-    region: pulumi.Input[str]
+    environment: Environment
     group_name: str
     """The stack's schedule group (`infra.names.stack_scoped_name`): Scheduler names the group as `aws:SourceArn` when a
     schedule assumes the role, so the role can trust this group's schedules and no other's."""
@@ -76,10 +75,8 @@ class DatasetSchedules(Component):
         self.role = service_role(
             name,
             service="scheduler.amazonaws.com",
-            account_id=args.account_id,
-            source_arns=pulumi.Output.all(args.partition, args.region, args.account_id).apply(
-                lambda v: [schedule_group_source_arn(*v, group=group)]
-            ),
+            account_id=args.environment.account_id,
+            source_arns=args.environment.apply(lambda *where: [schedule_group_source_arn(*where, group=group)]),
             description="Ingestion schedules: start the ingestion state machine",
             opts=self.child,
         )

@@ -36,7 +36,6 @@ class WorkflowArgs:
     function_arn: pulumi.Input[str]
     map_concurrency: int
     tolerated_failure_percentage: float
-    account_id: pulumi.Input[str]
     lambda_timeout_seconds: int
     """The function's timeout: each Lambda Task times out a margin after it (TASK_TIMEOUT_MARGIN_SECONDS)."""
     execution_timeout_seconds: int
@@ -63,16 +62,15 @@ class Workflow(Component):
 
     def __init__(self, name: str, args: WorkflowArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("workflow:Workflow", name, opts)
+        environment = args.runner.environment
         source_arns = None
         if args.state_machine_name is not None:
             machine = args.state_machine_name
-            source_arns = pulumi.Output.all(args.runner.partition, args.runner.region, args.account_id).apply(
-                lambda v: state_machine_source_arns(*v, name=machine)
-            )
+            source_arns = environment.apply(lambda *where: state_machine_source_arns(*where, name=machine))
         self.role = service_role(
             name,
             service="states.amazonaws.com",
-            account_id=args.account_id,
+            account_id=environment.account_id,
             source_arns=source_arns,
             description="Ingestion state machine: invokes the ingestion Lambda, publishes run reports",
             opts=self.child,
