@@ -15,7 +15,7 @@ from handler.metrics import NAMESPACE_ENV
 from infra.component import Component
 from infra.policies import function_policy
 from infra.roles import service_role
-from infra.runner import RunnerArgs, runner_log_group, runner_policy
+from infra.runners import RunnerArgs, runner_log_group, runner_policy
 from infra.sdk_layer import SdkLayer
 from infra.stack_config import FunctionSettings
 

@@ -19,7 +19,7 @@ from infra.names import stack_scoped_name
 from infra.notifications import Notifications, NotificationsArgs
 from infra.policies import alarm_key_policy_statement, logs_key_policy_statement
 from infra.raw_tables import RawTables, RawTablesArgs
-from infra.runner import RunnerArgs
+from infra.runners import RunnerArgs
 from infra.schedule import SCHEDULE_GROUP_NAME_LIMIT, DatasetSchedules, DatasetSchedulesArgs
 from infra.sdk_layer import SdkLayer
 from infra.stack_config import StackConfig

@@ -12,7 +12,7 @@ from handler.width import S3_WRITES_PER_SECOND
 from infra.component import Component
 from infra.policies import map_run_policy, state_machine_source_arns, workflow_policy
 from infra.roles import role_policy, service_role
-from infra.runner import RunnerArgs, runner_log_group, runner_policy
+from infra.runners import RunnerArgs, runner_log_group, runner_policy
 from infra.workflow_definition import build_definition
 
 # Log delivery writes through a CloudWatch Logs resource policy, whose size per account is limited; groups

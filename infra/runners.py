@@ -1,4 +1,4 @@
-"""What the two components that run the ingestion share: the function and the state machine each have a role
+"""What the two components that run the ingestion's steps share: the function and the state machine each have a role
 scoped to the stack's datasets that reports to the stack's topic, and a retained log group of their own.
 
 The pipeline builds one `RunnerArgs` and hands it to both, so the two roles cannot be scoped to different datasets,
