@@ -143,9 +143,11 @@ class RunnerScope:
     topic_key_arn: str | None = None
 
     def notify_statement(self) -> dict[str, Any]:
+        """Both publish run reports: the state machine after each run, the function for a one-shot run."""
         return {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": self.topic_arn}
 
     def key_statements(self) -> list[dict[str, Any]]:
+        """Both read the buckets and publish to the topic, so both use the same keys (`key_statements`)."""
         return key_statements(self.kms_key_arn, self.topic_key_arn, self.region)
 
 
