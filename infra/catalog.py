@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.ledger_tables import JSON_SERDE, LEDGER_TABLES, TEXT_INPUT, TEXT_OUTPUT, LedgerTable
+from infra.component import Component
 
 
 def default_database_name(project: str, stack: str) -> str:
@@ -26,7 +27,7 @@ class LedgerCatalogArgs:
     """The stack's dataset names: the values the `dataset` partition key projects."""
 
 
-class LedgerCatalog(pulumi.ComponentResource):
+class LedgerCatalog(Component):
     """One database per stack, with a `manifest` and a `runs` table over every dataset's ledger."""
 
     database: aws.glue.CatalogDatabase
@@ -34,17 +35,16 @@ class LedgerCatalog(pulumi.ComponentResource):
     tables: dict[str, aws.glue.CatalogTable]
 
     def __init__(self, name: str, args: LedgerCatalogArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:catalog:LedgerCatalog", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("catalog:LedgerCatalog", name, opts)
         self.database = aws.glue.CatalogDatabase(
             f"{name}-database",
             name=args.database_name,
             description="Data file ingestion: the ledger (manifest, runs) and the raw tables of this stack",
-            opts=child,
+            opts=self.child,
         )
         self.database_name = self.database.name
         self.tables = {
-            table.name: _table(f"{name}-{table.name}", table, self.database.name, args, child)
+            table.name: _table(f"{name}-{table.name}", table, self.database.name, args, self.child)
             for table in LEDGER_TABLES
         }
         self.register_outputs({"database_name": self.database_name})

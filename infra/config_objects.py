@@ -19,6 +19,7 @@ from handler.config import DatasetConfig
 # The runtime owns the key layout; re-exported so the pipeline sets the Lambda's CONFIG_KEY to the same template.
 from handler.configfile import CONFIG_KEY_TEMPLATE as CONFIG_KEY_TEMPLATE
 from handler.configfile import config_key
+from infra.component import Component
 
 
 def config_document(dataset: DatasetConfig) -> dict[str, Any]:
@@ -34,15 +35,14 @@ class ConfigObjectsArgs:
     datasets: Sequence[DatasetConfig]
 
 
-class ConfigObjects(pulumi.ComponentResource):
+class ConfigObjects(Component):
     """One object per dataset, so a change to one dataset's config rewrites only that object."""
 
     objects: dict[str, aws.s3.BucketObjectv2]
     keys: dict[str, str]
 
     def __init__(self, name: str, args: ConfigObjectsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:config:ConfigObjects", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("config:ConfigObjects", name, opts)
         self.keys = {ds.name: config_key(ds.name) for ds in args.datasets}
         self.objects = {
             ds.name: aws.s3.BucketObjectv2(
@@ -51,7 +51,7 @@ class ConfigObjects(pulumi.ComponentResource):
                 key=self.keys[ds.name],
                 content=json.dumps(config_document(ds), indent=2, sort_keys=True) + "\n",
                 content_type="application/json",
-                opts=child,
+                opts=self.child,
             )
             for ds in args.datasets
         }

@@ -11,10 +11,11 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from handler.config import DatasetConfig
 from handler.metrics import NAMESPACE_ENV
+from infra.component import Component
 from infra.policies import function_policy
-from infra.roles import role_policy, service_role
+from infra.roles import service_role
+from infra.runners import RunnerArgs, runner_log_group, runner_policy
 from infra.sdk_layer import SdkLayer
 from infra.stack_config import FunctionSettings
 
@@ -67,28 +68,20 @@ def log_group_pattern(name: str) -> str:
 class IngestFunctionArgs:
     """Code, sizing, and the names the function reads and writes."""
 
+    runner: RunnerArgs
+    """The datasets, topic and keys its role is scoped to, and how its logs are kept (shared with the workflow)."""
     package_dir: Path
     settings: FunctionSettings
-    datasets: Sequence[DatasetConfig]
     config_bucket: str
     config_key_template: str
     config_keys: Sequence[str]
-    topic_arn: pulumi.Input[str]
-    partition: pulumi.Input[str]
-    region: pulumi.Input[str]
-    log_retention_days: int
-    kms_key_arn: str | None = None
-    topic_key_arn: pulumi.Input[str] | None = None
-    """The key the topic is encrypted with (publishing needs it)."""
     metrics_namespace: str | None = None
     """Where the function's EMF lines put their metrics (handler/metrics.py); None: it prints none."""
     sdk_layer: SdkLayer | None = None
     """The pinned SDK (infra/sdk_layer.py), built before anything is created; required when settings.sdk_layer."""
-    logs_kms_key_arn: str | None = None
-    """The key the log group is encrypted with (`logsKmsKeyArn`); None: CloudWatch Logs' own encryption."""
 
 
-class IngestFunction(pulumi.ComponentResource):
+class IngestFunction(Component):
     """The function with a role scoped to its datasets' prefixes and its own retained log group."""
 
     role: aws.iam.Role
@@ -101,26 +94,23 @@ class IngestFunction(pulumi.ComponentResource):
     role_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: IngestFunctionArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:compute:IngestFunction", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("compute:IngestFunction", name, opts)
         self.role = service_role(
             name,
             service="lambda.amazonaws.com",
             description="Ingestion Lambda: reads its datasets' sources, lands them in the raw bucket",
-            opts=child,
+            opts=self.child,
         )
         self.role_arn = self.role.arn
-        self.sdk_layer = self._create_sdk_layer(name, args, child)
-        self.function = self._create_function(name, args, child)
+        self.sdk_layer = self._create_sdk_layer(name, args)
+        self.function = self._create_function(name, args)
         self.arn = self.function.arn
         self.function_name = self.function.name
-        self.log_group = self._create_log_group(name, args, child)
-        self.policy = self._create_policy(name, args, child)
+        self.log_group = self._create_log_group(name, args)
+        self.policy = self._create_policy(name, args)
         self.register_outputs({"arn": self.arn, "function_name": self.function_name, "role_arn": self.role_arn})
 
-    def _create_sdk_layer(
-        self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
-    ) -> aws.lambda_.LayerVersion | None:
+    def _create_sdk_layer(self, name: str, args: IngestFunctionArgs) -> aws.lambda_.LayerVersion | None:
         # A layer, not the SDK vendored into the function's zip: the zip stays the handler's 0.2 MB, so a code
         # change uploads that and not 18 MB more, and a new layer version is published only when a pin changes
         # (docs/deploy.md has the sizes and import times measured for both).
@@ -136,12 +126,10 @@ class IngestFunction(pulumi.ComponentResource):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
             description=content.description(),
-            opts=child,
+            opts=self.child,
         )
 
-    def _create_function(
-        self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
-    ) -> aws.lambda_.Function:
+    def _create_function(self, name: str, args: IngestFunctionArgs) -> aws.lambda_.Function:
         settings = args.settings
         return aws.lambda_.Function(
             function_logical_name(name),
@@ -162,46 +150,23 @@ class IngestFunction(pulumi.ComponentResource):
                 variables={
                     "CONFIG_BUCKET": args.config_bucket,
                     "CONFIG_KEY": args.config_key_template,
-                    "SNS_TOPIC_ARN": args.topic_arn,
+                    "SNS_TOPIC_ARN": args.runner.topic_arn,
                     **({NAMESPACE_ENV: args.metrics_namespace} if args.metrics_namespace else {}),
                 }
             ),
             description="Data file ingestion: plan, copy_batch and finalize steps (handler/)",
-            opts=child,
+            opts=self.child,
         )
 
-    def _create_log_group(
-        self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions
-    ) -> aws.cloudwatch.LogGroup:
+    def _create_log_group(self, name: str, args: IngestFunctionArgs) -> aws.cloudwatch.LogGroup:
         # Lambda writes to /aws/lambda/<function name>. Creating that group here gives it a retention
         # period (Lambda's own would keep logs forever) and lets the role skip logs:CreateLogGroup.
-        # With a key, CloudWatch Logs checks at creation that it may use it: the key policy comes first.
-        return aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=self.function.name.apply(lambda fn: f"/aws/lambda/{fn}"),
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.logs_kms_key_arn,
-            opts=child,
+        return runner_log_group(
+            name, args.runner, self.child, name=self.function.name.apply(lambda fn: f"/aws/lambda/{fn}")
         )
 
-    def _create_policy(self, name: str, args: IngestFunctionArgs, child: pulumi.ResourceOptions) -> aws.iam.RolePolicy:
+    def _create_policy(self, name: str, args: IngestFunctionArgs) -> aws.iam.RolePolicy:
         # A separate policy, not inline on the role: it names the log group, which is named after the
         # function, which needs the role first. Settings are bound here; the Outputs are resolved by name.
-        known = partial(
-            function_policy,
-            datasets=args.datasets,
-            config_bucket=args.config_bucket,
-            config_keys=args.config_keys,
-            kms_key_arn=args.kms_key_arn,
-        )
-        return role_policy(
-            f"{name}-policy",
-            self.role,
-            known,
-            child,
-            partition=args.partition,
-            topic_arn=args.topic_arn,
-            topic_key_arn=args.topic_key_arn,
-            log_group_arn=self.log_group.arn,
-            region=args.region,
-        )
+        known = partial(function_policy, config_bucket=args.config_bucket, config_keys=args.config_keys)
+        return runner_policy(name, self.role, known, args.runner, self.child, log_group_arn=self.log_group.arn)

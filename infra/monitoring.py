@@ -27,6 +27,7 @@ import pulumi_aws as aws
 from handler.config import DatasetConfig
 from handler.metrics import DIMENSION, FAILED_OBJECTS, METRICS, SUCCEEDED
 from handler.schedules import longest_gap
+from infra.component import Component
 
 HOUR = 3600
 MAX_ALARM_WINDOW_HOURS = 7 * 24
@@ -100,7 +101,7 @@ class MonitoringArgs:
     """Dataset -> its schedule's dead-letter queue."""
 
 
-class Monitoring(pulumi.ComponentResource):
+class Monitoring(Component):
     """The stack's alarms (wired to the run topic) and its CloudWatch dashboard."""
 
     execution_failed: aws.cloudwatch.MetricAlarm
@@ -111,8 +112,7 @@ class Monitoring(pulumi.ComponentResource):
     dashboard: aws.cloudwatch.Dashboard
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:monitoring:Monitoring", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("monitoring:Monitoring", name, opts)
         actions = [args.topic_arn]
         self.execution_failed = aws.cloudwatch.MetricAlarm(
             f"{name}-execution-failed",
@@ -130,7 +130,7 @@ class Monitoring(pulumi.ComponentResource):
             ),
             alarm_actions=actions,
             ok_actions=actions,
-            opts=child,
+            opts=self.child,
         )
         self.schedule_failed = None
         if args.schedule_group_name is not None:
@@ -153,7 +153,7 @@ class Monitoring(pulumi.ComponentResource):
                 treat_missing_data="notBreaching",
                 alarm_actions=actions,
                 ok_actions=actions,
-                opts=child,
+                opts=self.child,
             )
             for dataset, queue in args.dead_letter_queue_names.items()
         }
@@ -172,7 +172,7 @@ class Monitoring(pulumi.ComponentResource):
                 threshold=1,
                 alarm_actions=actions,
                 ok_actions=actions,
-                opts=child,
+                opts=self.child,
                 **settings,
             )
 
@@ -211,7 +211,7 @@ class Monitoring(pulumi.ComponentResource):
             args.state_machine_arn, args.function_name, args.region, args.schedule_group_name
         ).apply(lambda values: json.dumps(dashboard_body(args.namespace, [d.name for d in args.datasets], *values)))
         self.dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard", dashboard_name=f"{name}-{pulumi.get_stack()}", dashboard_body=body, opts=child
+            f"{name}-dashboard", dashboard_name=f"{name}-{pulumi.get_stack()}", dashboard_body=body, opts=self.child
         )
         self.register_outputs({"dashboard_name": self.dashboard.dashboard_name})
 
@@ -236,7 +236,7 @@ class Monitoring(pulumi.ComponentResource):
             ),
             alarm_actions=actions,
             ok_actions=actions,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
 
     @property

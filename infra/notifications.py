@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.component import Component
+from infra.environment import Environment
 from infra.policies import topic_key_policy
 from infra.stack_config import Subscription
 
@@ -20,9 +22,7 @@ class NotificationsArgs:
     """Subscribers from stack config, the stack's KMS key if it has one, and where the alarms are."""
 
     subscriptions: Sequence[Subscription]
-    partition: pulumi.Input[str]
-    region: pulumi.Input[str]
-    account_id: pulumi.Input[str]
+    environment: Environment
     alarm_prefix: str
     """The start of the stack's alarm names: the alarms the topic key lets publish."""
     kms_key_arn: str | None = None
@@ -31,7 +31,7 @@ class NotificationsArgs:
     every message still encrypted with it unreadable)."""
 
 
-class Notifications(pulumi.ComponentResource):
+class Notifications(Component):
     """An encrypted SNS topic that the state machine (and a one-shot Lambda run) reports each run to."""
 
     topic: aws.sns.Topic
@@ -43,15 +43,14 @@ class Notifications(pulumi.ComponentResource):
     subscriptions: dict[Subscription, aws.sns.TopicSubscription]
 
     def __init__(self, name: str, args: NotificationsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:notifications:Notifications", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("notifications:Notifications", name, opts)
         if args.kms_key_arn:
             self.key = None
             self.key_arn = pulumi.Output.from_input(args.kms_key_arn)
         else:
             # Not SNS's AWS managed key: CloudWatch alarms cannot publish to a topic encrypted with it.
-            policy = pulumi.Output.all(args.partition, args.region, args.account_id).apply(
-                lambda v: json.dumps(topic_key_policy(*v, alarm_prefix=args.alarm_prefix))
+            policy = args.environment.apply(
+                lambda *where: json.dumps(topic_key_policy(*where, alarm_prefix=args.alarm_prefix))
             )
             self.key = aws.kms.Key(
                 f"{name}-topic-key",
@@ -62,7 +61,7 @@ class Notifications(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
             )
             self.key_arn = self.key.arn
-        self.topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=self.key_arn, opts=child)
+        self.topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=self.key_arn, opts=self.child)
         self.topic_arn = self.topic.arn
         self.subscriptions = {
             sub: aws.sns.TopicSubscription(
@@ -70,7 +69,7 @@ class Notifications(pulumi.ComponentResource):
                 topic=self.topic.arn,
                 protocol=sub.protocol,
                 endpoint=sub.endpoint,
-                opts=child,
+                opts=self.child,
             )
             for sub in args.subscriptions
         }

@@ -10,13 +10,16 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.catalog import LedgerCatalog, LedgerCatalogArgs, default_database_name
+from infra.component import Component
 from infra.config_objects import CONFIG_KEY_TEMPLATE, ConfigObjects, ConfigObjectsArgs
+from infra.environment import Environment
 from infra.function import IngestFunction, IngestFunctionArgs, log_group_pattern
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.names import stack_scoped_name
 from infra.notifications import Notifications, NotificationsArgs
 from infra.policies import alarm_key_policy_statement, logs_key_policy_statement
 from infra.raw_tables import RawTables, RawTablesArgs
+from infra.runners import RunnerArgs
 from infra.schedule import SCHEDULE_GROUP_NAME_LIMIT, DatasetSchedules, DatasetSchedulesArgs
 from infra.sdk_layer import SdkLayer
 from infra.stack_config import StackConfig
@@ -35,7 +38,7 @@ class IngestionPipelineArgs:
     """The function's pinned SDK (`installed_sdk_layer`); needed when `config.function.sdk_layer`."""
 
 
-class IngestionPipeline(pulumi.ComponentResource):
+class IngestionPipeline(Component):
     """Buckets, config objects, topic, function, state machine and schedules for the configured datasets.
 
     Account, region and partition come from the provider's credentials, never from code, so the same
@@ -64,13 +67,15 @@ class IngestionPipeline(pulumi.ComponentResource):
             opts = pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(transformations=[default_tags(config.tags)])
             )
-        super().__init__("data-file-ingestion:pipeline:IngestionPipeline", name, None, opts)
+        super().__init__("pipeline:IngestionPipeline", name, opts)
         datasets = list(config.datasets.datasets.values())
         invoke_opts = pulumi.InvokeOutputOptions(parent=self)
         partition_info = aws.get_partition_output(opts=invoke_opts)
-        partition = partition_info.partition
-        region = aws.get_region_output(opts=invoke_opts).region
-        account_id = aws.get_caller_identity_output(opts=invoke_opts).account_id
+        environment = Environment(
+            partition=partition_info.partition,
+            region=aws.get_region_output(opts=invoke_opts).region,
+            account_id=aws.get_caller_identity_output(opts=invoke_opts).account_id,
+        )
         protect = not config.disposable
         # Fixed before creation, so the trust policies can name them (aws:SourceArn).
         project, stack = pulumi.get_project(), pulumi.get_stack()
@@ -82,44 +87,44 @@ class IngestionPipeline(pulumi.ComponentResource):
         monitoring_name = f"{name}-monitoring"
         alarm_prefix = f"{monitoring_name}-"  # every alarm's name starts so: the topic key lets those publish
 
-        self._create_buckets(name, config, partition, account_id, protect=protect)
+        self._create_buckets(name, config, environment, protect=protect)
         self.config_objects = ConfigObjects(
             f"{name}-config-objects",
             ConfigObjectsArgs(bucket=self.config_bucket.bucket.id, datasets=datasets),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.notifications = Notifications(
             f"{name}-notifications",
             NotificationsArgs(
                 subscriptions=config.subscriptions,
-                partition=partition,
-                region=region,
-                account_id=account_id,
+                environment=environment,
                 alarm_prefix=alarm_prefix,
                 kms_key_arn=config.kms_key_arn,
                 protect=protect,
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
+        )
+        runner = RunnerArgs(
+            datasets=datasets,
+            topic_arn=self.notifications.topic_arn,
+            environment=environment,
+            log_retention_days=config.log_retention_days,
+            kms_key_arn=config.kms_key_arn,
+            topic_key_arn=self.notifications.key_arn,
+            logs_kms_key_arn=config.logs_kms_key_arn,
         )
         self.function = IngestFunction(
             function_name,
             IngestFunctionArgs(
+                runner=runner,
                 package_dir=args.package_dir,
                 # The reservation resolved: the number given, the one the datasets need, or none.
                 settings=replace(config.function, reserved_concurrency=config.reserved_concurrency),
-                datasets=datasets,
                 config_bucket=config.config_bucket,
                 config_key_template=CONFIG_KEY_TEMPLATE,
                 config_keys=sorted(self.config_objects.keys.values()),
-                topic_arn=self.notifications.topic_arn,
-                partition=partition,
-                region=region,
-                log_retention_days=config.log_retention_days,
-                kms_key_arn=config.kms_key_arn,
-                topic_key_arn=self.notifications.key_arn,
                 metrics_namespace=metrics_namespace,
                 sdk_layer=args.sdk_layer,
-                logs_kms_key_arn=config.logs_kms_key_arn,
             ),
             # The function names the config bucket by its configured name; wait until it exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_bucket]),
@@ -127,23 +132,15 @@ class IngestionPipeline(pulumi.ComponentResource):
         self.workflow = Workflow(
             workflow_name,
             WorkflowArgs(
+                runner=runner,
                 function_arn=self.function.arn,
-                topic_arn=self.notifications.topic_arn,
                 map_concurrency=config.workflow.map_concurrency,
                 s3_writes_per_second=config.workflow.s3_writes_per_second,
                 tolerated_failure_percentage=config.workflow.tolerated_failure_percentage,
-                datasets=datasets,
-                partition=partition,
-                region=region,
-                account_id=account_id,
-                log_retention_days=config.log_retention_days,
                 lambda_timeout_seconds=config.function.timeout_seconds,
                 execution_timeout_seconds=config.workflow.timeout_hours * 3600,
                 log_level=config.workflow.log_level,
-                kms_key_arn=config.kms_key_arn,
-                topic_key_arn=self.notifications.key_arn,
                 state_machine_name=state_machine_name,
-                logs_kms_key_arn=config.logs_kms_key_arn,
             ),
             # The whole function component: its role policy must be in place before a run can start.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.function]),
@@ -153,9 +150,7 @@ class IngestionPipeline(pulumi.ComponentResource):
             DatasetSchedulesArgs(
                 state_machine_arn=self.workflow.arn,
                 datasets=datasets,
-                account_id=account_id,
-                partition=partition,
-                region=region,
+                environment=environment,
                 group_name=schedule_group_name,
             ),
             # A schedule may fire right after `pulumi up`: everything a run reads must exist by then.
@@ -176,12 +171,12 @@ class IngestionPipeline(pulumi.ComponentResource):
                 raw_bucket=self.raw_bucket.name,
                 datasets=[ds.name for ds in datasets],
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.raw_tables = RawTables(
             f"{name}-raw-tables",
             RawTablesArgs(database_name=self.catalog.database_name, raw_bucket=self.raw_bucket.name, datasets=datasets),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.monitoring = Monitoring(
             monitoring_name,
@@ -191,12 +186,12 @@ class IngestionPipeline(pulumi.ComponentResource):
                 topic_arn=self.notifications.topic_arn,
                 state_machine_arn=self.workflow.arn,
                 function_name=self.function.function_name,
-                region=region,
+                region=environment.region,
                 freshness_grace_hours=config.freshness_grace_hours,
                 schedule_group_name=self.schedules.group.name,
                 dead_letter_queue_names={ds: q.name for ds, q in self.schedules.dead_letter_queues.items()},
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
         self.exports = {
             "rawBucketName": self.raw_bucket.name,
@@ -221,15 +216,15 @@ class IngestionPipeline(pulumi.ComponentResource):
             "alarmNames": [alarm.name for alarm in self.monitoring.alarms],
         }
         if config.kms_key_arn:
-            self.exports["topicKeyPolicyStatement"] = pulumi.Output.all(partition, region, account_id).apply(
-                lambda v: alarm_key_policy_statement(*v, alarm_prefix=alarm_prefix)
+            self.exports["topicKeyPolicyStatement"] = environment.apply(
+                lambda *where: alarm_key_policy_statement(*where, alarm_prefix=alarm_prefix)
             )
         # What `logsKmsKeyArn`'s key policy needs, exported whether or not a key is set: the key's owner adds it
         # before the `pulumi up` that sets the key. The function's group is named after the function
         # (`<logical>-<random>`), the state machine's has a name prefix: known as patterns before they exist.
         log_groups = [log_group_pattern(function_name), f"{log_group_prefix(workflow_name)}*"]
         self.exports["logsKeyPolicyStatement"] = pulumi.Output.all(
-            partition, region, account_id, partition_info.dns_suffix
+            environment.partition, environment.region, environment.account_id, partition_info.dns_suffix
         ).apply(lambda v: logs_key_policy_statement(v[0], v[1], v[2], log_groups, dns_suffix=v[3]))
         self.register_outputs(self.exports)
 
@@ -237,8 +232,7 @@ class IngestionPipeline(pulumi.ComponentResource):
         self,
         name: str,
         config: StackConfig,
-        partition: pulumi.Output[str],
-        account_id: pulumi.Output[str],
+        environment: Environment,
         *,
         protect: bool,
     ) -> None:
@@ -253,14 +247,16 @@ class IngestionPipeline(pulumi.ComponentResource):
             f"{name}-access-logs",
             SecureBucketArgs(
                 bucket_name=None,
-                partition=partition,
+                partition=environment.partition,
                 force_destroy=config.force_destroy_buckets,
                 protect=protect,
                 log_delivery=LogDelivery(
-                    source_buckets=logged, account_id=account_id, retention_days=config.access_log_retention_days
+                    source_buckets=logged,
+                    account_id=environment.account_id,
+                    retention_days=config.access_log_retention_days,
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
 
         def bucket(logical: str, bucket_name: str, ledger_noncurrent_version_days: int | None = None) -> SecureBucket:
@@ -268,14 +264,14 @@ class IngestionPipeline(pulumi.ComponentResource):
                 logical,
                 SecureBucketArgs(
                     bucket_name=bucket_name,
-                    partition=partition,
+                    partition=environment.partition,
                     kms_key_arn=config.kms_key_arn,
                     force_destroy=config.force_destroy_buckets,
                     ledger_noncurrent_version_days=ledger_noncurrent_version_days,
                     protect=protect,
                     access_log_bucket=self.access_log_bucket,
                 ),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self.child,
             )
 
         # Every dataset's ledger lives in the raw bucket (its target), so only it gets the ledger rule.

@@ -10,6 +10,7 @@ Allow, and `Resource: "*"` only where AWS offers nothing narrower (log delivery,
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from handler.config import DatasetConfig, Location
@@ -129,17 +130,29 @@ def access_log_bucket_policy(
     )
 
 
+@dataclass(frozen=True)
+class RunnerScope:
+    """What both roles that run the ingestion (the function's and the state machine's) are scoped by: the datasets
+    they serve, the topic they report to, and the keys the buckets and the topic are encrypted with."""
+
+    partition: str
+    datasets: Sequence[DatasetConfig]
+    topic_arn: str
+    kms_key_arn: str | None = None
+    region: str | None = None
+    topic_key_arn: str | None = None
+
+    def notify_statement(self) -> dict[str, Any]:
+        """Both publish run reports: the state machine after each run, the function for a one-shot run."""
+        return {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": self.topic_arn}
+
+    def key_statements(self) -> list[dict[str, Any]]:
+        """Both read the buckets and publish to the topic, so both use the same keys (`key_statements`)."""
+        return key_statements(self.kms_key_arn, self.topic_key_arn, self.region)
+
+
 def function_policy(
-    *,
-    partition: str,
-    datasets: Sequence[DatasetConfig],
-    config_bucket: str,
-    config_keys: Sequence[str],
-    topic_arn: str,
-    log_group_arn: str,
-    kms_key_arn: str | None = None,
-    region: str | None = None,
-    topic_key_arn: str | None = None,
+    *, scope: RunnerScope, config_bucket: str, config_keys: Sequence[str], log_group_arn: str
 ) -> dict[str, Any]:
     """What the ingestion Lambda may do, derived from the datasets it serves.
 
@@ -148,6 +161,7 @@ def function_policy(
     and delete its ledger (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write
     its own logs.
     """
+    partition, datasets = scope.partition, scope.datasets
     statements: list[dict[str, Any]] = []
     sids = _sids([ds.name for ds in datasets])
     for ds in datasets:
@@ -240,7 +254,7 @@ def function_policy(
             "Resource": [f"{bucket_arn(partition, config_bucket)}/{k}" for k in config_keys],
         }
     )
-    statements.append({"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn})
+    statements.append(scope.notify_statement())
     statements.append(
         {
             "Sid": "OwnLogs",
@@ -251,7 +265,7 @@ def function_policy(
     )
     statements.extend(read_key_statements(partition, datasets))
     # S3 for the buckets; SNS for a one-shot run's own report (an action-less event publishes it).
-    statements.extend(key_statements(kms_key_arn, topic_key_arn, region))
+    statements.extend(scope.key_statements())
     return document(statements)
 
 
@@ -304,22 +318,14 @@ MAP_LISTS = ("shards-*.json", "batches.json", "final-shards.json")
 """The lists under a run's work/ that the state machine's Distributed Maps read (handler/ledger.py names them)."""
 
 
-def workflow_policy(
-    *,
-    partition: str,
-    datasets: Sequence[DatasetConfig],
-    function_arn: str,
-    topic_arn: str,
-    kms_key_arn: str | None = None,
-    region: str | None = None,
-    topic_key_arn: str | None = None,
-) -> dict[str, Any]:
+def workflow_policy(*, scope: RunnerScope, function_arn: str) -> dict[str, Any]:
     """What the state machine may do before it exists: invoke, publish, read batch lists, log.
 
     It must be attached before the state machine is created, because CreateStateMachine checks that
     the role can deliver logs. Running its own Distributed Map children needs the state machine's ARN and
     lives in `map_run_policy`.
     """
+    partition, datasets = scope.partition, scope.datasets
     statements: list[dict[str, Any]] = [
         {
             "Sid": "InvokeIngestFunction",
@@ -328,7 +334,7 @@ def workflow_policy(
             # The function, and its versions/aliases should the definition ever name one.
             "Resource": [function_arn, f"{function_arn}:*"],
         },
-        {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
+        scope.notify_statement(),
         {
             "Sid": "ReadMapLists",
             "Effect": "Allow",
@@ -370,7 +376,7 @@ def workflow_policy(
         },
     ]
     # Reading a batch list from an SSE-KMS bucket and publishing to the encrypted topic.
-    statements.extend(key_statements(kms_key_arn, topic_key_arn, region))
+    statements.extend(scope.key_statements())
     return document(statements)
 
 

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 
 from handler.config import Column, DatasetConfig
 from handler.tables import GlueTableSpec, glue_table_specs
+from infra.component import Component
 
 
 @dataclass
@@ -26,7 +27,7 @@ class RawTablesArgs:
     datasets: Sequence[DatasetConfig]
 
 
-class RawTables(pulumi.ComponentResource):
+class RawTables(Component):
     """A catalog table per described table (`tables.<name>.columns`); undescribed tables get none."""
 
     tables: dict[str, aws.glue.CatalogTable]
@@ -34,7 +35,7 @@ class RawTables(pulumi.ComponentResource):
     specs: list[GlueTableSpec]
 
     def __init__(self, name: str, args: RawTablesArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:catalog:RawTables", name, None, opts)
+        super().__init__("catalog:RawTables", name, opts)
         self.specs = glue_table_specs(args.datasets)
         bucket = pulumi.Output.from_input(args.raw_bucket)
         self.tables = {spec.name: self._create_table(name, spec, args.database_name, bucket) for spec in self.specs}
@@ -64,7 +65,7 @@ class RawTables(pulumi.ComponentResource):
                 ),
                 columns=[_column(column) for column in spec.columns],
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
 
 

@@ -16,6 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
+from infra.component import Component
+from infra.environment import Environment
 from infra.policies import deny_insecure_transport_queue_policy, schedule_group_source_arn, scheduler_policy
 from infra.roles import role_policy, service_role
 
@@ -36,9 +38,7 @@ class DatasetSchedulesArgs:
 
     state_machine_arn: pulumi.Input[str]
     datasets: Sequence[DatasetConfig]
-    account_id: pulumi.Input[str]
-    partition: pulumi.Input[str]
-    region: pulumi.Input[str]
+    environment: Environment
     group_name: str
     """The stack's schedule group (`infra.names.stack_scoped_name`): Scheduler names the group as `aws:SourceArn` when a
     schedule assumes the role, so the role can trust this group's schedules and no other's."""
@@ -54,7 +54,7 @@ SCHEDULE_GROUP_NAME_LIMIT = 64
 """CreateScheduleGroup: 1 to 64 characters of `[0-9a-zA-Z-_.]`."""
 
 
-class DatasetSchedules(pulumi.ComponentResource):
+class DatasetSchedules(Component):
     """One schedule per dataset, and the role they start the state machine with.
 
     Scheduler rather than an EventBridge rule because it takes a time zone: a dataset's 20:00 stays
@@ -69,19 +69,16 @@ class DatasetSchedules(pulumi.ComponentResource):
     schedules: dict[str, aws.scheduler.Schedule]
 
     def __init__(self, name: str, args: DatasetSchedulesArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:schedule:DatasetSchedules", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        self.group = aws.scheduler.ScheduleGroup(f"{name}-group", name=args.group_name, opts=child)
+        super().__init__("schedule:DatasetSchedules", name, opts)
+        self.group = aws.scheduler.ScheduleGroup(f"{name}-group", name=args.group_name, opts=self.child)
         group = args.group_name
         self.role = service_role(
             name,
             service="scheduler.amazonaws.com",
-            account_id=args.account_id,
-            source_arns=pulumi.Output.all(args.partition, args.region, args.account_id).apply(
-                lambda v: [schedule_group_source_arn(*v, group=group)]
-            ),
+            account_id=args.environment.account_id,
+            source_arns=args.environment.apply(lambda *where: [schedule_group_source_arn(*where, group=group)]),
             description="Ingestion schedules: start the ingestion state machine",
-            opts=child,
+            opts=self.child,
         )
         self.dead_letter_queues = {ds.name: self._create_dead_letter_queue(name, ds) for ds in args.datasets}
         self.queue_policies = {
@@ -89,7 +86,7 @@ class DatasetSchedules(pulumi.ComponentResource):
                 f"{name}-{dataset}-dlq-policy",
                 queue_url=queue.url,
                 policy=queue.arn.apply(lambda arn: json.dumps(deny_insecure_transport_queue_policy(arn))),
-                opts=child,
+                opts=self.child,
             )
             for dataset, queue in self.dead_letter_queues.items()
         }
@@ -99,7 +96,7 @@ class DatasetSchedules(pulumi.ComponentResource):
             f"{name}-policy",
             self.role,
             scheduler_policy,
-            child,
+            self.child,
             state_machine_arn=args.state_machine_arn,
             dead_letter_queue_arns=pulumi.Output.all(*(q.arn for q in self.dead_letter_queues.values())),
         )
@@ -119,7 +116,7 @@ class DatasetSchedules(pulumi.ComponentResource):
             f"{name}-{ds.name}-dlq",
             message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS,
             sqs_managed_sse_enabled=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
 
     def _create_schedule(self, name: str, ds: DatasetConfig, args: DatasetSchedulesArgs) -> aws.scheduler.Schedule:

@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 
@@ -426,7 +426,8 @@ STACK_SETTINGS: tuple[Setting, ...] = (
 )
 """Every key of the stack config, in the order docs/deploy.md lists them."""
 
-_SETTING = {s.name: s for s in STACK_SETTINGS}
+_BY_PATH = {s.path: s for s in STACK_SETTINGS}
+_T = TypeVar("_T")
 # Structured keys are JSON, decoded and checked by their own parsers; every other key is one plain value.
 _STRUCTURED = (dict, list)
 _REGION = Setting("aws:region", str, REQUIRED, "Region of every resource.")
@@ -443,50 +444,74 @@ def stack_keys_markdown() -> str:
     return markdown_table([_REGION, *STACK_SETTINGS], headers=("Key", "Default", "Range", "Meaning"))
 
 
+def _setting_defaults(group: str = "") -> Callable[[type[_T]], type[_T]]:
+    """Gives each field of the class its STACK_SETTINGS row's default, found by path (`<group>.<field>`), so a
+    default is written only in its row and a field cannot take another row's by mistake. A field with a default of
+    its own keeps it; one without is required when its row is. Goes below `@dataclass`, which reads the defaults."""
+
+    def give(cls: type[_T]) -> type[_T]:
+        for name in cls.__annotations__:
+            if name in vars(cls):
+                continue
+            setting = _BY_PATH.get(f"{group}.{name}" if group else name)
+            if setting is None:
+                raise TypeError(f"{cls.__name__}.{name}: no STACK_SETTINGS row has the path to give it a default")
+            if setting.default is not REQUIRED:
+                setattr(cls, name, setting.default)
+        return cls
+
+    return give
+
+
 @dataclass(frozen=True)
+@_setting_defaults("function")
 class FunctionSettings:
     """Sizing of the one Lambda function that runs every step (defaults and ranges: STACK_SETTINGS)."""
 
-    memory_mb: int = _SETTING["lambdaMemoryMb"].default
-    timeout_seconds: int = _SETTING["lambdaTimeoutSeconds"].default
-    sdk_layer: bool = _SETTING["lambdaSdkLayer"].default
-    reserved_concurrency: int | None = _SETTING["lambdaReservedConcurrency"].default
+    memory_mb: int
+    timeout_seconds: int
+    sdk_layer: bool
+    reserved_concurrency: int | None
     """The reservation asked for; None: derived from the datasets (StackConfig.reserved_concurrency)."""
-    ephemeral_storage_mb: int = _SETTING["lambdaEphemeralStorageMb"].default
-    reserve_concurrency: bool = _SETTING["reserveLambdaConcurrency"].default
+    ephemeral_storage_mb: int
+    reserve_concurrency: bool
 
 
 @dataclass(frozen=True)
+@_setting_defaults("workflow")
 class WorkflowSettings:
-    """How wide the Distributed Map fans out, how much failure a run tolerates and how long an execution may run."""
+    """How wide the Distributed Map fans out, how much failure a run tolerates and how long an execution may run
+    (defaults and ranges: STACK_SETTINGS)."""
 
-    map_concurrency: int = _SETTING["mapConcurrency"].default
-    s3_writes_per_second: int = _SETTING["s3WritesPerSecond"].default
-    tolerated_failure_percentage: float = _SETTING["toleratedFailurePercentage"].default
-    log_level: str = _SETTING["workflowLogLevel"].default
-    timeout_hours: int = _SETTING["workflowTimeoutHours"].default
+    map_concurrency: int
+    s3_writes_per_second: int
+    tolerated_failure_percentage: float
+    log_level: str
+    timeout_hours: int
 
 
 @dataclass(frozen=True)
+@_setting_defaults()
 class StackConfig:
-    """Everything one stack deploys; constructing it validates it, so an invalid one cannot exist."""
+    """Everything one stack deploys; constructing it validates it, so an invalid one cannot exist (defaults and
+    ranges: STACK_SETTINGS)."""
 
     raw_bucket: str
     config_bucket: str
     datasets: ProcessConfig
-    kms_key_arn: str | None = _SETTING["kmsKeyArn"].default
+    kms_key_arn: str | None
     subscriptions: tuple[Subscription, ...] = ()
     function: FunctionSettings = field(default_factory=FunctionSettings)
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
-    log_retention_days: int = _SETTING["logRetentionDays"].default
-    force_destroy_buckets: bool = _SETTING["forceDestroyBuckets"].default
-    ledger_noncurrent_version_days: int = _SETTING["ledgerNoncurrentVersionDays"].default
-    glue_database: str | None = _SETTING["glueDatabase"].default
-    freshness_grace_hours: int = _SETTING["freshnessGraceHours"].default
-    disposable: bool = _SETTING["disposable"].default
-    access_log_retention_days: int = _SETTING["accessLogRetentionDays"].default
-    logs_kms_key_arn: str | None = _SETTING["logsKmsKeyArn"].default
-    tags: Mapping[str, str] | None = _SETTING["tags"].default
+    log_retention_days: int
+    force_destroy_buckets: bool
+    ledger_noncurrent_version_days: int
+    glue_database: str | None
+    freshness_grace_hours: int
+    disposable: bool
+    access_log_retention_days: int
+    logs_kms_key_arn: str | None
+    tags: Mapping[str, str] | None
 
     def __post_init__(self) -> None:
         problems = stack_problems(self)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from handler.config import LEDGER_ROOT
+from infra.component import Component
 from infra.policies import access_log_bucket_policy, deny_insecure_transport_policy
 from infra.roles import policy_json
 from infra.workflow_definition import MAP_RESULTS_PREFIX
@@ -22,6 +24,11 @@ ACCESS_LOG_PREFIX = "s3-access-logs/"
 partition on the bucket and the day."""
 
 _SseDefault = aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
+_AbortMultipart = aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs
+_Expiration = aws.s3.BucketLifecycleConfigurationRuleExpirationArgs
+_Noncurrent = aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs
+_DELETE_MARKERS = _Expiration(expired_object_delete_marker=True)
+"""Removes a delete marker once no version is left behind it."""
 
 
 @dataclass
@@ -55,7 +62,7 @@ class LogDelivery:
     retention_days: int
 
 
-class SecureBucket(pulumi.ComponentResource):
+class SecureBucket(Component):
     """A private, encrypted, versioned bucket that refuses plain HTTP.
 
     Each setting is its own resource (the provider's model since v6), so each is visible and testable.
@@ -66,8 +73,7 @@ class SecureBucket(pulumi.ComponentResource):
     arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: SecureBucketArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:storage:SecureBucket", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("storage:SecureBucket", name, opts)
 
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
@@ -86,7 +92,7 @@ class SecureBucket(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child,
+            opts=self.child,
         )
         # ACLs off: every object belongs to the bucket owner, whoever wrote it (a source bucket may be
         # written by another account's uploader).
@@ -94,17 +100,17 @@ class SecureBucket(pulumi.ComponentResource):
             f"{name}-ownership",
             bucket=self.bucket.id,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
+            opts=self.child,
         )
-        self._create_encryption(name, args, child)
+        self._create_encryption(name, args)
         aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=self.bucket.id,
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=child,
+            opts=self.child,
         )
         aws.s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle", bucket=self.bucket.id, rules=lifecycle_rules(args), opts=child
+            f"{name}-lifecycle", bucket=self.bucket.id, rules=lifecycle_rules(args), opts=self.child
         )
         # After the public access block: S3 rejects concurrent changes to a bucket's policy state.
         aws.s3.BucketPolicy(
@@ -142,7 +148,7 @@ class SecureBucket(pulumi.ComponentResource):
             account_id=args.log_delivery.account_id,
         )
 
-    def _create_encryption(self, name: str, args: SecureBucketArgs, child: pulumi.ResourceOptions) -> None:
+    def _create_encryption(self, name: str, args: SecureBucketArgs) -> None:
         # S3 delivers server access logs only into a bucket whose default encryption is SSE-S3: "Default
         # server-side encryption with AWS KMS keys (SSE-KMS) is not supported" for the destination bucket
         # (docs.aws.amazon.com/AmazonS3/latest/userguide/troubleshooting-server-access-logging.html).
@@ -161,7 +167,7 @@ class SecureBucket(pulumi.ComponentResource):
                     bucket_key_enabled=(bool(args.kms_key_arn) and args.log_delivery is None) or None,
                 )
             ],
-            opts=child,
+            opts=self.child,
         )
 
 
@@ -172,15 +178,9 @@ def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfig
     # A copy that dies mid-way (a Lambda timeout during a multipart copy) leaves parts that are billed
     # and invisible in listings until someone aborts them.
     rules = [
-        aws.s3.BucketLifecycleConfigurationRuleArgs(
-            id="abort-incomplete-multipart-uploads",
-            status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-            abort_incomplete_multipart_upload=(
-                aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                    days_after_initiation=ABORT_INCOMPLETE_MULTIPART_DAYS
-                )
-            ),
+        _rule(
+            "abort-incomplete-multipart-uploads",
+            abort_incomplete_multipart_upload=_AbortMultipart(days_after_initiation=ABORT_INCOMPLETE_MULTIPART_DAYS),
         )
     ]
     if args.log_delivery is not None:
@@ -188,26 +188,15 @@ def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfig
         # The logs, whole bucket: a log expires `days` after delivery, and a version replaced or deleted before
         # then (by hand, or by this rule's expiry) is kept `days` more, so a log deleted early can be recovered.
         rules.append(
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-access-logs",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=days
-                ),
+            _rule(
+                "expire-access-logs",
+                expiration=_Expiration(days=days),
+                noncurrent_version_expiration=_Noncurrent(noncurrent_days=days),
             )
         )
         # The delete markers left once a log's last version is gone. A rule of its own: S3 refuses this flag
         # next to `days` in one Expiration.
-        rules.append(
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="remove-expired-log-delete-markers",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True),
-            )
-        )
+        rules.append(_rule("remove-expired-log-delete-markers", expiration=_DELETE_MARKERS))
     if args.ledger_noncurrent_version_days is not None:
         # The runtime rewrites small ledger objects all the time (lock.json on every heartbeat,
         # open-run.json, last-run.json, the state) and deletes each run's work/ files at finalize; in a
@@ -215,26 +204,28 @@ def lifecycle_rules(args: SecureBucketArgs) -> list[aws.s3.BucketLifecycleConfig
         # Only `_ingestion/` is filtered: the runtime refuses target prefixes and landed keys under it, so
         # landed data and its versions are never touched.
         rules.append(
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-noncurrent-ledger-versions",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=LEDGER_ROOT),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=args.ledger_noncurrent_version_days
-                ),
+            _rule(
+                "expire-noncurrent-ledger-versions",
+                prefix=LEDGER_ROOT,
+                noncurrent_version_expiration=_Noncurrent(noncurrent_days=args.ledger_noncurrent_version_days),
                 # Then removes the delete marker a deleted work/ file leaves once its last version is gone.
                 # S3 forbids this flag only next to `days` or `date` in the same Expiration, which would
                 # expire current versions; this rule sets neither, so one rule does both.
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True),
+                expiration=_DELETE_MARKERS,
             )
         )
         # The state machine's Map results (its children's answers, kept only for someone debugging a run).
         rules.append(
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-map-results",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=MAP_RESULTS_PREFIX),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=MAP_RESULTS_DAYS),
-            )
+            _rule("expire-map-results", prefix=MAP_RESULTS_PREFIX, expiration=_Expiration(days=MAP_RESULTS_DAYS))
         )
     return rules
+
+
+def _rule(rule_id: str, prefix: str = "", **actions: Any) -> aws.s3.BucketLifecycleConfigurationRuleArgs:
+    """An enabled rule over the objects under `prefix` (the whole bucket: ""), doing `actions`."""
+    return aws.s3.BucketLifecycleConfigurationRuleArgs(
+        id=rule_id,
+        status="Enabled",
+        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+        **actions,
+    )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import pulumi
 import pulumi_aws as aws
 
-from handler.config import DatasetConfig
 from handler.width import S3_WRITES_PER_SECOND
+from infra.component import Component
 from infra.policies import map_run_policy, state_machine_source_arns, workflow_policy
 from infra.roles import role_policy, service_role
+from infra.runners import RunnerArgs, runner_log_group, runner_policy
 from infra.workflow_definition import build_definition
 
 # Log delivery writes through a CloudWatch Logs resource policy, whose size per account is limited; groups
@@ -32,15 +31,11 @@ def log_group_prefix(name: str) -> str:
 class WorkflowArgs:
     """What the definition calls, how wide it fans out, and what its role may touch."""
 
+    runner: RunnerArgs
+    """The datasets, topic and keys its role is scoped to, and how its logs are kept (shared with the function)."""
     function_arn: pulumi.Input[str]
-    topic_arn: pulumi.Input[str]
     map_concurrency: int
     tolerated_failure_percentage: float
-    datasets: Sequence[DatasetConfig]
-    partition: pulumi.Input[str]
-    region: pulumi.Input[str]
-    account_id: pulumi.Input[str]
-    log_retention_days: int
     lambda_timeout_seconds: int
     """The function's timeout: each Lambda Task times out a margin after it (TASK_TIMEOUT_MARGIN_SECONDS)."""
     execution_timeout_seconds: int
@@ -49,17 +44,12 @@ class WorkflowArgs:
     """The S3 write rate the copy Map's width is sized to (handler/width.py); its width never exceeds
     `map_concurrency`."""
     log_level: str = "ERROR"
-    kms_key_arn: str | None = None
-    topic_key_arn: pulumi.Input[str] | None = None
-    """The key the topic is encrypted with (publishing needs it)."""
     state_machine_name: str | None = None
     """A name fixed before creation (`infra.names.stack_scoped_name`), so the role's trust policy can name the state
     machine it is for; None: Pulumi's `<logical>-<random>` and no `aws:SourceArn` (tests of the component alone)."""
-    logs_kms_key_arn: str | None = None
-    """The key the log group is encrypted with (`logsKmsKeyArn`); None: CloudWatch Logs' own encryption."""
 
 
-class Workflow(pulumi.ComponentResource):
+class Workflow(Component):
     """A STANDARD state machine: plan, a Distributed Map of copy batches, finalize, notify."""
 
     role: aws.iam.Role
@@ -71,67 +61,45 @@ class Workflow(pulumi.ComponentResource):
     state_machine_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: WorkflowArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("data-file-ingestion:workflow:Workflow", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__("workflow:Workflow", name, opts)
+        environment = args.runner.environment
         source_arns = None
         if args.state_machine_name is not None:
             machine = args.state_machine_name
-            source_arns = pulumi.Output.all(args.partition, args.region, args.account_id).apply(
-                lambda v: state_machine_source_arns(*v, name=machine)
-            )
+            source_arns = environment.apply(lambda *where: state_machine_source_arns(*where, name=machine))
         self.role = service_role(
             name,
             service="states.amazonaws.com",
-            account_id=args.account_id,
+            account_id=environment.account_id,
             source_arns=source_arns,
             description="Ingestion state machine: invokes the ingestion Lambda, publishes run reports",
-            opts=child,
+            opts=self.child,
         )
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name_prefix=log_group_prefix(name),
-            retention_in_days=args.log_retention_days,
-            # With a key, CloudWatch Logs checks at creation that it may use it: the key policy comes first.
-            kms_key_id=args.logs_kms_key_arn,
-            opts=child,
+        self.log_group = runner_log_group(name, args.runner, self.child, name_prefix=log_group_prefix(name))
+        self.policy = runner_policy(
+            name, self.role, workflow_policy, args.runner, self.child, function_arn=args.function_arn
         )
-        self.policy = self._create_policy(name, args, child)
         self.state_machine = self._create_state_machine(name, args)
         self.arn = self.state_machine.arn
         self.state_machine_name = self.state_machine.name
         # Needs the state machine's own ARN, so it can only exist after it; no schedule fires before it
         # exists, because the schedules depend on the whole component.
         self.map_run_policy = role_policy(
-            f"{name}-map-run-policy", self.role, map_run_policy, child, state_machine_arn=self.state_machine.arn
+            f"{name}-map-run-policy", self.role, map_run_policy, self.child, state_machine_arn=self.state_machine.arn
         )
         self.register_outputs({"arn": self.arn, "state_machine_name": self.state_machine_name})
-
-    def _create_policy(self, name: str, args: WorkflowArgs, child: pulumi.ResourceOptions) -> aws.iam.RolePolicy:
-        # Settings are bound here; the Outputs are resolved by name.
-        known = partial(workflow_policy, datasets=args.datasets, kms_key_arn=args.kms_key_arn)
-        return role_policy(
-            f"{name}-policy",
-            self.role,
-            known,
-            child,
-            partition=args.partition,
-            function_arn=args.function_arn,
-            topic_arn=args.topic_arn,
-            topic_key_arn=args.topic_key_arn,
-            region=args.region,
-        )
 
     def _create_state_machine(self, name: str, args: WorkflowArgs) -> aws.sfn.StateMachine:
         definition = pulumi.Output.all(
             function_arn=args.function_arn,
-            topic_arn=args.topic_arn,
+            topic_arn=args.runner.topic_arn,
             map_concurrency=args.map_concurrency,
             s3_writes_per_second=args.s3_writes_per_second,
             tolerated_failure_percentage=args.tolerated_failure_percentage,
             lambda_timeout_seconds=args.lambda_timeout_seconds,
             execution_timeout_seconds=args.execution_timeout_seconds,
             # The stack's datasets all land in its raw bucket (infra/stack_config.py checks it).
-            results_bucket=min(ds.target.bucket for ds in args.datasets),
+            results_bucket=min(ds.target.bucket for ds in args.runner.datasets),
         ).apply(lambda values: json.dumps(build_definition(**values)))
         return aws.sfn.StateMachine(
             f"{name}-state-machine",

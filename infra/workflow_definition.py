@@ -264,6 +264,20 @@ def build_definition(
             task["Catch"] = failed_at("Notify")
         return task
 
+    def report_run(answer: str, status_path: str, notify: str, replan: str, outcome: str) -> dict[str, Any]:
+        """The states that end a run, whichever step finished it: publish the notification the answer at `answer`
+        carries, plan tonight's run when the answer asks to (it finished an interrupted run first), else end on
+        the run's outcome."""
+        return {
+            notify: sns_task(publish_notification(f"{answer}.notification"), replan),
+            replan: {
+                "Type": "Choice",
+                "Choices": [{"Variable": f"{answer}.replan", "BooleanEquals": True, "Next": "PlanTonight"}],
+                "Default": outcome,
+            },
+            outcome: outcome_choice(status_path),
+        }
+
     def distributed_map(
         name: str,
         child: str,
@@ -424,14 +438,8 @@ def build_definition(
             "Choices": [{"Variable": "$.plan.batch_count", "NumericEquals": 0, "Next": "NotifyNothingToCopy"}],
             "Default": "CopyBatches",
         },
-        "NotifyNothingToCopy": sns_task(publish_notification("$.plan.notification"), "PlanAgainAfterEmptyRun"),
         # An interrupted run with nothing left to copy is finished by plan itself; then plan tonight's work.
-        "PlanAgainAfterEmptyRun": {
-            "Type": "Choice",
-            "Choices": [{"Variable": "$.plan.replan", "BooleanEquals": True, "Next": "PlanTonight"}],
-            "Default": "PlanOutcome",
-        },
-        "PlanOutcome": outcome_choice("$.plan.summary.status"),
+        **report_run("$.plan", "$.plan.summary.status", "NotifyNothingToCopy", "PlanAgainAfterEmptyRun", "PlanOutcome"),
         # After a resumed run, plan tonight's with only the input: the resumed run's answers are notified already,
         # and a second run's beside them could pass the 256 KiB state limit.
         "PlanTonight": {
@@ -474,13 +482,7 @@ def build_definition(
             Catch=failed_at("Finalize"),
             Next="NotifyRun",
         ),
-        "NotifyRun": sns_task(publish_notification("$.finalize.notification"), "PlanAgain"),
-        "PlanAgain": {
-            "Type": "Choice",
-            "Choices": [{"Variable": "$.finalize.replan", "BooleanEquals": True, "Next": "PlanTonight"}],
-            "Default": "RunOutcome",
-        },
-        "RunOutcome": outcome_choice("$.finalize.status"),
+        **report_run("$.finalize", "$.finalize.status", "NotifyRun", "PlanAgain", "RunOutcome"),
         # Objects that failed to land fail the execution (after the notification went out), so the
         # ExecutionsFailed metric and alarms on it see them; the objects are retried by the next run.
         "ObjectsFailed": {

@@ -12,7 +12,7 @@ import pytest
 from parliament import analyze_policy_string
 
 from handler.config import parse_config
-from infra.policies import function_policy, map_run_policy
+from infra.policies import RunnerScope, function_policy, map_run_policy
 from infra.stack_config import StackConfig
 from infra.workflow_definition import build_definition
 from tests.infra.harness import (
@@ -477,14 +477,16 @@ def test_the_read_keys_come_beside_the_stack_key_and_change_nothing_else() -> No
     policies = {}
     for name, config in (("with", read_key_config(kms_key_arn=KMS_KEY)), ("without", _without_keys(KMS_KEY))):
         policies[name] = function_policy(
-            partition="aws",
-            datasets=list(config.datasets.datasets.values()),
+            scope=RunnerScope(
+                partition="aws",
+                datasets=list(config.datasets.datasets.values()),
+                topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:ingestion",
+                kms_key_arn=config.kms_key_arn,
+                region=REGION,
+            ),
             config_bucket=config.config_bucket,
             config_keys=["config/orders.json"],
-            topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:ingestion",
             log_group_arn=f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/ingest",
-            kms_key_arn=config.kms_key_arn,
-            region=REGION,
         )["Statement"]
     added = [st for st in policies["with"] if st not in policies["without"]]
     assert [st["Sid"] for st in added] == ["UseReadKey1", "UseReadKey2"]
@@ -716,11 +718,9 @@ def test_a_dataset_planned_from_inventory_may_list_and_read_only_its_reports() -
         }
     ).dataset("orders")
     policy = function_policy(
-        partition="aws",
-        datasets=[dataset],
+        scope=RunnerScope(partition="aws", datasets=[dataset], topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:ingestion"),
         config_bucket="acme-config",
         config_keys=["config/orders.json"],
-        topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:ingestion",
         log_group_arn=f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/ingest",
     )
     by_sid = statements(policy)
