@@ -4,7 +4,7 @@ The datasets use the runtime's own schema (`handler.config.parse_config`), so a 
 dataset the Lambda accepts, and the object the stack writes for the Lambda is the validated config itself.
 The stack adds what only a deployment has: bucket names, the KMS key, subscribers and sizes.
 
-Every stack key is one row of `STACK_SETTINGS` (a `handler.config.Setting`): its type, default, range and
+Every stack key is one row of `STACK_SETTINGS` (a `handler.settings.Setting`): its type, default, range and
 doc are written there only. The dataclass defaults, the reader's decoding, the checks of `stack_problems`
 and the key table in docs/deploy.md (`stack_keys_markdown`) all read it.
 
@@ -27,16 +27,10 @@ from typing import Any
 
 import pulumi
 
-from handler.config import (
-    REQUIRED,
-    ProcessConfig,
-    Setting,
-    bucket_name_problem,
-    did_you_mean,
-    markdown_table,
-    parse_config,
-)
+from handler.config import ProcessConfig, parse_config
 from handler.errors import ConfigError
+from handler.naming import bucket_name_problem, did_you_mean
+from handler.settings import REQUIRED, Setting, markdown_table
 from handler.width import MAX_MAP_WIDTH
 
 NAMESPACE = "data-file-ingestion"

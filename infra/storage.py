@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from handler.config import LEDGER_ROOT
+from handler.layout import LEDGER_ROOT
 from infra.policies import access_log_bucket_policy, deny_insecure_transport_policy
 from infra.roles import policy_json
 from infra.workflow_definition import MAP_RESULTS_PREFIX

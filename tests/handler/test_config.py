@@ -9,19 +9,18 @@ from typing import Any
 import pytest
 
 from handler.config import (
-    DEFAULT_KEY_TEMPLATE,
     DEFAULT_SCHEDULE,
     DatasetConfig,
     Location,
     ProcessConfig,
-    bucket_name_problem,
-    did_you_mean,
     normalise_prefix,
     parse_config,
     parse_config_text,
 )
 from handler.errors import ConfigError, UnknownDataset
+from handler.naming import bucket_name_problem, did_you_mean
 from handler.schedules import schedule_problem
+from handler.templates import DEFAULT_KEY_TEMPLATE
 
 NAME = "sales"
 
