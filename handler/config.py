@@ -26,6 +26,7 @@ from .errors import ConfigError, UnknownDataset
 from .layout import LEDGER_ROOT, TablePatterns, table_folder
 from .naming import (
     bucket_name_problem,
+    bucket_problems,
     dataset_name_problem,
     did_you_mean,
     kms_key_arn_problems,
@@ -34,7 +35,7 @@ from .naming import (
 )
 from .schedules import EXAMPLE as DEFAULT_SCHEDULE
 from .schedules import schedule_problem
-from .settings import DAY, REQUIRED, GiB, MiB, Setting, TiB, one_problem
+from .settings import DAY, REQUIRED, GiB, MiB, Setting, TiB
 from .templates import DEFAULT_KEY_TEMPLATE, DEFAULT_TABLE_KEY_TEMPLATE, key_template_problems, layout_problems
 
 # ---- the dataset fields --------------------------------------------------------------------------------------
@@ -50,6 +51,11 @@ def _include_problems(patterns: Any) -> list[str]:
     if patterns == []:
         return ["an empty list would include nothing; omit it to include everything"]
     return _patterns_problems(patterns)
+
+
+def _schedule_problems(expression: Any) -> list[str]:
+    problem = schedule_problem(expression)
+    return [problem] if problem else []
 
 
 def _tables_problems(value: Any) -> list[str]:
@@ -230,7 +236,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         "plan from the source bucket's S3 Inventory report instead of listing it (docs/inventory.md): the bucket "
         "the CSV reports are delivered to. No bucket: the source is listed.",
         attribute="inventory_bucket",
-        check=one_problem(bucket_name_problem),
+        check=bucket_problems,
     ),
     Setting(
         "inventory.prefix",
@@ -272,7 +278,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         DEFAULT_SCHEDULE,
         "Pulumi only: EventBridge Scheduler expression (`cron(...)`, `rate(...)` or `at(...)`, checked as AWS checks "
         "them: `handler/schedules.py`), in the dataset's `timezone`.",
-        check=one_problem(schedule_problem),
+        check=_schedule_problems,
     ),
 )
 """Every field of a dataset config, in the order the README lists them and the parser reports problems."""

@@ -38,6 +38,14 @@ def bucket_name_problem(bucket: str) -> str | None:
     )
 
 
+def bucket_problems(bucket: Any) -> list[str]:
+    """A bucket setting's check: a document may hold anything there, and only a string can be a name."""
+    if not isinstance(bucket, str):
+        return ["must be a non-empty string"]
+    problem = bucket_name_problem(bucket)
+    return [problem] if problem else []
+
+
 def did_you_mean(name: str, known: Iterable[str], listing: str = "allowed") -> str:
     """The tail of an "unknown name" message: the closest known name, or else all of them under `listing`.
 

@@ -152,14 +152,3 @@ def _shown(value: Any, unit: str = "") -> str:
     if unit == "seconds" and value >= DAY and value % DAY == 0:
         return f"{value // DAY} day{'s' if value > DAY else ''}"
     return _number(value)
-
-
-def one_problem(rule: Callable[[Any], str | None]) -> Callable[[Any], list[str]]:
-    """A Setting's `check` from a rule that names at most one problem (None: none), as the bucket and schedule
-    rules do: they are also asked for one message where no settings table is involved."""
-
-    def check(value: Any) -> list[str]:
-        problem = rule(value)
-        return [problem] if problem else []
-
-    return check

@@ -145,6 +145,7 @@ def _shortened(key: str, keep: int = 100) -> str:
 
 
 def key_template_problems(template: Any) -> list[str]:
+    """The `key_template` field's check: a document may hold anything there, and blank text is no template."""
     if not isinstance(template, str) or not template.strip():
         return ["must be a non-empty string"]
     return template_problems(template)

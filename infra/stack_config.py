@@ -29,7 +29,7 @@ import pulumi
 
 from handler.config import ProcessConfig, parse_config
 from handler.errors import ConfigError
-from handler.naming import bucket_name_problem, did_you_mean
+from handler.naming import bucket_problems, did_you_mean
 from handler.settings import REQUIRED, Setting, markdown_table
 from handler.width import MAX_MAP_WIDTH
 
@@ -99,13 +99,6 @@ class Subscription:
     endpoint: str
 
 
-def _bucket_problems(bucket: Any) -> list[str]:
-    if not isinstance(bucket, str):
-        return ["must be a non-empty string"]
-    problem = bucket_name_problem(bucket)
-    return [problem] if problem else []
-
-
 def _kms_key_problems(arn: Any) -> list[str]:
     if isinstance(arn, str) and _KMS_KEY_ARN.match(arn):
         return []
@@ -172,7 +165,7 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "Name of the raw bucket the stack creates, where every dataset lands: a dataset may leave `target.bucket` "
         "out, and one it gives must be this bucket. May contain `{account_id}` and `{region}`.",
         attribute="raw_bucket",
-        check=_bucket_problems,
+        check=bucket_problems,
     ),
     Setting(
         "configBucket",
@@ -180,7 +173,7 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         REQUIRED,
         "Name of the config bucket the stack creates. May contain `{account_id}` and `{region}`.",
         attribute="config_bucket",
-        check=_bucket_problems,
+        check=bucket_problems,
     ),
     Setting(
         "datasets",
@@ -555,7 +548,7 @@ def parse_stack_config(
             group, _, name = setting.path.rpartition(".")
             (plain[group] if group else plain)[name] = raw.read(setting)
     raw_bucket = plain["raw_bucket"]
-    usable_raw = isinstance(raw_bucket, str) and not _bucket_problems(raw_bucket)
+    usable_raw = isinstance(raw_bucket, str) and not bucket_problems(raw_bucket)
     datasets = _parse_datasets(
         names.fill_datasets(raw.structured("datasets"), raw_bucket if usable_raw else _RAW_BUCKET_STAND_IN),
         values.get("datasets") is not None,

@@ -934,6 +934,7 @@ def test_an_inventory_section_is_read_with_its_prefix_as_a_folder() -> None:
         ({"prefix": "inventory/x/"}, "datasets.movielens.inventory.bucket: missing"),
         ({"bucket": "inventory-bucket"}, "datasets.movielens.inventory.prefix: missing"),
         ({"bucket": "Bad_Bucket", "prefix": "p/"}, "datasets.movielens.inventory.bucket:"),
+        ({"bucket": 5, "prefix": "p/"}, "datasets.movielens.inventory.bucket: must be a non-empty string"),
         ({"bucket": "inventory-bucket", "prefix": "p/", "sortd": True}, "inventory.sortd: unknown field; did you mean"),
         ({"bucket": "inventory-bucket", "prefix": "p/", "sorted": "yes"}, "inventory.sorted: must be true or false"),
         ("s3://inventory-bucket/p/", "datasets.movielens.inventory: must be an object"),
