@@ -298,6 +298,9 @@ def _default(name: str) -> Any:
     return _FIELD[name].default
 
 
+# ---- the dataset type ----------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Location:
     """A bucket and a key prefix; the prefix is empty or ends with `/`."""
@@ -395,6 +398,9 @@ class ProcessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"datasets": {name: ds.to_dict() for name, ds in self.datasets.items()}}
+
+
+# ---- parsing -------------------------------------------------------------------------------------------------
 
 
 def parse_config(data: Any) -> ProcessConfig:

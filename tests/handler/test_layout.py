@@ -314,7 +314,7 @@ def test_a_key_that_would_land_inside_the_ledger_is_unsafe(relative: str, templa
         render(relative, template=template, prefix="")
 
 
-# ---- the config's sample keys ---------------------------------------------------------------------------------
+# ---- the template check's sample keys ----------------------------------------------------------------------------
 
 
 def test_the_samples_a_template_is_checked_with_are_distinct_safe_keys_of_several_shapes() -> None:
