@@ -1,360 +1,44 @@
-"""The process config: one schema for the runtime and the Pulumi stack config.
+"""The process config: the dataset fields, the dataset type, and the parser that checks a document as a whole.
 
 A config is validated as a whole before anything is copied, and every problem is reported at once with
 the dataset and field it belongs to, so a typo in a nightly config fails loudly at deploy time instead of
 half-way through a run.
 
-Every dataset field is one row of `DATASET_FIELDS`: its name, type, default, range and doc are written
-there and nowhere else. The `DatasetConfig` defaults, the parser's checks, `with_overrides` and the README's
-field table (`markdown_table`) are all read from it, so they cannot drift apart.
+Every dataset field is one row of `DATASET_FIELDS` (a settings.Setting): its name, type, default, range and
+doc are written there and nowhere else. The `DatasetConfig` defaults, the parser's checks, `with_overrides`
+and the README's field table (`settings.markdown_table`) are all read from it, so they cannot drift apart.
+The rules a field's value must follow are in the modules named for them: naming.py (datasets, buckets, time
+zones, ARNs), templates.py (key templates), columns.py (tables) and schedules.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
 import json
 import re
-import string
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date as Date
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .columns import Table, glue_table_name, read_tables, table_patterns
 from .errors import ConfigError, UnknownDataset
-from .layout import (
-    LEDGER_ROOT,
-    PARTITION_KEY,
-    PARTITION_SEGMENT,
-    AmbiguousTable,
-    DotSegment,
-    InLedger,
-    KeyTooLong,
-    TablePatterns,
-    UnsafeKey,
-    placeholders,
-    render_target_key,
-    table_folder,
+from .layout import LEDGER_ROOT, TablePatterns, table_folder
+from .naming import (
+    bucket_name_problem,
+    bucket_problems,
+    dataset_name_problem,
+    did_you_mean,
+    kms_key_arn_problems,
+    timezone_problems,
+    topic_arn_problems,
 )
 from .schedules import EXAMPLE as DEFAULT_SCHEDULE
 from .schedules import schedule_problem
+from .settings import DAY, REQUIRED, GiB, MiB, Setting, TiB
+from .templates import DEFAULT_KEY_TEMPLATE, DEFAULT_TABLE_KEY_TEMPLATE, key_template_problems, layout_problems
 
-__all__ = ["LEDGER_ROOT"]  # defined beside the key rendering that guards it; read from here by the rest
-
-DEFAULT_KEY_TEMPLATE = "{dir}/ingest_date={date}/{name}"
-DEFAULT_TABLE_KEY_TEMPLATE = "{table}/ingest_date={date}/{path}"
-"""The default of a dataset with `tables`: a folder per table, a Hive partition per night, the source path below.
-
-`{path}` rather than `{name}` below the partition keeps two files of one name in different source folders
-apart (the template check requires it); for a source without folders the two are the same."""
-
-TEMPLATE_SAMPLE_KEYS: tuple[str, ...] = (
-    "a.csv",
-    "dir/sub/file.tar.gz",
-    ".env",
-    "README",
-    "données/été 2024 ✓/映画.csv",
-    "ab/c.csv",
-    "a/bc.csv",
-    "/".join(f"level-{n:02d}" for n in range(12)) + "/" + "x" * 40 + ".parquet",
-)
-"""Ordinary, distinct source keys (relative to the source prefix) that every key template must land.
-
-The syntax check cannot see what a template does to real keys (`{dir}/../{date}/{name}` is well formed);
-rendering these through `layout.render_target_key`, the planner's own function, can. `ab/c.csv` and
-`a/bc.csv` catch placeholders glued together (`{dir}{name}`); the last is a long-ish (156-byte) key."""
-TEMPLATE_SAMPLE_DATE = Date(2026, 11, 27)
-TEMPLATE_SAMPLE_RUN_ID = "20261127T200000000Z-3f9a1c"
-
-PLACEHOLDERS = frozenset(
-    {"dataset", "table", "path", "dir", "name", "stem", "ext", "date", "yyyy", "mm", "dd", "run_id"}
-)
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
-DAY = 24 * 3600
-
-_DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-# S3 bucket naming rules (general purpose buckets); dots allowed but not adjacent.
-_BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-# ---- settings tables -----------------------------------------------------------------------------------------
-
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Any = _Required()
-"""The default of a setting that has none: a document must give it."""
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One row of a settings table: the one place a setting's name, type, default, range and doc are written.
-
-    The process config's `DATASET_FIELDS` and the stack config's table in `infra/stack_config.py` are made of
-    these, so the dataclass defaults, the checks and the documentation tables all read the same row.
-    """
-
-    name: str
-    """As a document spells it: `concurrency`, `source.bucket`, `lambdaMemoryMb`."""
-    type: type
-    """The value's JSON type: int, float, str, bool, list or dict."""
-    default: Any
-    """REQUIRED when a document must give it; None when leaving it out means "none"."""
-    doc: str
-    low: int | float | None = None
-    high: int | float | None = None
-    unit: str = ""
-    """"bytes" or "seconds": how the documentation writes its numbers (256 MiB, 7 days)."""
-    attribute: str = ""
-    """Dotted path of the value on the config object, when it is not the name (`function.memory_mb`)."""
-    check: Callable[[Any], list[str]] | None = None
-    """What a value of the right type and range must also be; returns the problems (empty: none)."""
-    choices: tuple[Any, ...] = ()
-    """The only values allowed, when there is such a list."""
-    decode: Callable[[Any], Any] | None = None
-    """How a reader of text (the Pulumi CLI's strings) turns a value of the right type into the stored one."""
-    held: Callable[[Any], Any] | None = None
-    """How the config object holds a checked value, when not as the document gives it (`tables`: Table objects)."""
-    written: Callable[[Any], Any] | None = None
-    """How a held value is written back into a document: the inverse of `held`."""
-
-    @property
-    def path(self) -> str:
-        return self.attribute or self.name
-
-    def read(self, obj: Any) -> Any:
-        """This setting's value on a config object."""
-        return functools.reduce(getattr, self.path.split("."), obj)
-
-    def problems(self, value: Any) -> list[str]:
-        """Why `value` cannot be this setting's value (empty: it can); the caller prefixes where it is.
-
-        None is "not set" for a setting whose default is None, and a missing required value is reported by
-        whoever read the document (it knows whether the key was absent), so neither is a problem here.
-        """
-        if value is None and (self.default is None or self.default is REQUIRED):
-            return []
-        if self.type is bool:
-            return [] if isinstance(value, bool) else ["must be true or false"]
-        if self.low is not None and self.high is not None:
-            problem = _number_problem(value, self.low, self.high, whole=self.type is int)
-            if problem:
-                return [problem]
-        found = self.check(value) if self.check else []
-        if not found and self.choices and value not in self.choices:
-            found = [f"{value!r} is not one of {', '.join(str(c) for c in self.choices)}"]
-        return found
-
-    def stored(self, value: Any) -> Any:
-        """The value as the config object holds it: JSON lists become tuples, so the object stays frozen."""
-        if self.held is not None:
-            return self.held(value)
-        return tuple(value) if self.type is list else value
-
-    def document(self, value: Any) -> Any:
-        """A held value as a document writes it (the inverse of `stored`)."""
-        if self.written is not None:
-            return self.written(value)
-        return list(value) if isinstance(value, tuple) else value
-
-    def default_text(self) -> str:
-        return _shown(self.default, self.unit)
-
-    def range_text(self) -> str:
-        if self.choices:
-            return ", ".join(_shown(c, self.unit) for c in self.choices)
-        if self.low is None or self.high is None:
-            return ""
-        return f"{_shown(self.low, self.unit)} to {_shown(self.high, self.unit)}"
-
-
-def markdown_table(
-    settings: Iterable[Setting], headers: Sequence[str] = ("field", "default", "range", "meaning")
-) -> str:
-    """A settings table as the docs show it; tests hold the README and docs/deploy.md to exactly this text."""
-    rows = [list(headers), ["---"] * len(headers)]
-    rows += [[f"`{s.name}`", s.default_text(), s.range_text(), s.doc] for s in settings]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
-
-
-def _number_problem(value: Any, low: float, high: float, *, whole: bool) -> str | None:
-    # bool is an int to Python, but `true` for a number is a mistake; NaN would pass every comparison.
-    if isinstance(value, bool) or not isinstance(value, int if whole else int | float) or value != value:
-        kind = "a whole number" if whole else "a number"
-        return f"must be {kind} between {_number(low)} and {_number(high)}, got {value!r}"
-    if not low <= value <= high:
-        return f"must be between {_number(low)} and {_number(high)}, got {_number(value)}"
-    return None
-
-
-def _number(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _shown(value: Any, unit: str = "") -> str:
-    """A value as the documentation writes it: JSON in code style, sizes and durations in their units."""
-    if value is REQUIRED:
-        return "required"
-    if value is None:
-        return "none"
-    if isinstance(value, bool | list | tuple) or value == "":
-        return f"`{json.dumps(list(value) if isinstance(value, tuple) else value)}`"
-    if isinstance(value, str):
-        return f"`{value}`"
-    if unit == "bytes":
-        for size, name in ((TiB, "TiB"), (GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
-            if value >= size and value % size == 0:
-                return f"{value // size} {name}"
-    if unit == "seconds" and value >= DAY and value % DAY == 0:
-        return f"{value // DAY} day{'s' if value > DAY else ''}"
-    return _number(value)
-
-
-# ---- single values -------------------------------------------------------------------------------------------
-
-
-def bucket_name_problem(bucket: str) -> str | None:
-    """Why `bucket` is not an S3 bucket name, or None.
-
-    The runtime and the stack both check names before anything talks to S3, so a URI or an ARN pasted where
-    a name belongs is caught with a hint instead of failing later as an opaque S3 error.
-    """
-    if _BUCKET_NAME.match(bucket):
-        return None
-    return (
-        f"{bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-'); "
-        "give the name, not an ARN or s3:// URI"
-    )
-
-
-def did_you_mean(name: str, known: Iterable[str], listing: str = "allowed") -> str:
-    """The tail of an "unknown name" message: the closest known name, or else all of them under `listing`.
-
-    A misspelt optional field would otherwise fall back to its default without a word; naming the likely
-    intended one makes the fix obvious.
-    """
-    names = sorted(known)
-    close = difflib.get_close_matches(name, names, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; {listing}: {', '.join(names)}"
-
-
-def template_problems(template: str) -> list[str]:
-    """Why a key template cannot work (empty list: it can)."""
-    problems = []
-    try:
-        fields = list(string.Formatter().parse(template))
-    except ValueError as err:
-        return [f"{template!r} is malformed ({err}); write literal braces as '{{{{' and '}}}}'"]
-    used: set[str] = set()
-    for _, name, spec, conversion in fields:
-        if name is None:
-            continue
-        if name not in PLACEHOLDERS:
-            problems.append(
-                f"unknown placeholder {{{name}}}; known: " + ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
-            )
-        elif spec or conversion:
-            problems.append(f"placeholder {{{name}}} takes no format spec or conversion")
-        used.add(name)
-    if "date" not in used and not {"yyyy", "mm", "dd"} <= used:
-        problems.append("must contain {date} (or {yyyy}, {mm} and {dd}) so each night lands in its own partition")
-    distinct = "path" in used or ("dir" in used and ("name" in used or {"stem", "ext"} <= used))
-    if not distinct:
-        problems.append(
-            "must keep distinct source files distinct: use {path}, or {dir} with {name} (or {stem} and {ext})"
-        )
-    return problems
-
-
-_UNSAFE_WHY = {
-    DotSegment: "a '.' or '..' segment, which could leave target.prefix",
-    InLedger: f"inside the reserved ledger prefix {LEDGER_ROOT!r}",
-    KeyTooLong: "over S3's 1,024-byte key limit",
-}
-
-
-def landing_problems(dataset: str, template: str, target_prefix: str, tables: TablePatterns = ()) -> list[str]:
-    """Why `template` under `target_prefix` would refuse or merge ordinary files (empty list: it would not).
-
-    A template that passes the syntax check can still skip every object as unsafe, every night, with exit 0;
-    rendering TEMPLATE_SAMPLE_KEYS the way the planner will turns that into a config error before any run.
-    Each message starts with the field name; the caller says which dataset.
-    """
-    landed: dict[str, str] = {}
-    collisions: list[tuple[str, str, str]] = []
-    for sample in TEMPLATE_SAMPLE_KEYS:
-        try:
-            key = render_target_key(
-                template,
-                target_prefix,
-                dataset=dataset,
-                relative=sample,
-                run_date=TEMPLATE_SAMPLE_DATE,
-                run_id=TEMPLATE_SAMPLE_RUN_ID,
-                tables=tables,
-            )
-        except AmbiguousTable as err:
-            return [f"tables: an ordinary key such as {sample!r} would fail: {err}"]
-        except UnsafeKey as err:
-            why = next((text for kind, text in _UNSAFE_WHY.items() if isinstance(err, kind)), str(err))
-            return [
-                f"key_template: {template!r} cannot land ordinary files (each would be skipped or fail): for the "
-                f"source key {_shortened(sample)} it renders {_shortened(err.rendered or '')}, {why}; write it "
-                f"with plain folder names and placeholders, outside {LEDGER_ROOT!r}, e.g. the default "
-                f"{DEFAULT_KEY_TEMPLATE!r}"
-            ]
-        except (KeyError, IndexError, ValueError, AttributeError):
-            return []  # malformed: template_problems says why
-        if key in landed:
-            collisions.append((landed[key], sample, key))
-        landed.setdefault(key, sample)
-    if not collisions or template_problems(template):
-        return []  # a template without a file name part is refused once, by the syntax check
-    first, second, key = collisions[0]
-    return [
-        f"key_template: {template!r} lands different files on one key: {first!r} and {second!r} both render "
-        f"{key!r}; separate {{dir}} from the file name with '/' (e.g. {{dir}}/{{date}}/{{name}}) or use {{path}}"
-    ]
-
-
-def _shortened(key: str, keep: int = 100) -> str:
-    """A key quoted for a message, its middle cut when long: the message stays readable, the shape visible."""
-    if len(key) <= keep:
-        return repr(key)
-    return f"{key[: keep // 2]!r}...{key[-keep // 2 :]!r} ({len(key.encode('utf-8'))} bytes)"
-
-
-def parse_run_date(text: Any) -> Date:
-    """A run's date from text; only YYYY-MM-DD, since Python 3.11 would also read `20261127` or `2026-W48-5`."""
-    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise ValueError(f"{text!r} is not YYYY-MM-DD")
-    try:
-        return Date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not YYYY-MM-DD (no such day)") from None
-
-
-def _valid_timezone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
-def _key_template_problems(template: Any) -> list[str]:
-    if not isinstance(template, str) or not template.strip():
-        return ["must be a non-empty string"]
-    return template_problems(template)
+# ---- the dataset fields --------------------------------------------------------------------------------------
 
 
 def _patterns_problems(patterns: Any) -> list[str]:
@@ -369,251 +53,9 @@ def _include_problems(patterns: Any) -> list[str]:
     return _patterns_problems(patterns)
 
 
-def _timezone_problems(name: Any) -> list[str]:
-    if isinstance(name, str) and _valid_timezone(name):
-        return []
-    return [f"{name!r} is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')"]
-
-
-def _topic_arn_problems(arn: Any) -> list[str]:
-    if isinstance(arn, str) and arn.startswith("arn:"):
-        return []
-    return ["must be an SNS topic ARN (arn:aws:sns:...) or omitted"]
-
-
-_KEY_ID = r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-_KMS_KEY_ARN = re.compile(rf"^arn:aws[a-z-]*:kms:[a-z]{{2}}(?:-[a-z]+)+-\d+:\d{{12}}:key/{_KEY_ID}$")
-_KMS_KEY_SHAPE = "arn:<partition>:kms:<region>:<12-digit account>:key/<key id>"
-# Why a key ARN and nothing shorter (AWS KMS developer guide, "Specifying KMS keys in IAM policy statements"):
-# an IAM policy names a key only by its key ARN, never by a key id, an alias name or an alias ARN.
-_WHY_KEY_ARN = "an IAM policy can allow a key (above all one of another account) only by its key ARN"
-
-
-def kms_key_arn_problems(arn: Any) -> list[str]:
-    """Why `arn` cannot name the KMS key a source (or its inventory reports) is encrypted with (empty: it can).
-
-    The stack puts the value in the Resource of the function role's kms:Decrypt statement, where only a key ARN
-    matches the key: an alias or a bare key id would deploy a statement that allows nothing, and every object
-    would fail with AccessDenied at night. Each wrong form is named, with the form that works.
-    """
-    if isinstance(arn, str) and _KMS_KEY_ARN.match(arn):
-        return []
-    if not isinstance(arn, str):
-        return [f"must be a KMS key ARN ({_KMS_KEY_SHAPE}), got {arn!r}"]
-    if arn.startswith("alias/") or re.match(r"^arn:[^:]*:kms:[^:]*:[^:]*:alias/", arn):
-        what = "an alias, not a key ARN"
-    elif re.fullmatch(_KEY_ID, arn):
-        what = "a key id, not a key ARN"
-    else:
-        what = "not a KMS key ARN"
-    return [
-        f"{arn!r} is {what}: give the key's full ARN, {_KMS_KEY_SHAPE} (`aws kms describe-key --key-id <alias or "
-        f"id> --query KeyMetadata.Arn`, run in the key's account), because {_WHY_KEY_ARN}"
-    ]
-
-
 def _schedule_problems(expression: Any) -> list[str]:
     problem = schedule_problem(expression)
     return [problem] if problem else []
-
-
-# ---- tables: one folder (and catalog table) per kind of file --------------------------------------------------
-
-TABLE_FORMATS = ("csv", "json", "parquet")
-HIVE_TYPES = ("string", "boolean", "tinyint", "smallint", "int", "bigint", "float", "double", "date", "timestamp")
-QUOTED_CSV_TYPES = ("string", "boolean", "int", "bigint", "double")
-"""The only types OpenCSVSerde (quoted CSV) parses; others come back wrong or fail, so they are refused."""
-_PARAMETRISED_TYPE = re.compile(r"^(decimal\(\d{1,2}(,\s*\d{1,2})?\)|varchar\(\d{1,5}\)|char\(\d{1,3}\)|decimal)$")
-_NESTED_TYPE = re.compile(r"^(array|map|struct)<.+>$")
-_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_TABLE_FIELDS = ("pattern", "format", "columns", "header", "delimiter", "quoted")
-_CSV_ONLY = ("header", "delimiter", "quoted")
-_COLUMN_FIELDS = ("name", "type", "comment")
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a described table, as written in the config (the catalog spec lowercases the name)."""
-
-    name: str
-    type: str
-    comment: str = ""
-
-
-@dataclass(frozen=True)
-class Table:
-    """One kind of file of a dataset: which keys belong to it, and, when described, how to read them.
-
-    A table with columns is *described*: the stack can create its catalog table (handler/tables.py).
-    """
-
-    name: str
-    patterns: tuple[str, ...]
-    columns: tuple[Column, ...] = ()
-    format: str = "csv"
-    header: bool = True
-    """CSV: the first line of each file names the columns and is skipped."""
-    delimiter: str = ","
-    quoted: bool = True
-    """CSV: fields may be in double quotes (OpenCSVSerde); false: no quoting at all (LazySimpleSerDe)."""
-
-    @property
-    def described(self) -> bool:
-        return bool(self.columns)
-
-    def to_document(self) -> Any:
-        """The table as a config document writes it; it reads back to an equal Table."""
-        if not self.described:
-            return list(self.patterns)
-        document: dict[str, Any] = {"pattern": list(self.patterns), "format": self.format}
-        if self.format == "csv":
-            document.update(header=self.header, delimiter=self.delimiter, quoted=self.quoted)
-        document["columns"] = [
-            {"name": c.name, "type": c.type, **({"comment": c.comment} if c.comment else {})} for c in self.columns
-        ]
-        return document
-
-
-def glue_table_name(dataset: str, table: str) -> str:
-    """The catalog name of a dataset's table: one database holds every dataset's tables, so the dataset is in it."""
-    return f"{dataset}_{table}".replace("-", "_")
-
-
-def read_tables(value: Any) -> tuple[tuple[Table, ...], list[str]]:
-    """The tables of a `tables` value, by name, and every problem with it.
-
-    Held by name, not in document order: an object's order means nothing (the stack writes the config
-    objects with sorted keys, Pulumi sorts its config), and nothing depends on it, since a key that matches
-    two tables fails instead of taking the first. Problems about one table start with its path
-    (`.ratings.columns[1].type: ...`), so the field name before them reads as one dotted path; problems
-    about the whole value start with the problem itself.
-    """
-    example = '{"ratings": "ratings*.csv"}'
-    if not isinstance(value, Mapping):
-        return (), [f"must be an object of table name -> glob pattern(s) or table description, e.g. {example}"]
-    if not value:
-        return (), ["an empty object names no table; omit tables to land every file without a table folder"]
-    tables: list[Table] = []
-    problems: list[str] = []
-    for name, spec in value.items():
-        table, found = _read_table(str(name), spec)
-        problems.extend(found)
-        if table is not None and not found:
-            tables.append(table)
-    return tuple(sorted(tables, key=lambda table: table.name)), problems
-
-
-def _read_table(name: str, spec: Any) -> tuple[Table | None, list[str]]:
-    where = f".{name}"
-    problems: list[str] = []
-    if not _TABLE_NAME.match(name):
-        problems.append(
-            f"{where}: a table name must be 1-64 lowercase letters, digits or '_', starting with a letter (it names "
-            "the table's folder and its Athena table)"
-        )
-    if isinstance(spec, str | list):
-        patterns, found = _table_patterns(spec)
-        return (Table(name, patterns) if not found else None), problems + [f"{where}: {p}" for p in found]
-    if not isinstance(spec, Mapping):
-        return None, problems + [
-            f'{where}: must be a glob pattern, a list of them, or an object with "pattern" (and, to describe the '
-            'table, "columns")'
-        ]
-    problems += [
-        f"{where}.{key}: unknown field{did_you_mean(str(key), _TABLE_FIELDS)}"
-        for key in spec
-        if key not in _TABLE_FIELDS
-    ]
-    if "pattern" not in spec:
-        problems.append(f"{where}.pattern: missing; give the glob pattern(s) of the keys of this table")
-        patterns: tuple[str, ...] = ()
-    else:
-        patterns, found = _table_patterns(spec["pattern"])
-        problems += [f"{where}.pattern: {p}" for p in found]
-    options = {key: spec[key] for key in ("format", "header", "delimiter", "quoted") if key in spec}
-    fmt = options.get("format", "csv")
-    if fmt not in TABLE_FORMATS:
-        problems.append(f"{where}.format: {fmt!r} is not one of {', '.join(TABLE_FORMATS)}")
-    for key in ("header", "quoted"):
-        if key in options and not isinstance(options[key], bool):
-            problems.append(f"{where}.{key}: must be true or false")
-    if "delimiter" in options and not (isinstance(options["delimiter"], str) and len(options["delimiter"]) == 1):
-        problems.append(f'{where}.delimiter: must be one character, e.g. "," or "\\t"')
-    if fmt != "csv":
-        problems += [f"{where}.{key}: only a csv table has it" for key in _CSV_ONLY if key in options]
-    if "columns" not in spec:
-        if options:
-            problems.append(
-                f"{where}.columns: missing; {', '.join(sorted(options))} describe a table the stack creates, which "
-                "needs its columns (or give only the pattern)"
-            )
-        columns: tuple[Column, ...] = ()
-    else:
-        quoted = fmt == "csv" and options.get("quoted", True) is True
-        columns, found = _table_columns(spec["columns"], quoted_csv=quoted)
-        problems += [f"{where}.columns{p}" for p in found]
-    if problems:
-        return None, problems
-    return Table(name, patterns, columns, **options), []
-
-
-def _table_patterns(value: Any) -> tuple[tuple[str, ...], list[str]]:
-    patterns = [value] if isinstance(value, str) else value
-    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
-        return (), ['must be a glob pattern or a non-empty list of them, e.g. "ratings*.csv"']
-    return tuple(patterns), []
-
-
-def _table_columns(value: Any, *, quoted_csv: bool) -> tuple[tuple[Column, ...], list[str]]:
-    """Columns in file order: a list, since JSON objects (and Pulumi's stack config) do not keep key order."""
-    if not isinstance(value, list) or not value:
-        return (), [': must be a non-empty list of {"name": ..., "type": ...} in the order of the file\'s fields']
-    columns: list[Column] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for n, raw in enumerate(value):
-        where = f"[{n}]"
-        if not isinstance(raw, Mapping):
-            problems.append(f'{where}: must be an object {{"name": ..., "type": ...}}')
-            continue
-        problems += [
-            f"{where}.{key}: unknown field{did_you_mean(str(key), _COLUMN_FIELDS)}"
-            for key in raw
-            if key not in _COLUMN_FIELDS
-        ]
-        name, kind, comment = raw.get("name"), raw.get("type"), raw.get("comment", "")
-        if not isinstance(name, str) or not _COLUMN_NAME.match(name):
-            problems.append(f"{where}.name: must be letters, digits or '_', not starting with a digit, got {name!r}")
-        elif name.lower() == PARTITION_KEY:
-            problems.append(
-                f"{where}.name: {name!r} is the partition column every table gets from its folders; rename it"
-            )
-        elif name.lower() in seen:
-            problems.append(f"{where}.name: {name!r} is also column {seen[name.lower()]} (names ignore case)")
-        else:
-            seen[name.lower()] = n
-        problems += [f"{where}.type: {p}" for p in _column_type_problems(kind, quoted_csv=quoted_csv)]
-        if not isinstance(comment, str):
-            problems.append(f"{where}.comment: must be a string")
-        columns.append(Column(str(name), str(kind), comment if isinstance(comment, str) else ""))
-    return tuple(columns), problems
-
-
-def _column_type_problems(kind: Any, *, quoted_csv: bool) -> list[str]:
-    if not isinstance(kind, str) or not kind:
-        return [f"must be a Hive type name ({', '.join(HIVE_TYPES)}, decimal(p,s), ...), got {kind!r}"]
-    lowered = kind.lower()
-    if quoted_csv:
-        if lowered in QUOTED_CSV_TYPES:
-            return []
-        return [
-            f"{kind!r}: a quoted csv table (OpenCSVSerde) reads only {', '.join(QUOTED_CSV_TYPES)}; declare it string "
-            "and CAST it in a query, or set quoted: false if the files never quote a field"
-        ]
-    if lowered in HIVE_TYPES or _PARAMETRISED_TYPE.match(lowered) or _NESTED_TYPE.match(lowered):
-        return []
-    return [f"{kind!r} is not a Hive type{did_you_mean(lowered, HIVE_TYPES, 'types')}"]
 
 
 def _tables_problems(value: Any) -> list[str]:
@@ -627,42 +69,6 @@ def _held_tables(value: Any) -> tuple[Table, ...]:
 def _written_tables(tables: tuple[Table, ...]) -> dict[str, Any]:
     return {table.name: table.to_document() for table in tables}
 
-
-def table_layout_problems(
-    dataset: str, template: str, target_prefix: str, tables: tuple[Table, ...] | None, *, tables_given: bool
-) -> list[str]:
-    """Why a dataset's key_template and tables do not fit together (empty: they do); each starts with its field.
-
-    `{table}` needs tables to say what it renders; tables need `{table}`, or every table would land in one
-    folder; a described table needs its folder to be one location with `ingest_date=` partitions under it.
-    """
-    uses_table = "table" in placeholders(template)
-    if uses_table and not tables_given:
-        return [
-            f"key_template: {template!r} uses {{table}}, which needs the dataset's tables (table name -> glob "
-            'pattern(s), e.g. {"ratings": "ratings*.csv"}); add tables or remove {table}'
-        ]
-    if tables_given and not uses_table:
-        return [
-            f"tables: key_template {template!r} has no {{table}}, so every table would land in one folder; add "
-            f"{{table}} (the default with tables is {DEFAULT_TABLE_KEY_TEMPLATE!r}) or remove tables"
-        ]
-    problems = []
-    for table in tables or ():
-        if not table.described:
-            continue
-        try:
-            table_folder(template, target_prefix, dataset=dataset, table=table.name)
-        except ValueError as err:
-            problems.append(
-                f"tables.{table.name}.columns: the table is described, but key_template {template!r} gives it no one "
-                f"location to create its catalog table at: {err}. Write its folders as fixed text and {{table}} "
-                f"followed by {PARTITION_SEGMENT!r}, e.g. {DEFAULT_TABLE_KEY_TEMPLATE!r}"
-            )
-    return problems
-
-
-# ---- the dataset fields --------------------------------------------------------------------------------------
 
 DATASET_FIELDS: tuple[Setting, ...] = (
     Setting("source.bucket", str, REQUIRED, "where the files are: the source bucket's name."),
@@ -709,7 +115,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         DEFAULT_KEY_TEMPLATE,
         f"the landed key, under `target.prefix` (see below). With `tables` the default is "
         f"`{DEFAULT_TABLE_KEY_TEMPLATE}`.",
-        check=_key_template_problems,
+        check=key_template_problems,
     ),
     Setting(
         "tables",
@@ -742,7 +148,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         str,
         "UTC",
         "IANA zone that decides which date a run belongs to (a run at 20:00 in `America/Chicago` is that day).",
-        check=_timezone_problems,
+        check=timezone_problems,
     ),
     Setting("concurrency", int, 32, "parallel copies; the S3 connection pool is sized to it.", 1, 1024),
     Setting(
@@ -830,7 +236,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         "plan from the source bucket's S3 Inventory report instead of listing it (docs/inventory.md): the bucket "
         "the CSV reports are delivered to. No bucket: the source is listed.",
         attribute="inventory_bucket",
-        check=lambda bucket: [p] if (p := bucket_name_problem(bucket)) else [],
+        check=bucket_problems,
     ),
     Setting(
         "inventory.prefix",
@@ -864,7 +270,7 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         str,
         None,
         "SNS topic for run notifications (also `--topic-arn` or `SNS_TOPIC_ARN`). No topic: no message, no error.",
-        check=_topic_arn_problems,
+        check=topic_arn_problems,
     ),
     Setting(
         "schedule",
@@ -890,6 +296,9 @@ _LOCATION_FIELDS = {
 
 def _default(name: str) -> Any:
     return _FIELD[name].default
+
+
+# ---- the dataset type ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -943,7 +352,7 @@ class DatasetConfig:
     @property
     def table_patterns(self) -> TablePatterns:
         """Each table's name and patterns, as the key layout matches them."""
-        return tuple((table.name, table.patterns) for table in self.tables or ())
+        return table_patterns(self.tables)
 
     def table_folder(self, table: Table) -> str:
         """The key prefix (in the target bucket) that `table`'s files land under, above its partition folders."""
@@ -989,6 +398,9 @@ class ProcessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"datasets": {name: ds.to_dict() for name, ds in self.datasets.items()}}
+
+
+# ---- parsing -------------------------------------------------------------------------------------------------
 
 
 def parse_config(data: Any) -> ProcessConfig:
@@ -1099,11 +511,8 @@ def _duplicate_paths(data: Any) -> Iterator[str]:
 def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | None:
     where = f"datasets.{name}"
     start = len(problems)
-    if not _DATASET_NAME.match(name):
-        problems.append(
-            f"{where}: dataset name must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter "
-            "or digit (it is used in S3 keys and resource names)"
-        )
+    if problem := dataset_name_problem(name):
+        problems.append(f"{where}: {problem}")
     if not isinstance(raw, Mapping):
         problems.append(f"{where}: must be an object")
         return None
@@ -1131,25 +540,12 @@ def _parse_dataset(name: str, raw: Any, problems: list[str]) -> DatasetConfig | 
     if target and isinstance(template, str) and template.strip():
         problems.extend(
             f"{where}.{p}"
-            for p in _layout_problems(name, template, target.prefix, values.get("tables"), tables_given=tables_given)
+            for p in layout_problems(name, template, target.prefix, values.get("tables"), tables_given=tables_given)
         )
 
     if len(problems) > start or source is None or target is None:
         return None
     return DatasetConfig(name=name, source=source, target=target, **values)
-
-
-def _layout_problems(
-    dataset: str, template: str, target_prefix: str, tables: tuple[Table, ...] | None, *, tables_given: bool
-) -> list[str]:
-    """How `template` fits its tables, then what it does to ordinary keys: one check for a document and overrides."""
-    try:
-        placeholders(template)
-    except ValueError:
-        return []  # malformed: template_problems says why
-    problems = table_layout_problems(dataset, template, target_prefix, tables, tables_given=tables_given)
-    patterns = tuple((table.name, table.patterns) for table in tables or ())
-    return problems or landing_problems(dataset, template, target_prefix, patterns)
 
 
 def _inventory_problems(raw: Any) -> list[str]:
@@ -1256,7 +652,7 @@ def with_overrides(dataset: DatasetConfig, **fields: Any) -> DatasetConfig:
         tables = values.get("tables", dataset.tables)
         template = values.get("key_template", dataset.key_template)
         problems.extend(
-            _layout_problems(dataset.name, template, dataset.target.prefix, tables, tables_given=tables is not None)
+            layout_problems(dataset.name, template, dataset.target.prefix, tables, tables_given=tables is not None)
         )
     if problems:
         raise ConfigError(problems)
@@ -1270,3 +666,13 @@ def _take(setting: Setting, value: Any, where: str, problems: list[str], values:
     problems.extend(f"{where}{setting.name}{'' if p.startswith(('.', '[')) else ': '}{p}" for p in found)
     if not found:
         values[setting.path] = setting.stored(value)
+
+
+def parse_run_date(text: Any) -> Date:
+    """A run's date from text; only YYYY-MM-DD, since Python 3.11 would also read `20261127` or `2026-W48-5`."""
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ValueError(f"{text!r} is not YYYY-MM-DD")
+    try:
+        return Date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not YYYY-MM-DD (no such day)") from None

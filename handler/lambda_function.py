@@ -18,10 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .clients import s3_client, sns_client
-from .config import did_you_mean, parse_run_date
+from .config import parse_run_date
 from .configfile import load_config, location_from_env
 from .errors import ConfigError, NotificationFailed, environment_error
 from .metrics import NAMESPACE_ENV, emit
+from .naming import did_you_mean
 from .notify import publish_all
 from .records import RunSummary
 from .retries import log_report, report

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .config import LEDGER_ROOT
+from .layout import LEDGER_ROOT
 from .ledger import LedgerPaths
 from .records import ManifestLine, RunRef, RunSummary
 

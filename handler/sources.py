@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .config import LEDGER_ROOT, DatasetConfig
+from .config import DatasetConfig
 from .inventory import files_for_range, first_key, iter_inventory, latest_manifest, read_manifest
+from .layout import LEDGER_ROOT
 from .s3io import iter_source_objects
 from .selection import SourceObject
 

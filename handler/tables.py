@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .config import Column, DatasetConfig, Table, glue_table_name
+from .columns import Column, Table, glue_table_name
+from .config import DatasetConfig
 from .layout import PARTITION_KEY
 
 PROJECTION_START = "2020-01-01"

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from handler.config import Column, DatasetConfig
+from handler.columns import Column
+from handler.config import DatasetConfig
 from handler.tables import GlueTableSpec, glue_table_specs
 from infra.component import Component
 

@@ -4,7 +4,7 @@ The datasets use the runtime's own schema (`handler.config.parse_config`), so a 
 dataset the Lambda accepts, and the object the stack writes for the Lambda is the validated config itself.
 The stack adds what only a deployment has: bucket names, the KMS key, subscribers and sizes.
 
-Every stack key is one row of `STACK_SETTINGS` (a `handler.config.Setting`): its type, default, range and
+Every stack key is one row of `STACK_SETTINGS` (a `handler.settings.Setting`): its type, default, range and
 doc are written there only. The dataclass defaults, the reader's decoding, the checks of `stack_problems`
 and the key table in docs/deploy.md (`stack_keys_markdown`) all read it.
 
@@ -27,16 +27,10 @@ from typing import Any, TypeVar
 
 import pulumi
 
-from handler.config import (
-    REQUIRED,
-    ProcessConfig,
-    Setting,
-    bucket_name_problem,
-    did_you_mean,
-    markdown_table,
-    parse_config,
-)
+from handler.config import ProcessConfig, parse_config
 from handler.errors import ConfigError
+from handler.naming import bucket_problems, did_you_mean
+from handler.settings import REQUIRED, Setting, markdown_table
 from handler.width import MAX_MAP_WIDTH
 
 NAMESPACE = "data-file-ingestion"
@@ -105,13 +99,6 @@ class Subscription:
     endpoint: str
 
 
-def _bucket_problems(bucket: Any) -> list[str]:
-    if not isinstance(bucket, str):
-        return ["must be a non-empty string"]
-    problem = bucket_name_problem(bucket)
-    return [problem] if problem else []
-
-
 def _kms_key_problems(arn: Any) -> list[str]:
     if isinstance(arn, str) and _KMS_KEY_ARN.match(arn):
         return []
@@ -178,7 +165,7 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "Name of the raw bucket the stack creates, where every dataset lands: a dataset may leave `target.bucket` "
         "out, and one it gives must be this bucket. May contain `{account_id}` and `{region}`.",
         attribute="raw_bucket",
-        check=_bucket_problems,
+        check=bucket_problems,
     ),
     Setting(
         "configBucket",
@@ -186,7 +173,7 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         REQUIRED,
         "Name of the config bucket the stack creates. May contain `{account_id}` and `{region}`.",
         attribute="config_bucket",
-        check=_bucket_problems,
+        check=bucket_problems,
     ),
     Setting(
         "datasets",
@@ -586,7 +573,7 @@ def parse_stack_config(
             group, _, name = setting.path.rpartition(".")
             (plain[group] if group else plain)[name] = raw.read(setting)
     raw_bucket = plain["raw_bucket"]
-    usable_raw = isinstance(raw_bucket, str) and not _bucket_problems(raw_bucket)
+    usable_raw = isinstance(raw_bucket, str) and not bucket_problems(raw_bucket)
     datasets = _parse_datasets(
         names.fill_datasets(raw.structured("datasets"), raw_bucket if usable_raw else _RAW_BUCKET_STAND_IN),
         values.get("datasets") is not None,

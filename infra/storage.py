@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handler.config import LEDGER_ROOT
+from handler.layout import LEDGER_ROOT
 from infra.component import Component
 from infra.policies import access_log_bucket_policy, deny_insecure_transport_policy
 from infra.roles import policy_json

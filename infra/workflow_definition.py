@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handler.config import LEDGER_ROOT
+from handler.layout import LEDGER_ROOT
 from handler.width import S3_WRITES_PER_SECOND
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"

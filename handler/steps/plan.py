@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from datetime import date as Date
 
-from ..config import LEDGER_ROOT
 from ..errors import LockLost, RunNotFound
+from ..layout import LEDGER_ROOT
 from ..lock import Lock
 from ..openlineage import start_event
 from ..planner import build_plan, cut_batches, iter_copies, iter_notes

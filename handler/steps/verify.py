@@ -31,9 +31,8 @@ from datetime import date as Date
 from typing import Any
 
 from .. import s3io
-from ..config import LEDGER_ROOT
 from ..integrity import Facts
-from ..layout import UNMATCHED_TABLE
+from ..layout import LEDGER_ROOT, UNMATCHED_TABLE
 from ..ledger import Ledger
 from ..metadata import Lineage
 from ..records import ObjectStatus, RunSummary

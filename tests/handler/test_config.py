@@ -9,19 +9,18 @@ from typing import Any
 import pytest
 
 from handler.config import (
-    DEFAULT_KEY_TEMPLATE,
     DEFAULT_SCHEDULE,
     DatasetConfig,
     Location,
     ProcessConfig,
-    bucket_name_problem,
-    did_you_mean,
     normalise_prefix,
     parse_config,
     parse_config_text,
 )
 from handler.errors import ConfigError, UnknownDataset
+from handler.naming import bucket_name_problem, did_you_mean
 from handler.schedules import schedule_problem
+from handler.templates import DEFAULT_KEY_TEMPLATE
 
 NAME = "sales"
 
@@ -935,6 +934,7 @@ def test_an_inventory_section_is_read_with_its_prefix_as_a_folder() -> None:
         ({"prefix": "inventory/x/"}, "datasets.movielens.inventory.bucket: missing"),
         ({"bucket": "inventory-bucket"}, "datasets.movielens.inventory.prefix: missing"),
         ({"bucket": "Bad_Bucket", "prefix": "p/"}, "datasets.movielens.inventory.bucket:"),
+        ({"bucket": 5, "prefix": "p/"}, "datasets.movielens.inventory.bucket: must be a non-empty string"),
         ({"bucket": "inventory-bucket", "prefix": "p/", "sortd": True}, "inventory.sortd: unknown field; did you mean"),
         ({"bucket": "inventory-bucket", "prefix": "p/", "sorted": "yes"}, "inventory.sorted: must be true or false"),
         ("s3://inventory-bucket/p/", "datasets.movielens.inventory: must be an object"),

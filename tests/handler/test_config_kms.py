@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from handler.config import DATASET_FIELDS, kms_key_arn_problems, parse_config, with_overrides
+from handler.config import DATASET_FIELDS, parse_config, with_overrides
 from handler.errors import ConfigError
+from handler.naming import kms_key_arn_problems
 
 NAME = "orders"
 KEY = "arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab"

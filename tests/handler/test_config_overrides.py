@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from handler.config import DATASET_FIELDS, DatasetConfig, Setting, parse_config, with_overrides
+from handler.config import DATASET_FIELDS, DatasetConfig, parse_config, with_overrides
 from handler.errors import ConfigError
+from handler.settings import Setting
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ingest"
 PLAIN = [s for s in DATASET_FIELDS if "." not in s.path]

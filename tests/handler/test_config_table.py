@@ -7,16 +7,9 @@ from typing import Any
 
 import pytest
 
-from handler.config import (
-    DATASET_FIELDS,
-    REQUIRED,
-    DatasetConfig,
-    Location,
-    Setting,
-    markdown_table,
-    parse_config,
-)
+from handler.config import DATASET_FIELDS, DatasetConfig, Location, parse_config
 from handler.errors import ConfigError
+from handler.settings import REQUIRED, Setting, markdown_table
 from tests.handler.doc_tables import ROOT, table_lines, table_rows
 
 README_HEADER = "| field | default | range | meaning |"

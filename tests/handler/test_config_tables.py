@@ -7,16 +7,10 @@ from typing import Any
 
 import pytest
 
-from handler.config import (
-    DEFAULT_KEY_TEMPLATE,
-    DEFAULT_TABLE_KEY_TEMPLATE,
-    Column,
-    DatasetConfig,
-    Table,
-    parse_config,
-    with_overrides,
-)
+from handler.columns import Column, Table
+from handler.config import DatasetConfig, parse_config, with_overrides
 from handler.errors import ConfigError
+from handler.templates import DEFAULT_KEY_TEMPLATE, DEFAULT_TABLE_KEY_TEMPLATE
 from tests.conftest import REPO
 
 NAME = "movielens"

@@ -7,7 +7,6 @@ from datetime import date
 
 import pytest
 
-from handler.config import DEFAULT_KEY_TEMPLATE, DEFAULT_TABLE_KEY_TEMPLATE, TEMPLATE_SAMPLE_KEYS
 from handler.layout import (
     MAX_KEY_BYTES,
     UNMATCHED_TABLE,
@@ -22,6 +21,7 @@ from handler.layout import (
     table_folder,
     table_of,
 )
+from handler.templates import DEFAULT_KEY_TEMPLATE, DEFAULT_TABLE_KEY_TEMPLATE, TEMPLATE_SAMPLE_KEYS
 
 RUN_DATE = date(2024, 3, 7)
 RUN_ID = "20240307T200000Z-ab12"
@@ -314,7 +314,7 @@ def test_a_key_that_would_land_inside_the_ledger_is_unsafe(relative: str, templa
         render(relative, template=template, prefix="")
 
 
-# ---- the config's sample keys ---------------------------------------------------------------------------------
+# ---- the template check's sample keys ----------------------------------------------------------------------------
 
 
 def test_the_samples_a_template_is_checked_with_are_distinct_safe_keys_of_several_shapes() -> None:

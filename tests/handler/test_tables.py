@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from handler.config import Column, DatasetConfig, parse_config
+from handler.columns import Column
+from handler.config import DatasetConfig, parse_config
 from handler.layout import render_target_key
 from handler.tables import (
     JSON_SERDE,

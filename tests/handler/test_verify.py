@@ -6,10 +6,10 @@ from datetime import date as Date
 
 import pytest
 
-from handler.config import TEMPLATE_SAMPLE_KEYS, TEMPLATE_SAMPLE_RUN_ID
 from handler.integrity import COMPOSITE, Checksum
 from handler.layout import UNMATCHED_TABLE, UnsafeKey, render_target_key
 from handler.metadata import Lineage
+from handler.templates import TEMPLATE_SAMPLE_KEYS, TEMPLATE_SAMPLE_RUN_ID
 from handler.verify import (
     MAX_LISTED_PROBLEMS,
     Copied,

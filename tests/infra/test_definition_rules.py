@@ -516,7 +516,7 @@ def test_the_deployed_definition_times_out_each_lambda_step_after_the_function_a
 
 # ---- payloads: what the runtime answers and writes, against 256 KiB ---------------------------------------------
 
-DATASET = "d" * 63  # the longest dataset name (handler/config.py)
+DATASET = "d" * 63  # the longest dataset name (handler/naming.py)
 BUCKET = "b" * 63  # the longest bucket name
 RUN_ID = "20261127T200000123Z-3f9a1c"  # handler.steps.new_run_id's shape
 DATE = "2026-11-27"

@@ -11,7 +11,8 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from handler.config import LEDGER_ROOT, parse_config
+from handler.config import parse_config
+from handler.layout import LEDGER_ROOT
 from infra.function import HANDLER, handler_files
 from infra.stack_config import FunctionSettings, StackConfig, Subscription, WorkflowSettings
 from infra.workflow_definition import MAP_RESULTS_PREFIX, build_definition

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from handler.config import REQUIRED, Setting, parse_config
+from handler.config import parse_config
+from handler.settings import REQUIRED, Setting
 from infra.stack_config import (
     KEYS,
     STACK_SETTINGS,
