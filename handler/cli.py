@@ -38,14 +38,13 @@ from .errors import (
     Interrupted,
     InvalidRequest,
     LineageDeliveryFailed,
-    NotificationFailed,
     RunInProgress,
     SdkTooOld,
     credentials_error,
     environment_error,
 )
 from .layout import printable
-from .notify import publish_all
+from .notify import announce
 from .openlineage import ENDPOINT, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
@@ -442,7 +441,7 @@ def _run(invocation: Invocation) -> int:
     args = invocation.args
     engine = _engine(invocation, args.concurrency)
     dataset = engine.dataset
-    topic = args.topic_arn or dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
+    topic = args.topic_arn or dataset.topic_arn
     started = utc_now()
     meter = Meter(sys.stderr) if wanted(sys.stderr.isatty(), args.quiet) else None
     progress: RunProgress | None = meter
@@ -472,20 +471,14 @@ def _run(invocation: Invocation) -> int:
 
 
 def _notify(topic: str | None, summaries: list[RunSummary]) -> dict[str, str]:
-    """Publish after the run; a failure is a warning and a field of the answer, never the run's outcome."""
-    if not topic:
-        return {}
-    try:
-        publish_all(sns_client(), topic, summaries)
-    except Exception as err:  # noqa: BLE001 - whatever broke, the committed run stands
-        reason = str(err) if isinstance(err, NotificationFailed) else f"{type(err).__name__}: {err}"
+    def warn(reason: str) -> None:
         print(
             f"warning: the notification was not sent ({printable(reason)}); the run itself is recorded, "
             "its outcome and exit code stand. Check the topic ARN, its region and the SNS endpoint",
             file=sys.stderr,
         )
-        return {"notification_error": reason}
-    return {}
+
+    return announce(summaries, topic, sns_client, warn)
 
 
 def _send_events(engine: Engine, summaries: list[RunSummary], url: str) -> dict[str, Any]:

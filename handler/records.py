@@ -186,6 +186,30 @@ class Tally:
         return _plain(self)
 
 
+@dataclass(frozen=True)
+class CopiedBatch:
+    """The copy step's answer: which batch, and how its objects went."""
+
+    batch: int
+    tally: Tally
+
+    def to_json(self) -> dict[str, Any]:
+        return {"batch": self.batch, **self.tally.to_json()}
+
+
+@dataclass(frozen=True)
+class Released:
+    """The release step's answer: whose lock, and whether this call handed it back (False: it was gone, or
+    another run holds the lock now)."""
+
+    dataset: str
+    run_id: str | None
+    released: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+
 class Tallying:
     """A Tally counted line by line, in place: a batch or a shard goes through thousands of lines, and building a
     frozen Tally for each one was 3 % of a small-file run's CPU."""
