@@ -48,9 +48,9 @@ from .notify import announce
 from .openlineage import ENDPOINT, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
-from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
+from .records import Failure, OneShotAnswer, RunStatus, RunSummary, parse_utc, utc_now
 from .retries import log_report
-from .runner import Engine, lineage_of, one_shot, one_shot_answer, run_date_for
+from .runner import Engine, lineage_of, one_shot, run_date_for
 from .s3errors import NoSuchBucket, Transient
 from .sdk import require_botocore
 from .status import IN_PROGRESS as RUN_IN_PROGRESS
@@ -461,7 +461,7 @@ def _run(invocation: Invocation) -> int:
     if meter:
         meter.close()
     log_report(engine.job.s3, f"run of {dataset.name}")  # this process's client (worker processes log their own)
-    answer = {**one_shot_answer(summaries), **_notify(topic, summaries)}
+    answer = {**OneShotAnswer(tuple(summaries)).to_json(), **_notify(topic, summaries)}
     if args.openlineage_url:
         answer.update(_send_events(engine, summaries, args.openlineage_url))
     failing = any(s.failing for s in summaries)

@@ -199,3 +199,18 @@ def parse_scheduled_time(text: Any) -> datetime:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError("no such time") from None
+
+
+BRIEF_SUMMARY_DROPS = ("manifest_parts", "failures")
+"""What a step's answer leaves out of a committed run's summary: the lists that grow with the run (a manifest part a
+shard, ten failures whose reasons may name several 1 KiB keys). Step Functions fails a task whose result passes
+256 KiB with States.DataLimitExceeded, which no Catch takes; the ledger's summary keeps both, and the notification
+beside the summary lists the failures."""
+
+
+def state_machine_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """A step's answer as the state machine receives it: a committed run's summary without its growing lists."""
+    summary = answer.get("summary")
+    if not summary:
+        return answer
+    return dict(answer, summary={k: v for k, v in summary.items() if k not in BRIEF_SUMMARY_DROPS})

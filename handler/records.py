@@ -198,6 +198,20 @@ class CopiedBatch:
 
 
 @dataclass(frozen=True)
+class OneShotAnswer:
+    """A one-shot run's answer (the CLI's --json, a Lambda invoked without an action): the last run's summary,
+    with any runs it finished first in `resumed_runs`."""
+
+    summaries: tuple[RunSummary, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        answer = self.summaries[-1].to_json()
+        if len(self.summaries) > 1:
+            answer["resumed_runs"] = [summary.to_json() for summary in self.summaries[:-1]]
+        return answer
+
+
+@dataclass(frozen=True)
 class Released:
     """The release step's answer: whose lock, and whether this call handed it back (False: it was gone, or
     another run holds the lock now)."""

@@ -10,7 +10,6 @@ of those lives: steps/ (plan, copy, finalize), ledger.py (`Ledger.commit` holds 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date as Date
 from typing import Any
 
@@ -19,9 +18,11 @@ from .contract import COPY_BATCH, FINALIZE, FINALIZE_SHARD, PLAN, PLAN_SHARD, RE
 from .ledger import Ledger
 from .lock import Lock
 from .pool import InProcess, Workers
-from .progress import RunProgress, Snapshot
-from .records import PlanningResult, PlanResult, RunSummary
+from .progress import RunProgress
+from .records import RunSummary
 from .steps import Job, committed_runs, new_run_id, run_date_for
+from .steps.chain import Chain
+from .steps.chain import one_shot as chained
 from .steps.copy import Progress
 from .steps.dry_run import dry_run
 from .steps.lineage import lineage, parse_uri
@@ -70,8 +71,8 @@ class Engine:
         has when its planning Maps are done (stage `copying`, or `finalized`)."""
         lock = lock or self.job.take_lock()
         try:
-            chain = _Chain(self.job, InProcess(self.job), None)
-            return chain.planned(plan(self.job, run_date, lock=lock), lock).to_json()
+            steps = Chain(self.job, run_step, InProcess(self.job), None)
+            return steps.planned(plan(self.job, run_date, lock=lock), lock).to_json()
         except BaseException:
             _release_unless_sealed(self.job, lock)
             raise
@@ -170,83 +171,12 @@ def lineage_of(s3: Any, uri: str) -> dict[str, Any]:
     return lineage(s3, bucket, key)
 
 
-def one_shot_answer(summaries: list[RunSummary]) -> dict[str, Any]:
-    """What a one-shot run answers (CLI --json, Lambda): the last run's summary, with any resumed runs in it."""
-    answer = summaries[-1].to_json()
-    if len(summaries) > 1:
-        answer["resumed_runs"] = [summary.to_json() for summary in summaries[:-1]]
-    return answer
-
-
 def one_shot(
     job: Job, run_date: Date | None = None, *, progress: RunProgress | None = None, workers: Workers | None = None
 ) -> list[RunSummary]:
-    """The steps chained in one process, as the state machine chains them across Lambdas, each run through the
-    contract's table as a Lambda runs it; `workers` runs the shards and batches (default: one after another in
-    this process)."""
-    chain = _Chain(job, workers or InProcess(job), progress)
-    summaries = []
-    while True:
-        lock = job.take_lock()
-        try:
-            planned = chain.planned(chain.step(PLAN, lock, date=run_date), lock)
-            summaries.append(planned.finalized.summary if planned.finalized else chain.copy_and_finalize(planned, lock))
-        except BaseException:
-            # The open run (if its plan was stored) is completed by the next run; it should not also have to
-            # wait out the TTL of a process that has stopped. A lock another run took over is left alone.
-            lock.release_quietly()
-            raise
-        if not planned.run.resumed:
-            return summaries
-
-
-@dataclass(frozen=True)
-class _Chain:
-    """One dataset's steps run in order under the caller's lock: the state machine's Choice and Map states."""
-
-    job: Job
-    workers: Workers
-    progress: RunProgress | None
-
-    def step(self, step: Step, lock: Lock, *, progress: Progress | None = None, **fields: Any) -> Any:
-        return run_step(self.job, StepRequest(step, self.job.dataset.name, **fields), lock, progress)
-
-    def planned(self, answer: PlanResult | PlanningResult, lock: Lock) -> PlanResult:
-        """Plan every round of shards until the plan is sealed."""
-        while isinstance(answer, PlanningResult):
-            planning = answer.planning
-            for _ in self.workers.run(
-                PLAN_SHARD, planning.run_id, range(planning.round_start, planning.shard_count), lock
-            ):
-                pass
-            answer = self.step(SEAL_PLAN, lock, run_id=planning.run_id)
-        return answer
-
-    def copy_and_finalize(self, planned: PlanResult, lock: Lock) -> RunSummary:
-        run_id = planned.run.run_id
-        done = [0, 0]  # objects and bytes of the batches already done
-        counts = planned.run.counts
-
-        def batch_progress(objects: int, size: int) -> None:
-            if self.progress:
-                self.progress(Snapshot(run_id, done[0] + objects, counts.planned, done[1] + size, counts.planned_bytes))
-
-        def batch_done(answer: dict[str, Any]) -> None:
-            done[0] += answer["copied"] + answer["skipped"] + answer["failed"]
-            done[1] += answer["bytes"]
-            batch_progress(0, 0)
-
-        batch_progress(0, 0)  # the copying starts now: what the rate and the ETA are measured from
-        batches = self.job.ledger.batch_numbers(run_id)
-        if not self.workers.parallel(len(batches)):
-            for number in batches:
-                batch_done(self.step(COPY_BATCH, lock, run_id=run_id, unit=number, progress=batch_progress).to_json())
-        else:
-            for answer in self.workers.run(COPY_BATCH, run_id, batches, lock):
-                batch_done(answer)
-            for _ in self.workers.run(FINALIZE_SHARD, run_id, range(planned.run.shard_count), lock):
-                pass
-        return self.step(FINALIZE, lock, run_id=run_id).summary
+    """Every step of a run in this process, a resumed run first (steps/chain.py), each through the contract's
+    table as a Lambda runs it; `workers` runs the shards and batches (default: one after another here)."""
+    return chained(job, run_date, run_step, progress=progress, workers=workers)
 
 
 def _release_unless_sealed(job: Job, lock: Lock) -> None:

@@ -7,10 +7,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..contract import COPY_BATCH, FINALIZE, FINALIZE_SHARD, PLAN, PLAN_SHARD, RELEASE, SEAL_PLAN, Step, StepRequest
+from ..contract import (
+    COPY_BATCH,
+    FINALIZE,
+    FINALIZE_SHARD,
+    PLAN,
+    PLAN_SHARD,
+    RELEASE,
+    RUN,
+    SEAL_PLAN,
+    Step,
+    StepRequest,
+)
 from ..lock import Lock
-from ..records import CopiedBatch
+from ..records import CopiedBatch, OneShotAnswer
 from . import Job
+from .chain import one_shot
 from .copy import Progress, copy_batch
 from .finalize import finalize, finalize_shard
 from .plan import plan, plan_shard, seal_plan
@@ -32,6 +44,9 @@ def _unit(request: StepRequest) -> int:
 
 
 RUNS: dict[Step, Run] = {
+    RUN: lambda job, request, lock, progress: OneShotAnswer(
+        tuple(one_shot(job, request.night(job.dataset.timezone), run_step, progress=progress))
+    ),
     PLAN: lambda job, request, lock, _: plan(job, request.night(job.dataset.timezone), lock=lock),
     PLAN_SHARD: lambda job, request, lock, _: plan_shard(job, _run(request), _unit(request), lock=lock),
     SEAL_PLAN: lambda job, request, lock, _: seal_plan(job, _run(request), lock=lock),
