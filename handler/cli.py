@@ -38,20 +38,19 @@ from .errors import (
     Interrupted,
     InvalidRequest,
     LineageDeliveryFailed,
-    NotificationFailed,
     RunInProgress,
     SdkTooOld,
     credentials_error,
     environment_error,
 )
 from .layout import printable
-from .notify import publish_all
+from .notify import announce
 from .openlineage import ENDPOINT, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
-from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
+from .records import Failure, OneShotAnswer, RunStatus, RunSummary, parse_utc, utc_now
 from .retries import log_report
-from .runner import Engine, lineage_of, one_shot, one_shot_answer, run_date_for
+from .runner import Engine, lineage_of, one_shot, run_date_for
 from .s3errors import NoSuchBucket, Transient
 from .sdk import require_botocore
 from .status import IN_PROGRESS as RUN_IN_PROGRESS
@@ -442,7 +441,7 @@ def _run(invocation: Invocation) -> int:
     args = invocation.args
     engine = _engine(invocation, args.concurrency)
     dataset = engine.dataset
-    topic = args.topic_arn or dataset.topic_arn or os.environ.get("SNS_TOPIC_ARN")
+    topic = args.topic_arn or dataset.topic_arn
     started = utc_now()
     meter = Meter(sys.stderr) if wanted(sys.stderr.isatty(), args.quiet) else None
     progress: RunProgress | None = meter
@@ -462,7 +461,7 @@ def _run(invocation: Invocation) -> int:
     if meter:
         meter.close()
     log_report(engine.job.s3, f"run of {dataset.name}")  # this process's client (worker processes log their own)
-    answer = {**one_shot_answer(summaries), **_notify(topic, summaries)}
+    answer = {**OneShotAnswer(tuple(summaries)).to_json(), **_notify(topic, summaries)}
     if args.openlineage_url:
         answer.update(_send_events(engine, summaries, args.openlineage_url))
     failing = any(s.failing for s in summaries)
@@ -472,20 +471,14 @@ def _run(invocation: Invocation) -> int:
 
 
 def _notify(topic: str | None, summaries: list[RunSummary]) -> dict[str, str]:
-    """Publish after the run; a failure is a warning and a field of the answer, never the run's outcome."""
-    if not topic:
-        return {}
-    try:
-        publish_all(sns_client(), topic, summaries)
-    except Exception as err:  # noqa: BLE001 - whatever broke, the committed run stands
-        reason = str(err) if isinstance(err, NotificationFailed) else f"{type(err).__name__}: {err}"
+    def warn(reason: str) -> None:
         print(
             f"warning: the notification was not sent ({printable(reason)}); the run itself is recorded, "
             "its outcome and exit code stand. Check the topic ARN, its region and the SNS endpoint",
             file=sys.stderr,
         )
-        return {"notification_error": reason}
-    return {}
+
+    return announce(summaries, topic, sns_client, warn)
 
 
 def _send_events(engine: Engine, summaries: list[RunSummary], url: str) -> dict[str, Any]:

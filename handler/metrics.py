@@ -9,9 +9,11 @@ cannot be renamed on one side only. Every metric has one dimension, `Dataset`; t
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .records import FAILING_STATUSES, RunStatus, RunSummary, parse_utc
@@ -85,3 +87,16 @@ def emit(summaries: Iterable[RunSummary], namespace: str, now: datetime, write: 
     needs the event to be exactly the JSON."""
     for summary in summaries:
         write(json.dumps(emf_document(summary, namespace, now), separators=(",", ":")) + "\n")
+
+
+def emit_committed(summaries: Iterable[RunSummary]) -> None:
+    """EMF lines for committed runs on stdout, when the stack named a namespace (a local run has none to write
+    to)."""
+    namespace = os.environ.get(NAMESPACE_ENV)
+    if namespace:
+        emit(summaries, namespace, datetime.now(UTC), _stdout)
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -88,6 +89,29 @@ def publish_all(sns: Any, topic_arn: str | None, summaries: Iterable[RunSummary]
             failed.append(str(err))
     if failed:
         raise NotificationFailed("; ".join(dict.fromkeys(failed)))
+
+
+TOPIC_ENV = "SNS_TOPIC_ARN"
+"""The stack's topic, which the function's environment names; a dataset's own `topic_arn` comes first."""
+
+
+def announce(
+    summaries: list[RunSummary], topic: str | None, sns: Callable[[], Any], warn: Callable[[str], None]
+) -> dict[str, str]:
+    """The one policy for telling people about committed runs, wherever they ran: one message a run, to `topic`
+    (else the environment's), after the commit. A failure, whatever broke, is handed to `warn` and answered as
+    `notification_error`, never as the run's outcome: the runs are committed, and raising now would make a
+    caller report (and Lambda retry) runs that succeeded."""
+    topic = topic or os.environ.get(TOPIC_ENV)
+    if not topic:
+        return {}
+    try:
+        publish_all(sns(), topic, summaries)
+    except Exception as err:  # noqa: BLE001 - whatever broke, the committed runs stand
+        reason = str(err) if isinstance(err, NotificationFailed) else f"{type(err).__name__}: {err}"
+        warn(reason)
+        return {"notification_error": reason}
+    return {}
 
 
 def _ascii(text: str) -> str:

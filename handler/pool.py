@@ -13,23 +13,23 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .config import DatasetConfig
+from .contract import Step, StepRequest
 from .errors import WorkerKilled
 from .lock import Lock
 
-STEPS = ("plan_shard", "copy_batch", "finalize_shard")
-
 
 class Workers(Protocol):
-    """Runs one step (`plan_shard`, `copy_batch`, `finalize_shard`) for many units of one run."""
+    """Runs one step that a Map runs per item (`plan_shard`, `copy_batch`, `finalize_shard`: a `Step` of
+    handler/contract.py with a unit) for many units of one run."""
 
-    def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]: ...
+    def run(self, step: Step, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]: ...
 
     def parallel(self, units: int) -> bool:
         """Whether `units` units would run side by side (else here, one by one, with per-object progress)."""
@@ -42,7 +42,7 @@ class InProcess:
 
     job: Any
 
-    def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
+    def run(self, step: Step, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
         for unit in units:
             yield _step(self.job, step, run_id, unit, lock)
 
@@ -79,7 +79,7 @@ class ProcessPool:
             initargs=(dataset, settings, allow_unprotected, log_level),
         )
 
-    def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
+    def run(self, step: Step, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
         with lock.heartbeat():  # the parent only waits; its lock must not lapse meanwhile
             futures: list[Future[dict[str, Any]]] = [self._pool.submit(_work, step, run_id, unit) for unit in units]
             # The executor's own table of its processes (private, hence read defensively): it forgets them when
@@ -98,7 +98,7 @@ class ProcessPool:
                         raise error
                     yield future.result()
 
-    def _killed(self, step: str, processes: dict[int, Any]) -> WorkerKilled:
+    def _killed(self, step: Step, processes: dict[int, Any]) -> WorkerKilled:
         """What broke the pool: a worker that died by a signal other than the SIGTERM the executor then sends the
         others, else one that exited, else SIGTERM itself. Read once the executor has joined them all, so every
         exit code is known."""
@@ -108,8 +108,8 @@ class ProcessPool:
         signals = [-code for code in codes if code < 0 and -code != signal.SIGTERM]
         exits = [code for code in codes if code > 0]
         if signals or not exits and -signal.SIGTERM in codes:
-            return WorkerKilled(step, signum=signals[0] if signals else signal.SIGTERM, exitcode=None)
-        return WorkerKilled(step, signum=None, exitcode=exits[0] if exits else None)
+            return WorkerKilled(str(step.action), signum=signals[0] if signals else signal.SIGTERM, exitcode=None)
+        return WorkerKilled(str(step.action), signum=None, exitcode=exits[0] if exits else None)
 
     def parallel(self, units: int) -> bool:
         return True
@@ -150,7 +150,7 @@ class LocalPool:
     def parallel(self, units: int) -> bool:
         return self._count > 1 and units > 1
 
-    def run(self, step: str, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
+    def run(self, step: Step, run_id: str, units: Iterable[int], lock: Lock) -> Iterator[dict[str, Any]]:
         units = list(units)
         if not self.parallel(len(units)):
             return self._here.run(step, run_id, units, lock)
@@ -207,19 +207,12 @@ def _exit_with_parent() -> None:
         os._exit(70)
 
 
-def _work(step: str, run_id: str, unit: int) -> dict[str, Any]:
+def _work(step: Step, run_id: str, unit: int) -> dict[str, Any]:
     return _step(_job, step, run_id, unit, None)
 
 
-def _step(job: Any, step: str, run_id: str, unit: int, lock: Lock | None) -> dict[str, Any]:
-    from .steps.copy import copy_batch
-    from .steps.finalize import finalize_shard
-    from .steps.plan import plan_shard
+def _step(job: Any, step: Step, run_id: str, unit: int, lock: Lock | None) -> dict[str, Any]:
+    from .steps.table import run_step
 
-    steps: dict[str, Callable[..., Any]] = {
-        "plan_shard": plan_shard,
-        "copy_batch": copy_batch,
-        "finalize_shard": finalize_shard,
-    }
-    result = steps[step](job, run_id, unit, lock=lock)
-    return {"unit": unit, **result.to_json()}
+    answer = run_step(job, StepRequest(step, job.dataset.name, run_id=run_id, unit=unit), lock)
+    return {"unit": unit, **answer.to_json()}

@@ -186,6 +186,44 @@ class Tally:
         return _plain(self)
 
 
+@dataclass(frozen=True)
+class CopiedBatch:
+    """The copy step's answer: which batch, and how its objects went."""
+
+    batch: int
+    tally: Tally
+
+    def to_json(self) -> dict[str, Any]:
+        return {"batch": self.batch, **self.tally.to_json()}
+
+
+@dataclass(frozen=True)
+class OneShotAnswer:
+    """A one-shot run's answer (the CLI's --json, a Lambda invoked without an action): the last run's summary,
+    with any runs it finished first in `resumed_runs`."""
+
+    summaries: tuple[RunSummary, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        answer = self.summaries[-1].to_json()
+        if len(self.summaries) > 1:
+            answer["resumed_runs"] = [summary.to_json() for summary in self.summaries[:-1]]
+        return answer
+
+
+@dataclass(frozen=True)
+class Released:
+    """The release step's answer: whose lock, and whether this call handed it back (False: it was gone, or
+    another run holds the lock now)."""
+
+    dataset: str
+    run_id: str | None
+    released: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+
 class Tallying:
     """A Tally counted line by line, in place: a batch or a shard goes through thousands of lines, and building a
     frozen Tally for each one was 3 % of a small-file run's CPU."""

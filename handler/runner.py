@@ -14,19 +14,21 @@ from datetime import date as Date
 from typing import Any
 
 from .config import DatasetConfig
-from .errors import InvalidRequest, LockLost
+from .contract import COPY_BATCH, FINALIZE, FINALIZE_SHARD, PLAN, PLAN_SHARD, RELEASE, SEAL_PLAN, Step, StepRequest
 from .ledger import Ledger
 from .lock import Lock
 from .pool import InProcess, Workers
-from .progress import RunProgress, Snapshot
-from .records import PlanningResult, PlanResult, RunSummary
+from .progress import RunProgress
+from .records import RunSummary
 from .steps import Job, committed_runs, new_run_id, run_date_for
-from .steps.copy import Progress, copy_batch
+from .steps.chain import Chain
+from .steps.chain import one_shot as chained
+from .steps.copy import Progress
 from .steps.dry_run import dry_run
-from .steps.finalize import finalize, finalize_shard
 from .steps.lineage import lineage, parse_uri
-from .steps.plan import plan, plan_shard, seal_plan
+from .steps.plan import plan
 from .steps.status import lock_view, running_run, status
+from .steps.table import run_step
 from .steps.verify import verify
 from .verify import Problem
 
@@ -62,39 +64,40 @@ class Engine:
 
     def plan(self, run_date: Date | None = None, *, lock: Lock | None = None) -> dict[str, Any]:
         """Take the lock and return an interrupted run to finish, or plan a new one."""
-        return plan(self.job, run_date, lock=lock).to_json()
+        return self._step(PLAN, lock, date=run_date)
 
     def plan_all(self, run_date: Date | None = None, *, lock: Lock | None = None) -> dict[str, Any]:
         """`plan`, then every shard of every round planned here and the plan sealed: the answer the state machine
         has when its planning Maps are done (stage `copying`, or `finalized`)."""
         lock = lock or self.job.take_lock()
         try:
-            return _planned(plan(self.job, run_date, lock=lock), InProcess(self.job), lock, self.job).to_json()
+            steps = Chain(self.job, run_step, InProcess(self.job), None)
+            return steps.planned(plan(self.job, run_date, lock=lock), lock).to_json()
         except BaseException:
             _release_unless_sealed(self.job, lock)
             raise
 
     def plan_shard(self, run_id: str, shard: int) -> dict[str, Any]:
         """Plan one shard of a run being planned; safe to retry."""
-        return plan_shard(self.job, run_id, shard).to_json()
+        return self._step(PLAN_SHARD, run_id=run_id, unit=shard)
 
     def seal_plan(self, run_id: str) -> dict[str, Any]:
         """After every shard of a round is planned: the next round, or the sealed plan; safe to repeat."""
-        return seal_plan(self.job, run_id).to_json()
+        return self._step(SEAL_PLAN, run_id=run_id)
 
     def finalize_shard(self, run_id: str, shard: int) -> dict[str, Any]:
         """Write one shard's manifest part and state parts; safe to retry."""
-        return finalize_shard(self.job, run_id, shard).to_json()
+        return self._step(FINALIZE_SHARD, run_id=run_id, unit=shard)
 
     def copy_batch(
         self, run_id: str, number: int, *, lock: Lock | None = None, progress: Progress | None = None
     ) -> dict[str, Any]:
         """Copy one batch and store its results; safe to retry."""
-        return {"batch": number, **copy_batch(self.job, run_id, number, lock=lock, progress=progress).to_json()}
+        return self._step(COPY_BATCH, lock, progress, run_id=run_id, unit=number)
 
     def finalize(self, run_id: str, *, lock: Lock | None = None) -> dict[str, Any]:
         """Commit the run to the ledger and release the lock; calling it again after success is harmless."""
-        return finalize(self.job, run_id, lock=lock).to_json()
+        return self._step(FINALIZE, lock, run_id=run_id)
 
     def run(self, run_date: Date | None = None, *, progress: RunProgress | None = None) -> list[dict[str, Any]]:
         """Plan, copy every batch and finalize in this process; first finishes an interrupted run, if any.
@@ -107,20 +110,14 @@ class Engine:
 
     def release(self, run_id: str | None = None) -> dict[str, Any]:
         """Release the lock of a run whose step failed, so the next execution need not wait out the TTL; the
-        run stays open and is completed by the next run. With the engine's execution, whatever lock that
-        execution holds goes (a plan that failed has no run id to name); a lock another run holds is left alone."""
-        name = self.dataset.name
-        if self.job.execution is not None:
-            held = self.ledger.lock.release_execution(self.job.execution)
-            return {"dataset": name, "run_id": held or run_id, "released": held is not None}
-        if run_id is None:
-            raise InvalidRequest("release needs the run id or the execution whose lock to release")
-        try:
-            lock = self.job.join(run_id)
-        except LockLost:
-            return {"dataset": name, "run_id": run_id, "released": False}
-        lock.release()
-        return {"dataset": name, "run_id": run_id, "released": True}
+        run stays open and is completed by the next run (steps/release.py)."""
+        return self._step(RELEASE, run_id=run_id)
+
+    def _step(
+        self, step: Step, lock: Lock | None = None, progress: Progress | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """A step run through the contract's table, as the Lambda runs it, answering its JSON form."""
+        return run_step(self.job, StepRequest(step, self.dataset.name, **fields), lock, progress).to_json()
 
     def dry_run(self, run_date: Date | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
         """Show what a run would do, writing nothing and taking no lock."""
@@ -174,76 +171,12 @@ def lineage_of(s3: Any, uri: str) -> dict[str, Any]:
     return lineage(s3, bucket, key)
 
 
-def one_shot_answer(summaries: list[RunSummary]) -> dict[str, Any]:
-    """What a one-shot run answers (CLI --json, Lambda): the last run's summary, with any resumed runs in it."""
-    answer = summaries[-1].to_json()
-    if len(summaries) > 1:
-        answer["resumed_runs"] = [summary.to_json() for summary in summaries[:-1]]
-    return answer
-
-
 def one_shot(
     job: Job, run_date: Date | None = None, *, progress: RunProgress | None = None, workers: Workers | None = None
 ) -> list[RunSummary]:
-    """The steps chained in one process, as the state machine chains them across Lambdas; `workers` runs the
-    shards and batches (default: one after another in this process)."""
-    workers = workers or InProcess(job)
-    summaries = []
-    while True:
-        lock = job.take_lock()
-        try:
-            planned = _planned(plan(job, run_date, lock=lock), workers, lock, job)
-            if planned.finalized is not None:
-                summaries.append(planned.finalized.summary)
-            else:
-                summaries.append(_copy_and_finalize(job, planned, lock, progress, workers))
-        except BaseException:
-            # The open run (if its plan was stored) is completed by the next run; it should not also have to
-            # wait out the TTL of a process that has stopped. A lock another run took over is left alone.
-            lock.release_quietly()
-            raise
-        if not planned.run.resumed:
-            return summaries
-
-
-def _planned(answer: PlanResult | PlanningResult, workers: Workers, lock: Lock, job: Job) -> PlanResult:
-    """Plan every round of shards until the plan is sealed."""
-    while isinstance(answer, PlanningResult):
-        planning = answer.planning
-        units = range(planning.round_start, planning.shard_count)
-        for _ in workers.run("plan_shard", planning.run_id, units, lock):
-            pass
-        answer = seal_plan(job, planning.run_id, lock=lock)
-    return answer
-
-
-def _copy_and_finalize(
-    job: Job, planned: PlanResult, lock: Lock, progress: RunProgress | None, workers: Workers
-) -> RunSummary:
-    run_id = planned.run.run_id
-    done = [0, 0]  # objects and bytes of the batches already done
-    counts = planned.run.counts
-
-    def batch_progress(objects: int, size: int) -> None:
-        if progress:
-            progress(Snapshot(run_id, done[0] + objects, counts.planned, done[1] + size, counts.planned_bytes))
-
-    batch_progress(0, 0)  # the copying starts now: what the rate and the ETA are measured from
-    batches = job.ledger.batch_numbers(run_id)
-    if not workers.parallel(len(batches)):
-        for number in batches:
-            tally = copy_batch(job, run_id, number, lock=lock, progress=batch_progress)
-            done[0] += tally.objects
-            done[1] += tally.bytes
-            batch_progress(0, 0)
-    else:
-        for answer in workers.run("copy_batch", run_id, batches, lock):
-            done[0] += answer["copied"] + answer["skipped"] + answer["failed"]
-            done[1] += answer["bytes"]
-            batch_progress(0, 0)
-        for _ in workers.run("finalize_shard", run_id, range(planned.run.shard_count), lock):
-            pass
-    return finalize(job, run_id, lock=lock).summary
+    """Every step of a run in this process, a resumed run first (steps/chain.py), each through the contract's
+    table as a Lambda runs it; `workers` runs the shards and batches (default: one after another here)."""
+    return chained(job, run_date, run_step, progress=progress, workers=workers)
 
 
 def _release_unless_sealed(job: Job, lock: Lock) -> None:

@@ -20,6 +20,7 @@ spread over partitioned prefixes raises the rate it is sized to (`s3WritesPerSec
 from __future__ import annotations
 
 import math
+import os
 
 S3_WRITES_PER_SECOND = 3_500
 """S3's write rate per partitioned prefix (PUT/COPY/POST/DELETE), AWS's performance guidelines."""
@@ -66,3 +67,13 @@ def copy_width(
     # The 1e-9 keeps a rate that divides exactly (3,500 / 35.0) from rounding down a whole invocation.
     width = math.floor(writes_per_second / copies_per_second(concurrency, memory_mb) + 1e-9)
     return max(1, min(cap, width))
+
+
+MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+"""Set by Lambda to the function's memory in MB, which sets its CPU share."""
+
+
+def function_memory_mb() -> int:
+    """The memory of the Lambda function this runs in (one vCPU's worth where Lambda does not say)."""
+    memory = os.environ.get(MEMORY_ENV, "")
+    return int(memory) if memory.isdigit() and int(memory) > 0 else ONE_VCPU_MB

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from handler.contract import COPY_BATCH, FINALIZE, FINALIZE_SHARD, PLAN, PLAN_SHARD, RELEASE, SEAL_PLAN, Step
 from handler.layout import LEDGER_ROOT
 from handler.width import S3_WRITES_PER_SECOND
 
@@ -212,7 +213,7 @@ def build_definition(
             f"({lambda_timeout_seconds + TASK_TIMEOUT_MARGIN_SECONDS} s)"
         )
     task_timeout = int(lambda_timeout_seconds) + TASK_TIMEOUT_MARGIN_SECONDS
-    execution = {"execution.$": "$$.Execution.Id"}
+    execution = "$$.Execution.Id"
 
     def lambda_task(payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
         """A Lambda invocation with the timeout and retriers every step shares."""
@@ -282,8 +283,7 @@ def build_definition(
         name: str,
         child: str,
         items_path: str,
-        action: str,
-        unit: str,
+        step: Step,
         next_state: str,
         *,
         width: dict[str, Any] | None = None,
@@ -297,13 +297,13 @@ def build_definition(
                 "ReaderConfig": {"InputType": "JSON"},
                 "Parameters": {"Bucket.$": f"{items_path}.bucket", "Key.$": f"{items_path}.key"},
             },
-            "ItemSelector": {
-                "action": action,
-                "dataset.$": "$$.Map.Item.Value.dataset",
-                "run_id.$": "$$.Map.Item.Value.run_id",
-                f"{unit}.$": f"$$.Map.Item.Value.{unit}",
-                **execution,
-            },
+            "ItemSelector": step_event(
+                step,
+                dataset="$$.Map.Item.Value.dataset",
+                run_id="$$.Map.Item.Value.run_id",
+                **{str(step.unit): f"$$.Map.Item.Value.{step.unit}"},
+                execution=execution,
+            ),
             # `width` replaces it (MaxConcurrency and MaxConcurrencyPath are mutually exclusive).
             **(width or {"MaxConcurrency": int(map_concurrency)}),
             "ItemProcessor": {
@@ -317,7 +317,7 @@ def build_definition(
                         # The answer stays in the child's history; each child returns only its number, so the
                         # Map's collected result stays far below the 256 KiB payload limit.
                         ResultPath=None,
-                        OutputPath=f"$.{unit}",
+                        OutputPath=f"$.{step.unit}",
                         End=True,
                     )
                 },
@@ -361,7 +361,7 @@ def build_definition(
         # The plan request is built once, so a replan after a resumed run asks exactly the same question.
         return {
             "Type": "Pass",
-            "Parameters": {"action": "plan", "dataset.$": "$.dataset", **fields, **sizing, **execution},
+            "Parameters": step_event(PLAN, dataset="$.dataset", **fields, **sizing, execution=execution),
             "ResultPath": "$.plan_request",
             "Next": "Plan",
         }
@@ -395,8 +395,8 @@ def build_definition(
             "Error": "InvalidInput",
             "Cause": 'The execution input must be {"dataset": "<name>"} with an optional "date" or "scheduled_time".',
         },
-        "PlanRequestForDate": plan_request(**{"date.$": "$.date"}),
-        "PlanRequestForScheduledTime": plan_request(**{"scheduled_time.$": "$.scheduled_time"}),
+        "PlanRequestForDate": plan_request(date="$.date"),
+        "PlanRequestForScheduledTime": plan_request(scheduled_time="$.scheduled_time"),
         "PlanRequestForToday": plan_request(),
         # A retried plan takes its own execution's lock back (the event carries the execution id), so a lost
         # answer or a death part-way is retried like any other step's.
@@ -416,17 +416,13 @@ def build_definition(
             "Choices": [{"Variable": "$.plan.stage", "StringEquals": "planning", "Next": "PlanShards"}],
             "Default": "AnythingToCopy",
         },
-        "PlanShards": distributed_map("PlanShards", "PlanShard", "$.plan.shards", "plan_shard", "shard", "SealPlan"),
+        "PlanShards": distributed_map("PlanShards", "PlanShard", "$.plan.shards", PLAN_SHARD, "SealPlan"),
         # Another round (shards that listed their key budget hand on the rest), or the durable plan.
         "SealPlan": lambda_task(
             {
-                "Payload": {
-                    "action": "seal_plan",
-                    "dataset.$": "$.dataset",
-                    "run_id.$": "$.plan.run_id",
-                    **sizing,
-                    **execution,
-                }
+                "Payload": step_event(
+                    SEAL_PLAN, dataset="$.dataset", run_id="$.plan.run_id", **sizing, execution=execution
+                )
             },
             ResultSelector=plan_answer,
             ResultPath="$.plan",
@@ -457,8 +453,7 @@ def build_definition(
                 "CopyBatches",
                 "CopyBatch",
                 "$.plan.batches",
-                "copy_batch",
-                "batch",
+                COPY_BATCH,
                 "FinalizeShards",
                 width={"MaxConcurrencyPath": "$.plan.copy_width"},
             ),
@@ -468,10 +463,10 @@ def build_definition(
             "ToleratedFailurePercentage": float(tolerated_failure_percentage),
         },
         "FinalizeShards": distributed_map(
-            "FinalizeShards", "FinalizeShard", "$.plan.final_shards", "finalize_shard", "shard", "Finalize"
+            "FinalizeShards", "FinalizeShard", "$.plan.final_shards", FINALIZE_SHARD, "Finalize"
         ),
         "Finalize": lambda_task(
-            {"Payload": {"action": "finalize", "dataset.$": "$.dataset", "run_id.$": "$.plan.run_id", **execution}},
+            {"Payload": step_event(FINALIZE, dataset="$.dataset", run_id="$.plan.run_id", execution=execution)},
             # Only what the next states read: the execution's state stays far below 256 KiB.
             ResultSelector={
                 "status.$": "$.Payload.summary.status",
@@ -517,7 +512,7 @@ def build_definition(
         # the next execution need not wait out the TTL; an open run stays open and is completed by it. Keeps the
         # caught error in $.error: the failure notification and the execution's error name it.
         "ReleaseLock": lambda_task(
-            {"Payload": {"action": "release", "dataset.$": "$.dataset", **execution}},
+            {"Payload": step_event(RELEASE, dataset="$.dataset", execution=execution)},
             ResultPath=None,
             Retry=[THROTTLE_RETRY, SERVICE_RETRY, DEATH_RETRY],
             Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.release_error", "Next": "DescribeFailure"}],
@@ -584,4 +579,17 @@ def build_definition(
         "StartAt": "CheckInput",
         "TimeoutSeconds": int(execution_timeout_seconds),
         "States": states,
+    }
+
+
+def step_event(step: Step, **fields: Any) -> dict[str, Any]:
+    """A task's event for `step` (a path for each field that starts with `$`, else the value itself). Each field
+    must be one the contract lets the step take (handler/contract.py): a field the Lambda would refuse fails the
+    stack's build, not the night."""
+    unknown = sorted(set(fields) - step.fields)
+    if unknown:
+        raise ValueError(f"the {step.action} step takes no field {', '.join(unknown)} (handler/contract.py)")
+    return {"action": step.action} | {
+        f"{name}.$" if isinstance(value, str) and value.startswith("$") else name: value
+        for name, value in fields.items()
     }

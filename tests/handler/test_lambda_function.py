@@ -858,13 +858,14 @@ def test_a_full_tmp_is_named_with_the_directory_and_what_to_do(deployment, monke
     which directory and what to do (raise the function's ephemeral storage), with its errorType to match."""
     import sqlite3
 
+    from handler.contract import PLAN
     from handler.errors import ScratchSpaceFull
-    from handler.runner import Engine
+    from handler.steps.table import RUNS
 
     def full(*args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(Engine, "plan", full)
+    monkeypatch.setitem(RUNS, PLAN, full)
     with pytest.raises(ScratchSpaceFull) as caught:
         invoke({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
     assert tempfile.gettempdir() in str(caught.value)

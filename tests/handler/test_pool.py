@@ -14,6 +14,7 @@ from datetime import date as Date
 import pytest
 
 from handler.clients import s3_client
+from handler.contract import COPY_BATCH
 from handler.errors import WorkerKilled
 from handler.pool import ClientSettings, LocalPool, ProcessPool
 from handler.runner import Engine, one_shot
@@ -147,6 +148,6 @@ def test_the_worker_that_broke_the_pool_is_told_from_the_ones_the_executor_termi
     broken = ProcessPool.__new__(ProcessPool)
     broken._pool = _BrokenExecutor()  # type: ignore[assignment]
 
-    killed = broken._killed("copy_batch", {n: _Ended(code) for n, code in enumerate(exitcodes)})
+    killed = broken._killed(COPY_BATCH, {n: _Ended(code) for n, code in enumerate(exitcodes)})
 
     assert (killed.signum, killed.exitcode) == (signum, exitcode)

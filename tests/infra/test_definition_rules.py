@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from handler.lambda_function import state_machine_answer
+from handler.contract import state_machine_answer
 from handler.ledger import LedgerPaths
 from handler.notify import build_notification
 from handler.records import (
