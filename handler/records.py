@@ -7,12 +7,12 @@ where it is read back, one `from_json`, so no module spells a manifest line or a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from .shards import StatePart
 
@@ -76,21 +76,50 @@ def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
+class Record:
+    """A record whose JSON is its fields in declaration order, and which reads back from a document with keys it
+    does not know (a newer writer's). Records with nested records say how to write and read those."""
+
+    __slots__ = ()
+    _WRITTEN: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+    """Fields written in another form than their own (a nested record, a tuple as a list)."""
+    _READ: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+    """Fields read back through a function of the stored value (None where the document has no such key)."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = _plain(self)
+        for name, write in self._WRITTEN.items():
+            data[name] = write(data[name])
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        values = _known(cls, data)
+        for name, read in cls._READ.items():
+            values[name] = read(values.get(name))
+        return cls(**values)
+
+
+def _nested(record: Any) -> dict[str, Any]:
+    return record.to_json()
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value or {})
+
+
+def _sequence(value: Any) -> tuple[Any, ...]:
+    return tuple(value or ())
+
+
 @dataclass(frozen=True)
-class BatchItem:
+class BatchItem(Record):
     """One planned copy: the listed version and where it lands."""
 
     key: str
     etag: str
     size: int
     target: str
-
-    def to_json(self) -> dict[str, Any]:
-        return _plain(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BatchItem:
-        return cls(**_known(cls, data))
 
 
 @dataclass(frozen=True)
@@ -105,7 +134,7 @@ class RunRef:
 
 
 @dataclass(frozen=True)
-class ManifestLine:
+class ManifestLine(Record):
     """One object's outcome. Batches report these; the manifest is these stamped with their run."""
 
     source_key: str
@@ -121,6 +150,7 @@ class ManifestLine:
     """The source version's, when the copy read it (`source_metadata: carry`, or to settle a comparison)."""
     verified: str | None = None
     """How the copy was shown to be the listed version: `checksum`, `etag` or `size` (integrity.Verified)."""
+    _READ = {"status": ObjectStatus}
 
     @classmethod
     def of(
@@ -147,22 +177,13 @@ class ManifestLine:
             verified,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return _plain(self)
-
     def stamped(self, run: RunRef) -> dict[str, Any]:
         """The manifest's form: the object's fields, then the run's (README: "Manifest line")."""
         return {**self.to_json(), **_plain(run)}
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ManifestLine:
-        values = _known(cls, data)
-        values["status"] = ObjectStatus(values["status"])
-        return cls(**values)
-
 
 @dataclass(frozen=True)
-class Tally:
+class Tally(Record):
     """Objects and bytes by outcome: a batch's result, and a run's running total."""
 
     copied: int = 0
@@ -181,9 +202,6 @@ class Tally:
     @property
     def objects(self) -> int:
         return self.copied + self.skipped + self.failed
-
-    def to_json(self) -> dict[str, Any]:
-        return _plain(self)
 
 
 @dataclass(frozen=True)
@@ -212,16 +230,13 @@ class OneShotAnswer:
 
 
 @dataclass(frozen=True)
-class Released:
+class Released(Record):
     """The release step's answer: whose lock, and whether this call handed it back (False: it was gone, or
     another run holds the lock now)."""
 
     dataset: str
     run_id: str | None
     released: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return _plain(self)
 
 
 class Tallying:
@@ -252,7 +267,7 @@ class Tallying:
 
 
 @dataclass(frozen=True)
-class PlanCounts:
+class PlanCounts(Record):
     """What a plan decided, counted at plan time (routine skips are only counted, never listed)."""
 
     listed: int = 0
@@ -263,18 +278,11 @@ class PlanCounts:
     failed_at_plan: int = 0
     skipped_by_reason: Mapping[str, int] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {**_plain(self), "skipped_by_reason": dict(self.skipped_by_reason)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PlanCounts:
-        values = _known(cls, data)
-        values["skipped_by_reason"] = dict(values.get("skipped_by_reason") or {})
-        return cls(**values)
+    _WRITTEN = _READ = {"skipped_by_reason": _mapping}
 
 
 @dataclass(frozen=True)
-class OpenRun:
+class OpenRun(Record):
     """The run being worked on (`open-run.json`): present from a stored plan until its commit."""
 
     dataset: str
@@ -290,20 +298,12 @@ class OpenRun:
     def as_resumed(self) -> OpenRun:
         return replace(self, resumed=True)
 
-    def to_json(self) -> dict[str, Any]:
-        return {**_plain(self), "counts": self.counts.to_json()}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> OpenRun:
-        values = _known(cls, data)
-        values["counts"] = PlanCounts.from_json(values["counts"])
-        values["resumed"] = bool(values.get("resumed"))
-        values["shard_count"] = int(values.get("shard_count") or 1)
-        return cls(**values)
+    _WRITTEN = {"counts": _nested}
+    _READ = {"counts": PlanCounts.from_json, "resumed": bool, "shard_count": lambda value: int(value or 1)}
 
 
 @dataclass(frozen=True)
-class Planning:
+class Planning(Record):
     """A run whose shards are being planned (`work/<run_id>/planning.json`); it becomes the open run when its
     plan is sealed. Rounds: shards that listed their budget hand the rest of their range to new shards, which
     are planned in the next round (ids `round_start` .. `shard_count`-1)."""
@@ -318,16 +318,9 @@ class Planning:
     inventory: bool = False
     """Planned from an inventory report (`work/<run_id>/inventory.json`), not from a listing."""
 
-    def to_json(self) -> dict[str, Any]:
-        return _plain(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Planning:
-        return cls(**_known(cls, data))
-
 
 @dataclass(frozen=True)
-class PlanOutcome:
+class PlanOutcome(Record):
     """What one shard's plan stored: its batches, its counts, and where its listing stopped."""
 
     shard: int
@@ -338,14 +331,8 @@ class PlanOutcome:
     rest: bool = False
     """It stopped at its key budget; the rest of its range is a new shard."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {**_plain(self), "counts": self.counts.to_json()}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PlanOutcome:
-        values = _known(cls, data)
-        values["counts"] = PlanCounts.from_json(values["counts"])
-        return cls(**values)
+    _WRITTEN = {"counts": _nested}
+    _READ = {"counts": PlanCounts.from_json}
 
 
 def sum_counts(counts: Iterable[PlanCounts]) -> PlanCounts:
@@ -361,14 +348,11 @@ def sum_counts(counts: Iterable[PlanCounts]) -> PlanCounts:
 
 
 @dataclass(frozen=True)
-class Failure:
+class Failure(Record):
     """One failed object as a summary lists it."""
 
     source_key: str
     reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return _plain(self)
 
 
 @dataclass(frozen=True)
@@ -403,7 +387,7 @@ class ShardOutcome:
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class RunSummary(Record):
     """One run's outcome (`summary/`, `last-run.json`, the CLI's `--json`, the notification's body)."""
 
     dataset: str
@@ -441,29 +425,27 @@ class RunSummary:
     def failing(self) -> bool:
         return self.status in FAILING_STATUSES
 
+    _WRITTEN = {
+        "skipped_by_reason": _mapping,
+        "failures": lambda failures: [f.to_json() for f in failures],
+        "manifest_parts": list,
+    }
+    _READ = {
+        "status": RunStatus,
+        "skipped_by_reason": _mapping,
+        "failures": lambda failures: tuple(Failure(**f) for f in failures or ()),
+        "manifest_parts": _sequence,
+    }
+
     def to_json(self) -> dict[str, Any]:
-        data = {
-            **_plain(self),
-            "skipped_by_reason": dict(self.skipped_by_reason),
-            "failures": [f.to_json() for f in self.failures],
-            "manifest_parts": list(self.manifest_parts),
-        }
+        data = super().to_json()
         if self.error is None:
             del data["error"]
         return data
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunSummary:
-        values = _known(cls, data)
-        values["status"] = RunStatus(values["status"])
-        values["skipped_by_reason"] = dict(values.get("skipped_by_reason") or {})
-        values["failures"] = tuple(Failure(**f) for f in values.get("failures") or ())
-        values["manifest_parts"] = tuple(values.get("manifest_parts") or ())
-        return cls(**values)
-
 
 @dataclass(frozen=True)
-class Marker:
+class Marker(Record):
     """The completion marker (`complete/`): the hand-off to downstream jobs, written last."""
 
     dataset: str
@@ -495,8 +477,7 @@ class Marker:
             completed_at=summary.finished_at,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {**_plain(self), "manifest_parts": list(self.manifest_parts)}
+    _WRITTEN = {"manifest_parts": list}
 
 
 @dataclass(frozen=True)
