@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from handler.config import parse_config
+from tests.awkward_keys import AWKWARD_KEYS
 from tests.conftest import REPO, write_config
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     CLI_TIMEOUT,
@@ -299,29 +300,21 @@ def test_a_run_of_many_shards_and_batches_is_spread_over_worker_processes_and_la
     assert (one_json(again)["status"], one_json(again)["unchanged"]) == ("nothing_new", 1200)
 
 
-AWKWARD_KEYS = [
-    "movielens/with space.csv",
-    "movielens/naïve café/ünïcode ✓ 映画.csv",
-    "movielens/emoji 🎬.csv",
-    "movielens/a+b=c.csv",
-    "movielens/100%25 done %.csv",
-    "movielens/#hash#.csv",
-    "movielens/what?.csv",
-    "movielens/semi;colon&amp.csv",
-]
+# moto's server routes a path with a newline in it to nowhere (a 404); the in-process copier tests take that name.
+KEYS = [f"movielens/{name}" for name in AWKWARD_KEYS if "\n" not in name]
 
 
 def test_awkward_keys_land_byte_exact_over_http(stage: Stage) -> None:
-    bodies = {key: b"\x00\xff" + key.encode() + bytes(range(256)) for key in AWKWARD_KEYS}
+    bodies = {key: b"\x00\xff" + key.encode() + bytes(range(256)) for key in KEYS}
     for key, body in bodies.items():
         stage.put(key, body)
 
     proc = stage.run(stage.config(), "--json", "--date", "2026-01-02")
 
     assert proc.returncode == 0, proc.stderr
-    assert one_json(proc)["copied"] == len(AWKWARD_KEYS)
+    assert one_json(proc)["copied"] == len(KEYS)
     expected = {}
-    for key in AWKWARD_KEYS:
+    for key in KEYS:
         folder, _, name = key.rpartition("/")
         expected[f"{folder}/ingest_date=2026-01-02/{name}"] = key
     assert set(stage.landed()) == set(expected)
