@@ -17,6 +17,7 @@ from moto import mock_aws
 from handler.config import DatasetConfig, parse_config
 from handler.lambda_function import _s3 as _lambda_clients
 from handler.ledger import Ledger
+from tests.lineage_backend import LineageBackend, lineage_backend
 from tests.moto_patches import honour_copy_conditions
 
 REGION = "us-east-1"
@@ -58,6 +59,13 @@ def aws(aws_credentials: None) -> Iterator[None]:
 @pytest.fixture
 def s3(aws: None) -> Any:
     return boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture(name="lineage_backend")
+def lineage_backend_fixture() -> Iterator[LineageBackend]:
+    """An OpenLineage backend on loopback that keeps what it is sent (tests/lineage_backend.py)."""
+    with lineage_backend() as backend:
+        yield backend
 
 
 def unique_bucket(stem: str) -> str:
