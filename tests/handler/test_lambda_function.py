@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date as Date
@@ -18,7 +17,16 @@ from handler.errors import ConfigError, LockLost, RunInProgress, UnknownDataset
 from handler.lambda_function import handler
 from handler.ledger import Ledger
 from handler.runner import run_date_for
-from tests.conftest import REGION, dataset_config, landed_keys, list_keys, unique_bucket, write_config
+from tests.conftest import (
+    REGION,
+    dataset_config,
+    expire_lock,
+    landed_keys,
+    ledger_in,
+    list_keys,
+    unique_bucket,
+    write_config,
+)
 
 PLAN_FIELDS = {
     "dataset",
@@ -134,12 +142,6 @@ def plan_through(event: dict[str, Any]) -> dict[str, Any]:
 def put_files(s3: Any, bucket: str, count: int) -> None:
     for n in range(count):
         s3.put_object(Bucket=bucket, Key=f"movielens/f{n}.csv", Body=f"file {n}".encode())
-
-
-def expire_lock(s3: Any, raw: str) -> None:
-    key = "_ingestion/movielens/lock.json"
-    document = dict(json.loads(s3.get_object(Bucket=raw, Key=key)["Body"].read()), expires_at=time.time() - 1)
-    s3.put_object(Bucket=raw, Key=key, Body=json.dumps(document).encode())
 
 
 # ---- the step events ----------------------------------------------------------------------------------------
@@ -261,7 +263,7 @@ def test_plan_after_an_interrupted_run_returns_that_run_and_finalize_asks_for_a_
     s3 = deployment.s3
     put_files(s3, deployment.source, 1)
     crashed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
-    expire_lock(s3, deployment.raw)
+    expire_lock(ledger_in(s3, deployment.raw))
 
     resumed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
     invoke({"action": "copy_batch", "dataset": "movielens", "run_id": resumed["run_id"], "batch": 0})
@@ -369,7 +371,7 @@ def test_one_shot_after_an_interrupted_run_reports_and_notifies_both_runs(deploy
     deployment.monkeypatch.setenv("SNS_TOPIC_ARN", subscriber.topic_arn)
     put_files(s3, deployment.source, 1)
     crashed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
-    expire_lock(s3, deployment.raw)
+    expire_lock(ledger_in(s3, deployment.raw))
     s3.put_object(Bucket=deployment.source, Key="movielens/late.csv", Body=b"late")
 
     result = invoke({"dataset": "movielens", "date": "2026-11-28"})
@@ -671,7 +673,7 @@ def test_a_plan_of_another_execution_raises_run_in_progress_naming_the_execution
 def test_a_step_of_an_execution_whose_run_another_execution_resumed_raises_lock_lost(deployment):
     put_files(deployment.s3, deployment.source, 1)
     plan = run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
-    expire_lock(deployment.s3, deployment.raw)
+    expire_lock(ledger_in(deployment.s3, deployment.raw))
     resumed = run_as(OTHER_EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
     assert (resumed["run_id"], resumed["resumed"]) == (plan["run_id"], True)
 
