@@ -72,13 +72,17 @@ def unique_bucket(stem: str) -> str:
     return f"{stem}-{os.getpid()}-{next(_bucket_numbers)}"
 
 
+def new_bucket(s3: Any, stem: str) -> str:
+    """An empty bucket of the test's own (names are unique across xdist's processes)."""
+    bucket = unique_bucket(stem)
+    s3.create_bucket(Bucket=bucket)
+    return bucket
+
+
 @pytest.fixture
 def buckets(s3: Any) -> tuple[str, str]:
     """A fresh (source, raw) pair of buckets."""
-    source, raw = unique_bucket("source"), unique_bucket("raw")
-    s3.create_bucket(Bucket=source)
-    s3.create_bucket(Bucket=raw)
-    return source, raw
+    return new_bucket(s3, "source"), new_bucket(s3, "raw")
 
 
 def dataset_config(source: str, raw: str, name: str = "movielens", **overrides: Any) -> DatasetConfig:
@@ -91,10 +95,38 @@ def dataset_config(source: str, raw: str, name: str = "movielens", **overrides: 
     return parse_config({"datasets": {name: raw_config}}).dataset(name)
 
 
-def write_config(path: Path, source: str, raw: str, name: str = "movielens", **overrides: Any) -> Path:
+def config_document(source: str, raw: str, name: str = "movielens", **overrides: Any) -> str:
+    """A config file's text holding that one dataset, every field written out."""
     ds = dataset_config(source, raw, name, **overrides)
-    path.write_text(json.dumps({"datasets": {name: ds.to_dict()}}))
+    return json.dumps({"datasets": {name: ds.to_dict()}})
+
+
+def write_config(path: Path, source: str, raw: str, name: str = "movielens", **overrides: Any) -> Path:
+    path.write_text(config_document(source, raw, name, **overrides))
     return path
+
+
+LAMBDA_CONFIG_KEY = "config/{dataset}.json"
+
+
+def lambda_config_bucket(s3: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket for the function's per-dataset config objects, named in its environment as the stack names it."""
+    bucket = new_bucket(s3, "config")
+    monkeypatch.setenv("CONFIG_BUCKET", bucket)
+    monkeypatch.setenv("CONFIG_KEY", LAMBDA_CONFIG_KEY)
+    return bucket
+
+
+def put_lambda_config(
+    s3: Any, config_bucket: str, source: str, raw: str, name: str = "movielens", **overrides: Any
+) -> None:
+    """The config object the function reads for dataset `name` (see lambda_config_bucket)."""
+    s3.put_object(
+        Bucket=config_bucket,
+        Key=LAMBDA_CONFIG_KEY.format(dataset=name),
+        Body=config_document(source, raw, name, **overrides).encode(),
+        ContentType="application/json",
+    )
 
 
 def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:

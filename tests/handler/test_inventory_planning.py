@@ -17,7 +17,7 @@ import pytest
 from handler.errors import ConfigError
 from handler.inventory import InventoryUnsorted
 from handler.runner import Engine
-from tests.conftest import dataset_config, landed_keys, ledger_in, list_keys, unique_bucket
+from tests.conftest import dataset_config, landed_keys, ledger_in, list_keys, new_bucket
 from tests.faults.verifier import verify
 
 NOV_27, NOV_28, NOV_29 = Date(2026, 11, 27), Date(2026, 11, 28), Date(2026, 11, 29)
@@ -26,9 +26,7 @@ SCHEMA = "Bucket, Key, Size, LastModifiedDate, ETag, StorageClass"
 
 @pytest.fixture(name="reports")
 def reports_fixture(s3: Any) -> str:
-    bucket = unique_bucket("inventory")
-    s3.create_bucket(Bucket=bucket)
-    return bucket
+    return new_bucket(s3, "inventory")
 
 
 def prefix_of(source: str) -> str:

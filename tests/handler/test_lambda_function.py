@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date as Date
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,14 @@ from tests.conftest import (
     REGION,
     dataset_config,
     expire_lock,
+    lambda_config_bucket,
     landed_keys,
     ledger_in,
     list_keys,
-    unique_bucket,
+    put_lambda_config,
     write_config,
 )
+from tests.lambda_context import LambdaContext
 
 PLAN_FIELDS = {
     "dataset",
@@ -49,17 +50,6 @@ PLAN_FIELDS = {
 
 
 @dataclass
-class LambdaContext:
-    function_name: str = "ingest"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:ingest"
-    memory_limit_in_mb: int = 1024
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
-@dataclass
 class Deployment:
     """What the stack sets up for the function: buckets, one config object per dataset, the environment."""
 
@@ -70,21 +60,12 @@ class Deployment:
     monkeypatch: pytest.MonkeyPatch
 
     def configure(self, name: str = "movielens", **overrides: Any) -> None:
-        ds = dataset_config(self.source, self.raw, name, **overrides)
-        self.s3.put_object(
-            Bucket=self.config_bucket,
-            Key=f"config/{name}.json",
-            Body=json.dumps({"datasets": {name: ds.to_dict()}}).encode(),
-            ContentType="application/json",
-        )
+        put_lambda_config(self.s3, self.config_bucket, self.source, self.raw, name, **overrides)
 
 
 @pytest.fixture
 def deployment(s3: Any, buckets: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Deployment:
-    config_bucket = unique_bucket("config")
-    s3.create_bucket(Bucket=config_bucket)
-    monkeypatch.setenv("CONFIG_BUCKET", config_bucket)
-    monkeypatch.setenv("CONFIG_KEY", "config/{dataset}.json")
+    config_bucket = lambda_config_bucket(s3, monkeypatch)
     deployment = Deployment(s3, buckets[0], buckets[1], config_bucket, monkeypatch)
     deployment.configure()
     return deployment

@@ -14,7 +14,7 @@ from botocore.config import Config
 from handler import lean, s3io
 from handler.clients import s3_client
 from handler.s3errors import NotFound, PreconditionFailed
-from tests.conftest import REGION, unique_bucket
+from tests.conftest import REGION, new_bucket
 from tests.e2e.cli_fixtures import moto_server_fixture  # noqa: F401 - the fixture
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_binary
 from tests.stub_server import Answering, serving
@@ -33,9 +33,7 @@ def _plain(url: str) -> Any:
 
 @pytest.fixture(name="bucket")
 def bucket_fixture(moto_url: str) -> str:
-    name = unique_bucket("lean")
-    _plain(moto_url).create_bucket(Bucket=name)
-    return name
+    return new_bucket(_plain(moto_url), "lean")
 
 
 def test_a_run_client_takes_the_road_and_can_be_told_not_to(moto_url, monkeypatch):

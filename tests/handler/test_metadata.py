@@ -28,7 +28,7 @@ from handler.metadata import (
     merged,
 )
 from tests.awkward_keys import AWKWARD_KEYS
-from tests.conftest import unique_bucket
+from tests.conftest import new_bucket
 
 KEYS = [*AWKWARD_KEYS, "/leading//doubled/"]
 """A name ending in a slash never lands (it is a folder marker), but metadata must carry it all the same."""
@@ -90,8 +90,7 @@ def test_landed_from_gives_back_the_exact_source_key(key: str) -> None:
 
 @pytest.mark.parametrize("key", ["données/été.csv", "a%2Fb.csv", "what?.csv", "emoji/😀.json", "plus+sign and space"])
 def test_lineage_survives_a_real_put_and_head(s3: Any, key: str) -> None:
-    bucket = unique_bucket("raw")
-    s3.create_bucket(Bucket=bucket)
+    bucket = new_bucket(s3, "raw")
     s3.put_object(Bucket=bucket, Key="landed.csv", Body=b"x", Metadata=lineage_for(key))
 
     metadata = s3.head_object(Bucket=bucket, Key="landed.csv")["Metadata"]
@@ -283,8 +282,7 @@ def test_an_rfc_2047_word_a_server_re_encoded_still_decodes(value: str) -> None:
 
 
 def test_a_1024_byte_key_lands_with_its_lineage_through_a_real_put_and_head(s3: Any) -> None:
-    bucket = unique_bucket("raw")
-    s3.create_bucket(Bucket=bucket)
+    bucket = new_bucket(s3, "raw")
     s3.put_object(Bucket=bucket, Key="landed.csv", Body=b"x", Metadata=merged({}, worst_case_lineage(CJK_1024)))
 
     metadata = s3.head_object(Bucket=bucket, Key="landed.csv")["Metadata"]
