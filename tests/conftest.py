@@ -129,6 +129,12 @@ def put_lambda_config(
     )
 
 
+def put_keys(s3: Any, bucket: str, keys: list[str]) -> None:
+    """Objects whose bodies are their own keys: each distinct, each telling where it came from."""
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+
+
 def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
     paginator = s3.get_paginator("list_objects_v2")
     return [o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
