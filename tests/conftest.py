@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +162,16 @@ def expire_lock(ledger: Ledger) -> None:
     lock = ledger.lock
     document = dict(lock_document(ledger), expires_at=time.time() - 1)
     lock.s3.put_object(Bucket=lock.bucket, Key=lock.key, Body=json.dumps(document).encode())
+
+
+def one_json(output: subprocess.CompletedProcess[str] | str) -> dict[str, Any]:
+    """A CLI's stdout (of a finished process, or as text) must be exactly one JSON object: its answer."""
+    stdout, stderr = (output, "") if isinstance(output, str) else (output.stdout, output.stderr)
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one JSON line on stdout, got {stdout!r}; stderr: {stderr}"
+    document = json.loads(lines[0])
+    assert isinstance(document, dict)
+    return document
 
 
 class Crash(Exception):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +18,10 @@ import pytest
 
 from handler.config import parse_config
 from tests.awkward_keys import AWKWARD_KEYS
-from tests.conftest import REPO, write_config
+from tests.conftest import write_config
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
-    CLI_TIMEOUT,
     DATASET,
     Stage,
-    child_env,
     client,
     moto_server_fixture,
     one_json,
@@ -446,10 +443,9 @@ def test_an_aws_profile_that_does_not_exist_exits_2_naming_it(stage: Stage) -> N
 
 
 def test_no_credentials_at_all_exits_2_saying_what_to_set(stage: Stage) -> None:
-    env = child_env({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
-    argv = [sys.executable, "-m", "handler", *stage.argv("run", stage.config(), "--json")]
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
 
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+    proc = stage.run(stage.config(), "--json", env=env)
 
     _, line = assert_refused(proc, "invalid", 2)
     assert "Unable to locate credentials" in line
