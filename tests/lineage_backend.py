@@ -7,10 +7,9 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.stub_server import serving
+from tests.stub_server import Quiet, serving
 
 LINEAGE_PATH = "/api/v1/lineage"
 """Where OpenLineage's HTTP transport posts by default; `events` counts only what arrived there."""
@@ -45,16 +44,11 @@ def lineage_backend() -> Iterator[LineageBackend]:
     """A fresh backend serving for the block."""
     backend = LineageBackend()
 
-    class Receiver(BaseHTTPRequestHandler):
+    class Receiver(Quiet):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers["Content-Length"]))
             backend.posts.append(Post(self.path, dict(self.headers), json.loads(body)))
-            self.send_response(backend.status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
+            self._answer(backend.status, b"", {})
 
     with serving(Receiver) as url:
         backend.url = url

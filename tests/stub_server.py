@@ -20,10 +20,18 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
-class Answering(BaseHTTPRequestHandler):
-    """HTTP/1.1 with kept-alive connections (as S3 answers), and one way to send an answer with its length."""
+class Quiet(BaseHTTPRequestHandler):
+    """Logs nothing (http.server writes a line to stderr for each request), and has one way to send an answer
+    with its length."""
 
-    protocol_version = "HTTP/1.1"
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _drain(self) -> None:
+        """Read the request's body, so that the connection can take the next request."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
 
     def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -33,3 +41,9 @@ class Answering(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+class Answering(Quiet):
+    """HTTP/1.1 with kept-alive connections, as S3 answers."""
+
+    protocol_version = "HTTP/1.1"
