@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from moto import mock_aws
 from handler.config import DatasetConfig, parse_config
 from handler.lambda_function import _s3 as _lambda_clients
 from handler.ledger import Ledger
+from tests.lineage_backend import LineageBackend, lineage_backend
 from tests.moto_patches import honour_copy_conditions
 
 REGION = "us-east-1"
@@ -60,17 +62,28 @@ def s3(aws: None) -> Any:
     return boto3.client("s3", region_name=REGION)
 
 
+@pytest.fixture(name="lineage_backend")
+def lineage_backend_fixture() -> Iterator[LineageBackend]:
+    """An OpenLineage backend on loopback that keeps what it is sent (tests/lineage_backend.py)."""
+    with lineage_backend() as backend:
+        yield backend
+
+
 def unique_bucket(stem: str) -> str:
     return f"{stem}-{os.getpid()}-{next(_bucket_numbers)}"
+
+
+def new_bucket(s3: Any, stem: str) -> str:
+    """An empty bucket of the test's own (names are unique across xdist's processes)."""
+    bucket = unique_bucket(stem)
+    s3.create_bucket(Bucket=bucket)
+    return bucket
 
 
 @pytest.fixture
 def buckets(s3: Any) -> tuple[str, str]:
     """A fresh (source, raw) pair of buckets."""
-    source, raw = unique_bucket("source"), unique_bucket("raw")
-    s3.create_bucket(Bucket=source)
-    s3.create_bucket(Bucket=raw)
-    return source, raw
+    return new_bucket(s3, "source"), new_bucket(s3, "raw")
 
 
 def dataset_config(source: str, raw: str, name: str = "movielens", **overrides: Any) -> DatasetConfig:
@@ -83,10 +96,44 @@ def dataset_config(source: str, raw: str, name: str = "movielens", **overrides: 
     return parse_config({"datasets": {name: raw_config}}).dataset(name)
 
 
-def write_config(path: Path, source: str, raw: str, name: str = "movielens", **overrides: Any) -> Path:
+def config_document(source: str, raw: str, name: str = "movielens", **overrides: Any) -> str:
+    """A config file's text holding that one dataset, every field written out."""
     ds = dataset_config(source, raw, name, **overrides)
-    path.write_text(json.dumps({"datasets": {name: ds.to_dict()}}))
+    return json.dumps({"datasets": {name: ds.to_dict()}})
+
+
+def write_config(path: Path, source: str, raw: str, name: str = "movielens", **overrides: Any) -> Path:
+    path.write_text(config_document(source, raw, name, **overrides))
     return path
+
+
+LAMBDA_CONFIG_KEY = "config/{dataset}.json"
+
+
+def lambda_config_bucket(s3: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket for the function's per-dataset config objects, named in its environment as the stack names it."""
+    bucket = new_bucket(s3, "config")
+    monkeypatch.setenv("CONFIG_BUCKET", bucket)
+    monkeypatch.setenv("CONFIG_KEY", LAMBDA_CONFIG_KEY)
+    return bucket
+
+
+def put_lambda_config(
+    s3: Any, config_bucket: str, source: str, raw: str, name: str = "movielens", **overrides: Any
+) -> None:
+    """The config object the function reads for dataset `name` (see lambda_config_bucket)."""
+    s3.put_object(
+        Bucket=config_bucket,
+        Key=LAMBDA_CONFIG_KEY.format(dataset=name),
+        Body=config_document(source, raw, name, **overrides).encode(),
+        ContentType="application/json",
+    )
+
+
+def put_keys(s3: Any, bucket: str, keys: list[str]) -> None:
+    """Objects whose bodies are their own keys: each distinct, each telling where it came from."""
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
 
 
 def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
@@ -115,6 +162,16 @@ def expire_lock(ledger: Ledger) -> None:
     lock = ledger.lock
     document = dict(lock_document(ledger), expires_at=time.time() - 1)
     lock.s3.put_object(Bucket=lock.bucket, Key=lock.key, Body=json.dumps(document).encode())
+
+
+def one_json(output: subprocess.CompletedProcess[str] | str) -> dict[str, Any]:
+    """A CLI's stdout (of a finished process, or as text) must be exactly one JSON object: its answer."""
+    stdout, stderr = (output, "") if isinstance(output, str) else (output.stdout, output.stderr)
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one JSON line on stdout, got {stdout!r}; stderr: {stderr}"
+    document = json.loads(lines[0])
+    assert isinstance(document, dict)
+    return document
 
 
 class Crash(Exception):

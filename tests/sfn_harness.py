@@ -49,12 +49,19 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from handler import lambda_function
 from handler.ledger import Ledger, LedgerPaths
 from infra.workflow_definition import build_definition
-from tests.conftest import REGION, dataset_config, expire_lock, unique_bucket
+from tests.conftest import (
+    REGION,
+    dataset_config,
+    expire_lock,
+    lambda_config_bucket,
+    new_bucket,
+    put_lambda_config,
+    unique_bucket,
+)
+from tests.lambda_context import ACCOUNT, FUNCTION_ARN, LambdaContext
 
 DistributedItemProcessorWorker = distributed_item_processor_worker.DistributedItemProcessorWorker
 
-ACCOUNT = "123456789012"
-FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ingest-state-machine"
 DATASET = "movielens"
 
@@ -62,19 +69,6 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 # ---- the Lambda service ---------------------------------------------------------------------------------
-
-
-@dataclass
-class LambdaContext:
-    """The attributes of the Lambda context object a handler may read."""
-
-    function_name: str = "ingest"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    invoked_function_arn: str = FUNCTION_ARN
-    memory_limit_in_mb: int = 1024
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 @dataclass
@@ -283,16 +277,8 @@ def configure_lambda(
 ) -> str:
     """The config object the handler reads through CONFIG_BUCKET/CONFIG_KEY, in a bucket of its own; returns
     that bucket. `fields` are the dataset's raw config fields besides its buckets and prefixes."""
-    config_bucket = unique_bucket("config")
-    s3.create_bucket(Bucket=config_bucket)
-    config = dataset_config(source, raw, DATASET, **fields)
-    s3.put_object(
-        Bucket=config_bucket,
-        Key=f"config/{DATASET}.json",
-        Body=json.dumps({"datasets": {DATASET: config.to_dict()}}).encode(),
-    )
-    monkeypatch.setenv("CONFIG_BUCKET", config_bucket)
-    monkeypatch.setenv("CONFIG_KEY", "config/{dataset}.json")
+    config_bucket = lambda_config_bucket(s3, monkeypatch)
+    put_lambda_config(s3, config_bucket, source, raw, DATASET, **fields)
     monkeypatch.setenv("SNS_TOPIC_ARN", topic_arn)
     return config_bucket
 
@@ -301,9 +287,7 @@ def configure_lambda(
 def dataset_fixture(aws: None, monkeypatch: pytest.MonkeyPatch, notifications: Notifications) -> Dataset:
     """Source and raw buckets, and the config object the handler reads through CONFIG_BUCKET/CONFIG_KEY."""
     s3 = boto3.client("s3", region_name=REGION)
-    source, raw = unique_bucket("source"), unique_bucket("raw")
-    for bucket in (source, raw):
-        s3.create_bucket(Bucket=bucket)
+    source, raw = new_bucket(s3, "source"), new_bucket(s3, "raw")
     # Several Map batches from a few thousand objects.
     configure_lambda(monkeypatch, s3, source, raw, notifications.topic_arn, batch_max_objects=400, concurrency=8)
     return Dataset(source=source, raw=raw, s3=s3)

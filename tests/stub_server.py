@@ -17,12 +17,21 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+        server.server_close()
 
 
-class Answering(BaseHTTPRequestHandler):
-    """HTTP/1.1 with kept-alive connections (as S3 answers), and one way to send an answer with its length."""
+class Quiet(BaseHTTPRequestHandler):
+    """Logs nothing (http.server writes a line to stderr for each request), and has one way to send an answer
+    with its length."""
 
-    protocol_version = "HTTP/1.1"
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _drain(self) -> None:
+        """Read the request's body, so that the connection can take the next request."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
 
     def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -32,3 +41,9 @@ class Answering(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+class Answering(Quiet):
+    """HTTP/1.1 with kept-alive connections, as S3 answers."""
+
+    protocol_version = "HTTP/1.1"

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,14 @@ from moto.server import ThreadedMotoServer
 
 from handler.ledger import LedgerPaths
 from tests.conftest import REPO, dataset_config, landed_keys, list_keys, write_config
+from tests.conftest import one_json as one_json  # the e2e tests take it from here with the fixtures
 from tests.moto_patches import serialise_key_writes
 
 REGION = "us-east-1"
 DATASET = "movielens"
 CLI_TIMEOUT = 120
+CLI = (sys.executable, "-m", "handler")
+"""What `ingest` runs; a test that runs the CLI another way (under a wrapper, on a skewed clock) names its own."""
 """Generous on purpose: it only bounds a hung child, no test asserts how fast a run is."""
 
 
@@ -128,32 +131,39 @@ class Stage:
         return [command, "--config", str(config), "--dataset", dataset, "--endpoint-url", self.url, *args]
 
     def cli(
-        self, *argv: str, env: Mapping[str, str] | None = None, timeout: float = CLI_TIMEOUT
+        self,
+        *argv: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = CLI_TIMEOUT,
+        program: Sequence[str] = CLI,
+        **popen: Any,
     ) -> subprocess.CompletedProcess[str]:
-        """`python -m handler <argv>` from the repo root; waits for it."""
+        """`python -m handler <argv>` from the repo root in the CLI's environment (child_env); waits for it."""
         return subprocess.run(
-            [sys.executable, "-m", "handler", *argv],
+            [*program, *argv],
             cwd=REPO,
             env=child_env(env),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
+            **popen,
         )
 
     def run(self, config: Path | str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return self.cli(*self.argv("run", config, *args), **kwargs)
 
+    def start(
+        self, *argv: str, env: Mapping[str, str] | None = None, program: Sequence[str] = CLI, **popen: Any
+    ) -> subprocess.Popen[str]:
+        """As `cli`, without waiting: for killing it, racing it or talking to it. Its output is piped unless
+        `popen` says otherwise."""
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+        return subprocess.Popen([*program, *argv], cwd=REPO, env=child_env(env), text=True, **pipes)
+
     def spawn(self, config: Path | str, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
         """Start `run` without waiting: for killing it or racing it."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "handler", *self.argv("run", config, *args)],
-            cwd=REPO,
-            env=child_env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        return self.start(*self.argv("run", config, *args), env=env)
 
     # ---- reading back ---------------------------------------------------------------------------------
 
@@ -252,16 +262,6 @@ def new_stage(moto_server: str, workdir: Path) -> Stage:
     s3.create_bucket(Bucket=source)
     s3.create_bucket(Bucket=raw)
     return Stage(url=moto_server, s3=s3, source=source, raw=raw, workdir=workdir)
-
-
-def one_json(proc: subprocess.CompletedProcess[str] | str) -> dict[str, Any]:
-    """stdout (of a finished process, or as text) must be exactly one JSON object."""
-    stdout, stderr = (proc, "") if isinstance(proc, str) else (proc.stdout, proc.stderr)
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one JSON line on stdout, got {stdout!r}; stderr: {stderr}"
-    document = json.loads(lines[0])
-    assert isinstance(document, dict)
-    return document
 
 
 def kill(proc: subprocess.Popen[str]) -> None:

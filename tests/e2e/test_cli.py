@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +17,11 @@ from pathlib import Path
 import pytest
 
 from handler.config import parse_config
-from tests.conftest import REPO, write_config
+from tests.awkward_keys import AWKWARD_KEYS
+from tests.conftest import write_config
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
-    CLI_TIMEOUT,
     DATASET,
     Stage,
-    child_env,
     client,
     moto_server_fixture,
     one_json,
@@ -299,29 +297,21 @@ def test_a_run_of_many_shards_and_batches_is_spread_over_worker_processes_and_la
     assert (one_json(again)["status"], one_json(again)["unchanged"]) == ("nothing_new", 1200)
 
 
-AWKWARD_KEYS = [
-    "movielens/with space.csv",
-    "movielens/naïve café/ünïcode ✓ 映画.csv",
-    "movielens/emoji 🎬.csv",
-    "movielens/a+b=c.csv",
-    "movielens/100%25 done %.csv",
-    "movielens/#hash#.csv",
-    "movielens/what?.csv",
-    "movielens/semi;colon&amp.csv",
-]
+# moto's server routes a path with a newline in it to nowhere (a 404); the in-process copier tests take that name.
+KEYS = [f"movielens/{name}" for name in AWKWARD_KEYS if "\n" not in name]
 
 
 def test_awkward_keys_land_byte_exact_over_http(stage: Stage) -> None:
-    bodies = {key: b"\x00\xff" + key.encode() + bytes(range(256)) for key in AWKWARD_KEYS}
+    bodies = {key: b"\x00\xff" + key.encode() + bytes(range(256)) for key in KEYS}
     for key, body in bodies.items():
         stage.put(key, body)
 
     proc = stage.run(stage.config(), "--json", "--date", "2026-01-02")
 
     assert proc.returncode == 0, proc.stderr
-    assert one_json(proc)["copied"] == len(AWKWARD_KEYS)
+    assert one_json(proc)["copied"] == len(KEYS)
     expected = {}
-    for key in AWKWARD_KEYS:
+    for key in KEYS:
         folder, _, name = key.rpartition("/")
         expected[f"{folder}/ingest_date=2026-01-02/{name}"] = key
     assert set(stage.landed()) == set(expected)
@@ -453,10 +443,9 @@ def test_an_aws_profile_that_does_not_exist_exits_2_naming_it(stage: Stage) -> N
 
 
 def test_no_credentials_at_all_exits_2_saying_what_to_set(stage: Stage) -> None:
-    env = child_env({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
-    argv = [sys.executable, "-m", "handler", *stage.argv("run", stage.config(), "--json")]
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
 
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+    proc = stage.run(stage.config(), "--json", env=env)
 
     _, line = assert_refused(proc, "invalid", 2)
     assert "Unable to locate credentials" in line

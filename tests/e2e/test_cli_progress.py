@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import os
 import pty
-import subprocess
-import sys
 from typing import Any
 
-from tests.conftest import REPO
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     CLI_TIMEOUT,
     Stage,
-    child_env,
     moto_server_fixture,
     stage_fixture,
 )
@@ -31,14 +27,7 @@ def seed(stage: Stage, count: int = 4) -> list[str]:
 def on_a_terminal(stage: Stage, *argv: str) -> tuple[int, str, str]:
     """Run the CLI with stderr on a pseudo-terminal; (exit code, stdout, what the terminal showed)."""
     controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "handler", *argv],
-        cwd=REPO,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        text=True,
-    )
+    proc = stage.start(*argv, stderr=terminal)
     os.close(terminal)
     shown = b""
     while True:

@@ -24,12 +24,10 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from handler.records import parse_utc
-from tests.conftest import REPO
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     CLI_TIMEOUT,
     DATASET,
     Stage,
-    child_env,
     moto_server_fixture,
     one_json,
     reap,
@@ -108,28 +106,13 @@ if sys.stdin.readline().strip() == "renew":
 def skewed_run(stage: Stage, skew: float, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`ingest run` (or another command, via args) from a machine whose clock is `skew` seconds off."""
     argv = stage.argv(args[0], config, *args[1:]) if args else stage.argv("run", config, "--json")
-    return subprocess.run(
-        [sys.executable, "-c", SKEWED_CLI, str(skew), *argv],
-        cwd=REPO,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
+    return stage.cli(*argv, program=(sys.executable, "-c", SKEWED_CLI, str(skew)))
 
 
 def start_holder(stage: Stage, skew: float, ttl: int) -> tuple[subprocess.Popen[str], str]:
     """A process that holds the dataset's lock, on a clock `skew` seconds off; returns it and its lock token."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(skew), stage.url, stage.source, stage.raw, str(ttl)],
-        cwd=REPO,
-        env=child_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder = (sys.executable, "-c", HOLDER, str(skew))
+    proc = stage.start(stage.url, stage.source, stage.raw, str(ttl), program=holder, stdin=subprocess.PIPE)
     line = proc.stdout.readline() if proc.stdout else ""
     if not line:
         _, err = proc.communicate(timeout=30)

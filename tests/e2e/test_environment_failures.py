@@ -15,18 +15,15 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
+    CLI,
     CLI_TIMEOUT,
     Stage,
-    child_env,
     moto_server_fixture,
     one_json,
     reap,
@@ -51,19 +48,6 @@ def assert_everything_landed_once(stage: Stage, config: Path, objects: dict[str,
     assert verify(stage.s3, stage.source, stage.raw, "movielens", settled=True) == []
 
 
-def cli(stage: Stage, argv: list[str], *, prefix: list[str] | None = None, **popen: Any) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*(prefix or []), sys.executable, "-m", "handler", *argv],
-        cwd=REPO,
-        env=child_env(popen.pop("env", None)),
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-        **popen,
-    )
-
-
 # ---- too many open files --------------------------------------------------------------------------------------
 
 
@@ -78,9 +62,8 @@ def test_too_many_open_files_is_named_with_the_limit_and_what_to_do(stage: Stage
     # One attempt a request: with the default ten, a connection refused for want of a descriptor is retried after
     # a backoff and usually gets one as others close (the run lands everything and logs its retries), so only a
     # shortage that outlasts the attempts reaches the answer. One attempt makes every shortage reach it.
-    proc = cli(
-        stage,
-        stage.argv("run", config, "--json", "--workers", "1"),
+    proc = stage.cli(
+        *stage.argv("run", config, "--json", "--workers", "1"),
         preexec_fn=lowered,
         env={"AWS_MAX_ATTEMPTS": "1"},
     )
@@ -129,7 +112,7 @@ def test_a_full_tmpdir_is_named_with_the_directory_and_what_to_do(stage: Stage, 
         str(scratch),
     ]
 
-    proc = cli(stage, stage.argv("run", config, "--json"), prefix=mount, env={"TMPDIR": str(scratch)})
+    proc = stage.cli(*stage.argv("run", config, "--json"), program=[*mount, *CLI], env={"TMPDIR": str(scratch)})
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     error = one_json(proc)["error"]
@@ -160,14 +143,7 @@ def _workers_of(pid: int) -> list[int]:
 def test_a_worker_killed_by_sigkill_is_named_with_the_likely_cause_and_the_next_run_resumes(stage: Stage) -> None:
     objects = stage.seed(1200)
     config = stage.config(batch_max_objects=20, concurrency=2)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "handler", *stage.argv("run", config, "--json", "--workers", "2")],
-        cwd=REPO,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = stage.spawn(config, "--json", "--workers", "2")
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and proc.poll() is None:

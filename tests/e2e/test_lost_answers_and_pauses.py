@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -21,11 +20,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, list_keys
+from tests.conftest import list_keys
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     CLI_TIMEOUT,
     Stage,
-    child_env,
     moto_server_fixture,
     one_json,
     stage_fixture,
@@ -90,17 +88,6 @@ def wake(hold: Hold, proc: subprocess.Popen[str]) -> tuple[str, str]:
     hold.release()
     os.kill(proc.pid, signal.SIGCONT)
     return proc.communicate(timeout=CLI_TIMEOUT)
-
-
-def spawn(stage: Stage, cfg: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "handler", *stage.argv("run", cfg, "--json", *args)],
-        cwd=REPO,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_1_a_copy_whose_answers_were_all_lost_lands_once_and_is_claimed(stage: Stage, proxy: FaultProxy) -> None:
@@ -194,7 +181,7 @@ def test_6_a_planner_paused_past_its_lock_never_leaves_a_run_that_cannot_finish(
     more = seed(stage, 6, prefix="movielens/more-")
     hold = Hold()
     proxy.add_rule(Rule(None, operation="PutObject", key="open-run.json", action=hold))
-    paused = spawn(through(stage, proxy), cfg, "--date", NEXT)
+    paused = through(stage, proxy).spawn(cfg, "--json", "--date", NEXT)
     pause_at(hold, paused)
     other = stage.run(cfg, "--json", "--date", NEXT)  # takes over the expired lock, lands `more`
     _, err = wake(hold, paused)
@@ -216,7 +203,7 @@ def test_7_a_finalizer_paused_past_its_lock_does_not_overwrite_the_newer_record(
     cfg = config(stage)
     hold = Hold()
     proxy.add_rule(Rule(None, operation="PutObject", key="/manifest/", action=hold))
-    paused = spawn(through(stage, proxy), cfg, "--date", DATE)
+    paused = through(stage, proxy).spawn(cfg, "--json", "--date", DATE)
     pause_at(hold, paused)
     newer = seed(stage, 40, prefix="movielens/newer-")
     other = stage.run(cfg, "--json", "--date", NEXT)  # completes the paused run, then lands the 40

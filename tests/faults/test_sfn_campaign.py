@@ -21,7 +21,7 @@ import boto3
 import pytest
 
 from handler import lambda_function
-from tests.conftest import REGION, list_keys, unique_bucket
+from tests.conftest import REGION, list_keys, new_bucket
 from tests.faults.campaign import trial_params
 from tests.faults.sfn_campaign import (
     SETTINGS,
@@ -171,9 +171,7 @@ def history_errors(execution_arn: str) -> list[str]:
 @pytest.fixture
 def writer(aws: None, monkeypatch: pytest.MonkeyPatch, retry_waits: list[float]) -> Writer:
     s3 = boto3.client("s3", region_name=REGION)
-    bucket = unique_bucket("writes")
-    s3.create_bucket(Bucket=bucket)
-    return Writer(s3, bucket)
+    return Writer(s3, new_bucket(s3, "writes"))
 
 
 def test_a_lost_answer_is_named_as_aws_names_it_and_the_handler_ran_once_per_attempt(

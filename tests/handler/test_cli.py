@@ -19,17 +19,9 @@ from handler import cli
 from handler.cli import EXIT_FAILED, EXIT_IN_PROGRESS, EXIT_OK, EXIT_USAGE, main
 from handler.logs import PrintableFormatter
 from handler.runner import new_run_id
-from tests.conftest import REGION, landed_keys, ledger_in, write_config
+from tests.conftest import REGION, landed_keys, ledger_in, one_json, write_config
 
 ERROR_FIELDS = {"dataset", "status", "error", "exit_code"}
-
-
-def one_json(stdout: str) -> dict[str, Any]:
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected exactly one JSON line on stdout, got {stdout!r}"
-    document = json.loads(lines[0])
-    assert isinstance(document, dict)
-    return document
 
 
 def error_line(stderr: str) -> str:

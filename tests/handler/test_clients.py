@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -12,26 +11,18 @@ from handler.clients import s3_client
 from handler.errors import ConfigError, CorruptDocument
 from handler.lean import ENV_SWITCH as ROAD_OFF
 from handler.s3errors import Transient
-from tests.stub_server import serving
+from tests.stub_server import Quiet, serving
 
 # The resumes below are botocore's road (a body cut off there is resumed with a ranged GET); on the short road a
 # cut body is dropped and read again through botocore (tests/handler/test_lean.py).
 
 
-class _FailingWithChecksum(BaseHTTPRequestHandler):
+class _FailingWithChecksum(Quiet):
     """A 500 with the object's checksum header, as `rclone serve s3` answers a GET during a rewrite."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         body = b"<Error><Code>InternalError</Code><Message>busy</Message></Error>"
-        self.send_response(500)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amz-checksum-crc32", "AAAAAA==")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self._answer(500, body, {"Content-Type": "application/xml", "x-amz-checksum-crc32": "AAAAAA=="})
 
 
 @pytest.fixture(name="endpoint")
@@ -48,7 +39,7 @@ def test_a_server_error_carrying_a_checksum_header_is_a_transient_error_not_a_cr
         s3io.get_json(s3, "ledger-bucket", "_ingestion/movielens/lock.json")
 
 
-class _RewrittenWhileRead(BaseHTTPRequestHandler):
+class _RewrittenWhileRead(Quiet):
     """lock.json rewritten, shorter, while a reader had its first answer (as rclone serve s3 serves it): the first
     GET promises the old length and stops half-way, the resume gets 416, a fresh GET gets the new document."""
 
@@ -79,9 +70,6 @@ class _RewrittenWhileRead(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 def test_a_document_rewritten_while_it_was_read_is_read_again_whole(monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
@@ -95,7 +83,7 @@ def test_a_document_rewritten_while_it_was_read_is_read_again_whole(monkeypatch)
     assert _RewrittenWhileRead.gets == 3, "the cut read, the refused resume, the new version read whole"
 
 
-class _ResumeIgnoringIfMatch(BaseHTTPRequestHandler):
+class _ResumeIgnoringIfMatch(Quiet):
     """As `rclone serve s3` serves lock.json rewritten, longer, during a read: the first answer stops half-way,
     and the resume (If-Match ignored) is served from the new version, with the new version's ETag."""
 
@@ -119,11 +107,8 @@ class _ResumeIgnoringIfMatch(BaseHTTPRequestHandler):
             return
         self.wfile.write(body[start:])
 
-    def log_message(self, *args: object) -> None:
-        pass
 
-
-class _MixedThenWhole(BaseHTTPRequestHandler):
+class _MixedThenWhole(Quiet):
     """A whole-looking answer made of two versions (parsed, it has bytes after the document), then a good one."""
 
     gets = 0
@@ -131,17 +116,10 @@ class _MixedThenWhole(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         type(self).gets += 1
         body = b'{"run_id": "a"}"}' if type(self).gets == 1 else b'{"run_id": "b"}'
-        self.send_response(200)
-        self.send_header("ETag", f'"{type(self).gets}"')
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self._answer(200, body, {"ETag": f'"{type(self).gets}"'})
 
 
-def _get_json_from(handler: type[BaseHTTPRequestHandler], monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+def _get_json_from(handler: type[Quiet], monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv(ROAD_OFF, "0")
     with serving(handler) as url:
@@ -163,17 +141,9 @@ def test_a_body_of_two_versions_is_read_again_not_a_crash(monkeypatch):
     assert _get_json_from(_MixedThenWhole, monkeypatch) == ({"run_id": "b"}, '"2"')
 
 
-class _NeverJson(BaseHTTPRequestHandler):
+class _NeverJson(Quiet):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        body = b"not json"
-        self.send_response(200)
-        self.send_header("ETag", '"x"')
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self._answer(200, b"not json", {"ETag": '"x"'})
 
 
 def test_a_document_that_stays_unreadable_is_reported_by_name(monkeypatch):

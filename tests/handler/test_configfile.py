@@ -15,7 +15,7 @@ from botocore.config import Config
 from handler.configfile import CONFIG_KEY_TEMPLATE, config_key, load_config, location_from_env, split_s3_uri
 from handler.errors import ConfigError, CredentialsError
 from handler.s3errors import Transient
-from tests.conftest import dataset_config, unique_bucket, write_config
+from tests.conftest import config_document, dataset_config, new_bucket, unique_bucket, write_config
 
 
 def no_s3() -> Any:
@@ -24,14 +24,11 @@ def no_s3() -> Any:
 
 @pytest.fixture
 def config_bucket(s3: Any) -> str:
-    bucket = unique_bucket("config")
-    s3.create_bucket(Bucket=bucket)
-    return bucket
+    return new_bucket(s3, "config")
 
 
 def document(name: str = "movielens") -> str:
-    ds = dataset_config("source-bucket", "raw-bucket", name, timezone="Europe/Berlin")
-    return json.dumps({"datasets": {name: ds.to_dict()}})
+    return config_document("source-bucket", "raw-bucket", name, timezone="Europe/Berlin")
 
 
 # ---- local files ---------------------------------------------------------------------------------------------------

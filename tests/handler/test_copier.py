@@ -23,6 +23,7 @@ from handler.copier import COPIED, FAILED, SKIPPED, CopyContext, copy_items, tra
 from handler.layout import render_target_key
 from handler.records import BatchItem, ManifestLine
 from handler.runner import Engine
+from tests.awkward_keys import AWKWARD_KEYS
 from tests.conftest import dataset_config
 from tests.moto_patches import ignore_copy_conditions
 
@@ -238,20 +239,7 @@ def test_zero_byte_file_lands(s3, buckets):
     assert landed["Body"].read() == b""
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "with space.csv",
-        "ünïcødé/数据 ファイル.csv",
-        "a+b.csv",
-        "100%.csv",
-        "%2F.csv",
-        "hash#tag.csv",
-        "question?mark.csv",
-        "all of +%#?&=;:@$,'!()*[]{}~ at once.csv",
-        "emoji-🎬.csv",
-    ],
-)
+@pytest.mark.parametrize("name", AWKWARD_KEYS)
 def test_awkward_key_lands_with_exact_bytes_and_decodable_lineage(s3, buckets, name):
     source, raw = buckets
     key = f"movielens/{name}"

@@ -25,7 +25,7 @@ from handler.inventory import (
     read_manifest,
 )
 from handler.selection import SourceObject
-from tests.conftest import unique_bucket
+from tests.conftest import new_bucket
 
 SOURCE = "example-source-bucket"
 CONFIG = "daily-csv"
@@ -38,9 +38,7 @@ FOLDER = "2024-03-07T01-00Z"
 
 @pytest.fixture
 def dest(s3: Any) -> str:
-    bucket = unique_bucket("inventory")
-    s3.create_bucket(Bucket=bucket)
-    return bucket
+    return new_bucket(s3, "inventory")
 
 
 def prefix_of(destination_prefix: str = "inventory") -> str:

@@ -17,7 +17,7 @@ import pytest
 from handler.errors import ConfigError
 from handler.inventory import InventoryUnsorted
 from handler.runner import Engine
-from tests.conftest import dataset_config, landed_keys, ledger_in, list_keys, unique_bucket
+from tests.conftest import dataset_config, landed_keys, ledger_in, list_keys, new_bucket, put_keys
 from tests.faults.verifier import verify
 
 NOV_27, NOV_28, NOV_29 = Date(2026, 11, 27), Date(2026, 11, 28), Date(2026, 11, 29)
@@ -26,9 +26,7 @@ SCHEMA = "Bucket, Key, Size, LastModifiedDate, ETag, StorageClass"
 
 @pytest.fixture(name="reports")
 def reports_fixture(s3: Any) -> str:
-    bucket = unique_bucket("inventory")
-    s3.create_bucket(Bucket=bucket)
-    return bucket
+    return new_bucket(s3, "inventory")
 
 
 def prefix_of(source: str) -> str:
@@ -91,11 +89,6 @@ def count_source_listings(s3: Any, source: str) -> list[dict[str, Any]]:
     return calls
 
 
-def seed(s3: Any, bucket: str, keys: list[str]) -> None:
-    for key in keys:
-        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
-
-
 def inventory_dataset(source: str, raw: str, reports: str, *, sorted: bool, **overrides: Any) -> Any:
     inventory = {"bucket": reports, "prefix": prefix_of(source), "sorted": sorted}
     return dataset_config(source, raw, inventory=inventory, shard_max_keys=1_000, **overrides)
@@ -104,7 +97,7 @@ def inventory_dataset(source: str, raw: str, reports: str, *, sorted: bool, **ov
 def test_a_sorted_report_plans_every_shard_without_listing_the_source(s3, buckets, reports):
     source, raw = buckets
     keys = [f"movielens/f{n:05d}.csv" for n in range(2_500)]
-    seed(s3, source, keys)
+    put_keys(s3, source, keys)
     write_report(s3, source, reports, "2026-11-27T01-00Z", files=3)
     listings = count_source_listings(s3, source)
     engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=True))
@@ -119,11 +112,11 @@ def test_a_sorted_report_plans_every_shard_without_listing_the_source(s3, bucket
 
 def test_objects_the_report_does_not_have_wait_for_the_next_report(s3, buckets, reports):
     source, raw = buckets
-    seed(s3, source, [f"movielens/f{n:04d}.csv" for n in range(300)])
+    put_keys(s3, source, [f"movielens/f{n:04d}.csv" for n in range(300)])
     write_report(s3, source, reports, "2026-11-27T01-00Z", files=2)
     engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=True))
     engine.run(NOV_27)
-    seed(s3, source, ["movielens/late.csv"])
+    put_keys(s3, source, ["movielens/late.csv"])
     s3.put_object(Bucket=source, Key="movielens/f0007.csv", Body=b"rewritten")
 
     [same_report] = engine.run(NOV_28)
@@ -141,7 +134,7 @@ def test_objects_the_report_does_not_have_wait_for_the_next_report(s3, buckets, 
 def test_an_unsorted_report_is_read_whole_by_each_shard_and_lands_everything_once(s3, buckets, reports):
     source, raw = buckets
     keys = [f"movielens/p{p}/f{n:04d}.csv" for p in range(3) for n in range(500)]
-    seed(s3, source, keys)
+    put_keys(s3, source, keys)
     write_report(s3, source, reports, "2026-11-27T01-00Z", files=4, shuffle=True)
     engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=False))
 
@@ -158,7 +151,7 @@ def test_an_unsorted_report_is_read_whole_by_each_shard_and_lands_everything_onc
 
 def test_a_report_read_as_sorted_that_is_not_stops_the_plan_naming_the_file(s3, buckets, reports):
     source, raw = buckets
-    seed(s3, source, [f"movielens/f{n:04d}.csv" for n in range(200)])
+    put_keys(s3, source, [f"movielens/f{n:04d}.csv" for n in range(200)])
     files = write_report(s3, source, reports, "2026-11-27T01-00Z", files=1, shuffle=True)
     engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=True))
 
@@ -171,7 +164,7 @@ def test_a_report_read_as_sorted_that_is_not_stops_the_plan_naming_the_file(s3, 
 
 def test_a_dataset_whose_report_is_missing_fails_before_anything_is_planned(s3, buckets, reports):
     source, raw = buckets
-    seed(s3, source, ["movielens/a.csv"])
+    put_keys(s3, source, ["movielens/a.csv"])
     engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=False))
 
     with pytest.raises(ConfigError, match=f"inventory s3://{reports}/{prefix_of(source)}"):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date as Date
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,18 @@ from handler.errors import ConfigError, LockLost, RunInProgress, UnknownDataset
 from handler.lambda_function import handler
 from handler.ledger import Ledger
 from handler.runner import run_date_for
-from tests.conftest import REGION, dataset_config, landed_keys, list_keys, unique_bucket, write_config
+from tests.conftest import (
+    REGION,
+    dataset_config,
+    expire_lock,
+    lambda_config_bucket,
+    landed_keys,
+    ledger_in,
+    list_keys,
+    put_lambda_config,
+    write_config,
+)
+from tests.lambda_context import LambdaContext
 
 PLAN_FIELDS = {
     "dataset",
@@ -41,17 +50,6 @@ PLAN_FIELDS = {
 
 
 @dataclass
-class LambdaContext:
-    function_name: str = "ingest"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:ingest"
-    memory_limit_in_mb: int = 1024
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
-@dataclass
 class Deployment:
     """What the stack sets up for the function: buckets, one config object per dataset, the environment."""
 
@@ -62,21 +60,12 @@ class Deployment:
     monkeypatch: pytest.MonkeyPatch
 
     def configure(self, name: str = "movielens", **overrides: Any) -> None:
-        ds = dataset_config(self.source, self.raw, name, **overrides)
-        self.s3.put_object(
-            Bucket=self.config_bucket,
-            Key=f"config/{name}.json",
-            Body=json.dumps({"datasets": {name: ds.to_dict()}}).encode(),
-            ContentType="application/json",
-        )
+        put_lambda_config(self.s3, self.config_bucket, self.source, self.raw, name, **overrides)
 
 
 @pytest.fixture
 def deployment(s3: Any, buckets: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Deployment:
-    config_bucket = unique_bucket("config")
-    s3.create_bucket(Bucket=config_bucket)
-    monkeypatch.setenv("CONFIG_BUCKET", config_bucket)
-    monkeypatch.setenv("CONFIG_KEY", "config/{dataset}.json")
+    config_bucket = lambda_config_bucket(s3, monkeypatch)
     deployment = Deployment(s3, buckets[0], buckets[1], config_bucket, monkeypatch)
     deployment.configure()
     return deployment
@@ -134,12 +123,6 @@ def plan_through(event: dict[str, Any]) -> dict[str, Any]:
 def put_files(s3: Any, bucket: str, count: int) -> None:
     for n in range(count):
         s3.put_object(Bucket=bucket, Key=f"movielens/f{n}.csv", Body=f"file {n}".encode())
-
-
-def expire_lock(s3: Any, raw: str) -> None:
-    key = "_ingestion/movielens/lock.json"
-    document = dict(json.loads(s3.get_object(Bucket=raw, Key=key)["Body"].read()), expires_at=time.time() - 1)
-    s3.put_object(Bucket=raw, Key=key, Body=json.dumps(document).encode())
 
 
 # ---- the step events ----------------------------------------------------------------------------------------
@@ -261,7 +244,7 @@ def test_plan_after_an_interrupted_run_returns_that_run_and_finalize_asks_for_a_
     s3 = deployment.s3
     put_files(s3, deployment.source, 1)
     crashed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
-    expire_lock(s3, deployment.raw)
+    expire_lock(ledger_in(s3, deployment.raw))
 
     resumed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
     invoke({"action": "copy_batch", "dataset": "movielens", "run_id": resumed["run_id"], "batch": 0})
@@ -369,7 +352,7 @@ def test_one_shot_after_an_interrupted_run_reports_and_notifies_both_runs(deploy
     deployment.monkeypatch.setenv("SNS_TOPIC_ARN", subscriber.topic_arn)
     put_files(s3, deployment.source, 1)
     crashed = plan_through({"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
-    expire_lock(s3, deployment.raw)
+    expire_lock(ledger_in(s3, deployment.raw))
     s3.put_object(Bucket=deployment.source, Key="movielens/late.csv", Body=b"late")
 
     result = invoke({"dataset": "movielens", "date": "2026-11-28"})
@@ -671,7 +654,7 @@ def test_a_plan_of_another_execution_raises_run_in_progress_naming_the_execution
 def test_a_step_of_an_execution_whose_run_another_execution_resumed_raises_lock_lost(deployment):
     put_files(deployment.s3, deployment.source, 1)
     plan = run_as(EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-27"})
-    expire_lock(deployment.s3, deployment.raw)
+    expire_lock(ledger_in(deployment.s3, deployment.raw))
     resumed = run_as(OTHER_EXECUTION, {"action": "plan", "dataset": "movielens", "date": "2026-11-28"})
     assert (resumed["run_id"], resumed["resumed"]) == (plan["run_id"], True)
 

@@ -22,6 +22,7 @@ from handler.layout import (
     table_of,
 )
 from handler.templates import DEFAULT_KEY_TEMPLATE, DEFAULT_TABLE_KEY_TEMPLATE, TEMPLATE_SAMPLE_KEYS
+from tests.awkward_keys import AWKWARD_KEYS
 
 RUN_DATE = date(2024, 3, 7)
 RUN_ID = "20240307T200000Z-ab12"
@@ -162,24 +163,7 @@ def test_segments_that_only_contain_dots_are_ordinary_names(relative: str) -> No
 # ---- awkward characters ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "relative",
-    [
-        "données/été 2024.csv",
-        "a b/c d.csv",
-        "plus+sign.csv",
-        "100%.csv",
-        "a%2Fb.csv",
-        "hash#tag.csv",
-        "what?.csv",
-        "amp&eq=.csv",
-        "中文/文件.txt",
-        "emoji/😀.json",
-        "braces/{date}.csv",
-        "back\\slash.csv",
-        "tab\tkey.csv",
-    ],
-)
+@pytest.mark.parametrize("relative", AWKWARD_KEYS)
 def test_awkward_characters_pass_through_unchanged(relative: str) -> None:
     assert render(relative, "{date}/{path}") == f"raw/2024-03-07/{relative}"
 

@@ -4,7 +4,6 @@ answer that is not plain back to botocore, whose retries then decide."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import boto3
@@ -14,7 +13,7 @@ from botocore.config import Config
 from handler import lean, s3io
 from handler.clients import s3_client
 from handler.s3errors import NotFound, PreconditionFailed
-from tests.conftest import REGION, unique_bucket
+from tests.conftest import REGION, new_bucket
 from tests.e2e.cli_fixtures import moto_server_fixture  # noqa: F401 - the fixture
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_binary
 from tests.stub_server import Answering, serving
@@ -33,9 +32,7 @@ def _plain(url: str) -> Any:
 
 @pytest.fixture(name="bucket")
 def bucket_fixture(moto_url: str) -> str:
-    name = unique_bucket("lean")
-    _plain(moto_url).create_bucket(Bucket=name)
-    return name
+    return new_bucket(_plain(moto_url), "lean")
 
 
 def test_a_run_client_takes_the_road_and_can_be_told_not_to(moto_url, monkeypatch):
@@ -196,7 +193,6 @@ COPY_RESULT = (
 class _Flaky(Answering):
     """A 500 first, then a plain answer: the first on the road, the retry through botocore."""
 
-    protocol_version = "HTTP/1.1"
     seen: list[tuple[str, str]] = []
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
@@ -213,9 +209,6 @@ class _Flaky(Answering):
         else:
             body = COPY_RESULT
         self._answer(200, body, {"Content-Type": "application/xml"})
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(name="flaky")
@@ -251,10 +244,9 @@ def test_a_mocked_client_stays_on_botocore_so_the_mock_answers(aws):
     assert s3io.get_json(s3, "mocked", "doc.json")[0] == {"n": 1}
 
 
-class _CutOnce(BaseHTTPRequestHandler):
+class _CutOnce(Answering):
     """The first GET's body stops short of its Content-Length; the next is whole."""
 
-    protocol_version = "HTTP/1.1"
     gets = 0
     document = b'{"run_id": "r", "padding": "' + b"x" * 200 + b'"}'
 
@@ -272,9 +264,6 @@ class _CutOnce(BaseHTTPRequestHandler):
             return
         self.wfile.write(cls.document)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 def test_a_body_cut_off_on_the_road_is_read_again_whole(monkeypatch):
     _CutOnce.gets = 0
@@ -285,26 +274,18 @@ def test_a_body_cut_off_on_the_road_is_read_again_whole(monkeypatch):
     assert _CutOnce.gets == 2
 
 
-class _ElsewhereBucket(BaseHTTPRequestHandler):
+class _ElsewhereBucket(Answering):
     """Every HEAD on the road is answered as a bucket in another region answers; botocore's is answered."""
 
-    protocol_version = "HTTP/1.1"
     agents: list[str] = []
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
         agent = self.headers.get("User-Agent", "")
         type(self).agents.append(agent)
         if agent.startswith("data-file-ingestion (lean)"):
-            self.send_response(301)
-            self.send_header("x-amz-bucket-region", "eu-west-1")
+            self._answer(301, b"", {"x-amz-bucket-region": "eu-west-1"})
         else:
-            self.send_response(200)
-            self.send_header("ETag", '"aa"')
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
+            self._answer(200, b"", {"ETag": '"aa"'})
 
 
 def test_a_bucket_in_another_region_is_left_to_botocore_after_its_first_answer():

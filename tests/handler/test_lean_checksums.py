@@ -26,7 +26,6 @@ COPIED_CRC = "TGFuZGVkIQ=="
 class _KmsObject(Answering):
     """One SSE-KMS object with a CRC64NVME checksum, and copies of it, as S3 answers them."""
 
-    protocol_version = "HTTP/1.1"
     requests: list[tuple[str, dict[str, str]]] = []
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
@@ -53,9 +52,6 @@ class _KmsObject(Answering):
             b"</CopyObjectResult>"
         )
         self._answer(200, body, {"Content-Type": "application/xml", "x-amz-server-side-encryption": "aws:kms:dsse"})
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(name="kms")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from handler.records import BatchItem, ManifestLine, ObjectStatus, OpenRun, Plan
 from handler.s3io import jsonl_bytes
 from handler.shards import StateIndex, batch_number, split_sizes
 from handler.state import count as state_count
-from handler.state import create_table, landed_entry, record_landed
+from handler.state import landed_entry, record_landed
 from tests.conftest import dataset_config, expire_lock, list_keys
 
 
@@ -30,14 +29,6 @@ def ledger(s3: Any, buckets: tuple[str, str]) -> Ledger:
 @pytest.fixture
 def paths(ledger: Ledger) -> LedgerPaths:
     return ledger.paths
-
-
-@pytest.fixture
-def db() -> Iterator[sqlite3.Connection]:
-    connection = sqlite3.connect(":memory:")
-    create_table(connection)
-    yield connection
-    connection.close()
 
 
 def line(key: str, etag: str, status: str = "copied", reason: str = "") -> ManifestLine:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +14,7 @@ from handler.errors import LineageDeliveryFailed
 from handler.openlineage import COMPLETE, FAIL, START, deliver, run_uuid
 from handler.runner import Engine
 from tests.conftest import dataset_config, ledger_in
+from tests.lineage_backend import LineageBackend
 
 EVENT_TYPES = {"START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"}
 
@@ -108,61 +106,36 @@ def test_a_bucket_wide_dataset_is_named_slash():
 # ---- delivery --------------------------------------------------------------------------------------------
 
 
-class Backend(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-    status = 201
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Backend.received.append((self.path, dict(self.headers), json.loads(body)))
-        self.send_response(Backend.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def backend() -> Iterator[str]:
-    Backend.received, Backend.status = [], 201
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 EVENTS = [{"eventType": "START", "n": 1}, {"eventType": "COMPLETE", "n": 2}]
 
 
-def test_events_are_posted_as_json_to_the_lineage_endpoint_with_the_api_key(backend):
-    assert deliver(EVENTS, backend + "/", api_key="s3cr3t") == 2
+def test_events_are_posted_as_json_to_the_lineage_endpoint_with_the_api_key(lineage_backend: LineageBackend):
+    assert deliver(EVENTS, lineage_backend.url + "/", api_key="s3cr3t") == 2
 
-    assert [path for path, _, _ in Backend.received] == ["/api/v1/lineage"] * 2
-    assert [body for _, _, body in Backend.received] == EVENTS
-    headers = Backend.received[0][1]
+    assert [post.path for post in lineage_backend.posts] == ["/api/v1/lineage"] * 2
+    assert [post.event for post in lineage_backend.posts] == EVENTS
+    headers = lineage_backend.posts[0].headers
     assert headers["Content-Type"] == "application/json"
     assert headers["Authorization"] == "Bearer s3cr3t"
 
 
-def test_credentials_in_the_url_are_sent_as_basic_auth(backend):
-    deliver(EVENTS[:1], backend.replace("http://", "http://marquez:p%40ss@"))
+def test_credentials_in_the_url_are_sent_as_basic_auth(lineage_backend: LineageBackend):
+    deliver(EVENTS[:1], lineage_backend.url.replace("http://", "http://marquez:p%40ss@"))
 
-    assert Backend.received[0][1]["Authorization"] == "Basic " + base64.b64encode(b"marquez:p@ss").decode()
+    assert lineage_backend.posts[0].headers["Authorization"] == "Basic " + base64.b64encode(b"marquez:p@ss").decode()
 
 
-def test_a_backend_that_refuses_is_an_error_naming_the_answer_and_not_the_secrets(backend):
-    Backend.status = 500
-    for url, key in ((backend.replace("http://", "http://user:hunter2@"), None), (backend, "s3cr3t")):
+def test_a_backend_that_refuses_is_an_error_naming_the_answer_and_not_the_secrets(lineage_backend: LineageBackend):
+    lineage_backend.status = 500
+    base = lineage_backend.url
+    for url, key in ((base.replace("http://", "http://user:hunter2@"), None), (base, "s3cr3t")):
         with pytest.raises(LineageDeliveryFailed, match="answered 500 to a START event") as caught:
             deliver(EVENTS, url, endpoint="custom/lineage", api_key=key)
         assert "hunter2" not in str(caught.value) and "s3cr3t" not in str(caught.value)
-    assert Backend.received[0][0] == "/custom/lineage"
+    assert lineage_backend.posts[0].path == "/custom/lineage"
 
 
-def test_an_unreachable_backend_is_an_error_not_a_hang(backend):
+def test_an_unreachable_backend_is_an_error_not_a_hang():
     closed = "http://127.0.0.1:9"  # discard port: nothing listens
     with pytest.raises(LineageDeliveryFailed, match="could not reach http://127.0.0.1:9/api/v1/lineage"):
         deliver(EVENTS, closed, timeout=2)

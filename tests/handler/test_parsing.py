@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from botocore.utils import parse_timestamp
@@ -12,7 +11,7 @@ from botocore.utils import parse_timestamp
 from handler import s3io
 from handler.clients import s3_client
 from handler.parsing import complete_listing, timestamp
-from tests.stub_server import serving
+from tests.stub_server import Quiet, serving
 
 TIMESTAMPS = [
     "2026-12-03T06:48:57.000Z",
@@ -63,7 +62,7 @@ def test_only_a_whole_list_page_counts_as_complete():
     assert not complete_listing(b"")
 
 
-class _FlakyLister(BaseHTTPRequestHandler):
+class _FlakyLister(Quiet):
     """Answers a list with 200s that are not pages (an embedded error, a cut-off body), then the page."""
 
     answers: list[bytes] = []
@@ -73,14 +72,7 @@ class _FlakyLister(BaseHTTPRequestHandler):
         cls = type(self)
         body = cls.answers[min(cls.served, len(cls.answers) - 1)]
         cls.served += 1
-        self.send_response(200)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self._answer(200, body, {"Content-Type": "application/xml"})
 
 
 @pytest.fixture(name="lister")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from handler.planner import build_plan, cut_batches, iter_copies, iter_notes
 from handler.records import BatchItem, ManifestLine, ObjectStatus, PlanCounts
 from handler.selection import SourceObject
-from handler.state import LOOKUP_CHUNK, create_table, record_landed
+from handler.state import LOOKUP_CHUNK, record_landed
 from tests.conftest import dataset_config
 
 RUN_DATE = date(2024, 3, 7)
@@ -22,14 +21,6 @@ RUN_ID = "20240307T200000Z-ab12"
 NOW = datetime(2024, 3, 7, 20, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=2)
 PREFIX = "movielens/"  # source and target prefix of conftest's dataset_config
-
-
-@pytest.fixture
-def db() -> Iterator[sqlite3.Connection]:
-    connection = sqlite3.connect(":memory:")
-    create_table(connection)
-    yield connection
-    connection.close()
 
 
 def src(relative: str, etag: str = "e1", size: int = 10, **fields: Any) -> SourceObject:

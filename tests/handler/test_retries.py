@@ -32,7 +32,6 @@ class _Server(Answering):
     """Answers each request as `decide(road, number, nth)` says ("ok", "slowdown", "internal", "forbidden"): `road`
     whether the short road sent it, `number` its place among all requests, `nth` among those for its path."""
 
-    protocol_version = "HTTP/1.1"
     decide: Callable[[bool, int, int], str] = staticmethod(lambda road, number, nth: "ok")
     seen: list[tuple[str, bool, float]] = []
     per_path: dict[str, int] = {}
@@ -42,9 +41,7 @@ class _Server(Answering):
     def _handle(self) -> None:
         cls = type(self)
         road = self.headers.get("User-Agent", "").startswith(ROAD)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self._drain()
         path = self.path.split("?")[0]
         with cls.lock:
             cls.seen.append((self.command, road, time.monotonic()))
@@ -69,9 +66,6 @@ class _Server(Answering):
             self._answer(200, b"", {"ETag": '"aa"', "Last-Modified": "Thu, 03 Dec 2026 06:48:57 GMT"})
 
     do_HEAD = do_GET = do_PUT = _handle  # noqa: N815 - http.server's naming
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(name="server")

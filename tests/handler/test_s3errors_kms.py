@@ -48,15 +48,10 @@ class _Refusing(Answering):
     body = b""
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self._drain()
         self._answer(type(self).status, type(self).body, {"Content-Type": "application/xml"})
 
     do_HEAD = do_GET = do_PUT = _handle  # noqa: N815 - http.server's naming
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(name="refusing")

@@ -13,8 +13,8 @@ import pytest
 from handler import sdk
 from handler.cli import EXIT_USAGE, main
 from handler.errors import SdkTooOld
-from tests.conftest import landed_keys, write_config
-from tests.handler.test_cli import one_json, run_args
+from tests.conftest import landed_keys, one_json, write_config
+from tests.handler.test_cli import run_args
 
 
 @pytest.mark.parametrize("version", ["1.40.61", "1.40.62", "1.41.0", "1.44.8", "2.0.0", "1.40.61.dev0", "1.40.61rc1"])

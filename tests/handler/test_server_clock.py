@@ -11,7 +11,6 @@ import logging
 import time
 import types
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from handler.ledger import Ledger
 from handler.s3errors import NotFound, s3_errors
 from handler.server_clock import ServerClock, headers_of
 from tests.conftest import dataset_config, lock_document
-from tests.stub_server import serving
+from tests.stub_server import Answering, serving
 
 
 def answer(date: float | None) -> dict[str, Any]:
@@ -187,11 +186,10 @@ def test_the_lock_is_written_in_s3s_time(s3: Any, buckets: tuple[str, str], skew
     assert lock.fresh(ledger.lock.clock.now())
 
 
-class _DatedAhead(BaseHTTPRequestHandler):
+class _DatedAhead(Answering):
     """An S3 stand-in whose clock is 10 minutes ahead: a lock document at `held.json`, a 404 for any other GET, a
     200 for every PUT."""
 
-    protocol_version = "HTTP/1.1"
     agents: list[str] = []
 
     def date_time_string(self, timestamp: float | None = None) -> str:
@@ -199,12 +197,8 @@ class _DatedAhead(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         type(self).agents.append(self.headers.get("User-Agent", ""))
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        self._drain()
+        super()._answer(status, body, headers)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path.endswith("/held.json"):
@@ -215,9 +209,6 @@ class _DatedAhead(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:  # noqa: N802
         self._answer(200, b"", {"ETag": '"0123456789abcdef0123456789abcdef"'})
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.mark.parametrize("request_kind", ["read", "read-absent", "write"])

@@ -13,15 +13,10 @@ import pytest
 from handler.ledger import Ledger
 from handler.runner import Engine
 from handler.s3io import jsonl_bytes
-from tests.conftest import Crash, crash_once, dataset_config, ledger_in, list_keys
+from tests.conftest import Crash, crash_once, dataset_config, ledger_in, list_keys, put_keys
 from tests.faults.verifier import verify
 
 NOV_27, NOV_28, NOV_29 = Date(2026, 11, 27), Date(2026, 11, 28), Date(2026, 11, 29)
-
-
-def seed(s3: Any, bucket: str, keys: list[str]) -> None:
-    for key in keys:
-        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
 
 
 def index_of(ledger: Ledger) -> list[tuple[str | None, int]]:
@@ -35,7 +30,7 @@ def check(s3: Any, source: str, raw: str) -> None:
 def test_a_flat_dataset_over_the_key_budget_is_planned_in_rounds_and_lands_once(s3, buckets):
     source, raw = buckets
     keys = [f"movielens/f{n:05d}.csv" for n in range(2_100)]
-    seed(s3, source, keys)
+    put_keys(s3, source, keys)
     engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
 
     [first] = engine.run(NOV_27)
@@ -57,7 +52,7 @@ def test_a_flat_dataset_over_the_key_budget_is_planned_in_rounds_and_lands_once(
 def test_a_first_run_is_cut_at_the_folders_it_finds_and_small_shards_merge_the_next_night(s3, buckets):
     source, raw = buckets
     keys = [f"movielens/p{p:02d}/f{n:03d}.csv" for p in range(12) for n in range(100)]
-    seed(s3, source, keys)
+    put_keys(s3, source, keys)
     engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
 
     [first] = engine.run(NOV_27)
@@ -81,7 +76,7 @@ def test_a_first_run_is_cut_at_the_folders_it_finds_and_small_shards_merge_the_n
 def test_a_step_that_died_mid_run_is_retried_on_its_own_and_lands_everything_once(s3, buckets, where):
     source, raw = buckets
     keys = [f"movielens/f{n:05d}.csv" for n in range(2_100)]
-    seed(s3, source, keys)
+    put_keys(s3, source, keys)
     engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000, batch_max_objects=500))
     ledger = ledger_in(s3, raw)
     lock = engine.acquire()
@@ -115,12 +110,12 @@ def test_a_step_that_died_mid_run_is_retried_on_its_own_and_lands_everything_onc
 
 def test_a_finalize_that_died_after_the_index_is_finished_by_the_next_run(s3, buckets):
     source, raw = buckets
-    seed(s3, source, [f"movielens/f{n:05d}.csv" for n in range(1_500)])
+    put_keys(s3, source, [f"movielens/f{n:05d}.csv" for n in range(1_500)])
     engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
     crash_once(s3, "PutObject", "/summary/")
     with pytest.raises(Crash):
         engine.run(NOV_27)
-    seed(s3, source, ["movielens/later.csv"])
+    put_keys(s3, source, ["movielens/later.csv"])
 
     resumed, tonight = engine.run(NOV_28)
 
@@ -132,7 +127,7 @@ def test_a_finalize_that_died_after_the_index_is_finished_by_the_next_run(s3, bu
 def test_a_single_file_state_of_the_previous_version_is_migrated_on_first_use(s3, buckets):
     source, raw = buckets
     keys = [f"movielens/f{n:05d}.csv" for n in range(1_200)]
-    seed(s3, source, keys)
+    put_keys(s3, source, keys)
     engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
     engine.run(NOV_27)
     ledger = ledger_in(s3, raw)
@@ -154,7 +149,7 @@ def test_a_single_file_state_of_the_previous_version_is_migrated_on_first_use(s3
 def test_verify_reads_a_night_over_many_state_parts_and_listing_pages_and_finds_one_bad_row(s3, buckets):
     source, raw = buckets
     keys = [f"movielens/p{p:02d}/f{n:03d}.csv" for p in range(12) for n in range(100)]
-    seed(s3, source, keys)
+    put_keys(s3, source, keys)
     engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
     engine.run(NOV_27)
     s3.put_object(Bucket=source, Key="movielens/p03/new.csv", Body=b"new")
