@@ -2,7 +2,7 @@
 
 Each key shape runs in a child process (`python -m bench.footprint KEYS SHAPE`) whose TMPDIR is a fresh
 directory, against moto in that process, through handler's public API only: `parse_config(...).dataset(name)`,
-`handler.clients.s3_client` and `Engine(s3, dataset)` with its `plan`, `copy_batch` and `finalize` steps, as
+`handler.store.clients.s3_client` and `Engine(s3, dataset)` with its `plan`, `copy_batch` and `finalize` steps, as
 Step Functions calls them. A TmpWatch samples the directory (and the process's open, unlinked temp files)
 every 5 ms during each step, so the /tmp figures are what the step really kept there, whatever the engine's
 internals are; the state object and the manifest are measured by listing `_ingestion/<dataset>/`.
@@ -74,7 +74,7 @@ def measure(keys: int, shape: str) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from handler.clients import s3_client
+    from handler.store.clients import s3_client
     from handler.config import parse_config
     from handler.runner import Engine
 

@@ -28,7 +28,7 @@ from datetime import date as Date
 from typing import Any, NoReturn
 
 from . import __version__, logs
-from .clients import s3_client, sns_client
+from .store.clients import s3_client, sns_client
 from .config import DatasetConfig, parse_run_date, with_overrides
 from .configfile import load_config
 from .errors import (
@@ -50,10 +50,10 @@ from .openlineage import ENDPOINT, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
 from .records import Failure, RunStatus, RunSummary, parse_utc, utc_now
-from .retries import log_report
+from .store.retries import log_report
 from .runner import Engine, lineage_of, one_shot, one_shot_answer, run_date_for
-from .s3errors import NoSuchBucket, Transient
-from .sdk import require_botocore
+from .store.errors import NoSuchBucket, Transient
+from .store.sdk import require_botocore
 from .status import IN_PROGRESS as RUN_IN_PROGRESS
 from .status import LockView
 from .verify import Kind, Problem

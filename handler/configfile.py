@@ -8,7 +8,7 @@ from typing import Any
 
 from .config import ProcessConfig, parse_config_text
 from .errors import ConfigError, credentials_error
-from .s3errors import S3Error, Transient, s3_errors
+from .store.errors import S3Error, Transient, s3_errors
 
 CONFIG_KEY_TEMPLATE = "config/{dataset}.json"
 """Where each dataset's config object lives in the config bucket: the stack writes there and sets CONFIG_KEY to

@@ -32,10 +32,10 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
 from . import metadata as meta
-from . import s3io
+from .store import s3io
 from .integrity import Facts, Judgement, Verified, copy_algorithm, judge
 from .records import BatchItem, ManifestLine, ObjectStatus, utc_now
-from .s3errors import NoSuchBucket, NotFound, PreconditionFailed, S3Error
+from .store.errors import NoSuchBucket, NotFound, PreconditionFailed, S3Error
 
 log = logging.getLogger(__name__)
 

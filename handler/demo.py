@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from .clients import s3_client
+from .store.clients import s3_client
 from .configfile import load_config
 from .notify import build_notification, publish
 from .runner import Engine, one_shot

@@ -79,8 +79,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from .errors import ConfigError, CorruptDocument, IngestError
-from .s3errors import S3Error, s3_errors
-from .s3io import get_json, head_or_none, open_versioned
+from .store.errors import S3Error, s3_errors
+from .store.s3io import get_json, head_or_none, open_versioned
 from .selection import SourceObject, clean_etag
 
 log = logging.getLogger(__name__)

@@ -17,16 +17,16 @@ from datetime import date as Date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .clients import s3_client, sns_client
+from .store.clients import s3_client, sns_client
 from .config import did_you_mean, parse_run_date
 from .configfile import load_config, location_from_env
 from .errors import ConfigError, NotificationFailed, environment_error
 from .metrics import NAMESPACE_ENV, emit
 from .notify import publish_all
 from .records import RunSummary
-from .retries import log_report, report
+from .store.retries import log_report, report
 from .runner import Engine, one_shot, one_shot_answer
-from .sdk import loaded_sdk, require_botocore
+from .store.sdk import loaded_sdk, require_botocore
 from .width import MAX_MAP_WIDTH, ONE_VCPU_MB, S3_WRITES_PER_SECOND, copy_width
 
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))

@@ -41,7 +41,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from . import s3io, state
+from . import state
+
+from .store import s3io
 from .config import DatasetConfig
 from .errors import LockLost
 from .lock import PROBE_LEFTOVER_AGE_SECONDS, Lock, LockFile
@@ -55,7 +57,7 @@ from .records import (
     RunSummary,
     ShardOutcome,
 )
-from .s3errors import NotFound, PreconditionFailed
+from .store.errors import NotFound, PreconditionFailed
 from .shards import BATCH_STRIDE, RunShard, StateIndex, StatePart, batch_number, shard_of_batch
 from .sources import ReportChoice
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConditionalWritesUnsupported, LockLost, RunInProgress
-from .s3errors import NotFound, PreconditionFailed, S3Error
-from .s3io import delete, get_json, put_json
-from .server_clock import ServerClock
+from .store.errors import NotFound, PreconditionFailed, S3Error
+from .store.s3io import delete, get_json, put_json
+from .store.server_clock import ServerClock
 
 log = logging.getLogger(__name__)
 

@@ -184,7 +184,7 @@ def _start_worker(
 ) -> None:
     global _job
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
-    from .clients import s3_client
+    from .store.clients import s3_client
     from .logs import to_stderr
     from .steps import Job
 

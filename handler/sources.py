@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import LEDGER_ROOT, DatasetConfig
 from .inventory import files_for_range, first_key, iter_inventory, latest_manifest, read_manifest
-from .s3io import iter_source_objects
+from .store.s3io import iter_source_objects
 from .selection import SourceObject
 
 log = logging.getLogger(__name__)

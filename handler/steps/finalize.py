@@ -38,7 +38,7 @@ from ..records import (
     run_status,
     utc_stamp,
 )
-from ..s3io import jsonl_bytes
+from ..store.s3io import jsonl_bytes
 from ..selection import ROUTINE_SKIPS, UNCHANGED
 from ..shards import RunShard, StateIndex, StatePart, batch_number, split_sizes
 from ..state import record_landed, scratch_db

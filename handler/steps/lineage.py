@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .. import s3io
+from ..store import s3io
 from ..config import DatasetConfig, Location
 from ..errors import InvalidRequest, NoLineage
 from ..ledger import Ledger

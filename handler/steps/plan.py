@@ -29,7 +29,7 @@ from ..records import (
     sum_counts,
     utc_stamp,
 )
-from ..s3io import list_folders, more_than_a_page
+from ..store.s3io import list_folders, more_than_a_page
 from ..selection import SourceObject
 from ..shards import (
     BATCH_STRIDE,

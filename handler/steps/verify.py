@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from typing import Any
 
-from .. import s3io
+from ..store import s3io
 from ..config import LEDGER_ROOT
 from ..integrity import Facts
 from ..layout import UNMATCHED_TABLE

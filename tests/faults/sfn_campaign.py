@@ -61,7 +61,7 @@ from moto.awslambda.models import LambdaBackend
 from moto.s3.models import s3_backends
 
 from handler import lambda_function
-from handler.clients import s3_client
+from handler.store.clients import s3_client
 from infra.workflow_definition import RESERVED_ERROR_NAMES, build_definition
 from tests.conftest import REGION, unique_bucket
 from tests.faults.campaign import FULL, versions_in

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from handler.clients import s3_client
+from handler.store.clients import s3_client
 from handler.runner import Engine
 from tests.conftest import dataset_config
 from tests.e2e.cli_fixtures import REGION, Stage, client, moto_server_fixture  # noqa: F401 (fixture)

@@ -27,7 +27,7 @@ from handler.config import DatasetConfig
 from handler.errors import LockLost, RunInProgress
 from handler.records import utc_stamp
 from handler.runner import Engine
-from handler.s3errors import NoSuchBucket
+from handler.store.errors import NoSuchBucket
 from tests.conftest import REGION, Crash, crash_once, dataset_config, expire_lock, ledger_in, list_keys, lock_document
 from tests.moto_patches import serialise_key_writes
 

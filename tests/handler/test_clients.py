@@ -7,11 +7,11 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from handler import lean, retries, s3io
-from handler.clients import s3_client
+from handler.store import lean, retries, s3io
+from handler.store.clients import s3_client
 from handler.errors import ConfigError, CorruptDocument
-from handler.lean import ENV_SWITCH as ROAD_OFF
-from handler.s3errors import Transient
+from handler.store.lean import ENV_SWITCH as ROAD_OFF
+from handler.store.errors import Transient
 from tests.stub_server import serving
 
 # The resumes below are botocore's road (a body cut off there is resumed with a ranged GET); on the short road a
@@ -177,7 +177,7 @@ class _NeverJson(BaseHTTPRequestHandler):
 
 
 def test_a_document_that_stays_unreadable_is_reported_by_name(monkeypatch):
-    monkeypatch.setattr("handler.s3io.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("handler.store.s3io.time.sleep", lambda seconds: None)
     with pytest.raises(CorruptDocument, match=r"s3://ledger-bucket/_ingestion/movielens/lock.json is not a JSON"):
         _get_json_from(_NeverJson, monkeypatch)
 

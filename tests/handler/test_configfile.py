@@ -14,7 +14,7 @@ from botocore.config import Config
 
 from handler.configfile import CONFIG_KEY_TEMPLATE, config_key, load_config, location_from_env, split_s3_uri
 from handler.errors import ConfigError, CredentialsError
-from handler.s3errors import Transient
+from handler.store.errors import Transient
 from tests.conftest import dataset_config, unique_bucket, write_config
 
 

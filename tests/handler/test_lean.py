@@ -1,4 +1,4 @@
-"""The short road (handler/lean.py) answers exactly as botocore would, is signed as S3 checks, and hands every
+"""The short road (handler/store/lean.py) answers exactly as botocore would, is signed as S3 checks, and hands every
 answer that is not plain back to botocore, whose retries then decide."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from handler import lean, s3io
-from handler.clients import s3_client
-from handler.s3errors import NotFound, PreconditionFailed
+from handler.store import lean, s3io
+from handler.store.clients import s3_client
+from handler.store.errors import NotFound, PreconditionFailed
 from tests.conftest import REGION, unique_bucket
 from tests.e2e.cli_fixtures import moto_server_fixture  # noqa: F401 - the fixture
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_binary

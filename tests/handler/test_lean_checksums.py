@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from handler import lean, s3io
-from handler.clients import s3_client
+from handler.store import lean, s3io
+from handler.store.clients import s3_client
 from handler.integrity import Checksum, Facts
 from tests.conftest import REGION
 from tests.stub_server import Answering, serving

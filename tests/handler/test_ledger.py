@@ -14,7 +14,7 @@ from handler.errors import LockLost
 from handler.ledger import Ledger, LedgerPaths
 from handler.lock import Lock
 from handler.records import BatchItem, ManifestLine, ObjectStatus, OpenRun, PlanCounts
-from handler.s3io import jsonl_bytes
+from handler.store.s3io import jsonl_bytes
 from handler.shards import StateIndex, batch_number, split_sizes
 from handler.state import count as state_count
 from handler.state import create_table, landed_entry, record_landed

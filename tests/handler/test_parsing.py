@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from botocore.utils import parse_timestamp
 
-from handler import s3io
-from handler.clients import s3_client
-from handler.parsing import complete_listing, timestamp
+from handler.store import s3io
+from handler.store.clients import s3_client
+from handler.store.parsing import complete_listing, timestamp
 from tests.stub_server import serving
 
 TIMESTAMPS = [

@@ -13,7 +13,7 @@ from datetime import date as Date
 
 import pytest
 
-from handler.clients import s3_client
+from handler.store.clients import s3_client
 from handler.errors import WorkerKilled
 from handler.pool import ClientSettings, LocalPool, ProcessPool
 from handler.runner import Engine, one_shot

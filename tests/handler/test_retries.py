@@ -1,4 +1,4 @@
-"""A throttling storm is absorbed by one retry policy on both of a client's roads (handler/retries.py): every
+"""A throttling storm is absorbed by one retry policy on both of a client's roads (handler/store/retries.py): every
 attempt AWS_MAX_ATTEMPTS allows, counted across both roads, with botocore's backoff between them, and the same
 again for the next request however long the storm lasted (a warm Lambda keeps its client).
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from handler import lean, retries, s3io
-from handler.clients import s3_client
-from handler.s3errors import Throttled
+from handler.store import lean, retries, s3io
+from handler.store.clients import s3_client
+from handler.store.errors import Throttled
 from tests.stub_server import Answering, serving
 
 ROAD = "data-file-ingestion (lean)"

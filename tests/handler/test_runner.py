@@ -14,7 +14,7 @@ from handler import metadata as meta
 from handler.config import parse_config
 from handler.errors import ConfigError, LockLost, NoLineage, RunInProgress, RunNotFound
 from handler.runner import Engine
-from handler.s3errors import NoSuchBucket
+from handler.store.errors import NoSuchBucket
 from tests.conftest import Crash, crash_once, dataset_config, expire_lock, landed_keys, ledger_in, list_keys
 
 NOV_27 = Date(2026, 11, 27)

@@ -1,8 +1,8 @@
 """An object S3 may not decrypt with its KMS key fails with a reason that names both halves of the key's grant.
 
 S3's answers are sent as bytes by a loopback stand-in (tests/stub_server.py) to the runtime's own client
-(handler.clients.s3_client, both its roads), so botocore parses them as it parses S3's: an AccessDenied whose
-message is KMS's refusal (the forms S3 is seen to send, quoted in handler/s3errors.py), and a refused HEAD, whose
+(handler.store.clients.s3_client, both its roads), so botocore parses them as it parses S3's: an AccessDenied whose
+message is KMS's refusal (the forms S3 is seen to send, quoted in handler/store/errors.py), and a refused HEAD, whose
 answer has no body. The copier's tests then inject those parsed answers under moto, as tests/handler/test_copier.py
 does, and read the object's manifest line.
 """
@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from handler import s3io
-from handler.clients import s3_client
+from handler.store import s3io
+from handler.store.clients import s3_client
 from handler.copier import COPIED, FAILED, CopyContext, copy_items, transfer_manager
 from handler.records import BatchItem
-from handler.s3errors import HEAD_REFUSAL_ADVICE, KEY_GRANT_ADVICE, AccessDenied, KeyAccessDenied, s3_errors
+from handler.store.errors import HEAD_REFUSAL_ADVICE, KEY_GRANT_ADVICE, AccessDenied, KeyAccessDenied, s3_errors
 from tests.stub_server import Answering, serving
 
 KEY = "arn:aws:kms:us-east-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -10,7 +10,7 @@ import botocore
 import botocore.session
 import pytest
 
-from handler import sdk
+from handler.store import sdk
 from handler.cli import EXIT_USAGE, main
 from handler.errors import SdkTooOld
 from tests.conftest import landed_keys, write_config

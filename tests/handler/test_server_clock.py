@@ -1,6 +1,6 @@
 """S3's time from its answers' `Date`: the clock the lock and the plan's ages are judged by (server_clock.py).
 
-The clock's own rules are tested with a local clock the test moves (`handler.server_clock.time`); the lock's use
+The clock's own rules are tested with a local clock the test moves (`handler.store.server_clock.time`); the lock's use
 of it on in-process moto, whose answers are dated here by a botocore hook (moto leaves `Date` out of most), so
 "S3's clock" can be put anywhere. tests/e2e/test_cli_skewed_clock.py tests whole runs on a skewed machine.
 """
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from handler import s3io, server_clock
-from handler.clients import s3_client
+from handler.store import s3io, server_clock
+from handler.store.clients import s3_client
 from handler.ledger import Ledger
-from handler.s3errors import NotFound, s3_errors
-from handler.server_clock import ServerClock, headers_of
+from handler.store.errors import NotFound, s3_errors
+from handler.store.server_clock import ServerClock, headers_of
 from tests.conftest import dataset_config, lock_document
 from tests.stub_server import serving
 
@@ -120,7 +120,7 @@ def test_an_answer_without_date_keeps_the_offset_and_warns_once(
     exchange(clock, local, 600.0)
     learned = clock.offset
 
-    with caplog.at_level(logging.WARNING, logger="handler.server_clock"):
+    with caplog.at_level(logging.WARNING, logger="handler.store.server_clock"):
         clock.observe(answer(None), local.now)
         clock.observe(answer(None), local.now)
 

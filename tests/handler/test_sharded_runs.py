@@ -12,7 +12,7 @@ import pytest
 
 from handler.ledger import Ledger
 from handler.runner import Engine
-from handler.s3io import jsonl_bytes
+from handler.store.s3io import jsonl_bytes
 from tests.conftest import Crash, crash_once, dataset_config, ledger_in, list_keys
 from tests.faults.verifier import verify
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import SdkTooOld
+from ..errors import SdkTooOld
 
 MIN_BOTOCORE = (1, 40, 61)
 """The first botocore whose S3 model has every parameter listed above (CopyObject's IfNoneMatch is the newest)."""

@@ -11,7 +11,7 @@ whole small object, PutObject of bytes in memory, with Content-MD5) and ListObje
 Only the plain cases take this road, and each answer is what botocore would have returned for it:
 
 - 200, 404 and 412 (the last two are final): answered here, in botocore's response shape (a 404 or 412 as the
-  ClientError botocore raises, so s3errors.py translates both roads alike).
+  ClientError botocore raises, so errors.py translates both roads alike).
 - A 5xx or a throttle (what botocore's standard retry rules retry): retried here, with the client's retry policy
   (retries.py: botocore's rules and backoff, shared with botocore's road), and after the last attempt raised as
   the ClientError botocore raises then.
@@ -561,7 +561,7 @@ _sent = threading.local()  # attempts the last `_send` on this thread made (what
 
 
 def _client_error(status: int, code: str, message: str, operation: str, headers: http1.Headers) -> ClientError:
-    """The ClientError botocore raises for this answer, so s3errors translates both roads alike."""
+    """The ClientError botocore raises for this answer, so errors.py translates both roads alike."""
     return ClientError(
         {
             "Error": {"Code": code, "Message": message},

@@ -1,6 +1,6 @@
 """Thin S3 edges: JSON and JSON Lines objects with conditional writes, streamed listings, managed uploads.
 
-Every function here runs inside `s3_errors()`, so callers see only the package's exceptions (s3errors.py).
+Every function here runs inside `s3_errors()`, so callers see only the package's exceptions (errors.py).
 Decisions stay with the callers; these functions only move bytes and report what S3 said.
 
 Two faults S3 produces every night at scale are absorbed here, once, for every caller:
@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from . import lean
-from .errors import CorruptDocument
-from .s3errors import Conflict, NotFound, PreconditionFailed, S3Error, Transient, s3_errors
-from .selection import SourceObject, clean_etag
+from ..errors import CorruptDocument
+from .errors import Conflict, NotFound, PreconditionFailed, S3Error, Transient, s3_errors
+from ..selection import SourceObject, clean_etag
 from .server_clock import ServerClock
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 
 from . import lean, retries
-from .errors import ConfigError
+from ..errors import ConfigError
 from .parsing import tune_client, tune_session
 
 
