@@ -18,10 +18,10 @@ from typing import Any
 
 import boto3
 
-from .store.clients import s3_client
 from .configfile import load_config
 from .notify import build_notification, publish
 from .runner import Engine, one_shot
+from .store import Store
 
 DATASET = "movielens"
 SOURCE_BUCKET = "demo-source"
@@ -51,7 +51,8 @@ def main(source_dir: str | None = None) -> int:
 
 def _demo(endpoint: str, source_dir: Path | None) -> int:
     session = boto3.session.Session()
-    s3 = s3_client(session, concurrency=16, endpoint_url=endpoint)
+    store = Store.sized(session, concurrency=16, endpoint_url=endpoint)
+    s3 = store.client  # the demo's own setup: buckets, seed files, the config
     sns = session.client("sns", endpoint_url=endpoint)
     sqs = session.client("sqs", endpoint_url=endpoint)
     for bucket in (SOURCE_BUCKET, RAW_BUCKET, CONFIG_BUCKET):
@@ -76,8 +77,8 @@ def _demo(endpoint: str, source_dir: Path | None) -> int:
         }
     }
     s3.put_object(Bucket=CONFIG_BUCKET, Key=f"config/{DATASET}.json", Body=json.dumps(config, indent=2).encode())
-    dataset = load_config(f"s3://{CONFIG_BUCKET}/config/{DATASET}.json", lambda: s3).dataset(DATASET)
-    engine = Engine(s3, dataset)
+    dataset = load_config(f"s3://{CONFIG_BUCKET}/config/{DATASET}.json", lambda: store).dataset(DATASET)
+    engine = Engine(store, dataset)
 
     print(f"Local S3 and SNS (moto) at {endpoint}")
     print(f"Seeded s3://{SOURCE_BUCKET}/{SOURCE_PREFIX} with {len(files)} file(s), {sum(files.values())} bytes")

@@ -17,16 +17,16 @@ from datetime import date as Date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .store.clients import s3_client, sns_client
 from .config import did_you_mean, parse_run_date
 from .configfile import load_config, location_from_env
 from .errors import ConfigError, NotificationFailed, environment_error
 from .metrics import NAMESPACE_ENV, emit
 from .notify import publish_all
 from .records import RunSummary
-from .store.retries import log_report, report
 from .runner import Engine, one_shot, one_shot_answer
+from .store import Store
 from .store.sdk import loaded_sdk, require_botocore
+from .store.topic import sns_client
 from .width import MAX_MAP_WIDTH, ONE_VCPU_MB, S3_WRITES_PER_SECOND, copy_width
 
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -65,10 +65,10 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     dataset_name, action = _check_event(event)
     config = load_config(location_from_env(dataset_name), lambda: _s3(1))
     dataset = config.dataset(dataset_name)
-    s3 = _s3(dataset.concurrency)
-    engine = Engine(s3, dataset, execution=_execution(event, action, context))
+    store = _s3(dataset.concurrency)
+    engine = Engine(store, dataset, execution=_execution(event, action, context))
     log.info("dataset=%s action=%s", dataset_name, action or "run")
-    before = report(s3)  # the client outlives the invocation (warm containers): this invocation's share
+    before = store.retry_counts()  # the client outlives the invocation (warm containers): this invocation's share
     try:
         return _handle(engine, event, action)
     except Exception as err:
@@ -78,7 +78,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             raise
         raise local from err
     finally:
-        log_report(s3, f"dataset={dataset_name} action={action or 'run'}", since=before)
+        store.log_retries(f"dataset={dataset_name} action={action or 'run'}", since=before)
 
 
 def _handle(engine: Engine, event: Mapping[str, Any], action: str | None) -> dict[str, Any]:
@@ -212,9 +212,9 @@ def _positive(event: Mapping[str, Any], field: str, default: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _s3(concurrency: int) -> Any:
-    """One client per pool size per container: a warm Lambda reuses its connections across invocations."""
-    return s3_client(concurrency=concurrency)
+def _s3(concurrency: int) -> Store:
+    """One store per pool size per container: a warm Lambda reuses its connections across invocations."""
+    return Store.sized(concurrency=concurrency)
 
 
 def _date(event: Mapping[str, Any], timezone: str) -> Date | None:

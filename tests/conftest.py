@@ -17,6 +17,7 @@ from moto import mock_aws
 from handler.config import DatasetConfig, parse_config
 from handler.lambda_function import _s3 as _lambda_clients
 from handler.ledger import Ledger
+from handler.store import Store
 from tests.moto_patches import honour_copy_conditions
 
 REGION = "us-east-1"
@@ -101,7 +102,7 @@ def landed_keys(s3: Any, bucket: str) -> list[str]:
 
 def ledger_in(s3: Any, raw: str, name: str = "movielens") -> Ledger:
     """A dataset's ledger in a raw bucket (it depends on nothing else): tests find ledger objects by its paths."""
-    return Ledger(s3, dataset_config("ledger-test-source", raw, name))
+    return Ledger(Store(s3), dataset_config("ledger-test-source", raw, name))
 
 
 def lock_document(ledger: Ledger) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def expire_lock(ledger: Ledger) -> None:
     """Age the dataset lock past its expiry, as if its holder died long ago (cheaper than sleeping out a TTL)."""
     lock = ledger.lock
     document = dict(lock_document(ledger), expires_at=time.time() - 1)
-    lock.s3.put_object(Bucket=lock.bucket, Key=lock.key, Body=json.dumps(document).encode())
+    lock.store.client.put_object(Bucket=lock.bucket, Key=lock.key, Body=json.dumps(document).encode())
 
 
 class Crash(Exception):

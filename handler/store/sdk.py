@@ -56,6 +56,14 @@ def require_botocore() -> None:
     check_botocore(botocore.__version__)
 
 
+def versions() -> str:
+    """The boto3 and botocore this process imported (the CLI's --version line)."""
+    import boto3
+    import botocore
+
+    return f"boto3 {boto3.__version__}, botocore {botocore.__version__}"
+
+
 def loaded_sdk() -> str:
     """Which SDK this process imported, and from where: in Lambda, /opt/python is the stack's layer and anything
     else the runtime's own (logged at cold start, so a deployment shows which one it runs on)."""
