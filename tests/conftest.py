@@ -61,6 +61,12 @@ def s3(aws: None) -> Any:
     return boto3.client("s3", region_name=REGION)
 
 
+@pytest.fixture
+def store(s3: Any) -> Store:
+    """The moto client as the runtime takes it: a Store (on botocore's road, which moto's mock answers)."""
+    return Store(s3)
+
+
 def unique_bucket(stem: str) -> str:
     return f"{stem}-{os.getpid()}-{next(_bucket_numbers)}"
 
