@@ -25,7 +25,7 @@ Only the plain cases take this road, and each answer is what botocore would have
 A client whose requests something answers before they are sent (moto's mock, botocore's Stubber) stays on
 botocore's road (`intercepted`). Other botocore event handlers registered on the client do not see requests on
 the road (botocore's own handlers are what it replaces): code that hooks a client's requests makes that client
-without `s3_client`.
+without `Store.sized` (and wraps it in a plain `Store(client)`).
 
 Where requests go, and how they are signed, is botocore's own answer: each bucket's URL and signing scope come
 from one SigV4 presigned URL per bucket (made by a twin of the client that presigns with SigV4, as the client
