@@ -38,12 +38,18 @@ def bucket_fixture(moto_url: str) -> str:
 
 
 def test_a_run_client_takes_the_road_and_can_be_told_not_to(moto_url, monkeypatch):
-    assert Store.sized(endpoint_url=moto_url).fast_road is not None
+    on = Store.sized(endpoint_url=moto_url)
+    assert on.fast_road is not None and on.fast_road_off is None
+    assert Store(on.client).fast_road is None, "a store made from a client has no fast road"
+    assert Store(on.client).fast_road_off == "the store was made from a client, not by Store.sized"
     monkeypatch.setenv(lean.ENV_SWITCH, "0")
-    assert Store.sized(endpoint_url=moto_url).fast_road is None
+    off = Store.sized(endpoint_url=moto_url)
+    assert off.fast_road is None and off.fast_road_off == f"{lean.ENV_SWITCH}=0"
     monkeypatch.delenv(lean.ENV_SWITCH)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    assert Store.sized(endpoint_url=moto_url).fast_road is None, "a proxy is botocore's to honour"
+    proxied = Store.sized(endpoint_url=moto_url)
+    assert proxied.fast_road is None, "a proxy is botocore's to honour"
+    assert proxied.fast_road_off == "HTTPS_PROXY is set: a proxy is botocore's to honour"
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -246,6 +252,7 @@ def test_a_mocked_client_stays_on_botocore_so_the_mock_answers(aws):
     store.client.create_bucket(Bucket="mocked")
 
     assert lean.intercepted(store.client) and store.fast_road is None
+    assert store.fast_road_off == "a before-send handler answers the client's requests (a mock or a Stubber)"
     store.put_json("mocked", "doc.json", {"n": 1})
     assert store.get_json("mocked", "doc.json")[0] == {"n": 1}
 
