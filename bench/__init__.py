@@ -16,7 +16,7 @@ and do not mean.
 This is a benchmark, not a test: it asserts only that every tool copied (or listed) everything (otherwise its time
 would mean nothing), never how fast anything was. Our tool is used only through its public surface: the
 `python -m handler run` CLI, and `handler.runner.Engine`, `handler.config.parse_config` and
-`handler.clients.s3_client`.
+`handler.store.Store.sized`.
 
 Modules: `servers` (the local S3 servers), `workloads` (the data sets), `peers` (aws-cli, s5cmd, rclone, and
 the listers), `ours` (our CLI), `rounds` (the measurement plan), `proxy` (the request counter), `footprint`

@@ -2,7 +2,7 @@
 
 Each key shape runs in a child process (`python -m bench.footprint KEYS SHAPE`) whose TMPDIR is a fresh
 directory, against moto in that process, through handler's public API only: `parse_config(...).dataset(name)`,
-`handler.clients.s3_client` and `Engine(s3, dataset)` with its `plan`, `copy_batch` and `finalize` steps, as
+`handler.store.Store.sized` and `Engine(store, dataset)` with its `plan`, `copy_batch` and `finalize` steps, as
 Step Functions calls them. A TmpWatch samples the directory (and the process's open, unlinked temp files)
 every 5 ms during each step, so the /tmp figures are what the step really kept there, whatever the engine's
 internals are; the state object and the manifest are measured by listing `_ingestion/<dataset>/`.
@@ -74,9 +74,9 @@ def measure(keys: int, shape: str) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from handler.clients import s3_client
     from handler.config import parse_config
     from handler.runner import Engine
+    from handler.store import Store
 
     started = time.monotonic()
     tmp = Path(tempfile.gettempdir())
@@ -115,11 +115,12 @@ def measure(keys: int, shape: str) -> dict[str, Any]:
 
     with mock_aws():
         session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION)
-        s3 = s3_client(session)
+        store = Store.sized(session)
+        s3 = store.client
         s3.create_bucket(Bucket=SOURCE)
         s3.create_bucket(Bucket=TARGET)
         seed(s3, names, sizes, rng)
-        engine = Engine(s3, config.dataset(DATASET))
+        engine = Engine(store, config.dataset(DATASET))
 
         # plan_all: the plan step and every shard's, in this process, as the state machine's Maps run them.
         plan = step("plan_first_run", lambda: engine.plan_all(run_date=FIRST_RUN))

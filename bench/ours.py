@@ -67,7 +67,7 @@ def default_multipart_threshold(name: str, dataset: dict[str, Any]) -> int:
 
 
 class OursBotocore(Ours):
-    """Our tool with every request on botocore's road (INGEST_LEAN_REQUESTS=0, handler/lean.py): what the
+    """Our tool with every request on botocore's road (INGEST_LEAN_REQUESTS=0, handler/store/lean.py): what the
     short road buys, measured in the same rounds."""
 
     name = "ours-botocore"

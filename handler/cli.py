@@ -28,7 +28,6 @@ from datetime import date as Date
 from typing import Any, NoReturn
 
 from . import __version__, logs
-from .clients import s3_client, sns_client
 from .config import DatasetConfig, parse_run_date, with_overrides
 from .configfile import load_config
 from .errors import (
@@ -49,12 +48,12 @@ from .openlineage import ENDPOINT, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
 from .records import Failure, OneShotAnswer, RunStatus, RunSummary, parse_utc, utc_now
-from .retries import log_report
 from .runner import Engine, lineage_of, one_shot, run_date_for
-from .s3errors import NoSuchBucket, Transient
-from .sdk import require_botocore
 from .status import IN_PROGRESS as RUN_IN_PROGRESS
 from .status import LockView
+from .store import NoSuchBucket, Store, Transient
+from .store.sdk import require_botocore, versions
+from .store.topic import sns_client
 from .verify import Kind, Problem
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
@@ -88,10 +87,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _sdk_versions() -> str:
     """The SDK beside our own version: what a bug report needs, and what sdk.py checks."""
-    import boto3
-    import botocore
-
-    return f"boto3 {boto3.__version__}, botocore {botocore.__version__}, Python {sys.version.split()[0]}"
+    return f"{versions()}, Python {sys.version.split()[0]}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,12 +406,12 @@ def _command(invocation: Invocation) -> int:
 def _engine(invocation: Invocation, concurrency: int | None = None) -> Engine:
     args = invocation.args
     # Only a config in S3 needs a client to be read: a second client is a tenth of a second of a small run.
-    dataset = load_config(args.config, lambda: s3_client(endpoint_url=args.endpoint_url)).dataset(args.dataset)
+    dataset = load_config(args.config, lambda: Store.sized(endpoint_url=args.endpoint_url)).dataset(args.dataset)
     invocation.dataset = dataset
     if concurrency is not None:
         dataset = with_overrides(dataset, concurrency=concurrency)
-    s3 = s3_client(concurrency=dataset.concurrency, endpoint_url=args.endpoint_url)
-    return Engine(s3, dataset, allow_unprotected=getattr(args, "allow_unprotected", False))
+    store = Store.sized(concurrency=dataset.concurrency, endpoint_url=args.endpoint_url)
+    return Engine(store, dataset, allow_unprotected=getattr(args, "allow_unprotected", False))
 
 
 def _local_pool(engine: Engine, args: argparse.Namespace) -> LocalPool:
@@ -460,7 +456,7 @@ def _run(invocation: Invocation) -> int:
         return _report(refused, dataset.name, args.json, answer)
     if meter:
         meter.close()
-    log_report(engine.job.s3, f"run of {dataset.name}")  # this process's client (worker processes log their own)
+    engine.job.store.log_retries(f"run of {dataset.name}")  # this process's client (worker processes log their own)
     answer = {**OneShotAnswer(tuple(summaries)).to_json(), **_notify(topic, summaries)}
     if args.openlineage_url:
         answer.update(_send_events(engine, summaries, args.openlineage_url))
@@ -622,7 +618,7 @@ def _listing(prefixes: list[str]) -> str:
 
 def _lineage(invocation: Invocation) -> int:
     args = invocation.args
-    answer = lineage_of(s3_client(endpoint_url=args.endpoint_url), args.uri)
+    answer = lineage_of(Store.sized(endpoint_url=args.endpoint_url), args.uri)
     if args.json:
         print(json.dumps(answer))
     else:

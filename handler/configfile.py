@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from .config import ProcessConfig, parse_config_text
 from .errors import ConfigError, credentials_error
-from .s3errors import S3Error, Transient, s3_errors
+from .store import S3Error, Store, Transient
 
 CONFIG_KEY_TEMPLATE = "config/{dataset}.json"
 """Where each dataset's config object lives in the config bucket: the stack writes there and sets CONFIG_KEY to
@@ -23,13 +22,12 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def load_config(location: str, s3_factory: Callable[[], Any]) -> ProcessConfig:
-    """Read and validate a config; `s3_factory` builds a client only when the location is in S3."""
+def load_config(location: str, store_factory: Callable[[], Store]) -> ProcessConfig:
+    """Read and validate a config; `store_factory` builds a store only when the location is in S3."""
     if location.startswith("s3://"):
         bucket, key = split_s3_uri(location)
         try:
-            with s3_errors():
-                text = s3_factory().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+            text = store_factory().get_bytes(bucket, key).decode("utf-8")
         except S3Error as err:
             raise _unreadable(location, err) from err
         except UnicodeDecodeError as err:

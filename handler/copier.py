@@ -28,14 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from s3transfer.subscribers import BaseSubscriber
-
 from . import metadata as meta
-from . import s3io
 from .integrity import Facts, Judgement, Verified, copy_algorithm, judge
 from .records import BatchItem, ManifestLine, ObjectStatus, utc_now
-from .s3errors import NoSuchBucket, NotFound, PreconditionFailed, S3Error
+from .store import NoSuchBucket, NotFound, PreconditionFailed, S3Error, Store
 
 log = logging.getLogger(__name__)
 
@@ -65,50 +61,26 @@ class CopyContext:
     carry_source_metadata: bool = True
 
 
-def transfer_manager(s3: Any, *, concurrency: int, threshold: int, chunk: int) -> Any:
-    """One managed-transfer pool per run, sharing the caller's client and its connection pool."""
-    config = TransferConfig(
-        multipart_threshold=threshold,
-        multipart_chunksize=chunk,
-        max_concurrency=concurrency,
-        use_threads=True,
-        preferred_transfer_client="classic",
-    )
-    return create_transfer_manager(s3, config)
-
-
-class _KnownSource(BaseSubscriber):
-    """Hands s3transfer the size and ETag we already have, sparing it a HEAD per object."""
-
-    def __init__(self, size: int, etag: str):
-        self._size = size
-        self._etag = etag
-
-    def on_queued(self, future: Any, **kwargs: Any) -> None:
-        future.meta.provide_transfer_size(self._size)
-        future.meta.provide_object_etag(self._etag)
-
-
 _line = ManifestLine.of
 
 
-def copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
+def copy_one(store: Store, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
     """Land one object; never raises for the object's own problems, returns its manifest line instead."""
     try:
-        return _copy_one(s3, tm, item, ctx)
+        return _copy_one(store, tm, item, ctx)
     except Exception as err:  # one bad object must not abort the other 9,999
         log.warning("copy of %r failed: %s", item.key, err)
         reason = err.reason if isinstance(err, S3Error) else f"{type(err).__name__}: {err}"
         return _line(item, FAILED, reason)
 
 
-def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
+def _copy_one(store: Store, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
     if ctx.check_target:
-        head = _target_head(s3, item, ctx)
-        line = None if head is None else _already_there(s3, item, ctx, head)
+        head = _target_head(store, item, ctx)
+        line = None if head is None else _already_there(store, item, ctx, head)
         if line is not None and line.status == COPIED:  # an earlier attempt's, perhaps never verified: verify it
             assert head is not None
-            return _settle(s3, _Attempt(item, ctx, line.ingested_at or ""), Facts.of(head), head, line)
+            return _settle(store, _Attempt(item, ctx, line.ingested_at or ""), Facts.of(head), head, line)
         if line is not None:
             return line
 
@@ -118,7 +90,7 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
     facts: Facts | None = None
     if ctx.carry_source_metadata or multipart:  # a multipart copy compares the source before and after
         try:
-            source = s3io.head(s3, ctx.source_bucket, item.key, if_match=quoted, checksums=True)
+            source = store.head(ctx.source_bucket, item.key, if_match=quoted, checksums=True)
         except NotFound:
             return _line(item, FAILED, SOURCE_GONE)
         except PreconditionFailed:
@@ -150,26 +122,18 @@ def _copy_one(s3: Any, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLi
     attempt = _Attempt(item, ctx, ingested_at, facts)
 
     if not multipart:
-        return _copy_single(s3, attempt, extra)
+        return _copy_single(store, attempt, extra)
 
-    future = tm.copy(
-        {"Bucket": ctx.source_bucket, "Key": item.key},
-        ctx.target_bucket,
-        item.target,
-        extra_args=extra,
-        subscribers=[_KnownSource(item.size, quoted)],
-    )
     try:
-        # Never over an existing target: the complete carries If-None-Match (s3transfer would not send it).
-        with s3io.destination_conditions(s3, ctx.target_bucket, item.target, if_none_match=True):
-            s3io.wait(future)  # a failed UploadPartCopy has been aborted by s3transfer already
+        # Never over an existing target (If-None-Match on the complete); a failed UploadPartCopy is aborted.
+        store.multipart_copy(tm, ctx.source_bucket, item.key, ctx.target_bucket, item.target, extra, item.size)
     except S3Error as err:
-        return _after_refusal(s3, attempt, err)
-    changed = _source_changed(s3, item, ctx, source)
+        return _after_refusal(store, attempt, err)
+    changed = _source_changed(store, item, ctx, source)
     if changed:
-        return _discard(s3, attempt, changed)
-    head = s3io.head(s3, ctx.target_bucket, item.target, checksums=True)
-    return _settle(s3, attempt, Facts.of(head), head)
+        return _discard(store, attempt, changed)
+    head = store.head(ctx.target_bucket, item.target, checksums=True)
+    return _settle(store, attempt, Facts.of(head), head)
 
 
 @dataclass(frozen=True)
@@ -183,22 +147,22 @@ class _Attempt:
     """What a HEAD of the listed source version said (None: not read, `source_metadata: lineage`)."""
 
 
-def settle_own_landing(s3: Any, item: BatchItem, ctx: CopyContext, reason: str) -> ManifestLine | None:
+def settle_own_landing(store: Store, item: BatchItem, ctx: CopyContext, reason: str) -> ManifestLine | None:
     """The item's line if its target holds this run's copy of the listed version, verified as a fresh copy is
     (removed on a proven difference: a FAILED line), else None. How the finalize records a copy whose answer
     never reached the ledger, so a recovered line says how it was verified like any other."""
-    head = s3io.head_or_none(s3, ctx.target_bucket, item.target, checksums=True)
+    head = store.head_or_none(ctx.target_bucket, item.target, checksums=True)
     if head is None or not is_own_landing(head, item, ctx.source_bucket, ctx.run_id):
         return None
     found = _line(item, COPIED, reason, meta.normalise(head.get("Metadata")).get(meta.TIMESTAMP))
-    return _settle(s3, _Attempt(item, ctx, found.ingested_at or ""), Facts.of(head), head, found)
+    return _settle(store, _Attempt(item, ctx, found.ingested_at or ""), Facts.of(head), head, found)
 
 
-def _target_head(s3: Any, item: BatchItem, ctx: CopyContext) -> dict[str, Any] | None:
+def _target_head(store: Store, item: BatchItem, ctx: CopyContext) -> dict[str, Any] | None:
     """The target's HEAD, or None when it is free. A HEAD that fails here is no reason to fail the object: the
     copy itself never overwrites."""
     try:
-        return s3io.head_or_none(s3, ctx.target_bucket, item.target, checksums=True)
+        return store.head_or_none(ctx.target_bucket, item.target, checksums=True)
     except S3Error as err:
         if isinstance(err, NoSuchBucket):
             raise
@@ -206,7 +170,7 @@ def _target_head(s3: Any, item: BatchItem, ctx: CopyContext) -> dict[str, Any] |
         return None
 
 
-def _already_there(s3: Any, item: BatchItem, ctx: CopyContext, head: dict[str, Any]) -> ManifestLine | None:
+def _already_there(store: Store, item: BatchItem, ctx: CopyContext, head: dict[str, Any]) -> ManifestLine | None:
     """What the target's HEAD shows, as this item's line: landed by this run already, or occupied by another
     object (None: neither)."""
     landed = meta.landed_from(head.get("Metadata"))
@@ -238,7 +202,7 @@ def is_own_landing(head: dict[str, Any], item: BatchItem, source_bucket: str, ru
     )
 
 
-def _copy_single(s3: Any, attempt: _Attempt, extra: dict[str, Any]) -> ManifestLine:
+def _copy_single(store: Store, attempt: _Attempt, extra: dict[str, Any]) -> ManifestLine:
     """Below the threshold a managed copy is one CopyObject anyway; calling it here keeps its response.
 
     The response carries the landed object's ETag, encryption and checksum: when its checksum equals the
@@ -246,8 +210,7 @@ def _copy_single(s3: Any, attempt: _Attempt, extra: dict[str, Any]) -> ManifestL
     """
     item, ctx = attempt.item, attempt.ctx
     try:
-        response = s3io.copy_object(
-            s3,
+        response = store.copy_object(
             Bucket=ctx.target_bucket,
             Key=item.target,
             CopySource={"Bucket": ctx.source_bucket, "Key": item.key},
@@ -255,25 +218,25 @@ def _copy_single(s3: Any, attempt: _Attempt, extra: dict[str, Any]) -> ManifestL
             **extra,
         )
     except S3Error as err:
-        return _after_refusal(s3, attempt, err)
-    return _settle(s3, attempt, Facts.of(response, response.get("CopyObjectResult") or {}))
+        return _after_refusal(store, attempt, err)
+    return _settle(store, attempt, Facts.of(response, response.get("CopyObjectResult") or {}))
 
 
-def _after_refusal(s3: Any, attempt: _Attempt, err: S3Error) -> ManifestLine:
+def _after_refusal(store: Store, attempt: _Attempt, err: S3Error) -> ManifestLine:
     """A copy that did not answer success may still have been applied (its answer lost, a retry refused by
     our own first attempt's object). Read back the target before deciding what happened."""
     item, ctx = attempt.item, attempt.ctx
     if isinstance(err, NoSuchBucket):
         raise err
     try:
-        head = s3io.head_or_none(s3, ctx.target_bucket, item.target, checksums=True)
+        head = store.head_or_none(ctx.target_bucket, item.target, checksums=True)
     except S3Error as head_err:
         # Nothing is known: the finalize step reads the target back again before it commits.
         return _line(item, FAILED, f"{err.reason}; the target could not be read back ({head_err.code})")
     if head is not None:
-        landed = _already_there(s3, item, ctx, head)
+        landed = _already_there(store, item, ctx, head)
         if landed is not None and landed.status == COPIED:
-            return _settle(s3, attempt, Facts.of(head), head, landed)
+            return _settle(store, attempt, Facts.of(head), head, landed)
         if isinstance(err, PreconditionFailed) and landed is not None:
             return landed  # If-None-Match refused: another object is there, and it stays
     if isinstance(err, PreconditionFailed):
@@ -284,7 +247,7 @@ def _after_refusal(s3: Any, attempt: _Attempt, err: S3Error) -> ManifestLine:
 
 
 def _settle(
-    s3: Any,
+    store: Store,
     attempt: _Attempt,
     landed: Facts,
     head: dict[str, Any] | None = None,
@@ -296,18 +259,18 @@ def _settle(
     item, ctx = attempt.item, attempt.ctx
     judgement = judge(item.etag, attempt.source, landed)
     if judgement.undecided:  # nothing compared yet: read the source as it is now, then judge again
-        now = _source_now(s3, attempt)
+        now = _source_now(store, attempt)
         if attempt.source is None and now.etag == item.etag:
             attempt = replace(attempt, source=now)
         judgement = judge(item.etag, attempt.source, landed, now)
     if judgement.mismatch:
-        return _discard(s3, attempt, judgement.mismatch, head)
+        return _discard(store, attempt, judgement.mismatch, head)
     if head is None and judgement.verified == Verified.SIZE:
-        head = s3io.head(s3, ctx.target_bucket, item.target, checksums=True)
+        head = store.head(ctx.target_bucket, item.target, checksums=True)
     if head is not None:
         problem = _problem(attempt, head)
         if problem:
-            return _discard(s3, attempt, problem, head)
+            return _discard(store, attempt, problem, head)
         if landed.checksum is None:
             landed = replace(landed, checksum=Facts.of(head).checksum)
     return _copied(attempt, landed, judgement, found)
@@ -326,14 +289,14 @@ def _copied(attempt: _Attempt, landed: Facts, judgement: Judgement, found: Manif
     )
 
 
-def _source_now(s3: Any, attempt: _Attempt) -> Facts:
+def _source_now(store: Store, attempt: _Attempt) -> Facts:
     """The source as it is after the copy, read to settle what the copy's answer could not: the listed version
     (its encryption and checksum), a newer version (a copy that matches it is that version, landed by a server
     that ignored CopySourceIfMatch), or, when it cannot be read, only the listed ETag."""
     item, ctx = attempt.item, attempt.ctx
     listed = Facts.listed(item.etag)
     try:
-        return Facts.of(s3io.head(s3, ctx.source_bucket, item.key, if_match=f'"{item.etag}"', checksums=True))
+        return Facts.of(store.head(ctx.source_bucket, item.key, if_match=f'"{item.etag}"', checksums=True))
     except PreconditionFailed:
         pass
     except S3Error as err:
@@ -342,30 +305,30 @@ def _source_now(s3: Any, attempt: _Attempt) -> Facts:
         log.info("source %r could not be read to verify its copy (%s)", item.key, err.code)
         return listed
     try:  # rewritten since the listing: which version is it now?
-        return Facts.of(s3io.head(s3, ctx.source_bucket, item.key, checksums=True))
+        return Facts.of(store.head(ctx.source_bucket, item.key, checksums=True))
     except S3Error as err:
         if isinstance(err, NoSuchBucket):
             raise
         return listed
 
 
-def _discard(s3: Any, attempt: _Attempt, problem: str, head: dict[str, Any] | None = None) -> ManifestLine:
+def _discard(store: Store, attempt: _Attempt, problem: str, head: dict[str, Any] | None = None) -> ManifestLine:
     """What landed is not the listed version: remove it so the ledger and the bucket agree. Only an object
     this run landed is removed (its lineage says so, and the delete is pinned to its ETag): a copy never
     takes away what another run landed."""
     item, ctx = attempt.item, attempt.ctx
-    head = head or s3io.head_or_none(s3, ctx.target_bucket, item.target)
+    head = head or store.head_or_none(ctx.target_bucket, item.target)
     if head is not None and meta.normalise(head.get("Metadata")).get(meta.RUN_ID) == ctx.run_id:
-        s3io.delete(s3, ctx.target_bucket, item.target, if_match=head["ETag"])
+        store.delete(ctx.target_bucket, item.target, if_match=head["ETag"])
     return _line(item, FAILED, problem)
 
 
-def _source_changed(s3: Any, item: BatchItem, ctx: CopyContext, before: dict[str, Any]) -> str | None:
+def _source_changed(store: Store, item: BatchItem, ctx: CopyContext, before: dict[str, Any]) -> str | None:
     """A multipart copy reads the source part by part; a server that ignores CopySourceIfMatch on
     UploadPartCopy can mix two versions. The source's ETag, LastModified and version id are the same after
     the copy as before it only if nothing was written in between."""
     try:
-        after = s3io.head(s3, ctx.source_bucket, item.key)
+        after = store.head(ctx.source_bucket, item.key)
     except NotFound:
         return "source was deleted during the multipart copy; it lands on the next run if it comes back"
     same = all(after.get(field) == before.get(field) for field in ("ETag", "LastModified", "VersionId"))
@@ -384,7 +347,7 @@ def _problem(attempt: _Attempt, head: dict[str, Any]) -> str | None:
 
 
 def copy_items(
-    s3: Any,
+    store: Store,
     tm: Any,
     items: Iterable[BatchItem],
     ctx: CopyContext,
@@ -399,7 +362,7 @@ def copy_items(
 
     def work(item: BatchItem) -> ManifestLine:
         check()
-        return copy_one(s3, tm, item, ctx)
+        return copy_one(store, tm, item, ctx)
 
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="copy")
     try:

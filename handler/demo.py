@@ -18,16 +18,18 @@ from typing import Any
 
 import boto3
 
-from .clients import s3_client
 from .configfile import load_config
 from .notify import build_notification, publish
 from .runner import Engine, one_shot
+from .store import Store
 
 DATASET = "movielens"
 SOURCE_BUCKET = "demo-source"
 RAW_BUCKET = "demo-raw"
 CONFIG_BUCKET = "demo-config"
 SOURCE_PREFIX = "movielens/"
+BINARY = "binary/octet-stream"
+"""What S3 types an object written without a content type (the config, the changed file)."""
 
 
 def main(source_dir: str | None = None) -> int:
@@ -51,17 +53,17 @@ def main(source_dir: str | None = None) -> int:
 
 def _demo(endpoint: str, source_dir: Path | None) -> int:
     session = boto3.session.Session()
-    s3 = s3_client(session, concurrency=16, endpoint_url=endpoint)
+    store = Store.sized(session, concurrency=16, endpoint_url=endpoint)
     sns = session.client("sns", endpoint_url=endpoint)
     sqs = session.client("sqs", endpoint_url=endpoint)
     for bucket in (SOURCE_BUCKET, RAW_BUCKET, CONFIG_BUCKET):
-        s3.create_bucket(Bucket=bucket)
+        store.client.create_bucket(Bucket=bucket)  # the demo's own S3: nothing the runtime does
     topic_arn = sns.create_topic(Name="ingestion-runs")["TopicArn"]
     queue_url = sqs.create_queue(QueueName="ingestion-runs-inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
 
-    files = _seed(s3, source_dir)
+    files = _seed(store, source_dir)
     config = {
         "datasets": {
             DATASET: {
@@ -75,9 +77,9 @@ def _demo(endpoint: str, source_dir: Path | None) -> int:
             }
         }
     }
-    s3.put_object(Bucket=CONFIG_BUCKET, Key=f"config/{DATASET}.json", Body=json.dumps(config, indent=2).encode())
-    dataset = load_config(f"s3://{CONFIG_BUCKET}/config/{DATASET}.json", lambda: s3).dataset(DATASET)
-    engine = Engine(s3, dataset)
+    store.put_bytes(CONFIG_BUCKET, f"config/{DATASET}.json", json.dumps(config, indent=2).encode(), BINARY)
+    dataset = load_config(f"s3://{CONFIG_BUCKET}/config/{DATASET}.json", lambda: store).dataset(DATASET)
+    engine = Engine(store, dataset)
 
     print(f"Local S3 and SNS (moto) at {endpoint}")
     print(f"Seeded s3://{SOURCE_BUCKET}/{SOURCE_PREFIX} with {len(files)} file(s), {sum(files.values())} bytes")
@@ -86,15 +88,15 @@ def _demo(endpoint: str, source_dir: Path | None) -> int:
     first_date = datetime.now(UTC).date()
     _title(f"Run 1 ({first_date})")
     first = _run(engine, sns, topic_arn, first_date)
-    _print_tree(s3, RAW_BUCKET)
+    _print_tree(store, RAW_BUCKET)
     _print_summary(first)
     _print_notification(sqs, queue_url)
 
-    changed = _change_sources(s3, files)
+    changed = _change_sources(store, files)
     _title(f"Run 2 ({first_date + timedelta(days=1)}) after adding {changed[0]!r} and changing {changed[1]!r}")
-    before = set(_keys(s3, RAW_BUCKET))
+    before = set(_keys(store, RAW_BUCKET))
     second = _run(engine, sns, topic_arn, first_date + timedelta(days=1))
-    new = sorted(k for k in set(_keys(s3, RAW_BUCKET)) - before if not k.startswith("_ingestion/"))
+    new = sorted(k for k in set(_keys(store, RAW_BUCKET)) - before if not k.startswith("_ingestion/"))
     print("Landed by run 2:")
     for key in new:
         print(f"  s3://{RAW_BUCKET}/{key}")
@@ -120,7 +122,7 @@ def _run(engine: Engine, sns: Any, topic_arn: str, run_date: Any) -> dict[str, A
     return summary.to_json()
 
 
-def _seed(s3: Any, source_dir: Path | None) -> dict[str, int]:
+def _seed(store: Store, source_dir: Path | None) -> dict[str, int]:
     """Upload the MovieLens files: a real folder when given, else a small sample with the same columns."""
     files: dict[str, bytes] = {}
     if source_dir is not None:
@@ -131,7 +133,7 @@ def _seed(s3: Any, source_dir: Path | None) -> dict[str, int]:
         files = {f"ml-latest-small/{name}": body for name, body in sample_movielens().items()}
     for relative, body in files.items():
         content_type = "text/csv" if relative.endswith(".csv") else "text/plain"
-        s3.put_object(Bucket=SOURCE_BUCKET, Key=SOURCE_PREFIX + relative, Body=body, ContentType=content_type)
+        store.put_bytes(SOURCE_BUCKET, SOURCE_PREFIX + relative, body, content_type)
     return {name: len(body) for name, body in files.items()}
 
 
@@ -175,34 +177,26 @@ def sample_movielens(seed: int = 7) -> dict[str, bytes]:
     return out
 
 
-def _change_sources(s3: Any, files: dict[str, int]) -> tuple[str, str]:
+def _change_sources(store: Store, files: dict[str, int]) -> tuple[str, str]:
     """Add one file and change one, as a producer would between two nights."""
     folder = next(iter(files)).split("/", 1)[0]
     added = f"{folder}/ratings_late.csv"
-    s3.put_object(
-        Bucket=SOURCE_BUCKET,
-        Key=SOURCE_PREFIX + added,
-        Body=b"userId,movieId,rating,timestamp\n1,1,4.0,1700000000\n",
-        ContentType="text/csv",
+    store.put_bytes(
+        SOURCE_BUCKET, SOURCE_PREFIX + added, b"userId,movieId,rating,timestamp\n1,1,4.0,1700000000\n", "text/csv"
     )
     changed = next((n for n in files if n.endswith("tags.csv")), next(iter(files)))
-    body = s3.get_object(Bucket=SOURCE_BUCKET, Key=SOURCE_PREFIX + changed)["Body"].read()
-    s3.put_object(Bucket=SOURCE_BUCKET, Key=SOURCE_PREFIX + changed, Body=body + b"1,1,late-tag,1700000001\n")
+    body = store.get_bytes(SOURCE_BUCKET, SOURCE_PREFIX + changed)
+    store.put_bytes(SOURCE_BUCKET, SOURCE_PREFIX + changed, body + b"1,1,late-tag,1700000001\n", BINARY)
     return added, changed
 
 
-def _keys(s3: Any, bucket: str) -> list[str]:
-    paginator = s3.get_paginator("list_objects_v2")
-    return [o["Key"] for page in paginator.paginate(Bucket=bucket) for o in page.get("Contents", [])]
+def _keys(store: Store, bucket: str) -> list[str]:
+    return list(store.iter_keys(bucket, ""))
 
 
-def _print_tree(s3: Any, bucket: str) -> None:
+def _print_tree(store: Store, bucket: str) -> None:
     """The raw bucket as an indented tree, folders first, with sizes."""
-    sizes = {
-        o["Key"]: o["Size"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        for o in page.get("Contents", [])
-    }
+    sizes = {o.key: o.size for o in store.iter_source_objects(bucket, "")}
     print(f"s3://{bucket}/")
     shown: set[str] = set()
     for key in sorted(sizes):

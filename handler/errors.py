@@ -111,13 +111,13 @@ CREDENTIAL_ERRORS = frozenset(
     }
 )
 """Error names that mean "these credentials cannot work", whoever raised them: botocore (the class name, which
-s3errors keeps as `code`) or S3 (its error code)."""
+store.errors keeps as `code`) or S3 (its error code)."""
 
 
 def credentials_error(err: BaseException) -> CredentialsError | None:
     """The CredentialsError `err` amounts to, or None: one place decides what counts as a credentials problem.
 
-    Read by name, not by class, so neither botocore nor s3errors has to be imported here.
+    Read by name, not by class, so neither botocore nor store.errors has to be imported here.
     """
     if isinstance(err, CredentialsError):
         return err

@@ -2,7 +2,7 @@
 
 ListObjectsV2 returns 1,000 keys a request, so listing a huge dataset takes hours. S3 Inventory writes the
 same facts (key, size, ETag, last modified, storage class) as a few gzipped CSV files once a day; reading
-them is a handful of streamed GETs. A shard (`start_after < key <= end_at`, as in `s3io.iter_source_objects`)
+them is a handful of streamed GETs. A shard (`start_after < key <= end_at`, as in `Store.iter_source_objects`)
 streams only the rows in its range, and, when the report is key-sorted, only the files that can hold them.
 
 What AWS documents, and where (the user guide pages are also in github.com/awsdocs/amazon-s3-userguide):
@@ -79,9 +79,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from .errors import ConfigError, CorruptDocument, IngestError
-from .s3errors import S3Error, s3_errors
-from .s3io import get_json, head_or_none, open_versioned
 from .selection import SourceObject, clean_etag
+from .store import S3Error, Store
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +173,12 @@ class InventoryStats:
 # ---- manifest ---------------------------------------------------------------------------------------------------
 
 
-def read_manifest(s3: Any, bucket: str, key: str, *, source_bucket: str | None = None) -> InventoryManifest:
+def read_manifest(store: Store, bucket: str, key: str, *, source_bucket: str | None = None) -> InventoryManifest:
     """Read and check a manifest.json; every problem is a ConfigError naming the manifest's URI, all at once,
     so a wrong inventory configuration is fixed in one go. `source_bucket`, when given, must be the bucket
     the report lists (a prefix pointing at another bucket's inventory would plan the wrong keys)."""
     uri = f"s3://{bucket}/{key}"
-    document, _ = get_json_or_config_error(s3, bucket, key, uri)
+    document, _ = get_json_or_config_error(store, bucket, key, uri)
     if not isinstance(document, dict):
         raise ConfigError(f"inventory manifest {uri}: not a JSON object")
     problems = [f"{name}: missing" for name in MANIFEST_FIELDS if document.get(name) in (None, "")]
@@ -214,9 +213,9 @@ def read_manifest(s3: Any, bucket: str, key: str, *, source_bucket: str | None =
     )
 
 
-def get_json_or_config_error(s3: Any, bucket: str, key: str, uri: str) -> tuple[Any, str | None]:
+def get_json_or_config_error(store: Store, bucket: str, key: str, uri: str) -> tuple[Any, str | None]:
     try:
-        document, etag = get_json(s3, bucket, key)
+        document, etag = store.get_json(bucket, key)
     except CorruptDocument as err:
         raise ConfigError(f"inventory manifest {uri}: not valid JSON ({err.reason})") from err
     if etag is None:
@@ -277,16 +276,16 @@ def parse_timestamp(value: Any) -> tuple[datetime | None, str | None]:
         return None, f"creationTimestamp: not epoch milliseconds ({str(value)[:40]!r})"
 
 
-def latest_manifest(s3: Any, bucket: str, prefix: str) -> str:
+def latest_manifest(store: Store, bucket: str, prefix: str) -> str:
     """The key of the newest delivered manifest.json under an inventory's `<destination-prefix>/<source-bucket>/
     <config-id>/` prefix. A delimiter listing returns one entry per report folder (plus data/ and hive/), not
     one per data file; the newest dated folder with a manifest.checksum wins (the checksum is written last)."""
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    folders = list_folders(s3, bucket, prefix)
+    folders = list_folders(store, bucket, prefix)
     reports = sorted((f for f in folders if REPORT_FOLDER.fullmatch(f[len(prefix) :])), reverse=True)
     for folder in reports:
-        if head_or_none(s3, bucket, folder + "manifest.checksum") is not None:
+        if store.head_or_none(bucket, folder + "manifest.checksum") is not None:
             return folder + "manifest.json"
         log.info("inventory report %s has no manifest.checksum yet (still being delivered); trying older", folder)
     raise ConfigError(f"inventory s3://{bucket}/{prefix}: {no_report_reason(prefix, folders, reports)}")
@@ -303,14 +302,9 @@ def no_report_reason(prefix: str, folders: list[str], reports: list[str]) -> str
     )
 
 
-def list_folders(s3: Any, bucket: str, prefix: str) -> list[str]:
+def list_folders(store: Store, bucket: str, prefix: str) -> list[str]:
     """Every common prefix right under `prefix` (one a report per day: a few pages in years)."""
-    folders: list[str] = []
-    with s3_errors():
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
-        for page in pages:
-            folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
-    return folders
+    return store.list_folders(bucket, prefix, max_pages=None)[0]
 
 
 # ---- rows -------------------------------------------------------------------------------------------------------
@@ -407,7 +401,7 @@ def past_prefix(key: str, prefix: str) -> bool:
 
 
 def iter_inventory(
-    s3: Any,
+    store: Store,
     manifest: InventoryManifest,
     *,
     prefix: str,
@@ -425,7 +419,7 @@ def iter_inventory(
     caller can start again over every file. Without it every row is read and order is only recorded in `stats`.
     """
     wanted = select_files(manifest, files)
-    return InventoryStream(s3, manifest, KeyRange(prefix, start_after, end_at, skip_prefix), wanted, assume_sorted)
+    return InventoryStream(store, manifest, KeyRange(prefix, start_after, end_at, skip_prefix), wanted, assume_sorted)
 
 
 def select_files(manifest: InventoryManifest, files: Iterable[str] | None) -> list[str]:
@@ -442,8 +436,10 @@ def select_files(manifest: InventoryManifest, files: Iterable[str] | None) -> li
 class InventoryStream(Iterator[SourceObject]):
     """The objects of a report, with `stats` (malformed rows, order, skips) filled in as they are read."""
 
-    def __init__(self, s3: Any, manifest: InventoryManifest, keys: KeyRange, files: list[str], assume_sorted: bool):
-        self.s3, self.manifest, self.keys, self.files = s3, manifest, keys, files
+    def __init__(
+        self, store: Store, manifest: InventoryManifest, keys: KeyRange, files: list[str], assume_sorted: bool
+    ):
+        self.store, self.manifest, self.keys, self.files = store, manifest, keys, files
         self.assume_sorted = assume_sorted
         self.columns = Columns.of(manifest.columns)
         self.stats = InventoryStats()
@@ -464,7 +460,7 @@ class InventoryStream(Iterator[SourceObject]):
 
     def _file(self, key: str) -> Iterator[SourceObject]:
         uri = f"s3://{self.manifest.bucket}/{key}"
-        body, _ = open_versioned(self.s3, self.manifest.bucket, key)
+        body, _ = self.store.open_versioned(self.manifest.bucket, key)
         if body is None:
             raise InventoryError(
                 f"{uri}, listed in {self.manifest.uri}, does not exist: the report was deleted (a lifecycle rule?) "
@@ -564,13 +560,13 @@ def csv_rows(text: io.TextIOBase, uri: str, stats: InventoryStats) -> Iterator[t
 
 
 def first_key(
-    s3: Any, bucket: str, key: str, columns: Sequence[str], *, chunk_bytes: int = FIRST_KEY_BYTES
+    store: Store, bucket: str, key: str, columns: Sequence[str], *, chunk_bytes: int = FIRST_KEY_BYTES
 ) -> str | None:
     """The decoded key of a data file's first well-formed row, from ranged GETs of its start (64 KiB: one request
     in practice) inflated incrementally: a shard's planner learns where each file starts without reading it.
     None when the file has no rows. Raises InventoryError if no row is found in the first FIRST_KEY_LIMIT bytes."""
     layout = Columns.of(columns)
-    for line in first_lines(s3, bucket, key, chunk_bytes):
+    for line in first_lines(store, bucket, key, chunk_bytes):
         row = next(csv.reader([line]), None)
         if row is None or len(row) != layout.count or row == list(layout.names):
             continue
@@ -580,11 +576,11 @@ def first_key(
     return None
 
 
-def first_lines(s3: Any, bucket: str, key: str, chunk_bytes: int) -> Iterator[str]:
+def first_lines(store: Store, bucket: str, key: str, chunk_bytes: int) -> Iterator[str]:
     """Text lines from the start of a gzipped object, reading only as many byte ranges as the lines need."""
     inflate = Gunzip()
     pending = b""
-    for chunk in ranged_chunks(s3, bucket, key, chunk_bytes, FIRST_KEY_LIMIT):
+    for chunk in ranged_chunks(store, bucket, key, chunk_bytes, FIRST_KEY_LIMIT):
         pending += inflate.feed(chunk, f"s3://{bucket}/{key}")
         *lines, pending = pending.split(b"\n")
         for line in lines:
@@ -612,19 +608,13 @@ class Gunzip:
         return out
 
 
-def ranged_chunks(s3: Any, bucket: str, key: str, chunk_bytes: int, limit: int) -> Iterator[bytes]:
+def ranged_chunks(store: Store, bucket: str, key: str, chunk_bytes: int, limit: int) -> Iterator[bytes]:
     """Successive `Range: bytes=a-b` reads of an object, each pinned to the first one's ETag, up to `limit`
     bytes. Nothing for an empty object (S3 answers 416 to a range of it)."""
     offset, etag = 0, None
     while offset < limit:
-        conditions = {"IfMatch": etag} if etag else {}
         try:
-            with s3_errors():
-                response = s3.get_object(
-                    Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + chunk_bytes - 1}", **conditions
-                )
-                data = response["Body"].read(chunk_bytes)
-                response["Body"].close()
+            data, response = store.read_range(bucket, key, offset, chunk_bytes, if_match=etag)
         except S3Error as err:
             if err.code == "InvalidRange":
                 return

@@ -12,17 +12,17 @@ import logging
 import os
 from typing import Any
 
-from .clients import s3_client, sns_client
 from .configfile import load_config, location_from_env
 from .contract import StepRequest, read_event, state_machine_answer
 from .errors import environment_error
 from .metrics import emit_committed
 from .notify import announce
 from .records import OneShotAnswer, RunSummary
-from .retries import log_report, report
-from .sdk import loaded_sdk, require_botocore
 from .steps import Job
 from .steps.table import run_step
+from .store import Store
+from .store.sdk import loaded_sdk, require_botocore
+from .store.topic import sns_client
 from .width import copy_width, function_memory_mb
 
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -38,12 +38,12 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     request = read_event(event, getattr(context, "aws_request_id", None))
     location = location_from_env(request.dataset)
     dataset = load_config(location, lambda: _s3(1)).dataset(request.dataset)
-    s3 = _s3(dataset.concurrency)
+    store = _s3(dataset.concurrency)
     what = f"dataset={dataset.name} action={request.step.action or 'run'}"
     log.info(what)
-    before = report(s3)  # the client outlives the invocation (warm containers): this invocation's share
+    before = store.retry_counts()  # the client outlives the invocation (warm containers): this invocation's share
     try:
-        return _answer(Job.of(s3, dataset, execution=request.execution), request)
+        return _answer(Job.of(store, dataset, execution=request.execution), request)
     except Exception as err:
         # The function's own machine (a full /tmp, too few descriptors) is named as such, not as S3's or a bug's.
         local = environment_error(err)
@@ -51,7 +51,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             raise
         raise local from err
     finally:
-        log_report(s3, what, since=before)
+        store.log_retries(what, since=before)
 
 
 def _answer(job: Job, request: StepRequest) -> dict[str, Any]:
@@ -81,6 +81,6 @@ def _answer(job: Job, request: StepRequest) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _s3(concurrency: int) -> Any:
-    """One client per pool size per container: a warm Lambda reuses its connections across invocations."""
-    return s3_client(concurrency=concurrency)
+def _s3(concurrency: int) -> Store:
+    """One store per pool size per container: a warm Lambda reuses its connections across invocations."""
+    return Store.sized(concurrency=concurrency)

@@ -41,7 +41,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from . import s3io, state
+from . import state
 from .config import DatasetConfig
 from .errors import LockLost
 from .lock import PROBE_LEFTOVER_AGE_SECONDS, Lock, LockFile
@@ -55,9 +55,9 @@ from .records import (
     RunSummary,
     ShardOutcome,
 )
-from .s3errors import NotFound, PreconditionFailed
 from .shards import BATCH_STRIDE, RunShard, StateIndex, StatePart, batch_number, shard_of_batch
 from .sources import ReportChoice
+from .store import NotFound, PreconditionFailed, Store, jsonl_bytes
 
 JSONL = "application/x-ndjson"
 
@@ -227,12 +227,12 @@ class LedgerPaths:
 class Ledger:
     """One dataset's ledger in its target bucket."""
 
-    def __init__(self, s3: Any, dataset: DatasetConfig):
-        self._s3 = s3
+    def __init__(self, store: Store, dataset: DatasetConfig):
+        self._store = store
         self.dataset = dataset.name
         self.paths = paths = LedgerPaths(dataset)
         self.bucket = paths.bucket
-        self.lock = LockFile(s3, self.bucket, paths.lock, dataset.lock_ttl_seconds, paths.probe)
+        self.lock = LockFile(store, self.bucket, paths.lock, dataset.lock_ttl_seconds, paths.probe)
         self._seen: dict[str, str | None] = {}
         """Key -> the ETag this process last read or wrote there (None: absent): what fenced writes expect."""
         self._seen_under: dict[str, dict[str, str]] = {}
@@ -243,7 +243,7 @@ class Ledger:
     def observe(self, *keys: str) -> None:
         """Note the current version of keys this step will write, while the lock is known to be ours."""
         for key in keys:
-            head = s3io.head_or_none(self._s3, self.bucket, key)
+            head = self._store.head_or_none(self.bucket, key)
             self._seen[key] = None if head is None else head["ETag"]
 
     def _expect(self, key: str) -> dict[str, Any]:
@@ -271,7 +271,7 @@ class Ledger:
         it beside its retry), which wrote the same step's account. Keep the sibling's version, as if ours had
         come first. Otherwise another run took over: stop without writing."""
         if lock.still_ours():
-            head = s3io.head_or_none(self._s3, self.bucket, key)
+            head = self._store.head_or_none(self.bucket, key)
             self._seen[key] = None if head is None else head["ETag"]
             log.info("run %s: %s was written by a sibling attempt of this step; keeping it", lock.run_id, key)
             return
@@ -281,12 +281,10 @@ class Ledger:
         ) from err
 
     def _fenced_json(self, key: str, document: Any, lock: Lock) -> bool:
-        return self._fenced(key, lock, lambda **cond: s3io.put_json(self._s3, self.bucket, key, document, **cond))
+        return self._fenced(key, lock, lambda **cond: self._store.put_json(self.bucket, key, document, **cond))
 
     def _fenced_file(self, key: str, spool: IO[bytes], content_type: str, lock: Lock) -> None:
-        self._fenced(
-            key, lock, lambda **cond: s3io.upload_file(self._s3, self.bucket, key, spool, content_type, **cond)
-        )
+        self._fenced(key, lock, lambda **cond: self._store.upload_file(self.bucket, key, spool, content_type, **cond))
 
     def _fenced_delete(self, key: str, lock: Lock) -> None:
         etag = self._seen.get(key)
@@ -294,7 +292,7 @@ class Ledger:
             return
         lock.fence()
         try:
-            s3io.delete(self._s3, self.bucket, key, if_match=etag)
+            self._store.delete(self.bucket, key, if_match=etag)
         except (PreconditionFailed, NotFound) as err:
             self._refused(key, lock, err)
             return
@@ -327,7 +325,7 @@ class Ledger:
     # ---- the open run -------------------------------------------------------------------------------------
 
     def open_run(self) -> OpenRun | None:
-        document, etag = s3io.get_json(self._s3, self.bucket, self.paths.open_run)
+        document, etag = self._store.get_json(self.bucket, self.paths.open_run)
         self._seen[self.paths.open_run] = etag
         return None if document is None else OpenRun.from_json(document)
 
@@ -355,9 +353,9 @@ class Ledger:
         too, once they are old enough that no probe (another run's, which needs no lock) can be between its two
         writes."""
         own = self.paths.work(keep)
-        doomed = (key for key in s3io.iter_keys(self._s3, self.bucket, self.paths.all_work) if not key.startswith(own))
-        s3io.delete_keys(self._s3, self.bucket, doomed)
-        s3io.delete_prefix(self._s3, self.bucket, self.paths.probe, older_than_seconds=PROBE_LEFTOVER_AGE_SECONDS)
+        doomed = (key for key in self._store.iter_keys(self.bucket, self.paths.all_work) if not key.startswith(own))
+        self._store.delete_keys(self.bucket, doomed)
+        self._store.delete_prefix(self.bucket, self.paths.probe, older_than_seconds=PROBE_LEFTOVER_AGE_SECONDS)
 
     def start_planning(self, planning: Planning, shards: Iterable[RunShard]) -> None:
         """A round's shards, then the list the PlanShards Map reads, then the planning record: a step that finds
@@ -365,26 +363,26 @@ class Ledger:
         which a run that takes the lock over clears before it plans (`clear_unstored_plans`)."""
         ids = []
         for shard in shards:
-            s3io.put_json(self._s3, self.bucket, self.paths.run_shard(planning.run_id, shard.shard), shard.to_json())
+            self._store.put_json(self.bucket, self.paths.run_shard(planning.run_id, shard.shard), shard.to_json())
             ids.append(shard.shard)
         items = [{"dataset": self.dataset, "run_id": planning.run_id, "shard": n} for n in ids]
-        s3io.put_json(self._s3, self.bucket, self.paths.shard_list(planning.run_id, planning.round), items)
-        s3io.put_json(self._s3, self.bucket, self.paths.planning(planning.run_id), planning.to_json())
+        self._store.put_json(self.bucket, self.paths.shard_list(planning.run_id, planning.round), items)
+        self._store.put_json(self.bucket, self.paths.planning(planning.run_id), planning.to_json())
 
     def planning(self, run_id: str) -> Planning | None:
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.planning(run_id))
+        document, _ = self._store.get_json(self.bucket, self.paths.planning(run_id))
         return None if document is None else Planning.from_json(document)
 
     def store_report(self, run_id: str, report: ReportChoice) -> None:
         """The inventory report the run plans from, before the planning record that says it has one."""
-        s3io.put_json(self._s3, self.bucket, self.paths.report(run_id), report.to_json())
+        self._store.put_json(self.bucket, self.paths.report(run_id), report.to_json())
 
     def report(self, run_id: str) -> ReportChoice | None:
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.report(run_id))
+        document, _ = self._store.get_json(self.bucket, self.paths.report(run_id))
         return None if document is None else ReportChoice.from_json(document)
 
     def run_shard(self, run_id: str, shard: int) -> RunShard | None:
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.run_shard(run_id, shard))
+        document, _ = self._store.get_json(self.bucket, self.paths.run_shard(run_id, shard))
         return None if document is None else RunShard.from_json(document)
 
     def store_shard_plan(
@@ -395,28 +393,28 @@ class Ledger:
         count = 0
         for n, batch in enumerate(batches):
             document = {"run_id": run_id, "items": [item.to_json() for item in batch]}
-            s3io.put_json(self._s3, self.bucket, self.paths.batch(run_id, batch_number(shard, n)), document)
+            self._store.put_json(self.bucket, self.paths.batch(run_id, batch_number(shard, n)), document)
             count = n + 1
         return count
 
     def save_plan_outcome(self, run_id: str, outcome: PlanOutcome) -> None:
         """Written last by a shard's plan: its presence says the shard is planned."""
-        s3io.put_json(self._s3, self.bucket, self.paths.plan_outcome(run_id, outcome.shard), outcome.to_json())
+        self._store.put_json(self.bucket, self.paths.plan_outcome(run_id, outcome.shard), outcome.to_json())
 
     def plan_outcome(self, run_id: str, shard: int) -> PlanOutcome | None:
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.plan_outcome(run_id, shard))
+        document, _ = self._store.get_json(self.bucket, self.paths.plan_outcome(run_id, shard))
         return None if document is None else PlanOutcome.from_json(document)
 
     def store_sealed_lists(self, run_id: str, batches: Iterable[int], shard_count: int) -> None:
         """The lists the copy and finalize Maps read. The batch list has one item per batch of the night: its
         size follows the night's changes, not the dataset's (10 million changed keys make 10,000 items)."""
         items = [{"dataset": self.dataset, "run_id": run_id, "batch": n} for n in batches]
-        s3io.put_json(self._s3, self.bucket, self.paths.batch_index(run_id), items)
+        self._store.put_json(self.bucket, self.paths.batch_index(run_id), items)
         self.store_final_shards(run_id, shard_count)
 
     def store_final_shards(self, run_id: str, shard_count: int) -> None:
         shards = [{"dataset": self.dataset, "run_id": run_id, "shard": n} for n in range(shard_count)]
-        s3io.put_json(self._s3, self.bucket, self.paths.final_shards(run_id), shards)
+        self._store.put_json(self.bucket, self.paths.final_shards(run_id), shards)
 
     def batch_planned(self, run: OpenRun, number: int) -> bool:
         """Whether the run's plan has this batch, whether or not its file is still there."""
@@ -430,21 +428,21 @@ class Ledger:
 
     def batch_numbers(self, run_id: str) -> list[int]:
         """Every batch of a sealed run, from the list the copy Map reads."""
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.batch_index(run_id))
+        document, _ = self._store.get_json(self.bucket, self.paths.batch_index(run_id))
         return [int(item["batch"]) for item in document or ()]
 
     def batch(self, run_id: str, number: int) -> list[BatchItem] | None:
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.batch(run_id, number))
+        document, _ = self._store.get_json(self.bucket, self.paths.batch(run_id, number))
         return None if document is None else [BatchItem.from_json(item) for item in document["items"]]
 
     def first_attempt(self, run_id: str, number: int) -> bool:
         """True only for the first attempt at a batch (a marker written with If-None-Match)."""
-        return s3io.create_once(self._s3, self.bucket, self.paths.batch_started(run_id, number))
+        return self._store.create_once(self.bucket, self.paths.batch_started(run_id, number))
 
     def plan_notes(self, run_id: str, shard: int) -> Iterator[ManifestLine]:
-        lines = s3io.read_jsonl(self._s3, self.bucket, self.paths.plan_notes(run_id, shard))
+        lines = self._store.read_jsonl(self.bucket, self.paths.plan_notes(run_id, shard))
         if lines is None and shard == 0:  # a run planned before shards existed
-            lines = s3io.read_jsonl(self._s3, self.bucket, self.paths.legacy_plan_notes(run_id))
+            lines = self._store.read_jsonl(self.bucket, self.paths.legacy_plan_notes(run_id))
         return (ManifestLine.from_json(line) for line in lines or ())
 
     # ---- batch results ------------------------------------------------------------------------------------
@@ -457,22 +455,22 @@ class Ledger:
         """Only the lock's owner may report: a process paused past its TTL must not write into a run it
         no longer owns, nor over the result of the run that took over and ran the batch again."""
         key = self.paths.result(run_id, number)
-        body = s3io.jsonl_bytes(line.to_json() for line in lines)
-        self._fenced(key, lock, lambda **cond: s3io.put_bytes(self._s3, self.bucket, key, body, JSONL, **cond))
+        body = jsonl_bytes(line.to_json() for line in lines)
+        self._fenced(key, lock, lambda **cond: self._store.put_bytes(self.bucket, key, body, JSONL, **cond))
 
     def result(self, run_id: str, number: int) -> list[ManifestLine] | None:
         """A batch's reported lines, or None when it never reported. A batch is at most batch_max_objects."""
-        lines = s3io.read_jsonl(self._s3, self.bucket, self.paths.result(run_id, number))
+        lines = self._store.read_jsonl(self.bucket, self.paths.result(run_id, number))
         return None if lines is None else [ManifestLine.from_json(line) for line in lines]
 
     # ---- the state ----------------------------------------------------------------------------------------
 
     def state_index(self) -> StateIndex:
         """The committed state's ranges and parts; a single-file state of an older version reads as one part."""
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.state_index)
+        document, _ = self._store.get_json(self.bucket, self.paths.state_index)
         if document is not None:
             return StateIndex.from_json(document)
-        if s3io.head_or_none(self._s3, self.bucket, self.paths.legacy_state) is not None:
+        if self._store.head_or_none(self.bucket, self.paths.legacy_state) is not None:
             return StateIndex((StatePart(None, self.paths.legacy_state, -1),))
         return StateIndex.empty()
 
@@ -483,7 +481,7 @@ class Ledger:
         state.create_table(db)
         count = 0
         for key in parts:
-            body = s3io.open_body(self._s3, self.bucket, key)
+            body = self._store.open_body(self.bucket, key)
             if body is None:
                 raise FileNotFoundError(f"state part {self.paths.uri(key)} named by the state index is missing")
             count += state.read_into(db, body, start_after=start_after, end_at=end_at)
@@ -497,7 +495,7 @@ class Ledger:
         """Every row of the current state, part by part in key order (verification, tests)."""
         for part in self.state_index().parts:
             if part.part:
-                body = s3io.open_body(self._s3, self.bucket, part.part)
+                body = self._store.open_body(self.bucket, part.part)
                 if body is not None:
                     yield from state.iter_lines(body)
 
@@ -506,7 +504,7 @@ class Ledger:
         paths = self.paths
         self.observe(paths.manifest_part(run.date, run.run_id, shard), paths.shard_outcome(run.run_id, shard))
         prefix = paths.state_parts(run.run_id, shard)
-        self._seen_under[prefix] = dict(s3io.iter_etags(self._s3, self.bucket, prefix))
+        self._seen_under[prefix] = dict(self._store.iter_etags(self.bucket, prefix))
 
     def save_pieces(
         self, db: sqlite3.Connection, run_id: str, shard: int, start_after: str | None, sizes: list[int], lock: Lock
@@ -534,7 +532,7 @@ class Ledger:
         self._fenced_json(self.paths.shard_outcome(run_id, outcome.shard), outcome.to_json(), lock)
 
     def shard_outcome(self, run_id: str, shard: int) -> ShardOutcome | None:
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.shard_outcome(run_id, shard))
+        document, _ = self._store.get_json(self.bucket, self.paths.shard_outcome(run_id, shard))
         return None if document is None else ShardOutcome.from_json(document)
 
     def manifest_lines(self, date: str, run_id: str) -> Iterator[dict[str, Any]]:
@@ -545,18 +543,18 @@ class Ledger:
     def manifest_part_keys(self, date: str, run_id: str) -> Iterator[str]:
         """The keys of a run's manifest parts, in shard order (a run written before parts existed: its one file)."""
         prefix = self.paths.manifest_glob(date, run_id).removesuffix("*.jsonl")
-        yield from s3io.iter_keys(self._s3, self.bucket, prefix)
+        yield from self._store.iter_keys(self.bucket, prefix)
         whole = f"{self.paths.manifest_folder(date)}{run_id}.jsonl"
-        if s3io.head_or_none(self._s3, self.bucket, whole) is not None:
+        if self._store.head_or_none(self.bucket, whole) is not None:
             yield whole
 
     def part_lines(self, key: str) -> Iterator[dict[str, Any]]:
         """One manifest part's lines, streamed (none when it is gone)."""
-        yield from s3io.read_jsonl(self._s3, self.bucket, key) or ()
+        yield from self._store.read_jsonl(self.bucket, key) or ()
 
     def state_part_rows(self, key: str) -> Iterator[dict[str, Any]] | None:
         """One state part's rows in key order, streamed; None when the part is missing."""
-        body = s3io.open_body(self._s3, self.bucket, key)
+        body = self._store.open_body(self.bucket, key)
         return None if body is None else state.iter_lines(body)
 
     # ---- the commit ---------------------------------------------------------------------------------------
@@ -605,7 +603,7 @@ class Ledger:
         if index is not None:
             self.save_index(index, lock)
         if not self._fenced_json(paths.summary(run.date, run.run_id), summary.to_json(), lock):
-            stored, _ = s3io.get_json(self._s3, self.bucket, paths.summary(run.date, run.run_id))
+            stored, _ = self._store.get_json(self.bucket, paths.summary(run.date, run.run_id))
             summary = summary if stored is None else RunSummary.from_json(stored)
         self._fenced_json(paths.lineage_event(run.date, run.run_id, end=True), end_event(summary), lock)
         if summary.copied:
@@ -630,11 +628,11 @@ class Ledger:
         doomed = [key for key in index.replaced if key not in kept]
         if index.run_id is not None:
             own = self.paths.state_parts(index.run_id, 0).rsplit("/", 1)[0] + "/"
-            doomed += [key for key in s3io.iter_keys(self._s3, self.bucket, own) if key not in kept]
-        s3io.delete_keys(self._s3, self.bucket, doomed)
+            doomed += [key for key in self._store.iter_keys(self.bucket, own) if key not in kept]
+        self._store.delete_keys(self.bucket, doomed)
 
     def last_run(self) -> RunSummary | None:
-        document, etag = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
+        document, etag = self._store.get_json(self.bucket, self.paths.last_run)
         self._seen[self.paths.last_run] = etag
         return None if document is None else RunSummary.from_json(document)
 
@@ -647,41 +645,40 @@ class Ledger:
         date = self.run_date(run_id)
         if date is None:
             return None
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.summary(date, run_id))
+        document, _ = self._store.get_json(self.bucket, self.paths.summary(date, run_id))
         return None if document is None else RunSummary.from_json(document)
 
     def last_landed_at(self) -> str | None:
         """When the newest committed run that landed something ended; read without fencing (nothing is
         written over it on the strength of this read). Summaries older than the field: their end if they
         copied, else unknown."""
-        document, _ = s3io.get_json(self._s3, self.bucket, self.paths.last_run)
+        document, _ = self._store.get_json(self.bucket, self.paths.last_run)
         if document is None:
             return None
         return document.get("last_landed_at") or (document.get("finished_at") if document.get("copied") else None)
 
     def clear_work(self, run_id: str) -> None:
-        s3io.delete_prefix(self._s3, self.bucket, self.paths.work(run_id))
+        self._store.delete_prefix(self.bucket, self.paths.work(run_id))
 
     # ---- reading the record back (status, verify, lineage) ------------------------------------------------
 
     def runs_on(self, date: str) -> list[RunSummary]:
         """The committed runs of one date, oldest first (a summary is written by each run's commit)."""
-        keys = sorted(s3io.iter_keys(self._s3, self.bucket, self.paths.summary_folder(date)))
-        summaries = (s3io.get_json(self._s3, self.bucket, key)[0] for key in keys)
+        keys = sorted(self._store.iter_keys(self.bucket, self.paths.summary_folder(date)))
+        summaries = (self._store.get_json(self.bucket, key)[0] for key in keys)
         return [RunSummary.from_json(document) for document in summaries if document is not None]
 
     def lineage_events(self, date: str, run_id: str) -> list[dict[str, Any]]:
         """The run's OpenLineage events as stored, START first (a run committed before they existed has none)."""
         events = (
-            s3io.get_json(self._s3, self.bucket, self.paths.lineage_event(date, run_id, end))[0]
-            for end in (False, True)
+            self._store.get_json(self.bucket, self.paths.lineage_event(date, run_id, end))[0] for end in (False, True)
         )
         return [event for event in events if event is not None]
 
     def run_date(self, run_id: str) -> str | None:
         """The date a committed run belongs to, from its summary's key (one listing of the summaries: one key per
         run, so it grows with the history, not with the dataset)."""
-        for key in s3io.iter_keys(self._s3, self.bucket, self.paths.summaries):
+        for key in self._store.iter_keys(self.bucket, self.paths.summaries):
             found = self.paths.summary_run(key)
             if found is not None and found[1] == run_id:
                 return found[0]
@@ -700,20 +697,20 @@ class Ledger:
         return self._units(self.paths.shard_outcomes(run_id))
 
     def _units(self, prefix: str) -> list[int]:
-        units = (self.paths.unit(key) for key in s3io.iter_keys(self._s3, self.bucket, prefix))
+        units = (self.paths.unit(key) for key in self._store.iter_keys(self.bucket, prefix))
         return sorted(n for n in units if n is not None)
 
     def history(self, limit: int) -> list[RunSummary]:
         """Run summaries, newest first (run ids start with their UTC start time)."""
         keys = sorted(
-            s3io.iter_keys(self._s3, self.bucket, self.paths.summaries),
+            self._store.iter_keys(self.bucket, self.paths.summaries),
             key=lambda k: k.rsplit("/", 1)[-1],
             reverse=True,
         )
-        return [RunSummary.from_json(s3io.get_json(self._s3, self.bucket, key)[0]) for key in keys[:limit]]
+        return [RunSummary.from_json(self._store.get_json(self.bucket, key)[0]) for key in keys[:limit]]
 
     def _upload_lines(self, key: str, lines: Iterable[dict[str, Any]]) -> None:
         with tempfile.TemporaryFile() as spool:
             for line in lines:
-                spool.write(s3io.jsonl_bytes([line]))
-            s3io.upload_file(self._s3, self.bucket, key, spool, JSONL)
+                spool.write(jsonl_bytes([line]))
+            self._store.upload_file(self.bucket, key, spool, JSONL)

@@ -27,9 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConditionalWritesUnsupported, LockLost, RunInProgress
-from .s3errors import NotFound, PreconditionFailed, S3Error
-from .s3io import delete, get_json, put_json
-from .server_clock import ServerClock
+from .store import NotFound, PreconditionFailed, S3Error, ServerClock, Store
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,7 @@ def default_owner() -> str:
 class LockFile:
     """Where one dataset's lock lives and how long a holder may go without renewing it."""
 
-    s3: Any = field(repr=False)
+    store: Store = field(repr=False)
     bucket: str
     key: str
     ttl: int
@@ -61,7 +59,7 @@ class LockFile:
 
     def read(self) -> tuple[dict[str, Any] | None, str | None]:
         """(lock document, ETag), or (None, None) when nobody holds it; either answer sets the clock."""
-        return get_json(self.s3, self.bucket, self.key, clock=self.clock)
+        return self.store.get_json(self.bucket, self.key, clock=self.clock)
 
     def server_now(self) -> float:
         """S3's time now (epoch seconds); a clock that has seen no answer yet reads the lock once to learn it."""
@@ -86,8 +84,9 @@ class LockFile:
     def probe(self) -> None:
         """Write one probe object twice with If-None-Match; a server that accepts the second write ignores it.
 
-        Both writes carry write ids (s3io), so a lost answer to the first is not mistaken for a refusal, and a
-        probe object that cannot be deleted is left to a later plan's clean-up instead of failing the run.
+        Both writes carry write ids (store/writes.py), so a lost answer to the first is not mistaken for a
+        refusal, and a probe object that cannot be deleted is left to a later plan's clean-up instead of failing
+        the run.
         A second write can also succeed because the object vanished in between (a clean-up of old probe
         leftovers, or a hand-run delete), so the probe is repeated with a fresh key before the server is
         blamed: only a server that accepts the second write PROBE_ATTEMPTS times in a row is refused.
@@ -105,14 +104,14 @@ class LockFile:
     def _probe_once(self) -> bool:
         """Whether the server refused the second write of a fresh probe object."""
         key = f"{self.probe_prefix}{uuid.uuid4().hex}"
-        put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True, clock=self.clock)
+        self.store.put_json(self.bucket, key, {"probe": True}, if_none_match=True, clock=self.clock)
         try:
-            put_json(self.s3, self.bucket, key, {"probe": True}, if_none_match=True)
+            self.store.put_json(self.bucket, key, {"probe": True}, if_none_match=True)
         except PreconditionFailed:
             return True
         finally:
             try:
-                delete(self.s3, self.bucket, key)
+                self.store.delete(self.bucket, key)
             except S3Error as err:
                 log.warning("could not delete probe object %s (%s); a later plan clears it", key, err.code)
         return False
@@ -133,7 +132,7 @@ class LockFile:
             )
 
         try:
-            return taken(put_json(self.s3, self.bucket, self.key, document, if_none_match=True, clock=self.clock))
+            return taken(self.store.put_json(self.bucket, self.key, document, if_none_match=True, clock=self.clock))
         except PreconditionFailed:
             pass
         current, current_etag = self.read()
@@ -151,7 +150,7 @@ class LockFile:
             )
         log.warning("taking over expired lock of run %s (%s)", current.get("run_id"), _holder(current))
         try:
-            etag = put_json(self.s3, self.bucket, self.key, document, if_match=current_etag, clock=self.clock)
+            etag = self.store.put_json(self.bucket, self.key, document, if_match=current_etag, clock=self.clock)
         except (PreconditionFailed, NotFound) as err:
             raise RunInProgress("another run took over the expired lock first; nothing was copied") from err
         return taken(etag)
@@ -209,7 +208,7 @@ class LockFile:
             if current is None or current.get("execution") != execution:
                 return None
             try:
-                delete(self.s3, self.bucket, self.key, if_match=etag)
+                self.store.delete(self.bucket, self.key, if_match=etag)
                 return str(current.get("run_id"))
             except PreconditionFailed:
                 continue  # renewed by a heartbeat in between: read again
@@ -287,8 +286,8 @@ class Lock:
             current, etag = self._own(what)
             document = dict(change(current), expires_at=clock.now() + self.file.ttl)
             try:
-                self.etag = put_json(
-                    self.file.s3, self.file.bucket, self.file.key, document, if_match=etag, clock=clock
+                self.etag = self.file.store.put_json(
+                    self.file.bucket, self.file.key, document, if_match=etag, clock=clock
                 )
             except (PreconditionFailed, NotFound):
                 continue
@@ -306,7 +305,7 @@ class Lock:
             if current is None or current.get("token") != self.token:
                 return
             try:
-                delete(self.file.s3, self.file.bucket, self.file.key, if_match=etag)
+                self.file.store.delete(self.file.bucket, self.file.key, if_match=etag)
                 return
             except PreconditionFailed:
                 continue  # renewed by our own heartbeat in between: read again

@@ -7,11 +7,10 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from .errors import NotificationFailed
 from .layout import printable
 from .records import Notification, RunStatus, RunSummary
+from .store import topic
 
 STATUS_WORDS = {
     RunStatus.SUCCEEDED: "succeeded",
@@ -60,20 +59,12 @@ def publish(sns: Any, topic_arn: str | None, notification: Notification) -> str 
     """Publish if a topic is configured; with none, do nothing (a laptop run needs no topic).
 
     Publishing happens after the run committed, so its failure must not read as the run's: botocore's errors
-    become NotificationFailed, naming the topic, for the caller to report beside the run's own outcome.
+    become NotificationFailed (store/topic.py), naming the topic, for the caller to report beside the run's own
+    outcome.
     """
     if not topic_arn:
         return None
-    try:
-        response = sns.publish(
-            TopicArn=topic_arn,
-            Subject=notification.subject,
-            Message=notification.message,
-            MessageAttributes=dict(notification.attributes),
-        )
-    except (ClientError, BotoCoreError) as err:
-        raise NotificationFailed(f"could not publish to {topic_arn}: {type(err).__name__}: {err}") from err
-    return response.get("MessageId")
+    return topic.publish(sns, topic_arn, notification.subject, notification.message, notification.attributes)
 
 
 def publish_all(sns: Any, topic_arn: str | None, summaries: Iterable[RunSummary]) -> None:

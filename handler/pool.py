@@ -184,14 +184,14 @@ def _start_worker(
 ) -> None:
     global _job
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
-    from .clients import s3_client
     from .logs import to_stderr
     from .steps import Job
+    from .store import Store
 
     to_stderr(log_level)
 
     _job = Job.of(
-        s3_client(concurrency=settings.concurrency, endpoint_url=settings.endpoint_url),
+        Store.sized(concurrency=settings.concurrency, endpoint_url=settings.endpoint_url),
         dataset,
         allow_unprotected=allow_unprotected,
     )

@@ -30,24 +30,25 @@ from .steps.plan import plan
 from .steps.status import lock_view, running_run, status
 from .steps.table import run_step
 from .steps.verify import verify
+from .store import Store
 from .verify import Problem
 
 __all__ = ["Engine", "Progress", "RunProgress", "lineage_of", "new_run_id", "run_date_for"]
 
 
 class Engine:
-    """One dataset's runs against one S3 client; every answer is a JSON-ready dict (docs/lambda-contract.md)."""
+    """One dataset's runs against one store (S3); every answer is a JSON-ready dict (docs/lambda-contract.md)."""
 
     def __init__(
         self,
-        s3: Any,
+        store: Store,
         dataset: DatasetConfig,
         *,
         allow_unprotected: bool = False,
         workers: Workers | None = None,
         execution: str | None = None,
     ):
-        self.job = Job.of(s3, dataset, allow_unprotected=allow_unprotected, execution=execution)
+        self.job = Job.of(store, dataset, allow_unprotected=allow_unprotected, execution=execution)
         self.workers = workers
         """Where a one-shot run plans, copies and finalizes its units (default: one after another, here)."""
 
@@ -152,7 +153,7 @@ class Engine:
         """Where an object of this dataset's target bucket (a key, or its s3:// URI) came from, and its manifest
         line."""
         bucket, key = parse_uri(key) if key.startswith("s3://") else (self.dataset.target.bucket, key)
-        return lineage(self.job.s3, bucket, key, self.dataset)
+        return lineage(self.job.store, bucket, key, self.dataset)
 
     def lineage_events(self, run_date: Date | None = None, *, run_id: str | None = None) -> list[dict[str, Any]]:
         """The OpenLineage events of one committed run, or of every run of a night (default: the last run's
@@ -165,10 +166,10 @@ class Engine:
         return [event for run in runs if run.run_id for event in ledger.lineage_events(date, run.run_id)]
 
 
-def lineage_of(s3: Any, uri: str) -> dict[str, Any]:
+def lineage_of(store: Store, uri: str) -> dict[str, Any]:
     """`Engine.lineage` without a config: the object's own lineage names its dataset, and so its ledger."""
     bucket, key = parse_uri(uri)
-    return lineage(s3, bucket, key)
+    return lineage(store, bucket, key)
 
 
 def one_shot(

@@ -16,8 +16,8 @@ from typing import Any
 from .config import DatasetConfig
 from .inventory import files_for_range, first_key, iter_inventory, latest_manifest, read_manifest
 from .layout import LEDGER_ROOT
-from .s3io import iter_source_objects
 from .selection import SourceObject
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -47,42 +47,42 @@ class ReportChoice:
         return cls(data["bucket"], data["manifest"], bool(data["sorted"]), firsts)
 
 
-def choose_report(s3: Any, dataset: DatasetConfig) -> ReportChoice:
+def choose_report(store: Store, dataset: DatasetConfig) -> ReportChoice:
     """The newest delivered report, checked (a ConfigError naming the manifest when it cannot be planned from:
     raised before anything is planned or copied)."""
     where = dataset.inventory
     assert where is not None
-    key = latest_manifest(s3, where.bucket, where.prefix)
-    manifest = read_manifest(s3, where.bucket, key, source_bucket=dataset.source.bucket)
+    key = latest_manifest(store, where.bucket, where.prefix)
+    manifest = read_manifest(store, where.bucket, key, source_bucket=dataset.source.bucket)
     firsts: tuple[tuple[str, str | None], ...] = ()
     if dataset.inventory_sorted:
-        firsts = tuple((name, first_key(s3, where.bucket, name, manifest.columns)) for name, _ in manifest.files)
+        firsts = tuple((name, first_key(store, where.bucket, name, manifest.columns)) for name, _ in manifest.files)
     log.info("planning %s from inventory report %s (%d files)", dataset.name, manifest.uri, len(manifest.files))
     return ReportChoice(where.bucket, key, dataset.inventory_sorted, firsts)
 
 
 def listed_objects(
-    s3: Any, dataset: DatasetConfig, start_after: str | None = None, end_at: str | None = None
+    store: Store, dataset: DatasetConfig, start_after: str | None = None, end_at: str | None = None
 ) -> Iterator[SourceObject]:
     """The source's objects in `start_after < key <= end_at`, in key order. A ledger is never source data: not
     ours when source and target share a bucket, and not another pipeline's when the source is another raw bucket."""
     source = dataset.source
-    return iter_source_objects(
-        s3, source.bucket, source.prefix, skip_prefix=LEDGER_ROOT, start_after=start_after, end_at=end_at
+    return store.iter_source_objects(
+        source.bucket, source.prefix, skip_prefix=LEDGER_ROOT, start_after=start_after, end_at=end_at
     )
 
 
 def reported_objects(
-    s3: Any, dataset: DatasetConfig, report: ReportChoice, start_after: str | None, end_at: str | None
+    store: Store, dataset: DatasetConfig, report: ReportChoice, start_after: str | None, end_at: str | None
 ) -> Iterator[SourceObject]:
     """The report's objects in the range. In key order only when the report is read as sorted; otherwise in
     the report's order, so the caller must not cut the range at a budget (it could not say where it stopped)."""
-    manifest = read_manifest(s3, report.bucket, report.manifest, source_bucket=dataset.source.bucket)
+    manifest = read_manifest(store, report.bucket, report.manifest, source_bucket=dataset.source.bucket)
     files = None
     if report.sorted:
         files = files_for_range(report.firsts, start_after, end_at, prefix=dataset.source.prefix)
     stream = iter_inventory(
-        s3,
+        store,
         manifest,
         prefix=dataset.source.prefix,
         start_after=start_after,

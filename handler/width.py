@@ -5,7 +5,7 @@ read disjoint key ranges spread over many prefixes, and a 100-million-key source
 minutes. The copy Map is different: every copy is a write to the target, and a night's keys usually land under one
 new key range (`.../ingest_date=<date>/...`), which S3 serves at 3,500 PUT/COPY/POST/DELETE requests a second until
 it has split it (https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance.html). Above that S3
-answers 503 SlowDown; the copier backs off and nothing fails (handler/retries.py), but a wave offering nine times
+answers 503 SlowDown; the copier backs off and nothing fails (handler/store/retries.py), but a wave offering nine times
 the rate only buys refused requests and Lambda time spent waiting. So plan and seal_plan answer a width
 (`copy_width`) that offers about `s3_writes_per_second`, and the state machine's copy Map reads it
 (`MaxConcurrencyPath`, infra/workflow_definition.py). docs/SCALE.md, *Capacity*, has the numbers.

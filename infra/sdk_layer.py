@@ -1,7 +1,7 @@
 """The function's SDK layer: boto3, botocore and their dependencies exactly as requirements.txt pins them.
 
 Without it the function runs on whatever boto3/botocore its managed runtime carries, which AWS updates on its
-own schedule and may lag in a region (handler/sdk.py names the oldest botocore that works). The layer makes the
+own schedule and may lag in a region (handler/store/sdk.py names the oldest botocore that works). The layer makes the
 deployed SDK the one the tests ran against.
 
 The layer is built at `pulumi up` time, without a network, from the distributions installed in the deployer's

@@ -18,6 +18,7 @@ from moto import mock_aws
 from handler.config import DatasetConfig, parse_config
 from handler.lambda_function import _s3 as _lambda_clients
 from handler.ledger import Ledger
+from handler.store import Store
 from tests.lineage_backend import LineageBackend, lineage_backend
 from tests.moto_patches import honour_copy_conditions
 
@@ -67,6 +68,12 @@ def lineage_backend_fixture() -> Iterator[LineageBackend]:
     """An OpenLineage backend on loopback that keeps what it is sent (tests/lineage_backend.py)."""
     with lineage_backend() as backend:
         yield backend
+
+
+@pytest.fixture
+def store(s3: Any) -> Store:
+    """The moto client as the runtime takes it: a Store (on botocore's road, which moto's mock answers)."""
+    return Store(s3)
 
 
 def unique_bucket(stem: str) -> str:
@@ -148,7 +155,7 @@ def landed_keys(s3: Any, bucket: str) -> list[str]:
 
 def ledger_in(s3: Any, raw: str, name: str = "movielens") -> Ledger:
     """A dataset's ledger in a raw bucket (it depends on nothing else): tests find ledger objects by its paths."""
-    return Ledger(s3, dataset_config("ledger-test-source", raw, name))
+    return Ledger(Store(s3), dataset_config("ledger-test-source", raw, name))
 
 
 def lock_document(ledger: Ledger) -> dict[str, Any]:
@@ -161,7 +168,7 @@ def expire_lock(ledger: Ledger) -> None:
     """Age the dataset lock past its expiry, as if its holder died long ago (cheaper than sleeping out a TTL)."""
     lock = ledger.lock
     document = dict(lock_document(ledger), expires_at=time.time() - 1)
-    lock.s3.put_object(Bucket=lock.bucket, Key=lock.key, Body=json.dumps(document).encode())
+    lock.store.client.put_object(Bucket=lock.bucket, Key=lock.key, Body=json.dumps(document).encode())
 
 
 def one_json(output: subprocess.CompletedProcess[str] | str) -> dict[str, Any]:

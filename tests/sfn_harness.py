@@ -48,6 +48,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from handler import lambda_function
 from handler.ledger import Ledger, LedgerPaths
+from handler.store import Store
 from infra.workflow_definition import build_definition
 from tests.conftest import (
     REGION,
@@ -264,7 +265,7 @@ class Dataset:
 
     def expire_lock(self) -> None:
         """Age the dataset's lock past its expiry, as when the Lambda holding it died."""
-        expire_lock(Ledger(self.s3, dataset_config(self.source, self.raw)))
+        expire_lock(Ledger(Store(self.s3), dataset_config(self.source, self.raw)))
 
     def expected_key(self, source_key: str, date: str) -> str:
         # The default key template `{dir}/ingest_date={date}/{name}` under the target prefix `movielens/`.

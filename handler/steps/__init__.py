@@ -7,7 +7,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import date as Date
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..config import DatasetConfig
@@ -15,6 +14,7 @@ from ..errors import InvalidRequest, RunNotFound
 from ..ledger import Ledger
 from ..lock import Lock
 from ..records import OpenRun, RunSummary
+from ..store import Store
 
 
 def run_date_for(dataset: DatasetConfig, now: datetime | None = None) -> Date:
@@ -30,9 +30,9 @@ def new_run_id(now: datetime | None = None) -> str:
 
 @dataclass(frozen=True)
 class Job:
-    """What every step of one dataset shares: its S3 client, its config and its ledger."""
+    """What every step of one dataset shares: its store (S3), its config and its ledger."""
 
-    s3: Any
+    store: Store
     dataset: DatasetConfig
     ledger: Ledger
     allow_unprotected: bool = False
@@ -42,9 +42,9 @@ class Job:
 
     @classmethod
     def of(
-        cls, s3: Any, dataset: DatasetConfig, *, allow_unprotected: bool = False, execution: str | None = None
+        cls, store: Store, dataset: DatasetConfig, *, allow_unprotected: bool = False, execution: str | None = None
     ) -> Job:
-        return cls(s3, dataset, Ledger(s3, dataset), allow_unprotected, execution)
+        return cls(store, dataset, Ledger(store, dataset), allow_unprotected, execution)
 
     def take_lock(self) -> Lock:
         """Probe for conditional writes (unless told not to), then take the dataset's lock for a new run (or take

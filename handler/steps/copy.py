@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..copier import CopyContext, copy_items, transfer_manager
+from ..copier import CopyContext, copy_items
 from ..errors import RunNotFound
 from ..lock import Lock
 from ..records import ManifestLine, OpenRun, Tally, Tallying
@@ -39,14 +39,14 @@ def copy_batch(
     ledger.observe_result(run_id, number)
     # Could this batch's objects be at their targets already? Only on a resumed run or a batch tried before.
     retry = run.resumed or not ledger.first_attempt(run_id, number)
-    tm = transfer_manager(
-        job.s3, concurrency=ds.concurrency, threshold=ds.multipart_threshold_bytes, chunk=ds.multipart_chunk_bytes
+    tm = job.store.transfer_manager(
+        concurrency=ds.concurrency, threshold=ds.multipart_threshold_bytes, chunk=ds.multipart_chunk_bytes
     )
     lines: list[ManifestLine] = []
     tally = Tallying()
     with tm, lock.heartbeat() as heartbeat:
         for line in copy_items(
-            job.s3,
+            job.store,
             tm,
             items,
             copy_context(job, run, check_target=retry),

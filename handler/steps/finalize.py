@@ -38,10 +38,10 @@ from ..records import (
     run_status,
     utc_stamp,
 )
-from ..s3io import jsonl_bytes
 from ..selection import ROUTINE_SKIPS, UNCHANGED
 from ..shards import RunShard, StateIndex, StatePart, batch_number, split_sizes
 from ..state import record_landed, scratch_db
+from ..store import jsonl_bytes
 from . import Job
 from .copy import copy_context
 
@@ -265,4 +265,4 @@ def _read_back(job: Job, run: OpenRun, line: ManifestLine) -> ManifestLine:
 def _landed_line(job: Job, run: OpenRun, item: BatchItem, reason: str) -> ManifestLine | None:
     """The item's line if its target holds this run's copy of the listed version (verified as the copier
     verifies a fresh copy, so the line records its checksum and how it was verified), else None."""
-    return settle_own_landing(job.s3, item, copy_context(job, run), reason)
+    return settle_own_landing(job.store, item, copy_context(job, run), reason)

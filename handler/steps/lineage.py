@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .. import s3io
 from ..config import DatasetConfig, Location
 from ..errors import InvalidRequest, NoLineage
 from ..ledger import Ledger
 from ..metadata import Lineage
 from ..records import ObjectStatus
+from ..store import Store
 from ..verify import Copied, Kind, Landed, Problem, copied_problems
 
 
@@ -27,12 +27,12 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def lineage(s3: Any, bucket: str, key: str, dataset: DatasetConfig | None = None) -> dict[str, Any]:
+def lineage(store: Store, bucket: str, key: str, dataset: DatasetConfig | None = None) -> dict[str, Any]:
     """The object's lineage, the manifest line that records it, and any way the two disagree (`problems`)."""
     uri = f"s3://{bucket}/{key}"
-    head = s3io.head_or_none(s3, bucket, key)
+    head = store.head_or_none(bucket, key)
     if head is None:
-        s3io.require_bucket(s3, bucket)
+        store.require_bucket(bucket)
         raise NoLineage(f"{uri} does not exist")
     found = Lineage.of(head.get("Metadata"))
     if found is None or not found.dataset:
@@ -43,7 +43,7 @@ def lineage(s3: Any, bucket: str, key: str, dataset: DatasetConfig | None = None
         raise NoLineage(f"{uri} was landed by dataset {found.dataset!r}, not by {dataset.name!r}")
     if dataset is not None and bucket != dataset.target.bucket:
         raise NoLineage(f"{uri} is outside dataset {dataset.name!r}'s target bucket {dataset.target.bucket!r}")
-    ledger = Ledger(s3, dataset or _ledger_of(found, bucket))
+    ledger = Ledger(store, dataset or _ledger_of(found, bucket))
     part, line = _manifest_line(ledger, found, key)
     open_run = ledger.open_run()
     in_progress = open_run is not None and open_run.run_id == found.run_id

@@ -29,7 +29,6 @@ from ..records import (
     sum_counts,
     utc_stamp,
 )
-from ..s3io import list_folders, more_than_a_page
 from ..selection import SourceObject
 from ..shards import (
     BATCH_STRIDE,
@@ -79,7 +78,7 @@ def _start(job: Job, run_date: Date | None, lock: Lock) -> PlanningResult:
     # S3's time, as every time of the lock is: `min_age_seconds` is judged against it (server_clock.py).
     started = utc_stamp(datetime.fromtimestamp(lock.acquired_at or lock.file.server_now(), UTC))
     run_date = run_date or run_date_for(ds, parse_utc(started))
-    report = choose_report(job.s3, ds) if ds.inventory else None
+    report = choose_report(job.store, ds) if ds.inventory else None
     index = ledger.state_index()
     cuts: list[str] = []
     if _unknown(index):
@@ -102,11 +101,11 @@ def _discover(job: Job) -> list[str]:
     """Cut points for a first run: the folders under the source prefix (one request when there is at most a
     page of keys, a few more otherwise). A flat dataset gets none; its plan is cut by the key budget instead."""
     source = job.dataset.source
-    if not more_than_a_page(job.s3, source.bucket, source.prefix):
+    if not job.store.more_than_a_page(source.bucket, source.prefix):
         return []
     prefix = source.prefix
     for _ in range(MAX_DISCOVERY_DEPTH):
-        folders, files = list_folders(job.s3, source.bucket, prefix)
+        folders, files = job.store.list_folders(source.bucket, prefix)
         folders = [f for f in folders if not f.startswith(LEDGER_ROOT)]
         if len(folders) == 1 and not files:
             prefix = folders[0]
@@ -142,11 +141,11 @@ def _shard_objects(job: Job, planning: Planning, spec: RunShard) -> tuple[Iterat
     range is planned whole (its size is bounded by the state part it was cut from, or by discovery)."""
     ds = job.dataset
     if not planning.inventory:
-        return listed_objects(job.s3, ds, spec.start_after, spec.end_at), ds.shard_max_keys
+        return listed_objects(job.store, ds, spec.start_after, spec.end_at), ds.shard_max_keys
     report = job.ledger.report(planning.run_id)
     if report is None:
         raise RunNotFound(f"run {planning.run_id} of dataset {ds.name} plans from an inventory report it did not store")
-    objects = reported_objects(job.s3, ds, report, spec.start_after, spec.end_at)
+    objects = reported_objects(job.store, ds, report, spec.start_after, spec.end_at)
     return objects, ds.shard_max_keys if report.sorted else None
 
 
@@ -311,8 +310,8 @@ def _few(numbers: list[int]) -> str:
 def source_objects(job: Job) -> Iterator[SourceObject]:
     """Every object a plan of the whole dataset decides over (the dry run's): the newest report's, or a listing's."""
     if job.dataset.inventory:
-        return reported_objects(job.s3, job.dataset, choose_report(job.s3, job.dataset), None, None)
-    return listed_objects(job.s3, job.dataset)
+        return reported_objects(job.store, job.dataset, choose_report(job.store, job.dataset), None, None)
+    return listed_objects(job.store, job.dataset)
 
 
 assert BATCH_STRIDE > 5_000_000, "a shard lists at most shard_max_keys (<= 5,000,000) keys, each at most one batch"

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from typing import Any
 
-from .. import s3io
 from ..integrity import Facts
 from ..layout import LEDGER_ROOT, UNMATCHED_TABLE
 from ..ledger import Ledger
@@ -182,7 +181,7 @@ def _check_bucket(
 
     def listed() -> Iterator[str]:
         for prefix in night.prefixes:  # sorted and disjoint: one after the other, they are in key order
-            for item in s3io.iter_source_objects(job.s3, bucket, prefix, skip_prefix=LEDGER_ROOT):
+            for item in job.store.iter_source_objects(bucket, prefix, skip_prefix=LEDGER_ROOT):
                 if night.holds(item.key):
                     counts.objects_listed += 1
                     yield item.key
@@ -191,7 +190,7 @@ def _check_bucket(
     groups = merge_by_key(listed(), recorded, lambda key: key, lambda line: line.target_key)
 
     def head(key: str) -> Landed | None:
-        found = s3io.head_or_none(job.s3, bucket, key, checksums=checksums)
+        found = job.store.head_or_none(bucket, key, checksums=checksums)
         if found is None:
             return None
         checksum = Facts.of(found).checksum if checksums else None

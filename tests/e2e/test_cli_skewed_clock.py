@@ -83,6 +83,7 @@ import boto3
 from handler.config import parse_config
 from handler.errors import LockLost
 from handler.ledger import Ledger
+from handler.store import Store
 url, source, raw, ttl = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 config = {
     "source": {"bucket": source, "prefix": "movielens/"},
@@ -90,7 +91,7 @@ config = {
     "lock_ttl_seconds": ttl,
 }
 dataset = parse_config({"datasets": {"movielens": config}}).dataset("movielens")
-ledger = Ledger(boto3.client("s3", endpoint_url=url), dataset)
+ledger = Ledger(Store(boto3.client("s3", endpoint_url=url)), dataset)
 lock = ledger.lock.acquire("holder-run", owner="holder")
 print(json.dumps({"token": lock.token}), flush=True)
 if sys.stdin.readline().strip() == "renew":

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from handler.runner import Engine
+from handler.store import Store
 from tests.conftest import dataset_config, expire_lock
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     DATASET,
@@ -27,7 +28,7 @@ BATCH = 2
 def engine(stage: Stage) -> Engine:
     for key, body in FILES.items():
         stage.put(key, body)
-    return Engine(stage.s3, dataset_config(stage.source, stage.raw, batch_max_objects=BATCH))
+    return Engine(Store(stage.s3), dataset_config(stage.source, stage.raw, batch_max_objects=BATCH))
 
 
 def ask(stage: Stage, command: str, *args: str) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from handler.runner import Engine
+from handler.store import Store
 from tests.conftest import dataset_config
 from tests.e2e.cli_fixtures import (  # noqa: F401 (fixtures)
     DATASET,
@@ -214,7 +215,7 @@ def test_a_night_with_a_run_in_progress_checks_the_committed_runs_and_leaves_the
     stage: Stage, night: Any
 ) -> None:
     stage.put("movielens/new.csv", b"new")
-    engine = Engine(stage.s3, dataset_config(stage.source, stage.raw))
+    engine = Engine(Store(stage.s3), dataset_config(stage.source, stage.raw))
     planned = engine.plan_all(Date.fromisoformat(NIGHT))
     [batch] = engine.ledger.batch_numbers(planned["run_id"])
     engine.copy_batch(planned["run_id"], batch)  # landed, not committed: in no manifest yet

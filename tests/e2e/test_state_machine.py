@@ -21,6 +21,7 @@ import pytest
 from handler import lambda_function
 from handler.ledger import Ledger
 from handler.runner import Engine
+from handler.store import Store
 from infra.workflow_definition import MAP_RESULTS_PREFIX, build_definition
 from tests.conftest import REGION, dataset_config, landed_keys, list_keys
 from tests.sfn_harness import (  # noqa: F401 (fixtures)
@@ -80,7 +81,7 @@ def test_a_few_thousand_objects_land_completely_with_lineage_and_a_success_notif
     assert output_of(execution)["finalize"]["status"] == "succeeded"
     # The dataset's 8 copies in flight (133 a second) would take 26 invocations to offer S3's rate; the stack allows 4.
     assert output_of(execution)["plan"]["copy_width"] == 4
-    recorded = Ledger(dataset.s3, dataset_config(dataset.source, dataset.raw)).last_run()
+    recorded = Ledger(Store(dataset.s3), dataset_config(dataset.source, dataset.raw)).last_run()
     assert recorded is not None
     summary = recorded.to_json()
     assert (summary["status"], summary["copied"], summary["failed"]) == ("succeeded", 2500, 0)
@@ -162,7 +163,7 @@ def test_another_live_run_makes_the_execution_skip_and_succeed(
 ) -> None:
     dataset.add_objects(5)
     other = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:ingest:other-night"
-    Ledger(dataset.s3, dataset_config(dataset.source, dataset.raw)).lock.acquire(
+    Ledger(Store(dataset.s3), dataset_config(dataset.source, dataset.raw)).lock.acquire(
         "20261127T190000Z-abcdef", execution=other
     )
 
@@ -225,7 +226,7 @@ def test_a_plan_whose_only_objects_collide_fails_the_execution_after_its_notific
 def test_an_interrupted_empty_run_is_finished_by_plan_and_tonights_files_still_land(
     dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, notifications: Notifications
 ) -> None:
-    engine = Engine(dataset.s3, dataset_config(dataset.source, dataset.raw))
+    engine = Engine(Store(dataset.s3), dataset_config(dataset.source, dataset.raw))
     # An empty run whose plan step died while finalizing it: open, with nothing to copy, lock left behind.
     dataset.s3.meta.events.register("before-parameter-build.s3.PutObject", _die_at_summary)
     with pytest.raises(RuntimeError):

@@ -61,7 +61,7 @@ from moto.awslambda.models import LambdaBackend
 from moto.s3.models import s3_backends
 
 from handler import lambda_function
-from handler.clients import s3_client
+from handler.store import Store
 from infra.workflow_definition import RESERVED_ERROR_NAMES, build_definition
 from tests.conftest import REGION, unique_bucket
 from tests.faults.campaign import FULL, versions_in
@@ -224,9 +224,9 @@ _current = threading.local()
 
 @dataclass
 class Slot:
-    """A pooled S3 client's binding to the invocation using it."""
+    """A pooled store's binding to the invocation using it."""
 
-    client: Any
+    store: Store
     concurrency: int
     run: HandlerRun | None = None
 
@@ -247,7 +247,7 @@ class ClientPool:
             slot = free.pop() if free else self._make(concurrency)
             slot.run = run
         run.slots.append(slot)
-        return slot.client
+        return slot.store
 
     def give_back(self, run: HandlerRun) -> None:
         if run.dead:
@@ -258,8 +258,9 @@ class ClientPool:
                 self._free.setdefault(slot.concurrency, []).append(slot)
 
     def _make(self, concurrency: int) -> Slot:
-        client = s3_client(self._session, concurrency=concurrency)
-        slot = Slot(client, concurrency)
+        store = Store.sized(self._session, concurrency=concurrency)
+        client = store.client
+        slot = Slot(store, concurrency)
 
         def before_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
             if slot.run is not None:
@@ -516,8 +517,8 @@ class FaultyLambda:
                     self.problems.append(f"liveness: {run.label} still running after {timeout:.0f}s")
                     break
 
-    def s3_for_current_run(self, concurrency: int) -> Any:
-        """`handler.lambda_function._s3` while the campaign runs: the calling invocation's own clients."""
+    def s3_for_current_run(self, concurrency: int) -> Store:
+        """`handler.lambda_function._s3` while the campaign runs: the calling invocation's own stores."""
         run = getattr(_current, "run", None)
         if run is None:
             raise AssertionError("harness: the handler asked for an S3 client outside an invocation's thread")

@@ -493,7 +493,7 @@ def storm_night(t: Trial, seconds: float, objects: int | None = None, report: st
 
 
 THROTTLED_OUT = "throttled by S3 on all"
-"""How a copy that S3 refused at every attempt is reported (handler/s3errors.py)."""
+"""How a copy that S3 refused at every attempt is reported (handler/store/errors.py)."""
 
 
 def storm_outcome_allowed(night: Any, measured: dict[str, Any]) -> bool:

@@ -149,7 +149,7 @@ class Writer:
         with self.lock:
             self.started += 1
             run = self.started
-        client = lambda_function._s3(1)
+        client = lambda_function._s3(1).client
         for n in range(1, 6):
             client.put_object(Bucket=self.bucket, Key=f"run{run}/object{n}", Body=b"x")
 

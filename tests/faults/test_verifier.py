@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from handler.clients import s3_client
 from handler.runner import Engine
+from handler.store import Store
 from tests.conftest import dataset_config
 from tests.e2e.cli_fixtures import REGION, Stage, client, moto_server_fixture  # noqa: F401 (fixture)
 from tests.faults.verifier import kind_of, overwritten, snapshot, tally, verify
@@ -38,7 +38,7 @@ def clean_landing(moto_server: str, tmp_path_factory: pytest.TempPathFactory) ->
         stage.put(f"movielens/dir/part-{n}.csv", f"id\n{n}\n".encode())
     stage.put("movielens/dir/naïve name.csv", b"id\n9\n")
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    engine = Engine(s3_client(session, endpoint_url=moto_server), dataset_config(stage.source, stage.raw))
+    engine = Engine(Store.sized(session, endpoint_url=moto_server), dataset_config(stage.source, stage.raw))
     [summary] = engine.run(Date.fromisoformat(DATE))
     assert (summary["status"], summary["copied"]) == ("succeeded", 6), summary
     saved = {}

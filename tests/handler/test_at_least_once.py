@@ -27,7 +27,8 @@ from handler.config import DatasetConfig
 from handler.errors import LockLost, RunInProgress
 from handler.records import utc_stamp
 from handler.runner import Engine
-from handler.s3errors import NoSuchBucket
+from handler.store import Store
+from handler.store.errors import NoSuchBucket
 from tests.conftest import REGION, Crash, crash_once, dataset_config, expire_lock, ledger_in, list_keys, lock_document
 from tests.moto_patches import serialise_key_writes
 
@@ -61,12 +62,12 @@ def dataset(s3: Any, buckets: tuple[str, str]) -> DatasetConfig:
 
 def attempt(dataset: DatasetConfig, execution: str | None = EXECUTION) -> Engine:
     """One Lambda invocation of a step: an engine of the execution, with a client of its own."""
-    return Engine(boto3.client("s3", region_name=REGION), dataset, execution=execution)
+    return Engine(Store(boto3.client("s3", region_name=REGION)), dataset, execution=execution)
 
 
 def items_at(engine: Engine, location: dict[str, str]) -> list[dict[str, Any]]:
     """The JSON list a Distributed Map's ItemReader reads."""
-    body = engine.job.s3.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read()
+    body = engine.job.store.client.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read()
     return json.loads(body)
 
 
@@ -130,7 +131,7 @@ def meet(engines: list[Engine], operation: str, key_part: str) -> None:
                 armed[0] = False
                 barrier.wait()
 
-        engine.job.s3.meta.events.register(f"before-parameter-build.s3.{operation}", wait)
+        engine.job.store.client.meta.events.register(f"before-parameter-build.s3.{operation}", wait)
 
 
 def hold(
@@ -147,7 +148,7 @@ def hold(
                 reached.set()
             assert until.wait(WAIT), f"held at {operation} {_key_of(params)}: the other attempt never let it go"
 
-    engine.job.s3.meta.events.register(f"before-parameter-build.s3.{operation}", wait)
+    engine.job.store.client.meta.events.register(f"before-parameter-build.s3.{operation}", wait)
 
 
 def pause(engine: Engine, operation: str, key_part: str, seconds: float) -> None:
@@ -159,7 +160,7 @@ def pause(engine: Engine, operation: str, key_part: str, seconds: float) -> None
             armed[0] = False
             time.sleep(seconds)
 
-    engine.job.s3.meta.events.register(f"before-parameter-build.s3.{operation}", wait)
+    engine.job.store.client.meta.events.register(f"before-parameter-build.s3.{operation}", wait)
 
 
 def at_once(*calls: Callable[[], T]) -> list[T]:
@@ -206,7 +207,7 @@ def test_a_plan_retried_after_dying_before_its_planning_was_stored_takes_its_loc
     s3, dataset, died_at
 ):
     first = attempt(dataset)
-    crash_once(first.job.s3, "PutObject", died_at)
+    crash_once(first.job.store.client, "PutObject", died_at)
     with pytest.raises(Crash):
         first.plan(NOV_27)
     lock = lock_document(ledger_in(s3, dataset.target.bucket))
@@ -251,7 +252,7 @@ def test_a_plan_of_another_execution_meets_run_in_progress_naming_the_holders_ex
     with pytest.raises(RunInProgress) as raised:
         attempt(dataset, OTHER).plan(NOV_28)
     with pytest.raises(RunInProgress):
-        Engine(s3, dataset).run(NOV_28)  # a local run has no execution: it takes nothing back either
+        Engine(Store(s3), dataset).run(NOV_28)  # a local run has no execution: it takes nothing back either
 
     assert f"run {plan['run_id']} (execution {EXECUTION}," in str(raised.value)
     assert complete(attempt(dataset), plan)["copied"] == FILES
@@ -374,7 +375,7 @@ def test_a_shard_finalized_twice_whose_sibling_writes_first_keeps_one_outcome_an
     then the other writes: every one of its writes is refused and it keeps its sibling's.
 
     Not a free race after a barrier: the managed upload's conditions are kept per process, keyed by object
-    (s3io.destination_conditions), so two attempts in one process writing one key at the same moment could drop
+    (store/writes.py), so two attempts in one process writing one key at the same moment could drop
     each other's condition. Two Lambda invocations are two processes; here the second is held before its uploads."""
     engine, plan = copied(dataset)
     ledger = ledger_in(s3, dataset.target.bucket)
@@ -572,7 +573,7 @@ def test_a_seal_that_fails_before_sealing_leaves_the_lock_and_its_retry_seals(s3
     ledger = ledger_in(s3, dataset.target.bucket)
     token = lock_document(ledger)["token"]
     failing = attempt(dataset)
-    crash_once(failing.job.s3, "PutObject", "/batches.json")
+    crash_once(failing.job.store.client, "PutObject", "/batches.json")
 
     with pytest.raises(Crash):
         failing.seal_plan(plan["run_id"])
@@ -592,7 +593,7 @@ def test_a_seal_that_fails_after_sealing_leaves_the_lock_and_its_retry_answers_t
     ledger = ledger_in(s3, dataset.target.bucket)
     token = lock_document(ledger)["token"]
     failing = attempt(dataset)
-    crash_once(failing.job.s3, "PutObject", "-start.json")
+    crash_once(failing.job.store.client, "PutObject", "-start.json")
 
     with pytest.raises(Crash):
         failing.seal_plan(plan["run_id"])

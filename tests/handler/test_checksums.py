@@ -40,6 +40,7 @@ from handler.integrity import (
     judge,
 )
 from handler.records import BatchItem, ManifestLine
+from handler.store import Store
 
 # ---- S3's rules, as a model ---------------------------------------------------------------------------------
 
@@ -377,7 +378,7 @@ def test_an_encrypted_source_lands_verified_by_its_checksum(source_encryption, t
     stored = s3.put(SOURCE, KEY, BODY)
     item = item_of(stored)
 
-    line = copy_one(s3, None, item, ctx(carry=carry))
+    line = copy_one(Store(s3), None, item, ctx(carry=carry))
 
     assert (line.status, line.reason) == (COPIED, "")
     landed = s3.objects[(RAW, item.target)]
@@ -396,7 +397,7 @@ def test_a_source_without_a_checksum_lands_verified_by_size_after_reading_both_s
     stored = s3.put(SOURCE, KEY, BODY, algorithm=None)
     item = item_of(stored)
 
-    line = copy_one(s3, None, item, ctx(carry=False))
+    line = copy_one(Store(s3), None, item, ctx(carry=False))
 
     assert (line.status, line.verified, line.source_checksum) == (COPIED, "size", None)
     assert s3.objects[(RAW, item.target)].body == BODY
@@ -411,7 +412,7 @@ def test_a_copy_of_a_rewritten_kms_source_is_removed_when_its_checksum_proves_it
     item = item_of(stored)
     s3.before_copy = lambda: s3.put(SOURCE, KEY, b"rewritten during the copy\n")
 
-    line = copy_one(s3, None, item, ctx(carry=True))
+    line = copy_one(Store(s3), None, item, ctx(carry=True))
 
     assert line.status == FAILED
     assert line.reason.startswith("verification failed: landed CRC64NVME checksum")
@@ -426,7 +427,7 @@ def test_in_lineage_mode_a_copy_that_is_the_newer_version_is_removed():
     item = item_of(stored)
     s3.before_copy = lambda: s3.put(SOURCE, KEY, b"rewritten during the copy\n")
 
-    line = copy_one(s3, None, item, ctx(carry=False))
+    line = copy_one(Store(s3), None, item, ctx(carry=False))
 
     assert line.status == FAILED
     assert "the landed copy is the source's newer version" in line.reason
@@ -439,7 +440,7 @@ def test_with_nothing_to_compare_a_kms_copy_is_kept_on_its_size_never_removed_on
     stored = s3.put(SOURCE, KEY, BODY, algorithm=None)
     item = item_of(stored)
 
-    line = copy_one(s3, None, item, ctx(carry=True))
+    line = copy_one(Store(s3), None, item, ctx(carry=True))
 
     assert (line.status, line.verified) == (COPIED, "size")
     assert s3.count("DeleteObject") == 0
@@ -452,7 +453,7 @@ def test_a_plain_md5_source_whose_copy_differs_is_still_removed():
     item = item_of(stored)
     s3.before_copy = lambda: s3.put(SOURCE, KEY, b"rewritten during the copy\n", algorithm=None)
 
-    line = copy_one(s3, None, item, ctx(carry=True))
+    line = copy_one(Store(s3), None, item, ctx(carry=True))
 
     assert line.status == FAILED
     assert line.reason.startswith("verification failed: landed ETag")
@@ -463,7 +464,7 @@ def test_a_copy_asks_for_the_source_algorithm_so_the_two_compare():
     s3 = KmsS3({SOURCE: "aws:kms", RAW: "AES256"})
     stored = s3.put(SOURCE, KEY, BODY, algorithm="CRC32")
 
-    line = copy_one(s3, None, item_of(stored), ctx(carry=True))
+    line = copy_one(Store(s3), None, item_of(stored), ctx(carry=True))
 
     (copy,) = [params for op, params in s3.calls if op == "CopyObject"]
     assert copy["ChecksumAlgorithm"] == "CRC32"

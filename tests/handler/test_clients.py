@@ -6,11 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from handler import lean, retries, s3io
-from handler.clients import s3_client
 from handler.errors import ConfigError, CorruptDocument
-from handler.lean import ENV_SWITCH as ROAD_OFF
-from handler.s3errors import Transient
+from handler.store import Store, retries
+from handler.store.errors import Transient
+from handler.store.lean import ENV_SWITCH as ROAD_OFF
 from tests.stub_server import Quiet, serving
 
 # The resumes below are botocore's road (a body cut off there is resumed with a ranged GET); on the short road a
@@ -33,10 +32,10 @@ def endpoint_fixture() -> Iterator[str]:
 
 def test_a_server_error_carrying_a_checksum_header_is_a_transient_error_not_a_crash(endpoint, monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    s3 = s3_client(concurrency=1, endpoint_url=endpoint)
+    store = Store.sized(concurrency=1, endpoint_url=endpoint)
 
     with pytest.raises(Transient, match="InternalError"):
-        s3io.get_json(s3, "ledger-bucket", "_ingestion/movielens/lock.json")
+        store.get_json("ledger-bucket", "_ingestion/movielens/lock.json")
 
 
 class _RewrittenWhileRead(Quiet):
@@ -75,9 +74,9 @@ def test_a_document_rewritten_while_it_was_read_is_read_again_whole(monkeypatch)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv(ROAD_OFF, "0")
     with serving(_RewrittenWhileRead) as url:
-        s3 = s3_client(concurrency=1, endpoint_url=url)
+        store = Store.sized(concurrency=1, endpoint_url=url)
 
-        document, etag = s3io.get_json(s3, "ledger-bucket", "_ingestion/movielens/lock.json")
+        document, etag = store.get_json("ledger-bucket", "_ingestion/movielens/lock.json")
 
     assert (document, etag) == ({"run_id": "new-run", "renewed_at": 2.0}, '"new"')
     assert _RewrittenWhileRead.gets == 3, "the cut read, the refused resume, the new version read whole"
@@ -123,9 +122,7 @@ def _get_json_from(handler: type[Quiet], monkeypatch: pytest.MonkeyPatch) -> tup
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv(ROAD_OFF, "0")
     with serving(handler) as url:
-        return s3io.get_json(
-            s3_client(concurrency=1, endpoint_url=url), "ledger-bucket", "_ingestion/movielens/lock.json"
-        )
+        return Store.sized(concurrency=1, endpoint_url=url).get_json("ledger-bucket", "_ingestion/movielens/lock.json")
 
 
 def test_a_resume_served_from_another_version_is_refused_and_the_document_read_again(monkeypatch):
@@ -147,7 +144,7 @@ class _NeverJson(Quiet):
 
 
 def test_a_document_that_stays_unreadable_is_reported_by_name(monkeypatch):
-    monkeypatch.setattr("handler.s3io.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("handler.store.store.time.sleep", lambda seconds: None)
     with pytest.raises(CorruptDocument, match=r"s3://ledger-bucket/_ingestion/movielens/lock.json is not a JSON"):
         _get_json_from(_NeverJson, monkeypatch)
 
@@ -155,17 +152,17 @@ def test_a_document_that_stays_unreadable_is_reported_by_name(monkeypatch):
 def test_an_unknown_retry_mode_is_refused_with_the_modes_there_are(monkeypatch):
     monkeypatch.setenv("AWS_RETRY_MODE", "fastest")
     with pytest.raises(ConfigError, match=r"AWS_RETRY_MODE='fastest' is not a retry mode; use one of standard, adapt"):
-        s3_client(endpoint_url="http://127.0.0.1:9")
+        Store.sized(endpoint_url="http://127.0.0.1:9")
 
 
 @pytest.mark.parametrize("mode", ["standard", "adaptive", "legacy"])
 def test_every_retry_mode_keeps_the_short_road_and_one_policy_for_both_roads(mode, monkeypatch):
     monkeypatch.setenv("AWS_RETRY_MODE", mode)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "7")
-    s3 = s3_client(endpoint_url="http://127.0.0.1:9")
+    store = Store.sized(endpoint_url="http://127.0.0.1:9")
 
-    road = lean.of(s3)
+    road = store.fast_road
     assert road is not None
-    assert road.policy is retries.policy_of(s3)
+    assert road.policy is retries.policy_of(store.client)
     assert road.policy.max_attempts == 7
     assert (road.policy.limiter is not None) == (mode == "adaptive")

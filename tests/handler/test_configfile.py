@@ -14,7 +14,7 @@ from botocore.config import Config
 
 from handler.configfile import CONFIG_KEY_TEMPLATE, config_key, load_config, location_from_env, split_s3_uri
 from handler.errors import ConfigError, CredentialsError
-from handler.s3errors import Transient
+from handler.store import Store, Transient
 from tests.conftest import config_document, dataset_config, new_bucket, unique_bucket, write_config
 
 
@@ -113,7 +113,7 @@ def test_config_is_read_from_s3(s3: Any, config_bucket: str) -> None:
 
     def factory() -> Any:
         calls.append(1)
-        return s3
+        return Store(s3)
 
     config = load_config(f"s3://{config_bucket}/config/movielens.json", factory)
 
@@ -124,7 +124,7 @@ def test_config_is_read_from_s3(s3: Any, config_bucket: str) -> None:
 def test_config_under_a_non_ascii_key_is_read_from_s3(s3: Any, config_bucket: str) -> None:
     s3.put_object(Bucket=config_bucket, Key="cfg/données été.json", Body=document().encode())
 
-    config = load_config(f"s3://{config_bucket}/cfg/données été.json", lambda: s3)
+    config = load_config(f"s3://{config_bucket}/cfg/données été.json", lambda: Store(s3))
 
     assert config.dataset("movielens").source.bucket == "source-bucket"
 
@@ -133,7 +133,7 @@ def test_missing_s3_key_names_the_location_and_error_code(s3: Any, config_bucket
     location = f"s3://{config_bucket}/config/nope.json"
 
     with pytest.raises(ConfigError) as info:
-        load_config(location, lambda: s3)
+        load_config(location, lambda: Store(s3))
 
     assert info.value.problems == [f"cannot read config {location}: NoSuchKey; check the bucket, key and permissions"]
     assert info.value.__cause__ is not None
@@ -143,14 +143,14 @@ def test_missing_s3_bucket_names_the_error_code(s3: Any) -> None:
     location = f"s3://{unique_bucket('absent')}/config.json"
 
     with pytest.raises(ConfigError, match=f"cannot read config {location}: NoSuchBucket"):
-        load_config(location, lambda: s3)
+        load_config(location, lambda: Store(s3))
 
 
 def test_invalid_json_in_s3_names_the_uri_line_and_column(s3: Any, config_bucket: str) -> None:
     s3.put_object(Bucket=config_bucket, Key="c.json", Body=b'{"datasets": {\n"a": ]}')
 
     with pytest.raises(ConfigError) as info:
-        load_config(f"s3://{config_bucket}/c.json", lambda: s3)
+        load_config(f"s3://{config_bucket}/c.json", lambda: Store(s3))
 
     [message] = info.value.problems
     assert message.startswith(f"s3://{config_bucket}/c.json is not valid JSON: ")
@@ -161,7 +161,7 @@ def test_s3_object_that_is_not_utf8_is_a_config_error(s3: Any, config_bucket: st
     s3.put_object(Bucket=config_bucket, Key="c.json", Body=b"\xff\xfe{}")
 
     with pytest.raises(ConfigError) as info:
-        load_config(f"s3://{config_bucket}/c.json", lambda: s3)
+        load_config(f"s3://{config_bucket}/c.json", lambda: Store(s3))
 
     assert info.value.problems == [
         f"config s3://{config_bucket}/c.json is not UTF-8 text (byte 0: invalid start byte); save it as UTF-8"
@@ -261,7 +261,7 @@ def test_environment_location_loads_the_dataset_from_s3(
     s3.put_object(Bucket=config_bucket, Key="config/ratings.json", Body=document("ratings").encode())
     monkeypatch.setenv("CONFIG_BUCKET", config_bucket)
 
-    config = load_config(location_from_env("ratings"), lambda: s3)
+    config = load_config(location_from_env("ratings"), lambda: Store(s3))
 
     assert config.dataset("ratings").name == "ratings"
 
@@ -273,7 +273,7 @@ def test_an_unreachable_endpoint_is_transient_not_a_config_error_and_names_the_l
     client = boto3.client("s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
 
     with pytest.raises(Transient) as info:
-        load_config("s3://config-bucket/config/movielens.json", lambda: client)
+        load_config("s3://config-bucket/config/movielens.json", lambda: Store(client))
 
     assert not isinstance(info.value, ConfigError), "the state machine must retry an endpoint that was down"
     assert str(info.value).startswith("cannot read config s3://config-bucket/config/movielens.json: ")
@@ -288,4 +288,4 @@ def test_missing_credentials_for_an_s3_config_are_a_credentials_error(monkeypatc
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
     with pytest.raises(CredentialsError, match="no usable AWS credentials .*Unable to locate credentials"):
-        load_config("s3://config-bucket/config/movielens.json", lambda: boto3.session.Session().client("s3"))
+        load_config("s3://config-bucket/config/movielens.json", lambda: Store(boto3.session.Session().client("s3")))

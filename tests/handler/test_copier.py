@@ -19,10 +19,11 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from handler import metadata as meta
-from handler.copier import COPIED, FAILED, SKIPPED, CopyContext, copy_items, transfer_manager
+from handler.copier import COPIED, FAILED, SKIPPED, CopyContext, copy_items
 from handler.layout import render_target_key
 from handler.records import BatchItem, ManifestLine
 from handler.runner import Engine
+from handler.store import Store
 from tests.awkward_keys import AWKWARD_KEYS
 from tests.conftest import dataset_config
 from tests.moto_patches import ignore_copy_conditions
@@ -119,8 +120,8 @@ def listed(s3: Any, bucket: str, key: str) -> BatchItem:
 def copy(
     s3: Any, items: list[BatchItem], ctx: CopyContext, *, threshold: int = 256 * MiB, chunk: int = 64 * MiB
 ) -> list[ManifestLine]:
-    with transfer_manager(s3, concurrency=4, threshold=threshold, chunk=chunk) as tm:
-        return list(copy_items(s3, tm, items, ctx, concurrency=4))
+    with Store(s3).transfer_manager(concurrency=4, threshold=threshold, chunk=chunk) as tm:
+        return list(copy_items(Store(s3), tm, items, ctx, concurrency=4))
 
 
 def absent(s3: Any, bucket: str, key: str) -> bool:
@@ -428,7 +429,7 @@ def test_failed_copies_in_an_engine_batch_are_recorded_and_the_batch_goes_on(s3,
     source, raw = buckets
     for name in ("a.csv", "b.csv", "c.csv", "d.csv"):
         s3.put_object(Bucket=source, Key=f"movielens/{name}", Body=name.encode())
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all()
     s3.delete_object(Bucket=source, Key="movielens/b.csv")
     s3.put_object(Bucket=source, Key="movielens/c.csv", Body=b"changed")

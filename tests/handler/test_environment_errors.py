@@ -24,7 +24,7 @@ from handler.errors import (
     environment_error,
     open_file_limit,
 )
-from handler.s3errors import Transient, translate
+from handler.store.errors import Transient, translate
 
 
 def _raised_from(outer: Exception, inner: BaseException) -> Exception:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from handler.http1 import Connection, ProtocolError
+from handler.store.http1 import Connection, ProtocolError
 
 
 class Script:

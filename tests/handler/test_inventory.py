@@ -25,6 +25,7 @@ from handler.inventory import (
     read_manifest,
 )
 from handler.selection import SourceObject
+from handler.store import Store
 from tests.conftest import new_bucket
 
 SOURCE = "example-source-bucket"
@@ -129,7 +130,7 @@ HOSTILE_KEYS = [
 
 def test_manifest_is_read_as_aws_writes_it(s3: Any, dest: str) -> None:
     key, data = write_report(s3, dest, [[current("data/a.csv")], [current("data/b.csv")]])
-    manifest = read_manifest(s3, dest, key, source_bucket=SOURCE)
+    manifest = read_manifest(Store(s3), dest, key, source_bucket=SOURCE)
     assert manifest.uri == f"s3://{dest}/{key}"
     assert (manifest.source_bucket, manifest.destination_bucket, manifest.bucket) == (SOURCE, dest, dest)
     assert manifest.file_format == "CSV"
@@ -145,14 +146,14 @@ def test_manifest_is_read_as_aws_writes_it(s3: Any, dest: str) -> None:
 def test_each_missing_manifest_field_is_named_with_the_uri(s3: Any, dest: str, missing: str) -> None:
     key, _ = write_report(s3, dest, [[current("data/a.csv")]], overrides={missing: None})
     with pytest.raises(ConfigError) as err:
-        read_manifest(s3, dest, key)
+        read_manifest(Store(s3), dest, key)
     assert err.value.problems == [f"inventory manifest s3://{dest}/{key}: {missing}: missing"]
 
 
 def test_a_schema_without_size_and_etag_says_which_and_how_to_enable_them(s3: Any, dest: str) -> None:
     key, _ = write_report(s3, dest, [[csv_line(SOURCE, "k", WHEN)]], schema="Bucket, Key, LastModifiedDate")
     with pytest.raises(ConfigError) as err:
-        read_manifest(s3, dest, key)
+        read_manifest(Store(s3), dest, key)
     (problem,) = err.value.problems
     assert problem.startswith(f"inventory manifest s3://{dest}/{key}: fileSchema lacks Size, ETag:")
     assert "optional fields" in problem and "OptionalFields" in problem
@@ -163,7 +164,7 @@ def test_parquet_and_orc_are_refused_with_the_fix(s3: Any, dest: str, file_forma
     schema = "message s3.inventory { required binary bucket (UTF8); required binary key (UTF8); }"
     key, _ = write_report(s3, dest, [b"PAR1"], overrides={"fileFormat": file_format, "fileSchema": schema})
     with pytest.raises(ConfigError) as err:
-        read_manifest(s3, dest, key)
+        read_manifest(Store(s3), dest, key)
     (problem,) = err.value.problems  # the format, not also a confusing schema complaint
     assert f"s3://{dest}/{key}" in problem
     assert f"fileFormat is {file_format!r}: only CSV is supported" in problem
@@ -179,7 +180,7 @@ def test_every_problem_of_a_manifest_is_reported_at_once(s3: Any, dest: str) -> 
         overrides={"creationTimestamp": "yesterday", "files": [{"key": "inv/x.csv.gz", "size": "12"}, {"size": 3}]},
     )
     with pytest.raises(ConfigError) as err:
-        read_manifest(s3, dest, key, source_bucket="another-bucket")
+        read_manifest(Store(s3), dest, key, source_bucket="another-bucket")
     problems = [p.removeprefix(f"inventory manifest s3://{dest}/{key}: ") for p in err.value.problems]
     assert problems[0].startswith("fileSchema lacks LastModifiedDate, ETag:")
     assert problems[1:4] == [
@@ -192,13 +193,13 @@ def test_every_problem_of_a_manifest_is_reported_at_once(s3: Any, dest: str) -> 
 
 def test_a_missing_or_broken_manifest_is_a_config_error_naming_it(s3: Any, dest: str) -> None:
     with pytest.raises(ConfigError, match=f"s3://{dest}/nope/manifest.json: does not exist"):
-        read_manifest(s3, dest, "nope/manifest.json")
+        read_manifest(Store(s3), dest, "nope/manifest.json")
     s3.put_object(Bucket=dest, Key="bad/manifest.json", Body=b"{not json")
     with pytest.raises(ConfigError, match=f"s3://{dest}/bad/manifest.json: not valid JSON"):
-        read_manifest(s3, dest, "bad/manifest.json")
+        read_manifest(Store(s3), dest, "bad/manifest.json")
     s3.put_object(Bucket=dest, Key="list/manifest.json", Body=b"[]")
     with pytest.raises(ConfigError, match=f"s3://{dest}/list/manifest.json: not a JSON object"):
-        read_manifest(s3, dest, "list/manifest.json")
+        read_manifest(Store(s3), dest, "list/manifest.json")
 
 
 # ---- latest_manifest --------------------------------------------------------------------------------------------
@@ -211,15 +212,15 @@ def test_latest_manifest_is_the_newest_delivered_report_from_a_delimiter_listing
     listings: list[dict[str, Any]] = []
     s3.meta.events.register("provide-client-params.s3.ListObjectsV2", lambda params, **_: listings.append(params))
 
-    assert latest_manifest(s3, dest, prefix_of()) == f"{prefix_of()}2024-03-07T01-00Z/manifest.json"
-    assert latest_manifest(s3, dest, prefix_of().rstrip("/")) == f"{prefix_of()}2024-03-07T01-00Z/manifest.json"
+    assert latest_manifest(Store(s3), dest, prefix_of()) == f"{prefix_of()}2024-03-07T01-00Z/manifest.json"
+    assert latest_manifest(Store(s3), dest, prefix_of().rstrip("/")) == f"{prefix_of()}2024-03-07T01-00Z/manifest.json"
     assert listings and all(p.get("Delimiter") == "/" for p in listings)
 
 
 def test_no_report_is_a_config_error_saying_what_is_there(s3: Any, dest: str) -> None:
     write_report(s3, dest, [[current("data/a.csv")]])
     with pytest.raises(ConfigError) as err:
-        latest_manifest(s3, dest, "inventory/")  # the destination prefix alone: one level too high
+        latest_manifest(Store(s3), dest, "inventory/")  # the destination prefix alone: one level too high
     (problem,) = err.value.problems
     assert problem.startswith(f"inventory s3://{dest}/inventory/: no report folder (YYYY-MM-DDTHH-MMZ/)")
     assert f"found: {SOURCE}/" in problem and "<destination-prefix>/<source-bucket>/<config-id>/" in problem
@@ -227,7 +228,7 @@ def test_no_report_is_a_config_error_saying_what_is_there(s3: Any, dest: str) ->
     other = f"inventory/{SOURCE}/other/"
     write_report(s3, dest, [[current("data/a.csv")]], prefix=other, checksum=False)
     with pytest.raises(ConfigError, match="1 report folder.*none delivered yet"):
-        latest_manifest(s3, dest, other)
+        latest_manifest(Store(s3), dest, other)
 
 
 # ---- streaming --------------------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def test_rows_become_source_objects_with_keys_decoded(s3: Any, dest: str) -> Non
     rows.append(current("data/quoted-etag.csv", etag='"abc-2"', storage="GLACIER"))
     rows.append(csv_line(SOURCE, "data/encoded%2Fslash+%2B.csv", "5", "2024-03-06T22:32:00.000+01:00", "e", ""))
     key, _ = write_report(s3, dest, [rows[:4], rows[4:]])
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="data/")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="data/")
     objects = list(stream)
     assert objects == [
         *(obj(k, f"etag{n}", n) for n, k in enumerate(HOSTILE_KEYS)),
@@ -252,13 +253,15 @@ def test_rows_become_source_objects_with_keys_decoded(s3: Any, dest: str) -> Non
 def test_a_report_without_storage_class_defaults_to_standard(s3: Any, dest: str) -> None:
     schema = "Bucket, Key, Size, LastModifiedDate, ETag"
     key, _ = write_report(s3, dest, [[csv_line(SOURCE, "a.csv", "1", WHEN, "e")]], schema=schema)
-    assert list(iter_inventory(s3, read_manifest(s3, dest, key), prefix="")) == [obj("a.csv", "e", 1)]
+    assert list(iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="")) == [obj("a.csv", "e", 1)]
 
 
 def test_prefix_and_skip_prefix_filter_keys(s3: Any, dest: str) -> None:
     keys = ["data/a.csv", "data/_ingestion/x.json", "data2/b.csv", "other/c.csv", "data"]
     key, _ = write_report(s3, dest, [[current(k) for k in keys]])
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="data/", skip_prefix="data/_ingestion/")
+    stream = iter_inventory(
+        Store(s3), read_manifest(Store(s3), dest, key), prefix="data/", skip_prefix="data/_ingestion/"
+    )
     assert keys_of(stream) == ["data/a.csv"]
 
 
@@ -281,10 +284,10 @@ def test_a_range_yields_exactly_its_keys_across_file_boundaries(
     s3: Any, dest: str, start_after: str | None, end_at: str | None, expected: str
 ) -> None:
     key, _ = write_report(s3, dest, [[current(k) for k in names] for names in SORTED_FILES])
-    manifest = read_manifest(s3, dest, key)
+    manifest = read_manifest(Store(s3), dest, key)
     for assume_sorted in (False, True):
         stream = iter_inventory(
-            s3, manifest, prefix="d/", start_after=start_after, end_at=end_at, assume_sorted=assume_sorted
+            Store(s3), manifest, prefix="d/", start_after=start_after, end_at=end_at, assume_sorted=assume_sorted
         )
         assert keys_of(stream) == [f"d/{c}" for c in expected]
 
@@ -298,7 +301,7 @@ def test_delete_markers_and_noncurrent_versions_are_skipped(s3: Any, dest: str) 
         version("d/only.csv", latest=True, etag="only"),
     ]
     key, _ = write_report(s3, dest, [rows], schema=ALL_VERSIONS)
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="d/")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="d/")
     assert [(o.key, o.etag) for o in stream] == [("d/live.csv", "new"), ("d/only.csv", "only")]
     assert (stream.stats.delete_markers, stream.stats.noncurrent, stream.stats.malformed) == (1, 2, 0)
 
@@ -317,7 +320,7 @@ def test_malformed_rows_are_counted_with_file_and_line_and_the_stream_goes_on(s3
         current("other/bad-size.csv", size="ten"),  # outside the prefix: another shard's business
     ]
     key, data = write_report(s3, dest, [rows])
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="d/")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="d/")
     assert keys_of(stream) == ["d/good1.csv", "d/good2.csv"]
     stats = stream.stats
     assert stats.malformed == 7
@@ -334,7 +337,7 @@ def test_malformed_rows_are_counted_with_file_and_line_and_the_stream_goes_on(s3
 
 def test_only_the_first_problems_are_kept_but_all_are_counted(s3: Any, dest: str) -> None:
     key, _ = write_report(s3, dest, [[current(f"d/{n}", size="x") for n in range(25)]])
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="d/")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="d/")
     assert list(stream) == []
     assert (stream.stats.malformed, len(stream.stats.problems)) == (25, 10)
 
@@ -342,15 +345,15 @@ def test_only_the_first_problems_are_kept_but_all_are_counted(s3: Any, dest: str
 def test_a_header_row_is_skipped_silently(s3: Any, dest: str) -> None:
     rows = [csv_line("Bucket", "Key", "Size", "LastModifiedDate", "ETag", "StorageClass"), current("a")]
     key, _ = write_report(s3, dest, [rows])
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="")
     assert keys_of(stream) == ["a"] and stream.stats.malformed == 0
 
 
 def test_a_missing_data_file_or_a_broken_gzip_stops_the_stream(s3: Any, dest: str) -> None:
     key, data = write_report(s3, dest, [[current("a")], [current("b")]])
-    manifest = read_manifest(s3, dest, key)
+    manifest = read_manifest(Store(s3), dest, key)
     s3.delete_object(Bucket=dest, Key=data[1])
-    stream = iter_inventory(s3, manifest, prefix="")
+    stream = iter_inventory(Store(s3), manifest, prefix="")
     assert next(stream).key == "a"
     with pytest.raises(InventoryError, match=f"s3://{dest}/{data[1]}, listed in {manifest.uri}, does not exist"):
         next(stream)
@@ -358,19 +361,19 @@ def test_a_missing_data_file_or_a_broken_gzip_stops_the_stream(s3: Any, dest: st
     truncated = gzip.compress("".join(current(f"k{n}", etag=uuid.uuid4().hex) for n in range(500)).encode())
     key, data = write_report(s3, dest, [truncated[: len(truncated) // 2]], folder="2024-03-08T01-00Z")
     with pytest.raises(InventoryError, match=f"s3://{dest}/{data[0]}: not a readable gzip file"):
-        list(iter_inventory(s3, read_manifest(s3, dest, key), prefix=""))
+        list(iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix=""))
 
 
 def test_a_multi_member_gzip_file_is_read_whole(s3: Any, dest: str) -> None:
     body = gzip.compress(current("a").encode()) + gzip.compress(current("b").encode())
     key, data = write_report(s3, dest, [body])
-    assert keys_of(iter_inventory(s3, read_manifest(s3, dest, key), prefix="")) == ["a", "b"]
-    assert first_key(s3, dest, data[0], CURRENT.split(", ")) == "a"
+    assert keys_of(iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="")) == ["a", "b"]
+    assert first_key(Store(s3), dest, data[0], CURRENT.split(", ")) == "a"
 
 
 def test_a_stream_closed_early_yields_nothing_more(s3: Any, dest: str) -> None:
     key, _ = write_report(s3, dest, [[current("a"), current("b")], [current("c")]])
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="")
     assert next(stream).key == "a"
     stream.close()
     assert list(stream) == []
@@ -378,12 +381,12 @@ def test_a_stream_closed_early_yields_nothing_more(s3: Any, dest: str) -> None:
 
 def test_a_files_subset_is_read_in_manifest_order(s3: Any, dest: str) -> None:
     key, data = write_report(s3, dest, [[current(k) for k in names] for names in SORTED_FILES])
-    manifest = read_manifest(s3, dest, key)
-    assert keys_of(iter_inventory(s3, manifest, prefix="", files=[data[2], data[0]])) == [
+    manifest = read_manifest(Store(s3), dest, key)
+    assert keys_of(iter_inventory(Store(s3), manifest, prefix="", files=[data[2], data[0]])) == [
         "d/a", "d/b", "d/c", "d/g", "d/h", "d/i",
     ]  # fmt: skip
     with pytest.raises(ValueError, match="not data files of"):
-        iter_inventory(s3, manifest, prefix="", files=["inventory/elsewhere.csv.gz"])
+        iter_inventory(Store(s3), manifest, prefix="", files=["inventory/elsewhere.csv.gz"])
 
 
 # ---- order ------------------------------------------------------------------------------------------------------
@@ -391,7 +394,7 @@ def test_a_files_subset_is_read_in_manifest_order(s3: Any, dest: str) -> None:
 
 def test_an_unsorted_file_is_recorded_and_every_row_still_read(s3: Any, dest: str) -> None:
     key, data = write_report(s3, dest, [[current("d/a"), current("d/c")], [current("d/e"), current("d/b")]])
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="d/")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="d/")
     assert keys_of(stream) == ["d/a", "d/c", "d/e", "d/b"]
     assert stream.stats.unsorted_files == [data[1]]
     assert stream.stats.report_sorted() is False
@@ -400,7 +403,7 @@ def test_an_unsorted_file_is_recorded_and_every_row_still_read(s3: Any, dest: st
 def test_an_unsorted_file_raises_when_the_caller_assumed_sorted(s3: Any, dest: str) -> None:
     key, data = write_report(s3, dest, [[current("d/a"), current("d/c"), current("d/b")]])
     with pytest.raises(InventoryUnsorted) as err:
-        list(iter_inventory(s3, read_manifest(s3, dest, key), prefix="d/", assume_sorted=True))
+        list(iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="d/", assume_sorted=True))
     assert (err.value.uri, err.value.line, err.value.previous, err.value.key) == (
         f"s3://{dest}/{data[0]}", 3, "d/c", "d/b",
     )  # fmt: skip
@@ -408,7 +411,7 @@ def test_an_unsorted_file_raises_when_the_caller_assumed_sorted(s3: Any, dest: s
 
 def test_overlapping_files_make_the_report_unsorted(s3: Any, dest: str) -> None:
     key, _ = write_report(s3, dest, [[current("d/a"), current("d/m")], [current("d/c"), current("d/z")]])
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="")
     list(stream)
     assert stream.stats.unsorted_files == [] and stream.stats.report_sorted() is False
 
@@ -420,7 +423,7 @@ def test_a_sorted_disjoint_report_says_so_even_when_a_key_straddles_two_files(s3
         [version("d/d", True)],
     ]
     key, data = write_report(s3, dest, files, schema=ALL_VERSIONS)
-    stream = iter_inventory(s3, read_manifest(s3, dest, key), prefix="")
+    stream = iter_inventory(Store(s3), read_manifest(Store(s3), dest, key), prefix="")
     assert keys_of(stream) == ["d/b", "d/c", "d/d"]
     assert stream.stats.report_sorted() is True
     assert stream.stats.bounds == {data[0]: ("d/a", "d/b"), data[1]: ("d/b", "d/c"), data[2]: ("d/d", "d/d")}
@@ -429,11 +432,11 @@ def test_a_sorted_disjoint_report_says_so_even_when_a_key_straddles_two_files(s3
 def test_assume_sorted_stops_reading_a_file_past_the_range(s3: Any, dest: str) -> None:
     names = [f"d/{n:05d}" for n in range(3000)]
     key, data = write_report(s3, dest, [[current(k, etag=uuid.uuid4().hex) for k in names]])
-    manifest = read_manifest(s3, dest, key)
-    stream = iter_inventory(s3, manifest, prefix="d/", end_at="d/00002", assume_sorted=True)
+    manifest = read_manifest(Store(s3), dest, key)
+    stream = iter_inventory(Store(s3), manifest, prefix="d/", end_at="d/00002", assume_sorted=True)
     assert keys_of(stream) == ["d/00000", "d/00001", "d/00002"]
     assert stream.stats.rows == 4 and data[0] not in stream.stats.bounds  # one row past the end, then stop
-    past_prefix = iter_inventory(s3, manifest, prefix="c/", assume_sorted=True)
+    past_prefix = iter_inventory(Store(s3), manifest, prefix="c/", assume_sorted=True)
     assert list(past_prefix) == [] and past_prefix.stats.rows == 1
 
 
@@ -458,10 +461,10 @@ def record_gets(s3: Any) -> list[dict[str, Any]]:
 def test_first_key_reads_one_range_of_a_large_file(s3: Any, dest: str) -> None:
     rows = [current(f"d/{n:06d} é+%", etag=uuid.uuid4().hex) for n in range(20_000)]
     key, data = write_report(s3, dest, [[csv_line(SOURCE, "d/short"), *rows]])  # a malformed first row
-    (file_key, file_size) = read_manifest(s3, dest, key).files[0]
+    (file_key, file_size) = read_manifest(Store(s3), dest, key).files[0]
     assert file_size > 4 * FIRST_KEY_BYTES
     gets = record_gets(s3)
-    assert first_key(s3, dest, file_key, CURRENT.split(", ")) == "d/000000 é+%"
+    assert first_key(Store(s3), dest, file_key, CURRENT.split(", ")) == "d/000000 é+%"
     assert gets == [{"range": f"bytes=0-{FIRST_KEY_BYTES - 1}", "if_match": None, "bytes": FIRST_KEY_BYTES}]
 
 
@@ -469,14 +472,14 @@ def test_first_key_reads_further_ranges_pinned_to_the_etag_when_a_row_is_longer(
     key, data = write_report(s3, dest, [[current("d/" + uuid.uuid4().hex * 20), current("d/z")]])
     etag = s3.head_object(Bucket=dest, Key=data[0])["ETag"]
     gets = record_gets(s3)
-    assert first_key(s3, dest, data[0], CURRENT.split(", "), chunk_bytes=64).startswith("d/")
+    assert first_key(Store(s3), dest, data[0], CURRENT.split(", "), chunk_bytes=64).startswith("d/")
     assert [g["range"] for g in gets] == [f"bytes={64 * n}-{64 * n + 63}" for n in range(len(gets))]
     assert len(gets) > 1 and gets[0]["if_match"] is None and {g["if_match"] for g in gets[1:]} == {etag}
 
 
 def test_first_key_of_an_empty_file_is_none(s3: Any, dest: str) -> None:
     key, data = write_report(s3, dest, [[], b""])
-    assert [first_key(s3, dest, k, CURRENT.split(", ")) for k in data] == [None, None]
+    assert [first_key(Store(s3), dest, k, CURRENT.split(", ")) for k in data] == [None, None]
 
 
 def test_files_for_range_picks_the_files_that_can_hold_a_range() -> None:
@@ -500,14 +503,14 @@ def test_files_for_range_uses_the_prefix_too() -> None:
 def test_a_shard_reads_only_the_files_its_range_needs(s3: Any, dest: str) -> None:
     """The planner's path: first keys from one ranged GET per file, the subset, then a sorted read of it."""
     key, data = write_report(s3, dest, [[current(k) for k in names] for names in SORTED_FILES])
-    manifest = read_manifest(s3, dest, key)
-    firsts = [(k, first_key(s3, dest, k, manifest.columns)) for k, _ in manifest.files]
+    manifest = read_manifest(Store(s3), dest, key)
+    firsts = [(k, first_key(Store(s3), dest, k, manifest.columns)) for k, _ in manifest.files]
     assert [f for _, f in firsts] == ["d/a", "d/d", "d/g"]
     # A file's last key is unknown: the first file (d/a, next file from d/d) may hold d/c0, so (d/c, d/e] needs it.
     assert files_for_range(firsts, "d/c", "d/e", prefix="d/") == data[:2]
     subset = files_for_range(firsts, "d/d", "d/f", prefix="d/")
     assert subset == [data[1]]
     stream = iter_inventory(
-        s3, manifest, prefix="d/", start_after="d/d", end_at="d/f", files=subset, assume_sorted=True
+        Store(s3), manifest, prefix="d/", start_after="d/d", end_at="d/f", files=subset, assume_sorted=True
     )
     assert keys_of(stream) == ["d/e", "d/f"] and stream.stats.files_read == 1

@@ -17,6 +17,7 @@ import pytest
 from handler.errors import ConfigError
 from handler.inventory import InventoryUnsorted
 from handler.runner import Engine
+from handler.store import Store
 from tests.conftest import dataset_config, landed_keys, ledger_in, list_keys, new_bucket, put_keys
 from tests.faults.verifier import verify
 
@@ -100,7 +101,7 @@ def test_a_sorted_report_plans_every_shard_without_listing_the_source(s3, bucket
     put_keys(s3, source, keys)
     write_report(s3, source, reports, "2026-11-27T01-00Z", files=3)
     listings = count_source_listings(s3, source)
-    engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=True))
+    engine = Engine(Store(s3), inventory_dataset(source, raw, reports, sorted=True))
 
     [first] = engine.run(NOV_27)
 
@@ -114,7 +115,7 @@ def test_objects_the_report_does_not_have_wait_for_the_next_report(s3, buckets, 
     source, raw = buckets
     put_keys(s3, source, [f"movielens/f{n:04d}.csv" for n in range(300)])
     write_report(s3, source, reports, "2026-11-27T01-00Z", files=2)
-    engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=True))
+    engine = Engine(Store(s3), inventory_dataset(source, raw, reports, sorted=True))
     engine.run(NOV_27)
     put_keys(s3, source, ["movielens/late.csv"])
     s3.put_object(Bucket=source, Key="movielens/f0007.csv", Body=b"rewritten")
@@ -136,7 +137,7 @@ def test_an_unsorted_report_is_read_whole_by_each_shard_and_lands_everything_onc
     keys = [f"movielens/p{p}/f{n:04d}.csv" for p in range(3) for n in range(500)]
     put_keys(s3, source, keys)
     write_report(s3, source, reports, "2026-11-27T01-00Z", files=4, shuffle=True)
-    engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=False))
+    engine = Engine(Store(s3), inventory_dataset(source, raw, reports, sorted=False))
 
     [first] = engine.run(NOV_27)
 
@@ -153,7 +154,7 @@ def test_a_report_read_as_sorted_that_is_not_stops_the_plan_naming_the_file(s3, 
     source, raw = buckets
     put_keys(s3, source, [f"movielens/f{n:04d}.csv" for n in range(200)])
     files = write_report(s3, source, reports, "2026-11-27T01-00Z", files=1, shuffle=True)
-    engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=True))
+    engine = Engine(Store(s3), inventory_dataset(source, raw, reports, sorted=True))
 
     with pytest.raises(InventoryUnsorted, match=files[0]):
         engine.run(NOV_27)
@@ -165,7 +166,7 @@ def test_a_report_read_as_sorted_that_is_not_stops_the_plan_naming_the_file(s3, 
 def test_a_dataset_whose_report_is_missing_fails_before_anything_is_planned(s3, buckets, reports):
     source, raw = buckets
     put_keys(s3, source, ["movielens/a.csv"])
-    engine = Engine(s3, inventory_dataset(source, raw, reports, sorted=False))
+    engine = Engine(Store(s3), inventory_dataset(source, raw, reports, sorted=False))
 
     with pytest.raises(ConfigError, match=f"inventory s3://{reports}/{prefix_of(source)}"):
         engine.run(NOV_27)

@@ -16,6 +16,7 @@ from handler.errors import ConfigError, LockLost, RunInProgress, UnknownDataset
 from handler.lambda_function import handler
 from handler.ledger import Ledger
 from handler.runner import run_date_for
+from handler.store import Store
 from tests.conftest import (
     REGION,
     dataset_config,
@@ -792,7 +793,7 @@ def test_a_one_shot_invocation_that_lambda_retries_takes_back_the_lock_its_first
     """An asynchronous invocation that died part-way is retried by Lambda with the same request id: the lock its
     first attempt took (its execution `lambda-request:<id>`) is taken back, not met as another run."""
     put_files(deployment.s3, deployment.source, 2)
-    ledger = Ledger(deployment.s3, dataset_config(deployment.source, deployment.raw))
+    ledger = Ledger(Store(deployment.s3), dataset_config(deployment.source, deployment.raw))
     left = ledger.lock.acquire("20261127T200000000Z-abc123", execution="lambda-request:req-1")
 
     with pytest.raises(RunInProgress, match="execution lambda-request:req-1"):

@@ -18,14 +18,15 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
+from handler.store import Store
 from tests.conftest import REGION, ledger_in
 from tests.handler.test_lambda_function import Deployment, deployment, invoke, items_at  # noqa: F401 (fixture)
 
 MIN_AGE = 300
 
 
-def s3_clock_off_by(skew: float) -> Any:
-    """The function's S3 client, on an S3 whose clock is `skew` seconds off this machine's."""
+def s3_clock_off_by(skew: float) -> Store:
+    """The function's store, on an S3 whose clock is `skew` seconds off this machine's."""
     client = boto3.client("s3", region_name=REGION)
 
     def move(parsed: dict[str, Any], **_: Any) -> None:
@@ -36,7 +37,7 @@ def s3_clock_off_by(skew: float) -> Any:
                 item["LastModified"] += timedelta(seconds=skew)
 
     client.meta.events.register("after-call.s3", move)
-    return client
+    return Store(client)
 
 
 @pytest.mark.parametrize("skew", [600, -600], ids=["s3-10min-ahead", "s3-10min-behind"])

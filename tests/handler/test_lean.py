@@ -1,4 +1,4 @@
-"""The short road (handler/lean.py) answers exactly as botocore would, is signed as S3 checks, and hands every
+"""The short road (handler/store/lean.py) answers exactly as botocore would, is signed as S3 checks, and hands every
 answer that is not plain back to botocore, whose retries then decide."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from handler import lean, s3io
-from handler.clients import s3_client
-from handler.s3errors import NotFound, PreconditionFailed
+from handler.store import Store, lean
+from handler.store.errors import NotFound, PreconditionFailed
 from tests.conftest import REGION, new_bucket
 from tests.e2e.cli_fixtures import moto_server_fixture  # noqa: F401 - the fixture
 from tests.faults.servers import RCLONE_CREDENTIALS, rclone_binary
@@ -36,12 +35,18 @@ def bucket_fixture(moto_url: str) -> str:
 
 
 def test_a_run_client_takes_the_road_and_can_be_told_not_to(moto_url, monkeypatch):
-    assert lean.of(s3_client(endpoint_url=moto_url)) is not None
+    on = Store.sized(endpoint_url=moto_url)
+    assert on.fast_road is not None and on.fast_road_off is None
+    assert Store(on.client).fast_road is None, "a store made from a client has no fast road"
+    assert Store(on.client).fast_road_off == "the store was made from a client, not by Store.sized"
     monkeypatch.setenv(lean.ENV_SWITCH, "0")
-    assert lean.of(s3_client(endpoint_url=moto_url)) is None
+    off = Store.sized(endpoint_url=moto_url)
+    assert off.fast_road is None and off.fast_road_off == f"{lean.ENV_SWITCH}=0"
     monkeypatch.delenv(lean.ENV_SWITCH)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    assert lean.of(s3_client(endpoint_url=moto_url)) is None, "a proxy is botocore's to honour"
+    proxied = Store.sized(endpoint_url=moto_url)
+    assert proxied.fast_road is None, "a proxy is botocore's to honour"
+    assert proxied.fast_road_off == "HTTPS_PROXY is set: a proxy is botocore's to honour"
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -56,7 +61,7 @@ def test_head_answers_what_botocore_answers(moto_url, bucket, key):
         CacheControl="max-age=60",
         Metadata={"owner": "team-a", "Mixed-Case": "v"},
     )
-    road = lean.of(s3_client(endpoint_url=moto_url))
+    road = Store.sized(endpoint_url=moto_url).fast_road
 
     ours, theirs = road.head_object(Bucket=bucket, Key=key), plain.head_object(Bucket=bucket, Key=key)
 
@@ -68,23 +73,23 @@ def test_head_answers_what_botocore_answers(moto_url, bucket, key):
 
 
 def test_head_refusals_are_the_package_errors(moto_url, bucket):
-    s3 = s3_client(endpoint_url=moto_url)
+    store = Store.sized(endpoint_url=moto_url)
     _plain(moto_url).put_object(Bucket=bucket, Key="k", Body=b"x")
 
     with pytest.raises(NotFound):
-        s3io.head(s3, bucket, "absent")
+        store.head(bucket, "absent")
     with pytest.raises(PreconditionFailed):
-        s3io.head(s3, bucket, "k", if_match='"0123456789abcdef0123456789abcdef"')
-    assert s3io.head(s3, bucket, "k", if_match=s3io.head(s3, bucket, "k")["ETag"])["ContentLength"] == 1
+        store.head(bucket, "k", if_match='"0123456789abcdef0123456789abcdef"')
+    assert store.head(bucket, "k", if_match=store.head(bucket, "k")["ETag"])["ContentLength"] == 1
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_a_copy_lands_bytes_headers_and_metadata(moto_url, bucket, key):
     plain = _plain(moto_url)
     put = plain.put_object(Bucket=bucket, Key=key, Body=b"payload " + key.encode())
-    s3 = s3_client(endpoint_url=moto_url)
+    store = Store.sized(endpoint_url=moto_url)
 
-    answer = lean.of(s3).copy_object(
+    answer = store.fast_road.copy_object(
         Bucket=bucket,
         Key="landed/" + key,
         CopySource={"Bucket": bucket, "Key": key},
@@ -101,25 +106,25 @@ def test_a_copy_lands_bytes_headers_and_metadata(moto_url, bucket, key):
     assert landed["ContentType"] == "text/csv"
     assert landed["Metadata"] == {"ingest-source-key": "x%20y", "owner": "team-a"}
     with pytest.raises(PreconditionFailed):  # the copy never overwrites (moto patched as S3 behaves)
-        s3io.copy_object(
-            s3, Bucket=bucket, Key="landed/" + key, CopySource={"Bucket": bucket, "Key": key}, IfNoneMatch="*"
+        store.copy_object(
+            Bucket=bucket, Key="landed/" + key, CopySource={"Bucket": bucket, "Key": key}, IfNoneMatch="*"
         )
 
 
 def test_conditional_ledger_writes_and_reads_on_the_road(moto_url, bucket):
-    s3 = s3_client(endpoint_url=moto_url)
+    store = Store.sized(endpoint_url=moto_url)
 
-    etag = s3io.put_json(s3, bucket, "_ingestion/doc.json", {"n": 1, "name": "ünï"}, if_none_match=True)
+    etag = store.put_json(bucket, "_ingestion/doc.json", {"n": 1, "name": "ünï"}, if_none_match=True)
     with pytest.raises(PreconditionFailed):
-        s3io.put_json(s3, bucket, "_ingestion/doc.json", {"n": 2}, if_none_match=True)
+        store.put_json(bucket, "_ingestion/doc.json", {"n": 2}, if_none_match=True)
     with pytest.raises(PreconditionFailed):
-        s3io.put_json(s3, bucket, "_ingestion/doc.json", {"n": 2}, if_match='"0123456789abcdef0123456789abcdef"')
-    s3io.put_json(s3, bucket, "_ingestion/doc.json", {"n": 3}, if_match=etag)
+        store.put_json(bucket, "_ingestion/doc.json", {"n": 2}, if_match='"0123456789abcdef0123456789abcdef"')
+    store.put_json(bucket, "_ingestion/doc.json", {"n": 3}, if_match=etag)
 
-    document, read_etag = s3io.get_json(s3, bucket, "_ingestion/doc.json")
+    document, read_etag = store.get_json(bucket, "_ingestion/doc.json")
     assert document == {"n": 3}
     assert read_etag == _plain(moto_url).head_object(Bucket=bucket, Key="_ingestion/doc.json")["ETag"]
-    assert s3io.get_json(s3, bucket, "_ingestion/absent.json") == (None, None)
+    assert store.get_json(bucket, "_ingestion/absent.json") == (None, None)
 
 
 def test_a_listing_on_the_road_is_the_paginators_listing(moto_url, bucket):
@@ -127,10 +132,10 @@ def test_a_listing_on_the_road_is_the_paginators_listing(moto_url, bucket):
     keys = [f"many/{i:05d}" for i in range(1105)] + ["many/" + key for key in KEYS]
     for key in keys:
         plain.put_object(Bucket=bucket, Key=key, Body=b"x" * (len(key) % 7))
-    s3 = s3_client(endpoint_url=moto_url)
+    store = Store.sized(endpoint_url=moto_url)
 
-    ours = list(s3io.iter_source_objects(s3, bucket, "many/"))
-    ranged = list(s3io.iter_source_objects(s3, bucket, "many/", start_after="many/00999"))
+    ours = list(store.iter_source_objects(bucket, "many/"))
+    ranged = list(store.iter_source_objects(bucket, "many/", start_after="many/00999"))
     theirs = [
         item
         for page in plain.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="many/")
@@ -158,9 +163,9 @@ def test_the_road_is_signed_as_a_server_that_checks_signatures_expects(tmp_path)
             aws_secret_access_key=RCLONE_CREDENTIALS.secret_key,
             region_name=REGION,
         )
-        s3 = s3_client(session, endpoint_url=server.endpoint)
-        s3.create_bucket(Bucket="signed")
-        road = lean.of(s3)
+        store = Store.sized(session, endpoint_url=server.endpoint)
+        store.client.create_bucket(Bucket="signed")
+        road = store.fast_road
         key = "ünï/with space+plus.csv"
         road.put_object(Bucket="signed", Key=key, Body=b"abc", ContentType="text/csv", Metadata={"a": "b"})
         assert road.head_object(Bucket="signed", Key=key)["ContentLength"] == 3
@@ -169,7 +174,7 @@ def test_the_road_is_signed_as_a_server_that_checks_signatures_expects(tmp_path)
         contents, token = road.list_page("signed", "copy/")
         assert ([c["Key"] for c in contents], token) == (["copy/" + key], None)
         twin = session.client("s3", endpoint_url=server.endpoint, config=Config(signature_version="s3v4"))
-        bad = lean.LeanS3(s3, _Wrong(), lambda: twin)
+        bad = lean.LeanS3(store.client, _Wrong(), lambda: twin)
         with pytest.raises(lean.Declined, match="403"):
             bad.head_object(Bucket="signed", Key=key)
     finally:
@@ -218,30 +223,31 @@ def flaky_fixture() -> Iterator[str]:
 
 
 def test_an_answer_that_is_not_plain_goes_to_botocore_and_its_retry_answers(flaky):
-    s3 = s3_client(endpoint_url=flaky)
+    store = Store.sized(endpoint_url=flaky)
     _Flaky.seen = []
-    assert s3io.head(s3, "b", "k")["ETag"] == '"aa"'
+    assert store.head("b", "k")["ETag"] == '"aa"'
     # A 500 is retried where it was met, by the client's one policy (tests/handler/test_retries.py).
     assert [agent.startswith("data-file-ingestion (lean)") for _, agent in _Flaky.seen] == [True, True]
 
     _Flaky.seen = []
-    answer = s3io.copy_object(s3, Bucket="b", Key="t", CopySource={"Bucket": "b", "Key": "k"}, IfNoneMatch="*")
+    answer = store.copy_object(Bucket="b", Key="t", CopySource={"Bucket": "b", "Key": "k"}, IfNoneMatch="*")
     assert answer["CopyObjectResult"]["ETag"] == '"aa"'
     assert [agent.startswith("data-file-ingestion (lean)") for _, agent in _Flaky.seen] == [True, False]
 
 
 def test_a_client_with_its_own_signature_version_stays_on_botocore(moto_url):
     s3 = boto3.session.Session().client("s3", endpoint_url=moto_url, config=Config(signature_version="s3"))
-    assert lean.attach(s3, boto3.session.Session().get_credentials(), lambda config: s3) is None
+    assert lean.closed_because(s3, boto3.session.Session().get_credentials()) == "the client signs with s3"
 
 
 def test_a_mocked_client_stays_on_botocore_so_the_mock_answers(aws):
-    s3 = s3_client()
-    s3.create_bucket(Bucket="mocked")
+    store = Store.sized()
+    store.client.create_bucket(Bucket="mocked")
 
-    assert lean.intercepted(s3) and lean.of(s3) is None
-    s3io.put_json(s3, "mocked", "doc.json", {"n": 1})
-    assert s3io.get_json(s3, "mocked", "doc.json")[0] == {"n": 1}
+    assert lean.intercepted(store.client) and store.fast_road is None
+    assert store.fast_road_off == "a before-send handler answers the client's requests (a mock or a Stubber)"
+    store.put_json("mocked", "doc.json", {"n": 1})
+    assert store.get_json("mocked", "doc.json")[0] == {"n": 1}
 
 
 class _CutOnce(Answering):
@@ -268,7 +274,7 @@ class _CutOnce(Answering):
 def test_a_body_cut_off_on_the_road_is_read_again_whole(monkeypatch):
     _CutOnce.gets = 0
     with serving(_CutOnce) as url:
-        document, etag = s3io.get_json(s3_client(concurrency=1, endpoint_url=url), "b", "_ingestion/lock.json")
+        document, etag = Store.sized(concurrency=1, endpoint_url=url).get_json("b", "_ingestion/lock.json")
 
     assert (document["run_id"], etag) == ("r", '"e"')
     assert _CutOnce.gets == 2
@@ -291,8 +297,8 @@ class _ElsewhereBucket(Answering):
 def test_a_bucket_in_another_region_is_left_to_botocore_after_its_first_answer():
     _ElsewhereBucket.agents = []
     with serving(_ElsewhereBucket) as url:
-        s3 = s3_client(concurrency=1, endpoint_url=url)
-        assert [s3io.head(s3, "b", key)["ETag"] for key in ("k1", "k2", "k3")] == ['"aa"'] * 3
+        store = Store.sized(concurrency=1, endpoint_url=url)
+        assert [store.head("b", key)["ETag"] for key in ("k1", "k2", "k3")] == ['"aa"'] * 3
 
     on_road = [agent.startswith("data-file-ingestion (lean)") for agent in _ElsewhereBucket.agents]
     assert on_road == [True, False, False, False], "one try on the road, then botocore's road only"

@@ -12,9 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from handler import lean, s3io
-from handler.clients import s3_client
 from handler.integrity import Checksum, Facts
+from handler.store import Store
 from tests.conftest import REGION
 from tests.stub_server import Answering, serving
 
@@ -69,7 +68,7 @@ HEAD_FIELDS = ("ETag", "ServerSideEncryption", "SSEKMSKeyId", "ChecksumCRC64NVME
 
 
 def test_a_head_with_checksum_mode_answers_the_checksum_as_botocore_does(kms):
-    road = lean.of(s3_client(endpoint_url=kms))
+    road = Store.sized(endpoint_url=kms).fast_road
     assert road is not None
 
     ours = road.head_object(Bucket="src", Key="k.csv", ChecksumMode="ENABLED")
@@ -82,14 +81,14 @@ def test_a_head_with_checksum_mode_answers_the_checksum_as_botocore_does(kms):
 
 
 def test_a_head_without_checksum_mode_does_not_ask_for_one(kms):
-    answer = s3io.head(s3_client(endpoint_url=kms), "src", "k.csv")
+    answer = Store.sized(endpoint_url=kms).head("src", "k.csv")
 
     assert "ChecksumCRC64NVME" not in answer
     assert "x-amz-checksum-mode" not in _KmsObject.requests[0][1]
 
 
 def test_a_copy_asking_for_a_checksum_takes_the_road_and_answers_it_as_botocore_does(kms):
-    s3 = s3_client(endpoint_url=kms)
+    store = Store.sized(endpoint_url=kms)
     params = {
         "Bucket": "raw",
         "Key": "landed.csv",
@@ -99,7 +98,7 @@ def test_a_copy_asking_for_a_checksum_takes_the_road_and_answers_it_as_botocore_
         "ChecksumAlgorithm": "CRC64NVME",
     }
 
-    ours = lean.of(s3).copy_object(**params)  # Declined (and so botocore's) if the road did not send it
+    ours = store.fast_road.copy_object(**params)  # Declined (and so botocore's) if the road did not send it
     theirs = _botocore(kms).copy_object(**params)
 
     for answer in (ours, theirs):

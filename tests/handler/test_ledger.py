@@ -13,17 +13,17 @@ from handler.errors import LockLost
 from handler.ledger import Ledger, LedgerPaths
 from handler.lock import Lock
 from handler.records import BatchItem, ManifestLine, ObjectStatus, OpenRun, PlanCounts
-from handler.s3io import jsonl_bytes
 from handler.shards import StateIndex, batch_number, split_sizes
 from handler.state import count as state_count
 from handler.state import landed_entry, record_landed
+from handler.store import Store, jsonl_bytes
 from tests.conftest import dataset_config, expire_lock, list_keys
 
 
 @pytest.fixture
 def ledger(s3: Any, buckets: tuple[str, str]) -> Ledger:
     source, raw = buckets
-    return Ledger(s3, dataset_config(source, raw))
+    return Ledger(Store(s3), dataset_config(source, raw))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 
 from handler.ledger_tables import LEDGER_TABLES, MANIFEST, PARTITION_KEYS, RUNS, Column, columns_of, hive_type
 from handler.runner import Engine
+from handler.store import Store
 from tests.conftest import dataset_config, ledger_in, list_keys
 
 _PYTHON = {"string": str, "bigint": int, "double": (int, float), "boolean": bool}
@@ -43,7 +44,7 @@ def committed(s3: Any, buckets: tuple[str, str]) -> tuple[str, list[str]]:
     for name in ("a.csv", "b.csv", "c.csv"):
         s3.put_object(Bucket=source, Key=f"movielens/{name}", Body=name.encode())
     s3.put_object(Bucket=source, Key="movielens/old.csv", Body=b"cold", StorageClass="GLACIER")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all()
     s3.delete_object(Bucket=source, Key="movielens/b.csv")
     engine.copy_batch(plan["run_id"], 0)
@@ -105,7 +106,7 @@ def test_the_runs_table_holds_failures_counts_and_when_data_last_landed(s3, comm
 def test_a_summary_written_before_last_landed_at_existed_still_answers_it(s3, buckets):
     source, raw = buckets
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     (first,) = engine.run()
     ledger = ledger_in(s3, raw)
     old = {k: v for k, v in first.items() if k != "last_landed_at"}

@@ -16,6 +16,7 @@ from handler.errors import ConditionalWritesUnsupported, LockLost, RunInProgress
 from handler.ledger import Ledger
 from handler.lock import LockFile
 from handler.runner import Engine
+from handler.store import Store
 from tests.conftest import dataset_config, expire_lock, list_keys, lock_document
 
 
@@ -26,7 +27,7 @@ def bucket(buckets: tuple[str, str]) -> str:
 
 @pytest.fixture
 def ledger(s3: Any, buckets: tuple[str, str]) -> Ledger:
-    return Ledger(s3, dataset_config(*buckets))
+    return Ledger(Store(s3), dataset_config(*buckets))
 
 
 def lock_file(ledger: Ledger, ttl: int) -> LockFile:
@@ -204,7 +205,7 @@ def test_engine_on_a_server_without_conditional_writes_copies_nothing(s3, bucket
     ignore_if_none_match(s3)
 
     with pytest.raises(ConditionalWritesUnsupported):
-        Engine(s3, dataset_config(source, raw)).run()
+        Engine(Store(s3), dataset_config(source, raw)).run()
 
     assert list_keys(s3, raw) == []
 
@@ -214,7 +215,7 @@ def test_engine_allowed_to_run_unprotected_skips_the_probe(s3, buckets):
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"a")
     ignore_if_none_match(s3)
 
-    (summary,) = Engine(s3, dataset_config(source, raw), allow_unprotected=True).run()
+    (summary,) = Engine(Store(s3), dataset_config(source, raw), allow_unprotected=True).run()
 
     assert summary["status"] == "succeeded"
     assert summary["copied"] == 1
@@ -590,34 +591,34 @@ def machine_clock_off_by(seconds: float) -> Iterator[None]:
 def test_a_runner_ten_minutes_ahead_does_not_take_over_a_live_lock(s3, buckets, dated):
     """The holder took the lock (TTL 300 s) a moment ago on a machine in time with S3; a second machine whose
     clock is 10 minutes fast sees it live by S3's time and is refused; the holder keeps it."""
-    holder = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-1", owner="holder")
+    holder = Ledger(Store(s3), dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-1", owner="holder")
 
     with machine_clock_off_by(600), pytest.raises(RunInProgress, match=r"expires in (29\d|30[01])s"):
-        Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-2", owner="fast")
+        Ledger(Store(s3), dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-2", owner="fast")
 
     holder.renew()
-    assert lock_document(Ledger(s3, dataset_config(*buckets)))["token"] == holder.token
+    assert lock_document(Ledger(Store(s3), dataset_config(*buckets)))["token"] == holder.token
 
 
 def test_a_holder_ten_minutes_behind_writes_an_expiry_others_read_right(s3, buckets, dated):
     """A holder whose clock is 10 minutes slow writes its lock's times in S3's time: a machine in time with S3
     finds the lock live, with about its TTL to run."""
     with machine_clock_off_by(-600):
-        holder = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-1", owner="slow")
+        holder = Ledger(Store(s3), dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-1", owner="slow")
 
-    document = lock_document(Ledger(s3, dataset_config(*buckets)))
+    document = lock_document(Ledger(Store(s3), dataset_config(*buckets)))
     assert abs(document["expires_at"] - (time.time() + 300)) < 2
     with pytest.raises(RunInProgress):
-        Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-2")
-    assert lock_document(Ledger(s3, dataset_config(*buckets)))["token"] == holder.token
+        Ledger(Store(s3), dataset_config(*buckets, lock_ttl_seconds=300)).lock.acquire("run-2")
+    assert lock_document(Ledger(Store(s3), dataset_config(*buckets)))["token"] == holder.token
 
 
 def test_a_dead_holders_lock_is_taken_over_after_its_ttl_by_s3s_clock_by_a_machine_behind(s3, buckets, dated):
     """A holder that stopped renewing (TTL 3 s); a machine 10 minutes slow is refused while the lock is live and
     takes it over once its TTL has passed on S3's clock (by its own clock, the lock had ten minutes to run)."""
-    Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=3)).lock.acquire("run-1", owner="dead")
+    Ledger(Store(s3), dataset_config(*buckets, lock_ttl_seconds=3)).lock.acquire("run-1", owner="dead")
     taken = REAL_TIME()
-    runner = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=3)).lock
+    runner = Ledger(Store(s3), dataset_config(*buckets, lock_ttl_seconds=3)).lock
 
     with machine_clock_off_by(-600), pytest.raises(RunInProgress):
         runner.acquire("run-2", owner="slow")
@@ -626,4 +627,4 @@ def test_a_dead_holders_lock_is_taken_over_after_its_ttl_by_s3s_clock_by_a_machi
 
     with machine_clock_off_by(-600):
         handle = runner.acquire("run-2", owner="slow")
-    assert lock_document(Ledger(s3, dataset_config(*buckets)))["token"] == handle.token
+    assert lock_document(Ledger(Store(s3), dataset_config(*buckets)))["token"] == handle.token

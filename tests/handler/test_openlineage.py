@@ -13,6 +13,7 @@ import pytest
 from handler.errors import LineageDeliveryFailed
 from handler.openlineage import COMPLETE, FAIL, START, deliver, run_uuid
 from handler.runner import Engine
+from handler.store import Store
 from tests.conftest import dataset_config, ledger_in
 from tests.lineage_backend import LineageBackend
 
@@ -60,7 +61,7 @@ def test_a_run_leaves_a_start_and_a_complete_event_with_its_output_statistics(s3
     source, raw = buckets
     for name in ("a.csv", "b.csv"):
         s3.put_object(Bucket=source, Key=f"movielens/{name}", Body=name.encode() * 10)
-    (summary,) = Engine(s3, dataset_config(source, raw)).run()
+    (summary,) = Engine(Store(s3), dataset_config(source, raw)).run()
 
     start, end = events_of(s3, raw, summary)
 
@@ -82,7 +83,7 @@ def test_a_run_with_failed_objects_ends_in_fail_and_says_why(s3, buckets):
     source, raw = buckets
     for name in ("a.csv", "b.csv"):
         s3.put_object(Bucket=source, Key=f"movielens/{name}", Body=name.encode())
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all()
     s3.delete_object(Bucket=source, Key="movielens/b.csv")
     engine.copy_batch(plan["run_id"], 0)

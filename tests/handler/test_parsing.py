@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from botocore.utils import parse_timestamp
 
-from handler import s3io
-from handler.clients import s3_client
-from handler.parsing import complete_listing, timestamp
+from handler.store import Store
+from handler.store.parsing import complete_listing, timestamp
 from tests.stub_server import Quiet, serving
 
 TIMESTAMPS = [
@@ -85,9 +84,9 @@ def lister_fixture() -> Iterator[str]:
 def test_a_200_that_is_not_a_whole_page_is_retried_and_the_page_then_read(lister, bad, monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
     _FlakyLister.answers, _FlakyLister.served = [bad, PAGE], 0
-    s3 = s3_client(concurrency=1, endpoint_url=lister)
+    store = Store.sized(concurrency=1, endpoint_url=lister)
 
-    listed = list(s3io.iter_source_objects(s3, "source", ""))
+    listed = list(store.iter_source_objects("source", ""))
 
     assert [(o.key, o.etag, o.size) for o in listed] == [("a.csv", "aa", 3), ("b.csv", "bb", 4)]
     assert listed[0].last_modified == datetime(2026, 12, 3, 6, 48, 57, tzinfo=UTC)

@@ -13,11 +13,11 @@ from datetime import date as Date
 
 import pytest
 
-from handler.clients import s3_client
 from handler.contract import COPY_BATCH
 from handler.errors import WorkerKilled
 from handler.pool import ClientSettings, LocalPool, ProcessPool
 from handler.runner import Engine, one_shot
+from handler.store import Store
 from tests.conftest import dataset_config, landed_keys
 from tests.e2e.cli_fixtures import moto_server_fixture, stage_fixture  # noqa: F401 (fixtures)
 from tests.faults.proxy import ERROR_500, FaultProxy, Rule
@@ -33,7 +33,7 @@ def engine_fixture(stage, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     dataset = dataset_config(stage.source, stage.raw, shard_max_keys=1_000, batch_max_objects=100, concurrency=4)
-    return Engine(s3_client(concurrency=4, endpoint_url=stage.url), dataset)
+    return Engine(Store.sized(concurrency=4, endpoint_url=stage.url), dataset)
 
 
 def pool(engine: Engine, url: str, count: int) -> LocalPool:
@@ -72,7 +72,7 @@ def test_a_batch_that_fails_in_a_worker_fails_the_run_and_the_next_run_completes
     with FaultProxy(stage.url, seed=1) as proxy:
         # Batch 2 cannot store its result: that step fails in whichever worker runs it.
         proxy.add_rule(Rule(ERROR_500, operation="PutObject", key="/results/000002", times=None))
-        through = Engine(s3_client(concurrency=4, endpoint_url=proxy.url), engine.dataset)
+        through = Engine(Store.sized(concurrency=4, endpoint_url=proxy.url), engine.dataset)
         with pool(through, proxy.url, 2) as workers, pytest.raises(Exception, match="InternalError|500"):
             one_shot(through.job, NIGHT, workers=workers)
     [open_run] = engine.history()  # the run stopped before it was finalized: only it, in progress, no summary
@@ -91,7 +91,7 @@ def test_a_worker_killed_by_a_signal_fails_the_run_naming_it_and_the_next_run_co
     """SIGKILL, as the out-of-memory killer sends it: the executor only says "terminated abruptly"; the pool
     reads the worker's exit code and names the signal (it used to reach the user as BrokenProcessPool, "a bug")."""
     objects = stage.seed(900)
-    small = Engine(engine.job.s3, dataclasses.replace(engine.dataset, batch_max_objects=20))
+    small = Engine(engine.job.store, dataclasses.replace(engine.dataset, batch_max_objects=20))
 
     def kill_a_worker() -> None:
         deadline = time.monotonic() + 60

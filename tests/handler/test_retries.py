@@ -1,4 +1,4 @@
-"""A throttling storm is absorbed by one retry policy on both of a client's roads (handler/retries.py): every
+"""A throttling storm is absorbed by one retry policy on both of a client's roads (handler/store/retries.py): every
 attempt AWS_MAX_ATTEMPTS allows, counted across both roads, with botocore's backoff between them, and the same
 again for the next request however long the storm lasted (a warm Lambda keeps its client).
 
@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from handler import lean, retries, s3io
-from handler.clients import s3_client
-from handler.s3errors import Throttled
+from handler.store import Store, lean, retries
+from handler.store.errors import Throttled
 from tests.stub_server import Answering, serving
 
 ROAD = "data-file-ingestion (lean)"
@@ -89,7 +88,7 @@ def slept_fixture(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def _client(server: type[_Server]) -> Any:
-    return s3_client(concurrency=2, endpoint_url=server.url)  # type: ignore[attr-defined]
+    return Store.sized(concurrency=2, endpoint_url=server.url)  # type: ignore[attr-defined]
 
 
 def _roads(server: type[_Server]) -> list[bool]:
@@ -99,27 +98,27 @@ def _roads(server: type[_Server]) -> list[bool]:
 def test_a_throttled_request_is_retried_on_the_short_road_with_backoff_until_it_succeeds(server, slept, monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "10")
     server.decide = staticmethod(lambda road, number, nth: "slowdown" if number <= 6 else "ok")
-    s3 = _client(server)
+    store = _client(server)
 
-    assert s3io.head(s3, "b", "k")["ETag"] == '"aa"'
+    assert store.head("b", "k")["ETag"] == '"aa"'
 
     assert _roads(server) == [True] * 7, "every attempt on the road that met the throttling"
     assert slept == [1, 2, 4, 8, 16, 20], "full-jitter exponential backoff: 1 s doubling, capped at 20 s"
-    counts = retries.report(s3)
+    counts = retries.report(store.client)
     assert (counts.calls, counts.attempts, counts.retries, counts.throttled, counts.gave_up) == (1, 7, 6, 6, 0)
     assert counts.most_attempts == 7
 
 
 def test_a_server_error_is_retried_with_the_shorter_backoff_of_errors_that_are_not_throttling(server, slept):
     server.decide = staticmethod(lambda road, number, nth: "internal" if number <= 3 else "ok")
-    s3 = _client(server)
+    store = _client(server)
 
-    answer = s3io.copy_object(s3, Bucket="b", Key="t", CopySource={"Bucket": "b", "Key": "k"}, IfNoneMatch="*")
+    answer = store.copy_object(Bucket="b", Key="t", CopySource={"Bucket": "b", "Key": "k"}, IfNoneMatch="*")
 
     assert answer["CopyObjectResult"]["ETag"] == '"aa"'
     assert _roads(server) == [True] * 4
     assert slept == pytest.approx([0.05, 0.1, 0.2])
-    assert retries.report(s3).throttled == 0
+    assert retries.report(store.client).throttled == 0
 
 
 @pytest.mark.parametrize("road_off", [False, True], ids=["short road", "botocore's road"])
@@ -132,17 +131,17 @@ def test_a_request_throttled_on_every_attempt_gets_exactly_the_attempts_and_says
     if road_off:
         monkeypatch.setenv(lean.ENV_SWITCH, "0")
     server.decide = staticmethod(lambda road, number, nth: "slowdown")
-    s3 = _client(server)
+    store = _client(server)
 
     with pytest.raises(Throttled) as raised:
-        s3io.get_json(s3, "b", "_ingestion/movielens/lock.json")
+        store.get_json("b", "_ingestion/movielens/lock.json")
 
     assert len(server.seen) == 4
     assert _roads(server) == [not road_off] * 4
     assert "throttled by S3 on all 4 attempts" in str(raised.value)
     assert str(raised.value).startswith("SlowDown: Please reduce your request rate.")
     assert slept == [1, 2, 4]
-    assert retries.report(s3).gave_up == 1
+    assert retries.report(store.client).gave_up == 1
     if road_off:
         assert server.sdk_request[-1].endswith("attempt=4; max=4"), "botocore tells S3 the same count"
 
@@ -158,10 +157,10 @@ def test_attempts_are_counted_across_both_roads(server, slept, monkeypatch):
         return "slowdown"
 
     server.decide = staticmethod(decide)
-    s3 = _client(server)
+    store = _client(server)
 
     with pytest.raises(Throttled, match="throttled by S3 on all 5 attempts"):
-        s3io.head(s3, "b", "k")
+        store.head("b", "k")
 
     assert _roads(server) == [True, True, True, False, False]
     assert slept == [1, 2, 8], "one backoff: botocore's road continues the count (its first retry is the 4th)"
@@ -174,10 +173,10 @@ def test_a_listing_page_declined_by_the_road_leaves_botocore_the_attempts_that_a
         return "forbidden" if road else "slowdown"
 
     server.decide = staticmethod(decide)
-    s3 = _client(server)
+    store = _client(server)
 
     with pytest.raises(Throttled, match="on all 3 attempts"):
-        list(s3io.iter_keys(s3, "b", "movielens/"))
+        list(store.iter_keys("b", "movielens/"))
 
     assert _roads(server) == [True, False, False]
 
@@ -188,29 +187,29 @@ def test_after_a_long_storm_the_next_requests_still_get_every_attempt(server, sl
     given back) was empty after 50 of them, and the next requests failed at their first throttle."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
     server.decide = staticmethod(lambda road, number, nth: "slowdown")
-    s3 = _client(server)
+    store = _client(server)
     for n in range(60):
         with pytest.raises(Throttled):
-            s3io.head(s3, "b", f"storm{n}")
+            store.head("b", f"storm{n}")
     assert len(server.seen) == 180, "every failed request had its three attempts"
 
     server.decide = staticmethod(lambda road, number, nth: "slowdown" if nth <= 2 else "ok")
     for n in range(20):
-        assert s3io.head(s3, "b", f"after{n}")["ETag"] == '"aa"'
+        assert store.head("b", f"after{n}")["ETag"] == '"aa"'
     assert len(server.seen) == 180 + 20 * 3
 
 
 def test_adaptive_mode_keeps_the_short_road_and_slows_its_sends_after_throttling(server, slept, monkeypatch):
     monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
     server.decide = staticmethod(lambda road, number, nth: "slowdown" if number <= 2 else "ok")
-    s3 = _client(server)
-    assert lean.of(s3) is not None, "adaptive mode once closed the road (its limiter is a before-send handler)"
+    store = _client(server)
+    assert store.fast_road is not None, "adaptive mode once closed the road (its limiter is a before-send handler)"
 
     for n in range(3):
-        assert s3io.head(s3, "b", f"k{n}")["ETag"] == '"aa"'
+        assert store.head("b", f"k{n}")["ETag"] == '"aa"'
 
     assert all(_roads(server)), "every request on the short road"
     times = [at for _, _, at in server.seen]
     # After a throttle botocore's limiter sends at its lowest rate (0.5 a second), then speeds up as answers come.
     assert max(later - earlier for earlier, later in zip(times, times[1:], strict=False)) > 1.0
-    assert retries.report(s3).rate_limited_seconds > 1.0
+    assert retries.report(store.client).rate_limited_seconds > 1.0

@@ -14,7 +14,8 @@ from handler import metadata as meta
 from handler.config import parse_config
 from handler.errors import ConfigError, LockLost, NoLineage, RunInProgress, RunNotFound
 from handler.runner import Engine
-from handler.s3errors import NoSuchBucket
+from handler.store import Store
+from handler.store.errors import NoSuchBucket
 from tests.conftest import Crash, crash_once, dataset_config, expire_lock, landed_keys, ledger_in, list_keys
 
 NOV_27 = Date(2026, 11, 27)
@@ -105,7 +106,7 @@ def test_more_than_a_thousand_objects_all_land_in_batches_cut_by_batch_max_objec
     keys = [f"movielens/part-{n:05d}.csv" for n in range(1205)]
     for key in keys:
         put(s3, source, key, key)
-    engine = Engine(s3, dataset_config(source, raw, batch_max_objects=500, concurrency=16))
+    engine = Engine(Store(s3), dataset_config(source, raw, batch_max_objects=500, concurrency=16))
 
     plan = engine.plan_all(NOV_27)
 
@@ -133,7 +134,7 @@ def test_batches_are_also_cut_by_batch_max_bytes(s3, buckets):
     source, raw = buckets
     for n in range(5):
         put(s3, source, f"movielens/{n}.bin", b"x" * 40)
-    engine = Engine(s3, dataset_config(source, raw, batch_max_bytes=100))
+    engine = Engine(Store(s3), dataset_config(source, raw, batch_max_bytes=100))
 
     plan = engine.plan_all(NOV_27)
 
@@ -147,7 +148,7 @@ def test_second_run_lands_nothing_new(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     put(s3, source, "movielens/b.csv", "b")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     (first,) = engine.run(NOV_27)
     landed = snapshot(s3, raw)[raw]
 
@@ -172,7 +173,7 @@ def test_changed_object_lands_again_under_new_date(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/ratings.csv", "v1")
     put(s3, source, "movielens/movies.csv", "movies")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     engine.run(NOV_27)
     new_etag = put(s3, source, "movielens/ratings.csv", "v2, longer")
 
@@ -192,7 +193,7 @@ def test_changed_object_lands_again_under_new_date(s3, buckets):
 def test_changed_object_on_the_same_date_waits_for_the_next_date(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "v1")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     engine.run(NOV_27)
     put(s3, source, "movielens/a.csv", "v2")
 
@@ -214,7 +215,7 @@ def test_runs_on_versioned_buckets_as_deployed(s3, buckets):
     for bucket in buckets:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     put(s3, source, "movielens/a.csv", "v1")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     engine.run(NOV_27)
     put(s3, source, "movielens/a.csv", "v2")
 
@@ -231,7 +232,7 @@ def test_runs_on_versioned_buckets_as_deployed(s3, buckets):
 def test_object_deleted_from_source_stays_landed(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     engine.run(NOV_27)
     s3.delete_object(Bucket=source, Key="movielens/a.csv")
 
@@ -246,9 +247,9 @@ def test_a_new_layout_relands_nothing_and_lands_changed_files_in_their_table_fol
     source, raw = buckets
     put(s3, source, "movielens/ratings.csv", "v1")
     put(s3, source, "movielens/movies.csv", "movies")
-    Engine(s3, dataset_config(source, raw)).run(NOV_27)
+    Engine(Store(s3), dataset_config(source, raw)).run(NOV_27)
     before = snapshot(s3, raw)[raw]
-    tabled = Engine(s3, dataset_config(source, raw, tables={"ratings": "ratings*.csv", "movies": "movies*.csv"}))
+    tabled = Engine(Store(s3), dataset_config(source, raw, tables={"ratings": "ratings*.csv", "movies": "movies*.csv"}))
 
     (unchanged,) = tabled.run(NOV_28)
     put(s3, source, "movielens/ratings.csv", "v2")
@@ -273,7 +274,7 @@ def test_manifest_has_one_line_per_object_with_the_documented_fields(s3, buckets
     source, raw = buckets
     etag = put(s3, source, "movielens/ratings.csv", "1,31,2.5\n")
     put(s3, source, "movielens/old.csv", "cold", StorageClass="GLACIER")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
 
     (summary,) = engine.run(NOV_27)
 
@@ -304,7 +305,7 @@ def test_summary_records_status_counts_bytes_and_times(s3, buckets):
     put(s3, source, "movielens/a.csv", "aaaa")
     put(s3, source, "movielens/b.csv", "bb")
     put(s3, source, "movielens/skip.tmp", "t")
-    engine = Engine(s3, dataset_config(source, raw, exclude=["*.tmp"]))
+    engine = Engine(Store(s3), dataset_config(source, raw, exclude=["*.tmp"]))
 
     (summary,) = engine.run(NOV_27)
 
@@ -325,7 +326,7 @@ def test_summary_records_status_counts_bytes_and_times(s3, buckets):
 def test_completion_marker_names_run_date_and_manifest(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
 
     (summary,) = engine.run(NOV_27)
 
@@ -343,7 +344,7 @@ def test_completion_marker_names_run_date_and_manifest(s3, buckets):
 def test_no_completion_marker_when_nothing_landed(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/old.csv", "cold", StorageClass="GLACIER")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
 
     (summary,) = engine.run(NOV_27)
 
@@ -357,7 +358,7 @@ def test_state_lists_every_landed_key(s3, buckets):
     source, raw = buckets
     for name in ("a.csv", "b.csv", "sub/c.csv"):
         put(s3, source, f"movielens/{name}", name)
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     engine.run(NOV_27)
     put(s3, source, "movielens/d.csv", "d")
 
@@ -379,7 +380,7 @@ def test_lock_and_work_files_are_gone_after_a_run(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
 
-    Engine(s3, dataset_config(source, raw)).run(NOV_27)
+    Engine(Store(s3), dataset_config(source, raw)).run(NOV_27)
 
     ledger = list_keys(s3, raw, "_ingestion/")
     assert not any(k.endswith(("lock.json", "open-run.json")) or "/work/" in k or "/probe/" in k for k in ledger)
@@ -402,7 +403,7 @@ def test_ledger_in_a_bucket_shared_with_the_source_is_never_source_data(s3, buck
     ).dataset("movielens")
     put(s3, shared, "incoming/a.csv", "a")
     put(s3, shared, "_ingestion/movielens/notes.csv", "not data")
-    engine = Engine(s3, ds)
+    engine = Engine(Store(s3), ds)
 
     (first,) = engine.run(NOV_27)
     (second,) = engine.run(NOV_28)
@@ -441,7 +442,7 @@ def test_folder_markers_are_skipped_and_only_counted(s3, buckets):
     put(s3, source, "movielens/sub/", b"")
     put(s3, source, "movielens/sub/a.csv", "a")
 
-    (summary,) = Engine(s3, dataset_config(source, raw)).run(NOV_27)
+    (summary,) = Engine(Store(s3), dataset_config(source, raw)).run(NOV_27)
 
     assert landed_keys(s3, raw) == ["movielens/sub/ingest_date=2026-11-27/a.csv"]
     assert summary["skipped_by_reason"] == {"folder marker": 2}
@@ -455,7 +456,7 @@ def test_archived_object_is_skipped_with_its_reason_in_the_manifest(s3, buckets)
     put(s3, source, "movielens/deep.csv", "deep", StorageClass="DEEP_ARCHIVE")
     put(s3, source, "movielens/warm.csv", "warm", StorageClass="STANDARD_IA")
 
-    (summary,) = Engine(s3, dataset_config(source, raw)).run(NOV_27)
+    (summary,) = Engine(Store(s3), dataset_config(source, raw)).run(NOV_27)
 
     lines = by_key(manifest(s3, raw, summary))
     assert lines["movielens/cold.csv"]["status"] == "skipped"
@@ -470,7 +471,7 @@ def test_min_age_defers_fresh_objects(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/fresh.csv", "still being written")
 
-    (summary,) = Engine(s3, dataset_config(source, raw, min_age_seconds=3600)).run(NOV_27)
+    (summary,) = Engine(Store(s3), dataset_config(source, raw, min_age_seconds=3600)).run(NOV_27)
 
     line = by_key(manifest(s3, raw, summary))["movielens/fresh.csv"]
     assert line["status"] == "skipped"
@@ -487,7 +488,7 @@ def test_include_and_exclude_filters_pick_the_source_files(s3, buckets):
         put(s3, source, f"movielens/{name}", name)
     ds = dataset_config(source, raw, include=["*.csv", "*.json"], exclude=["tmp/*"])
 
-    (summary,) = Engine(s3, ds).run(NOV_27)
+    (summary,) = Engine(Store(s3), ds).run(NOV_27)
 
     assert sorted(landed_keys(s3, raw)) == [
         "movielens/ingest_date=2026-11-27/a.csv",
@@ -510,7 +511,7 @@ def test_colliding_objects_both_fail_before_any_copy_while_others_land(s3, bucke
     copies: list[str] = []
     s3.meta.events.register("before-parameter-build.s3.CopyObject", lambda params, **kw: copies.append(params["Key"]))
 
-    (summary,) = Engine(s3, dataset_config(source, raw)).run(NOV_27)
+    (summary,) = Engine(Store(s3), dataset_config(source, raw)).run(NOV_27)
 
     assert summary["status"] == "partial"
     assert copies == ["movielens/ingest_date=2026-11-27/ok.csv"]
@@ -529,7 +530,7 @@ def test_crashed_run_is_completed_under_its_own_date_before_new_work(s3, buckets
     source, raw = buckets
     for n in range(6):
         put(s3, source, f"movielens/f{n}.csv", f"file {n}")
-    engine = Engine(s3, dataset_config(source, raw, batch_max_objects=2))
+    engine = Engine(Store(s3), dataset_config(source, raw, batch_max_objects=2))
     crashed = engine.plan_all(NOV_27)
     engine.copy_batch(crashed["run_id"], 0)
     # The process dies here. Meanwhile the source moves on: one file changes, one is new.
@@ -563,7 +564,7 @@ def test_crashed_run_is_completed_under_its_own_date_before_new_work(s3, buckets
 def test_crash_right_after_planning_is_completed_by_the_next_run(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     crashed = engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
 
@@ -580,7 +581,7 @@ def test_plan_of_a_crashed_run_returns_that_run_with_its_batches(s3, buckets):
     source, raw = buckets
     for n in range(3):
         put(s3, source, f"movielens/{n}.csv", str(n))
-    engine = Engine(s3, dataset_config(source, raw, batch_max_objects=2))
+    engine = Engine(Store(s3), dataset_config(source, raw, batch_max_objects=2))
     crashed = engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
 
@@ -600,7 +601,7 @@ def test_crash_while_finalizing_an_empty_run_is_finalized_by_the_next_plan(s3, b
     its notification and never calls finalize, so an unfinalized one would be left open for good.
     """
     source, raw = buckets
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     crash_once(s3, "PutObject", "/summary/")
     with pytest.raises(Crash):
         engine.plan_all(NOV_27)
@@ -623,7 +624,7 @@ def test_finalize_reconciles_batches_that_never_reported(s3, buckets):
     source, raw = buckets
     for n in range(6):
         put(s3, source, f"movielens/f{n}.csv", f"file {n}")
-    engine = Engine(s3, dataset_config(source, raw, batch_max_objects=2))
+    engine = Engine(Store(s3), dataset_config(source, raw, batch_max_objects=2))
     plan = engine.plan_all(NOV_27)
     engine.copy_batch(plan["run_id"], 0)
     crash_once(s3, "PutObject", f"work/{plan['run_id']}/results/000001")
@@ -661,7 +662,7 @@ def test_finalize_reconciles_batches_that_never_reported(s3, buckets):
 def test_finalize_called_twice_returns_the_same_result(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
     engine.copy_batch(plan["run_id"], 0)
 
@@ -676,7 +677,7 @@ def test_finalize_called_twice_returns_the_same_result(s3, buckets):
 def test_finalize_of_a_resumed_run_called_twice_still_asks_for_a_replan(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     crashed = engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
     resumed = engine.plan_all(NOV_28)
@@ -692,7 +693,7 @@ def test_finalize_of_a_resumed_run_called_twice_still_asks_for_a_replan(s3, buck
 def test_copy_batch_with_a_wrong_run_id_raises_lock_lost(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
 
     with pytest.raises(LockLost):
@@ -705,7 +706,7 @@ def test_copy_batch_with_a_wrong_run_id_raises_lock_lost(s3, buckets):
 def test_copy_batch_after_finalize_raises_lock_lost_and_copies_nothing(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
     engine.finalize(plan["run_id"])
 
@@ -718,7 +719,7 @@ def test_copy_batch_after_finalize_raises_lock_lost_and_copies_nothing(s3, bucke
 def test_copy_batch_of_a_batch_the_plan_does_not_have_raises_run_not_found(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
 
     with pytest.raises(RunNotFound):
@@ -728,7 +729,7 @@ def test_copy_batch_of_a_batch_the_plan_does_not_have_raises_run_not_found(s3, b
 def test_finalize_of_an_unknown_run_raises_run_not_found(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     engine.plan_all(NOV_27)
 
     with pytest.raises(RunNotFound):
@@ -738,7 +739,7 @@ def test_finalize_of_an_unknown_run_raises_run_not_found(s3, buckets):
 def test_copy_batch_after_another_run_took_the_lock_over_raises_lock_lost(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
     expire_lock(ledger_in(s3, raw))
     engine.acquire()  # another run takes over the expired lock
@@ -753,14 +754,14 @@ def test_a_batch_longer_than_the_lock_ttl_keeps_its_lock(s3, buckets):
     source, raw = buckets
     for n in range(6):
         put(s3, source, f"movielens/f{n}.csv", str(n))
-    engine = Engine(s3, dataset_config(source, raw, lock_ttl_seconds=1, concurrency=1))
+    engine = Engine(Store(s3), dataset_config(source, raw, lock_ttl_seconds=1, concurrency=1))
     plan = engine.plan_all(NOV_27)
     rivals: list[str] = []
 
     def slow_copy(**kwargs: Any) -> None:
         time.sleep(0.3)  # six copies: 1.8 s, past the 1 s TTL
         try:
-            Engine(s3, engine.dataset).acquire()
+            Engine(Store(s3), engine.dataset).acquire()
         except RunInProgress as err:
             rivals.append(type(err).__name__)
 
@@ -777,7 +778,7 @@ def test_a_batch_longer_than_the_lock_ttl_keeps_its_lock(s3, buckets):
 def test_plan_while_a_run_holds_the_lock_raises_run_in_progress(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
 
     with pytest.raises(RunInProgress) as raised:
@@ -788,7 +789,7 @@ def test_plan_while_a_run_holds_the_lock_raises_run_in_progress(s3, buckets):
 
 def test_plan_that_fails_before_its_plan_is_stored_releases_the_lock(s3, buckets):
     _, raw = buckets
-    engine = Engine(s3, dataset_config("no-such-source-bucket", raw))
+    engine = Engine(Store(s3), dataset_config("no-such-source-bucket", raw))
 
     with pytest.raises(NoSuchBucket) as raised:
         engine.plan_all(NOV_27)
@@ -802,7 +803,7 @@ def test_plan_that_fails_before_its_plan_is_stored_releases_the_lock(s3, buckets
 def test_a_plan_that_died_before_it_was_stored_leaves_no_work_files_after_the_next_run(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     crash_once(s3, "PutObject", "/open-run.json")
     with pytest.raises(Crash):
         engine.plan_all(NOV_27)
@@ -817,7 +818,7 @@ def test_a_plan_that_died_before_it_was_stored_leaves_no_work_files_after_the_ne
 def test_a_batch_whose_lock_was_taken_over_mid_copy_reports_nothing(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     lock = engine.acquire()
     plan = engine.plan_all(NOV_27, lock=lock)
     expire_lock(ledger_in(s3, raw))
@@ -832,7 +833,7 @@ def test_a_batch_whose_lock_was_taken_over_mid_copy_reports_nothing(s3, buckets)
 def test_a_crash_while_finalizing_is_finished_by_calling_finalize_again(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
     engine.copy_batch(plan["run_id"], 0)
     crash_once(s3, "PutObject", "/summary/")
@@ -851,7 +852,7 @@ def test_a_crash_while_finalizing_is_finished_by_calling_finalize_again(s3, buck
 def test_a_finalize_that_died_after_committing_releases_its_lock_when_called_again(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
     engine.copy_batch(plan["run_id"], 0)
     crash_once(s3, "GetObject", "/lock.json")  # dies at the release, after open-run.json is gone
@@ -873,7 +874,7 @@ def test_another_pipelines_ledger_in_a_source_bucket_is_never_source_data(s3, bu
     put(s3, source, "_ingestion/upstream/manifest/date=2026-11-27/r.jsonl", "{}")
     put(s3, source, "orders/a.csv", "a")
     config = {"source": {"bucket": source, "prefix": ""}, "target": {"bucket": raw, "prefix": "movielens/"}}
-    engine = Engine(s3, parse_config({"datasets": {"movielens": config}}).dataset("movielens"))
+    engine = Engine(Store(s3), parse_config({"datasets": {"movielens": config}}).dataset("movielens"))
 
     [summary] = engine.run(NOV_27)
 
@@ -897,7 +898,7 @@ def test_a_first_attempt_copies_with_two_requests_and_a_retried_batch_looks_for_
     source, raw = buckets
     for name in ("a", "b", "c"):
         put(s3, source, f"movielens/{name}.csv", name)
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     plan = engine.plan_all(NOV_27)
     heads = count_calls(s3, "HeadObject", raw)
     copies = count_calls(s3, "CopyObject", raw)
@@ -923,7 +924,7 @@ def test_dry_run_writes_nothing_and_returns_counts(s3, buckets):
     put(s3, source, "movielens/b.csv", "bb")
     put(s3, source, "movielens/c.tmp", "c")
     put(s3, source, "movielens/cold.csv", "cold", StorageClass="GLACIER")
-    engine = Engine(s3, dataset_config(source, raw, exclude=["*.tmp"]))
+    engine = Engine(Store(s3), dataset_config(source, raw, exclude=["*.tmp"]))
     before = snapshot(s3, source, raw)
     printed: list[str] = []
 
@@ -942,7 +943,7 @@ def test_dry_run_after_a_run_sees_only_the_changes(s3, buckets):
     source, raw = buckets
     put(s3, source, "movielens/a.csv", "a")
     put(s3, source, "movielens/b.csv", "b")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     engine.run(NOV_27)
     put(s3, source, "movielens/b.csv", "b2")
     before = snapshot(s3, source, raw)
@@ -956,7 +957,7 @@ def test_dry_run_after_a_run_sees_only_the_changes(s3, buckets):
 
 def test_history_returns_runs_newest_first(s3, buckets):
     source, raw = buckets
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     run_ids = []
     for day, name in ((NOV_27, "a.csv"), (NOV_28, "b.csv"), (NOV_29, "c.csv")):
         put(s3, source, f"movielens/{name}", name)
@@ -973,13 +974,13 @@ def test_history_returns_runs_newest_first(s3, buckets):
 def test_history_of_a_dataset_without_runs_is_empty(s3, buckets):
     source, raw = buckets
 
-    assert Engine(s3, dataset_config(source, raw)).history() == []
+    assert Engine(Store(s3), dataset_config(source, raw)).history() == []
 
 
 def test_lineage_of_a_landed_key_names_its_source_and_manifest_line_and_refuses_other_datasets(s3, buckets):
     source, raw = buckets
     etag = put(s3, source, "movielens/a.csv", "a")
-    engine = Engine(s3, dataset_config(source, raw))
+    engine = Engine(Store(s3), dataset_config(source, raw))
     [summary] = engine.run(NOV_27)
     key = "movielens/ingest_date=2026-11-27/a.csv"
 
@@ -992,7 +993,7 @@ def test_lineage_of_a_landed_key_names_its_source_and_manifest_line_and_refuses_
     )
     assert answer["manifest_line"]["target_key"] == key
     assert engine.lineage(f"s3://{raw}/{key}") == answer
-    other = Engine(s3, dataset_config(source, raw, name="ratings"))
+    other = Engine(Store(s3), dataset_config(source, raw, name="ratings"))
     with pytest.raises(NoLineage, match="was landed by dataset 'movielens', not by 'ratings'"):
         other.lineage(key)
     s3.create_bucket(Bucket=f"{raw}-copy")

@@ -1,8 +1,8 @@
 """An object S3 may not decrypt with its KMS key fails with a reason that names both halves of the key's grant.
 
 S3's answers are sent as bytes by a loopback stand-in (tests/stub_server.py) to the runtime's own client
-(handler.clients.s3_client, both its roads), so botocore parses them as it parses S3's: an AccessDenied whose
-message is KMS's refusal (the forms S3 is seen to send, quoted in handler/s3errors.py), and a refused HEAD, whose
+(handler.store.Store.sized, both its roads), so botocore parses them as it parses S3's: an AccessDenied whose
+message is KMS's refusal (the forms S3 is seen to send, quoted in handler/store/errors.py), and a refused HEAD, whose
 answer has no body. The copier's tests then inject those parsed answers under moto, as tests/handler/test_copier.py
 does, and read the object's manifest line.
 """
@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from handler import s3io
-from handler.clients import s3_client
-from handler.copier import COPIED, FAILED, CopyContext, copy_items, transfer_manager
+from handler.copier import COPIED, FAILED, CopyContext, copy_items
 from handler.records import BatchItem
-from handler.s3errors import HEAD_REFUSAL_ADVICE, KEY_GRANT_ADVICE, AccessDenied, KeyAccessDenied, s3_errors
+from handler.store import Store
+from handler.store.errors import HEAD_REFUSAL_ADVICE, KEY_GRANT_ADVICE, AccessDenied, KeyAccessDenied
 from tests.stub_server import Answering, serving
 
 KEY = "arn:aws:kms:us-east-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -61,21 +60,20 @@ def refusing_fixture() -> Iterator[Any]:
         _Refusing.body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
 
     with serving(_Refusing) as endpoint:
-        answer.client = s3_client(endpoint_url=endpoint)  # type: ignore[attr-defined]
+        answer.client = Store.sized(endpoint_url=endpoint)  # type: ignore[attr-defined]
         yield answer
 
 
-def refusal(s3: Any, operation: str) -> BaseException:
+def refusal(store: Store, operation: str) -> BaseException:
     calls = {
-        "GetObject": lambda: s3.get_object(Bucket="partner-orders-export", Key="daily/a.csv"),
-        "CopyObject": lambda: s3io.copy_object(
-            s3, Bucket="acme-raw", Key="a.csv", CopySource={"Bucket": "partner-orders-export", "Key": "daily/a.csv"}
+        "GetObject": lambda: store.get_bytes("partner-orders-export", "daily/a.csv"),
+        "CopyObject": lambda: store.copy_object(
+            Bucket="acme-raw", Key="a.csv", CopySource={"Bucket": "partner-orders-export", "Key": "daily/a.csv"}
         ),
-        "HeadObject": lambda: s3io.head(s3, "partner-orders-export", "daily/a.csv", checksums=True),
+        "HeadObject": lambda: store.head("partner-orders-export", "daily/a.csv", checksums=True),
     }
     with pytest.raises(AccessDenied) as info:
-        with s3_errors():
-            calls[operation]()
+        calls[operation]()
     return info.value
 
 
@@ -191,8 +189,8 @@ def _copy(s3: Any, source: str, raw: str, keys: list[str], refuse: tuple[str, st
         target_bucket=raw,
         multipart_threshold=256 * MiB,
     )
-    with transfer_manager(s3, concurrency=2, threshold=256 * MiB, chunk=64 * MiB) as tm:
-        return {line.source_key: line for line in copy_items(s3, tm, items, ctx, concurrency=2)}
+    with Store(s3).transfer_manager(concurrency=2, threshold=256 * MiB, chunk=64 * MiB) as tm:
+        return {line.source_key: line for line in copy_items(Store(s3), tm, items, ctx, concurrency=2)}
 
 
 def test_a_source_object_under_a_refused_key_fails_naming_both_halves_and_the_rest_lands(s3: Any, buckets: Any) -> None:

@@ -10,9 +10,9 @@ import botocore
 import botocore.session
 import pytest
 
-from handler import sdk
 from handler.cli import EXIT_USAGE, main
 from handler.errors import SdkTooOld
+from handler.store import sdk
 from tests.conftest import landed_keys, one_json, write_config
 from tests.handler.test_cli import run_args
 

@@ -1,6 +1,6 @@
 """S3's time from its answers' `Date`: the clock the lock and the plan's ages are judged by (server_clock.py).
 
-The clock's own rules are tested with a local clock the test moves (`handler.server_clock.time`); the lock's use
+The clock's own rules are tested with a local clock the test moves (`handler.store.server_clock.time`); the lock's use
 of it on in-process moto, whose answers are dated here by a botocore hook (moto leaves `Date` out of most), so
 "S3's clock" can be put anywhere. tests/e2e/test_cli_skewed_clock.py tests whole runs on a skewed machine.
 """
@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from handler import s3io, server_clock
-from handler.clients import s3_client
 from handler.ledger import Ledger
-from handler.s3errors import NotFound, s3_errors
-from handler.server_clock import ServerClock, headers_of
+from handler.store import Store, server_clock
+from handler.store.errors import NotFound, s3_errors
+from handler.store.server_clock import ServerClock, headers_of
 from tests.conftest import dataset_config, lock_document
 from tests.stub_server import Answering, serving
 
@@ -119,7 +118,7 @@ def test_an_answer_without_date_keeps_the_offset_and_warns_once(
     exchange(clock, local, 600.0)
     learned = clock.offset
 
-    with caplog.at_level(logging.WARNING, logger="handler.server_clock"):
+    with caplog.at_level(logging.WARNING, logger="handler.store.server_clock"):
         clock.observe(answer(None), local.now)
         clock.observe(answer(None), local.now)
 
@@ -171,7 +170,7 @@ def test_the_lock_is_written_in_s3s_time(s3: Any, buckets: tuple[str, str], skew
     """A lock taken on a machine 10 minutes off S3 says when it was taken and when it expires by S3's clock, as
     the other machines that read it judge it (each by its own answers' Date)."""
     dated_by(s3, skew)
-    ledger = Ledger(s3, dataset_config(*buckets, lock_ttl_seconds=300))
+    ledger = Ledger(Store(s3), dataset_config(*buckets, lock_ttl_seconds=300))
     before = time.time() + skew
 
     lock = ledger.lock.acquire("run-1", owner="host-a:1")
@@ -217,14 +216,14 @@ def test_the_short_roads_answers_carry_their_date(request_kind: str) -> None:
     the Date the clock learns S3's time from."""
     _DatedAhead.agents = []
     with serving(_DatedAhead) as url:
-        s3 = s3_client(endpoint_url=url)
+        store = Store.sized(endpoint_url=url)
         clock = ServerClock()
         if request_kind == "read":
-            assert s3io.get_json(s3, "dated", "_ingestion/held.json", clock=clock)[0] == {"run_id": "r"}
+            assert store.get_json("dated", "_ingestion/held.json", clock=clock)[0] == {"run_id": "r"}
         elif request_kind == "read-absent":
-            assert s3io.get_json(s3, "dated", "_ingestion/lock.json", clock=clock) == (None, None)
+            assert store.get_json("dated", "_ingestion/lock.json", clock=clock) == (None, None)
         else:
-            s3io.put_json(s3, "dated", "_ingestion/lock.json", {"n": 1}, if_none_match=True, clock=clock)
+            store.put_json("dated", "_ingestion/lock.json", {"n": 1}, if_none_match=True, clock=clock)
 
     assert _DatedAhead.agents and all("(lean)" in agent for agent in _DatedAhead.agents), _DatedAhead.agents
     assert abs(clock.offset - 600) <= 0.6

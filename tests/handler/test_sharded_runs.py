@@ -12,7 +12,7 @@ import pytest
 
 from handler.ledger import Ledger
 from handler.runner import Engine
-from handler.s3io import jsonl_bytes
+from handler.store import Store, jsonl_bytes
 from tests.conftest import Crash, crash_once, dataset_config, ledger_in, list_keys, put_keys
 from tests.faults.verifier import verify
 
@@ -31,7 +31,7 @@ def test_a_flat_dataset_over_the_key_budget_is_planned_in_rounds_and_lands_once(
     source, raw = buckets
     keys = [f"movielens/f{n:05d}.csv" for n in range(2_100)]
     put_keys(s3, source, keys)
-    engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
+    engine = Engine(Store(s3), dataset_config(source, raw, shard_max_keys=1_000))
 
     [first] = engine.run(NOV_27)
 
@@ -53,7 +53,7 @@ def test_a_first_run_is_cut_at_the_folders_it_finds_and_small_shards_merge_the_n
     source, raw = buckets
     keys = [f"movielens/p{p:02d}/f{n:03d}.csv" for p in range(12) for n in range(100)]
     put_keys(s3, source, keys)
-    engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
+    engine = Engine(Store(s3), dataset_config(source, raw, shard_max_keys=1_000))
 
     [first] = engine.run(NOV_27)
 
@@ -77,7 +77,7 @@ def test_a_step_that_died_mid_run_is_retried_on_its_own_and_lands_everything_onc
     source, raw = buckets
     keys = [f"movielens/f{n:05d}.csv" for n in range(2_100)]
     put_keys(s3, source, keys)
-    engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000, batch_max_objects=500))
+    engine = Engine(Store(s3), dataset_config(source, raw, shard_max_keys=1_000, batch_max_objects=500))
     ledger = ledger_in(s3, raw)
     lock = engine.acquire()
     started = engine.plan(NOV_27, lock=lock)
@@ -111,7 +111,7 @@ def test_a_step_that_died_mid_run_is_retried_on_its_own_and_lands_everything_onc
 def test_a_finalize_that_died_after_the_index_is_finished_by_the_next_run(s3, buckets):
     source, raw = buckets
     put_keys(s3, source, [f"movielens/f{n:05d}.csv" for n in range(1_500)])
-    engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
+    engine = Engine(Store(s3), dataset_config(source, raw, shard_max_keys=1_000))
     crash_once(s3, "PutObject", "/summary/")
     with pytest.raises(Crash):
         engine.run(NOV_27)
@@ -128,7 +128,7 @@ def test_a_single_file_state_of_the_previous_version_is_migrated_on_first_use(s3
     source, raw = buckets
     keys = [f"movielens/f{n:05d}.csv" for n in range(1_200)]
     put_keys(s3, source, keys)
-    engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
+    engine = Engine(Store(s3), dataset_config(source, raw, shard_max_keys=1_000))
     engine.run(NOV_27)
     ledger = ledger_in(s3, raw)
     rows = list(ledger.iter_state())
@@ -150,7 +150,7 @@ def test_verify_reads_a_night_over_many_state_parts_and_listing_pages_and_finds_
     source, raw = buckets
     keys = [f"movielens/p{p:02d}/f{n:03d}.csv" for p in range(12) for n in range(100)]
     put_keys(s3, source, keys)
-    engine = Engine(s3, dataset_config(source, raw, shard_max_keys=1_000))
+    engine = Engine(Store(s3), dataset_config(source, raw, shard_max_keys=1_000))
     engine.run(NOV_27)
     s3.put_object(Bucket=source, Key="movielens/p03/new.csv", Body=b"new")
     engine.run(NOV_28)  # the twelve parts merge into three

@@ -11,6 +11,7 @@ import pytest
 
 from handler.ledger_tables import JSON_SERDE, LEDGER_TABLES
 from handler.runner import Engine
+from handler.store import Store
 from infra.stack_config import StackConfigError, parse_stack_config
 from tests.conftest import dataset_config, list_keys
 from tests.infra.harness import Deployment, dev_stack_config, stack_values
@@ -74,7 +75,7 @@ def test_the_deployed_columns_are_exactly_the_fields_a_real_run_writes(run_progr
     for name in ("a.csv", "b.csv"):
         s3.put_object(Bucket=source, Key=f"movielens/{name}", Body=name.encode())
     s3.put_object(Bucket=source, Key="movielens/old.csv", Body=b"cold", StorageClass="GLACIER")
-    Engine(s3, dataset_config(source, raw)).run()
+    Engine(Store(s3), dataset_config(source, raw)).run()
     written: dict[str, list[tuple[str, dict[str, Any]]]] = {"manifest": [], "runs": []}
     for key in list_keys(s3, raw, "_ingestion/movielens/"):
         kind = {"manifest": "manifest", "summary": "runs"}.get(key.split("/")[2])

@@ -532,7 +532,7 @@ def long_key(number: int) -> str:
 
 
 def access_denied(number: int) -> str:
-    """An S3 failure's reason as handler/s3errors.py writes it; S3's AccessDenied message names the whole key."""
+    """An S3 failure's reason as handler/store/errors.py writes it; S3's AccessDenied message names the whole key."""
     return (
         f"AccessDenied: User: arn:aws:sts::{ACCOUNT}:assumed-role/{'r' * 64}/{'s' * 64} is not authorized to perform: "
         f's3:GetObject on resource: "arn:aws:s3:::{BUCKET}/{long_key(number)}" because no identity-based policy '

@@ -156,7 +156,7 @@ logging.basicConfig()  # the Lambda runtime gives the root logger a handler; a b
 sys.path[:0] = [{str(task)!r}, {str(opt / "python")!r}]
 import handler.lambda_function
 import boto3, botocore, s3transfer, urllib3, dateutil, jmespath, six
-from handler.sdk import loaded_sdk, require_botocore
+from handler.store.sdk import loaded_sdk, require_botocore
 require_botocore()
 client = boto3.client("s3", region_name="us-east-1")
 copy = client.meta.service_model.operation_model("CopyObject").input_shape.members

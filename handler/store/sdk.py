@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import SdkTooOld
+from ..errors import SdkTooOld
 
 MIN_BOTOCORE = (1, 40, 61)
 """The first botocore whose S3 model has every parameter listed above (CopyObject's IfNoneMatch is the newest)."""
@@ -54,6 +54,14 @@ def require_botocore() -> None:
     import botocore
 
     check_botocore(botocore.__version__)
+
+
+def versions() -> str:
+    """The boto3 and botocore this process imported (the CLI's --version line)."""
+    import boto3
+    import botocore
+
+    return f"boto3 {boto3.__version__}, botocore {botocore.__version__}"
 
 
 def loaded_sdk() -> str:

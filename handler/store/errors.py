@@ -25,7 +25,7 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import S3CopyFailedError
 
-from .errors import IngestError, environment_error
+from ..errors import IngestError, environment_error
 
 
 class S3Error(IngestError):

@@ -94,7 +94,7 @@ class ServerClock:
 
 def headers_of(answer: Any) -> Mapping[str, str] | None:
     """The HTTP headers (lower-case names) of a botocore answer, of a ClientError, or of the ClientError behind
-    one of s3errors' exceptions; None when there are none."""
+    one of the store's exceptions (errors.py); None when there are none."""
     if isinstance(answer, BaseException):
         cause = getattr(answer, "cause", None) or answer.__cause__ or answer
         answer = getattr(cause, "response", None)

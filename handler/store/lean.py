@@ -11,7 +11,7 @@ whole small object, PutObject of bytes in memory, with Content-MD5) and ListObje
 Only the plain cases take this road, and each answer is what botocore would have returned for it:
 
 - 200, 404 and 412 (the last two are final): answered here, in botocore's response shape (a 404 or 412 as the
-  ClientError botocore raises, so s3errors.py translates both roads alike).
+  ClientError botocore raises, so errors.py translates both roads alike).
 - A 5xx or a throttle (what botocore's standard retry rules retry): retried here, with the client's retry policy
   (retries.py: botocore's rules and backoff, shared with botocore's road), and after the last attempt raised as
   the ClientError botocore raises then.
@@ -20,12 +20,12 @@ Only the plain cases take this road, and each answer is what botocore would have
   through botocore, whose redirects and error parsing decide, with the attempts left. A write whose answer was
   lost is retried exactly as botocore retries its own: the copy carries `If-None-Match: *` and the copier reads
   the target back on a refusal (copier.py); a conditional ledger write carries its write id and is read back
-  the same way (s3io.py).
+  the same way (store/writes.py).
 
 A client whose requests something answers before they are sent (moto's mock, botocore's Stubber) stays on
 botocore's road (`intercepted`). Other botocore event handlers registered on the client do not see requests on
 the road (botocore's own handlers are what it replaces): code that hooks a client's requests makes that client
-without `s3_client`.
+without `Store.sized` (and wraps it in a plain `Store(client)`).
 
 Where requests go, and how they are signed, is botocore's own answer: each bucket's URL and signing scope come
 from one SigV4 presigned URL per bucket (made by a twin of the client that presigns with SigV4, as the client
@@ -47,7 +47,6 @@ import os
 import re
 import ssl
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from html import unescape
@@ -308,7 +307,7 @@ class LeanS3:
                 raise Declined(f"ListObjectsV2 answered {status} without a whole ListBucketResult")
             return _list_answer(body)
         except Declined:
-            # s3io asks botocore for this page next, on this thread: it has the attempts that are left.
+            # the store asks botocore for this page next, on this thread: it has the attempts that are left.
             self.policy.carry(getattr(_sent, "attempts", 0))
             raise
 
@@ -322,7 +321,7 @@ class LeanS3:
     ) -> tuple[int, Any, bytes]:
         """One call's answer, its retryable answers (5xx, throttling) retried here with the client's policy
         (retries.py); the last attempt's retryable answer is raised as botocore's ClientError. A call declined
-        after k attempts leaves botocore's road the rest (`Policy.carry`, done by `call` and `list_page`)."""
+        after k attempts leaves botocore's road the rest (`Policy.carry`, done by `answer` and `list_page`)."""
         _sent.attempts = 0
         where = self._bucket(bucket)
         if where is None:
@@ -561,7 +560,7 @@ _sent = threading.local()  # attempts the last `_send` on this thread made (what
 
 
 def _client_error(status: int, code: str, message: str, operation: str, headers: http1.Headers) -> ClientError:
-    """The ClientError botocore raises for this answer, so s3errors translates both roads alike."""
+    """The ClientError botocore raises for this answer, so errors.py translates both roads alike."""
     return ClientError(
         {
             "Error": {"Code": code, "Message": message},
@@ -578,60 +577,67 @@ def _xml_text(pattern: re.Pattern[bytes], body: bytes) -> str:
 
 # -- which clients take the road -----------------------------------------------------------------------------
 
-_roads: weakref.WeakKeyDictionary[Any, LeanS3] = weakref.WeakKeyDictionary()
+CARRIED = frozenset({"head_object", "copy_object", "get_object", "put_object", "list_objects_v2"})
+"""The client operations this road answers (the store sends the rest, and any call it declines, to botocore)."""
+
+_LIST_PARAMS = frozenset({"Bucket", "Prefix", "StartAfter", "ContinuationToken"})
 
 
-def enabled() -> bool:
-    """Whether clients made now may take the short road (see the module's docstring for when it is closed)."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    return not any(os.environ.get(name) for name in PROXY_VARIABLES)
+def closed_because(s3: Any, credentials: Any) -> str | None:
+    """Why a client made now may not take the short road (see the module's docstring), or None when it may."""
+    switch = os.environ.get(ENV_SWITCH, "1").strip().lower()
+    if switch in ("0", "false", "no", "off"):
+        return f"{ENV_SWITCH}={switch}"
+    proxy = next((name for name in PROXY_VARIABLES if os.environ.get(name)), None)
+    if proxy:
+        return f"{proxy} is set: a proxy is botocore's to honour"
+    if credentials is None:
+        return "the client has no credentials"
+    config = s3.meta.config
+    if config.proxies:
+        return "the client's config names proxies"
+    if getattr(config, "client_cert", None):
+        return "the client's config names a client certificate"
+    if config.signature_version not in (None, "s3v4", "v4"):
+        return f"the client signs with {config.signature_version}"
+    return None
 
 
-def attach(s3: Any, credentials: Any, presigner: Callable[[Any], Any]) -> LeanS3 | None:
-    """Give this client the short road, unless it is closed (see `enabled`); returns it, or None.
+def open_road(s3: Any, credentials: Any, presigner: Callable[[Any], Any]) -> LeanS3:
+    """The short road of this client (`closed_because` has said it may take one).
 
     `presigner(config)` makes the client's twin with that config (the same session and endpoint)."""
     config = s3.meta.config
-    if (
-        not enabled()
-        or credentials is None
-        or config.proxies
-        or getattr(config, "client_cert", None)
-        or config.signature_version not in (None, "s3v4", "v4")
-    ):
-        return None
-    road = LeanS3(s3, credentials, lambda: presigner(config.merge(Config(signature_version="s3v4"))))
-    _roads[s3] = road
-    return road
+    return LeanS3(s3, credentials, lambda: presigner(config.merge(Config(signature_version="s3v4"))))
 
 
-def call(s3: Any, operation: str, **params: Any) -> dict[str, Any]:
-    """`s3.<operation>(**params)` (head_object, copy_object, get_object, put_object): on the client's short road
-    when it has one and the answer is plain, else through botocore. Errors are the caller's to translate."""
-    road = of(s3)
-    if road is None:
-        return getattr(s3, operation)(**params)
+def answer(road: LeanS3, operation: str, params: dict[str, Any], botocore_call: Callable[[], Any]) -> Any:
+    """`operation(**params)` on the road when its answer is plain, else `botocore_call()` with the attempts the
+    road left it (retries.py). Errors are the caller's to translate."""
     _sent.attempts = 0
     try:
+        if operation == "list_objects_v2":
+            if set(params) - _LIST_PARAMS:
+                raise Declined(f"ListObjectsV2 with {sorted(set(params) - _LIST_PARAMS)}")
+            contents, token = road.list_page(
+                params["Bucket"],
+                params.get("Prefix", ""),
+                start_after=params.get("StartAfter"),
+                token=params.get("ContinuationToken"),
+            )
+            page: dict[str, Any] = {"Contents": contents, "IsTruncated": token is not None}
+            if token is not None:
+                page["NextContinuationToken"] = token
+            return page
         return getattr(road, operation)(**params)
     except Declined as why:
-        log.debug("%s %s through botocore: %s", operation, params.get("Key"), why)
+        log.debug("%s %s through botocore: %s", operation, params.get("Key", params.get("Prefix")), why)
     # The same call, on botocore's road with the attempts the short road left it (retries.py).
     road.policy.carry(getattr(_sent, "attempts", 0))
     try:
-        return getattr(s3, operation)(**params)
+        return botocore_call()
     finally:
         road.policy.drop_carry()
-
-
-def of(s3: Any) -> LeanS3 | None:
-    """The client's short road, if it has one and nothing answers its requests before they are sent."""
-    try:
-        road = _roads.get(s3)
-    except TypeError:  # a client that cannot be weakly referenced (a test double) has none
-        return None
-    return None if road is None or intercepted(s3) else road
 
 
 def intercepted(s3: Any) -> bool:

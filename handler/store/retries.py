@@ -32,7 +32,7 @@ kept is botocore's own judgement, shared by both roads:
   its token taken before every attempt on either road and fed every answer from either road.
 
 So a throttled request waits longer each time and fails only after its last attempt, with botocore's
-ClientError (MaxAttemptsReached, and `TotalAttempts` in its ResponseMetadata), which s3errors.py turns into
+ClientError (MaxAttemptsReached, and `TotalAttempts` in its ResponseMetadata), which errors.py turns into
 `Throttled` naming the attempts. Each policy counts what it saw (`Counts`); `report` reads it.
 """
 

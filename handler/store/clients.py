@@ -10,13 +10,14 @@ counted across both roads), as for any AWS SDK.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from . import lean, retries
-from .errors import ConfigError
+from ..errors import ConfigError
+from . import retries
 from .parsing import tune_client, tune_session
 
 
@@ -38,9 +39,12 @@ def client_config(concurrency: int) -> Config:
     )
 
 
-def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str | None = None) -> Any:
-    """One S3 client for a run: its answers parsed the cheap way where botocore's costs more (parsing.py), and
-    its per-object and ledger requests and listing pages on the short road where the answer is plain (lean.py)."""
+def s3_client(
+    session: Any = None, *, concurrency: int = 32, endpoint_url: str | None = None
+) -> tuple[Any, Any, Callable[[Any], Any]]:
+    """One S3 client for a run, its answers parsed the cheap way where botocore's costs more (parsing.py) and
+    retried by one policy (retries.py); with the session's credentials and a maker of its twin with another
+    config (the same session and endpoint), which the fast road needs (lean.py). Store.sized is the caller."""
     session = session or boto3.session.Session()
     # boto3 keeps its botocore session private; the parser defaults are only reachable there.
     tune_session(session._session)
@@ -49,15 +53,7 @@ def s3_client(session: Any = None, *, concurrency: int = 32, endpoint_url: str |
     s3 = session.client("s3", config=client_config(concurrency), **kwargs)
     tune_client(s3)
     retries.install(s3, adaptive_mode=mode == "adaptive")
-    lean.attach(s3, session.get_credentials(), lambda config: session.client("s3", config=config, **kwargs))
-    return s3
-
-
-def sns_client(session: Any = None, *, endpoint_url: str | None = None) -> Any:
-    session = session or boto3.session.Session()
-    kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts()})
-    return session.client("sns", config=config, **kwargs)
+    return s3, session.get_credentials(), lambda config: session.client("s3", config=config, **kwargs)
 
 
 def retry_mode() -> str:
