@@ -143,26 +143,10 @@ class Store:
                 time.sleep(min(0.05 * 2**attempt, 1.0))
         raise AssertionError("unreachable")
 
-    def put_json(
-        self,
-        bucket: str,
-        key: str,
-        document: Any,
-        *,
-        if_none_match: bool = False,
-        if_match: str | None = None,
-        clock: ServerClock | None = None,
-    ) -> str:
-        """Write a JSON document and return its ETag; with a condition, a lost race raises PreconditionFailed."""
-        return self.put_bytes(
-            bucket,
-            key,
-            json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
-            "application/json",
-            if_none_match=if_none_match,
-            if_match=if_match,
-            clock=clock,
-        )
+    def put_json(self, bucket: str, key: str, document: Any, **write: Any) -> str:
+        """Write a JSON document and return its ETag; `write` as for `put_bytes` (its conditions and clock)."""
+        body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return self.put_bytes(bucket, key, body, "application/json", **write)
 
     def put_bytes(
         self,
@@ -178,24 +162,24 @@ class Store:
         """Write an object and return its ETag. With a condition, a lost race raises PreconditionFailed
         (NotFound for If-Match on a key that is gone), and a write whose answer was lost is recognised by its
         write id (writes.py). With a `clock`, a write's answer tells it the server's time."""
-        conditions = writes.conditions(if_none_match, if_match)
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, "ContentType": content_type}
+
+        def write(**condition: Any) -> str:
+            sent = time.time()
+            answer = self._call("put_object", fast=True, **params, **condition)
+            if clock is not None:
+                clock.observe(answer, sent)
+            return answer["ETag"]
+
+        conditions = writes.conditions(if_none_match, if_match)
         if not conditions:
-            sent = time.time()
-            answer = self._call("put_object", fast=True, **params)
-            if clock is not None:
-                clock.observe(answer, sent)
-            return answer["ETag"]
+            return write()
         write_id = writes.new_write_id()
-
-        def write() -> str:
-            sent = time.time()
-            answer = self._call("put_object", fast=True, **params, Metadata={writes.WRITE_ID: write_id}, **conditions)
-            if clock is not None:
-                clock.observe(answer, sent)
-            return answer["ETag"]
-
-        return writes.conditional(key, write, lambda: self._written_by(bucket, key, write_id))
+        return writes.conditional(
+            key,
+            lambda: write(Metadata={writes.WRITE_ID: write_id}, **conditions),
+            lambda: self._written_by(bucket, key, write_id),
+        )
 
     def create_once(self, bucket: str, key: str) -> bool:
         """Write an empty object unless the key exists: True if this call created it (even if its answer was
