@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from handler.errors import LockLost
-from handler.ledger import Ledger, LedgerPaths
+from handler.ledger import Ledger
+from handler.ledger_keys import LedgerPaths
 from handler.lock import Lock
 from handler.records import BatchItem, ManifestLine, ObjectStatus, OpenRun, PlanCounts
 from handler.shards import StateIndex, batch_number, split_sizes
