@@ -10,10 +10,10 @@ from datetime import date as Date
 from zoneinfo import ZoneInfo
 
 from ..config import DatasetConfig
-from ..errors import InvalidRequest, RunNotFound
-from ..ledger import Ledger
+from ..errors import InvalidRequest
+from ..ledger import Ledger, RunLedger
 from ..lock import Lock
-from ..records import OpenRun, RunSummary
+from ..records import RunSummary
 from ..store import Store
 
 
@@ -56,19 +56,10 @@ class Job:
         run_id = new_run_id(datetime.fromtimestamp(lock.server_now(), UTC))
         return lock.acquire(run_id, execution=self.execution)
 
-    def join(self, run_id: str) -> Lock:
-        """The lock of `run_id`, for a step of it running in a process of its own (a Lambda)."""
-        return self.ledger.lock.adopt(run_id, self.execution)
-
-    def open_run_named(self, run_id: str) -> OpenRun:
-        """The open run, which must be `run_id`: a step for any other run has nothing to do here."""
-        run = self.ledger.open_run()
-        if run is None or run.run_id != run_id:
-            raise RunNotFound(
-                f"run {run_id} of dataset {self.dataset.name} is not open (open: "
-                f"{run and run.run_id}); it was finalized already or never planned"
-            )
-        return run
+    def join(self, run_id: str, lock: Lock | None = None) -> RunLedger:
+        """The one way a step joins a run: its ledger, holding the lock (adopted as this execution's when none
+        is handed in, checked when one is). See `Ledger.join`."""
+        return self.ledger.join(run_id, lock, execution=self.execution)
 
 
 def committed_runs(
