@@ -18,13 +18,13 @@ read and write of it.
       work/<run_id>/...                               shards, plan notes, batches, results; deleted at the commit
       probe/                                          the conditional-write probe's scratch objects
 
-Nothing outside this module calls S3 on one of these objects (their keys are spelt in ledger_keys.py). Two
-objects read and write them. `Ledger` is the dataset's: the reads that need no run (the open run, the last run,
-the state, the history). `Ledger.join(run_id)` gives a `RunLedger`, a step's hold on one run: it carries the run
-id, the lock and what this process has read of the keys it will write, so a step names a batch or a shard and
-nothing else. The JSON documents are one table, `DOCUMENTS`: each kind's key, its record and whether it is
-fenced, read and written by one `read` and one `write`. The order in which a run becomes durable is in one
-place, `RunLedger.commit`.
+Nothing outside this module calls S3 on one of these objects (their keys are spelt in ledger_keys.py). Two objects
+read and write them, so that a step gives the run and its lock once, when it joins the run, instead of handing them
+back to the ledger on every call. `Ledger` is the dataset's: the reads that need no run (the open run, the last run,
+the state, the history). `Ledger.join(run_id)` gives a `RunLedger`, a step's hold on one run: it carries the run id,
+the lock and what this process has read of the keys it will write, so a step names a batch or a shard and nothing
+else. The JSON documents are one table, `DOCUMENTS`: each kind's key, its record and whether it is fenced, read and
+written by one `read` and one `write`. The order in which a run becomes durable is in one place, `RunLedger.commit`.
 
 Every write a run shares with other runs is fenced twice. The lock is renewed just before it (a process paused
 past its TTL finds out there), and the write itself is conditional on the version this process read when it
@@ -42,6 +42,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import IO, Any, Generic, TypeVar
 
 from . import state
@@ -81,7 +82,7 @@ class Document(Generic[T]):
     dump: Callable[[T], Any]
     fenced: bool
 
-    @property
+    @cached_property
     def run_scoped(self) -> bool:
         """Whether the key names a run: a run's ledger fills in its own run id."""
         return "run_id" in inspect.signature(self.key).parameters
@@ -554,9 +555,6 @@ class RunLedger:
         """True only for the first attempt at a batch (a marker written with If-None-Match)."""
         return self._store.create_once(self.bucket, self.paths.batch_started(self.run_id, number))
 
-    def plan_notes(self, shard: int) -> Iterator[ManifestLine]:
-        return self.ledger.plan_notes(self.run_id, shard)
-
     def _upload_lines(self, key: str, lines: Iterable[dict[str, Any]]) -> None:
         with tempfile.TemporaryFile() as spool:
             for line in lines:
@@ -575,9 +573,6 @@ class RunLedger:
         key = self.paths.result(self.run_id, number)
         body = jsonl_bytes(line.to_json() for line in lines)
         self._fenced(key, lambda **cond: self._store.put_bytes(self.bucket, key, body, JSONL, **cond))
-
-    def result(self, number: int) -> list[ManifestLine] | None:
-        return self.ledger.result(self.run_id, number)
 
     # ---- a shard's finalize -------------------------------------------------------------------------------
 

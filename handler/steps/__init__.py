@@ -1,5 +1,6 @@
-"""A run's steps (plan, copy a batch, finalize, and the dry run), each composing the ledger, the lock it
-hands out, the copier and the pure decisions. `runner.Engine` is their public face."""
+"""A run's steps (plan, copy a batch, finalize, and the dry run), each composing the ledger, the copier and the
+pure decisions. A step of a run joins it once (`Job.join`) and works on the run's ledger it gets, which holds the
+run id and the lock. `runner.Engine` is their public face."""
 
 from __future__ import annotations
 
