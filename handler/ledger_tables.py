@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any
 
 from .layout import LEDGER_ROOT
-from .ledger import LedgerPaths
+from .ledger_keys import LedgerPaths
 from .records import ManifestLine, RunRef, RunSummary
 
 PARTITION_KEYS = ("dataset", "date")

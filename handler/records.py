@@ -123,6 +123,17 @@ class BatchItem(Record):
 
 
 @dataclass(frozen=True)
+class Batch(Record):
+    """One batch file (`work/<run_id>/batches/NNNNNN.json`): the copies one copy step makes, cut by the plan."""
+
+    run_id: str
+    items: tuple[BatchItem, ...]
+
+    _WRITTEN = {"items": lambda items: [item.to_json() for item in items]}
+    _READ = {"items": lambda items: tuple(BatchItem.from_json(item) for item in items or ())}
+
+
+@dataclass(frozen=True)
 class RunRef:
     """What every manifest line of one run shares; stamped onto each line when the manifest is written."""
 

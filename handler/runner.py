@@ -4,7 +4,7 @@ Exactly-once rests on three facts. The target key depends only on the source key
 retried or resumed copy lands on the same key and is recognised by its lineage metadata. A run's plan is
 stored before anything is copied, and an interrupted run is completed from that plan, under its own date,
 before any new work is planned. And the lock keeps a second run from planning while one is open. Where each
-of those lives: steps/ (plan, copy, finalize), ledger.py (`Ledger.commit` holds the commit order), lock.py.
+of those lives: steps/ (plan, copy, finalize), ledger.py (`RunLedger.commit` holds the commit order), lock.py.
 """
 
 from __future__ import annotations

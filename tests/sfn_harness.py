@@ -47,7 +47,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.item
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 from handler import lambda_function
-from handler.ledger import Ledger, LedgerPaths
+from handler.ledger import Ledger
+from handler.ledger_keys import LedgerPaths
 from handler.store import Store
 from infra.workflow_definition import build_definition
 from tests.conftest import (

@@ -1,5 +1,6 @@
-"""A run's steps (plan, copy a batch, finalize, and the dry run), each composing the ledger, the lock it
-hands out, the copier and the pure decisions. `runner.Engine` is their public face."""
+"""A run's steps (plan, copy a batch, finalize, and the dry run), each composing the ledger, the copier and the
+pure decisions. A step of a run joins it once (`Job.join`) and works on the run's ledger it gets, which holds the
+run id and the lock. `runner.Engine` is their public face."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from datetime import date as Date
 from zoneinfo import ZoneInfo
 
 from ..config import DatasetConfig
-from ..errors import InvalidRequest, RunNotFound
-from ..ledger import Ledger
+from ..errors import InvalidRequest
+from ..ledger import Ledger, RunLedger
 from ..lock import Lock
-from ..records import OpenRun, RunSummary
+from ..records import RunSummary
 from ..store import Store
 
 
@@ -56,19 +57,10 @@ class Job:
         run_id = new_run_id(datetime.fromtimestamp(lock.server_now(), UTC))
         return lock.acquire(run_id, execution=self.execution)
 
-    def join(self, run_id: str) -> Lock:
-        """The lock of `run_id`, for a step of it running in a process of its own (a Lambda)."""
-        return self.ledger.lock.adopt(run_id, self.execution)
-
-    def open_run_named(self, run_id: str) -> OpenRun:
-        """The open run, which must be `run_id`: a step for any other run has nothing to do here."""
-        run = self.ledger.open_run()
-        if run is None or run.run_id != run_id:
-            raise RunNotFound(
-                f"run {run_id} of dataset {self.dataset.name} is not open (open: "
-                f"{run and run.run_id}); it was finalized already or never planned"
-            )
-        return run
+    def join(self, run_id: str, lock: Lock | None = None) -> RunLedger:
+        """The one way a step joins a run: its ledger, holding the lock (adopted as this execution's when none
+        is handed in, checked when one is). See `Ledger.join`."""
+        return self.ledger.join(run_id, lock, execution=self.execution)
 
 
 def committed_runs(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from ..copier import CopyContext, copy_items
 from ..errors import RunNotFound
+from ..ledger import BATCH
 from ..lock import Lock
 from ..records import ManifestLine, OpenRun, Tally, Tallying
 from . import Job
@@ -22,33 +23,30 @@ log = logging.getLogger(__name__)
 def copy_batch(
     job: Job, run_id: str, number: int, *, lock: Lock | None = None, progress: Progress | None = None
 ) -> Tally:
-    ds, ledger = job.dataset, job.ledger
-    if lock is None:
-        lock = job.join(run_id)
-    else:
-        lock.fence()  # the lock may have been lost while this process was paused: find out before copying
-    run = job.open_run_named(run_id)
-    items = ledger.batch(run_id, number)
-    if items is None:
+    ds = job.dataset
+    ledger = job.join(run_id, lock)  # a lock handed in may have been lost while paused: found out before copying
+    run = job.ledger.open_run_named(run_id)
+    batch = ledger.read(BATCH, number=number)
+    if batch is None:
         if not ledger.batch_planned(run, number):
             raise RunNotFound(f"run {run_id} has no batch {number} (see its batch list, batches.json)")
         # Only a plan cleared while its planner was paused past its lock loses a batch file; nothing can have
         # been copied from a batch nobody could read, so its objects are simply planned again by the next run.
         log.warning("batch %d of run %s is missing; its objects are planned again by the next run", number, run_id)
         return Tally()
-    ledger.observe_result(run_id, number)
+    ledger.observe_result(number)
     # Could this batch's objects be at their targets already? Only on a resumed run or a batch tried before.
-    retry = run.resumed or not ledger.first_attempt(run_id, number)
+    retry = run.resumed or not ledger.first_attempt(number)
     tm = job.store.transfer_manager(
         concurrency=ds.concurrency, threshold=ds.multipart_threshold_bytes, chunk=ds.multipart_chunk_bytes
     )
     lines: list[ManifestLine] = []
     tally = Tallying()
-    with tm, lock.heartbeat() as heartbeat:
+    with tm, ledger.lock.heartbeat() as heartbeat:
         for line in copy_items(
             job.store,
             tm,
-            items,
+            batch.items,
             copy_context(job, run, check_target=retry),
             concurrency=ds.concurrency,
             check=heartbeat.check,
@@ -59,7 +57,7 @@ def copy_batch(
                 log.info("%s %s -> %s%s", line.status, line.source_key, line.target_key, _why(line.reason))
             if progress and tally.objects % PROGRESS_EVERY == 0:
                 progress(tally.objects, tally.bytes)
-    ledger.save_result(run_id, number, lines, lock)
+    ledger.save_result(number, lines)
     return tally.tally()
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import DatasetConfig
 from ..layout import printable
+from ..ledger import BATCH
 from ..planner import build_plan, iter_copies, iter_notes
 from ..records import BatchItem, ManifestLine, ObjectStatus, RunStatus
 from ..state import record_landed, scratch_db
@@ -51,7 +52,8 @@ def _interrupted(job: Job, db: sqlite3.Connection, out: Callable[[str], None]) -
     ds = job.dataset
     out(f"RESUME  run {run.run_id} was interrupted; it is completed first, its plan landing under {run.date}")
     for number in job.ledger.batch_numbers(run.run_id):
-        items = job.ledger.batch(run.run_id, number) or []
+        batch = job.ledger.read(BATCH, run_id=run.run_id, number=number)
+        items = batch.items if batch else ()
         for item in items:
             out(_copy_line(ds, item))
         # By the time the new run plans, these are in the state: plan as if they were.

@@ -18,7 +18,7 @@ from .. import state
 from ..config import DatasetConfig
 from ..copier import settle_own_landing
 from ..errors import LockLost, RunNotFound
-from ..ledger import Ledger
+from ..ledger import BATCH, OPEN_RUN, PLAN_OUTCOME, RUN_SHARD, SHARD_OUTCOME, Ledger, RunLedger
 from ..lock import Lock
 from ..notify import build_notification
 from ..openlineage import end_event
@@ -54,17 +54,18 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
     """Commit the run to the ledger and release the lock; calling it again after success is harmless, and so is
     calling it twice at once: the attempt that finds the run committed by its sibling answers with that commit.
     A shard not finalized yet (a local run, or a Map that skipped it) is finalized here first."""
-    ledger = job.ledger
-    run = ledger.open_run()
+    run, version = job.ledger.read_versioned(OPEN_RUN)
     if run is None or run.run_id != run_id:
         done = committed(job, run_id)
         if done is not None:
             _finish_cleanup(job, run_id)
             return done
-        job.open_run_named(run_id)  # raises RunNotFound with the details
+        job.ledger.open_run_named(run_id)  # raises RunNotFound with the details
     assert run is not None
     try:
-        return _commit(job, run, _joined(job, run_id, lock))
+        ledger = job.join(run_id, lock)
+        ledger.saw(OPEN_RUN, version)  # the open run as read above: what the commit's delete of it expects
+        return _commit(job, ledger, run)
     except (LockLost, RunNotFound):
         # Read back before believing it: under a workflow execution a sibling attempt (Lambda ran the step twice)
         # may have committed the run and released the lock. Met between our read of the open run and our read of
@@ -78,24 +79,24 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
         return done
 
 
-def _commit(job: Job, run: OpenRun, lock: Lock) -> Finalized:
-    ds, ledger, run_id = job.dataset, job.ledger, run.run_id
+def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> Finalized:
+    ds, run_id = job.dataset, run.run_id
     ledger.observe_commit(run)  # while the lock is known to be ours: what the commit may replace
-    before = ledger.state_index()
+    before = job.ledger.state_index()
     tally = Tally()
     failures: list[Failure] = []
     pieces: list[StatePart] = []
     parts: list[str] = []
     for shard in range(run.shard_count):
-        outcome = ledger.shard_outcome(run_id, shard) or finalize_shard(job, run_id, shard, lock=lock)
+        outcome = ledger.read(SHARD_OUTCOME, shard=shard) or finalize_shard(job, run_id, shard, lock=ledger.lock)
         tally += outcome.tally
         failures.extend(outcome.failures[: MAX_FAILURES_IN_SUMMARY - len(failures)])
         pieces.extend(outcome.pieces)
         parts.extend([outcome.manifest_part] if outcome.manifest_part else [])
     index = StateIndex.of(pieces, run_id, before)
     changed = not index.same_parts(before) or any(p.keys < 0 for p in before.parts)
-    summary = summarize(ds, run, tally, tuple(failures), ledger, tuple(parts))
-    committed = ledger.commit(run, index if changed else None, summary, end_event, lock)
+    summary = summarize(ds, run, tally, tuple(failures), job.ledger, tuple(parts))
+    committed = ledger.commit(run, index if changed else None, summary, end_event)
     return Finalized(committed, build_notification(committed))
 
 
@@ -111,10 +112,10 @@ def committed(job: Job, run_id: str) -> Finalized | None:
 def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = None) -> ShardOutcome:
     """One shard's lines into its manifest part, its state into new parts if anything in it landed (split in
     halves when it outgrew `shard_max_keys`), then its outcome. Safe to retry."""
-    ds, ledger = job.dataset, job.ledger
-    run = job.open_run_named(run_id)
-    lock = _joined(job, run_id, lock)
-    done = ledger.shard_outcome(run_id, shard)
+    ds = job.dataset
+    run = job.ledger.open_run_named(run_id)
+    ledger = job.join(run_id, lock)
+    done = ledger.read(SHARD_OUTCOME, shard=shard)
     if done is not None:
         return done  # an earlier attempt (or a sibling running beside this one) finished it: keep its account
     spec, batches, end_at = _shard_of(job, run, shard)
@@ -122,8 +123,8 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
     ref = RunRef(ds.name, run_id, run.date, ds.source.bucket, ds.target.bucket)
     tally = Tallying()
     failures: list[Failure] = []
-    with scratch_db() as db, tempfile.TemporaryFile() as manifest, lock.heartbeat():
-        ledger.load_parts(db, spec.parts, spec.start_after, end_at)
+    with scratch_db() as db, tempfile.TemporaryFile() as manifest, ledger.lock.heartbeat():
+        job.ledger.load_parts(db, spec.parts, spec.start_after, end_at)
         for line in _shard_lines(job, run, shard, batches, db):
             manifest.write(jsonl_bytes([line.stamped(ref)]))
             tally.add(line)
@@ -132,13 +133,13 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
         keys = state.count(db)
         sizes = split_sizes(keys, ds.shard_max_keys)
         if tally.copied or spec.rewrite or len(sizes) > 1 or _unsized(job, spec):
-            pieces = ledger.save_pieces(db, run_id, shard, spec.start_after, sizes if keys else [], lock)
+            pieces = ledger.save_pieces(db, shard, spec.start_after, sizes if keys else [])
         else:
             pieces = (StatePart(spec.start_after, spec.parts[0] if spec.parts else None, keys),)
-        part = ledger.save_manifest_part(run, shard, manifest, lock) if tally.objects else None
+        part = ledger.save_manifest_part(run, shard, manifest) if tally.objects else None
     pieces = pieces or (StatePart(spec.start_after, None, 0),)
     outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part)
-    ledger.save_shard_outcome(run_id, outcome, lock)
+    ledger.write(SHARD_OUTCOME, outcome, shard=shard)
     return outcome
 
 
@@ -151,8 +152,8 @@ def _shard_of(job: Job, run: OpenRun, shard: int) -> tuple[RunShard, list[int], 
     """The shard's spec, its batch numbers and the end of the range it planned. A run planned before shards
     existed is one shard over everything, its state the single file, its batches 0 .. batch_count-1."""
     ledger = job.ledger
-    spec = ledger.run_shard(run.run_id, shard)
-    outcome = ledger.plan_outcome(run.run_id, shard)
+    spec = ledger.read(RUN_SHARD, run_id=run.run_id, shard=shard)
+    outcome = ledger.read(PLAN_OUTCOME, run_id=run.run_id, shard=shard)
     if spec is None or outcome is None:
         if shard == 0 and run.shard_count == 1:
             legacy = ledger.state_index()
@@ -163,13 +164,6 @@ def _shard_of(job: Job, run: OpenRun, shard: int) -> tuple[RunShard, list[int], 
             )
         raise RunNotFound(f"run {run.run_id} has no shard {shard} (it has {run.shard_count})")
     return spec, [batch_number(shard, n) for n in range(outcome.batches)], outcome.end_at
-
-
-def _joined(job: Job, run_id: str, lock: Lock | None) -> Lock:
-    if lock is None:
-        return job.join(run_id)
-    lock.fence()
-    return lock
 
 
 def summarize(
@@ -221,10 +215,10 @@ def _finish_cleanup(job: Job, run_id: str) -> None:
         job.ledger.delete_replaced(index)
     job.ledger.clear_work(run_id)
     try:
-        lock = job.join(run_id)
+        ledger = job.join(run_id)
     except LockLost:
         return  # released already, or another run holds it: not ours to touch
-    lock.release()
+    ledger.lock.release()
 
 
 def _shard_lines(
@@ -245,12 +239,13 @@ def _shard_lines(
 
 def _reconcile(job: Job, run: OpenRun, number: int) -> list[ManifestLine]:
     """Look at what landed for a batch whose Lambda died: the ledger must match the bucket."""
+    batch = job.ledger.read(BATCH, run_id=run.run_id, number=number)
     return [
         _landed_line(job, run, item, "landed, but its batch never reported; found on reconcile")
         or ManifestLine.of(
             item, ObjectStatus.FAILED, "its batch did not complete (crash or timeout); lands on the next run"
         )
-        for item in job.ledger.batch(run.run_id, number) or ()
+        for item in (batch.items if batch else ())
     ]
 
 

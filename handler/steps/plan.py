@@ -15,6 +15,17 @@ from datetime import date as Date
 
 from ..errors import LockLost, RunNotFound
 from ..layout import LEDGER_ROOT
+from ..ledger import (
+    BATCH_INDEX,
+    FINAL_SHARDS,
+    OPEN_RUN,
+    PLAN_OUTCOME,
+    PLANNING,
+    REPORT,
+    RUN_SHARD,
+    SHARD_LIST,
+    RunLedger,
+)
 from ..lock import Lock
 from ..openlineage import start_event
 from ..planner import build_plan, cut_batches, iter_copies, iter_notes
@@ -57,39 +68,39 @@ def plan(job: Job, run_date: Date | None = None, *, lock: Lock | None = None) ->
     lock back) and hands the lock back only when it gives up, and a local run releases it on the way out. A
     plan that released its own lock could release it under a sibling attempt still at work.
     """
-    lock = lock or job.take_lock()
-    interrupted = job.ledger.open_run()
+    ledger = job.ledger.hold(lock or job.take_lock())
+    interrupted = ledger.open_run()
     if interrupted is not None:
-        return _resume(job, interrupted, lock)
-    return _start(job, run_date, lock)
+        return _resume(job, ledger, interrupted)
+    return _start(job, ledger, run_date)
 
 
-def _start(job: Job, run_date: Date | None, lock: Lock) -> PlanningResult:
+def _start(job: Job, ledger: RunLedger, run_date: Date | None) -> PlanningResult:
     """Cut a new run into shards. Every attempt of one execution's plan plans the same run the same way (its run
     id, start and date come from the lock), so a retry, or a duplicate running beside it, writes what its
     sibling writes; a retry that finds the planning stored carries on from it."""
-    ds, ledger = job.dataset, job.ledger
+    ds, lock = job.dataset, ledger.lock
     if lock.taken_back:
-        planning = ledger.planning(lock.run_id)
+        planning = ledger.read(PLANNING)
         if planning is not None:
             log.info("run %s: its planning is stored already (a retried plan); carrying on", lock.run_id)
-            return PlanningResult(planning, ledger.shard_list(lock.run_id, planning.round))
-    ledger.clear_unstored_plans(keep=lock.run_id)
+            return PlanningResult(planning, ledger.location(SHARD_LIST, round_=planning.round))
+    job.ledger.clear_unstored_plans(keep=lock.run_id)
     # S3's time, as every time of the lock is: `min_age_seconds` is judged against it (server_clock.py).
     started = utc_stamp(datetime.fromtimestamp(lock.acquired_at or lock.file.server_now(), UTC))
     run_date = run_date or run_date_for(ds, parse_utc(started))
     report = choose_report(job.store, ds) if ds.inventory else None
-    index = ledger.state_index()
+    index = job.ledger.state_index()
     cuts: list[str] = []
     if _unknown(index):
         cuts = boundaries_from_keys(report.cuts()) if report and report.sorted else _discover(job)
     shards = run_shards(index, ds.shard_max_keys, cuts)
     planning = Planning(ds.name, lock.run_id, run_date.isoformat(), started, len(shards), inventory=bool(report))
     if report is not None:
-        ledger.store_report(lock.run_id, report)
+        ledger.write(REPORT, report)  # before the planning record that says the run has one
     ledger.start_planning(planning, shards)
     log.info("run %s: planning %d shard(s) of %s", lock.run_id, len(shards), ds.name)
-    return PlanningResult(planning, ledger.shard_list(lock.run_id, 0))
+    return PlanningResult(planning, ledger.location(SHARD_LIST, round_=0))
 
 
 def _unknown(index: StateIndex) -> bool:
@@ -117,22 +128,22 @@ def _discover(job: Job) -> list[str]:
 def plan_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = None) -> PlanOutcome:
     """Plan one shard: list its range, decide each key against its part of the state, store its batches.
     Safe to retry: a retry writes the same keys again."""
-    ds, ledger = job.dataset, job.ledger
-    lock = _joined(job, run_id, lock)
-    planning = ledger.planning(run_id)
-    spec = ledger.run_shard(run_id, shard)
+    ds = job.dataset
+    ledger = job.join(run_id, lock)
+    planning = ledger.read(PLANNING)
+    spec = ledger.read(RUN_SHARD, shard=shard)
     if planning is None or spec is None:
         raise RunNotFound(f"run {run_id} of dataset {ds.name} is not being planned, or has no shard {shard}")
     now = parse_utc(planning.started_at)  # one clock for every shard, and for a retried one
     budget = _Budget(*_shard_objects(job, planning, spec))
-    with scratch_db() as db, lock.heartbeat():
-        ledger.load_parts(db, spec.parts, spec.start_after, spec.end_at)
+    with scratch_db() as db, ledger.lock.heartbeat():
+        job.ledger.load_parts(db, spec.parts, spec.start_after, spec.end_at)
         counts = build_plan(budget, ds, db, run_date=Date.fromisoformat(planning.date), run_id=run_id, now=now)
         batches = cut_batches(iter_copies(db), max_objects=ds.batch_max_objects, max_bytes=ds.batch_max_bytes)
-        count = ledger.store_shard_plan(run_id, shard, iter_notes(db), batches)
+        count = ledger.store_shard_plan(shard, iter_notes(db), batches)
     rest = budget.stopped and budget.last is not None
     outcome = PlanOutcome(shard, count, counts, budget.last if rest else spec.end_at, rest)
-    ledger.save_plan_outcome(run_id, outcome)
+    ledger.write(PLAN_OUTCOME, outcome, shard=shard)
     return outcome
 
 
@@ -142,7 +153,7 @@ def _shard_objects(job: Job, planning: Planning, spec: RunShard) -> tuple[Iterat
     ds = job.dataset
     if not planning.inventory:
         return listed_objects(job.store, ds, spec.start_after, spec.end_at), ds.shard_max_keys
-    report = job.ledger.report(planning.run_id)
+    report = job.ledger.read(REPORT, run_id=planning.run_id)
     if report is None:
         raise RunNotFound(f"run {planning.run_id} of dataset {ds.name} plans from an inventory report it did not store")
     objects = reported_objects(job.store, ds, report, spec.start_after, spec.end_at)
@@ -172,9 +183,8 @@ def seal_plan(job: Job, run_id: str, *, lock: Lock | None = None) -> PlanResult 
     plan durable (the open run) and answer what to copy. Safe to repeat, and to run twice at once: a sealed run
     answers the same again, and a sibling's seal is accepted (ledger `_refused`). Like `plan`, a failure leaves
     the lock to the caller."""
-    ledger = job.ledger
     try:
-        lock = _joined(job, run_id, lock)
+        ledger = job.join(run_id, lock)
     except LockLost:
         # A run with nothing to copy is committed by its seal, which releases the lock: a retried seal (its answer
         # was lost, or it died after the release) reads that commit back instead of believing the lock lost.
@@ -187,9 +197,9 @@ def seal_plan(job: Job, run_id: str, *, lock: Lock | None = None) -> PlanResult 
         # A seal that died between opening the run and writing its START event is repeated here: write it now (the
         # same event, as `_resume` does), or the run's lineage would never say it started. A run with nothing to
         # copy is finalized now if the first seal died before it did.
-        ledger.save_start_event(run, start_event(job.dataset, run), lock)
-        return _answer(job, run, lock)
-    return _next_round_or_seal(job, run_id, lock)
+        ledger.save_start_event(run, start_event(job.dataset, run))
+        return _answer(job, ledger, run)
+    return _next_round_or_seal(job, ledger)
 
 
 def _committed_plan(job: Job, run_id: str) -> PlanResult | None:
@@ -208,22 +218,25 @@ def _committed_plan(job: Job, run_id: str) -> PlanResult | None:
         dict(summary.skipped_by_reason),
     )
     run = OpenRun(summary.dataset, run_id, summary.date, summary.started_at, 0, counts, summary.resumed)
-    return PlanResult(run, job.ledger.batch_index(run_id), job.ledger.final_shards(run_id), done)
+    ledger = job.ledger
+    return PlanResult(
+        run, ledger.location(BATCH_INDEX, run_id=run_id), ledger.location(FINAL_SHARDS, run_id=run_id), done
+    )
 
 
-def _next_round_or_seal(job: Job, run_id: str, lock: Lock) -> PlanResult | PlanningResult:
-    ds, ledger = job.dataset, job.ledger
-    planning = ledger.planning(run_id)
+def _next_round_or_seal(job: Job, ledger: RunLedger) -> PlanResult | PlanningResult:
+    ds, run_id = job.dataset, ledger.run_id
+    planning = ledger.read(PLANNING)
     if planning is None:
         raise RunNotFound(f"run {run_id} of dataset {ds.name} is not being planned")
     round_ids = range(planning.round_start, planning.shard_count)
-    outcomes = {n: ledger.plan_outcome(run_id, n) for n in round_ids}
+    outcomes = {n: ledger.read(PLAN_OUTCOME, shard=n) for n in round_ids}
     missing = [n for n, outcome in outcomes.items() if outcome is None]
     if missing and len(missing) == len(outcomes) and planning.round:
-        return PlanningResult(planning, ledger.shard_list(run_id, planning.round))  # repeated after a new round
+        return PlanningResult(planning, ledger.location(SHARD_LIST, round_=planning.round))  # after a new round
     if missing:
         raise RunNotFound(f"run {run_id}: shard(s) {_few(missing)} of round {planning.round} were not planned")
-    rests = [_rest(job, run_id, outcome, planning.shard_count + i) for i, outcome in enumerate(_stopped(outcomes))]
+    rests = [_rest(ledger, outcome, planning.shard_count + i) for i, outcome in enumerate(_stopped(outcomes))]
     if rests:
         following = Planning(
             ds.name,
@@ -242,64 +255,54 @@ def _next_round_or_seal(job: Job, run_id: str, lock: Lock) -> PlanResult | Plann
             len(rests),
             following.round,
         )
-        return PlanningResult(following, ledger.shard_list(run_id, following.round))
-    return _seal(job, planning, lock)
+        return PlanningResult(following, ledger.location(SHARD_LIST, round_=following.round))
+    return _seal(job, ledger, planning)
 
 
 def _stopped(outcomes: dict[int, PlanOutcome | None]) -> list[PlanOutcome]:
     return [outcome for outcome in outcomes.values() if outcome is not None and outcome.rest]
 
 
-def _rest(job: Job, run_id: str, outcome: PlanOutcome, shard: int) -> RunShard:
-    spec = job.ledger.run_shard(run_id, outcome.shard)
+def _rest(ledger: RunLedger, outcome: PlanOutcome, shard: int) -> RunShard:
+    spec = ledger.read(RUN_SHARD, shard=outcome.shard)
     assert spec is not None and outcome.end_at is not None
     return spec.rest_after(outcome.end_at, shard)
 
 
-def _seal(job: Job, planning: Planning, lock: Lock) -> PlanResult:
-    ds, ledger = job.dataset, job.ledger
-    run_id = planning.run_id
-    outcomes = [ledger.plan_outcome(run_id, n) for n in range(planning.shard_count)]
+def _seal(job: Job, ledger: RunLedger, planning: Planning) -> PlanResult:
+    ds, run_id = job.dataset, planning.run_id
+    outcomes = [ledger.read(PLAN_OUTCOME, shard=n) for n in range(planning.shard_count)]
     if any(outcome is None for outcome in outcomes):
         raise RunNotFound(f"run {run_id}: a shard's plan is missing; the run is planned again by the next run")
     done = [outcome for outcome in outcomes if outcome is not None]
     batches = [batch_number(o.shard, n) for o in done for n in range(o.batches)]
-    ledger.store_sealed_lists(run_id, batches, planning.shard_count)
+    ledger.store_sealed_lists(batches, planning.shard_count)
     counts = sum_counts(o.counts for o in done)
     run = OpenRun(
         ds.name, run_id, planning.date, planning.started_at, len(batches), counts, False, planning.shard_count
     )
-    ledger.save_open_run(run, lock)  # from here on the plan is durable
-    ledger.save_start_event(run, start_event(ds, run), lock)
-    return _answer(job, run, lock)
+    ledger.write(OPEN_RUN, run)  # from here on the plan is durable
+    ledger.save_start_event(run, start_event(ds, run))
+    return _answer(job, ledger, run)
 
 
-def _answer(job: Job, run: OpenRun, lock: Lock) -> PlanResult:
-    ledger = job.ledger
-    index, final_shards = ledger.batch_index(run.run_id), ledger.final_shards(run.run_id)
+def _answer(job: Job, ledger: RunLedger, run: OpenRun) -> PlanResult:
+    index, final_shards = ledger.location(BATCH_INDEX), ledger.location(FINAL_SHARDS)
     if run.batch_count == 0:
         # A plan answer with no batches is final by contract (nothing calls finalize after it), so an empty
         # run is finalized here, or it would stay open for good.
-        return PlanResult(run, index, final_shards, finalize(job, run.run_id, lock=lock))
+        return PlanResult(run, index, final_shards, finalize(job, run.run_id, lock=ledger.lock))
     return PlanResult(run, index, final_shards)
 
 
-def _resume(job: Job, interrupted: OpenRun, lock: Lock) -> PlanResult:
+def _resume(job: Job, ledger: RunLedger, interrupted: OpenRun) -> PlanResult:
     log.warning("run %s for %s was interrupted; completing it first", interrupted.run_id, interrupted.date)
-    lock.rebind(interrupted.run_id)
+    ledger.lock.rebind(interrupted.run_id)  # the run's ledger follows its lock to the interrupted run
     run = interrupted.as_resumed()
-    job.ledger.save_open_run(run, lock)
-    job.ledger.save_start_event(run, start_event(job.dataset, run), lock)  # it may have died before this
-    job.ledger.store_final_shards(run.run_id, run.shard_count)  # a run planned before shards has no such list
-    return _answer(job, run, lock)
-
-
-def _joined(job: Job, run_id: str, lock: Lock | None) -> Lock:
-    """The run's lock: adopted in a step of its own (a Lambda), checked when handed in (a local pool)."""
-    if lock is None:
-        return job.join(run_id)
-    lock.fence()
-    return lock
+    ledger.write(OPEN_RUN, run)
+    ledger.save_start_event(run, start_event(job.dataset, run))  # it may have died before this
+    ledger.store_final_shards(run.shard_count)  # a run planned before shards has no such list
+    return _answer(job, ledger, run)
 
 
 def _few(numbers: list[int]) -> str:

@@ -18,8 +18,8 @@ def release(job: Job, run_id: str | None = None) -> Released:
     if run_id is None:
         raise InvalidRequest("release needs the run id or the execution whose lock to release")
     try:
-        lock = job.join(run_id)
+        ledger = job.join(run_id)
     except LockLost:
         return Released(name, run_id, False)
-    lock.release()
+    ledger.lock.release()
     return Released(name, run_id, True)

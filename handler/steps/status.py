@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..ledger import PLANNING
 from ..records import Tally, Tallying
 from ..status import LockView, RunningRun
 from . import Job
@@ -37,7 +38,7 @@ def running_run(job: Job, lock: LockView | None) -> RunningRun | None:
         return RunningRun.sealed(run, len(reported), len(finalized), _tally(job, run.run_id, reported), live)
     if lock is None or not lock.run_id:
         return None
-    planning = ledger.planning(lock.run_id)
+    planning = ledger.read(PLANNING, run_id=lock.run_id)
     if planning is None:
         return None
     return RunningRun.planning(planning, len(ledger.planned_shards(lock.run_id)), live=not lock.expired)

@@ -31,7 +31,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
 
-from handler.ledger import LedgerPaths
+from handler.ledger_keys import LedgerPaths
 from tests.conftest import REPO, dataset_config, landed_keys, list_keys, write_config
 from tests.conftest import one_json as one_json  # the e2e tests take it from here with the fixtures
 from tests.moto_patches import serialise_key_writes

@@ -25,6 +25,7 @@ import pytest
 
 from handler.config import DatasetConfig
 from handler.errors import LockLost, RunInProgress
+from handler.ledger import PLANNING, SHARD_OUTCOME
 from handler.records import utc_stamp
 from handler.runner import Engine
 from handler.store import Store
@@ -218,7 +219,7 @@ def test_a_plan_retried_after_dying_before_its_planning_was_stored_takes_its_loc
     run_id = lock["run_id"]
     assert (retry["run_id"], retry["stage"], retry["date"]) == (run_id, "planning", "2026-11-27")
     assert items_at(first, retry["shards"]) == [{"dataset": "movielens", "run_id": run_id, "shard": 0}]
-    planning = ledger_in(s3, dataset.target.bucket).planning(run_id)
+    planning = ledger_in(s3, dataset.target.bucket).read(PLANNING, run_id=run_id)
     assert planning is not None and planning.started_at == stamp(lock["acquired_at"]), "started when first locked"
     assert lock_document(ledger_in(s3, dataset.target.bucket))["token"] == lock["token"]
 
@@ -392,7 +393,7 @@ def test_a_shard_finalized_twice_whose_sibling_writes_first_keeps_one_outcome_an
 
     assert one == two
     assert (one["tally"]["copied"], one["tally"]["failed"]) == (FILES, 0)
-    stored = ledger.shard_outcome(plan["run_id"], 0)
+    stored = ledger.read(SHARD_OUTCOME, run_id=plan["run_id"], shard=0)
     assert stored is not None and stored.to_json() == one
     assert lock_document(ledger)["token"] == token, "neither attempt released the lock under the other"
     written = [

@@ -18,6 +18,7 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
+from handler.ledger import BATCH
 from handler.store import Store
 from tests.conftest import REGION, ledger_in
 from tests.handler.test_lambda_function import Deployment, deployment, invoke, items_at  # noqa: F401 (fixture)
@@ -65,5 +66,5 @@ def test_the_lambda_plan_leaves_young_objects_by_s3s_clock(
 
     assert answer["planned"] == 1
     [batch] = items_at(s3, answer["batches"])
-    planned = ledger_in(s3, deployment.raw).batch(answer["run_id"], batch["batch"]) or []
-    assert [item.key for item in planned] == ["movielens/old.csv"]
+    planned = ledger_in(s3, deployment.raw).read(BATCH, run_id=answer["run_id"], number=batch["batch"])
+    assert [item.key for item in (planned.items if planned else ())] == ["movielens/old.csv"]

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from handler.errors import LockLost
-from handler.ledger import Ledger, LedgerPaths
+from handler.ledger import BATCH, BATCH_INDEX, FINAL_SHARDS, STATE_INDEX, Ledger
+from handler.ledger_keys import LedgerPaths
 from handler.lock import Lock
 from handler.records import BatchItem, ManifestLine, ObjectStatus, OpenRun, PlanCounts
 from handler.shards import StateIndex, batch_number, split_sizes
@@ -78,12 +79,13 @@ RUN = OpenRun("movielens", "run-1", "2026-11-27", "2026-11-27T20:00:00.000Z", 0,
 
 def save_state(ledger: Ledger, db: sqlite3.Connection, lock: Lock, *, shard_max_keys: int = 500_000) -> StateIndex:
     """What a one-shard finalize and its commit write: the parts, then the index naming them."""
-    ledger.observe_shard(RUN, 0)
-    ledger.observe(ledger.paths.state_index)
+    run = ledger.hold(lock)
+    run.observe_shard(RUN, 0)
+    run.observe(ledger.paths.state_index)
     before = ledger.state_index()
-    pieces = ledger.save_pieces(db, RUN.run_id, 0, None, split_sizes(state_count(db), shard_max_keys), lock)
+    pieces = run.save_pieces(db, 0, None, split_sizes(state_count(db), shard_max_keys))
     index = StateIndex.of(pieces, RUN.run_id, before)
-    ledger.save_index(index, lock)
+    run.write(STATE_INDEX, index)
     return index
 
 
@@ -202,14 +204,15 @@ def test_a_write_of_a_state_part_another_runs_finalize_rewrote_since_it_looked_i
     sibling attempt of this step."""
     record_landed(db, [line("movielens/a.csv", "e1")], "run-1", "2026-11-27")
     lock = ledger.lock.acquire("run-1")
-    ledger.observe_shard(RUN, 0)
+    run = ledger.hold(lock)
+    run.observe_shard(RUN, 0)
     expire_lock(ledger)
     ledger.lock.acquire("run-2").rebind("run-1")
     s3.put_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0), Body=b"another finalize's part")
     monkeypatch.setattr(lock, "fence", lambda: None)  # its fence passed before the takeover
 
     with pytest.raises(LockLost):
-        ledger.save_pieces(db, "run-1", 0, None, [1], lock)
+        run.save_pieces(db, 0, None, [1])
 
     assert s3.get_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))["Body"].read() == (
         b"another finalize's part"
@@ -241,10 +244,10 @@ def test_a_newer_landing_replaces_the_older_one(db):
 
 def test_batch_results_round_trip_through_s3_with_non_ascii_intact(s3, ledger):
     lines = [line("movielens/ünïcødé.csv", "e1"), line("movielens/line\nbreak.csv", "e2", "failed", reason="gone")]
-    lock = ledger.lock.acquire("run-1")
-    ledger.observe_result("run-1", 0)
+    run = ledger.hold(ledger.lock.acquire("run-1"))
+    run.observe_result(0)
 
-    ledger.save_result("run-1", 0, lines, lock)
+    run.save_result(0, lines)
 
     assert ledger.result("run-1", 0) == lines
     stored = s3.get_object(Bucket=ledger.bucket, Key=ledger.paths.result("run-1", 0))
@@ -253,10 +256,10 @@ def test_batch_results_round_trip_through_s3_with_non_ascii_intact(s3, ledger):
 
 
 def test_jsonl_of_nothing_is_empty_and_reads_back_as_no_lines(s3, ledger):
-    lock = ledger.lock.acquire("run-1")
-    ledger.observe_result("run-1", 0)
+    run = ledger.hold(ledger.lock.acquire("run-1"))
+    run.observe_result(0)
 
-    ledger.save_result("run-1", 0, [], lock)
+    run.save_result(0, [])
 
     assert jsonl_bytes([]) == b""
     assert ledger.result("run-1", 0) == []
@@ -272,21 +275,22 @@ def test_a_shards_plan_reads_back_batch_by_batch_under_its_own_numbers(s3, ledge
     batches = [[BatchItem("movielens/a.csv", "e1", 1, "t/a.csv")], [BatchItem("movielens/ü.csv", "e2", 2, "t/ü.csv")]]
     notes = [line("movielens/x.csv", "e3", "skipped", reason="archived in GLACIER")]
 
-    count = ledger.store_shard_plan("run-1", 3, notes, iter(batches))
-    ledger.store_sealed_lists("run-1", [batch_number(3, n) for n in range(count)], 4)
+    run = ledger.hold(ledger.lock.acquire("run-1"))
+    count = run.store_shard_plan(3, notes, iter(batches))
+    run.store_sealed_lists([batch_number(3, n) for n in range(count)], 4)
 
     assert count == 2
-    assert [ledger.batch("run-1", batch_number(3, n)) for n in range(2)] == batches
-    assert ledger.batch("run-1", batch_number(3, 2)) is None
-    assert ledger.batch("run-1", 0) is None, "shard 0's batches are its own"
+    assert [list(run.read(BATCH, number=batch_number(3, n)).items) for n in range(2)] == batches
+    assert ledger.read(BATCH, run_id="run-1", number=batch_number(3, 2)) is None
+    assert run.read(BATCH, number=0) is None, "shard 0's batches are its own"
     assert list(ledger.plan_notes("run-1", 3)) == notes
     assert list(ledger.plan_notes("run-1", 2)) == []
-    index = ledger.batch_index("run-1")
+    index = run.location(BATCH_INDEX)
     assert index == {"bucket": ledger.bucket, "key": ledger.paths.batch_index("run-1")}
     stored = json.loads(s3.get_object(Bucket=index["bucket"], Key=index["key"])["Body"].read())
     assert stored == [{"dataset": "movielens", "run_id": "run-1", "batch": 30_000_000 + n} for n in range(2)]
     assert ledger.batch_numbers("run-1") == [30_000_000, 30_000_001]
-    finals = ledger.final_shards("run-1")
+    finals = ledger.location(FINAL_SHARDS, run_id="run-1")
     stored = json.loads(s3.get_object(Bucket=finals["bucket"], Key=finals["key"])["Body"].read())
     assert stored == [{"dataset": "movielens", "run_id": "run-1", "shard": n} for n in range(4)]
 
@@ -297,22 +301,23 @@ def test_a_result_is_refused_from_a_run_that_lost_its_lock(s3, ledger):
     ledger.lock.acquire("run-2")
 
     with pytest.raises(LockLost):
-        ledger.save_result("run-1", 0, [line("movielens/a.csv", "e1")], stale)
+        ledger.hold(stale).save_result(0, [line("movielens/a.csv", "e1")])
 
     assert ledger.result("run-1", 0) is None
 
 
 def test_first_attempt_at_a_batch_is_true_once(ledger):
-    assert ledger.first_attempt("run-1", 0) is True
-    assert ledger.first_attempt("run-1", 0) is False
-    assert ledger.first_attempt("run-1", 1) is True
+    run = ledger.hold(ledger.lock.acquire("run-1"))
+    assert run.first_attempt(0) is True
+    assert run.first_attempt(0) is False
+    assert run.first_attempt(1) is True
 
 
 def test_reported_batches_are_read_back_by_number(s3, ledger):
-    lock = ledger.lock.acquire("run-1")
+    run = ledger.hold(ledger.lock.acquire("run-1"))
     for number in (batch_number(1, 0), 2, 0):
-        ledger.observe_result("run-1", number)
-        ledger.save_result("run-1", number, [line("movielens/a.csv", "e1")], lock)
+        run.observe_result(number)
+        run.save_result(number, [line("movielens/a.csv", "e1")])
 
     assert ledger.reported_batches("run-1") == [0, 2, batch_number(1, 0)]
     assert ledger.reported_batches("run-2") == []

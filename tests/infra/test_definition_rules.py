@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from handler.contract import state_machine_answer
-from handler.ledger import LedgerPaths
+from handler.ledger_keys import LedgerPaths
 from handler.notify import build_notification
 from handler.records import (
     Failure,
