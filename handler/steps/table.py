@@ -5,7 +5,7 @@ runs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..contract import (
     COPY_BATCH,
@@ -28,9 +28,14 @@ from .finalize import finalize, finalize_shard
 from .plan import plan, plan_shard, seal_plan
 from .release import release
 
-Record = Any
-"""A step's answer: a record of handler/records.py, whose `to_json` is what the contract answers."""
-Run = Callable[[Job, StepRequest, Lock | None, Progress | None], Record]
+
+class Answer(Protocol):
+    """A step's answer: a record of handler/records.py, whose JSON is what the contract answers."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+Run = Callable[[Job, StepRequest, Lock | None, Progress | None], Answer]
 
 
 def _run(request: StepRequest) -> str:
@@ -59,7 +64,7 @@ RUNS: dict[Step, Run] = {
 }
 
 
-def run_step(job: Job, request: StepRequest, lock: Lock | None = None, progress: Progress | None = None) -> Record:
+def run_step(job: Job, request: StepRequest, lock: Lock | None = None, progress: Progress | None = None) -> Answer:
     """Run the step `request` asks for. With `lock`, the caller's (a one-shot run holds it across its steps);
     without, the step joins the run's lock itself, as a Lambda invocation does."""
     return RUNS[request.step](job, request, lock, progress)
