@@ -47,7 +47,7 @@ from .notify import announce
 from .openlineage import ENDPOINT, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
-from .records import Failure, OneShotAnswer, RunStatus, RunSummary, parse_utc, utc_now
+from .records import Failure, OneShotAnswer, RunStatus, RunSummary, utc_now
 from .runner import Engine, lineage_of, one_shot, run_date_for
 from .status import IN_PROGRESS as RUN_IN_PROGRESS
 from .status import LockView
@@ -643,18 +643,14 @@ def _lineage(invocation: Invocation) -> int:
 
 def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str, error: str) -> RunSummary:
     """The run itself broke before it could commit: a summary that says so, for the notification and --json."""
-    finished = utc_now()
-    return RunSummary(
-        dataset=dataset.name,
+    return RunSummary.ended(
+        dataset,
         run_id=None,
         date=(run_date or run_date_for(dataset)).isoformat(),
         status=RunStatus.FAILED,
         started_at=started,
-        finished_at=finished,
-        duration_seconds=(parse_utc(finished) - parse_utc(started)).total_seconds(),
+        finished_at=utc_now(),
         resumed=False,
-        source=dataset.source.uri(),
-        target=dataset.target.uri(),
         error=error,
         failures=(Failure("(whole run)", error),),
     )

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from .shards import StatePart
+
+if TYPE_CHECKING:
+    from .config import DatasetConfig
 
 
 class ObjectStatus(StrEnum):
@@ -435,6 +438,24 @@ class RunSummary(Record):
     @property
     def failing(self) -> bool:
         return self.status in FAILING_STATUSES
+
+    @classmethod
+    def ended(
+        cls, dataset: DatasetConfig, *, date: str, status: RunStatus, started_at: str, finished_at: str, **run: Any
+    ) -> RunSummary:
+        """A run's summary as it ended, committed or broken before its commit: the one place its identity (dataset,
+        where from, where to) and its times are filled in."""
+        return cls(
+            dataset=dataset.name,
+            date=date,
+            status=status,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_seconds=(parse_utc(finished_at) - parse_utc(started_at)).total_seconds(),
+            source=dataset.source.uri(),
+            target=dataset.target.uri(),
+            **run,
+        )
 
     _WRITTEN = {
         "skipped_by_reason": _mapping,

@@ -34,7 +34,6 @@ from ..records import (
     ShardOutcome,
     Tally,
     Tallying,
-    parse_utc,
     run_status,
     utc_stamp,
 )
@@ -179,17 +178,14 @@ def summarize(
     counts = run.counts
     finished = utc_stamp(datetime.fromtimestamp(ledger.lock.server_now(), UTC))  # S3's time, as started_at is
     routine = sum(counts.skipped_by_reason.get(kind, 0) for kind in ROUTINE_SKIPS)
-    return RunSummary(
-        dataset=dataset.name,
+    return RunSummary.ended(
+        dataset,
         run_id=run.run_id,
         date=run.date,
         status=run_status(tally.copied, tally.failed),
         started_at=run.started_at,
         finished_at=finished,
-        duration_seconds=(parse_utc(finished) - parse_utc(run.started_at)).total_seconds(),
         resumed=run.resumed,
-        source=dataset.source.uri(),
-        target=dataset.target.uri(),
         listed=counts.listed,
         excluded=counts.excluded,
         planned=counts.planned,
