@@ -60,6 +60,10 @@ class CopyContext:
     # Without it a single-part copy is one CopyObject, guarded by CopySourceIfMatch and verified by its ETag.
     carry_source_metadata: bool = True
 
+    def lineage(self, item: BatchItem, ingested_at: str) -> meta.Lineage:
+        """What the landed copy of `item` will say about where it came from."""
+        return meta.Lineage(self.source_bucket, item.key, item.etag, self.dataset, self.date, self.run_id, ingested_at)
+
 
 _line = ManifestLine.of
 
@@ -99,17 +103,8 @@ def _copy_one(store: Store, tm: Any, item: BatchItem, ctx: CopyContext) -> Manif
     carried = source if ctx.carry_source_metadata else {"ContentType": meta.content_type_for(item.key)}
 
     ingested_at = utc_now()
-    lineage = meta.lineage(
-        source_bucket=ctx.source_bucket,
-        source_key=item.key,
-        source_etag=item.etag,
-        dataset=ctx.dataset,
-        date=ctx.date,
-        timestamp=ingested_at,
-        run_id=ctx.run_id,
-    )
     try:
-        user_metadata = meta.merged(carried.get("Metadata"), lineage)
+        user_metadata = meta.merged(carried.get("Metadata"), ctx.lineage(item, ingested_at).metadata())
     except meta.MetadataTooLarge as err:
         return _line(item, FAILED, str(err))
     extra: dict[str, Any] = {h: carried[h] for h in CARRIED_HEADERS if carried.get(h)}

@@ -40,6 +40,18 @@ DATE = "ingest-date"
 TIMESTAMP = "ingest-timestamp"
 RUN_ID = "ingest-run-id"
 
+_NAMES = {
+    "source_bucket": SOURCE_BUCKET,
+    "source_key": SOURCE_KEY,
+    "source_etag": SOURCE_ETAG,
+    "dataset": DATASET,
+    "date": DATE,
+    "run_id": RUN_ID,
+    "ingested_at": TIMESTAMP,
+}
+"""`Lineage`'s fields by the metadata names that carry them: one table, read by `Lineage.of` and written by
+`Lineage.metadata`, so the two stay each other's inverse."""
+
 MAX_METADATA_BYTES = 2048
 
 _WORD_START, _WORD_END = "=?UTF-8?B?", "?="
@@ -79,27 +91,6 @@ def encoded_size_bound(utf8_bytes: int) -> int:
 
 def _size(values: Mapping[str, str]) -> int:
     return sum(len(k.encode()) + len(str(v).encode()) for k, v in values.items())
-
-
-def lineage(
-    *,
-    source_bucket: str,
-    source_key: str,
-    source_etag: str,
-    dataset: str,
-    date: str,
-    timestamp: str,
-    run_id: str,
-) -> dict[str, str]:
-    return {
-        SOURCE_BUCKET: source_bucket,
-        SOURCE_KEY: encode_value(source_key),
-        SOURCE_ETAG: source_etag,
-        DATASET: dataset,
-        DATE: date,
-        TIMESTAMP: timestamp,
-        RUN_ID: run_id,
-    }
 
 
 def normalise(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -176,15 +167,14 @@ class Lineage:
         meta = normalise(metadata)
         if SOURCE_KEY not in meta or SOURCE_ETAG not in meta:
             return None
-        return cls(
-            source_bucket=meta.get(SOURCE_BUCKET, ""),
-            source_key=decode_value(meta[SOURCE_KEY]),
-            source_etag=meta[SOURCE_ETAG],
-            dataset=meta.get(DATASET, ""),
-            date=meta.get(DATE, ""),
-            run_id=meta.get(RUN_ID, ""),
-            ingested_at=meta.get(TIMESTAMP, ""),
-        )
+        values = {name: meta.get(header, "") for name, header in _NAMES.items()}
+        return cls(**{**values, "source_key": decode_value(values["source_key"])})
+
+    def metadata(self) -> dict[str, str]:
+        """The user metadata a landed object carries (`of` reads it back): the source key percent-encoded, so any
+        UTF-8 key travels as an ASCII header (`merged` picks the compact form where that would not fit)."""
+        values = {**asdict(self), "source_key": encode_value(self.source_key)}
+        return {_NAMES[name]: value for name, value in values.items()}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -343,15 +343,15 @@ def test_target_holding_another_versions_lineage_is_skipped_as_occupied(s3, buck
     source, raw = buckets
     s3.put_object(Bucket=source, Key="movielens/a.csv", Body=b"new")
     item = listed(s3, source, "movielens/a.csv")
-    older = meta.lineage(
+    older = meta.Lineage(
         source_bucket=source,
         source_key="movielens/a.csv",
         source_etag="0" * 32,
         dataset="movielens",
         date=DATE,
-        timestamp="2026-11-27T20:00:00.000Z",
+        ingested_at="2026-11-27T20:00:00.000Z",
         run_id="20261127T100000Z-000000",
-    )
+    ).metadata()
     s3.put_object(Bucket=raw, Key=item.target, Body=b"old", Metadata=older)
 
     (line,) = copy(s3, [item], context(source, raw))

@@ -24,7 +24,6 @@ from handler.metadata import (
     encoded_size_bound,
     encoded_word,
     landed_from,
-    lineage,
     merged,
 )
 from tests.awkward_keys import AWKWARD_KEYS
@@ -35,15 +34,15 @@ KEYS = [*AWKWARD_KEYS, "/leading//doubled/"]
 
 
 def lineage_for(key: str) -> dict[str, str]:
-    return lineage(
+    return Lineage(
         source_bucket="src-bucket",
         source_key=key,
         source_etag="9b2cf535f27731c974343645a3985328",
         dataset="sales",
         date="2024-03-07",
-        timestamp="2024-03-07T20:00:05Z",
+        ingested_at="2024-03-07T20:00:05Z",
         run_id="20240307T200000Z-ab12",
-    )
+    ).metadata()
 
 
 def test_lineage_names_every_fact() -> None:
@@ -200,15 +199,15 @@ CJK_1024 = "in/" + "映" * 340 + "x"
 
 def worst_case_lineage(key: str) -> dict[str, str]:
     """The longest every other lineage value can be: a 63-character bucket and dataset, a multipart ETag."""
-    return lineage(
+    return Lineage(
         source_bucket="b" * 63,
         source_key=key,
         source_etag="0" * 32 + "-10000",
         dataset="d" * 63,
         date="2026-12-07",
-        timestamp="2026-12-07T14:44:55.123Z",
+        ingested_at="2026-12-07T14:44:55.123Z",
         run_id="20261207T144455123Z-ab12cd",
-    )
+    ).metadata()
 
 
 def test_a_1024_byte_key_of_3_byte_characters_fits_with_room_to_spare() -> None:
