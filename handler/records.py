@@ -103,6 +103,22 @@ class Record:
         return cls(**values)
 
 
+class Sums:
+    """A record of counts that adds up field by field (a mapping of counts key by key): a run's counts are its
+    shards' or its batches' added up, and a field added to the record is added up with no second list to keep."""
+
+    __slots__ = ()
+
+    def __add__(self, other: Self) -> Self:
+        return type(self)(**{f.name: _plus(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})  # type: ignore[arg-type]
+
+
+def _plus(one: Any, other: Any) -> Any:
+    if isinstance(one, Mapping):
+        return {key: one.get(key, 0) + other.get(key, 0) for key in {**one, **other}}
+    return one + other
+
+
 def _nested(record: Any) -> dict[str, Any]:
     return record.to_json()
 
@@ -197,21 +213,14 @@ class ManifestLine(Record):
 
 
 @dataclass(frozen=True)
-class Tally(Record):
+class Tally(Sums, Record):
     """Objects and bytes by outcome: a batch's result, and a run's running total."""
 
     copied: int = 0
     skipped: int = 0
     failed: int = 0
     bytes: int = 0
-
-    def __add__(self, other: Tally) -> Tally:
-        return Tally(
-            copied=self.copied + other.copied,
-            skipped=self.skipped + other.skipped,
-            failed=self.failed + other.failed,
-            bytes=self.bytes + other.bytes,
-        )
+    """Bytes copied: a skipped or failed object adds none."""
 
     @property
     def objects(self) -> int:
@@ -281,15 +290,18 @@ class Tallying:
 
 
 @dataclass(frozen=True)
-class PlanCounts(Record):
+class PlanCounts(Sums, Record):
     """What a plan decided, counted at plan time (routine skips are only counted, never listed)."""
 
     listed: int = 0
+    """Source objects listed under the prefix (or read from the inventory) in the plan's range."""
     excluded: int = 0
+    """Left out by the dataset's include/exclude patterns: not counted anywhere else."""
     planned: int = 0
     planned_bytes: int = 0
     skipped: int = 0
     failed_at_plan: int = 0
+    """Objects the plan already knows cannot land (a key collision, a key too long for the target, ...)."""
     skipped_by_reason: Mapping[str, int] = field(default_factory=dict)
 
     _WRITTEN = _READ = {"skipped_by_reason": _mapping}
@@ -351,14 +363,7 @@ class PlanOutcome(Record):
 
 def sum_counts(counts: Iterable[PlanCounts]) -> PlanCounts:
     """A run's plan counts from its shards'."""
-    total: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    for one in counts:
-        for name in ("listed", "excluded", "planned", "planned_bytes", "skipped", "failed_at_plan"):
-            total[name] = total.get(name, 0) + getattr(one, name)
-        for kind, number in one.skipped_by_reason.items():
-            reasons[kind] = reasons.get(kind, 0) + number
-    return PlanCounts(**total, skipped_by_reason=reasons)
+    return sum(counts, PlanCounts())
 
 
 @dataclass(frozen=True)
