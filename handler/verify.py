@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from .errors import IngestError
 from .integrity import Checksum
 from .metadata import Lineage
+from .records import Record
 
 
 class Kind(StrEnum):
@@ -55,16 +56,15 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One thing wrong: its kind, the key it is about (a landed key, or a ledger object's), and what is wrong."""
+class Problem(Record):
+    """One thing wrong: its kind, the key it is about, and what is wrong (the JSON's `problems`)."""
 
     kind: Kind
     key: str
+    """A landed key, or a ledger object's (a manifest, a state part): what to look at."""
     detail: str
     run_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "key": self.key, "detail": self.detail, "run_id": self.run_id}
+    """The run whose record or landing is wrong (None: no one run's, as a state part the index names but lacks)."""
 
     def line(self) -> str:
         """The human form: kind first, so `grep` and `sort` group them; the key; what is wrong."""
