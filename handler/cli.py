@@ -54,7 +54,7 @@ from .status import LockView
 from .store import NoSuchBucket, Store, Transient
 from .store.sdk import require_botocore, versions
 from .store.topic import sns_client
-from .verify import Kind, Problem
+from .verify import CLEAN, Kind, Problem, VerifyReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS = 0, 1, 2, 3
 OPENLINEAGE_URL, OPENLINEAGE_ENDPOINT, OPENLINEAGE_API_KEY = (
@@ -575,44 +575,44 @@ def _verify(invocation: Invocation) -> int:
     def show(problem: Problem) -> None:
         print(printable(problem.line()), flush=True)
 
-    answer = engine.verify(
+    report = engine.verify(
         args.date, run_id=args.run_id, on_problem=None if args.json else show, checksums=args.checksums
     )
     if args.json:
-        print(json.dumps(answer))
+        print(json.dumps(report.to_json()))
     elif not args.quiet:
-        print(printable(_verify_summary(answer)))
-    return EXIT_OK if answer["status"] == "clean" else EXIT_FAILED
+        print(printable(_verify_summary(report)))
+    return EXIT_OK if report.status == CLEAN else EXIT_FAILED
 
 
-def _verify_summary(answer: dict[str, Any]) -> str:
-    runs = answer["runs"]
-    which = f"run {answer['run_id']}" if answer["run_id"] else f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
-    checked = (
-        f"{answer['copied_lines']} copied lines, {answer['objects_checked']} objects checked under "
-        f"{_listing(answer['listing'])}, {answer['state_checked']} against the state"
+def _verify_summary(report: VerifyReport) -> str:
+    scope, checked, runs = report.scope, report.checked, report.runs
+    which = f"run {scope.run_id}" if scope.run_id else f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+    counted = (
+        f"{checked.copied_lines} copied lines, {checked.objects_checked} objects checked under "
+        f"{_listing(report.listing)}, {checked.state_checked} against the state"
     )
-    if answer.get("checksums"):
-        checked += f", {answer['checksums_checked']} checksums compared"
-        if answer["checksums_unrecorded"]:
-            checked += f" ({answer['checksums_unrecorded']} lines recorded none)"
-    if answer["problem_count"]:
-        kinds = ", ".join(f"{n} {Kind(kind).label}" for kind, n in answer["problems_by_kind"].items())
-        verdict = f"{answer['problem_count']} problems ({kinds})"
+    if report.checksums:
+        counted += f", {checked.checksums_checked} checksums compared"
+        if checked.checksums_unrecorded:
+            counted += f" ({checked.checksums_unrecorded} lines recorded none)"
+    if report.problem_count:
+        kinds = ", ".join(f"{n} {Kind(kind).label}" for kind, n in report.problems_by_kind.items())
+        verdict = f"{report.problem_count} problems ({kinds})"
     else:
         verdict = "clean"
     notes = []
-    if answer["in_progress"]:
+    if scope.in_progress:
         notes.append(
-            f"run {answer['in_progress']} is in progress: its {answer['in_progress_objects']} objects are not checked"
+            f"run {scope.in_progress} is in progress: its {checked.in_progress_objects} objects are not checked"
         )
-    if answer["foreign_objects"]:
-        notes.append(f"{answer['foreign_objects']} objects there are not this dataset's (ignored)")
+    if checked.foreign_objects:
+        notes.append(f"{checked.foreign_objects} objects there are not this dataset's (ignored)")
     tail = "".join(f"; {note}" for note in notes)
-    return f"verify {answer['dataset']} {answer['date']} ({which}): {verdict}: {checked}{tail}"
+    return f"verify {scope.dataset} {scope.date} ({which}): {verdict}: {counted}{tail}"
 
 
-def _listing(prefixes: list[str]) -> str:
+def _listing(prefixes: Sequence[str]) -> str:
     return prefixes[0] if len(prefixes) == 1 else f"{len(prefixes)} prefixes ({prefixes[0]}, ...)"
 
 

@@ -108,10 +108,10 @@ def _demo(endpoint: str, source_dir: Path | None) -> int:
         print(f"  {run['run_id']}  {run['date']}  {run['status']:<10} copied {run['copied']}")
     _title("Verify (the ledger against the bucket, both nights)")
     verified = [engine.verify(day) for day in (first_date, first_date + timedelta(days=1))]
-    for day, answer in zip((first_date, first_date + timedelta(days=1)), verified, strict=True):
-        print(f"  {day}: {answer['status']}, {answer['objects_checked']} object(s) checked")
+    for day, report in zip((first_date, first_date + timedelta(days=1)), verified, strict=True):
+        print(f"  {day}: {report.status}, {report.checked.objects_checked} object(s) checked")
     ok = first["status"] == "succeeded" and second["copied"] == 2 and len(new) == 2
-    ok = ok and all(answer["status"] == "clean" for answer in verified)
+    ok = ok and all(report.status == "clean" for report in verified)
     print("\nDemo", "succeeded: exactly the added and the changed file landed again." if ok else "FAILED")
     return 0 if ok else 1
 

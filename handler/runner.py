@@ -31,7 +31,7 @@ from .steps.status import lock_view, running_run, status
 from .steps.table import run_step
 from .steps.verify import verify
 from .store import Store
-from .verify import Problem
+from .verify import Problem, VerifyReport
 
 __all__ = ["Engine", "Progress", "RunProgress", "lineage_of", "new_run_id", "run_date_for"]
 
@@ -142,10 +142,10 @@ class Engine:
         run_id: str | None = None,
         on_problem: Callable[[Problem], None] | None = None,
         checksums: bool = False,
-    ) -> dict[str, Any]:
+    ) -> VerifyReport:
         """Check a night (default: the last run's) or one committed run against the bucket: every copied line's
         object is there with its size and lineage (and, with `checksums`, the content checksum its line recorded),
-        every object the night landed is in a copied line, the state agrees. `status` is `clean` or `problems`;
+        every object the night landed is in a copied line, the state agrees. Its `status` is `clean` or `problems`;
         each problem also goes to `on_problem` as it is found."""
         return verify(self.job, run_date, run_id, on_problem, checksums=checksums)
 

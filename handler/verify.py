@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from .errors import IngestError
 from .integrity import Checksum
 from .metadata import Lineage
+from .records import Record
 
 
 class Kind(StrEnum):
@@ -55,16 +56,15 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One thing wrong: its kind, the key it is about (a landed key, or a ledger object's), and what is wrong."""
+class Problem(Record):
+    """One thing wrong: its kind, the key it is about, and what is wrong (the JSON's `problems`)."""
 
     kind: Kind
     key: str
+    """A landed key, or a ledger object's (a manifest, a state part): what to look at."""
     detail: str
     run_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "key": self.key, "detail": self.detail, "run_id": self.run_id}
+    """The run whose record or landing is wrong (None: no one run's, as a state part the index names but lacks)."""
 
     def line(self) -> str:
         """The human form: kind first, so `grep` and `sort` group them; the key; what is wrong."""
@@ -454,3 +454,100 @@ class Findings:
     @property
     def count(self) -> int:
         return sum(self.by_kind.values())
+
+
+# ---- the answer --------------------------------------------------------------------------------------------
+
+CLEAN, PROBLEMS = "clean", "problems"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """How much one verification read and compared: "clean" says something only beside what was checked (a
+    night whose listing matched nothing is clean too)."""
+
+    copied_lines: int
+    """Copied manifest lines of the scope's runs: each one names an object the bucket must hold."""
+    objects_listed: int
+    """Keys listed under the night's prefixes that the key template could have landed that night."""
+    objects_checked: int
+    """Keys HEADed: every listed key and every copied line's target, each once."""
+    foreign_objects: int
+    """Listed objects whose lineage names another dataset or nothing (put there by hand): not this ledger's."""
+    in_progress_objects: int
+    """Listed objects the night's open run landed: no manifest records them yet, so they are not checked."""
+    state_checked: int
+    """Copied lines compared with the state part that holds their source key."""
+    checksums_checked: int
+    """Copied objects whose content checksum was compared with their line's (only with `checksums`)."""
+    checksums_unrecorded: int
+    """Copied lines that recorded no checksum to compare (from before checksums, or a server that reports none)."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What `verify` answers (`ingest verify --json`): what it answered for, what it checked, and the problems,
+    counted by kind, of which the first MAX_LISTED_PROBLEMS are listed."""
+
+    scope: Scope
+    runs: tuple[str, ...]
+    """The committed runs whose manifests were read, in the order they ran."""
+    listing: tuple[str, ...]
+    """The prefixes listed (s3:// URIs): where the night's keys can be."""
+    checked: Checked
+    checksums: bool
+    """Whether content checksums were compared (`--checksums`)."""
+    problems_by_kind: Mapping[str, int]
+    problems: tuple[Problem, ...]
+
+    @classmethod
+    def of(
+        cls,
+        scope: Scope,
+        runs: Sequence[str],
+        listing: Sequence[str],
+        checked: Checked,
+        checksums: bool,
+        found: Findings,
+    ) -> VerifyReport:
+        return cls(
+            scope,
+            tuple(runs),
+            tuple(listing),
+            checked,
+            checksums,
+            dict(sorted(found.by_kind.items())),
+            tuple(found.kept),
+        )
+
+    @property
+    def problem_count(self) -> int:
+        return sum(self.problems_by_kind.values())
+
+    @property
+    def status(self) -> str:
+        return PROBLEMS if self.problem_count else CLEAN
+
+    def to_json(self) -> dict[str, Any]:
+        scope, checked = self.scope, self.checked
+        return {
+            "dataset": scope.dataset,
+            "date": scope.date,
+            "run_id": scope.run_id,
+            "runs": list(self.runs),
+            "status": self.status,
+            "listing": list(self.listing),
+            "copied_lines": checked.copied_lines,
+            "objects_listed": checked.objects_listed,
+            "objects_checked": checked.objects_checked,
+            "foreign_objects": checked.foreign_objects,
+            "in_progress": scope.in_progress,
+            "in_progress_objects": checked.in_progress_objects,
+            "state_checked": checked.state_checked,
+            "checksums": self.checksums,
+            "checksums_checked": checked.checksums_checked,
+            "checksums_unrecorded": checked.checksums_unrecorded,
+            "problem_count": self.problem_count,
+            "problems_by_kind": dict(self.problems_by_kind),
+            "problems": [problem.to_json() for problem in self.problems],
+        }

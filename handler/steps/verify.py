@@ -26,9 +26,7 @@ import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import date as Date
-from typing import Any
 
 from ..integrity import Facts
 from ..layout import LEDGER_ROOT, UNMATCHED_TABLE
@@ -38,6 +36,7 @@ from ..records import ObjectStatus, RunSummary
 from ..state import chunks, scratch_db
 from ..verify import (
     COPIED_COLUMNS,
+    Checked,
     Copied,
     Findings,
     Kind,
@@ -46,6 +45,7 @@ from ..verify import (
     OutOfOrder,
     Problem,
     Scope,
+    VerifyReport,
     checksum_problem,
     copied_problems,
     count_problem,
@@ -62,20 +62,6 @@ log = logging.getLogger(__name__)
 
 HEAD_CHUNK = 1000
 """Keys HEADed side by side before the listing is read further."""
-CLEAN, PROBLEMS = "clean", "problems"
-
-
-@dataclass
-class _Counts:
-    copied_lines: int = 0
-    objects_listed: int = 0
-    objects_checked: int = 0
-    foreign: int = 0
-    in_progress_objects: int = 0
-    state_checked: int = 0
-    checksums_checked: int = 0
-    checksums_unrecorded: int = 0
-    runs: list[str] = field(default_factory=list)
 
 
 def verify(
@@ -85,7 +71,7 @@ def verify(
     on_problem: Callable[[Problem], None] | None = None,
     *,
     checksums: bool = False,
-) -> dict[str, Any]:
+) -> VerifyReport:
     """Check one night (`run_date`, default: the last run's) or one committed run against the bucket; every
     problem is passed to `on_problem` as it is found, and the answer counts them and lists the first ones. With
     `checksums`, each copied object's content checksum is compared with the one its manifest line recorded."""
@@ -103,34 +89,14 @@ def verify(
     tables = [name for name, _ in ds.table_patterns] + [UNMATCHED_TABLE] if ds.table_patterns else []
     night = night_keys(ds.key_template, ds.target.prefix, Date.fromisoformat(date), dataset=ds.name, tables=tables)
     findings = Findings(on_problem)
-    counts = _Counts(runs=[run.run_id or "" for run in runs])
     listing = [ledger.paths.uri(prefix) for prefix in night.prefixes]
     log.info("verifying %s %s: %d run(s), listing %s", ds.name, date, len(runs), ", ".join(listing))
     with scratch_db() as db:
-        _load_copied(db, ledger, runs, findings, counts)
-        _check_bucket(job, db, night, scope, findings, counts, checksums)
-        _check_state(ledger, db, findings, counts)
-    return {
-        "dataset": ds.name,
-        "date": date,
-        "run_id": run_id,
-        "runs": counts.runs,
-        "status": PROBLEMS if findings.count else CLEAN,
-        "listing": listing,
-        "copied_lines": counts.copied_lines,
-        "objects_listed": counts.objects_listed,
-        "objects_checked": counts.objects_checked,
-        "foreign_objects": counts.foreign,
-        "in_progress": in_progress,
-        "in_progress_objects": counts.in_progress_objects,
-        "state_checked": counts.state_checked,
-        "checksums": checksums,
-        "checksums_checked": counts.checksums_checked,
-        "checksums_unrecorded": counts.checksums_unrecorded,
-        "problem_count": findings.count,
-        "problems_by_kind": dict(sorted(findings.by_kind.items())),
-        "problems": [problem.to_json() for problem in findings.kept],
-    }
+        copied_lines = _load_copied(db, ledger, runs, findings)
+        bucket = _check_bucket(job, db, night, scope, findings, checksums)
+        state_checked = _check_state(ledger, db, findings)
+    checked = Checked(copied_lines=copied_lines, state_checked=state_checked, **bucket)
+    return VerifyReport.of(scope, [run.run_id or "" for run in runs], listing, checked, checksums, findings)
 
 
 _COPIED_TABLE = f"CREATE TABLE copied ({', '.join(COPIED_COLUMNS)})"
@@ -138,11 +104,11 @@ _INSERT = f"INSERT INTO copied VALUES ({', '.join('?' * len(COPIED_COLUMNS))})"
 _SELECT = f"SELECT {', '.join(COPIED_COLUMNS)} FROM copied"
 
 
-def _load_copied(
-    db: sqlite3.Connection, ledger: Ledger, runs: list[RunSummary], findings: Findings, counts: _Counts
-) -> None:
-    """Pass 1: every copied line of the runs into the table, and each run's count against its summary."""
+def _load_copied(db: sqlite3.Connection, ledger: Ledger, runs: list[RunSummary], findings: Findings) -> int:
+    """Pass 1: every copied line of the runs into the table, and each run's count against its summary; the answer
+    counts the lines."""
     db.execute(_COPIED_TABLE)
+    total = 0
     for run in runs:
         assert run.run_id is not None
         copied = (
@@ -155,7 +121,7 @@ def _load_copied(
             with db:
                 db.executemany(_INSERT, chunk)
             number += len(chunk)
-        counts.copied_lines += number
+        total += number
         findings.add(
             count_problem(run.manifest or ledger.manifest_uri(run.date, run.run_id), run.run_id, run.copied, number)
         )
@@ -165,25 +131,23 @@ def _load_copied(
         "SELECT target_key, group_concat(run_id, ' ') FROM copied GROUP BY target_key HAVING COUNT(*) > 1"
     ):
         findings.add(duplicate_problem(target, runs_of.split(" ")))
+    return total
 
 
 def _check_bucket(
-    job: Job,
-    db: sqlite3.Connection,
-    night: NightKeys,
-    scope: Scope,
-    findings: Findings,
-    counts: _Counts,
-    checksums: bool = False,
-) -> None:
-    """Pass 2: the listing of the night's keys merged with the copied lines by key; each key HEADed once."""
+    job: Job, db: sqlite3.Connection, night: NightKeys, scope: Scope, findings: Findings, checksums: bool = False
+) -> dict[str, int]:
+    """Pass 2: the listing of the night's keys merged with the copied lines by key; each key HEADed once. The
+    answer counts what it listed and compared, by the names `Checked` gives them."""
     bucket = job.dataset.target.bucket
+    listed_keys = checked = compared = unrecorded = foreign = in_progress = 0
 
     def listed() -> Iterator[str]:
+        nonlocal listed_keys
         for prefix in night.prefixes:  # sorted and disjoint: one after the other, they are in key order
             for item in job.store.iter_source_objects(bucket, prefix, skip_prefix=LEDGER_ROOT):
                 if night.holds(item.key):
-                    counts.objects_listed += 1
+                    listed_keys += 1
                     yield item.key
 
     recorded = (Copied(*row) for row in db.execute(f"{_SELECT} ORDER BY target_key"))
@@ -198,45 +162,54 @@ def _check_bucket(
 
     with ThreadPoolExecutor(max_workers=job.dataset.concurrency, thread_name_prefix="verify") as pool:
         for chunk in chunks(groups, HEAD_CHUNK):
-            counts.objects_checked += len(chunk)
+            checked += len(chunk)
             for (_, _, lines), landed in zip(chunk, pool.map(lambda group: head(group[0]), chunk), strict=True):
                 if lines:
                     for line in lines:
                         findings.extend(copied_problems(line, landed))
-                        if checksums and landed is not None:
-                            _check_checksum(line, landed, findings, counts)
+                        if not checksums or landed is None:
+                            continue
+                        if line.checksum or line.source_checksum:
+                            compared += 1
+                            findings.add(checksum_problem(line, landed))
+                        else:
+                            unrecorded += 1  # a line from before checksums, or a server that reports none
                 elif landed is not None:
-                    _unrecorded(landed, scope, findings, counts)
+                    problem = unrecorded_problem(landed, scope)
+                    lineage = landed.lineage
+                    if problem is not None:
+                        findings.add(problem)
+                    elif lineage is None or lineage.dataset != scope.dataset:
+                        foreign += 1  # another dataset's, or put there by hand: not this ledger's to answer for
+                    elif scope.in_progress is not None and lineage.run_id == scope.in_progress:
+                        in_progress += 1
+    return {
+        "objects_listed": listed_keys,
+        "objects_checked": checked,
+        "foreign_objects": foreign,
+        "in_progress_objects": in_progress,
+        "checksums_checked": compared,
+        "checksums_unrecorded": unrecorded,
+    }
 
 
-def _check_checksum(line: Copied, landed: Landed, findings: Findings, counts: _Counts) -> None:
-    if not line.checksum and not line.source_checksum:
-        counts.checksums_unrecorded += 1  # a line from before checksums, or a server that reports none
-        return
-    counts.checksums_checked += 1
-    findings.add(checksum_problem(line, landed))
+def _check_state(ledger: Ledger, db: sqlite3.Connection, findings: Findings) -> int:
+    """Pass 3: each state part that holds some of the night's source keys, merged with the lines of its range; the
+    answer counts the lines compared."""
+    compared = 0
 
+    def counted(lines: Iterator[Copied]) -> Iterator[Copied]:
+        nonlocal compared
+        for line in lines:
+            compared += 1
+            yield line
 
-def _unrecorded(landed: Landed, scope: Scope, findings: Findings, counts: _Counts) -> None:
-    problem = unrecorded_problem(landed, scope)
-    lineage = landed.lineage
-    if problem is not None:
-        findings.add(problem)
-    elif lineage is None or lineage.dataset != scope.dataset:
-        counts.foreign += 1  # another dataset's, or put there by hand: not this ledger's to answer for
-    elif scope.in_progress is not None and lineage.run_id == scope.in_progress:
-        counts.in_progress_objects += 1
-
-
-def _check_state(ledger: Ledger, db: sqlite3.Connection, findings: Findings, counts: _Counts) -> None:
-    """Pass 3: each state part that holds some of the night's source keys, merged with the lines of its range."""
     for part, end in ledger.state_index().ranges():
         cursor = db.execute(*_in_range(part.start_after, end))
         first = cursor.fetchone()
         if first is None:
             continue
-        lines = (Copied(*row) for row in itertools.chain([first], cursor))
-        lines = _counted(lines, counts)
+        lines = counted(Copied(*row) for row in itertools.chain([first], cursor))
         if part.part is None:
             findings.extend(p for p in map(lambda line: state_problem(line, None), lines) if p is not None)
             continue
@@ -249,6 +222,7 @@ def _check_state(ledger: Ledger, db: sqlite3.Connection, findings: Findings, cou
         except (OSError, EOFError, ValueError, zlib.error) as err:  # not gzip, not JSON, out of order
             what = "out of key order" if isinstance(err, OutOfOrder) else f"unreadable ({type(err).__name__}: {err})"
             findings.add(Problem(Kind.STATE_DISAGREES, part.part, f"the state part is {what}"))
+    return compared
 
 
 def _in_range(start_after: str | None, end_at: str | None) -> tuple[str, tuple[str, ...]]:
@@ -258,9 +232,3 @@ def _in_range(start_after: str | None, end_at: str | None) -> tuple[str, tuple[s
     kept = [(condition, value) for condition, value in bounds if value is not None]
     where = f" WHERE {' AND '.join(c for c, _ in kept)}" if kept else ""
     return f"{_SELECT}{where} ORDER BY source_key, run_id", tuple(v for _, v in kept)
-
-
-def _counted(lines: Iterator[Copied], counts: _Counts) -> Iterator[Copied]:
-    for line in lines:
-        counts.state_checked += 1
-        yield line

@@ -157,13 +157,13 @@ def test_verify_reads_a_night_over_many_state_parts_and_listing_pages_and_finds_
 
     first, second = engine.verify(NOV_27), engine.verify()
 
-    assert (first["status"], first["copied_lines"], first["objects_checked"], first["state_checked"]) == (
+    assert (first.status, first.checked.copied_lines, first.checked.objects_checked, first.checked.state_checked) == (
         "clean",
         1_200,
         1_200,
         1_200,
     )
-    assert (second["status"], second["date"], second["copied_lines"], second["objects_checked"]) == (
+    assert (second.status, second.scope.date, second.checked.copied_lines, second.checked.objects_checked) == (
         "clean",
         "2026-11-28",
         1,
@@ -181,7 +181,7 @@ def test_verify_reads_a_night_over_many_state_parts_and_listing_pages_and_finds_
 
     damaged = engine.verify(NOV_27, on_problem=seen.append)
 
-    assert damaged["status"] == "problems"
-    [problem] = damaged["problems"]
-    assert (problem["kind"], problem["key"]) == ("state_disagrees", rows[7]["target"])
-    assert [p.to_json() for p in seen] == damaged["problems"]
+    assert damaged.status == "problems"
+    [problem] = damaged.problems
+    assert (problem.kind, problem.key) == ("state_disagrees", rows[7]["target"])
+    assert seen == list(damaged.problems)
