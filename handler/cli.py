@@ -44,13 +44,13 @@ from .errors import (
 )
 from .layout import printable
 from .notify import announce
-from .openlineage import ENDPOINT, deliver
+from .openlineage import ENDPOINT, Sent, deliver
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
 from .records import Failure, OneShotAnswer, RunStatus, RunSummary, utc_now
 from .runner import Engine, lineage_of, one_shot, run_date_for
-from .status import IN_PROGRESS as RUN_IN_PROGRESS
-from .status import LockView
+from .status import DatasetStatus, HistoryEntry, RunningRun
+from .steps.lineage import ObjectLineage
 from .store import NoSuchBucket, Store, Transient
 from .store.sdk import require_botocore, versions
 from .store.topic import sns_client
@@ -429,7 +429,7 @@ def _dry_run(invocation: Invocation) -> int:
     args = invocation.args
     engine = _engine(invocation, args.concurrency)
     out: Callable[[str], None] = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    _print(engine.dry_run(args.date, out=out), args.json)
+    _print(engine.dry_run(args.date, out=out).to_json(), args.json)
     return EXIT_OK
 
 
@@ -510,13 +510,8 @@ def _send_lineage(invocation: Invocation) -> int:
         sent = _deliver(events, args.openlineage_url)
     except LineageDeliveryFailed as err:
         return _report(Refusal(FAILED, EXIT_FAILED, str(err)), args.dataset, args.json)
-    answer = {
-        "dataset": args.dataset,
-        "sent": sent,
-        "runs": sorted({e["run"]["facets"]["ingestionRun"]["runId"] for e in events}),
-    }
     if args.json or not args.quiet:
-        _print(answer, args.json)
+        _print(Sent.of(args.dataset, sent, events).to_json(), args.json)
     return EXIT_OK
 
 
@@ -524,48 +519,51 @@ def _history(invocation: Invocation) -> int:
     args = invocation.args
     runs = _engine(invocation).history(args.limit)
     if args.json:
-        print(json.dumps({"dataset": args.dataset, "runs": runs}))
+        print(json.dumps({"dataset": args.dataset, "runs": [run.to_json() for run in runs]}))
         return EXIT_OK
     if not runs:
         print(f"no runs recorded for {args.dataset}")
     for run in runs:
-        where = run["progress"] if run["status"] == RUN_IN_PROGRESS else run["manifest"]
-        line = (
-            f"{run['run_id']}  {run['date']}  {run['status']:<11}  copied {run['copied']:>7}  "
-            f"skipped {run['skipped']:>7}  failed {run['failed']:>5}  {run['bytes']:>12} bytes  {where}"
-        )
-        print(printable(line))
+        print(printable(_history_line(run)))
     return EXIT_OK
+
+
+def _history_line(run: HistoryEntry) -> str:
+    """One run a line: a committed run names its manifest, the run in progress says how far it got."""
+    where = run.progress() if isinstance(run, RunningRun) else run.manifest
+    done = run.tally
+    return (
+        f"{run.run_id}  {run.date}  {run.status:<11}  copied {done.copied:>7}  "
+        f"skipped {done.skipped:>7}  failed {done.failed:>5}  {done.bytes:>12} bytes  {where}"
+    )
 
 
 def _status(invocation: Invocation) -> int:
     args = invocation.args
     answer = _engine(invocation).status()
     if args.json:
-        print(json.dumps(answer))
+        print(json.dumps(answer.to_json()))
         return EXIT_OK
-    lock, run, last = answer["lock"], answer["run"], answer["last_run"]
-    rows = [
-        ("dataset", answer["dataset"]),
-        ("lock", LockView.from_json(lock).line() if lock else "free (no run holds it)"),
-        (
-            "run",
-            f"{run['run_id']}  {run['date']}  started {run['started_at']}  {run['progress']}"
-            if run
-            else "none in progress",
-        ),
+    for name, text in _status_rows(answer):
+        print(printable(f"{name:<9} {text}"))
+    return EXIT_OK
+
+
+def _status_rows(answer: DatasetStatus) -> list[tuple[str, str]]:
+    lock, run, last = answer.lock, answer.run, answer.last_run
+    return [
+        ("dataset", answer.dataset),
+        ("lock", lock.line() if lock else "free (no run holds it)"),
+        ("run", f"{run.run_id}  {run.date}  started {run.started_at}  {run.progress()}" if run else "none in progress"),
         (
             "last run",
-            f"{last['run_id']}  {last['date']}  {last['status']}  copied {last['copied']}  skipped {last['skipped']}  "
-            f"failed {last['failed']}  {last['bytes']} bytes  finished {last['finished_at']}"
-            + (f"  last landed {last['last_landed_at']}" if last.get("last_landed_at") else "")
+            f"{last.run_id}  {last.date}  {last.status}  copied {last.copied}  skipped {last.skipped}  "
+            f"failed {last.failed}  {last.bytes} bytes  finished {last.finished_at}"
+            + (f"  last landed {last.last_landed_at}" if last.last_landed_at else "")
             if last
             else "none recorded",
         ),
     ]
-    for name, text in rows:
-        print(printable(f"{name:<9} {text}"))
-    return EXIT_OK
 
 
 def _verify(invocation: Invocation) -> int:
@@ -620,25 +618,28 @@ def _lineage(invocation: Invocation) -> int:
     args = invocation.args
     answer = lineage_of(Store.sized(endpoint_url=args.endpoint_url), args.uri)
     if args.json:
-        print(json.dumps(answer))
+        print(json.dumps(answer.to_json()))
     else:
-        rows = [
-            ("object", f"{answer['uri']}  {answer['size']} bytes, ETag {answer['etag']}"),
-            ("source", f"{answer['source']}  ETag {answer['source_etag']}"),
-            ("dataset", answer["dataset"]),
-            ("run", f"{answer['run_id']}  date {answer['date']}  landed {answer['ingested_at']}"),
-            (
-                "manifest",
-                answer["manifest_part"]
-                or ("none yet: the run is in progress" if answer["run_in_progress"] else "none"),
-            ),
-        ]
-        if answer["manifest_line"] is not None:
-            rows.append(("line", json.dumps(answer["manifest_line"], ensure_ascii=False)))
-        rows += [("problem", Problem(Kind(p["kind"]), p["key"], p["detail"]).line()) for p in answer["problems"]]
-        for name, text in rows:
+        for name, text in _lineage_rows(answer):
             print(printable(f"{name:<9} {text}"))
-    return EXIT_FAILED if answer["problems"] else EXIT_OK
+    return EXIT_FAILED if answer.problems else EXIT_OK
+
+
+def _lineage_rows(answer: ObjectLineage) -> list[tuple[str, str]]:
+    found = answer.lineage
+    rows = [
+        ("object", f"{answer.uri}  {answer.size} bytes, ETag {answer.etag}"),
+        ("source", f"{answer.source}  ETag {found.source_etag}"),
+        ("dataset", found.dataset),
+        ("run", f"{found.run_id}  date {found.date}  landed {found.ingested_at}"),
+        (
+            "manifest",
+            answer.manifest_part or ("none yet: the run is in progress" if answer.run_in_progress else "none"),
+        ),
+    ]
+    if answer.manifest_line is not None:
+        rows.append(("line", json.dumps(answer.manifest_line, ensure_ascii=False)))
+    return rows + [("problem", problem.line()) for problem in answer.problems]
 
 
 def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str, error: str) -> RunSummary:

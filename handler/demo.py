@@ -105,7 +105,7 @@ def _demo(endpoint: str, source_dir: Path | None) -> int:
 
     _title("History")
     for run in engine.history():
-        print(f"  {run['run_id']}  {run['date']}  {run['status']:<10} copied {run['copied']}")
+        print(f"  {run.run_id}  {run.date}  {run.status:<10} copied {run.tally.copied}")
     _title("Verify (the ledger against the bucket, both nights)")
     verified = [engine.verify(day) for day in (first_date, first_date + timedelta(days=1))]
     for day, report in zip((first_date, first_date + timedelta(days=1)), verified, strict=True):

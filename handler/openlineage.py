@@ -15,12 +15,13 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
 from .config import DatasetConfig
 from .errors import LineageDeliveryFailed
-from .records import FAILING_STATUSES, OpenRun, RunSummary
+from .records import FAILING_STATUSES, OpenRun, Record, RunSummary
 
 PRODUCER = f"https://pypi.org/project/data-file-ingestion/{__version__}"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -111,6 +112,22 @@ def end_event(summary: RunSummary) -> dict[str, Any]:
         "outputStatistics": _facet(OUTPUT_STATISTICS_SCHEMA, size=summary.bytes, fileCount=summary.copied)
     }
     return event
+
+
+@dataclass(frozen=True)
+class Sent(Record):
+    """`send-lineage`'s answer: how many events the backend accepted, and the runs they were of."""
+
+    dataset: str
+    sent: int
+    runs: tuple[str, ...]
+
+    _WRITTEN = {"runs": list}
+
+    @classmethod
+    def of(cls, dataset: str, sent: int, events: Iterable[dict[str, Any]]) -> Sent:
+        """`runs` are the ledger's run ids, read from each event's own facet (its `runId` is a UUID of it)."""
+        return cls(dataset, sent, tuple(sorted({e["run"]["facets"]["ingestionRun"]["runId"] for e in events})))
 
 
 def deliver(

@@ -367,6 +367,28 @@ def sum_counts(counts: Iterable[PlanCounts]) -> PlanCounts:
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """The dry run's answer: what a run of `date` would plan, in a summary's first fields and a plan's counts, and
+    the interrupted run it would complete first (`completes_first`, only when there is one)."""
+
+    dataset: str
+    date: str
+    counts: PlanCounts
+    completes_first: OpenRun | None = None
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus.DRY_RUN
+
+    def to_json(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"dataset": self.dataset, "run_id": None, "date": self.date, "status": self.status}
+        answer.update(self.counts.to_json())
+        if (first := self.completes_first) is not None:
+            answer["completes_first"] = {"run_id": first.run_id, "date": first.date, "planned": first.counts.planned}
+        return answer
+
+
+@dataclass(frozen=True)
 class Failure(Record):
     """One failed object as a summary lists it."""
 
@@ -443,6 +465,11 @@ class RunSummary(Record):
     @property
     def failing(self) -> bool:
         return self.status in FAILING_STATUSES
+
+    @property
+    def tally(self) -> Tally:
+        """Objects and bytes by outcome, as a run in progress counts them (`status.RunningRun.tally`)."""
+        return Tally(self.copied, self.skipped, self.failed, self.bytes)
 
     @classmethod
     def ended(

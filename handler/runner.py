@@ -19,13 +19,14 @@ from .ledger import Ledger
 from .lock import Lock
 from .pool import InProcess, Workers
 from .progress import RunProgress
-from .records import RunSummary
+from .records import DryRun, RunSummary
+from .status import DatasetStatus, HistoryEntry
 from .steps import Job, committed_runs, new_run_id, run_date_for
 from .steps.chain import Chain
 from .steps.chain import one_shot as chained
 from .steps.copy import Progress
 from .steps.dry_run import dry_run
-from .steps.lineage import lineage, parse_uri
+from .steps.lineage import ObjectLineage, lineage, parse_uri
 from .steps.plan import plan
 from .steps.status import lock_view, running_run, status
 from .steps.table import run_step
@@ -37,7 +38,8 @@ __all__ = ["Engine", "Progress", "RunProgress", "lineage_of", "new_run_id", "run
 
 
 class Engine:
-    """One dataset's runs against one store (S3); every answer is a JSON-ready dict (docs/lambda-contract.md)."""
+    """One dataset's runs against one store (S3). A step answers in its JSON form (docs/lambda-contract.md); the
+    questions (dry_run, history, status, lineage) answer records, which the CLI formats and `to_json` writes."""
 
     def __init__(
         self,
@@ -120,18 +122,18 @@ class Engine:
         """A step run through the contract's table, as the Lambda runs it, answering its JSON form."""
         return run_step(self.job, StepRequest(step, self.dataset.name, **fields), lock, progress).to_json()
 
-    def dry_run(self, run_date: Date | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
+    def dry_run(self, run_date: Date | None = None, out: Callable[[str], None] = print) -> DryRun:
         """Show what a run would do, writing nothing and taking no lock."""
         return dry_run(self.job, run_date, out)
 
-    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+    def history(self, limit: int = 20) -> list[HistoryEntry]:
         """Run summaries, newest first; a run in progress comes first, with `status` `in_progress` and how far it
         got (status.py, `RunningRun`)."""
         running = running_run(self.job, lock_view(self.job))
-        runs = [running.to_json()] if running else []
-        return (runs + [summary.to_json() for summary in self.ledger.history(limit)])[:limit]
+        runs: list[HistoryEntry] = [running] if running else []
+        return (runs + list(self.ledger.history(limit)))[:limit]
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> DatasetStatus:
         """The lock (holder, expiry), the run in progress and how far it got, and the last run's summary."""
         return status(self.job)
 
@@ -149,7 +151,7 @@ class Engine:
         each problem also goes to `on_problem` as it is found."""
         return verify(self.job, run_date, run_id, on_problem, checksums=checksums)
 
-    def lineage(self, key: str) -> dict[str, Any]:
+    def lineage(self, key: str) -> ObjectLineage:
         """Where an object of this dataset's target bucket (a key, or its s3:// URI) came from, and its manifest
         line."""
         bucket, key = parse_uri(key) if key.startswith("s3://") else (self.dataset.target.bucket, key)
@@ -166,7 +168,7 @@ class Engine:
         return [event for run in runs if run.run_id for event in ledger.lineage_events(date, run.run_id)]
 
 
-def lineage_of(store: Store, uri: str) -> dict[str, Any]:
+def lineage_of(store: Store, uri: str) -> ObjectLineage:
     """`Engine.lineage` without a config: the object's own lineage names its dataset, and so its ledger."""
     bucket, key = parse_uri(uri)
     return lineage(store, bucket, key)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from .records import OpenRun, Planning, Tally
+from .records import OpenRun, Planning, RunSummary, Tally
 
 IN_PROGRESS = "in_progress"
 """The `status` a run in progress has in `history`, beside the committed runs' own (`succeeded`, ...)."""
@@ -115,8 +115,9 @@ class RunningRun:
     batches_done: int = 0
     planned: int = 0
     planned_bytes: int = 0
-    done: Tally = Tally()
-    """What the reported batches did: objects copied, skipped, failed, and the bytes copied."""
+    tally: Tally = Tally()
+    """What the reported batches did: objects copied, skipped, failed, and the bytes copied (a summary's `tally`
+    names the same of a committed run, so a `history` row reads either)."""
 
     @classmethod
     def planning(cls, planning: Planning, shards_done: int, live: bool) -> RunningRun:
@@ -131,7 +132,7 @@ class RunningRun:
         )
 
     @classmethod
-    def sealed(cls, run: OpenRun, batches_done: int, shards_finalized: int, done: Tally, live: bool) -> RunningRun:
+    def sealed(cls, run: OpenRun, batches_done: int, shards_finalized: int, tally: Tally, live: bool) -> RunningRun:
         stage = stage_of(batches_done, run.batch_count, shards_finalized)
         return cls(
             run.run_id,
@@ -146,14 +147,19 @@ class RunningRun:
             batches_done=batches_done,
             planned=run.counts.planned,
             planned_bytes=run.counts.planned_bytes,
-            done=done,
+            tally=tally,
         )
+
+    @property
+    def status(self) -> str:
+        """`in_progress`: where a committed run's summary has how it ended."""
+        return IN_PROGRESS
 
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "date": self.date,
-            "status": IN_PROGRESS,
+            "status": self.status,
             "stage": self.stage.value,
             "live": self.live,
             "started_at": self.started_at,
@@ -164,11 +170,11 @@ class RunningRun:
             "batches_done": self.batches_done,
             "planned": self.planned,
             "planned_bytes": self.planned_bytes,
-            "objects_done": self.done.objects,
-            "copied": self.done.copied,
-            "skipped": self.done.skipped,
-            "failed": self.done.failed,
-            "bytes": self.done.bytes,
+            "objects_done": self.tally.objects,
+            "copied": self.tally.copied,
+            "skipped": self.tally.skipped,
+            "failed": self.tally.failed,
+            "bytes": self.tally.bytes,
             "progress": self.progress(),
         }
 
@@ -178,12 +184,40 @@ class RunningRun:
             text = f"planning: {self.shards_done} of {self.shards} shards planned"
         elif self.stage == RunStage.COPYING:
             text = (
-                f"copying: {self.batches_done} of {self.batches} batches, {self.done.objects} of {self.planned} "
-                f"objects, {self.done.bytes} of {self.planned_bytes} bytes"
+                f"copying: {self.batches_done} of {self.batches} batches, {self.tally.objects} of {self.planned} "
+                f"objects, {self.tally.bytes} of {self.planned_bytes} bytes"
             )
         else:
-            text = f"finalizing: {self.shards_done} of {self.shards} shards written, {self.done.objects} objects"
+            text = f"finalizing: {self.shards_done} of {self.shards} shards written, {self.tally.objects} objects"
         if not self.live:
             later = "plans afresh" if self.stage == RunStage.PLANNING else "completes it"
             text += f" (interrupted: no live lock; the next run {later})"
         return text
+
+
+HistoryEntry = RunningRun | RunSummary
+"""A row of `history`: the run in progress, or a committed run's summary. Both name their run, date, status and
+what they copied, skipped and failed (`tally`); where a summary names its manifest, a run in progress says how far
+it got (`progress()`)."""
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    """`status`'s answer: the lock, the run in progress, the last committed run (each None when there is none)."""
+
+    dataset: str
+    lock: LockView | None
+    run: RunningRun | None
+    last_run: RunSummary | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "lock": _json(self.lock),
+            "run": _json(self.run),
+            "last_run": _json(self.last_run),
+        }
+
+
+def _json(record: LockView | RunningRun | RunSummary | None) -> dict[str, Any] | None:
+    return None if record is None else record.to_json()

@@ -10,19 +10,18 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from datetime import date as Date
-from typing import Any
 
 from ..config import DatasetConfig
 from ..layout import printable
 from ..ledger import BATCH
 from ..planner import build_plan, iter_copies, iter_notes
-from ..records import BatchItem, ManifestLine, ObjectStatus, RunStatus
+from ..records import BatchItem, DryRun, ManifestLine, ObjectStatus, OpenRun
 from ..state import record_landed, scratch_db
 from . import Job, new_run_id, run_date_for
 from .plan import source_objects
 
 
-def dry_run(job: Job, run_date: Date | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
+def dry_run(job: Job, run_date: Date | None = None, out: Callable[[str], None] = print) -> DryRun:
     ds = job.dataset
     now = datetime.fromtimestamp(job.ledger.lock.server_now(), UTC)  # S3's time, as a run's plan uses
     run_date = run_date or run_date_for(ds, now)
@@ -34,17 +33,10 @@ def dry_run(job: Job, run_date: Date | None = None, out: Callable[[str], None] =
             out(_copy_line(ds, item))
         for note in iter_notes(db):
             out(printable(f"{note.status.upper()[:4]}  s3://{ds.source.bucket}/{note.source_key}: {note.reason}"))
-    return {
-        "dataset": ds.name,
-        "run_id": None,
-        "date": run_date.isoformat(),
-        "status": RunStatus.DRY_RUN,
-        **counts.to_json(),
-        **({"completes_first": interrupted} if interrupted else {}),
-    }
+    return DryRun(ds.name, run_date.isoformat(), counts, interrupted)
 
 
-def _interrupted(job: Job, db: sqlite3.Connection, out: Callable[[str], None]) -> dict[str, Any] | None:
+def _interrupted(job: Job, db: sqlite3.Connection, out: Callable[[str], None]) -> OpenRun | None:
     """A run first completes an interrupted one under that run's date: show its plan, then plan past it."""
     run = job.ledger.open_run()
     if run is None:
@@ -58,7 +50,7 @@ def _interrupted(job: Job, db: sqlite3.Connection, out: Callable[[str], None]) -
             out(_copy_line(ds, item))
         # By the time the new run plans, these are in the state: plan as if they were.
         record_landed(db, [ManifestLine.of(item, ObjectStatus.COPIED) for item in items], run.run_id, run.date)
-    return {"run_id": run.run_id, "date": run.date, "planned": run.counts.planned}
+    return run
 
 
 def _copy_line(ds: DatasetConfig, item: BatchItem) -> str:

@@ -7,6 +7,7 @@ needed; with one, the object must be that dataset's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..config import DatasetConfig, Location
 from ..errors import InvalidRequest, NoLineage
 from ..ledger import Ledger
 from ..metadata import Lineage
-from ..records import ObjectStatus
+from ..records import ObjectStatus, Record
 from ..store import Store
 from ..verify import Copied, Kind, Landed, Problem, copied_problems
 
@@ -27,7 +28,39 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def lineage(store: Store, bucket: str, key: str, dataset: DatasetConfig | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ObjectLineage(Record):
+    """`lineage`'s answer: the object as it is, where its metadata says it came from, the manifest line that
+    records it, and every way the two disagree.
+
+    It lives beside its step rather than in records.py: it is no ledger document nor a step of a run, and it is
+    made of the metadata's `Lineage` and verify's `Problem`, which records.py has no reason to know."""
+
+    uri: str
+    size: int
+    etag: str
+    last_modified: str | None
+    source: str
+    """The source object as a URI (`s3://bucket/key`)."""
+    lineage: Lineage
+    run_in_progress: bool
+    """The run that landed it is still open: its manifest part is written when its shard is finalized."""
+    manifest_part: str | None
+    manifest_line: dict[str, Any] | None
+    problems: tuple[Problem, ...]
+
+    _WRITTEN = {"problems": lambda problems: [problem.to_json() for problem in problems]}
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata's lineage is written as fields of the answer, in its place after `source`."""
+        return {
+            key: value
+            for name, written in super().to_json().items()
+            for key, value in (self.lineage.to_json().items() if name == "lineage" else ((name, written),))
+        }
+
+
+def lineage(store: Store, bucket: str, key: str, dataset: DatasetConfig | None = None) -> ObjectLineage:
     """The object's lineage, the manifest line that records it, and any way the two disagree (`problems`)."""
     uri = f"s3://{bucket}/{key}"
     head = store.head_or_none(bucket, key)
@@ -60,18 +93,18 @@ def lineage(store: Store, bucket: str, key: str, dataset: DatasetConfig | None =
             )
         ]
     modified = head.get("LastModified")
-    return {
-        "uri": uri,
-        "size": landed.size,
-        "etag": str(head.get("ETag", "")).strip('"'),
-        "last_modified": modified.isoformat() if isinstance(modified, datetime) else modified,
-        "source": f"s3://{found.source_bucket}/{found.source_key}",
-        **found.to_json(),
-        "run_in_progress": in_progress,
-        "manifest_part": ledger.paths.uri(part) if part else None,
-        "manifest_line": line,
-        "problems": [problem.to_json() for problem in problems],
-    }
+    return ObjectLineage(
+        uri=uri,
+        size=landed.size,
+        etag=str(head.get("ETag", "")).strip('"'),
+        last_modified=modified.isoformat() if isinstance(modified, datetime) else modified,
+        source=f"s3://{found.source_bucket}/{found.source_key}",
+        lineage=found,
+        run_in_progress=in_progress,
+        manifest_part=ledger.paths.uri(part) if part else None,
+        manifest_line=line,
+        problems=tuple(problems),
+    )
 
 
 def _ledger_of(found: Lineage, bucket: str) -> DatasetConfig:

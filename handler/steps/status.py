@@ -9,11 +9,10 @@ shards finalized (one listing).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from ..ledger import PLANNING
 from ..records import Tally, Tallying
-from ..status import LockView, RunningRun
+from ..status import DatasetStatus, LockView, RunningRun
 from . import Job
 
 MAX_READERS = 16
@@ -44,16 +43,9 @@ def running_run(job: Job, lock: LockView | None) -> RunningRun | None:
     return RunningRun.planning(planning, len(ledger.planned_shards(lock.run_id)), live=not lock.expired)
 
 
-def status(job: Job, now: float | None = None) -> dict[str, Any]:
+def status(job: Job, now: float | None = None) -> DatasetStatus:
     lock = lock_view(job, now)
-    running = running_run(job, lock)
-    last = job.ledger.last_run()
-    return {
-        "dataset": job.dataset.name,
-        "lock": lock.to_json() if lock else None,
-        "run": running.to_json() if running else None,
-        "last_run": last.to_json() if last else None,
-    }
+    return DatasetStatus(job.dataset.name, lock, running_run(job, lock), job.ledger.last_run())
 
 
 def _tally(job: Job, run_id: str, batches: list[int]) -> Tally:

@@ -76,7 +76,7 @@ def test_a_batch_that_fails_in_a_worker_fails_the_run_and_the_next_run_completes
         with pool(through, proxy.url, 2) as workers, pytest.raises(Exception, match="InternalError|500"):
             one_shot(through.job, NIGHT, workers=workers)
     [open_run] = engine.history()  # the run stopped before it was finalized: only it, in progress, no summary
-    assert (open_run["status"], open_run["stage"], open_run["live"]) == ("in_progress", "copying", False)
+    assert (open_run.status, open_run.stage, open_run.live) == ("in_progress", "copying", False)
 
     with pool(engine, stage.url, 2) as workers:
         resumed, tonight = one_shot(engine.job, Date(2026, 11, 28), workers=workers)
@@ -111,7 +111,7 @@ def test_a_worker_killed_by_a_signal_fails_the_run_naming_it_and_the_next_run_co
     assert (info.value.signum, info.value.exitcode) == (signal.SIGKILL, None)
     assert "killed by SIGKILL (signal 9) during copy_batch" in str(info.value)
     [open_run] = engine.history()
-    assert (open_run["status"], open_run["stage"], open_run["live"]) == ("in_progress", "copying", False)
+    assert (open_run.status, open_run.stage, open_run.live) == ("in_progress", "copying", False)
 
     with pool(small, stage.url, 2) as workers:
         resumed, tonight = one_shot(small.job, Date(2026, 11, 28), workers=workers)

@@ -931,10 +931,17 @@ def test_dry_run_writes_nothing_and_returns_counts(s3, buckets):
     result = engine.dry_run(NOV_27, out=printed.append)
 
     assert snapshot(s3, source, raw) == before
-    assert result["status"] == "dry_run"
-    assert result["date"] == "2026-11-27"
-    assert (result["listed"], result["excluded"], result["planned"], result["planned_bytes"]) == (4, 1, 2, 5)
-    assert result["skipped_by_reason"] == {"archived": 1}
+    assert (result.status, result.date, result.completes_first) == ("dry_run", "2026-11-27", None)
+    counts = result.counts
+    assert (counts.listed, counts.excluded, counts.planned, counts.planned_bytes) == (4, 1, 2, 5)
+    assert counts.skipped_by_reason == {"archived": 1}
+    assert result.to_json() == {
+        "dataset": "movielens",
+        "run_id": None,
+        "date": "2026-11-27",
+        "status": "dry_run",
+        **counts.to_json(),
+    }
     assert sum(line.startswith("COPY") for line in printed) == 2
     assert any("ingest_date=2026-11-27/a.csv" in line for line in printed)
 
@@ -951,8 +958,8 @@ def test_dry_run_after_a_run_sees_only_the_changes(s3, buckets):
     result = engine.dry_run(NOV_28, out=lambda line: None)
 
     assert snapshot(s3, source, raw) == before
-    assert result["planned"] == 1
-    assert result["skipped_by_reason"] == {"unchanged": 1}
+    assert result.counts.planned == 1
+    assert result.counts.skipped_by_reason == {"unchanged": 1}
 
 
 def test_history_returns_runs_newest_first(s3, buckets):
@@ -966,9 +973,9 @@ def test_history_returns_runs_newest_first(s3, buckets):
 
     history = engine.history()
 
-    assert [h["run_id"] for h in history] == run_ids[::-1]
-    assert [h["date"] for h in history] == ["2026-11-29", "2026-11-28", "2026-11-27"]
-    assert [h["run_id"] for h in engine.history(limit=2)] == run_ids[:0:-1]
+    assert [h.run_id for h in history] == run_ids[::-1]
+    assert [h.date for h in history] == ["2026-11-29", "2026-11-28", "2026-11-27"]
+    assert [h.run_id for h in engine.history(limit=2)] == run_ids[:0:-1]
 
 
 def test_history_of_a_dataset_without_runs_is_empty(s3, buckets):
@@ -986,12 +993,20 @@ def test_lineage_of_a_landed_key_names_its_source_and_manifest_line_and_refuses_
 
     answer = engine.lineage(key)
 
-    assert (answer["source_key"], answer["source_etag"], answer["run_id"]) == (
+    assert (answer.lineage.source_key, answer.lineage.source_etag, answer.lineage.run_id) == (
         "movielens/a.csv",
         etag,
         summary["run_id"],
     )
-    assert answer["manifest_line"]["target_key"] == key
+    assert answer.manifest_line is not None and answer.manifest_line["target_key"] == key
+    assert answer.problems == ()
+    written = answer.to_json()
+    assert (written["uri"], written["source_key"], written["run_id"], written["problems"]) == (
+        f"s3://{raw}/{key}",
+        "movielens/a.csv",
+        summary["run_id"],
+        [],
+    )
     assert engine.lineage(f"s3://{raw}/{key}") == answer
     other = Engine(Store(s3), dataset_config(source, raw, name="ratings"))
     with pytest.raises(NoLineage, match="was landed by dataset 'movielens', not by 'ratings'"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handler.records import OpenRun, PlanCounts, Planning, Tally
-from handler.status import LockView, RunningRun, RunStage, stage_of
+from handler.status import DatasetStatus, LockView, RunningRun, RunStage, stage_of
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 DOCUMENT = {"run_id": "R1", "token": "t", "owner": "host:42", "acquired_at": NOW - 60, "expires_at": NOW + 840}
@@ -77,3 +77,21 @@ def test_a_run_being_planned_counts_its_planned_shards():
     assert (run.stage, run.shards_done, run.shards) == (RunStage.PLANNING, 1, 4)
     assert run.progress() == "planning: 1 of 4 shards planned"
     assert "plans afresh" in RunningRun.planning(planning, 1, live=False).progress()
+
+
+def test_a_dataset_status_answers_each_part_in_its_own_json_form_and_none_for_what_is_not_there():
+    lock = LockView.of(DOCUMENT, NOW)
+    run = RunningRun.sealed(OPEN, 1, 0, Tally(copied=2, bytes=20), live=True)
+
+    assert DatasetStatus("movielens", lock, run, None).to_json() == {
+        "dataset": "movielens",
+        "lock": lock.to_json(),
+        "run": run.to_json(),
+        "last_run": None,
+    }
+    assert DatasetStatus("movielens", None, None, None).to_json() == {
+        "dataset": "movielens",
+        "lock": None,
+        "run": None,
+        "last_run": None,
+    }
