@@ -573,14 +573,20 @@ class Finalized:
 
 
 class Stage(StrEnum):
-    """What a plan answer asks of the caller next (docs/lambda-contract.md)."""
+    """Where a run is in its life: the one vocabulary of a plan answer's `stage` (what it asks of the caller next,
+    docs/lambda-contract.md) and of `status` (where a run in progress got to). A plan answer is never `finalizing`
+    (finalize is what copying leads to); a run in progress is never `finalized` (a committed run is history)."""
 
     PLANNING = "planning"
-    """Plan every shard of `shards` (plan_shard), then seal_plan."""
+    """Its shards are being listed and planned: plan every shard of `shards` (plan_shard), then seal_plan. Nothing
+    is copied yet and nothing is open: if it dies, the next run plans afresh."""
     COPYING = "copying"
-    """Copy every batch of `batches`, finalize every shard of `final_shards`, then finalize."""
+    """Its plan is sealed (open-run.json): copy every batch of `batches`, finalize every shard of `final_shards`,
+    then finalize."""
+    FINALIZING = "finalizing"
+    """Every batch reported, or a shard's manifest part is written: the commit is next."""
     FINALIZED = "finalized"
-    """Nothing to copy: the run is committed and `summary` and `notification` are set."""
+    """Committed: with nothing to copy, the plan answer's `summary` and `notification` are set."""
 
 
 @dataclass(frozen=True)

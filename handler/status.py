@@ -6,25 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
-from .records import OpenRun, Planning, RunSummary, Tally
+from .records import OpenRun, Planning, RunSummary, Stage, Tally
 
 IN_PROGRESS = "in_progress"
 """The `status` a run in progress has in `history`, beside the committed runs' own (`succeeded`, ...)."""
-
-
-class RunStage(StrEnum):
-    """Where a run in progress is."""
-
-    PLANNING = "planning"
-    """Its shards are being listed and planned; nothing is copied yet, and nothing is open: if it dies, the next
-    run plans afresh."""
-    COPYING = "copying"
-    """Its plan is sealed (open-run.json): batches are being copied."""
-    FINALIZING = "finalizing"
-    """Every batch reported, or a shard's manifest part is written: the commit is next."""
 
 
 def stamp(epoch: float) -> str:
@@ -89,11 +76,11 @@ class LockView:
         return f"{who}, expires in {self.expires_in_seconds:.0f}s at {self.expires_at} unless renewed"
 
 
-def stage_of(batches_done: int, batch_count: int, shards_finalized: int) -> RunStage:
+def stage_of(batches_done: int, batch_count: int, shards_finalized: int) -> Stage:
     """Where an open run (sealed plan) is: copying until every batch reported or a shard finalized."""
     if shards_finalized or batches_done >= batch_count:
-        return RunStage.FINALIZING
-    return RunStage.COPYING
+        return Stage.FINALIZING
+    return Stage.COPYING
 
 
 @dataclass(frozen=True)
@@ -103,7 +90,7 @@ class RunningRun:
     run_id: str
     date: str
     started_at: str
-    stage: RunStage
+    stage: Stage
     live: bool
     """The lock is this run's and has not expired; else the run was interrupted and the next run completes it
     (planning: plans afresh)."""
@@ -125,7 +112,7 @@ class RunningRun:
             planning.run_id,
             planning.date,
             planning.started_at,
-            RunStage.PLANNING,
+            Stage.PLANNING,
             live,
             shards=planning.shard_count,
             shards_done=shards_done,
@@ -180,9 +167,9 @@ class RunningRun:
 
     def progress(self) -> str:
         """How far it got, in a few words."""
-        if self.stage == RunStage.PLANNING:
+        if self.stage == Stage.PLANNING:
             text = f"planning: {self.shards_done} of {self.shards} shards planned"
-        elif self.stage == RunStage.COPYING:
+        elif self.stage == Stage.COPYING:
             text = (
                 f"copying: {self.batches_done} of {self.batches} batches, {self.tally.objects} of {self.planned} "
                 f"objects, {self.tally.bytes} of {self.planned_bytes} bytes"
@@ -190,7 +177,7 @@ class RunningRun:
         else:
             text = f"finalizing: {self.shards_done} of {self.shards} shards written, {self.tally.objects} objects"
         if not self.live:
-            later = "plans afresh" if self.stage == RunStage.PLANNING else "completes it"
+            later = "plans afresh" if self.stage == Stage.PLANNING else "completes it"
             text += f" (interrupted: no live lock; the next run {later})"
         return text
 

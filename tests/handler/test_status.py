@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from handler.records import OpenRun, PlanCounts, Planning, Tally
-from handler.status import DatasetStatus, LockView, RunningRun, RunStage, stage_of
+from handler.records import OpenRun, PlanCounts, Planning, Stage, Tally
+from handler.status import DatasetStatus, LockView, RunningRun, stage_of
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 DOCUMENT = {"run_id": "R1", "token": "t", "owner": "host:42", "acquired_at": NOW - 60, "expires_at": NOW + 840}
@@ -36,11 +36,11 @@ def test_a_lock_past_its_expiry_is_expired_and_says_the_next_run_takes_it():
 @pytest.mark.parametrize(
     ("done", "total", "finalized", "stage"),
     [
-        (0, 3, 0, RunStage.COPYING),
-        (2, 3, 0, RunStage.COPYING),
-        (3, 3, 0, RunStage.FINALIZING),
-        (1, 3, 1, RunStage.FINALIZING),
-        (0, 0, 0, RunStage.FINALIZING),
+        (0, 3, 0, Stage.COPYING),
+        (2, 3, 0, Stage.COPYING),
+        (3, 3, 0, Stage.FINALIZING),
+        (1, 3, 1, Stage.FINALIZING),
+        (0, 0, 0, Stage.FINALIZING),
     ],
 )
 def test_an_open_run_is_copying_until_every_batch_reported_or_a_shard_finalized(done, total, finalized, stage):
@@ -63,7 +63,7 @@ def test_an_open_run_reports_batches_and_what_its_reported_batches_did():
 def test_a_run_without_a_live_lock_is_said_to_be_completed_by_the_next_run():
     run = RunningRun.sealed(OPEN, 3, 1, Tally(copied=5, bytes=50), live=False)
 
-    assert run.stage == RunStage.FINALIZING
+    assert run.stage == Stage.FINALIZING
     assert run.progress() == (
         "finalizing: 1 of 1 shards written, 5 objects (interrupted: no live lock; the next run completes it)"
     )
@@ -74,7 +74,7 @@ def test_a_run_being_planned_counts_its_planned_shards():
 
     run = RunningRun.planning(planning, 1, live=True)
 
-    assert (run.stage, run.shards_done, run.shards) == (RunStage.PLANNING, 1, 4)
+    assert (run.stage, run.shards_done, run.shards) == (Stage.PLANNING, 1, 4)
     assert run.progress() == "planning: 1 of 4 shards planned"
     assert "plans afresh" in RunningRun.planning(planning, 1, live=False).progress()
 
