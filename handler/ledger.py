@@ -35,7 +35,6 @@ between its renewal and its write. A write refused that way raises LockLost.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import sqlite3
@@ -48,7 +47,7 @@ from typing import IO, Any, Generic, TypeVar
 from . import state
 from .config import DatasetConfig
 from .errors import LockLost, RunNotFound
-from .ledger_keys import LedgerPaths
+from .ledger_keys import Key, LedgerPaths
 from .lock import PROBE_LEFTOVER_AGE_SECONDS, Lock, LockFile
 from .records import Batch, BatchItem, ManifestLine, Marker, OpenRun, Planning, PlanOutcome, RunSummary, ShardOutcome
 from .shards import BATCH_STRIDE, RunShard, StateIndex, StatePart, batch_number, shard_of_batch
@@ -76,8 +75,8 @@ class Document(Generic[T]):
     nothing can be between its read and its write."""
 
     name: str
-    key: Callable[..., str]
-    """The key, from the ledger's key templates and the document's coordinates (`run_id`, `shard`, `date` ...)."""
+    key: Key
+    """The key's template in ledger_keys.py: its fields are the document's coordinates (`run_id`, `shard` ...)."""
     load: Callable[[Any], T]
     dump: Callable[[T], Any]
     fenced: bool
@@ -85,23 +84,23 @@ class Document(Generic[T]):
     @cached_property
     def run_scoped(self) -> bool:
         """Whether the key names a run: a run's ledger fills in its own run id."""
-        return "run_id" in inspect.signature(self.key).parameters
+        return "run_id" in self.key.fields
 
 
-def _record(name: str, key: Callable[..., str], cls: Any, *, fenced: bool) -> Document[Any]:
+def _record(name: str, key: Key, cls: Any, *, fenced: bool) -> Document[Any]:
     return Document(name, key, cls.from_json, cls.to_json, fenced)
 
 
-def _listing(name: str, key: Callable[..., str]) -> Document[list[dict[str, Any]]]:
+def _listing(name: str, key: Key) -> Document[list[dict[str, Any]]]:
     """A list a Distributed Map's ItemReader reads as it is: its items are JSON the state machine hands on."""
     return Document(name, key, _as_is, _as_is, fenced=False)
 
 
-OPEN_RUN = _record("open run", lambda paths: paths.open_run, OpenRun, fenced=True)
+OPEN_RUN = _record("open run", LedgerPaths.open_run, OpenRun, fenced=True)
 """From its write on, the run's plan is durable: a crash after it is completed by the next run. Fenced against the
 open run read at the start of the step, so a planner that wakes after another run took over stops there."""
-LAST_RUN = _record("last run", lambda paths: paths.last_run, RunSummary, fenced=True)
-STATE_INDEX = _record("state index", lambda paths: paths.state_index, StateIndex, fenced=True)
+LAST_RUN = _record("last run", LedgerPaths.last_run, RunSummary, fenced=True)
+STATE_INDEX = _record("state index", LedgerPaths.state_index, StateIndex, fenced=True)
 SUMMARY = _record("summary", LedgerPaths.summary, RunSummary, fenced=True)
 MARKER = _record("marker", LedgerPaths.marker, Marker, fenced=True)
 LINEAGE_EVENT: Document[dict[str, Any]] = Document("lineage event", LedgerPaths.lineage_event, _as_is, _as_is, True)
@@ -179,7 +178,7 @@ class Ledger:
     # ---- documents ----------------------------------------------------------------------------------------
 
     def key(self, doc: Document[Any], **where: Any) -> str:
-        return doc.key(self.paths, **where)
+        return doc.key.render(self.paths.root, **where)
 
     def read(self, doc: Document[T], **where: Any) -> T | None:
         """The document at `where`, or None when it is absent. Unfenced: nothing is written on the strength of
@@ -205,13 +204,13 @@ class Ledger:
 
     def manifest_uri(self, date: str, run_id: str) -> str:
         """The run's manifest as one glob over its parts."""
-        return self.paths.uri(self.paths.manifest_glob(date, run_id))
+        return self.paths.uri(self.paths.manifest_glob(date=date, run_id=run_id))
 
     def summary_uri(self, date: str, run_id: str) -> str:
-        return self.paths.uri(self.paths.summary(date, run_id))
+        return self.paths.uri(self.paths.summary(date=date, run_id=run_id))
 
     def marker_uri(self, date: str, run_id: str) -> str:
-        return self.paths.uri(self.paths.marker(date, run_id))
+        return self.paths.uri(self.paths.marker(date=date, run_id=run_id))
 
     # ---- a run's work, read without holding it (status, dry run, the local chain) ---------------------------
 
@@ -221,26 +220,26 @@ class Ledger:
 
     def result(self, run_id: str, number: int) -> list[ManifestLine] | None:
         """A batch's reported lines, or None when it never reported. A batch is at most batch_max_objects."""
-        lines = self._store.read_jsonl(self.bucket, self.paths.result(run_id, number))
+        lines = self._store.read_jsonl(self.bucket, self.paths.result(run_id=run_id, batch=number))
         return None if lines is None else [ManifestLine.from_json(line) for line in lines]
 
     def plan_notes(self, run_id: str, shard: int) -> Iterator[ManifestLine]:
-        lines = self._store.read_jsonl(self.bucket, self.paths.plan_notes(run_id, shard))
+        lines = self._store.read_jsonl(self.bucket, self.paths.plan_notes(run_id=run_id, shard=shard))
         if lines is None and shard == 0:  # a run planned before shards existed
-            lines = self._store.read_jsonl(self.bucket, self.paths.legacy_plan_notes(run_id))
+            lines = self._store.read_jsonl(self.bucket, self.paths.legacy_plan_notes(run_id=run_id))
         return (ManifestLine.from_json(line) for line in lines or ())
 
     def reported_batches(self, run_id: str) -> list[int]:
         """The batches of a run that have stored their results so far."""
-        return self._units(self.paths.results(run_id))
+        return self._units(self.paths.results(run_id=run_id))
 
     def planned_shards(self, run_id: str) -> list[int]:
         """The shards of a run being planned that have stored their plan so far."""
-        return self._units(self.paths.plan_outcomes(run_id))
+        return self._units(self.paths.plan_outcomes(run_id=run_id))
 
     def finalized_shards(self, run_id: str) -> list[int]:
         """The shards of a run that have written their manifest part and state so far."""
-        return self._units(self.paths.shard_outcomes(run_id))
+        return self._units(self.paths.shard_outcomes(run_id=run_id))
 
     def _units(self, prefix: str) -> list[int]:
         units = (self.paths.unit(key) for key in self._store.iter_keys(self.bucket, prefix))
@@ -254,7 +253,7 @@ class Ledger:
         its plan (a duplicated invocation) may be writing there now. Probe objects a failed delete left behind go
         too, once they are old enough that no probe (another run's, which needs no lock) can be between its two
         writes."""
-        own = self.paths.work(keep)
+        own = self.paths.work(run_id=keep)
         doomed = (key for key in self._store.iter_keys(self.bucket, self.paths.all_work) if not key.startswith(own))
         self._store.delete_keys(self.bucket, doomed)
         self._store.delete_prefix(self.bucket, self.paths.probe, older_than_seconds=PROBE_LEFTOVER_AGE_SECONDS)
@@ -265,13 +264,13 @@ class Ledger:
         kept = {p.part for p in index.parts if p.part}
         doomed = [key for key in index.replaced if key not in kept]
         if index.run_id is not None:
-            own = self.paths.state_parts(index.run_id, 0).rsplit("/", 1)[0] + "/"
+            own = self.paths.run_state_parts(run_id=index.run_id)
             doomed += [key for key in self._store.iter_keys(self.bucket, own) if key not in kept]
         self._store.delete_keys(self.bucket, doomed)
 
     def clear_work(self, run_id: str) -> None:
         """A run's work files; also called for a committed run whose finalize died before it cleared them."""
-        self._store.delete_prefix(self.bucket, self.paths.work(run_id))
+        self._store.delete_prefix(self.bucket, self.paths.work(run_id=run_id))
 
     # ---- the state ----------------------------------------------------------------------------------------
 
@@ -323,9 +322,8 @@ class Ledger:
 
     def manifest_part_keys(self, date: str, run_id: str) -> Iterator[str]:
         """The keys of a run's manifest parts, in shard order (a run written before parts existed: its one file)."""
-        prefix = self.paths.manifest_glob(date, run_id).removesuffix("*.jsonl")
-        yield from self._store.iter_keys(self.bucket, prefix)
-        whole = f"{self.paths.manifest_folder(date)}{run_id}.jsonl"
+        yield from self._store.iter_keys(self.bucket, self.paths.manifest_parts(date=date, run_id=run_id))
+        whole = self.paths.legacy_manifest(date=date, run_id=run_id)
         if self._store.head_or_none(self.bucket, whole) is not None:
             yield whole
 
@@ -353,13 +351,13 @@ class Ledger:
 
     def runs_on(self, date: str) -> list[RunSummary]:
         """The committed runs of one date, oldest first (a summary is written by each run's commit)."""
-        keys = sorted(self._store.iter_keys(self.bucket, self.paths.summary_folder(date)))
+        keys = sorted(self._store.iter_keys(self.bucket, self.paths.summary_folder(date=date)))
         summaries = (self._store.get_json(self.bucket, key)[0] for key in keys)
         return [RunSummary.from_json(document) for document in summaries if document is not None]
 
     def lineage_events(self, date: str, run_id: str) -> list[dict[str, Any]]:
         """The run's OpenLineage events as stored, START first (a run committed before they existed has none)."""
-        events = (self.read(LINEAGE_EVENT, date=date, run_id=run_id, end=end) for end in (False, True))
+        events = (self.read(LINEAGE_EVENT, date=date, run_id=run_id, event=event) for event in ("start", "end"))
         return [event for event in events if event is not None]
 
     def run_date(self, run_id: str) -> str | None:
@@ -503,7 +501,7 @@ class RunLedger:
     def save_start_event(self, run: OpenRun, event: dict[str, Any]) -> None:
         """The run's OpenLineage START, once its plan is durable. Only this run writes the key; it is fenced all
         the same, like every ledger write of a run."""
-        where = {"date": run.date, "run_id": run.run_id, "end": False}
+        where = {"date": run.date, "run_id": run.run_id, "event": "start"}
         self.observe(self.ledger.key(LINEAGE_EVENT, **where))
         self.write(LINEAGE_EVENT, event, **where)
 
@@ -518,15 +516,15 @@ class RunLedger:
             self.write(RUN_SHARD, shard, shard=shard.shard)
             ids.append(shard.shard)
         items = [{"dataset": self.ledger.dataset, "run_id": self.run_id, "shard": n} for n in ids]
-        self.write(SHARD_LIST, items, round_=planning.round)
+        self.write(SHARD_LIST, items, round=planning.round)
         self.write(PLANNING, planning)
 
     def store_shard_plan(self, shard: int, notes: Iterable[ManifestLine], batches: Iterable[list[BatchItem]]) -> int:
         """One shard's plan notes and batches (numbered `batch_number(shard, n)`); returns how many batches."""
-        self._upload_lines(self.paths.plan_notes(self.run_id, shard), (line.to_json() for line in notes))
+        self._upload_lines(self.paths.plan_notes(run_id=self.run_id, shard=shard), (line.to_json() for line in notes))
         count = 0
         for n, batch in enumerate(batches):
-            self.write(BATCH, Batch(self.run_id, tuple(batch)), number=batch_number(shard, n))
+            self.write(BATCH, Batch(self.run_id, tuple(batch)), batch=batch_number(shard, n))
             count = n + 1
         return count
 
@@ -553,7 +551,7 @@ class RunLedger:
 
     def first_attempt(self, number: int) -> bool:
         """True only for the first attempt at a batch (a marker written with If-None-Match)."""
-        return self._store.create_once(self.bucket, self.paths.batch_started(self.run_id, number))
+        return self._store.create_once(self.bucket, self.paths.batch_started(run_id=self.run_id, batch=number))
 
     def _upload_lines(self, key: str, lines: Iterable[dict[str, Any]]) -> None:
         with tempfile.TemporaryFile() as spool:
@@ -565,12 +563,12 @@ class RunLedger:
 
     def observe_result(self, number: int) -> None:
         """At the start of a batch: the result it will replace (a resumed or retried batch reports again)."""
-        self.observe(self.paths.result(self.run_id, number))
+        self.observe(self.paths.result(run_id=self.run_id, batch=number))
 
     def save_result(self, number: int, lines: list[ManifestLine]) -> None:
         """Only the lock's owner may report: a process paused past its TTL must not write into a run it
         no longer owns, nor over the result of the run that took over and ran the batch again."""
-        key = self.paths.result(self.run_id, number)
+        key = self.paths.result(run_id=self.run_id, batch=number)
         body = jsonl_bytes(line.to_json() for line in lines)
         self._fenced(key, lambda **cond: self._store.put_bytes(self.bucket, key, body, JSONL, **cond))
 
@@ -579,8 +577,11 @@ class RunLedger:
     def observe_shard(self, run: OpenRun, shard: int) -> None:
         """At the start of a shard's finalize: what it will replace (its own earlier attempt's files)."""
         paths = self.paths
-        self.observe(paths.manifest_part(run.date, run.run_id, shard), paths.shard_outcome(run.run_id, shard))
-        prefix = paths.state_parts(run.run_id, shard)
+        self.observe(
+            paths.manifest_part(date=run.date, run_id=run.run_id, shard=shard),
+            paths.shard_outcome(run_id=run.run_id, shard=shard),
+        )
+        prefix = paths.state_parts(run_id=run.run_id, shard=shard)
         self._seen_under[prefix] = dict(self._store.iter_etags(self.bucket, prefix))
 
     def save_pieces(
@@ -591,7 +592,7 @@ class RunLedger:
         rows = state.sorted_rows(db)
         low = start_after
         for piece, size in enumerate(sizes):
-            key = self.paths.state_part(self.run_id, shard, piece)
+            key = self.paths.state_part(run_id=self.run_id, shard=shard, piece=piece)
             with tempfile.TemporaryFile() as spool:
                 last = state.write_rows(itertools.islice(rows, size), spool)
                 self._fenced_file(key, spool, "application/gzip")
@@ -600,7 +601,7 @@ class RunLedger:
         return tuple(pieces)
 
     def save_manifest_part(self, run: OpenRun, shard: int, spool: IO[bytes]) -> str:
-        key = self.paths.manifest_part(run.date, run.run_id, shard)
+        key = self.paths.manifest_part(date=run.date, run_id=run.run_id, shard=shard)
         self._fenced_file(key, spool, JSONL)
         return self.paths.uri(key)
 
@@ -612,9 +613,9 @@ class RunLedger:
         paths = self.paths
         self.observe(
             paths.state_index,
-            paths.summary(run.date, run.run_id),
-            paths.marker(run.date, run.run_id),
-            paths.lineage_event(run.date, run.run_id, end=True),
+            paths.summary(date=run.date, run_id=run.run_id),
+            paths.marker(date=run.date, run_id=run.run_id),
+            paths.lineage_event(date=run.date, run_id=run.run_id, event="end"),
             paths.last_run,
         )
 
@@ -650,7 +651,7 @@ class RunLedger:
             self.write(STATE_INDEX, index)
         if not self.write(SUMMARY, summary, **night):
             summary = self.read(SUMMARY, **night) or summary
-        self.write(LINEAGE_EVENT, end_event(summary), end=True, **night)
+        self.write(LINEAGE_EVENT, end_event(summary), event="end", **night)
         if summary.copied:
             self.write(MARKER, Marker.of(summary, self.ledger.summary_uri(**night)), **night)
         self.write(LAST_RUN, summary)

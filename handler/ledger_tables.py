@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any
 
 from .layout import LEDGER_ROOT
-from .ledger_keys import LedgerPaths
+from .ledger_keys import LedgerPaths, Template
 from .records import ManifestLine, RunRef, RunSummary
 
 PARTITION_KEYS = ("dataset", "date")
@@ -127,17 +127,16 @@ def hive_type(annotation: Any) -> str:
     raise TypeError(f"no Hive type for {annotation!r}")
 
 
-def _folder(of: str) -> str:
+def _folder(key: Template) -> str:
     """A partition's folder relative to a dataset's ledger root, as the ledger itself spells it."""
-    paths = LedgerPaths.at("", "")
-    return getattr(paths, of)("${date}")
+    return key.render("", date="${date}")
 
 
 MANIFEST = LedgerTable(
     name="manifest",
     description="One row per object a run copied, skipped or failed (the ledger's manifest parts).",
     columns=columns_of(ManifestLine, RunRef),
-    folder=_folder("manifest_folder"),
+    folder=_folder(LedgerPaths.manifest_folder),
 )
 
 RUNS = LedgerTable(
@@ -145,7 +144,7 @@ RUNS = LedgerTable(
     description="One row per committed run: status, counts, bytes, start and end (the ledger's run summaries).",
     # `error` is only set on a run that broke before its commit, which is never written here.
     columns=columns_of(RunSummary, leave_out=(*PARTITION_KEYS, "error")),
-    folder=_folder("summary_folder"),
+    folder=_folder(LedgerPaths.summary_folder),
 )
 
 LEDGER_TABLES = (MANIFEST, RUNS)

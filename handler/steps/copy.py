@@ -26,7 +26,7 @@ def copy_batch(
     ds = job.dataset
     ledger = job.join(run_id, lock)  # a lock handed in may have been lost while paused: found out before copying
     run = job.ledger.open_run_named(run_id)
-    batch = ledger.read(BATCH, number=number)
+    batch = ledger.read(BATCH, batch=number)
     if batch is None:
         if not ledger.batch_planned(run, number):
             raise RunNotFound(f"run {run_id} has no batch {number} (see its batch list, batches.json)")

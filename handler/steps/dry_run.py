@@ -44,7 +44,7 @@ def _interrupted(job: Job, db: sqlite3.Connection, out: Callable[[str], None]) -
     ds = job.dataset
     out(f"RESUME  run {run.run_id} was interrupted; it is completed first, its plan landing under {run.date}")
     for number in job.ledger.batch_numbers(run.run_id):
-        batch = job.ledger.read(BATCH, run_id=run.run_id, number=number)
+        batch = job.ledger.read(BATCH, run_id=run.run_id, batch=number)
         items = batch.items if batch else ()
         for item in items:
             out(_copy_line(ds, item))

@@ -235,7 +235,7 @@ def _shard_lines(
 
 def _reconcile(job: Job, run: OpenRun, number: int) -> list[ManifestLine]:
     """Look at what landed for a batch whose Lambda died: the ledger must match the bucket."""
-    batch = job.ledger.read(BATCH, run_id=run.run_id, number=number)
+    batch = job.ledger.read(BATCH, run_id=run.run_id, batch=number)
     return [
         _landed_line(job, run, item, "landed, but its batch never reported; found on reconcile")
         or ManifestLine.of(

@@ -84,7 +84,7 @@ def _start(job: Job, ledger: RunLedger, run_date: Date | None) -> PlanningResult
         planning = ledger.read(PLANNING)
         if planning is not None:
             log.info("run %s: its planning is stored already (a retried plan); carrying on", lock.run_id)
-            return PlanningResult(planning, ledger.location(SHARD_LIST, round_=planning.round))
+            return PlanningResult(planning, ledger.location(SHARD_LIST, round=planning.round))
     job.ledger.clear_unstored_plans(keep=lock.run_id)
     # S3's time, as every time of the lock is: `min_age_seconds` is judged against it (server_clock.py).
     started = utc_stamp(datetime.fromtimestamp(lock.acquired_at or lock.file.server_now(), UTC))
@@ -100,7 +100,7 @@ def _start(job: Job, ledger: RunLedger, run_date: Date | None) -> PlanningResult
         ledger.write(REPORT, report)  # before the planning record that says the run has one
     ledger.start_planning(planning, shards)
     log.info("run %s: planning %d shard(s) of %s", lock.run_id, len(shards), ds.name)
-    return PlanningResult(planning, ledger.location(SHARD_LIST, round_=0))
+    return PlanningResult(planning, ledger.location(SHARD_LIST, round=0))
 
 
 def _unknown(index: StateIndex) -> bool:
@@ -233,7 +233,7 @@ def _next_round_or_seal(job: Job, ledger: RunLedger) -> PlanResult | PlanningRes
     outcomes = {n: ledger.read(PLAN_OUTCOME, shard=n) for n in round_ids}
     missing = [n for n, outcome in outcomes.items() if outcome is None]
     if missing and len(missing) == len(outcomes) and planning.round:
-        return PlanningResult(planning, ledger.location(SHARD_LIST, round_=planning.round))  # after a new round
+        return PlanningResult(planning, ledger.location(SHARD_LIST, round=planning.round))  # after a new round
     if missing:
         raise RunNotFound(f"run {run_id}: shard(s) {_few(missing)} of round {planning.round} were not planned")
     rests = [_rest(ledger, outcome, planning.shard_count + i) for i, outcome in enumerate(_stopped(outcomes))]
@@ -255,7 +255,7 @@ def _next_round_or_seal(job: Job, ledger: RunLedger) -> PlanResult | PlanningRes
             len(rests),
             following.round,
         )
-        return PlanningResult(following, ledger.location(SHARD_LIST, round_=following.round))
+        return PlanningResult(following, ledger.location(SHARD_LIST, round=following.round))
     return _seal(job, ledger, planning)
 
 

@@ -208,7 +208,7 @@ def test_a_key_outside_its_parts_range_is_reported(landed: Stage) -> None:
 
 
 def test_a_state_part_left_unnamed_after_a_clean_exit_is_unsettled(landed: Stage) -> None:
-    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.state_part("r0", 0, 0), Body=b"")
+    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.state_part(run_id="r0", shard=0, piece=0), Body=b"")
 
     assert check(landed) == []
     assert tally(check(landed, settled=True)) == {"unsettled": 1}
@@ -216,7 +216,7 @@ def test_a_state_part_left_unnamed_after_a_clean_exit_is_unsettled(landed: Stage
 
 def test_leftovers_after_a_successful_run_are_unsettled_only_when_asked(landed: Stage) -> None:
     landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.lock, Body=b"{}")
-    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.work("r1") + "batches.json", Body=b"[]")
+    landed.s3.put_object(Bucket=landed.raw, Key=landed.ledger.batch_index(run_id="r1"), Body=b"[]")
 
     assert check(landed) == []
     assert tally(check(landed, settled=True)) == {"unsettled": 2}

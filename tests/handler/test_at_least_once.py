@@ -360,7 +360,7 @@ def test_a_batch_copied_twice_at_once_lands_once_and_reports_once(s3, dataset):
 
     assert first == second == {"batch": 0, "copied": 2, "skipped": 0, "failed": 0, "bytes": 12}
     assert lock_document(ledger)["token"] == token
-    result = ledger.paths.result(plan["run_id"], 0)
+    result = ledger.paths.result(run_id=plan["run_id"], batch=0)
     assert versions(s3, ledger.bucket, result) == {result: 1}, "one result: the second attempt kept its sibling's"
     assert [line.status for line in ledger.result(plan["run_id"], 0)] == ["copied", "copied"]
     for item in items_at(engine, plan["batches"])[1:]:
@@ -397,10 +397,10 @@ def test_a_shard_finalized_twice_whose_sibling_writes_first_keeps_one_outcome_an
     assert stored is not None and stored.to_json() == one
     assert lock_document(ledger)["token"] == token, "neither attempt released the lock under the other"
     written = [
-        ledger.paths.shard_outcome(plan["run_id"], 0),
-        ledger.paths.manifest_part("2026-11-27", plan["run_id"], 0),
+        ledger.paths.shard_outcome(run_id=plan["run_id"], shard=0),
+        ledger.paths.manifest_part(date="2026-11-27", run_id=plan["run_id"], shard=0),
     ]
-    written += list_keys(s3, ledger.bucket, ledger.paths.state_parts(plan["run_id"], 0))
+    written += list_keys(s3, ledger.bucket, ledger.paths.state_parts(run_id=plan["run_id"], shard=0))
     for key in written:
         assert versions(s3, ledger.bucket, key) == {key: 1}, "written once: the second attempt kept its sibling's"
     assert len(list(ledger.manifest_lines("2026-11-27", plan["run_id"]))) == FILES
@@ -444,9 +444,11 @@ def test_a_finalize_delivered_twice_whose_sibling_commits_first_answers_with_tha
     assert second == first
     summary = first["summary"]
     assert (summary["run_id"], summary["status"], summary["copied"]) == (plan["run_id"], "succeeded", FILES)
-    assert read_json(s3, ledger.bucket, ledger.paths.summary("2026-11-27", plan["run_id"])) == summary
+    assert read_json(s3, ledger.bucket, ledger.paths.summary(date="2026-11-27", run_id=plan["run_id"])) == summary
     assert read_json(s3, ledger.bucket, ledger.paths.last_run) == summary
-    assert list_keys(s3, ledger.bucket, ledger.paths.summaries) == [ledger.paths.summary("2026-11-27", plan["run_id"])]
+    assert list_keys(s3, ledger.bucket, ledger.paths.summaries) == [
+        ledger.paths.summary(date="2026-11-27", run_id=plan["run_id"])
+    ]
     for key in (ledger.paths.lock, ledger.paths.open_run, ledger.paths.all_work):
         assert list_keys(s3, ledger.bucket, key) == [], key
     landed_once(s3, dataset)
@@ -498,7 +500,7 @@ def test_a_finalize_delivered_twice_and_interleaved_write_by_write_leaves_one_co
         lambda: early.finalize(plan["run_id"]), then_set(late_done, lambda: late.finalize(plan["run_id"]))
     )
 
-    summary = read_json(s3, ledger.bucket, ledger.paths.summary("2026-11-27", plan["run_id"]))
+    summary = read_json(s3, ledger.bucket, ledger.paths.summary(date="2026-11-27", run_id=plan["run_id"]))
     assert first["summary"] == second["summary"]
     assert read_json(s3, ledger.bucket, ledger.paths.last_run) == summary, "last-run.json is the run's summary"
     assert first["summary"] == summary, "the answer is the committed summary"

@@ -66,5 +66,5 @@ def test_the_lambda_plan_leaves_young_objects_by_s3s_clock(
 
     assert answer["planned"] == 1
     [batch] = items_at(s3, answer["batches"])
-    planned = ledger_in(s3, deployment.raw).read(BATCH, run_id=answer["run_id"], number=batch["batch"])
+    planned = ledger_in(s3, deployment.raw).read(BATCH, run_id=answer["run_id"], batch=batch["batch"])
     assert [item.key for item in (planned.items if planned else ())] == ["movielens/old.csv"]

@@ -50,26 +50,34 @@ def test_every_ledger_path_is_under_the_datasets_reserved_prefix(paths, buckets)
     assert paths.open_run == "_ingestion/movielens/open-run.json"
     assert paths.last_run == "_ingestion/movielens/last-run.json"
     assert paths.state_index == "_ingestion/movielens/state/index.json"
-    assert paths.state_part(run_id, 7, 1) == f"_ingestion/movielens/state/parts/{run_id}/00007-001.jsonl.gz"
+    assert (
+        paths.state_part(run_id=run_id, shard=7, piece=1)
+        == f"_ingestion/movielens/state/parts/{run_id}/00007-001.jsonl.gz"
+    )
     assert paths.legacy_state == "_ingestion/movielens/state/current.jsonl.gz"
-    assert paths.run_shard(run_id, 7) == f"_ingestion/movielens/work/{run_id}/shards/00007.json"
-    assert paths.plan_notes(run_id, 7) == f"_ingestion/movielens/work/{run_id}/notes/00007.jsonl"
-    assert paths.batch_index(run_id) == f"_ingestion/movielens/work/{run_id}/batches.json"
-    assert paths.batch(run_id, 3) == f"_ingestion/movielens/work/{run_id}/batches/000003.json"
-    assert paths.result(run_id, 12) == f"_ingestion/movielens/work/{run_id}/results/000012.jsonl"
-    assert paths.manifest_part("2026-11-27", run_id, 3) == (
+    assert paths.run_shard(run_id=run_id, shard=7) == f"_ingestion/movielens/work/{run_id}/shards/00007.json"
+    assert paths.plan_notes(run_id=run_id, shard=7) == f"_ingestion/movielens/work/{run_id}/notes/00007.jsonl"
+    assert paths.batch_index(run_id=run_id) == f"_ingestion/movielens/work/{run_id}/batches.json"
+    assert paths.batch(run_id=run_id, batch=3) == f"_ingestion/movielens/work/{run_id}/batches/000003.json"
+    assert paths.result(run_id=run_id, batch=12) == f"_ingestion/movielens/work/{run_id}/results/000012.jsonl"
+    assert paths.manifest_part(date="2026-11-27", run_id=run_id, shard=3) == (
         f"_ingestion/movielens/manifest/date=2026-11-27/{run_id}-00003.jsonl"
     )
     assert (
-        paths.manifest_glob("2026-11-27", run_id) == f"_ingestion/movielens/manifest/date=2026-11-27/{run_id}-*.jsonl"
+        paths.manifest_glob(date="2026-11-27", run_id=run_id)
+        == f"_ingestion/movielens/manifest/date=2026-11-27/{run_id}-*.jsonl"
     )
-    assert paths.summary("2026-11-27", run_id) == f"_ingestion/movielens/summary/date=2026-11-27/{run_id}.json"
-    assert paths.marker("2026-11-27", run_id) == f"_ingestion/movielens/complete/date=2026-11-27/{run_id}.json"
+    assert (
+        paths.summary(date="2026-11-27", run_id=run_id) == f"_ingestion/movielens/summary/date=2026-11-27/{run_id}.json"
+    )
+    assert (
+        paths.marker(date="2026-11-27", run_id=run_id) == f"_ingestion/movielens/complete/date=2026-11-27/{run_id}.json"
+    )
     assert paths.uri(paths.lock) == f"s3://{buckets[1]}/_ingestion/movielens/lock.json"
 
 
 def test_batch_and_result_numbers_sort_as_text_in_batch_order(paths):
-    keys = [paths.batch("r", n) for n in (0, 2, 10, 100, 999_999)]
+    keys = [paths.batch(run_id="r", batch=n) for n in (0, 2, 10, 100, 999_999)]
 
     assert sorted(keys) == keys
 
@@ -116,8 +124,10 @@ def test_a_state_part_is_gzipped_json_lines_sorted_by_key(s3, ledger, paths, db)
 
     index = save_state(ledger, db, ledger.lock.acquire("run-1"))
 
-    assert [(p.start_after, p.part, p.keys) for p in index.parts] == [(None, paths.state_part("run-1", 0, 0), 2)]
-    stored = s3.get_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))
+    assert [(p.start_after, p.part, p.keys) for p in index.parts] == [
+        (None, paths.state_part(run_id="run-1", shard=0, piece=0), 2)
+    ]
+    stored = s3.get_object(Bucket=paths.bucket, Key=paths.state_part(run_id="run-1", shard=0, piece=0))
     assert stored["ContentType"] == "application/gzip"
     rows = [json.loads(text) for text in gzip.decompress(stored["Body"].read()).decode().splitlines()]
     assert rows == [
@@ -144,7 +154,7 @@ def test_a_state_part_is_gzipped_json_lines_sorted_by_key(s3, ledger, paths, db)
     assert stored_index == {
         "format": 2,
         "run_id": "run-1",
-        "parts": [{"start_after": None, "part": paths.state_part("run-1", 0, 0), "keys": 2}],
+        "parts": [{"start_after": None, "part": paths.state_part(run_id="run-1", shard=0, piece=0), "keys": 2}],
         "replaced": [],
     }
 
@@ -154,10 +164,10 @@ def test_same_state_written_twice_is_byte_identical(s3, ledger, paths, db):
     lock = ledger.lock.acquire("run-1")
 
     save_state(ledger, db, lock)
-    first = s3.head_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))["ETag"]
+    first = s3.head_object(Bucket=paths.bucket, Key=paths.state_part(run_id="run-1", shard=0, piece=0))["ETag"]
     save_state(ledger, db, lock)
 
-    assert s3.head_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))["ETag"] == first
+    assert s3.head_object(Bucket=paths.bucket, Key=paths.state_part(run_id="run-1", shard=0, piece=0))["ETag"] == first
 
 
 def test_missing_state_loads_as_empty(ledger):
@@ -208,15 +218,17 @@ def test_a_write_of_a_state_part_another_runs_finalize_rewrote_since_it_looked_i
     run.observe_shard(RUN, 0)
     expire_lock(ledger)
     ledger.lock.acquire("run-2").rebind("run-1")
-    s3.put_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0), Body=b"another finalize's part")
+    s3.put_object(
+        Bucket=paths.bucket, Key=paths.state_part(run_id="run-1", shard=0, piece=0), Body=b"another finalize's part"
+    )
     monkeypatch.setattr(lock, "fence", lambda: None)  # its fence passed before the takeover
 
     with pytest.raises(LockLost):
         run.save_pieces(db, 0, None, [1])
 
-    assert s3.get_object(Bucket=paths.bucket, Key=paths.state_part("run-1", 0, 0))["Body"].read() == (
-        b"another finalize's part"
-    )
+    assert s3.get_object(Bucket=paths.bucket, Key=paths.state_part(run_id="run-1", shard=0, piece=0))[
+        "Body"
+    ].read() == (b"another finalize's part")
 
 
 def test_only_copied_lines_are_recorded_as_landed(db):
@@ -250,7 +262,7 @@ def test_batch_results_round_trip_through_s3_with_non_ascii_intact(s3, ledger):
     run.save_result(0, lines)
 
     assert ledger.result("run-1", 0) == lines
-    stored = s3.get_object(Bucket=ledger.bucket, Key=ledger.paths.result("run-1", 0))
+    stored = s3.get_object(Bucket=ledger.bucket, Key=ledger.paths.result(run_id="run-1", batch=0))
     assert stored["ContentType"] == "application/x-ndjson"
     assert stored["Body"].read() == jsonl_bytes(line.to_json() for line in lines)
 
@@ -280,13 +292,13 @@ def test_a_shards_plan_reads_back_batch_by_batch_under_its_own_numbers(s3, ledge
     run.store_sealed_lists([batch_number(3, n) for n in range(count)], 4)
 
     assert count == 2
-    assert [list(run.read(BATCH, number=batch_number(3, n)).items) for n in range(2)] == batches
-    assert ledger.read(BATCH, run_id="run-1", number=batch_number(3, 2)) is None
-    assert run.read(BATCH, number=0) is None, "shard 0's batches are its own"
+    assert [list(run.read(BATCH, batch=batch_number(3, n)).items) for n in range(2)] == batches
+    assert ledger.read(BATCH, run_id="run-1", batch=batch_number(3, 2)) is None
+    assert run.read(BATCH, batch=0) is None, "shard 0's batches are its own"
     assert list(ledger.plan_notes("run-1", 3)) == notes
     assert list(ledger.plan_notes("run-1", 2)) == []
     index = run.location(BATCH_INDEX)
-    assert index == {"bucket": ledger.bucket, "key": ledger.paths.batch_index("run-1")}
+    assert index == {"bucket": ledger.bucket, "key": ledger.paths.batch_index(run_id="run-1")}
     stored = json.loads(s3.get_object(Bucket=index["bucket"], Key=index["key"])["Body"].read())
     assert stored == [{"dataset": "movielens", "run_id": "run-1", "batch": 30_000_000 + n} for n in range(2)]
     assert ledger.batch_numbers("run-1") == [30_000_000, 30_000_001]
@@ -328,11 +340,13 @@ def test_a_runs_date_and_a_dates_runs_are_found_from_the_summaries(s3, ledger, p
     for date, run_id in (("2026-11-27", "20261127T200000000Z-a"), ("2026-11-27", "20261128T010000000Z-b")):
         summary = {"dataset": "movielens", "run_id": run_id, "date": date, "status": "succeeded", "started_at": "x"}
         summary |= {"finished_at": "x", "duration_seconds": 1.0, "resumed": False, "source": "s", "target": "t"}
-        s3.put_object(Bucket=ledger.bucket, Key=paths.summary(date, run_id), Body=json.dumps(summary).encode())
+        s3.put_object(
+            Bucket=ledger.bucket, Key=paths.summary(date=date, run_id=run_id), Body=json.dumps(summary).encode()
+        )
 
     assert ledger.run_date("20261128T010000000Z-b") == "2026-11-27"
     assert ledger.run_date("no-such-run") is None
     assert [run.run_id for run in ledger.runs_on("2026-11-27")] == ["20261127T200000000Z-a", "20261128T010000000Z-b"]
     assert ledger.runs_on("2026-11-28") == []
-    assert paths.summary_run(paths.summary("2026-11-27", "r")) == ("2026-11-27", "r")
+    assert paths.summary_run(paths.summary(date="2026-11-27", run_id="r")) == ("2026-11-27", "r")
     assert paths.summary_run(paths.summaries + "stray.json") is None

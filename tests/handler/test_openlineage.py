@@ -50,9 +50,11 @@ def events_of(s3: Any, raw: str, summary: dict[str, Any]) -> tuple[dict[str, Any
     paths = ledger_in(s3, raw).paths
     read = [
         json.loads(
-            s3.get_object(Bucket=raw, Key=paths.lineage_event(summary["date"], summary["run_id"], end))["Body"].read()
+            s3.get_object(
+                Bucket=raw, Key=paths.lineage_event(date=summary["date"], run_id=summary["run_id"], event=event)
+            )["Body"].read()
         )
-        for end in (False, True)
+        for event in ("start", "end")
     ]
     return read[0], read[1]
 

@@ -114,7 +114,10 @@ def test_more_than_a_thousand_objects_all_land_in_batches_cut_by_batch_max_objec
     assert plan["planned"] == 1205
     index = read_json(s3, raw, plan["batches"]["key"])
     assert index == [{"dataset": "movielens", "run_id": plan["run_id"], "batch": n} for n in range(3)]
-    sizes = [len(read_json(s3, raw, ledger_in(s3, raw).paths.batch(plan["run_id"], n))["items"]) for n in range(3)]
+    sizes = [
+        len(read_json(s3, raw, ledger_in(s3, raw).paths.batch(run_id=plan["run_id"], batch=n))["items"])
+        for n in range(3)
+    ]
     assert sizes == [500, 500, 205]
 
     results = [engine.copy_batch(plan["run_id"], n) for n in range(3)]
@@ -127,7 +130,7 @@ def test_more_than_a_thousand_objects_all_land_in_batches_cut_by_batch_max_objec
         f"movielens/ingest_date=2026-11-27/{k.rsplit('/', 1)[1]}" for k in keys
     )
     assert len(state(s3, raw)) == 1205
-    assert list_keys(s3, raw, ledger_in(s3, raw).paths.work(plan["run_id"])) == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.work(run_id=plan["run_id"])) == []
 
 
 def test_batches_are_also_cut_by_batch_max_bytes(s3, buckets):
@@ -309,7 +312,7 @@ def test_summary_records_status_counts_bytes_and_times(s3, buckets):
 
     (summary,) = engine.run(NOV_27)
 
-    stored = read_json(s3, raw, ledger_in(s3, raw).paths.summary("2026-11-27", summary["run_id"]))
+    stored = read_json(s3, raw, ledger_in(s3, raw).paths.summary(date="2026-11-27", run_id=summary["run_id"]))
     assert stored == summary
     assert read_json(s3, raw, ledger_in(s3, raw).paths.last_run) == summary
     assert summary["status"] == "succeeded"
@@ -330,7 +333,7 @@ def test_completion_marker_names_run_date_and_manifest(s3, buckets):
 
     (summary,) = engine.run(NOV_27)
 
-    marker_key = ledger_in(s3, raw).paths.marker("2026-11-27", summary["run_id"])
+    marker_key = ledger_in(s3, raw).paths.marker(date="2026-11-27", run_id=summary["run_id"])
     assert summary["marker"] == f"s3://{raw}/{marker_key}"
     marker = read_json(s3, raw, marker_key)
     assert marker["run_id"] == summary["run_id"]
@@ -827,7 +830,7 @@ def test_a_batch_whose_lock_was_taken_over_mid_copy_reports_nothing(s3, buckets)
     with pytest.raises(LockLost):
         engine.copy_batch(plan["run_id"], 0, lock=lock)
 
-    assert list_keys(s3, raw, ledger_in(s3, raw).paths.work(plan["run_id"]) + "results/") == []
+    assert list_keys(s3, raw, ledger_in(s3, raw).paths.results(run_id=plan["run_id"])) == []
 
 
 def test_a_crash_while_finalizing_is_finished_by_calling_finalize_again(s3, buckets):

@@ -573,8 +573,8 @@ def largest_summary(shards: int, reason: Callable[[int], str]) -> RunSummary:
         bytes=10**18,
         skipped_by_reason={str(kind): 10**11 for kind in SkipKind},
         failures=tuple(Failure(long_key(n), reason(n)) for n in range(MAX_FAILURES_IN_SUMMARY)),
-        manifest=PATHS.uri(PATHS.manifest_glob(DATE, RUN_ID)),
-        manifest_parts=tuple(PATHS.uri(PATHS.manifest_part(DATE, RUN_ID, n)) for n in range(shards)),
+        manifest=PATHS.uri(PATHS.manifest_glob(date=DATE, run_id=RUN_ID)),
+        manifest_parts=tuple(PATHS.uri(PATHS.manifest_part(date=DATE, run_id=RUN_ID, shard=n)) for n in range(shards)),
         marker=PATHS.uri(f"_ingestion/{DATASET}/complete/date={DATE}/{RUN_ID}.json"),
         last_landed_at="2026-11-28T19:59:59.999Z",
     )
@@ -591,8 +591,8 @@ def plan_answer(shards: int, finalized: RunSummary | None = None) -> State:
     run = OpenRun(DATASET, RUN_ID, DATE, "2026-11-27T20:00:00.123Z", 10**7, counts, True, shards)
     answer = PlanResult(
         run,
-        {"bucket": BUCKET, "key": PATHS.batch_index(RUN_ID)},
-        {"bucket": BUCKET, "key": PATHS.final_shards(RUN_ID)},
+        {"bucket": BUCKET, "key": PATHS.batch_index(run_id=RUN_ID)},
+        {"bucket": BUCKET, "key": PATHS.final_shards(run_id=RUN_ID)},
         Finalized(finalized, build_notification(finalized)) if finalized else None,
     ).to_json()
     # The handler adds the copy Map's width to plan's and seal_plan's answers (at most the Map's own limit).
@@ -642,8 +642,8 @@ def test_the_map_items_and_every_childs_answer_stay_well_within_256_kib() -> Non
         shard,
         Tally(10**11, 10**11, 10**11, 10**18),
         tuple(Failure(long_key(n), collision(n)) for n in range(MAX_FAILURES_IN_SUMMARY)),
-        tuple(StatePart(long_key(n), PATHS.state_part(RUN_ID, shard, n), 10**6) for n in range(4)),
-        PATHS.uri(PATHS.manifest_part(DATE, RUN_ID, shard)),
+        tuple(StatePart(long_key(n), PATHS.state_part(run_id=RUN_ID, shard=shard, piece=n), 10**6) for n in range(4)),
+        PATHS.uri(PATHS.manifest_part(date=DATE, run_id=RUN_ID, shard=shard)),
     ).to_json()
 
     for item in (shard_item, batch_item, child_input, plan_shard, copy_batch):
