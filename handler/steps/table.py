@@ -52,7 +52,9 @@ RUNS: dict[Step, Run] = {
     RUN: lambda job, request, lock, progress: OneShotAnswer(
         tuple(one_shot(job, request.night(job.dataset.timezone), run_step, progress=progress))
     ),
-    PLAN: lambda job, request, lock, _: plan(job, request.night(job.dataset.timezone), lock=lock),
+    PLAN: lambda job, request, lock, _: plan(
+        job, request.night(job.dataset.timezone), lock=lock, scheduled=request.scheduled
+    ),
     PLAN_SHARD: lambda job, request, lock, _: plan_shard(job, _run(request), _unit(request), lock=lock),
     SEAL_PLAN: lambda job, request, lock, _: seal_plan(job, _run(request), lock=lock),
     COPY_BATCH: lambda job, request, lock, progress: CopiedBatch(
