@@ -18,9 +18,7 @@ from botocore.stub import Stubber
 
 from handler.lineage_destination import ENV
 from handler.store import lineage as lineage_edge
-from infra.workflow_definition import build_definition
 from tests.conftest import REGION
-from tests.lambda_context import FUNCTION_ARN
 from tests.lineage_backend import LineageBackend
 from tests.openlineage_schemas import event_problems
 from tests.sfn_harness import (  # noqa: F401 (fixtures)
@@ -29,36 +27,17 @@ from tests.sfn_harness import (  # noqa: F401 (fixtures)
     LambdaRuntime,
     Notifications,
     StateMachine,
-    create_state_machine,
     dataset_fixture,
     lambda_runtime_fixture,
     notifications_fixture,
     output_of,
     retry_waits_fixture,
+    state_machine_fixture,
 )
 
 SCHEDULED = "2026-11-27T20:00:00Z"
-
-
-@pytest.fixture(name="machine")
-def machine_fixture(
-    aws: None,
-    monkeypatch: pytest.MonkeyPatch,
-    lambda_runtime: LambdaRuntime,
-    notifications: Notifications,
-    retry_waits: list[float],
-    dataset: Dataset,
-) -> StateMachine:
-    """The production definition of a stack with a lineage destination."""
-    definition = build_definition(
-        function_arn=FUNCTION_ARN,
-        topic_arn=notifications.topic_arn,
-        map_concurrency=4,
-        tolerated_failure_percentage=0,
-        results_bucket=dataset.raw,
-        send_lineage=True,
-    )
-    return create_state_machine(monkeypatch, definition)
+DEFINITION_OPTIONS = {"send_lineage": True}
+"""The state machine of a stack with a lineage destination (read by the harness's `state_machine` fixture)."""
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +53,7 @@ def destination(monkeypatch: pytest.MonkeyPatch, **document: str) -> None:
 
 def test_a_scheduled_night_delivers_its_start_and_complete_events_valid_against_the_spec(
     dataset: Dataset,
-    machine: StateMachine,
+    state_machine: StateMachine,
     lambda_runtime: LambdaRuntime,
     lineage_backend: LineageBackend,
     monkeypatch: pytest.MonkeyPatch,
@@ -85,7 +64,7 @@ def test_a_scheduled_night_delivers_its_start_and_complete_events_valid_against_
     destination(monkeypatch, url=lineage_backend.url, apiKeySecret=secret["ARN"])
     dataset.add_objects(12)
 
-    execution = machine.run({"dataset": DATASET, "scheduled_time": SCHEDULED})
+    execution = state_machine.run({"dataset": DATASET, "scheduled_time": SCHEDULED})
 
     assert execution["status"] == "SUCCEEDED", execution
     assert lambda_runtime.actions()[-1] == "send_lineage"
@@ -97,7 +76,7 @@ def test_a_scheduled_night_delivers_its_start_and_complete_events_valid_against_
     for event in (start, complete):
         facets = event["run"]["facets"]
         assert facets["parent"]["run"]["runId"] == str(uuid.uuid5(uuid.NAMESPACE_URL, execution["executionArn"]))
-        assert facets["parent"]["job"]["name"] == machine.arn
+        assert facets["parent"]["job"]["name"] == state_machine.arn
         assert facets["nominalTime"]["nominalStartTime"] == "2026-11-27T20:00:00.000Z"
     assert complete["run"]["facets"]["dataFileIngestion_run"]["status"] == "succeeded"
     assert complete["outputs"][0]["outputFacets"]["outputStatistics"]["fileCount"] == 12
@@ -114,7 +93,7 @@ def free_port_url() -> str:
 @pytest.mark.parametrize("backend", ["down", "refusing"])
 def test_a_night_whose_backend_is_down_or_refuses_still_succeeds_and_reports_the_warning(
     dataset: Dataset,
-    machine: StateMachine,
+    state_machine: StateMachine,
     lambda_runtime: LambdaRuntime,
     notifications: Notifications,
     lineage_backend: LineageBackend,
@@ -125,7 +104,7 @@ def test_a_night_whose_backend_is_down_or_refuses_still_succeeds_and_reports_the
     destination(monkeypatch, url=free_port_url() if backend == "down" else lineage_backend.url)
     dataset.add_objects(3)
 
-    execution = machine.run({"dataset": DATASET, "date": "2026-11-27"})
+    execution = state_machine.run({"dataset": DATASET, "date": "2026-11-27"})
 
     assert execution["status"] == "SUCCEEDED", execution
     warning = output_of(execution)["lineage"]["warning"]
@@ -136,7 +115,7 @@ def test_a_night_whose_backend_is_down_or_refuses_still_succeeds_and_reports_the
 
 
 def test_a_step_that_breaks_outright_is_caught_and_the_night_goes_on(
-    dataset: Dataset, machine: StateMachine, lambda_runtime: LambdaRuntime, monkeypatch: pytest.MonkeyPatch
+    dataset: Dataset, state_machine: StateMachine, lambda_runtime: LambdaRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = lambda_runtime.handler
 
@@ -149,14 +128,14 @@ def test_a_step_that_breaks_outright_is_caught_and_the_night_goes_on(
     destination(monkeypatch, url="https://lineage.example.com")
     dataset.add_objects(2)
 
-    execution = machine.run({"dataset": DATASET, "date": "2026-11-27"})
+    execution = state_machine.run({"dataset": DATASET, "date": "2026-11-27"})
 
     assert execution["status"] == "SUCCEEDED", execution
     assert output_of(execution)["lineage_error"]["Error"] == "RuntimeError"
 
 
 def test_a_night_delivers_to_datazone_with_a_client_token_per_run_and_event_type(
-    dataset: Dataset, machine: StateMachine, monkeypatch: pytest.MonkeyPatch
+    dataset: Dataset, state_machine: StateMachine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     datazone = boto3.client("datazone", region_name=REGION)
     stubber = Stubber(datazone)
@@ -175,7 +154,7 @@ def test_a_night_delivers_to_datazone_with_a_client_token_per_run_and_event_type
     dataset.add_objects(2)
 
     with stubber:
-        execution = machine.run({"dataset": DATASET, "date": "2026-11-27"})
+        execution = state_machine.run({"dataset": DATASET, "date": "2026-11-27"})
 
     assert execution["status"] == "SUCCEEDED", execution
     assert output_of(execution)["lineage"] == {"sent": 2, "warning": None}
