@@ -48,7 +48,7 @@ RUN_FACET = "dataFileIngestion_run"
 prefix the project's name; its schema is `{prefix}{name}{entity}Facet`, so `DataFileIngestionRunRunFacet`."""
 RUN_FACET_SCHEMA = f"{FACET_HOME}/facets/1-0-0/DataFileIngestionRunRunFacet.json#/$defs/DataFileIngestionRunRunFacet"
 LEGACY_RUN_FACET = "ingestionRun"
-"""The same facet in events stored before 0.11 (a key the spec's naming rule does not allow); still read."""
+"""The same facet in events stored by earlier versions (a key the spec's naming rule does not allow); still read."""
 JOB_NAMESPACE = "data-file-ingestion"
 """The jobs' namespace, unless the CLI is given another (OPENLINEAGE_NAMESPACE, as OpenLineage clients read)."""
 
