@@ -60,10 +60,12 @@ COPY_BATCH = _step("copy_batch", "run_id", "execution", unit="batch", listed_in=
 FINALIZE_SHARD = _step("finalize_shard", "run_id", "execution", unit="shard", listed_in="final-shards.json")
 FINALIZE = _step("finalize", "run_id", "execution")
 RELEASE = _step("release", "run_id", "execution")
+SEND_LINEAGE = _step("send_lineage", "run_id", "date", "execution")
+"""After a run's commit, only in a stack with a lineage destination: deliver the run's OpenLineage events."""
 
 STEPS: dict[str, Step] = {
     step.action: step
-    for step in (PLAN, PLAN_SHARD, SEAL_PLAN, COPY_BATCH, FINALIZE_SHARD, FINALIZE, RELEASE)
+    for step in (PLAN, PLAN_SHARD, SEAL_PLAN, COPY_BATCH, FINALIZE_SHARD, FINALIZE, RELEASE, SEND_LINEAGE)
     if step.action
 }
 """The state machine's steps by action, in the order a run takes them."""

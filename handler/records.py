@@ -320,6 +320,9 @@ class OpenRun(Record):
     resumed: bool = False
     shard_count: int = 1
     """Shards the run was planned in (0 .. shard_count-1); a run planned before shards existed has one."""
+    scheduled_time: str | None = None
+    """The schedule's time of the night it lands (`scheduled_time` of the plan's event), for the OpenLineage
+    events' nominal time; None when the night was given as a date or is today's."""
 
     def as_resumed(self) -> OpenRun:
         return replace(self, resumed=True)
@@ -343,6 +346,8 @@ class Planning(Record):
     round_start: int = 0
     inventory: bool = False
     """Planned from an inventory report (`work/<run_id>/inventory.json`), not from a listing."""
+    scheduled_time: str | None = None
+    """The schedule's time of the night (OpenRun.scheduled_time), handed to the open run when the plan is sealed."""
 
 
 @dataclass(frozen=True)

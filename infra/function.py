@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from handler.lineage_destination import ENV as LINEAGE_ENV
+from handler.lineage_destination import LineageDestination
 from handler.metrics import NAMESPACE_ENV
 from infra.component import Component
 from infra.policies import function_policy
@@ -79,6 +82,8 @@ class IngestFunctionArgs:
     """Where the function's EMF lines put their metrics (handler/metrics.py); None: it prints none."""
     sdk_layer: SdkLayer | None = None
     """The pinned SDK (infra/sdk_layer.py), built before anything is created; required when settings.sdk_layer."""
+    lineage: LineageDestination | None = None
+    """Where the `send_lineage` step delivers each run's OpenLineage events (the stack's `lineage`); None: nowhere."""
 
 
 class IngestFunction(Component):
@@ -152,6 +157,8 @@ class IngestFunction(Component):
                     "CONFIG_KEY": args.config_key_template,
                     "SNS_TOPIC_ARN": args.runner.topic_arn,
                     **({NAMESPACE_ENV: args.metrics_namespace} if args.metrics_namespace else {}),
+                    # The destination's document, never a key: the step reads the secret it names at delivery.
+                    **({LINEAGE_ENV: json.dumps(args.lineage.to_document())} if args.lineage else {}),
                 }
             ),
             description="Data file ingestion: plan, copy_batch and finalize steps (handler/)",
@@ -168,5 +175,15 @@ class IngestFunction(Component):
     def _create_policy(self, name: str, args: IngestFunctionArgs) -> aws.iam.RolePolicy:
         # A separate policy, not inline on the role: it names the log group, which is named after the
         # function, which needs the role first. Settings are bound here; the Outputs are resolved by name.
-        known = partial(function_policy, config_bucket=args.config_bucket, config_keys=args.config_keys)
-        return runner_policy(name, self.role, known, args.runner, self.child, log_group_arn=self.log_group.arn)
+        known = partial(
+            function_policy, config_bucket=args.config_bucket, config_keys=args.config_keys, lineage=args.lineage
+        )
+        return runner_policy(
+            name,
+            self.role,
+            known,
+            args.runner,
+            self.child,
+            log_group_arn=self.log_group.arn,
+            account_id=args.runner.environment.account_id,
+        )

@@ -125,6 +125,7 @@ class IngestionPipeline(Component):
                 config_keys=sorted(self.config_objects.keys.values()),
                 metrics_namespace=metrics_namespace,
                 sdk_layer=args.sdk_layer,
+                lineage=config.lineage,
             ),
             # The function names the config bucket by its configured name; wait until it exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_bucket]),
@@ -141,6 +142,7 @@ class IngestionPipeline(Component):
                 execution_timeout_seconds=config.workflow.timeout_hours * 3600,
                 log_level=config.workflow.log_level,
                 state_machine_name=state_machine_name,
+                send_lineage=config.lineage is not None,
             ),
             # The whole function component: its role policy must be in place before a run can start.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.function]),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handler.config import DatasetConfig, Location
+from handler.lineage_destination import LineageDestination
 from infra.workflow_definition import MAP_RESULTS_PREFIX
 
 VERSION = "2012-10-17"
@@ -152,14 +153,20 @@ class RunnerScope:
 
 
 def function_policy(
-    *, scope: RunnerScope, config_bucket: str, config_keys: Sequence[str], log_group_arn: str
+    *,
+    scope: RunnerScope,
+    config_bucket: str,
+    config_keys: Sequence[str],
+    log_group_arn: str,
+    lineage: LineageDestination | None = None,
+    account_id: str | None = None,
 ) -> dict[str, Any]:
     """What the ingestion Lambda may do, derived from the datasets it serves.
 
     Per dataset: list and read the source prefix (and its inventory reports, if it plans from them); write,
     verify (HeadObject is s3:GetObject) and delete its own failed copies under the target prefix; read, write
     and delete its ledger (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write
-    its own logs.
+    its own logs, and deliver lineage events where the stack's `lineage` setting says (`lineage_statements`).
     """
     partition, datasets = scope.partition, scope.datasets
     statements: list[dict[str, Any]] = []
@@ -266,6 +273,10 @@ def function_policy(
     statements.extend(read_key_statements(partition, datasets))
     # S3 for the buckets; SNS for a one-shot run's own report (an action-less event publishes it).
     statements.extend(scope.key_statements())
+    if lineage is not None:
+        if scope.region is None or account_id is None:
+            raise ValueError("a lineage destination's grants need the region and the account")
+        statements.extend(lineage_statements(partition, scope.region, account_id, lineage))
     return document(statements)
 
 
@@ -590,3 +601,60 @@ def _sids(names: Sequence[str]) -> dict[str, str]:
     for value in camel.values():
         counts[value] = counts.get(value, 0) + 1
     return {name: value if counts[value] == 1 else f"{value}{i}" for i, (name, value) in enumerate(camel.items())}
+
+
+# ---- lineage delivery (the `send_lineage` step) ------------------------------------------------------------
+
+
+def lineage_statements(
+    partition: str, region: str, account_id: str, destination: LineageDestination
+) -> list[dict[str, Any]]:
+    """What delivering a run's lineage events needs, and nothing more: DataZone's PostLineageEvent; or, for an
+    HTTP endpoint with a key, reading that one secret or parameter, and `kms:Decrypt` only when
+    the setting names a customer managed key (the AWS managed keys `aws/secretsmanager` and `aws/ssm` need no grant
+    in the caller's policy), only through the service that keeps the key. An endpoint without a key needs nothing.
+
+    A secret given by name is granted as `<name>-??????`: Secrets Manager appends six characters to the name in the
+    ARN, and `-*` would also match another secret whose name starts with this one's and a dash (Secrets Manager
+    user guide, "Grant access to secrets by name"). An SSM parameter's ARN is `parameter/` and its name without a
+    leading `/`."""
+    if destination.datazone_domain is not None:
+        # PostLineageEvent takes no resource type and no condition key (Service Authorization Reference, Amazon
+        # DataZone: "Resource types" is empty for it, while GetDomain or TagResource name `domain*`): a statement
+        # naming the domain's ARN would match no request and every delivery would be denied. `*` is the only
+        # resource it can be granted on; which domain is the function's own setting, not the caller's choice.
+        return [
+            {
+                "Sid": "PostLineageEvents",
+                "Effect": "Allow",
+                "Action": "datazone:PostLineageEvent",
+                "Resource": "*",
+            }
+        ]
+    secret, parameter = destination.api_key_secret, destination.api_key_parameter
+    if secret is not None:
+        key_region = secret.split(":")[3] if secret.startswith("arn:") else region
+        resource = (
+            secret
+            if secret.startswith("arn:")
+            else f"arn:{partition}:secretsmanager:{region}:{account_id}:secret:{secret}-??????"
+        )
+        read, via = {"Action": "secretsmanager:GetSecretValue", "Resource": resource}, "secretsmanager"
+    elif parameter is not None:
+        key_region = region
+        resource = f"arn:{partition}:ssm:{region}:{account_id}:parameter/{parameter.lstrip('/')}"
+        read, via = {"Action": "ssm:GetParameter", "Resource": resource}, "ssm"
+    else:
+        return []
+    statements: list[dict[str, Any]] = [{"Sid": "ReadLineageApiKey", "Effect": "Allow", **read}]
+    if destination.kms_key_arn is not None:
+        statements.append(
+            {
+                "Sid": "DecryptLineageApiKey",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": destination.kms_key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"{via}.{key_region}.amazonaws.com"}},
+            }
+        )
+    return statements

@@ -29,6 +29,7 @@ import pulumi
 
 from handler.config import ProcessConfig, parse_config
 from handler.errors import ConfigError
+from handler.lineage_destination import LineageDestination, destination_problems
 from handler.naming import bucket_problems, did_you_mean
 from handler.settings import REQUIRED, Setting, markdown_table
 from handler.width import MAX_MAP_WIDTH
@@ -410,6 +411,18 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "and `_ . : / = + - @`; no key may start with `aws:`; at most 40 tags.",
         attribute="tags",
     ),
+    Setting(
+        "lineage",
+        dict,
+        None,
+        "Where the state machine delivers each run's OpenLineage events after its commit. An OpenLineage HTTP "
+        'endpoint: `{"url": "https://...", "apiKeySecret": "<Secrets Manager secret name or ARN>"}`, or '
+        "`apiKeyParameter` (an SSM SecureString name) instead, `kmsKeyArn` (the customer managed key either is "
+        "encrypted with) and `endpoint` (the path, `api/v1/lineage`). Or Amazon DataZone: "
+        '`{"datazoneDomain": "dzd_..."}`. The key is read at delivery, never kept in config. Left out: the events '
+        "stay in the ledger (`send-lineage` sends them).",
+        attribute="lineage",
+    ),
 )
 """Every key of the stack config, in the order docs/deploy.md lists them."""
 
@@ -499,6 +512,7 @@ class StackConfig:
     access_log_retention_days: int
     logs_kms_key_arn: str | None
     tags: Mapping[str, str] | None
+    lineage: LineageDestination | None
 
     def __post_init__(self) -> None:
         problems = stack_problems(self)
@@ -587,6 +601,7 @@ def parse_stack_config(
             datasets=datasets,  # None only when already reported
             subscriptions=subscriptions,
             tags=raw.structured("tags"),
+            lineage=_parse_lineage(raw.structured("lineage"), problems),
             function=FunctionSettings(**plain.pop("function")),
             workflow=WorkflowSettings(**plain.pop("workflow")),
             **plain,
@@ -764,6 +779,16 @@ def _parse_datasets(value: Any, present: bool, problems: list[str]) -> ProcessCo
     except ConfigError as err:
         problems.extend(_stack_key_problem(p) for p in err.problems)
         return None
+
+
+def _parse_lineage(value: Any, problems: list[str]) -> LineageDestination | None:
+    """The `lineage` setting, checked by the same code the function reads it back with (None: left out or wrong,
+    each problem reported under the key)."""
+    if value is None:
+        return None
+    found = destination_problems(value, key("lineage"))
+    problems.extend(found)
+    return None if found else LineageDestination.parse(value)
 
 
 def _stack_key_problem(problem: str) -> str:

@@ -47,6 +47,8 @@ class WorkflowArgs:
     state_machine_name: str | None = None
     """A name fixed before creation (`infra.names.stack_scoped_name`), so the role's trust policy can name the state
     machine it is for; None: Pulumi's `<logical>-<random>` and no `aws:SourceArn` (tests of the component alone)."""
+    send_lineage: bool = False
+    """The stack names a lineage destination: each committed run's events are delivered (`send_lineage` step)."""
 
 
 class Workflow(Component):
@@ -98,6 +100,7 @@ class Workflow(Component):
             tolerated_failure_percentage=args.tolerated_failure_percentage,
             lambda_timeout_seconds=args.lambda_timeout_seconds,
             execution_timeout_seconds=args.execution_timeout_seconds,
+            send_lineage=args.send_lineage,
             # The stack's datasets all land in its raw bucket (infra/stack_config.py checks it).
             results_bucket=min(ds.target.bucket for ds in args.runner.datasets),
         ).apply(lambda values: json.dumps(build_definition(**values)))

@@ -51,7 +51,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from handler.contract import COPY_BATCH, FINALIZE, FINALIZE_SHARD, PLAN, PLAN_SHARD, RELEASE, SEAL_PLAN, Step
+from handler.contract import (
+    COPY_BATCH,
+    FINALIZE,
+    FINALIZE_SHARD,
+    PLAN,
+    PLAN_SHARD,
+    RELEASE,
+    SEAL_PLAN,
+    SEND_LINEAGE,
+    Step,
+)
 from handler.layout import LEDGER_ROOT
 from handler.width import S3_WRITES_PER_SECOND
 
@@ -197,8 +207,11 @@ def build_definition(
     s3_writes_per_second: int = S3_WRITES_PER_SECOND,
     lambda_timeout_seconds: int = 900,
     execution_timeout_seconds: int = DEFAULT_EXECUTION_TIMEOUT_SECONDS,
+    send_lineage: bool = False,
 ) -> dict[str, Any]:
-    """The state machine definition (a STANDARD workflow) for one Lambda function and one SNS topic."""
+    """The state machine definition (a STANDARD workflow) for one Lambda function and one SNS topic. With
+    `send_lineage` (the stack names a lineage destination), each committed run's OpenLineage events are delivered
+    after its notification (`lineage_states`)."""
     if map_concurrency < 1:
         raise ValueError(f"map_concurrency must be at least 1, got {map_concurrency}")
     if s3_writes_per_second < 1:
@@ -269,14 +282,41 @@ def build_definition(
         """The states that end a run, whichever step finished it: publish the notification the answer at `answer`
         carries, plan tonight's run when the answer asks to (it finished an interrupted run first), else end on
         the run's outcome."""
+        lineage = lineage_states(f"SendLineage{notify.removeprefix('Notify')}", replan) if send_lineage else {}
         return {
-            notify: sns_task(publish_notification(f"{answer}.notification"), replan),
+            notify: sns_task(publish_notification(f"{answer}.notification"), next(iter(lineage), replan)),
+            **lineage,
             replan: {
                 "Type": "Choice",
                 "Choices": [{"Variable": f"{answer}.replan", "BooleanEquals": True, "Next": "PlanTonight"}],
                 "Default": outcome,
             },
             outcome: outcome_choice(status_path),
+        }
+
+    def lineage_states(name: str, next_state: str) -> dict[str, Any]:
+        """Deliver the committed run's OpenLineage events (the `send_lineage` step), then go on whatever happened:
+        the step answers a failed delivery as a warning (`$.lineage.warning`, kept in the execution's output), and
+        anything else that breaks it (the Lambda service, a bug) is caught into `$.lineage_error`; a night is never
+        failed by its lineage. The plan's run id and date name the run: the run `finalize` committed, or the one
+        `plan` committed itself (nothing to copy, or an interrupted run finished first)."""
+        return {
+            name: lambda_task(
+                {
+                    "Payload": step_event(
+                        SEND_LINEAGE,
+                        dataset="$.dataset",
+                        run_id="$.plan.run_id",
+                        date="$.plan.date",
+                        execution=execution,
+                    )
+                },
+                ResultSelector={"sent.$": "$.Payload.sent", "warning.$": "$.Payload.warning"},
+                ResultPath="$.lineage",
+                Retry=[THROTTLE_RETRY, SERVICE_RETRY, DEATH_RETRY],
+                Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.lineage_error", "Next": next_state}],
+                Next=next_state,
+            )
         }
 
     def distributed_map(

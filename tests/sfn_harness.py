@@ -227,14 +227,17 @@ def state_machine_fixture(
     notifications: Notifications,
     retry_waits: list[float],
     dataset: Dataset,
+    request: pytest.FixtureRequest,
 ) -> StateMachine:
-    """The production definition, pointed at the patched Lambda function and the subscribed topic."""
+    """The production definition, pointed at the patched Lambda function and the subscribed topic; a test module's
+    `DEFINITION_OPTIONS` are further arguments of `build_definition` (a stack setting that changes it)."""
     definition = build_definition(
         function_arn=FUNCTION_ARN,
         topic_arn=notifications.topic_arn,
         map_concurrency=4,
         tolerated_failure_percentage=0,
         results_bucket=dataset.raw,
+        **getattr(request.module, "DEFINITION_OPTIONS", {}),
     )
     return create_state_machine(monkeypatch, definition)
 

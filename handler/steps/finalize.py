@@ -95,7 +95,9 @@ def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> Finalized:
     index = StateIndex.of(pieces, run_id, before)
     changed = not index.same_parts(before) or any(p.keys < 0 for p in before.parts)
     summary = summarize(ds, run, tally, tuple(failures), job.ledger, tuple(parts))
-    committed = ledger.commit(run, index if changed else None, summary, end_event)
+    committed = ledger.commit(
+        run, index if changed else None, summary, lambda done: end_event(done, ds, run, job.execution)
+    )
     return Finalized(committed, build_notification(committed))
 
 

@@ -61,8 +61,11 @@ MAX_DISCOVERY_DEPTH = 3
 """How many single-folder levels a first run looks through for folders to cut shards at (`data/2024/...`)."""
 
 
-def plan(job: Job, run_date: Date | None = None, *, lock: Lock | None = None) -> PlanResult | PlanningResult:
-    """Take the lock; finish an interrupted run, or cut a new one into shards to plan.
+def plan(
+    job: Job, run_date: Date | None = None, *, lock: Lock | None = None, scheduled: datetime | None = None
+) -> PlanResult | PlanningResult:
+    """Take the lock; finish an interrupted run, or cut a new one into shards to plan. `scheduled`: the schedule's
+    time of the night, which a new run keeps for its lineage events' nominal time.
 
     A plan that fails leaves the lock to its caller: the state machine retries the step (the retry takes the
     lock back) and hands the lock back only when it gives up, and a local run releases it on the way out. A
@@ -72,10 +75,10 @@ def plan(job: Job, run_date: Date | None = None, *, lock: Lock | None = None) ->
     interrupted = ledger.open_run()
     if interrupted is not None:
         return _resume(job, ledger, interrupted)
-    return _start(job, ledger, run_date)
+    return _start(job, ledger, run_date, scheduled)
 
 
-def _start(job: Job, ledger: RunLedger, run_date: Date | None) -> PlanningResult:
+def _start(job: Job, ledger: RunLedger, run_date: Date | None, scheduled: datetime | None) -> PlanningResult:
     """Cut a new run into shards. Every attempt of one execution's plan plans the same run the same way (its run
     id, start and date come from the lock), so a retry, or a duplicate running beside it, writes what its
     sibling writes; a retry that finds the planning stored carries on from it."""
@@ -95,7 +98,15 @@ def _start(job: Job, ledger: RunLedger, run_date: Date | None) -> PlanningResult
     if _unknown(index):
         cuts = boundaries_from_keys(report.cuts()) if report and report.sorted else _discover(job)
     shards = run_shards(index, ds.shard_max_keys, cuts)
-    planning = Planning(ds.name, lock.run_id, run_date.isoformat(), started, len(shards), inventory=bool(report))
+    planning = Planning(
+        ds.name,
+        lock.run_id,
+        run_date.isoformat(),
+        started,
+        len(shards),
+        inventory=bool(report),
+        scheduled_time=utc_stamp(scheduled) if scheduled is not None else None,
+    )
     if report is not None:
         ledger.write(REPORT, report)  # before the planning record that says the run has one
     ledger.start_planning(planning, shards)
@@ -197,7 +208,7 @@ def seal_plan(job: Job, run_id: str, *, lock: Lock | None = None) -> PlanResult 
         # A seal that died between opening the run and writing its START event is repeated here: write it now (the
         # same event, as `_resume` does), or the run's lineage would never say it started. A run with nothing to
         # copy is finalized now if the first seal died before it did.
-        ledger.save_start_event(run, start_event(job.dataset, run))
+        ledger.save_start_event(run, start_event(job.dataset, run, job.execution))
         return _answer(job, ledger, run)
     return _next_round_or_seal(job, ledger)
 
@@ -247,6 +258,7 @@ def _next_round_or_seal(job: Job, ledger: RunLedger) -> PlanResult | PlanningRes
             planning.round + 1,
             planning.shard_count,
             inventory=planning.inventory,
+            scheduled_time=planning.scheduled_time,
         )
         ledger.start_planning(following, rests)
         log.info(
@@ -279,10 +291,18 @@ def _seal(job: Job, ledger: RunLedger, planning: Planning) -> PlanResult:
     ledger.store_sealed_lists(batches, planning.shard_count)
     counts = sum_counts(o.counts for o in done)
     run = OpenRun(
-        ds.name, run_id, planning.date, planning.started_at, len(batches), counts, False, planning.shard_count
+        ds.name,
+        run_id,
+        planning.date,
+        planning.started_at,
+        len(batches),
+        counts,
+        False,
+        planning.shard_count,
+        planning.scheduled_time,
     )
     ledger.write(OPEN_RUN, run)  # from here on the plan is durable
-    ledger.save_start_event(run, start_event(ds, run))
+    ledger.save_start_event(run, start_event(ds, run, job.execution))
     return _answer(job, ledger, run)
 
 
@@ -300,7 +320,7 @@ def _resume(job: Job, ledger: RunLedger, interrupted: OpenRun) -> PlanResult:
     ledger.lock.rebind(interrupted.run_id)  # the run's ledger follows its lock to the interrupted run
     run = interrupted.as_resumed()
     ledger.write(OPEN_RUN, run)
-    ledger.save_start_event(run, start_event(job.dataset, run))  # it may have died before this
+    ledger.save_start_event(run, start_event(job.dataset, run, job.execution))  # it may have died before this
     ledger.store_final_shards(run.shard_count)  # a run planned before shards has no such list
     return _answer(job, ledger, run)
 

@@ -16,6 +16,7 @@ from ..contract import (
     RELEASE,
     RUN,
     SEAL_PLAN,
+    SEND_LINEAGE,
     Step,
     StepRequest,
 )
@@ -27,6 +28,7 @@ from .copy import Progress, copy_batch
 from .finalize import finalize, finalize_shard
 from .plan import plan, plan_shard, seal_plan
 from .release import release
+from .send_lineage import send_lineage
 
 
 class Answer(Protocol):
@@ -52,7 +54,9 @@ RUNS: dict[Step, Run] = {
     RUN: lambda job, request, lock, progress: OneShotAnswer(
         tuple(one_shot(job, request.night(job.dataset.timezone), run_step, progress=progress))
     ),
-    PLAN: lambda job, request, lock, _: plan(job, request.night(job.dataset.timezone), lock=lock),
+    PLAN: lambda job, request, lock, _: plan(
+        job, request.night(job.dataset.timezone), lock=lock, scheduled=request.scheduled
+    ),
     PLAN_SHARD: lambda job, request, lock, _: plan_shard(job, _run(request), _unit(request), lock=lock),
     SEAL_PLAN: lambda job, request, lock, _: seal_plan(job, _run(request), lock=lock),
     COPY_BATCH: lambda job, request, lock, progress: CopiedBatch(
@@ -61,6 +65,9 @@ RUNS: dict[Step, Run] = {
     FINALIZE_SHARD: lambda job, request, lock, _: finalize_shard(job, _run(request), _unit(request), lock=lock),
     FINALIZE: lambda job, request, lock, _: finalize(job, _run(request), lock=lock),
     RELEASE: lambda job, request, lock, _: release(job, request.run_id),
+    SEND_LINEAGE: lambda job, request, lock, _: send_lineage(
+        job, _run(request), request.date.isoformat() if request.date else None
+    ),
 }
 
 

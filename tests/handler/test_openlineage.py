@@ -77,8 +77,8 @@ def test_a_run_leaves_a_start_and_a_complete_event_with_its_output_statistics(s3
     assert (output["namespace"], output["name"]) == (f"s3://{raw}", "movielens")
     statistics = output["outputFacets"]["outputStatistics"]
     assert (statistics["size"], statistics["fileCount"]) == (summary["bytes"], 2) == (100, 2)
-    assert end["run"]["facets"]["ingestionRun"]["runId"] == summary["run_id"]
-    assert end["run"]["facets"]["ingestionRun"]["manifest"] == summary["manifest"]
+    assert end["run"]["facets"]["dataFileIngestion_run"]["runId"] == summary["run_id"]
+    assert end["run"]["facets"]["dataFileIngestion_run"]["manifest"] == summary["manifest"]
 
 
 def test_a_run_with_failed_objects_ends_in_fail_and_says_why(s3, buckets):

@@ -114,6 +114,7 @@ def stack_definition(config: StackConfig) -> State:
         s3_writes_per_second=config.workflow.s3_writes_per_second,
         lambda_timeout_seconds=config.function.timeout_seconds,
         execution_timeout_seconds=config.workflow.timeout_hours * HOUR,
+        send_lineage=config.lineage is not None,
     )
 
 
