@@ -7,19 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..contract import (
-    COPY_BATCH,
-    FINALIZE,
-    FINALIZE_SHARD,
-    PLAN,
-    PLAN_SHARD,
-    RELEASE,
-    RUN,
-    SEAL_PLAN,
-    SEND_LINEAGE,
-    Step,
-    StepRequest,
-)
+from .. import contract
+from ..contract import Step, StepRequest
 from ..lock import Lock
 from ..records import CopiedBatch, OneShotAnswer
 from . import Job
@@ -51,21 +40,23 @@ def _unit(request: StepRequest) -> int:
 
 
 RUNS: dict[Step, Run] = {
-    RUN: lambda job, request, lock, progress: OneShotAnswer(
+    contract.RUN: lambda job, request, lock, progress: OneShotAnswer(
         tuple(one_shot(job, request.night(job.dataset.timezone), run_step, progress=progress))
     ),
-    PLAN: lambda job, request, lock, _: plan(
+    contract.PLAN: lambda job, request, lock, _: plan(
         job, request.night(job.dataset.timezone), lock=lock, scheduled=request.scheduled
     ),
-    PLAN_SHARD: lambda job, request, lock, _: plan_shard(job, _run(request), _unit(request), lock=lock),
-    SEAL_PLAN: lambda job, request, lock, _: seal_plan(job, _run(request), lock=lock),
-    COPY_BATCH: lambda job, request, lock, progress: CopiedBatch(
+    contract.PLAN_SHARD: lambda job, request, lock, _: plan_shard(job, _run(request), _unit(request), lock=lock),
+    contract.SEAL_PLAN: lambda job, request, lock, _: seal_plan(job, _run(request), lock=lock),
+    contract.COPY_BATCH: lambda job, request, lock, progress: CopiedBatch(
         _unit(request), copy_batch(job, _run(request), _unit(request), lock=lock, progress=progress)
     ),
-    FINALIZE_SHARD: lambda job, request, lock, _: finalize_shard(job, _run(request), _unit(request), lock=lock),
-    FINALIZE: lambda job, request, lock, _: finalize(job, _run(request), lock=lock),
-    RELEASE: lambda job, request, lock, _: release(job, request.run_id),
-    SEND_LINEAGE: lambda job, request, lock, _: send_lineage(
+    contract.FINALIZE_SHARD: lambda job, request, lock, _: finalize_shard(
+        job, _run(request), _unit(request), lock=lock
+    ),
+    contract.FINALIZE: lambda job, request, lock, _: finalize(job, _run(request), lock=lock),
+    contract.RELEASE: lambda job, request, lock, _: release(job, request.run_id),
+    contract.SEND_LINEAGE: lambda job, request, lock, _: send_lineage(
         job, _run(request), request.date.isoformat() if request.date else None
     ),
 }
