@@ -12,8 +12,9 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.metrics import NAMESPACE_ENV
+from handler.partitions import GLUE_DATABASE_ENV
 from infra.component import Component
-from infra.policies import function_policy
+from infra.policies import function_policy, glue_partition_arns
 from infra.roles import service_role
 from infra.runners import RunnerArgs, runner_log_group, runner_policy
 from infra.sdk_layer import SdkLayer
@@ -79,6 +80,10 @@ class IngestFunctionArgs:
     """Where the function's EMF lines put their metrics (handler/metrics.py); None: it prints none."""
     sdk_layer: SdkLayer | None = None
     """The pinned SDK (infra/sdk_layer.py), built before anything is created; required when settings.sdk_layer."""
+    glue_database: str | None = None
+    """The stack's Glue database: each commit registers its night's partitions in it (GLUE_DATABASE)."""
+    glue_tables: Sequence[str] = ()
+    """The catalog tables of that database the function may add partitions to: the raw and the ledger tables."""
 
 
 class IngestFunction(Component):
@@ -152,6 +157,7 @@ class IngestFunction(Component):
                     "CONFIG_KEY": args.config_key_template,
                     "SNS_TOPIC_ARN": args.runner.topic_arn,
                     **({NAMESPACE_ENV: args.metrics_namespace} if args.metrics_namespace else {}),
+                    **({GLUE_DATABASE_ENV: args.glue_database} if args.glue_database else {}),
                 }
             ),
             description="Data file ingestion: plan, copy_batch and finalize steps (handler/)",
@@ -169,4 +175,18 @@ class IngestFunction(Component):
         # A separate policy, not inline on the role: it names the log group, which is named after the
         # function, which needs the role first. Settings are bound here; the Outputs are resolved by name.
         known = partial(function_policy, config_bucket=args.config_bucket, config_keys=args.config_keys)
-        return runner_policy(name, self.role, known, args.runner, self.child, log_group_arn=self.log_group.arn)
+        database, tables = args.glue_database, args.glue_tables
+        partition_arns = (
+            args.runner.environment.apply(lambda *where: glue_partition_arns(*where, database, tables))
+            if database and tables
+            else []
+        )
+        return runner_policy(
+            name,
+            self.role,
+            known,
+            args.runner,
+            self.child,
+            log_group_arn=self.log_group.arn,
+            partition_arns=partition_arns,
+        )

@@ -152,14 +152,19 @@ class RunnerScope:
 
 
 def function_policy(
-    *, scope: RunnerScope, config_bucket: str, config_keys: Sequence[str], log_group_arn: str
+    *,
+    scope: RunnerScope,
+    config_bucket: str,
+    config_keys: Sequence[str],
+    log_group_arn: str,
+    partition_arns: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What the ingestion Lambda may do, derived from the datasets it serves.
 
     Per dataset: list and read the source prefix (and its inventory reports, if it plans from them); write,
     verify (HeadObject is s3:GetObject) and delete its own failed copies under the target prefix; read, write
     and delete its ledger (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write
-    its own logs.
+    its own logs. With `partition_arns` (`glue_partition_arns`): register partitions in the stack's tables.
     """
     partition, datasets = scope.partition, scope.datasets
     statements: list[dict[str, Any]] = []
@@ -266,7 +271,36 @@ def function_policy(
     statements.extend(read_key_statements(partition, datasets))
     # S3 for the buckets; SNS for a one-shot run's own report (an action-less event publishes it).
     statements.extend(scope.key_statements())
+    if partition_arns:
+        statements.append(register_partitions_statement(partition_arns))
     return document(statements)
+
+
+def glue_partition_arns(
+    partition: str, region: str, account_id: str, database: str, tables: Sequence[str]
+) -> list[str]:
+    """What BatchCreatePartition into `database`'s `tables` is authorized on: the table, and every ancestor of it
+    ("All operations performed on a Data Catalog resource require permission on the resource and all the
+    ancestors of that resource", AWS Glue developer guide, "Specifying AWS Glue resource ARNs"): the catalog and
+    the database. Exact tables, no `table/<db>/*`: the stack's own raw and ledger tables, nothing else."""
+    base = f"arn:{partition}:glue:{region}:{account_id}"
+    return [
+        f"{base}:catalog",
+        f"{base}:database/{database}",
+        *(f"{base}:table/{database}/{table}" for table in sorted(set(tables))),
+    ]
+
+
+def register_partitions_statement(partition_arns: Sequence[str]) -> dict[str, Any]:
+    """The commit registers its night's partitions (handler/partitions.py): BatchCreatePartition only. It names
+    the partitions it makes from the table specs the stack deployed, so it reads no table (no glue:GetTable) and
+    checks for none first (an existing partition comes back as a per-entry AlreadyExistsException)."""
+    return {
+        "Sid": "RegisterPartitions",
+        "Effect": "Allow",
+        "Action": "glue:BatchCreatePartition",
+        "Resource": list(partition_arns),
+    }
 
 
 def read_key_statements(partition: str, datasets: Sequence[DatasetConfig]) -> list[dict[str, Any]]:
