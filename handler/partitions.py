@@ -52,7 +52,8 @@ class Partition:
     table: str
     values: tuple[str, ...]
     location: str
-    columns: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, str, str], ...]
+    """(name, type, comment) in file order, as the table has them."""
     input_format: str
     output_format: str
     serde_library: str
@@ -64,7 +65,7 @@ class Partition:
         return {
             "Values": list(self.values),
             "StorageDescriptor": {
-                "Columns": [{"Name": name, "Type": kind} for name, kind in self.columns],
+                "Columns": [_column(*column) for column in self.columns],
                 "Location": self.location,
                 "InputFormat": self.input_format,
                 "OutputFormat": self.output_format,
@@ -73,6 +74,10 @@ class Partition:
             },
             "Parameters": dict(self.parameters),
         }
+
+
+def _column(name: str, kind: str, comment: str) -> dict[str, str]:
+    return {"Name": name, "Type": kind, **({"Comment": comment} if comment else {})}
 
 
 # ---- which partitions (pure) ---------------------------------------------------------------------------------
@@ -119,7 +124,7 @@ def _raw(spec: GlueTableSpec, bucket: str, date: str) -> Partition:
         table=spec.name,
         values=(date,),
         location=f"{spec.location(bucket)}{PARTITION_KEY}={date}/",
-        columns=tuple((c.name, c.type) for c in spec.columns),
+        columns=tuple((c.name, c.type, c.comment) for c in spec.columns),
         input_format=spec.input_format,
         output_format=spec.output_format,
         serde_library=spec.serde_library,
@@ -137,7 +142,7 @@ def _ledger(table: LedgerTable, dataset: DatasetConfig, date: str) -> Partition:
         table=table.name,
         values=(dataset.name, date),
         location=f"s3://{dataset.target.bucket}/{LEDGER_ROOT}{dataset.name}/{folder}",
-        columns=tuple((c.name, c.type) for c in table.columns),
+        columns=tuple((c.name, c.type, "") for c in table.columns),
         input_format=TEXT_INPUT,
         output_format=TEXT_OUTPUT,
         serde_library=JSON_SERDE,
@@ -191,15 +196,6 @@ class Registered:
     created: int = 0
     existing: int = 0
     calls: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "database": self.database,
-            "partitions": self.partitions,
-            "created": self.created,
-            "existing": self.existing,
-            "calls": self.calls,
-        }
 
 
 def register(catalog: Catalog, partitions: Iterable[Partition]) -> Registered:

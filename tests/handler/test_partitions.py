@@ -34,20 +34,13 @@ from handler.store import Store
 from handler.tables import LAZY_SIMPLE_SERDE, OPEN_CSV_SERDE, TEXT_INPUT
 from tests.conftest import REGION, dataset_config, put_keys, write_config
 from tests.glue_catalog import DATABASE, CountingGlue, Refusing, create_catalog, partitions_of
+from tests.handler.test_tables import RATINGS
 
 NIGHT = Date(2026, 11, 27)
-RATINGS = {
-    "pattern": ["ratings*.csv"],
-    "columns": [
-        {"name": "userId", "type": "bigint"},
-        {"name": "movieId", "type": "bigint"},
-        {"name": "rating", "type": "double"},
-    ],
-}
 LINKS = {"pattern": ["links*.csv"], "quoted": False, "columns": [{"name": "movieId", "type": "bigint"}]}
 TABLES = {"ratings": RATINGS, "links": LINKS, "movies": "movies*.csv"}
 """Two described tables (quoted and unquoted CSV) and one undescribed: it lands, but has no catalog table."""
-RATINGS_CSV = "userId,movieId,rating\n1,10,4.5\n2,10,3.0\n"
+RATINGS_CSV = "userId,movieId,rating,timestamp\n1,10,4.5,1700000000\n2,10,3.0,1700000001\n"
 
 
 def movielens(raw: str = "raw-bucket", source: str = "src-bucket", **fields: Any) -> DatasetConfig:
@@ -101,6 +94,7 @@ def test_each_partition_carries_its_tables_columns_formats_and_serde_with_its_pa
         {"Name": "userid", "Type": "bigint"},
         {"Name": "movieid", "Type": "bigint"},
         {"Name": "rating", "Type": "double"},
+        {"Name": "timestamp", "Type": "bigint", "Comment": "seconds since 1970"},
     ]
     assert (sd["InputFormat"], sd["SerdeInfo"]["SerializationLibrary"]) == (TEXT_INPUT, OPEN_CSV_SERDE)
     assert sd["SerdeInfo"]["Parameters"] == {"separatorChar": ",", "quoteChar": '"', "escapeChar": "\\"}
@@ -115,7 +109,7 @@ def test_each_partition_carries_its_tables_columns_formats_and_serde_with_its_pa
 
 
 def partition(table: str, n: int) -> Partition:
-    return Partition(table, (f"2026-{n:05d}",), f"s3://b/{table}/{n}/", (("c", "string"),), "i", "o", "s")
+    return Partition(table, (f"2026-{n:05d}",), f"s3://b/{table}/{n}/", (("c", "string", ""),), "i", "o", "s")
 
 
 def test_batches_hold_one_table_at_most_a_hundred_partitions_each_once() -> None:
@@ -191,8 +185,8 @@ def test_a_glue_or_spark_style_reader_finds_every_row_through_the_registered_par
             ]
 
     assert rows == [
-        {"userid": "1", "movieid": "10", "rating": "4.5", "ingest_date": "2026-11-27"},
-        {"userid": "2", "movieid": "10", "rating": "3.0", "ingest_date": "2026-11-27"},
+        {"userid": "1", "movieid": "10", "rating": "4.5", "timestamp": "1700000000", "ingest_date": "2026-11-27"},
+        {"userid": "2", "movieid": "10", "rating": "3.0", "timestamp": "1700000001", "ingest_date": "2026-11-27"},
     ]
 
 
