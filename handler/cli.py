@@ -138,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "every landed object in a manifest, the state in agreement; exit 1 listing what is wrong",
     )
     _common(verify)
-    which = verify.add_mutually_exclusive_group()
-    which.add_argument("--date", type=_date, help="the night to check, YYYY-MM-DD (default: the last run's)")
-    which.add_argument("--run", dest="run_id", metavar="RUN_ID", help="check one committed run only")
+    _night_or(
+        verify, "the night to check, YYYY-MM-DD (default: the last run's)", "--run", help="check one committed run only"
+    )
     verify.add_argument(
         "--checksums",
         action="store_true",
@@ -161,9 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="send the OpenLineage events the ledger holds for a night (or one run) to a lineage backend",
     )
     _common(send)
-    which = send.add_mutually_exclusive_group()
-    which.add_argument("--date", type=_date, help="the night whose runs to send, YYYY-MM-DD (default: the last run's)")
-    which.add_argument("--run", dest="run_id", metavar="RUN_ID", help="send one committed run's events")
+    _night_or(
+        send,
+        "the night whose runs to send, YYYY-MM-DD (default: the last run's)",
+        "--run",
+        help="send one committed run's events",
+    )
     _lineage_url(send, "the backend to send them to")
 
     partitions = commands.add_parser(
@@ -172,9 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "registration, or after it failed); idempotent",
     )
     _common(partitions)
-    which = partitions.add_mutually_exclusive_group()
-    which.add_argument("--date", type=_date, help="only this night, YYYY-MM-DD (default: every committed night)")
-    which.add_argument("--since", type=_date, help="every committed night from this one on, YYYY-MM-DD")
+    since = "every committed night from this one on, YYYY-MM-DD"
+    _night_or(partitions, "only this night, YYYY-MM-DD (default: every committed night)", "--since", help=since)
     _glue_database(partitions, "the Glue database holding the tables")
 
     demo = commands.add_parser("demo", help="run the pipeline against an in-process local S3 and SNS (moto)")
@@ -199,6 +201,16 @@ def _lineage_url(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"{what}, e.g. http://marquez:5000 (default: ${OPENLINEAGE_URL}; ${OPENLINEAGE_ENDPOINT} changes the "
         f"path from {ENDPOINT}, ${OPENLINEAGE_API_KEY} is sent as a bearer token)",
     )
+
+
+def _night_or(parser: argparse.ArgumentParser, date_help: str, other: str, *, help: str) -> None:
+    """`--date` or `other` (`--run RUN_ID`, `--since DATE`), not both: which nights a command is about."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--date", type=_date, help=date_help)
+    if other == "--run":
+        which.add_argument(other, dest="run_id", metavar="RUN_ID", help=help)
+    else:
+        which.add_argument(other, type=_date, help=help)
 
 
 def _glue_database(parser: argparse.ArgumentParser, what: str) -> None:
