@@ -145,7 +145,7 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
     ref = RunRef(ds.name, run_id, run.date, ds.source.bucket, ds.target.bucket)
     tally = Tallying()
     failures: list[Failure] = []
-    folders, tables = table_folders(ds, run.date), set()
+    folders, tables = table_folders(ds, run.date), set[str | None]()
     with scratch_db() as db, tempfile.TemporaryFile() as manifest, ledger.lock.heartbeat():
         job.ledger.load_parts(db, spec.parts, spec.start_after, end_at)
         for line in _shard_lines(job, run, shard, batches, db):
@@ -154,7 +154,7 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
             if line.status == ObjectStatus.FAILED and len(failures) < MAX_FAILURES_IN_SUMMARY:
                 failures.append(Failure(line.source_key, line.reason))
             elif line.status == ObjectStatus.COPIED and folders and line.target_key:
-                tables.add(landed_table(folders, line.target_key) or "")
+                tables.add(landed_table(folders, line.target_key))
         keys = state.count(db)
         sizes = split_sizes(keys, ds.shard_max_keys)
         if tally.copied or spec.rewrite or len(sizes) > 1 or _unsized(job, spec):
@@ -163,7 +163,7 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
             pieces = (StatePart(spec.start_after, spec.parts[0] if spec.parts else None, keys),)
         part = ledger.save_manifest_part(run, shard, manifest) if tally.objects else None
     pieces = pieces or (StatePart(spec.start_after, None, 0),)
-    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part, tuple(sorted(tables - {""})))
+    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part, tuple(sorted(t for t in tables if t)))
     ledger.write(SHARD_OUTCOME, outcome, shard=shard)
     return outcome
 
