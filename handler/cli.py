@@ -1,5 +1,5 @@
-"""Command line: `python -m handler run|history|status|verify|lineage|send-lineage|demo`. Exit codes are part of
-the interface.
+"""Command line: `python -m handler run|history|status|verify|lineage|send-lineage|partitions|demo`. Exit codes are
+part of the interface.
 
 0 succeeded, nothing new, or verified clean; 1 some objects (or the run) failed, or verify found problems; 2 bad
 usage, config or credentials, or a question the ledger cannot answer as asked (nothing copied); 3 run in progress
@@ -37,6 +37,7 @@ from .errors import (
     Interrupted,
     InvalidRequest,
     LineageDeliveryFailed,
+    PartitionsFailed,
     RunInProgress,
     SdkTooOld,
     credentials_error,
@@ -45,13 +46,16 @@ from .errors import (
 from .layout import printable
 from .notify import announce
 from .openlineage import ENDPOINT, Sent, deliver
+from .partitions import GLUE_DATABASE_ENV, catalog_for
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
 from .records import Failure, OneShotAnswer, RunStatus, RunSummary, utc_now
 from .runner import Engine, lineage_of, one_shot, run_date_for
 from .status import DatasetStatus, HistoryEntry, RunningRun
 from .steps.lineage import ObjectLineage
+from .steps.partitions import repair
 from .store import NoSuchBucket, Store, Transient
+from .store.glue import glue_client
 from .store.sdk import require_botocore, versions
 from .store.topic import sns_client
 from .verify import CLEAN, Kind, Problem, VerifyReport
@@ -63,7 +67,7 @@ OPENLINEAGE_URL, OPENLINEAGE_ENDPOINT, OPENLINEAGE_API_KEY = (
     "OPENLINEAGE_API_KEY",
 )
 """The variables OpenLineage's own clients read for their HTTP transport."""
-READING_COMMANDS = frozenset({"history", "status", "verify", "lineage", "send-lineage"})
+READING_COMMANDS = frozenset({"history", "status", "verify", "lineage", "send-lineage", "partitions"})
 FAILED, INVALID, IN_PROGRESS, INTERRUPTED = "failed", "invalid", "in_progress", "interrupted"
 """The `status` of an error answer: the run (or command) failed; the usage, config or credentials are wrong;
 another run holds the lock. Run statuses (`succeeded`, `partial`, ...) are the summary's own."""
@@ -112,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="show what would be copied and why; copy nothing")
     run.add_argument("--topic-arn", help="SNS topic for the run notification (default: config, then SNS_TOPIC_ARN)")
     _lineage_url(run, "after the run, send its OpenLineage events to this backend")
+    _glue_database(run, "after the commit, register the night's partitions in this Glue database")
     run.add_argument(
         "--allow-unprotected",
         action="store_true",
@@ -133,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "every landed object in a manifest, the state in agreement; exit 1 listing what is wrong",
     )
     _common(verify)
-    which = verify.add_mutually_exclusive_group()
-    which.add_argument("--date", type=_date, help="the night to check, YYYY-MM-DD (default: the last run's)")
-    which.add_argument("--run", dest="run_id", metavar="RUN_ID", help="check one committed run only")
+    _night_or(
+        verify, "the night to check, YYYY-MM-DD (default: the last run's)", "--run", help="check one committed run only"
+    )
     verify.add_argument(
         "--checksums",
         action="store_true",
@@ -156,10 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="send the OpenLineage events the ledger holds for a night (or one run) to a lineage backend",
     )
     _common(send)
-    which = send.add_mutually_exclusive_group()
-    which.add_argument("--date", type=_date, help="the night whose runs to send, YYYY-MM-DD (default: the last run's)")
-    which.add_argument("--run", dest="run_id", metavar="RUN_ID", help="send one committed run's events")
+    _night_or(
+        send,
+        "the night whose runs to send, YYYY-MM-DD (default: the last run's)",
+        "--run",
+        help="send one committed run's events",
+    )
     _lineage_url(send, "the backend to send them to")
+
+    partitions = commands.add_parser(
+        "partitions",
+        help="register committed nights' partitions in the Glue catalog from the ledger (nights landed before "
+        "registration, or after it failed); idempotent",
+    )
+    _common(partitions)
+    since = "every committed night from this one on, YYYY-MM-DD"
+    _night_or(partitions, "only this night, YYYY-MM-DD (default: every committed night)", "--since", help=since)
+    _glue_database(partitions, "the Glue database holding the tables")
 
     demo = commands.add_parser("demo", help="run the pipeline against an in-process local S3 and SNS (moto)")
     demo.add_argument("--source-dir", help="folder of files to ingest, e.g. a downloaded ml-latest-small")
@@ -182,6 +200,24 @@ def _lineage_url(parser: argparse.ArgumentParser, what: str) -> None:
         metavar="URL",
         help=f"{what}, e.g. http://marquez:5000 (default: ${OPENLINEAGE_URL}; ${OPENLINEAGE_ENDPOINT} changes the "
         f"path from {ENDPOINT}, ${OPENLINEAGE_API_KEY} is sent as a bearer token)",
+    )
+
+
+def _night_or(parser: argparse.ArgumentParser, date_help: str, other: str, *, help: str) -> None:
+    """`--date` or `other` (`--run RUN_ID`, `--since DATE`), not both: which nights a command is about."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--date", type=_date, help=date_help)
+    if other == "--run":
+        which.add_argument(other, dest="run_id", metavar="RUN_ID", help=help)
+    else:
+        which.add_argument(other, type=_date, help=help)
+
+
+def _glue_database(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--glue-database",
+        metavar="NAME",
+        help=f"{what} (default: the dataset's glue_database, then ${GLUE_DATABASE_ENV}; none: no registration)",
     )
 
 
@@ -397,6 +433,7 @@ def _command(invocation: Invocation) -> int:
         "verify": _verify,
         "lineage": _lineage,
         "send-lineage": _send_lineage,
+        "partitions": _partitions,
     }
     if args.command in commands:
         return commands[args.command](invocation)
@@ -411,7 +448,8 @@ def _engine(invocation: Invocation, concurrency: int | None = None) -> Engine:
     if concurrency is not None:
         dataset = with_overrides(dataset, concurrency=concurrency)
     store = Store.sized(concurrency=dataset.concurrency, endpoint_url=args.endpoint_url)
-    return Engine(store, dataset, allow_unprotected=getattr(args, "allow_unprotected", False))
+    catalog = catalog_for(dataset, glue_client, getattr(args, "glue_database", None))
+    return Engine(store, dataset, allow_unprotected=getattr(args, "allow_unprotected", False), catalog=catalog)
 
 
 def _local_pool(engine: Engine, args: argparse.Namespace) -> LocalPool:
@@ -512,6 +550,27 @@ def _send_lineage(invocation: Invocation) -> int:
         return _report(Refusal(FAILED, EXIT_FAILED, str(err)), args.dataset, args.json)
     if args.json or not args.quiet:
         _print(Sent.of(args.dataset, sent, events).to_json(), args.json)
+    return EXIT_OK
+
+
+def _partitions(invocation: Invocation) -> int:
+    args = invocation.args
+    engine = _engine(invocation)
+    catalog = engine.job.catalog
+    if catalog is None:
+        raise InvalidRequest(
+            f"no Glue database: give --glue-database, or set glue_database on dataset {args.dataset} "
+            f"or ${GLUE_DATABASE_ENV}"
+        )
+    date, since = (d.isoformat() if d else None for d in (args.date, args.since))
+    try:
+        answer = repair(engine.job, catalog, date=date, since=since)
+    except PartitionsFailed as err:
+        return _report(
+            Refusal(FAILED, EXIT_FAILED, f"{err}; what was registered stays, run it again"), args.dataset, args.json
+        )
+    if args.json or not args.quiet:
+        _print(answer.to_json(), args.json)
     return EXIT_OK
 
 

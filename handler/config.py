@@ -29,6 +29,7 @@ from .naming import (
     bucket_problems,
     dataset_name_problem,
     did_you_mean,
+    glue_database_problems,
     kms_key_arn_problems,
     timezone_problems,
     topic_arn_problems,
@@ -280,6 +281,16 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         "them: `handler/schedules.py`), in the dataset's `timezone`.",
         check=_schedule_problems,
     ),
+    Setting(
+        "glue_database",
+        str,
+        None,
+        "the Glue database whose tables (this dataset's described tables, the ledger's `manifest` and `runs`) get "
+        "each committed night's partitions registered, for Spark, EMR and Redshift Spectrum (Athena projects them "
+        "anyway): also `--glue-database` or `GLUE_DATABASE`, which a stack's function has. No database: none are "
+        "registered (README: *Partitions for every engine*).",
+        check=glue_database_problems,
+    ),
 )
 """Every field of a dataset config, in the order the README lists them and the parser reports problems."""
 
@@ -341,6 +352,7 @@ class DatasetConfig:
     schedule: str = _default("schedule")
     create_source: bool = _default("source.create")
     source_kms_key_arn: str | None = _default("source.kms_key_arn")
+    glue_database: str | None = _default("glue_database")
 
     @property
     def inventory(self) -> Location | None:

@@ -93,6 +93,10 @@ class LineageDeliveryFailed(IngestError):
     """A lineage backend did not take the run's events. They stay in the ledger; the run is not undone."""
 
 
+class PartitionsFailed(IngestError):
+    """The Glue catalog did not take a night's partitions. The night is committed; `ingest partitions` repairs."""
+
+
 CREDENTIAL_ERRORS = frozenset(
     {
         # botocore's own, raised before a request is sent

@@ -17,10 +17,12 @@ from .contract import StepRequest, read_event, state_machine_answer
 from .errors import environment_error
 from .metrics import emit_committed
 from .notify import announce
+from .partitions import catalog_for
 from .records import OneShotAnswer, RunSummary
 from .steps import Job
 from .steps.table import run_step
 from .store import Store
+from .store.glue import glue_client
 from .store.sdk import loaded_sdk, require_botocore
 from .store.topic import sns_client
 from .width import copy_width, function_memory_mb
@@ -43,7 +45,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     log.info(what)
     before = store.retry_counts()  # the client outlives the invocation (warm containers): this invocation's share
     try:
-        return _answer(Job.of(store, dataset, execution=request.execution), request)
+        catalog = catalog_for(dataset, _glue)
+        return _answer(Job.of(store, dataset, execution=request.execution, catalog=catalog), request)
     except Exception as err:
         # The function's own machine (a full /tmp, too few descriptors) is named as such, not as S3's or a bug's.
         local = environment_error(err)
@@ -84,3 +87,9 @@ def _answer(job: Job, request: StepRequest) -> dict[str, Any]:
 def _s3(concurrency: int) -> Store:
     """One store per pool size per container: a warm Lambda reuses its connections across invocations."""
     return Store.sized(concurrency=concurrency)
+
+
+@functools.lru_cache(maxsize=1)
+def _glue() -> Any:
+    """One Glue client per container, made at the first commit that registers partitions."""
+    return glue_client()

@@ -36,6 +36,9 @@ LATEST_DATE = "NOW+1DAYS"
 JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
 TEXT_INPUT = "org.apache.hadoop.mapred.TextInputFormat"
 TEXT_OUTPUT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+SERDE_PARAMETERS = {"ignore.malformed.json": "FALSE", "case.insensitive": "TRUE"}
+"""The JSON SerDe's parameters, on the tables and on every partition registered (handler/partitions.py).
+Timestamps stay strings (ISO 8601 with Z): from_iso8601_timestamp() reads them in Athena."""
 
 _SCALARS: dict[type, str] = {str: "string", int: "bigint", float: "double"}
 

@@ -71,6 +71,14 @@ def timezone_problems(name: Any) -> list[str]:
     return [f"{name!r} is not an IANA time zone name (e.g. 'UTC', 'America/Chicago')"]
 
 
+def glue_database_problems(name: Any) -> list[str]:
+    """A Glue database name as Athena reads it without quotes: the stack's `glueDatabase` and a dataset's
+    `glue_database` are held to the same rule."""
+    if isinstance(name, str) and re.fullmatch(r"[a-z0-9_]{1,255}", name):
+        return []
+    return [f"{name!r} must be 1-255 lower-case letters, digits or '_' (what Athena reads without quotes)"]
+
+
 def topic_arn_problems(arn: Any) -> list[str]:
     if isinstance(arn, str) and arn.startswith("arn:"):
         return []

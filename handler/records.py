@@ -411,6 +411,8 @@ class ShardOutcome:
     failures: tuple[Failure, ...]
     pieces: tuple[StatePart, ...]
     manifest_part: str | None
+    tables: tuple[str, ...] = ()
+    """The described tables (catalog names) its copies landed in: the raw partitions the commit registers."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -419,6 +421,7 @@ class ShardOutcome:
             "failures": [f.to_json() for f in self.failures],
             "pieces": [p.to_json() for p in self.pieces],
             "manifest_part": self.manifest_part,
+            "tables": list(self.tables),
         }
 
     @classmethod
@@ -429,6 +432,7 @@ class ShardOutcome:
             tuple(Failure(**f) for f in data.get("failures") or ()),
             tuple(StatePart.from_json(p) for p in data.get("pieces") or ()),
             data.get("manifest_part"),
+            tuple(data.get("tables") or ()),
         )
 
 
@@ -567,6 +571,8 @@ class Finalized:
 
     summary: RunSummary
     notification: Notification
+    partitions_error: str | None = None
+    """Why the night's partitions were not registered in Glue (the night is committed all the same)."""
 
     @property
     def replan(self) -> bool:
@@ -574,7 +580,8 @@ class Finalized:
         return self.summary.resumed
 
     def to_json(self) -> dict[str, Any]:
-        return {"summary": self.summary.to_json(), "notification": self.notification.to_json(), "replan": self.replan}
+        answer = {"summary": self.summary.to_json(), "notification": self.notification.to_json(), "replan": self.replan}
+        return {**answer, "partitions_error": self.partitions_error} if self.partitions_error else answer
 
 
 class Stage(StrEnum):

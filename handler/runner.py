@@ -17,6 +17,7 @@ from .config import DatasetConfig
 from .contract import COPY_BATCH, FINALIZE, FINALIZE_SHARD, PLAN, PLAN_SHARD, RELEASE, SEAL_PLAN, Step, StepRequest
 from .ledger import Ledger
 from .lock import Lock
+from .partitions import Catalog
 from .pool import InProcess, Workers
 from .progress import RunProgress
 from .records import DryRun, RunSummary
@@ -49,8 +50,9 @@ class Engine:
         allow_unprotected: bool = False,
         workers: Workers | None = None,
         execution: str | None = None,
+        catalog: Catalog | None = None,
     ):
-        self.job = Job.of(store, dataset, allow_unprotected=allow_unprotected, execution=execution)
+        self.job = Job.of(store, dataset, allow_unprotected=allow_unprotected, execution=execution, catalog=catalog)
         self.workers = workers
         """Where a one-shot run plans, copies and finalizes its units (default: one after another, here)."""
 

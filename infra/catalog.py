@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from handler.ledger_tables import JSON_SERDE, LEDGER_TABLES, TEXT_INPUT, TEXT_OUTPUT, LedgerTable
+from handler.ledger_tables import JSON_SERDE, LEDGER_TABLES, SERDE_PARAMETERS, TEXT_INPUT, TEXT_OUTPUT, LedgerTable
 from infra.component import Component
 
 
@@ -70,8 +70,7 @@ def _table(
             output_format=TEXT_OUTPUT,
             ser_de_info=aws.glue.CatalogTableStorageDescriptorSerDeInfoArgs(
                 serialization_library=JSON_SERDE,
-                # Timestamps stay strings (ISO 8601 with Z): from_iso8601_timestamp() reads them in Athena.
-                parameters={"ignore.malformed.json": "FALSE", "case.insensitive": "TRUE"},
+                parameters=dict(SERDE_PARAMETERS),
             ),
             columns=[aws.glue.CatalogTableStorageDescriptorColumnArgs(name=c.name, type=c.type) for c in table.columns],
         ),

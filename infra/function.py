@@ -15,8 +15,9 @@ import pulumi_aws as aws
 from handler.lineage_destination import ENV as LINEAGE_ENV
 from handler.lineage_destination import LineageDestination
 from handler.metrics import NAMESPACE_ENV
+from handler.partitions import GLUE_DATABASE_ENV
 from infra.component import Component
-from infra.policies import function_policy
+from infra.policies import function_policy, glue_partition_arns
 from infra.roles import service_role
 from infra.runners import RunnerArgs, runner_log_group, runner_policy
 from infra.sdk_layer import SdkLayer
@@ -84,6 +85,10 @@ class IngestFunctionArgs:
     """The pinned SDK (infra/sdk_layer.py), built before anything is created; required when settings.sdk_layer."""
     lineage: LineageDestination | None = None
     """Where the `send_lineage` step delivers each run's OpenLineage events (the stack's `lineage`); None: nowhere."""
+    glue_database: str | None = None
+    """The stack's Glue database: each commit registers its night's partitions in it (GLUE_DATABASE)."""
+    glue_tables: Sequence[str] = ()
+    """The catalog tables of that database the function may add partitions to: the raw and the ledger tables."""
 
 
 class IngestFunction(Component):
@@ -159,6 +164,7 @@ class IngestFunction(Component):
                     **({NAMESPACE_ENV: args.metrics_namespace} if args.metrics_namespace else {}),
                     # The destination's document, never a key: the step reads the secret it names at delivery.
                     **({LINEAGE_ENV: json.dumps(args.lineage.to_document())} if args.lineage else {}),
+                    **({GLUE_DATABASE_ENV: args.glue_database} if args.glue_database else {}),
                 }
             ),
             description="Data file ingestion: plan, copy_batch and finalize steps (handler/)",
@@ -178,6 +184,12 @@ class IngestFunction(Component):
         known = partial(
             function_policy, config_bucket=args.config_bucket, config_keys=args.config_keys, lineage=args.lineage
         )
+        database, tables = args.glue_database, args.glue_tables
+        partition_arns = (
+            args.runner.environment.apply(lambda *where: glue_partition_arns(*where, database, tables))
+            if database and tables
+            else []
+        )
         return runner_policy(
             name,
             self.role,
@@ -186,4 +198,5 @@ class IngestFunction(Component):
             self.child,
             log_group_arn=self.log_group.arn,
             account_id=args.runner.environment.account_id,
+            partition_arns=partition_arns,
         )

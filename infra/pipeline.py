@@ -9,6 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from handler.ledger_tables import LEDGER_TABLES
+from handler.tables import glue_table_specs
 from infra.catalog import LedgerCatalog, LedgerCatalogArgs, default_database_name
 from infra.component import Component
 from infra.config_objects import CONFIG_KEY_TEMPLATE, ConfigObjects, ConfigObjectsArgs
@@ -86,6 +88,10 @@ class IngestionPipeline(Component):
         metrics_namespace = f"{project}/{stack}"
         monitoring_name = f"{name}-monitoring"
         alarm_prefix = f"{monitoring_name}-"  # every alarm's name starts so: the topic key lets those publish
+        # Known before anything exists, so the function's environment and role can name the database and its
+        # tables (the commit registers its night's partitions there: handler/partitions.py).
+        database_name = config.glue_database or default_database_name(project, stack)
+        glue_tables = [*(table.name for table in LEDGER_TABLES), *(spec.name for spec in glue_table_specs(datasets))]
 
         self._create_buckets(name, config, environment, protect=protect)
         self.config_objects = ConfigObjects(
@@ -126,6 +132,8 @@ class IngestionPipeline(Component):
                 metrics_namespace=metrics_namespace,
                 sdk_layer=args.sdk_layer,
                 lineage=config.lineage,
+                glue_database=database_name,
+                glue_tables=glue_tables,
             ),
             # The function names the config bucket by its configured name; wait until it exists.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_bucket]),
@@ -147,6 +155,20 @@ class IngestionPipeline(Component):
             # The whole function component: its role policy must be in place before a run can start.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.function]),
         )
+        self.catalog = LedgerCatalog(
+            f"{name}-catalog",
+            LedgerCatalogArgs(
+                database_name=database_name,
+                raw_bucket=self.raw_bucket.name,
+                datasets=[ds.name for ds in datasets],
+            ),
+            opts=self.child,
+        )
+        self.raw_tables = RawTables(
+            f"{name}-raw-tables",
+            RawTablesArgs(database_name=self.catalog.database_name, raw_bucket=self.raw_bucket.name, datasets=datasets),
+            opts=self.child,
+        )
         self.schedules = DatasetSchedules(
             f"{name}-schedules",
             DatasetSchedulesArgs(
@@ -163,22 +185,11 @@ class IngestionPipeline(Component):
                     self.config_objects,
                     self.raw_bucket,
                     *self.source_buckets.values(),
+                    # A night's commit registers its partitions in these tables.
+                    self.catalog,
+                    self.raw_tables,
                 ],
             ),
-        )
-        self.catalog = LedgerCatalog(
-            f"{name}-catalog",
-            LedgerCatalogArgs(
-                database_name=config.glue_database or default_database_name(pulumi.get_project(), pulumi.get_stack()),
-                raw_bucket=self.raw_bucket.name,
-                datasets=[ds.name for ds in datasets],
-            ),
-            opts=self.child,
-        )
-        self.raw_tables = RawTables(
-            f"{name}-raw-tables",
-            RawTablesArgs(database_name=self.catalog.database_name, raw_bucket=self.raw_bucket.name, datasets=datasets),
-            opts=self.child,
         )
         self.monitoring = Monitoring(
             monitoring_name,

@@ -160,13 +160,15 @@ def function_policy(
     log_group_arn: str,
     lineage: LineageDestination | None = None,
     account_id: str | None = None,
+    partition_arns: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What the ingestion Lambda may do, derived from the datasets it serves.
 
     Per dataset: list and read the source prefix (and its inventory reports, if it plans from them); write,
     verify (HeadObject is s3:GetObject) and delete its own failed copies under the target prefix; read, write
     and delete its ledger (`_ingestion/<dataset>/`). Plus: read its config objects, publish to its topic, write
-    its own logs, and deliver lineage events where the stack's `lineage` setting says (`lineage_statements`).
+    its own logs, and deliver lineage events where the stack's `lineage` setting says (`lineage_statements`). With
+    `partition_arns` (`glue_partition_arns`): register partitions in the stack's tables.
     """
     partition, datasets = scope.partition, scope.datasets
     statements: list[dict[str, Any]] = []
@@ -277,7 +279,36 @@ def function_policy(
         if scope.region is None or account_id is None:
             raise ValueError("a lineage destination's grants need the region and the account")
         statements.extend(lineage_statements(partition, scope.region, account_id, lineage))
+    if partition_arns:
+        statements.append(register_partitions_statement(partition_arns))
     return document(statements)
+
+
+def glue_partition_arns(
+    partition: str, region: str, account_id: str, database: str, tables: Sequence[str]
+) -> list[str]:
+    """What BatchCreatePartition into `database`'s `tables` is authorized on: the table, and every ancestor of it
+    ("All operations performed on a Data Catalog resource require permission on the resource and all the
+    ancestors of that resource", AWS Glue developer guide, "Specifying AWS Glue resource ARNs"): the catalog and
+    the database. Exact tables, no `table/<db>/*`: the stack's own raw and ledger tables, nothing else."""
+    base = f"arn:{partition}:glue:{region}:{account_id}"
+    return [
+        f"{base}:catalog",
+        f"{base}:database/{database}",
+        *(f"{base}:table/{database}/{table}" for table in sorted(set(tables))),
+    ]
+
+
+def register_partitions_statement(partition_arns: Sequence[str]) -> dict[str, Any]:
+    """The commit registers its night's partitions (handler/partitions.py): BatchCreatePartition only. It names
+    the partitions it makes from the table specs the stack deployed, so it reads no table (no glue:GetTable) and
+    checks for none first (an existing partition comes back as a per-entry AlreadyExistsException)."""
+    return {
+        "Sid": "RegisterPartitions",
+        "Effect": "Allow",
+        "Action": "glue:BatchCreatePartition",
+        "Resource": list(partition_arns),
+    }
 
 
 def read_key_statements(partition: str, datasets: Sequence[DatasetConfig]) -> list[dict[str, Any]]:

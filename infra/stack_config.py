@@ -30,7 +30,7 @@ import pulumi
 from handler.config import ProcessConfig, parse_config
 from handler.errors import ConfigError
 from handler.lineage_destination import LineageDestination, destination_problems
-from handler.naming import bucket_problems, did_you_mean
+from handler.naming import bucket_problems, did_you_mean, glue_database_problems
 from handler.settings import REQUIRED, Setting, markdown_table
 from handler.width import MAX_MAP_WIDTH
 
@@ -107,12 +107,6 @@ def _kms_key_problems(arn: Any) -> list[str]:
         f"{arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>); "
         "an alias cannot be used because IAM grants on an alias do not cover the key"
     ]
-
-
-def _glue_database_problems(name: Any) -> list[str]:
-    if re.fullmatch(r"[a-z0-9_]{1,255}", name):
-        return []
-    return [f"{name!r} must be 1-255 lower-case letters, digits or '_' (what Athena reads without quotes)"]
 
 
 def _log_level_problems(level: Any) -> list[str]:
@@ -351,7 +345,7 @@ STACK_SETTINGS: tuple[Setting, ...] = (
         "Glue database of the ledger's `manifest` and `runs` tables (and the raw tables datasets describe); "
         "without one, `<project>_<stack>` in lower case with `_` for anything else (`data_file_ingestion_dev`).",
         attribute="glue_database",
-        check=_glue_database_problems,
+        check=glue_database_problems,
     ),
     Setting(
         "freshnessGraceHours",
@@ -697,6 +691,11 @@ def _dataset_problems(datasets: ProcessConfig, raw_bucket: str | None, config_bu
                 f"{where}.source.create: bucket {ds.source.bucket!r} is created by dataset {creator!r} "
                 f"(source.create: true); set it to true here too, so removing {creator!r} from the stack "
                 f"cannot delete a bucket {ds.name!r} still reads"
+            )
+        if ds.glue_database:
+            problems.append(
+                f"{where}.glue_database: not supported in a stack: the function registers partitions in the "
+                "stack's own database (glueDatabase), the only one its role may write to; leave it out"
             )
     return problems
 

@@ -36,6 +36,7 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_ENDPOINT_URL_S3",
         "AWS_ENDPOINT_URL_SNS",
         "SNS_TOPIC_ARN",
+        "GLUE_DATABASE",
         "CONFIG_BUCKET",
         "CONFIG_KEY",
         "CONFIG_PATH",

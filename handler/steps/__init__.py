@@ -14,6 +14,7 @@ from ..config import DatasetConfig
 from ..errors import InvalidRequest
 from ..ledger import Ledger, RunLedger
 from ..lock import Lock
+from ..partitions import Catalog
 from ..records import RunSummary
 from ..store import Store
 
@@ -40,12 +41,20 @@ class Job:
     execution: str | None = None
     """The workflow execution these steps belong to (a Step Functions execution id; None for the CLI): the lock
     records it, so a retried step of the same execution takes its lock back and a late one of another stops."""
+    catalog: Catalog | None = None
+    """Where a commit registers its night's partitions (handler/partitions.py); None: nowhere."""
 
     @classmethod
     def of(
-        cls, store: Store, dataset: DatasetConfig, *, allow_unprotected: bool = False, execution: str | None = None
+        cls,
+        store: Store,
+        dataset: DatasetConfig,
+        *,
+        allow_unprotected: bool = False,
+        execution: str | None = None,
+        catalog: Catalog | None = None,
     ) -> Job:
-        return cls(store, dataset, Ledger(store, dataset), allow_unprotected, execution)
+        return cls(store, dataset, Ledger(store, dataset), allow_unprotected, execution, catalog)
 
     def take_lock(self) -> Lock:
         """Probe for conditional writes (unless told not to), then take the dataset's lock for a new run (or take

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from .. import state
@@ -22,6 +23,7 @@ from ..ledger import BATCH, OPEN_RUN, PLAN_OUTCOME, RUN_SHARD, SHARD_OUTCOME, Le
 from ..lock import Lock
 from ..notify import build_notification
 from ..openlineage import end_event
+from ..partitions import landed_table, landed_tables, register_night, table_folders
 from ..records import (
     BatchItem,
     Failure,
@@ -58,13 +60,14 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
         done = committed(job, run_id)
         if done is not None:
             _finish_cleanup(job, run_id)
-            return done
+            return _registered(job, done)
         job.ledger.open_run_named(run_id)  # raises RunNotFound with the details
     assert run is not None
     try:
         ledger = job.join(run_id, lock)
         ledger.saw(OPEN_RUN, version)  # the open run as read above: what the commit's delete of it expects
-        return _commit(job, ledger, run)
+        finalized, tables = _commit(job, ledger, run)
+        return _registered(job, finalized, tables)
     except (LockLost, RunNotFound):
         # Read back before believing it: under a workflow execution a sibling attempt (Lambda ran the step twice)
         # may have committed the run and released the lock. Met between our read of the open run and our read of
@@ -75,10 +78,28 @@ def finalize(job: Job, run_id: str, *, lock: Lock | None = None) -> Finalized:
         if done is None:
             raise
         log.info("run %s was committed by a sibling attempt of finalize; answering with its commit", run_id)
-        return done
+        return _registered(job, done)
 
 
-def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> Finalized:
+def _registered(job: Job, finalized: Finalized, tables: frozenset[str] | None = None) -> Finalized:
+    """The committed night's partitions registered in the job's Glue catalog, if it has one. A commit made
+    earlier (a retried finalize) has no shard outcomes left: its tables are read off its manifest. A failure is
+    the answer's `partitions_error`, never the run's: the night is committed."""
+    summary = finalized.summary
+    if job.catalog is None or summary.run_id is None:
+        return finalized
+    if tables is None:
+        copied = (
+            line["target_key"]
+            for line in job.ledger.manifest_lines(summary.date, summary.run_id)
+            if line.get("status") == ObjectStatus.COPIED and line.get("target_key")
+        )
+        tables = landed_tables(job.dataset, summary.date, copied) if summary.copied else frozenset()
+    error = register_night(job.catalog, job.dataset, summary, tables)
+    return replace(finalized, partitions_error=error) if error else finalized
+
+
+def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> tuple[Finalized, frozenset[str]]:
     ds, run_id = job.dataset, run.run_id
     ledger.observe_commit(run)  # while the lock is known to be ours: what the commit may replace
     before = job.ledger.state_index()
@@ -86,8 +107,10 @@ def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> Finalized:
     failures: list[Failure] = []
     pieces: list[StatePart] = []
     parts: list[str] = []
+    tables: set[str] = set()
     for shard in range(run.shard_count):
         outcome = ledger.read(SHARD_OUTCOME, shard=shard) or finalize_shard(job, run_id, shard, lock=ledger.lock)
+        tables.update(outcome.tables)
         tally += outcome.tally
         failures.extend(outcome.failures[: MAX_FAILURES_IN_SUMMARY - len(failures)])
         pieces.extend(outcome.pieces)
@@ -98,7 +121,7 @@ def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> Finalized:
     committed = ledger.commit(
         run, index if changed else None, summary, lambda done: end_event(done, ds, run, job.execution)
     )
-    return Finalized(committed, build_notification(committed))
+    return Finalized(committed, build_notification(committed)), frozenset(tables)
 
 
 def committed(job: Job, run_id: str) -> Finalized | None:
@@ -124,6 +147,7 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
     ref = RunRef(ds.name, run_id, run.date, ds.source.bucket, ds.target.bucket)
     tally = Tallying()
     failures: list[Failure] = []
+    folders, tables = table_folders(ds, run.date), set[str | None]()
     with scratch_db() as db, tempfile.TemporaryFile() as manifest, ledger.lock.heartbeat():
         job.ledger.load_parts(db, spec.parts, spec.start_after, end_at)
         for line in _shard_lines(job, run, shard, batches, db):
@@ -131,6 +155,8 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
             tally.add(line)
             if line.status == ObjectStatus.FAILED and len(failures) < MAX_FAILURES_IN_SUMMARY:
                 failures.append(Failure(line.source_key, line.reason))
+            elif line.status == ObjectStatus.COPIED and folders and line.target_key:
+                tables.add(landed_table(folders, line.target_key))
         keys = state.count(db)
         sizes = split_sizes(keys, ds.shard_max_keys)
         if tally.copied or spec.rewrite or len(sizes) > 1 or _unsized(job, spec):
@@ -139,7 +165,7 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
             pieces = (StatePart(spec.start_after, spec.parts[0] if spec.parts else None, keys),)
         part = ledger.save_manifest_part(run, shard, manifest) if tally.objects else None
     pieces = pieces or (StatePart(spec.start_after, None, 0),)
-    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part)
+    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part, tuple(sorted(t for t in tables if t)))
     ledger.write(SHARD_OUTCOME, outcome, shard=shard)
     return outcome
 

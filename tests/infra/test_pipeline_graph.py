@@ -394,6 +394,8 @@ def test_function_runs_the_handler_package_with_configured_size_and_environment(
             "CONFIG_KEY": "config/{dataset}.json",
             "SNS_TOPIC_ARN": topic.arn,
             "METRICS_NAMESPACE": "data-file-ingestion/test",
+            # Where each commit registers its night's partitions: the stack's database.
+            "GLUE_DATABASE": "data_file_ingestion_test",
         }
     }
     assert inputs["role"] == deployment.named("ingestion-lambda-role").arn

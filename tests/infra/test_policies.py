@@ -32,6 +32,8 @@ Run = Callable[[dict[str, str]], Deployment]
 
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 LAMBDA_ROLE_POLICY = "ingestion-lambda-policy"
+GLUE_DATABASE = "data_file_ingestion_test"
+"""The test stack's database: `<project>_<stack>`, no glueDatabase set."""
 WORKFLOW_POLICY = "ingestion-workflow-policy"
 MAP_RUN_POLICY = "ingestion-workflow-map-run-policy"
 SCHEDULER_POLICY = "ingestion-schedules-policy"
@@ -195,6 +197,22 @@ def test_dev_function_policy_grants_exactly_its_prefixes_config_topic_and_logs(b
             "Resource": deployment.of_type("aws:kms/key:Key")[0].arn,
             "Condition": {"StringEquals": {"kms:ViaService": [f"sns.{REGION}.amazonaws.com"]}},
         },
+        {
+            # The commit registers its night's partitions: the exact tables of the stack's database, and the
+            # database and catalog above them (Glue authorizes a partition on the table and its ancestors).
+            "Sid": "RegisterPartitions",
+            "Effect": "Allow",
+            "Action": "glue:BatchCreatePartition",
+            "Resource": [
+                f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog",
+                f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{GLUE_DATABASE}",
+                *(
+                    f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{GLUE_DATABASE}/{table}"
+                    for table in ("manifest", "movielens_links", "movielens_movies", "movielens_ratings")
+                    + ("movielens_tags", "runs")
+                ),
+            ],
+        },
     ]
 
 
@@ -242,7 +260,15 @@ def test_two_datasets_each_get_their_own_source_target_and_ledger_statements(bui
         "Notify",
         "OwnLogs",
         "UseTopicKey",
+        "RegisterPartitions",
     }
+    # No dataset describes a table: only the ledger's two tables take partitions.
+    assert by_sid["RegisterPartitions"]["Resource"] == [
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog",
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{GLUE_DATABASE}",
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{GLUE_DATABASE}/manifest",
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{GLUE_DATABASE}/runs",
+    ]
 
 
 def test_state_machine_policies_grant_exactly_its_function_topic_batch_lists_and_children(

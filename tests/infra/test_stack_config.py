@@ -186,6 +186,14 @@ def test_the_dev_stack_reserves_nothing_so_a_new_account_can_deploy_it() -> None
             "data-file-ingestion:datasets.exports.topic_arn: not supported in a stack",
         ),
         (
+            {"datasets": json.dumps({"exports": dataset(glue_database="elsewhere")})},
+            "data-file-ingestion:datasets.exports.glue_database: not supported in a stack",
+        ),
+        (
+            {"datasets": json.dumps({"exports": dataset(glue_database="Else-Where")})},
+            "data-file-ingestion:datasets.exports.glue_database: 'Else-Where' must be 1-255 lower-case letters",
+        ),
+        (
             {
                 "datasets": json.dumps(
                     {"exports": dataset(source={"bucket": "acme-raw", "prefix": "in/", "create": True})}
