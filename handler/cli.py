@@ -560,6 +560,7 @@ def _status_rows(answer: DatasetStatus) -> list[tuple[str, str]]:
             f"{last.run_id}  {last.date}  {last.status}  copied {last.copied}  skipped {last.skipped}  "
             f"failed {last.failed}  {last.bytes} bytes  finished {last.finished_at}"
             + (f"  last landed {last.last_landed_at}" if last.last_landed_at else "")
+            + (f"  schema drift {last.schema_drift}" if last.schema_drift else "")
             if last
             else "none recorded",
         ),
@@ -606,6 +607,11 @@ def _verify_summary(report: VerifyReport) -> str:
         )
     if checked.foreign_objects:
         notes.append(f"{checked.foreign_objects} objects there are not this dataset's (ignored)")
+    if checked.schema_drift:
+        notes.append(
+            f"{checked.schema_drift} copied objects differ from their table's declared columns (schema drift: "
+            "landed or quarantined as their table's on_schema_drift says)"
+        )
     tail = "".join(f"; {note}" for note in notes)
     return f"verify {scope.dataset} {scope.date} ({which}): {verdict}: {counted}{tail}"
 

@@ -38,6 +38,7 @@ def build_notification(summary: RunSummary) -> Notification:
     if failures:
         lines.append(f"First {min(len(failures), MAX_FAILURES_LISTED)} failure(s) of {summary.failed}:")
         lines.extend(f"  - {printable(f.source_key)}: {printable(f.reason)}" for f in failures[:MAX_FAILURES_LISTED])
+    lines.extend(_drift_lines(summary))
     if summary.manifest:
         lines.append(f"Manifest: {summary.manifest}")
     lines.append("")
@@ -53,6 +54,24 @@ def build_notification(summary: RunSummary) -> Notification:
             "status": {"DataType": "String", "StringValue": str(summary.status)},
         },
     )
+
+
+DRIFT_OUTCOMES = {"copied": "landed", "failed": "not landed", "skipped": "skipped"}
+
+
+def _drift_lines(summary: RunSummary) -> list[str]:
+    """The files whose header differed from their table's columns (README "Schema contracts"): how many, and the
+    first few with the difference and what their table's policy made of each."""
+    if not summary.schema_drift:
+        return []
+    files = summary.schema_drift_files[:MAX_FAILURES_LISTED]
+    lines = [f"Schema drift in {summary.schema_drift} file(s); first {len(files)}:"]
+    for drifted in files:
+        outcome = DRIFT_OUTCOMES.get(drifted.status, drifted.status)
+        if drifted.status == "copied" and drifted.target_key:
+            outcome += f" at {drifted.target_key}"
+        lines.append(f"  - {printable(drifted.source_key)}: {printable(drifted.drift)} ({printable(outcome)})")
+    return lines
 
 
 def publish(sns: Any, topic_arn: str | None, notification: Notification) -> str | None:

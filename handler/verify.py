@@ -86,6 +86,8 @@ class Copied:
     checksum: str = ""
     """The landed checksum the line recorded (`CRC64NVME:<base64>`); empty on a line from before checksums."""
     source_checksum: str = ""
+    schema_drift: str = ""
+    """How the file's header differed from its table's columns when it landed (empty: it did not, or unchecked)."""
 
     @classmethod
     def of(cls, line: Mapping[str, Any]) -> Copied:
@@ -100,6 +102,7 @@ class Copied:
             date=str(line.get("date") or ""),
             checksum=str(line.get("checksum") or ""),
             source_checksum=str(line.get("source_checksum") or ""),
+            schema_drift=str(line.get("schema_drift") or ""),
         )
 
     def as_row(self) -> tuple[Any, ...]:
@@ -114,6 +117,7 @@ class Copied:
             self.date,
             self.checksum,
             self.source_checksum,
+            self.schema_drift,
         )
 
 
@@ -482,6 +486,9 @@ class Checked:
     """Copied objects whose content checksum was compared with their line's (only with `checksums`)."""
     checksums_unrecorded: int
     """Copied lines that recorded no checksum to compare (from before checksums, or a server that reports none)."""
+    schema_drift: int = 0
+    """Copied lines whose file's header differed from its table's columns (landed or quarantined as its table's
+    `on_schema_drift` says): not a problem of the ledger, but what a reader of the night must know."""
 
 
 @dataclass(frozen=True)
@@ -547,6 +554,7 @@ class VerifyReport:
             "checksums": self.checksums,
             "checksums_checked": checked.checksums_checked,
             "checksums_unrecorded": checked.checksums_unrecorded,
+            "schema_drift": checked.schema_drift,
             "problem_count": self.problem_count,
             "problems_by_kind": dict(self.problems_by_kind),
             "problems": [problem.to_json() for problem in self.problems],

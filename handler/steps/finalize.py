@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from .. import state
@@ -24,6 +25,7 @@ from ..notify import build_notification
 from ..openlineage import end_event
 from ..records import (
     BatchItem,
+    Drifted,
     Failure,
     Finalized,
     ManifestLine,
@@ -86,15 +88,18 @@ def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> Finalized:
     failures: list[Failure] = []
     pieces: list[StatePart] = []
     parts: list[str] = []
+    drift, drifted = 0, []
     for shard in range(run.shard_count):
         outcome = ledger.read(SHARD_OUTCOME, shard=shard) or finalize_shard(job, run_id, shard, lock=ledger.lock)
         tally += outcome.tally
         failures.extend(outcome.failures[: MAX_FAILURES_IN_SUMMARY - len(failures)])
+        drift += outcome.schema_drift
+        drifted.extend(outcome.drifted[: MAX_FAILURES_IN_SUMMARY - len(drifted)])
         pieces.extend(outcome.pieces)
         parts.extend([outcome.manifest_part] if outcome.manifest_part else [])
     index = StateIndex.of(pieces, run_id, before)
     changed = not index.same_parts(before) or any(p.keys < 0 for p in before.parts)
-    summary = summarize(ds, run, tally, tuple(failures), job.ledger, tuple(parts))
+    summary = summarize(ds, run, tally, tuple(failures), job.ledger, tuple(parts), (drift, tuple(drifted)))
     committed = ledger.commit(run, index if changed else None, summary, end_event)
     return Finalized(committed, build_notification(committed))
 
@@ -122,6 +127,7 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
     ref = RunRef(ds.name, run_id, run.date, ds.source.bucket, ds.target.bucket)
     tally = Tallying()
     failures: list[Failure] = []
+    drift, drifted = 0, []
     with scratch_db() as db, tempfile.TemporaryFile() as manifest, ledger.lock.heartbeat():
         job.ledger.load_parts(db, spec.parts, spec.start_after, end_at)
         for line in _shard_lines(job, run, shard, batches, db):
@@ -129,6 +135,10 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
             tally.add(line)
             if line.status == ObjectStatus.FAILED and len(failures) < MAX_FAILURES_IN_SUMMARY:
                 failures.append(Failure(line.source_key, line.reason))
+            if line.schema_drift:
+                drift += 1
+                if len(drifted) < MAX_FAILURES_IN_SUMMARY:
+                    drifted.append(Drifted.of(line))
         keys = state.count(db)
         sizes = split_sizes(keys, ds.shard_max_keys)
         if tally.copied or spec.rewrite or len(sizes) > 1 or _unsized(job, spec):
@@ -137,7 +147,7 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
             pieces = (StatePart(spec.start_after, spec.parts[0] if spec.parts else None, keys),)
         part = ledger.save_manifest_part(run, shard, manifest) if tally.objects else None
     pieces = pieces or (StatePart(spec.start_after, None, 0),)
-    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part)
+    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part, drift, tuple(drifted))
     ledger.write(SHARD_OUTCOME, outcome, shard=shard)
     return outcome
 
@@ -172,9 +182,11 @@ def summarize(
     failures: tuple[Failure, ...],
     ledger: Ledger,
     manifest_parts: tuple[str, ...] = (),
+    schema_drift: tuple[int, tuple[Drifted, ...]] = (0, ()),
 ) -> RunSummary:
     """The run's summary from its plan counts and its lines' tally. Routine skips (unchanged, folder
-    markers) are only counted at plan time; every other skip has a manifest line and so is in the tally."""
+    markers) are only counted at plan time; every other skip has a manifest line and so is in the tally.
+    `schema_drift`: how many of its files drifted from their table's columns, and the first of them."""
     counts = run.counts
     finished = utc_stamp(datetime.fromtimestamp(ledger.lock.server_now(), UTC))  # S3's time, as started_at is
     routine = sum(counts.skipped_by_reason.get(kind, 0) for kind in ROUTINE_SKIPS)
@@ -200,6 +212,8 @@ def summarize(
         manifest_parts=manifest_parts,
         marker=ledger.marker_uri(run.date, run.run_id) if tally.copied else None,
         last_landed_at=finished if tally.copied else ledger.last_landed_at(),
+        schema_drift=schema_drift[0],
+        schema_drift_files=schema_drift[1],
     )
 
 
@@ -250,7 +264,8 @@ def _read_back(job: Job, run: OpenRun, line: ManifestLine) -> ManifestLine:
     next night would land the same version again under another date. A read-back that fails fails the
     finalize (the run stays open and is completed by the next run), never guesses."""
     item = BatchItem(line.source_key, line.source_etag, line.size, line.target_key)
-    return _landed_line(job, run, item, f"landed though its copy reported: {line.reason}; found on reconcile") or line
+    landed = _landed_line(job, run, item, f"landed though its copy reported: {line.reason}; found on reconcile")
+    return line if landed is None else replace(landed, schema_drift=line.schema_drift)
 
 
 def _landed_line(job: Job, run: OpenRun, item: BatchItem, reason: str) -> ManifestLine | None:

@@ -95,7 +95,8 @@ def verify(
         copied_lines = _load_copied(db, ledger, runs, findings)
         bucket = _check_bucket(job, db, night, scope, findings, checksums)
         state_checked = _check_state(ledger, db, findings)
-    checked = Checked(copied_lines=copied_lines, state_checked=state_checked, **bucket)
+        drift = db.execute("SELECT COUNT(*) FROM copied WHERE schema_drift != ''").fetchone()[0]
+    checked = Checked(copied_lines=copied_lines, state_checked=state_checked, schema_drift=drift, **bucket)
     return VerifyReport.of(scope, [run.run_id or "" for run in runs], listing, checked, checksums, findings)
 
 
