@@ -68,19 +68,28 @@ class Drift:
             return f"header unreadable: {self.unreadable}"
         parts = []
         if self.renamed:
-            parts.append("renamed: " + ", ".join(f"{old} -> {new}" for old, new in self.renamed))
+            parts.append("renamed: " + _listed([f"{old} -> {new}" for old, new in self.renamed]))
         if self.added:
-            parts.append("added: " + ", ".join(self.added))
+            parts.append("added: " + _listed(self.added))
         if self.missing:
-            parts.append("missing: " + ", ".join(self.missing))
+            parts.append("missing: " + _listed(self.missing))
         if self.duplicated:
-            parts.append("duplicated: " + ", ".join(self.duplicated))
+            parts.append("duplicated: " + _listed(self.duplicated))
         if self.order is not None:
             found, declared = self.order
-            parts.append(f"order differs: found {', '.join(found)}; declared {', '.join(declared)}")
+            parts.append(f"order differs: found {_listed(found)}; declared {_listed(declared)}")
         if self.fields is not None:
             parts.append(f"{self.fields[0]} fields in the first line, {self.fields[1]} columns declared")
         return "; ".join(parts)
+
+
+MAX_NAMES_LISTED = 10
+"""Names a description lists of each kind: it goes on a manifest line, a summary and a notification."""
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMES_LISTED])
+    return shown if len(names) <= MAX_NAMES_LISTED else f"{shown} and {len(names) - MAX_NAMES_LISTED} more"
 
 
 class Unreadable(ValueError):
@@ -104,9 +113,9 @@ def first_line(chunks: Iterable[bytes], *, skip_blank: bool = False) -> str | No
                 raise Unreadable(f"not a readable gzip file ({err})") from err
         buffer += raw
         line, start = _line_in(buffer, start, skip_blank=skip_blank)
-        if line is not None:
+        if line is not None and len(line) <= MAX_HEADER_BYTES:
             return _decoded(line)
-        if len(buffer) > MAX_HEADER_BYTES:
+        if line is not None or len(buffer) > MAX_HEADER_BYTES:
             raise Unreadable(f"its first line is longer than {MAX_HEADER_BYTES // KiB} KiB")
         if inflate is not None and inflate.eof:
             break
@@ -153,7 +162,10 @@ def header_names(line: str, table: Table) -> tuple[str, ...]:
         return tuple(line.split(table.delimiter))  # LazySimpleSerDe: no quoting at all
     # OpenCSVSerde as tables.py sets it up: quoteChar '"', escapeChar '\'.
     reader = csv.reader([line], delimiter=table.delimiter, quotechar='"', escapechar="\\", strict=False)
-    return tuple(next(reader, []))
+    try:
+        return tuple(next(reader, []))
+    except csv.Error as err:  # a field past the csv module's limit (128 KiB)
+        raise Unreadable(f"its first line cannot be read as CSV ({err})") from err
 
 
 def compare(declared: Sequence[str], found: Sequence[str], *, ordered: bool) -> Drift | None:
@@ -193,6 +205,8 @@ def drift_of(chunks: Iterable[bytes], table: Table) -> Drift | None:
         found = header_names(line, table)
     except Unreadable as err:
         return Drift(unreadable=str(err))
+    if not "".join(found).strip():
+        return Drift(unreadable="its first line is empty")  # the table would skip it and read the header as data
     declared = [column.name for column in table.columns]
     if table.format == "csv" and not table.header:
         return None if len(found) == len(declared) else Drift(fields=(len(found), len(declared)))
