@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 
 from .. import state
 from ..config import DatasetConfig
+from ..contracts import QUARANTINE, Contracts
 from ..copier import settle_own_landing
 from ..errors import LockLost, RunNotFound
+from ..layout import KeyTooLong
 from ..ledger import BATCH, OPEN_RUN, PLAN_OUTCOME, RUN_SHARD, SHARD_OUTCOME, Ledger, RunLedger
 from ..lock import Lock
 from ..notify import build_notification
@@ -250,13 +252,32 @@ def _shard_lines(
 def _reconcile(job: Job, run: OpenRun, number: int) -> list[ManifestLine]:
     """Look at what landed for a batch whose Lambda died: the ledger must match the bucket."""
     batch = job.ledger.read(BATCH, run_id=run.run_id, batch=number)
+    contracts = Contracts.of(job.dataset)
     return [
         _landed_line(job, run, item, "landed, but its batch never reported; found on reconcile")
+        or _quarantined_line(job, run, item, contracts)
         or ManifestLine.of(
             item, ObjectStatus.FAILED, "its batch did not complete (crash or timeout); lands on the next run"
         )
         for item in (batch.items if batch else ())
     ]
+
+
+def _quarantined_line(job: Job, run: OpenRun, item: BatchItem, contracts: Contracts | None) -> ManifestLine | None:
+    """The line of an object of a quarantining table that this run landed under the quarantine folder (its
+    difference is not known: the batch that read its header never reported), else None."""
+    table = contracts.table_for(item.key) if contracts is not None else None
+    if contracts is None or table is None or table.on_schema_drift != QUARANTINE:
+        return None
+    try:
+        quarantined = replace(item, target=contracts.quarantine_key(item.target))
+    except KeyTooLong:
+        return None
+    line = _landed_line(job, run, quarantined, "quarantined, but its batch never reported; found on reconcile")
+    return None if line is None else replace(line, schema_drift=UNREPORTED_DRIFT)
+
+
+UNREPORTED_DRIFT = "not recorded: its batch never reported (the file was found quarantined on reconcile)"
 
 
 def _read_back(job: Job, run: OpenRun, line: ManifestLine) -> ManifestLine:

@@ -276,3 +276,24 @@ def test_a_policy_that_met_no_drift_lands_everything_as_before(s3, buckets, poli
 
     assert summary["status"] == "succeeded" and "schema_drift" not in summary
     assert exists(s3, raw, target("ratings", "ratings.csv"))
+
+
+def test_a_quarantined_file_whose_batch_never_reported_is_found_under_quarantine_on_reconcile(s3, buckets):
+    source, raw = buckets
+    put_ratings(s3, source)
+    run = engine(s3, source, raw)
+    plan = run.plan_all(NIGHT)
+    run.copy_batch(plan["run_id"], 0)
+    ledger = run.job.ledger
+    s3.delete_object(Bucket=raw, Key=ledger.paths.result(run_id=plan["run_id"], batch=0))  # its Lambda died
+
+    summary = run.finalize(plan["run_id"])["summary"]
+
+    assert summary["status"] == "succeeded" and summary["copied"] == 6 and summary["schema_drift"] == 4
+    line = lines_of(run, summary)["ratings_added.csv"]
+    assert line["target_key"] == f"{PREFIX}{QUARANTINE_FOLDER}ratings/ingest_date={NIGHT.isoformat()}/ratings_added.csv"
+    assert line["schema_drift"].startswith("not recorded: its batch never reported")
+    assert line["reason"] == "quarantined, but its batch never reported; found on reconcile"
+    assert lines_of(run, summary)["ratings.csv"]["reason"] == "landed, but its batch never reported; found on reconcile"
+    (again,) = run.run(NEXT_NIGHT)
+    assert again["copied"] == 0  # recorded as landed: not quarantined a second time
