@@ -174,7 +174,13 @@ class NightKeys:
 
 
 def night_keys(
-    template: str, target_prefix: str, run_date: Date, *, dataset: str | None = None, tables: Sequence[str] = ()
+    template: str,
+    target_prefix: str,
+    run_date: Date,
+    *,
+    dataset: str | None = None,
+    tables: Sequence[str] = (),
+    quarantine: str | None = None,
 ) -> NightKeys:
     """Where the key template lands one date's objects.
 
@@ -183,7 +189,8 @@ def night_keys(
     first other placeholder: `{date}/{path}` lists only that date's folder, `{table}/ingest_date={date}/{path}`
     one folder per table, and the default `{dir}/ingest_date={date}/{name}` has to list the whole target prefix.
     Every other placeholder (including ones added later) matches anything. Rendering drops empty segments (an
-    empty `{dir}` leaves no leading `/`), so a literal `/` may be absent or repeated.
+    empty `{dir}` leaves no leading `/`), so a literal `/` may be absent or repeated. With `quarantine` (schema
+    contracts' folder, `_quarantine/`), the same keys under `<target_prefix><quarantine>` are the night's too.
     """
     known: dict[str, tuple[str, ...]] = {
         "date": (run_date.isoformat(),),
@@ -196,7 +203,7 @@ def night_keys(
     if tables:
         known["table"] = tuple(tables)
     heads, listing = [""], True
-    regex = [re.escape(target_prefix)]
+    regex = [re.escape(target_prefix), f"(?:{re.escape(quarantine)})?" if quarantine else ""]
     for literal, name, _, _ in string.Formatter().parse(template):
         regex.extend("/*" if c == "/" else re.escape(c) for c in literal)
         if listing:
@@ -211,7 +218,8 @@ def night_keys(
         regex.append("(?:" + "|".join(re.escape(value) for value in values) + ")")
         if listing:
             heads = [head + value for head in heads for value in values]
-    prefixes = sorted({target_prefix + re.sub("/+", "/", head).lstrip("/") for head in heads})
+    folders = [target_prefix] + ([target_prefix + quarantine] if quarantine else [])
+    prefixes = sorted({folder + re.sub("/+", "/", head).lstrip("/") for folder in folders for head in heads})
     outermost = tuple(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
     return NightKeys(outermost, re.compile("".join(regex), re.DOTALL))
 

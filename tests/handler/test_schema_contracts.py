@@ -264,6 +264,12 @@ def test_notification_status_and_verify_show_the_drift(s3, buckets):
     assert report.status == "clean", report.problems
     assert report.to_json()["schema_drift"] == 4
     assert report.checked.copied_lines == 6
+    # The quarantine folder is listed with the night's keys: what lands there unrecorded would show.
+    assert f"s3://{raw}/{PREFIX}{QUARANTINE_FOLDER}ratings/ingest_date={NIGHT.isoformat()}/" in report.listing
+    assert report.checked.objects_listed == 6
+    stray = f"{PREFIX}{QUARANTINE_FOLDER}ratings/ingest_date={NIGHT.isoformat()}/stray.csv"
+    s3.copy_object(Bucket=raw, Key=stray, CopySource={"Bucket": raw, "Key": quarantined})
+    assert [p.kind for p in run.verify(NIGHT).problems] == ["not_in_manifest"]
 
 
 @pytest.mark.parametrize("policy", ["land", "quarantine", "fail"])
