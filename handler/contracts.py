@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .columns import Table
+from .columns import SCHEMA_DRIFT_POLICIES, Table
 from .config import DatasetConfig
 from .inventory import content_total
 from .layout import MAX_KEY_BYTES, AmbiguousTable, KeyTooLong, TablePatterns, relative_key, table_of
@@ -24,7 +24,7 @@ QUARANTINE_FOLDER = "_quarantine/"
 Every table's folder is `{table}` below the target prefix, and no table name starts with `_`, so no table (and no
 Hive-style reader, which skips `_` folders) reads it; it stays under the prefix the function may write."""
 
-LAND, QUARANTINE, FAIL = "land", "quarantine", "fail"
+LAND, QUARANTINE, FAIL = SCHEMA_DRIFT_POLICIES
 
 
 @dataclass(frozen=True)

@@ -303,3 +303,23 @@ def test_a_quarantined_file_whose_batch_never_reported_is_found_under_quarantine
     assert lines_of(run, summary)["ratings.csv"]["reason"] == "landed, but its batch never reported; found on reconcile"
     (again,) = run.run(NEXT_NIGHT)
     assert again["copied"] == 0  # recorded as landed: not quarantined a second time
+
+
+def test_a_file_rewritten_after_the_listing_fails_at_its_header_read_and_lands_the_next_night(s3, buckets):
+    source, raw = buckets
+    put_ratings(s3, source)
+    run = engine(s3, source, raw, tables=tables("land"))
+    plan = run.plan_all(NIGHT)
+    put(s3, source, "ratings_added.csv", f"{HEADER}\n{ROWS}{ROWS}")  # If-Match on the listed ETag refuses it
+    s3.delete_object(Bucket=source, Key=PREFIX + "ratings_dropped.csv")
+
+    run.copy_batch(plan["run_id"], 0)
+    summary = run.finalize(plan["run_id"])["summary"]
+
+    reasons = {f["source_key"].removeprefix(PREFIX): f["reason"] for f in summary["failures"]}
+    assert reasons == {
+        "ratings_added.csv": "source changed since listing (ETag differs); it lands on the next run",
+        "ratings_dropped.csv": "source object is gone since listing",
+    }
+    (again,) = run.run(NEXT_NIGHT)
+    assert again["copied"] == 1 and "schema_drift" not in again
