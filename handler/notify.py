@@ -43,8 +43,11 @@ def build_notification(summary: RunSummary) -> Notification:
         lines.append(f"Manifest: {summary.manifest}")
     lines.append("")
     # The summary as recorded, less its list of manifest parts (one a shard: hundreds on a large first run), which
-    # the glob above names: SNS and Step Functions both stop at 256 KiB (docs/lambda-contract.md).
-    recorded = {key: value for key, value in summary.to_json().items() if key != "manifest_parts"}
+    # the glob above names, and its drifted files, listed above: SNS and Step Functions both stop at 256 KiB
+    # (docs/lambda-contract.md).
+    recorded = {
+        key: value for key, value in summary.to_json().items() if key not in ("manifest_parts", "schema_drift_files")
+    }
     lines.append(json.dumps(recorded, indent=2, ensure_ascii=False))
     return Notification(
         subject=_ascii(subject)[:99],  # SNS: ASCII, fewer than 100 characters

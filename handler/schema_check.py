@@ -63,7 +63,12 @@ class Drift:
     """Why no header could be read (then nothing else is set)."""
 
     def describe(self) -> str:
-        """One line, e.g. `added: rating2; missing: rating` or `order differs: found a, c, b; declared a, b, c`."""
+        """One line, e.g. `added: rating2; missing: rating` or `order differs: found a, c, b; declared a, b, c`, of
+        at most MAX_DESCRIPTION characters."""
+        text = self._described()
+        return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 3] + "..."
+
+    def _described(self) -> str:
         if self.unreadable:
             return f"header unreadable: {self.unreadable}"
         parts = []
@@ -85,6 +90,10 @@ class Drift:
 
 MAX_NAMES_LISTED = 10
 """Names a description lists of each kind: it goes on a manifest line, a summary and a notification."""
+MAX_DESCRIPTION = 1000
+"""Characters a description keeps at most (ten 128-character names of four kinds would be five times that): a
+summary lists ten drifted files, and it and the notification must stay well inside SNS's and Step Functions'
+256 KiB."""
 
 
 def _listed(names: Sequence[str]) -> str:
