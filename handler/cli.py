@@ -678,5 +678,11 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
             for failure in value:
                 print(f"  - {printable(failure['source_key'])}: {printable(failure['reason'])}")
             continue
+        if key == "schema_drift_files":  # schema contracts: one line a drifted file, as the notification lists them
+            print(f"{key:<{width}}  {len(value)} listed")
+            for drifted in value:
+                where = f" at {drifted['target_key']}" if drifted["status"] == "copied" else ""
+                print(printable(f"  - {drifted['source_key']}: {drifted['drift']} ({drifted['status']}{where})"))
+            continue
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
         print(f"{key:<{width}}  {printable(shown)}")

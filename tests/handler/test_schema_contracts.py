@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from handler.cli import _status_rows
+from handler.cli import _print, _status_rows
 from handler.contracts import QUARANTINE_FOLDER
 from handler.notify import build_notification
 from handler.records import RunSummary
@@ -323,3 +323,14 @@ def test_a_file_rewritten_after_the_listing_fails_at_its_header_read_and_lands_t
     }
     (again,) = run.run(NEXT_NIGHT)
     assert again["copied"] == 1 and "schema_drift" not in again
+
+
+def test_the_cli_lists_a_runs_drifted_files_one_a_line(capsys):
+    drifted = {"source_key": "in/r.csv", "status": "copied", "target_key": "out/_quarantine/r.csv", "drift": "added: x"}
+
+    _print({"status": "succeeded", "schema_drift": 1, "schema_drift_files": [drifted]}, as_json=False)
+
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "schema_drift_files  1 listed",
+        "  - in/r.csv: added: x (copied at out/_quarantine/r.csv)",
+    ]
