@@ -16,7 +16,7 @@ from .config import DatasetConfig
 from .inventory import content_total
 from .layout import MAX_KEY_BYTES, AmbiguousTable, KeyTooLong, TablePatterns, relative_key, table_of
 from .records import BatchItem
-from .schema_check import HEADER_READ_BYTES, MAX_HEADER_BYTES, checkable, drift_of
+from .schema_check import HEADER_READ_BYTES, MAX_HEADER_BYTES, checkable, checked_tables, drift_of
 from .store import S3Error, Store
 
 QUARANTINE_FOLDER = "_quarantine/"
@@ -50,9 +50,7 @@ class Contracts:
     def of(cls, dataset: DatasetConfig) -> Contracts | None:
         """The dataset's contracts; None when no file of it is checked (`check_schema: false`, or no described
         csv or json table)."""
-        if not dataset.check_schema:
-            return None
-        tables = {t.name: t for t in dataset.tables or () if t.described and checkable(t, "")}
+        tables = checked_tables(dataset)
         if not tables:
             return None
         return cls(dataset.source.prefix, dataset.target.prefix, dataset.table_patterns, tables)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .columns import Table
+from .config import DatasetConfig
 
 KiB = 1024
 HEADER_READ_BYTES = 64 * KiB
@@ -38,6 +39,14 @@ UNCHECKED_SUFFIXES = (".bz2", ".zst", ".xz", ".lz4", ".snappy", ".zip", ".deflat
 """Compressions other than gzip: their bytes are not text this module can read, so such files are not checked."""
 GZIP_MAGIC = b"\x1f\x8b"
 _BOM = "\ufeff"
+
+
+def checked_tables(dataset: DatasetConfig) -> dict[str, Table]:
+    """The tables of `dataset` whose files are checked, by name: none with `check_schema: false`. What the copier
+    reads headers for (contracts.py) and the stack alarms on (infra/monitoring.py)."""
+    if not dataset.check_schema:
+        return {}
+    return {table.name: table for table in dataset.tables or () if checkable(table, "")}
 
 
 def checkable(table: Table, key: str) -> bool:

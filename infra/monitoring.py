@@ -27,9 +27,9 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from handler.contracts import Contracts
 from handler.metrics import DIMENSION, FAILED_OBJECTS, METRICS, SCHEMA_DRIFT, SUCCEEDED
 from handler.schedules import longest_gap
+from handler.schema_check import checked_tables
 from infra.component import Component
 
 HOUR = 3600
@@ -225,7 +225,7 @@ class Monitoring(Component):
                 treat_missing_data="notBreaching",
             )
             for ds in args.datasets
-            if Contracts.of(ds) is not None
+            if checked_tables(ds)
         }
         body = pulumi.Output.all(
             args.state_machine_arn, args.function_name, args.region, args.schedule_group_name
