@@ -98,6 +98,6 @@ def header_chunks(store: Store, bucket: str, key: str, etag: str) -> Iterator[by
             raise
         yield data
         offset += len(data)
-        if len(data) < length or offset >= content_total(response):
-            return
+        if len(data) < length or offset >= content_total(response) or not response.get("ContentRange"):
+            return  # the whole object, or a server that ignored the range: a next range would repeat its start
         length *= 2
