@@ -619,6 +619,7 @@ def _status_rows(answer: DatasetStatus) -> list[tuple[str, str]]:
             f"{last.run_id}  {last.date}  {last.status}  copied {last.copied}  skipped {last.skipped}  "
             f"failed {last.failed}  {last.bytes} bytes  finished {last.finished_at}"
             + (f"  last landed {last.last_landed_at}" if last.last_landed_at else "")
+            + (f"  schema drift {last.schema_drift}" if last.schema_drift else "")
             if last
             else "none recorded",
         ),
@@ -665,6 +666,11 @@ def _verify_summary(report: VerifyReport) -> str:
         )
     if checked.foreign_objects:
         notes.append(f"{checked.foreign_objects} objects there are not this dataset's (ignored)")
+    if checked.schema_drift:
+        notes.append(
+            f"{checked.schema_drift} copied objects differ from their table's declared columns (schema drift: "
+            "landed or quarantined as their table's on_schema_drift says)"
+        )
     tail = "".join(f"; {note}" for note in notes)
     return f"verify {scope.dataset} {scope.date} ({which}): {verdict}: {counted}{tail}"
 
@@ -730,6 +736,12 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
             print(f"{key:<{width}}  {len(value)} listed")
             for failure in value:
                 print(f"  - {printable(failure['source_key'])}: {printable(failure['reason'])}")
+            continue
+        if key == "schema_drift_files":  # schema contracts: one line a drifted file, as the notification lists them
+            print(f"{key:<{width}}  {len(value)} listed")
+            for drifted in value:
+                where = f" at {drifted['target_key']}" if drifted["status"] == "copied" else ""
+                print(printable(f"  - {drifted['source_key']}: {drifted['drift']} ({drifted['status']}{where})"))
             continue
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
         print(f"{key:<{width}}  {printable(shown)}")

@@ -23,9 +23,16 @@ _PARAMETRISED_TYPE = re.compile(r"^(decimal\(\d{1,2}(,\s*\d{1,2})?\)|varchar\(\d
 _NESTED_TYPE = re.compile(r"^(array|map|struct)<.+>$")
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_TABLE_FIELDS = ("pattern", "format", "columns", "header", "delimiter", "quoted")
+_TABLE_FIELDS = ("pattern", "format", "columns", "header", "delimiter", "quoted", "on_schema_drift")
 _CSV_ONLY = ("header", "delimiter", "quoted")
 _COLUMN_FIELDS = ("name", "type", "comment")
+SCHEMA_DRIFT_POLICIES = ("land", "quarantine", "fail")
+"""What a file whose header differs from the declared columns does (handler/schema_check.py, README "Schema
+contracts"): `land` lands it as usual, `quarantine` lands it under `_quarantine/`, which no table reads, `fail`
+leaves it in the source, failed, for the next run to try again. Every one records and reports the drift."""
+DEFAULT_SCHEMA_DRIFT_POLICY = "quarantine"
+"""Nothing is lost (the file lands in the raw bucket) and no table misreads it (it is outside every table's
+folder), without turning the night red for what may be an intended change: the drift is still alarmed."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class Table:
     delimiter: str = ","
     quoted: bool = True
     """CSV: fields may be in double quotes (OpenCSVSerde); false: no quoting at all (LazySimpleSerDe)."""
+    on_schema_drift: str = DEFAULT_SCHEMA_DRIFT_POLICY
+    """What a file whose header differs from `columns` does (SCHEMA_DRIFT_POLICIES)."""
 
     @property
     def described(self) -> bool:
@@ -68,6 +77,8 @@ class Table:
         document["columns"] = [
             {"name": c.name, "type": c.type, **({"comment": c.comment} if c.comment else {})} for c in self.columns
         ]
+        if self.on_schema_drift != DEFAULT_SCHEMA_DRIFT_POLICY:
+            document["on_schema_drift"] = self.on_schema_drift
         return document
 
 
@@ -132,7 +143,7 @@ def _read_table(name: str, spec: Any) -> tuple[Table | None, list[str]]:
     else:
         patterns, found = _table_patterns(spec["pattern"])
         problems += [f"{where}.pattern: {p}" for p in found]
-    options = {key: spec[key] for key in ("format", "header", "delimiter", "quoted") if key in spec}
+    options = {key: spec[key] for key in ("format", "header", "delimiter", "quoted", "on_schema_drift") if key in spec}
     fmt = options.get("format", "csv")
     if fmt not in TABLE_FORMATS:
         problems.append(f"{where}.format: {fmt!r} is not one of {', '.join(TABLE_FORMATS)}")
@@ -143,6 +154,7 @@ def _read_table(name: str, spec: Any) -> tuple[Table | None, list[str]]:
         problems.append(f'{where}.delimiter: must be one character, e.g. "," or "\\t"')
     if fmt != "csv":
         problems += [f"{where}.{key}: only a csv table has it" for key in _CSV_ONLY if key in options]
+    problems += _drift_policy_problems(where, options.get("on_schema_drift"), fmt)
     if "columns" not in spec:
         if options:
             problems.append(
@@ -157,6 +169,17 @@ def _read_table(name: str, spec: Any) -> tuple[Table | None, list[str]]:
     if problems:
         return None, problems
     return Table(name, patterns, columns, **options), []
+
+
+def _drift_policy_problems(where: str, policy: Any, fmt: Any) -> list[str]:
+    field = f"{where}.on_schema_drift"
+    if policy is None:
+        return []
+    if policy not in SCHEMA_DRIFT_POLICIES:
+        return [f"{field}: {policy!r} is not one of {', '.join(SCHEMA_DRIFT_POLICIES)}"]
+    if fmt == "parquet":
+        return [f"{field}: parquet files are not checked against their columns; leave it out"]
+    return []
 
 
 def _table_patterns(value: Any) -> tuple[tuple[str, ...], list[str]]:

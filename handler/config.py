@@ -291,6 +291,14 @@ DATASET_FIELDS: tuple[Setting, ...] = (
         "registered (README: *Partitions for every engine*).",
         check=glue_database_problems,
     ),
+    Setting(
+        "check_schema",
+        bool,
+        True,
+        "check each file of a described csv or json table against its declared columns before it lands: one "
+        "ranged GET of its first 64 KiB (README *Schema contracts*); what a drifted file does is its table's "
+        "`on_schema_drift`. Off: no GET, nothing checked.",
+    ),
 )
 """Every field of a dataset config, in the order the README lists them and the parser reports problems."""
 
@@ -353,6 +361,7 @@ class DatasetConfig:
     create_source: bool = _default("source.create")
     source_kms_key_arn: str | None = _default("source.kms_key_arn")
     glue_database: str | None = _default("glue_database")
+    check_schema: bool = _default("check_schema")
 
     @property
     def inventory(self) -> Location | None:

@@ -204,11 +204,11 @@ def parse_scheduled_time(text: Any) -> datetime:
         raise ValueError("no such time") from None
 
 
-BRIEF_SUMMARY_DROPS = ("manifest_parts", "failures")
+BRIEF_SUMMARY_DROPS = ("manifest_parts", "failures", "schema_drift_files")
 """What a step's answer leaves out of a committed run's summary: the lists that grow with the run (a manifest part a
-shard, ten failures whose reasons may name several 1 KiB keys). Step Functions fails a task whose result passes
-256 KiB with States.DataLimitExceeded, which no Catch takes; the ledger's summary keeps both, and the notification
-beside the summary lists the failures."""
+shard, ten failures whose reasons may name several 1 KiB keys, ten drifted files). Step Functions fails a task whose
+result passes 256 KiB with States.DataLimitExceeded, which no Catch takes; the ledger's summary keeps them, and the
+notification beside the summary lists the failures and the drifted files."""
 
 
 def state_machine_answer(answer: dict[str, Any]) -> dict[str, Any]:

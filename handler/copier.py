@@ -29,7 +29,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import metadata as meta
+from .contracts import FAIL, Contracts
 from .integrity import Facts, Judgement, Verified, copy_algorithm, judge
+from .layout import UnsafeKey
 from .records import BatchItem, ManifestLine, ObjectStatus, utc_now
 from .store import NoSuchBucket, NotFound, PreconditionFailed, S3Error, Store
 
@@ -59,6 +61,8 @@ class CopyContext:
     # `source_metadata: carry`: the source's content headers and user metadata land too, read with a HEAD.
     # Without it a single-part copy is one CopyObject, guarded by CopySourceIfMatch and verified by its ETag.
     carry_source_metadata: bool = True
+    # Schema contracts (contracts.py): None when no file of the dataset is checked, and the copy is as it was.
+    contracts: Contracts | None = None
 
     def lineage(self, item: BatchItem, ingested_at: str) -> meta.Lineage:
         """What the landed copy of `item` will say about where it came from."""
@@ -71,11 +75,37 @@ _line = ManifestLine.of
 def copy_one(store: Store, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:
     """Land one object; never raises for the object's own problems, returns its manifest line instead."""
     try:
-        return _copy_one(store, tm, item, ctx)
+        if ctx.contracts is None:
+            return _copy_one(store, tm, item, ctx)
+        return _copy_checked(store, tm, item, ctx, ctx.contracts)
     except Exception as err:  # one bad object must not abort the other 9,999
         log.warning("copy of %r failed: %s", item.key, err)
         reason = err.reason if isinstance(err, S3Error) else f"{type(err).__name__}: {err}"
         return _line(item, FAILED, reason)
+
+
+def _copy_checked(store: Store, tm: Any, item: BatchItem, ctx: CopyContext, contracts: Contracts) -> ManifestLine:
+    """An object of a dataset with schema contracts: its header read (one ranged GET of the listed version, for a
+    file of a checked table) and, when it differs from the declared columns, its table's policy applied: landed
+    where it would have, landed under the quarantine folder, or failed. Its line records the difference."""
+    try:
+        verdict = contracts.verdict(store, ctx.source_bucket, item)
+    except NotFound:
+        return _line(item, FAILED, SOURCE_GONE)
+    except PreconditionFailed:
+        return _line(item, FAILED, "source changed since listing (ETag differs); it lands on the next run")
+    except UnsafeKey as err:
+        return _line(item, FAILED, f"schema drift, and it cannot be quarantined: {err}")
+    if verdict is None:
+        return _copy_one(store, tm, item, ctx)
+    if verdict.policy == FAIL:
+        reason = (
+            f"schema drift ({verdict.drift}); its table's on_schema_drift is fail: it lands once its header matches "
+            "the declared columns (or they are changed to match it)"
+        )
+        return _line(item, FAILED, reason, schema_drift=verdict.drift)
+    line = _copy_one(store, tm, replace(item, target=verdict.target), ctx)
+    return replace(line, schema_drift=verdict.drift)
 
 
 def _copy_one(store: Store, tm: Any, item: BatchItem, ctx: CopyContext) -> ManifestLine:

@@ -54,9 +54,17 @@ METRICS: tuple[Metric, ...] = (
         _age,
         "seconds since the dataset last landed something, as the run saw it at its commit",
     ),
+    Metric(
+        "SchemaDrift",
+        "Count",
+        lambda s, _: s.schema_drift or None,
+        "files whose header differed from their table's declared columns, whatever their table's policy did; "
+        "left out of a run without drift, so a dataset that never drifts costs no custom metric",
+    ),
 )
 SUCCEEDED = "RunSucceeded"
 FAILED_OBJECTS = "ObjectsFailed"
+SCHEMA_DRIFT = "SchemaDrift"
 
 
 def emf_document(summary: RunSummary, namespace: str, now: datetime) -> dict[str, Any]:

@@ -38,12 +38,16 @@ def build_notification(summary: RunSummary) -> Notification:
     if failures:
         lines.append(f"First {min(len(failures), MAX_FAILURES_LISTED)} failure(s) of {summary.failed}:")
         lines.extend(f"  - {printable(f.source_key)}: {printable(f.reason)}" for f in failures[:MAX_FAILURES_LISTED])
+    lines.extend(_drift_lines(summary))
     if summary.manifest:
         lines.append(f"Manifest: {summary.manifest}")
     lines.append("")
     # The summary as recorded, less its list of manifest parts (one a shard: hundreds on a large first run), which
-    # the glob above names: SNS and Step Functions both stop at 256 KiB (docs/lambda-contract.md).
-    recorded = {key: value for key, value in summary.to_json().items() if key != "manifest_parts"}
+    # the glob above names, and its drifted files, listed above: SNS and Step Functions both stop at 256 KiB
+    # (docs/lambda-contract.md).
+    recorded = {
+        key: value for key, value in summary.to_json().items() if key not in ("manifest_parts", "schema_drift_files")
+    }
     lines.append(json.dumps(recorded, indent=2, ensure_ascii=False))
     return Notification(
         subject=_ascii(subject)[:99],  # SNS: ASCII, fewer than 100 characters
@@ -53,6 +57,24 @@ def build_notification(summary: RunSummary) -> Notification:
             "status": {"DataType": "String", "StringValue": str(summary.status)},
         },
     )
+
+
+DRIFT_OUTCOMES = {"copied": "landed", "failed": "not landed", "skipped": "skipped"}
+
+
+def _drift_lines(summary: RunSummary) -> list[str]:
+    """The files whose header differed from their table's columns (README "Schema contracts"): how many, and the
+    first few with the difference and what their table's policy made of each."""
+    if not summary.schema_drift:
+        return []
+    files = summary.schema_drift_files[:MAX_FAILURES_LISTED]
+    lines = [f"Schema drift in {summary.schema_drift} file(s); first {len(files)}:"]
+    for drifted in files:
+        outcome = DRIFT_OUTCOMES.get(drifted.status, drifted.status)
+        if drifted.status == "copied" and drifted.target_key:
+            outcome += f" at {drifted.target_key}"
+        lines.append(f"  - {printable(drifted.source_key)}: {printable(drifted.drift)} ({printable(outcome)})")
+    return lines
 
 
 def publish(sns: Any, topic_arn: str | None, notification: Notification) -> str | None:

@@ -180,6 +180,8 @@ class ManifestLine(Record):
     """The source version's, when the copy read it (`source_metadata: carry`, or to settle a comparison)."""
     verified: str | None = None
     """How the copy was shown to be the listed version: `checksum`, `etag` or `size` (integrity.Verified)."""
+    schema_drift: str | None = None
+    """How the file's header differs from its table's declared columns (schema_check.Drift), when it does."""
     _READ = {"status": ObjectStatus}
 
     @classmethod
@@ -193,6 +195,7 @@ class ManifestLine(Record):
         checksum: str | None = None,
         source_checksum: str | None = None,
         verified: str | None = None,
+        schema_drift: str | None = None,
     ) -> ManifestLine:
         return cls(
             item.key,
@@ -205,7 +208,14 @@ class ManifestLine(Record):
             checksum,
             source_checksum,
             verified,
+            schema_drift,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if self.schema_drift is None:  # only a checked file that drifted has one: other lines read as before
+            del data["schema_drift"]
+        return data
 
     def stamped(self, run: RunRef) -> dict[str, Any]:
         """The manifest's form: the object's fields, then the run's (README: "Manifest line")."""
@@ -402,6 +412,23 @@ class Failure(Record):
 
 
 @dataclass(frozen=True)
+class Drifted(Record):
+    """One file whose header differed from its table's columns, as a summary lists it: what it differs in, and
+    what its table's policy made of it (its status, and where it landed: `_quarantine/...` when quarantined)."""
+
+    source_key: str
+    status: ObjectStatus
+    target_key: str | None
+    drift: str
+
+    _READ = {"status": ObjectStatus}
+
+    @classmethod
+    def of(cls, line: ManifestLine) -> Drifted:
+        return cls(line.source_key, line.status, line.target_key, line.schema_drift or "")
+
+
+@dataclass(frozen=True)
 class ShardOutcome:
     """What one shard's finalize stored (`work/<run_id>/final/`): its tally, its first failures, the state
     pieces the next index names for its range, and its manifest part (None: no line to record)."""
@@ -413,6 +440,10 @@ class ShardOutcome:
     manifest_part: str | None
     tables: tuple[str, ...] = ()
     """The described tables (catalog names) its copies landed in: the raw partitions the commit registers."""
+    schema_drift: int = 0
+    """Lines whose file's header differed from its table's columns (schema_check.py)."""
+    drifted: tuple[Drifted, ...] = ()
+    """The first of them."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -422,6 +453,8 @@ class ShardOutcome:
             "pieces": [p.to_json() for p in self.pieces],
             "manifest_part": self.manifest_part,
             "tables": list(self.tables),
+            "schema_drift": self.schema_drift,
+            "drifted": [d.to_json() for d in self.drifted],
         }
 
     @classmethod
@@ -433,6 +466,8 @@ class ShardOutcome:
             tuple(StatePart.from_json(p) for p in data.get("pieces") or ()),
             data.get("manifest_part"),
             tuple(data.get("tables") or ()),
+            int(data.get("schema_drift") or 0),
+            tuple(Drifted.from_json(d) for d in data.get("drifted") or ()),
         )
 
 
@@ -470,6 +505,10 @@ class RunSummary(Record):
     (the freshness behind the `NewestDataAgeSeconds` metric and `status`)."""
     error: str | None = None
     """Set only when the run itself broke (no manifest then)."""
+    schema_drift: int = 0
+    """Files whose header differed from their table's declared columns, whatever their table's policy did."""
+    schema_drift_files: tuple[Drifted, ...] = ()
+    """The first of them, with the difference and what became of each."""
 
     @property
     def failing(self) -> bool:
@@ -502,18 +541,23 @@ class RunSummary(Record):
         "skipped_by_reason": _mapping,
         "failures": lambda failures: [f.to_json() for f in failures],
         "manifest_parts": list,
+        "schema_drift_files": lambda drifted: [d.to_json() for d in drifted],
     }
     _READ = {
         "status": RunStatus,
         "skipped_by_reason": _mapping,
         "failures": lambda failures: tuple(Failure(**f) for f in failures or ()),
         "manifest_parts": _sequence,
+        "schema_drift": lambda count: int(count or 0),
+        "schema_drift_files": lambda drifted: tuple(Drifted.from_json(d) for d in drifted or ()),
     }
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
         if self.error is None:
             del data["error"]
+        if not self.schema_drift:  # a run that met no drift reads as before (schema contracts, README)
+            del data["schema_drift"], data["schema_drift_files"]
         return data
 
 

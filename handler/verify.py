@@ -86,6 +86,8 @@ class Copied:
     checksum: str = ""
     """The landed checksum the line recorded (`CRC64NVME:<base64>`); empty on a line from before checksums."""
     source_checksum: str = ""
+    schema_drift: str = ""
+    """How the file's header differed from its table's columns when it landed (empty: it did not, or unchecked)."""
 
     @classmethod
     def of(cls, line: Mapping[str, Any]) -> Copied:
@@ -100,6 +102,7 @@ class Copied:
             date=str(line.get("date") or ""),
             checksum=str(line.get("checksum") or ""),
             source_checksum=str(line.get("source_checksum") or ""),
+            schema_drift=str(line.get("schema_drift") or ""),
         )
 
     def as_row(self) -> tuple[Any, ...]:
@@ -114,6 +117,7 @@ class Copied:
             self.date,
             self.checksum,
             self.source_checksum,
+            self.schema_drift,
         )
 
 
@@ -170,7 +174,13 @@ class NightKeys:
 
 
 def night_keys(
-    template: str, target_prefix: str, run_date: Date, *, dataset: str | None = None, tables: Sequence[str] = ()
+    template: str,
+    target_prefix: str,
+    run_date: Date,
+    *,
+    dataset: str | None = None,
+    tables: Sequence[str] = (),
+    quarantine: str | None = None,
 ) -> NightKeys:
     """Where the key template lands one date's objects.
 
@@ -179,7 +189,8 @@ def night_keys(
     first other placeholder: `{date}/{path}` lists only that date's folder, `{table}/ingest_date={date}/{path}`
     one folder per table, and the default `{dir}/ingest_date={date}/{name}` has to list the whole target prefix.
     Every other placeholder (including ones added later) matches anything. Rendering drops empty segments (an
-    empty `{dir}` leaves no leading `/`), so a literal `/` may be absent or repeated.
+    empty `{dir}` leaves no leading `/`), so a literal `/` may be absent or repeated. With `quarantine` (schema
+    contracts' folder, `_quarantine/`), the same keys under `<target_prefix><quarantine>` are the night's too.
     """
     known: dict[str, tuple[str, ...]] = {
         "date": (run_date.isoformat(),),
@@ -192,7 +203,7 @@ def night_keys(
     if tables:
         known["table"] = tuple(tables)
     heads, listing = [""], True
-    regex = [re.escape(target_prefix)]
+    regex = [re.escape(target_prefix), f"(?:{re.escape(quarantine)})?" if quarantine else ""]
     for literal, name, _, _ in string.Formatter().parse(template):
         regex.extend("/*" if c == "/" else re.escape(c) for c in literal)
         if listing:
@@ -207,7 +218,8 @@ def night_keys(
         regex.append("(?:" + "|".join(re.escape(value) for value in values) + ")")
         if listing:
             heads = [head + value for head in heads for value in values]
-    prefixes = sorted({target_prefix + re.sub("/+", "/", head).lstrip("/") for head in heads})
+    folders = [target_prefix] + ([target_prefix + quarantine] if quarantine else [])
+    prefixes = sorted({folder + re.sub("/+", "/", head).lstrip("/") for folder in folders for head in heads})
     outermost = tuple(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
     return NightKeys(outermost, re.compile("".join(regex), re.DOTALL))
 
@@ -482,6 +494,9 @@ class Checked:
     """Copied objects whose content checksum was compared with their line's (only with `checksums`)."""
     checksums_unrecorded: int
     """Copied lines that recorded no checksum to compare (from before checksums, or a server that reports none)."""
+    schema_drift: int = 0
+    """Copied lines whose file's header differed from its table's columns (landed or quarantined as its table's
+    `on_schema_drift` says): not a problem of the ledger, but what a reader of the night must know."""
 
 
 @dataclass(frozen=True)
@@ -547,6 +562,7 @@ class VerifyReport:
             "checksums": self.checksums,
             "checksums_checked": checked.checksums_checked,
             "checksums_unrecorded": checked.checksums_unrecorded,
+            "schema_drift": checked.schema_drift,
             "problem_count": self.problem_count,
             "problems_by_kind": dict(self.problems_by_kind),
             "problems": [problem.to_json() for problem in self.problems],

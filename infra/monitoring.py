@@ -1,6 +1,6 @@
 """Alarms and a dashboard: what tells an operator a night went wrong, or that a dataset went quiet.
 
-Five kinds of alarm, all reporting to the run topic (ALARM and OK):
+Six kinds of alarm, all reporting to the run topic (ALARM and OK):
 
 - an execution of the state machine failed, timed out or was aborted (its own AWS/States metrics);
 - a dataset's run left objects failed (`ObjectsFailed`, from the Lambda's EMF lines: handler/metrics.py);
@@ -9,7 +9,9 @@ Five kinds of alarm, all reporting to the run topic (ALARM and OK):
   start, and a run that keeps failing all look alike here, and all are what the alarm is for;
 - a schedule's start of an execution failed, was dropped, or was (or could not be) dead-lettered (AWS/Scheduler
   metrics of the stack's own schedule group);
-- a dataset's dead-letter queue holds a start that never happened (AWS/SQS), for as long as it holds one.
+- a dataset's dead-letter queue holds a start that never happened (AWS/SQS), for as long as it holds one;
+- a dataset's run met files whose header differs from their table's declared columns (`SchemaDrift`), for a
+  dataset whose files are checked (README "Schema contracts").
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import pulumi
 import pulumi_aws as aws
 
 from handler.config import DatasetConfig
-from handler.metrics import DIMENSION, FAILED_OBJECTS, METRICS, SUCCEEDED
+from handler.metrics import DIMENSION, FAILED_OBJECTS, METRICS, SCHEMA_DRIFT, SUCCEEDED
 from handler.schedules import longest_gap
+from handler.schema_check import checked_tables
 from infra.component import Component
 
 HOUR = 3600
@@ -110,6 +113,7 @@ class Monitoring(Component):
     schedule_failed: aws.cloudwatch.MetricAlarm | None
     dead_letters: dict[str, aws.cloudwatch.MetricAlarm]
     dashboard: aws.cloudwatch.Dashboard
+    schema_drift: dict[str, aws.cloudwatch.MetricAlarm]
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("monitoring:Monitoring", name, opts)
@@ -207,6 +211,22 @@ class Monitoring(Component):
                 comparison_operator="LessThanThreshold",
                 treat_missing_data="breaching",
             )
+        # Schema contracts: only a dataset whose files are checked (a described csv or json table, check_schema on).
+        self.schema_drift = {
+            ds.name: dataset_alarm(
+                "schema-drift",
+                ds,
+                SCHEMA_DRIFT,
+                alarm_description=f"Dataset {ds.name}: a run met files whose header differs from their table's "
+                "declared columns. The run summary's schema_drift_files and the manifest's schema_drift say which "
+                "and how; each table's on_schema_drift says whether they landed, were quarantined or failed.",
+                evaluation_periods=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="notBreaching",
+            )
+            for ds in args.datasets
+            if checked_tables(ds)
+        }
         body = pulumi.Output.all(
             args.state_machine_arn, args.function_name, args.region, args.schedule_group_name
         ).apply(lambda values: json.dumps(dashboard_body(args.namespace, [d.name for d in args.datasets], *values)))
@@ -248,6 +268,7 @@ class Monitoring(Component):
             *self.objects_failed.values(),
             *self.freshness.values(),
             *self.dead_letters.values(),
+            *self.schema_drift.values(),
         ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ..contracts import Contracts
 from ..copier import CopyContext, copy_items
 from ..errors import RunNotFound
 from ..ledger import BATCH
@@ -76,4 +77,5 @@ def copy_context(job: Job, run: OpenRun, *, check_target: bool = True) -> CopyCo
         target_bucket=ds.target.bucket,
         multipart_threshold=ds.multipart_threshold_bytes,
         carry_source_metadata=ds.source_metadata == "carry",
+        contracts=Contracts.of(ds),
     )

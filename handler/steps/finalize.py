@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 
 from .. import state
 from ..config import DatasetConfig
+from ..contracts import QUARANTINE, Contracts
 from ..copier import settle_own_landing
 from ..errors import LockLost, RunNotFound
+from ..layout import KeyTooLong
 from ..ledger import BATCH, OPEN_RUN, PLAN_OUTCOME, RUN_SHARD, SHARD_OUTCOME, Ledger, RunLedger
 from ..lock import Lock
 from ..notify import build_notification
@@ -26,6 +28,7 @@ from ..openlineage import end_event
 from ..partitions import landed_table, landed_tables, register_night, table_folders
 from ..records import (
     BatchItem,
+    Drifted,
     Failure,
     Finalized,
     ManifestLine,
@@ -108,16 +111,19 @@ def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> tuple[Finalized, froze
     pieces: list[StatePart] = []
     parts: list[str] = []
     tables: set[str] = set()
+    drift, drifted = 0, []
     for shard in range(run.shard_count):
         outcome = ledger.read(SHARD_OUTCOME, shard=shard) or finalize_shard(job, run_id, shard, lock=ledger.lock)
         tables.update(outcome.tables)
         tally += outcome.tally
         failures.extend(outcome.failures[: MAX_FAILURES_IN_SUMMARY - len(failures)])
+        drift += outcome.schema_drift
+        drifted.extend(outcome.drifted[: MAX_FAILURES_IN_SUMMARY - len(drifted)])
         pieces.extend(outcome.pieces)
         parts.extend([outcome.manifest_part] if outcome.manifest_part else [])
     index = StateIndex.of(pieces, run_id, before)
     changed = not index.same_parts(before) or any(p.keys < 0 for p in before.parts)
-    summary = summarize(ds, run, tally, tuple(failures), job.ledger, tuple(parts))
+    summary = summarize(ds, run, tally, tuple(failures), job.ledger, tuple(parts), (drift, tuple(drifted)))
     committed = ledger.commit(
         run, index if changed else None, summary, lambda done: end_event(done, ds, run, job.execution)
     )
@@ -148,6 +154,7 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
     tally = Tallying()
     failures: list[Failure] = []
     folders, tables = table_folders(ds, run.date), set[str | None]()
+    drift, drifted = 0, []
     with scratch_db() as db, tempfile.TemporaryFile() as manifest, ledger.lock.heartbeat():
         job.ledger.load_parts(db, spec.parts, spec.start_after, end_at)
         for line in _shard_lines(job, run, shard, batches, db):
@@ -157,6 +164,10 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
                 failures.append(Failure(line.source_key, line.reason))
             elif line.status == ObjectStatus.COPIED and folders and line.target_key:
                 tables.add(landed_table(folders, line.target_key))
+            if line.schema_drift:
+                drift += 1
+                if len(drifted) < MAX_FAILURES_IN_SUMMARY:
+                    drifted.append(Drifted.of(line))
         keys = state.count(db)
         sizes = split_sizes(keys, ds.shard_max_keys)
         if tally.copied or spec.rewrite or len(sizes) > 1 or _unsized(job, spec):
@@ -165,7 +176,8 @@ def finalize_shard(job: Job, run_id: str, shard: int, *, lock: Lock | None = Non
             pieces = (StatePart(spec.start_after, spec.parts[0] if spec.parts else None, keys),)
         part = ledger.save_manifest_part(run, shard, manifest) if tally.objects else None
     pieces = pieces or (StatePart(spec.start_after, None, 0),)
-    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part, tuple(sorted(t for t in tables if t)))
+    landed_in = tuple(sorted(t for t in tables if t))
+    outcome = ShardOutcome(shard, tally.tally(), tuple(failures), pieces, part, landed_in, drift, tuple(drifted))
     ledger.write(SHARD_OUTCOME, outcome, shard=shard)
     return outcome
 
@@ -200,9 +212,11 @@ def summarize(
     failures: tuple[Failure, ...],
     ledger: Ledger,
     manifest_parts: tuple[str, ...] = (),
+    schema_drift: tuple[int, tuple[Drifted, ...]] = (0, ()),
 ) -> RunSummary:
     """The run's summary from its plan counts and its lines' tally. Routine skips (unchanged, folder
-    markers) are only counted at plan time; every other skip has a manifest line and so is in the tally."""
+    markers) are only counted at plan time; every other skip has a manifest line and so is in the tally.
+    `schema_drift`: how many of its files drifted from their table's columns, and the first of them."""
     counts = run.counts
     finished = utc_stamp(datetime.fromtimestamp(ledger.lock.server_now(), UTC))  # S3's time, as started_at is
     routine = sum(counts.skipped_by_reason.get(kind, 0) for kind in ROUTINE_SKIPS)
@@ -228,6 +242,8 @@ def summarize(
         manifest_parts=manifest_parts,
         marker=ledger.marker_uri(run.date, run.run_id) if tally.copied else None,
         last_landed_at=finished if tally.copied else ledger.last_landed_at(),
+        schema_drift=schema_drift[0],
+        schema_drift_files=schema_drift[1],
     )
 
 
@@ -264,8 +280,10 @@ def _shard_lines(
 def _reconcile(job: Job, run: OpenRun, number: int) -> list[ManifestLine]:
     """Look at what landed for a batch whose Lambda died: the ledger must match the bucket."""
     batch = job.ledger.read(BATCH, run_id=run.run_id, batch=number)
+    contracts = Contracts.of(job.dataset)
     return [
         _landed_line(job, run, item, "landed, but its batch never reported; found on reconcile")
+        or _quarantined_line(job, run, item, contracts)
         or ManifestLine.of(
             item, ObjectStatus.FAILED, "its batch did not complete (crash or timeout); lands on the next run"
         )
@@ -273,12 +291,30 @@ def _reconcile(job: Job, run: OpenRun, number: int) -> list[ManifestLine]:
     ]
 
 
+def _quarantined_line(job: Job, run: OpenRun, item: BatchItem, contracts: Contracts | None) -> ManifestLine | None:
+    """The line of an object of a quarantining table that this run landed under the quarantine folder (its
+    difference is not known: the batch that read its header never reported), else None."""
+    table = contracts.table_for(item.key) if contracts is not None else None
+    if contracts is None or table is None or table.on_schema_drift != QUARANTINE:
+        return None
+    try:
+        quarantined = replace(item, target=contracts.quarantine_key(item.target))
+    except KeyTooLong:
+        return None
+    line = _landed_line(job, run, quarantined, "quarantined, but its batch never reported; found on reconcile")
+    return None if line is None else replace(line, schema_drift=UNREPORTED_DRIFT)
+
+
+UNREPORTED_DRIFT = "not recorded: its batch never reported (the file was found quarantined on reconcile)"
+
+
 def _read_back(job: Job, run: OpenRun, line: ManifestLine) -> ManifestLine:
     """A failed object whose target holds this run's copy of it landed after all: record it copied, or the
     next night would land the same version again under another date. A read-back that fails fails the
     finalize (the run stays open and is completed by the next run), never guesses."""
     item = BatchItem(line.source_key, line.source_etag, line.size, line.target_key)
-    return _landed_line(job, run, item, f"landed though its copy reported: {line.reason}; found on reconcile") or line
+    landed = _landed_line(job, run, item, f"landed though its copy reported: {line.reason}; found on reconcile")
+    return line if landed is None else replace(landed, schema_drift=line.schema_drift)
 
 
 def _landed_line(job: Job, run: OpenRun, item: BatchItem, reason: str) -> ManifestLine | None:

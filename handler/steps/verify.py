@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date as Date
 
+from ..contracts import QUARANTINE_FOLDER, Contracts
 from ..integrity import Facts
 from ..layout import LEDGER_ROOT, UNMATCHED_TABLE
 from ..ledger import Ledger
@@ -87,7 +88,15 @@ def verify(
     in_progress = open_run.run_id if open_run is not None and open_run.date == date else None
     scope = Scope(ds.name, date, run_id, in_progress)
     tables = [name for name, _ in ds.table_patterns] + [UNMATCHED_TABLE] if ds.table_patterns else []
-    night = night_keys(ds.key_template, ds.target.prefix, Date.fromisoformat(date), dataset=ds.name, tables=tables)
+    quarantine = QUARANTINE_FOLDER if Contracts.of(ds) is not None else None  # schema contracts' folder too
+    night = night_keys(
+        ds.key_template,
+        ds.target.prefix,
+        Date.fromisoformat(date),
+        dataset=ds.name,
+        tables=tables,
+        quarantine=quarantine,
+    )
     findings = Findings(on_problem)
     listing = [ledger.paths.uri(prefix) for prefix in night.prefixes]
     log.info("verifying %s %s: %d run(s), listing %s", ds.name, date, len(runs), ", ".join(listing))
@@ -95,7 +104,8 @@ def verify(
         copied_lines = _load_copied(db, ledger, runs, findings)
         bucket = _check_bucket(job, db, night, scope, findings, checksums)
         state_checked = _check_state(ledger, db, findings)
-    checked = Checked(copied_lines=copied_lines, state_checked=state_checked, **bucket)
+        drift = db.execute("SELECT COUNT(*) FROM copied WHERE schema_drift != ''").fetchone()[0]
+    checked = Checked(copied_lines=copied_lines, state_checked=state_checked, schema_drift=drift, **bucket)
     return VerifyReport.of(scope, [run.run_id or "" for run in runs], listing, checked, checksums, findings)
 
 

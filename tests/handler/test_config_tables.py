@@ -390,3 +390,51 @@ def test_the_readme_config_example_is_a_valid_config_with_a_table_per_kind() -> 
         ("tags", False),
     ]
     assert ds.key_template == DEFAULT_TABLE_KEY_TEMPLATE
+
+
+# ---- schema contracts: on_schema_drift and check_schema ------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["land", "quarantine", "fail"])
+def test_a_described_table_names_what_schema_drift_does_and_writes_it_back(policy: str) -> None:
+    ds = parse_one(raw_dataset(tables={"ratings": {**RATINGS, "on_schema_drift": policy}}))
+
+    (table,) = ds.tables or ()
+    assert table.on_schema_drift == policy
+    assert parse_config(json.loads(json.dumps({"datasets": {NAME: ds.to_dict()}}))).dataset(NAME) == ds
+    written = ds.to_dict()["tables"]["ratings"]
+    assert written.get("on_schema_drift", "quarantine") == policy
+
+
+def test_schema_drift_quarantines_by_default_and_schema_is_checked_by_default() -> None:
+    ds = parse_one(raw_dataset(tables={"ratings": RATINGS}))
+
+    assert (ds.tables or ())[0].on_schema_drift == "quarantine"
+    assert ds.check_schema is True
+    assert parse_one(raw_dataset(tables={"ratings": RATINGS}, check_schema=False)).check_schema is False
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        (
+            {**RATINGS, "on_schema_drift": "drop"},
+            ".ratings.on_schema_drift: 'drop' is not one of land, quarantine, fail",
+        ),
+        (
+            {**RATINGS, "format": "parquet", "on_schema_drift": "fail", "columns": [{"name": "a", "type": "int"}]},
+            ".ratings.on_schema_drift: parquet files are not checked against their columns; leave it out",
+        ),
+        (
+            {"pattern": "ratings*.csv", "on_schema_drift": "fail"},
+            ".ratings.columns: missing; on_schema_drift describe a table the stack creates, which needs its columns "
+            "(or give only the pattern)",
+        ),
+    ],
+)
+def test_a_wrong_on_schema_drift_fails_the_config_naming_the_field(spec: dict[str, Any], problem: str) -> None:
+    assert table_problem(spec) == f"datasets.{NAME}.tables{problem}"
+
+
+def test_check_schema_must_be_true_or_false() -> None:
+    assert only_problem(raw_dataset(check_schema="no")) == f"datasets.{NAME}.check_schema: must be true or false"

@@ -106,7 +106,8 @@ def test_a_dataset_that_never_landed_anything_reports_no_age_rather_than_a_made_
     assert emf_problems(document) == []
     assert "NewestDataAgeSeconds" not in document
     names = [m["Name"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
-    assert "NewestDataAgeSeconds" not in names and len(names) == len(METRICS) - 1
+    # SchemaDrift is left out too: the run met no drift.
+    assert "NewestDataAgeSeconds" not in names and len(names) == len(METRICS) - 2
 
 
 def test_age_grows_with_the_time_since_the_last_landing():
@@ -121,3 +122,13 @@ def test_emit_writes_one_whole_json_line_per_run():
 
     assert len(written) == 2 and all(line.endswith("\n") and line.count("\n") == 1 for line in written)
     assert [json.loads(line)[DIMENSION] for line in written] == ["movielens", "orders"]
+
+
+def test_a_run_that_met_schema_drift_counts_the_drifted_files_and_one_without_leaves_the_metric_out():
+    drifted = emf_document(summary(schema_drift=3), "ns", NOW)
+    plain = emf_document(summary(), "ns", NOW)
+
+    assert emf_problems(drifted) == []
+    assert drifted["SchemaDrift"] == 3
+    assert {"Name": "SchemaDrift", "Unit": "Count"} in drifted["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    assert "SchemaDrift" not in plain

@@ -25,8 +25,10 @@ from handler.contract import state_machine_answer
 from handler.ledger_keys import LedgerPaths
 from handler.notify import build_notification
 from handler.records import (
+    Drifted,
     Failure,
     Finalized,
+    ObjectStatus,
     OpenRun,
     PlanCounts,
     PlanOutcome,
@@ -36,6 +38,7 @@ from handler.records import (
     ShardOutcome,
     Tally,
 )
+from handler.schema_check import MAX_DESCRIPTION
 from handler.selection import SkipKind
 from handler.shards import BATCH_STRIDE, MAX_DISCOVERED_SHARDS, StatePart
 from handler.steps.finalize import MAX_FAILURES_IN_SUMMARY
@@ -719,3 +722,27 @@ def test_planning_and_finalizing_maps_run_map_concurrency_wide_and_the_copy_map_
     for request in ("PlanRequestForDate", "PlanRequestForScheduledTime", "PlanRequestForToday"):
         assert sizing.items() <= states[request]["Parameters"].items(), request
     assert sizing.items() <= states["SealPlan"]["Parameters"]["Payload"].items()
+
+
+@pytest.mark.parametrize("shards", [1, MAX_DISCOVERED_SHARDS])
+def test_a_run_with_ten_long_failures_and_ten_long_drifted_files_fits_its_answers_and_its_message(shards: int) -> None:
+    # Schema contracts: ten drifted files on 1 KiB keys, quarantined under 1 KiB targets, each with the longest
+    # description a drift keeps, beside the ten longest failures a summary lists.
+    definition = DEFINITIONS[CASES[0].id]
+    drifted = tuple(
+        Drifted(long_key(n), ObjectStatus.COPIED, "_quarantine/" + long_key(n), "d" * MAX_DESCRIPTION)
+        for n in range(MAX_FAILURES_IN_SUMMARY)
+    )
+    summary = replace(largest_summary(shards, access_denied), schema_drift=10**11, schema_drift_files=drifted)
+    finalized = finalize_answer(summary)
+    finalized_plan = plan_answer(shards, finalized=summary)
+
+    assert "schema_drift_files" not in finalized["summary"] and finalized["summary"]["schema_drift"] == 10**11
+    assert payload_bytes(finalized) < rules.MAX_PAYLOAD_BYTES
+    assert payload_bytes(state_after(definition, plan_answer(shards), finalized)) < rules.MAX_PAYLOAD_BYTES
+    assert payload_bytes(state_after(definition, finalized_plan, None)) < rules.MAX_PAYLOAD_BYTES
+    notification = finalized["notification"]
+    assert f"Schema drift in {10**11} file(s); first 10:" in notification["message"]
+    assert payload_bytes([notification["subject"], notification["message"], notification["attributes"]]) < (
+        rules.MAX_PAYLOAD_BYTES
+    )

@@ -143,7 +143,7 @@ def test_every_alarm_watches_a_metric_the_function_emits_in_the_namespace_it_is_
     assert namespace == deployment.exports["metricsNamespace"] == NAMESPACE
     # The alarms on one metric that is not AWS's own (the dead-letter alarms watch AWS/SQS).
     own = [a for a in alarms(deployment).values() if not a.get("namespace", "AWS/").startswith("AWS/")]
-    assert len(own) == 2
+    assert len(own) == 3  # objects failed, freshness, and schema drift (the dev stack describes a table)
     for alarm in own:
         assert alarm["namespace"] == namespace
         assert alarm["metricName"] in {m.name for m in METRICS}
@@ -236,3 +236,39 @@ def test_the_dashboard_shows_every_dataset_and_the_state_machine_and_function(bu
     assert ["AWS/Scheduler", "InvocationDroppedCount", "ScheduleGroup", group.state["name"]] in lines
     positions = [(w["x"], w["y"]) for w in body["widgets"]]
     assert len(positions) == len(set(positions)), "widgets must not overlap"
+
+
+def test_a_dataset_whose_files_are_checked_gets_a_schema_drift_alarm_and_one_that_turned_it_off_none(
+    build_pipeline: Build,
+) -> None:
+    ratings = {"pattern": "ratings*.csv", "columns": [{"name": "userId", "type": "bigint"}]}
+
+    def described(**fields: Any) -> dict[str, Any]:
+        return {"source": {"bucket": "partner-export"}, "tables": {"ratings": ratings}, **fields}
+
+    datasets = {
+        "checked": {**described(), "target": {"bucket": "acme-raw", "prefix": "checked/"}},
+        "unchecked": {**described(check_schema=False), "target": {"bucket": "acme-raw", "prefix": "off/"}},
+        "plain": {"source": {"bucket": "partner-export2"}, "target": {"bucket": "acme-raw", "prefix": "plain/"}},
+    }
+    config = StackConfig(
+        raw_bucket="acme-raw", config_bucket="acme-ingestion-config", datasets=parse_config({"datasets": datasets})
+    )
+    deployment = build_pipeline(config)
+    found = alarms(deployment)
+    assert [name for name in found if name.endswith("schema-drift")] == ["checked-schema-drift"]
+    alarm = found["checked-schema-drift"]
+    assert (alarm["namespace"], alarm["metricName"], alarm["dimensions"], alarm["statistic"]) == (
+        NAMESPACE,
+        "SchemaDrift",
+        {DIMENSION: "checked"},
+        "Sum",
+    )
+    assert (alarm["comparisonOperator"], alarm["threshold"], alarm["treatMissingData"]) == (
+        "GreaterThanOrEqualToThreshold",
+        1,
+        "notBreaching",
+    )
+    (topic,) = deployment.of_type("aws:sns/topic:Topic")
+    assert alarm["alarmActions"] == [topic.arn] and alarm["okActions"] == [topic.arn]
+    assert "SchemaDrift" in {m.name for m in METRICS}
