@@ -99,7 +99,12 @@ def _registered(job: Job, finalized: Finalized, tables: frozenset[str] | None = 
         )
         tables = landed_tables(job.dataset, summary.date, copied) if summary.copied else frozenset()
     error = register_night(job.catalog, job.dataset, summary, tables)
-    return replace(finalized, partitions_error=error) if error else finalized
+    if not error:
+        return finalized
+    # The notification is what people read: it says the night landed but engines other than Athena do not see it.
+    told = finalized.notification
+    message = f"{told.message}\n\nWarning: the night's partitions were not registered in Glue: {error}\n"
+    return replace(finalized, partitions_error=error, notification=replace(told, message=message))
 
 
 def _commit(job: Job, ledger: RunLedger, run: OpenRun) -> tuple[Finalized, frozenset[str]]:

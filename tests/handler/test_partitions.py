@@ -32,7 +32,7 @@ from handler.runner import Engine
 from handler.steps.finalize import finalize
 from handler.store import Store
 from handler.tables import LAZY_SIMPLE_SERDE, OPEN_CSV_SERDE, TEXT_INPUT
-from tests.conftest import REGION, dataset_config, put_keys, write_config
+from tests.conftest import REGION, dataset_config, write_config
 from tests.glue_catalog import DATABASE, CountingGlue, Refusing, create_catalog, partitions_of
 from tests.handler.test_tables import RATINGS
 
@@ -41,6 +41,18 @@ LINKS = {"pattern": ["links*.csv"], "quoted": False, "columns": [{"name": "movie
 TABLES = {"ratings": RATINGS, "links": LINKS, "movies": "movies*.csv"}
 """Two described tables (quoted and unquoted CSV) and one undescribed: it lands, but has no catalog table."""
 RATINGS_CSV = "userId,movieId,rating,timestamp\n1,10,4.5,1700000000\n2,10,3.0,1700000001\n"
+
+
+BODIES = {"ratings": RATINGS_CSV, "links": "movieId\n1\n"}
+"""A file of each described table with its table's header: a drifted one is quarantined outside every table (README
+*Schema contracts*), and gets no partition."""
+
+
+def put_files(s3: Any, bucket: str, keys: list[str]) -> None:
+    """`keys` as files of their tables (`ratings2.csv` is a ratings file), each with its table's header."""
+    for key in keys:
+        table = next((name for name in BODIES if key.startswith(f"movielens/{name}")), None)
+        s3.put_object(Bucket=bucket, Key=key, Body=(BODIES[table] if table else key).encode())
 
 
 def movielens(raw: str = "raw-bucket", source: str = "src-bucket", **fields: Any) -> DatasetConfig:
@@ -141,8 +153,7 @@ def landed_night(s3: Any, buckets: tuple[str, str], glue: Any, run_date: Date = 
     """A run of MovieLens files (two described kinds, one undescribed) with the catalog created from the specs."""
     source, raw = buckets
     ds = movielens(raw, source, **fields)
-    put_keys(s3, source, ["movielens/movies.csv", "movielens/links.csv"])
-    s3.put_object(Bucket=source, Key="movielens/ratings.csv", Body=RATINGS_CSV.encode())
+    put_files(s3, source, ["movielens/movies.csv", "movielens/links.csv", "movielens/ratings.csv"])
     create_catalog(glue, [ds])
     engine = Engine(Store(s3), ds, catalog=Catalog(DATABASE, lambda: glue))
     engine.run(run_date)
@@ -254,7 +265,7 @@ def test_more_than_a_hundred_partitions_go_out_a_hundred_a_call(glue) -> None:
 def test_a_glue_failure_leaves_the_night_committed_and_says_how_to_repair(s3, buckets, code, caplog) -> None:
     source, raw = buckets
     ds = movielens(raw, source)
-    put_keys(s3, source, ["movielens/ratings.csv"])
+    put_files(s3, source, ["movielens/ratings.csv"])
     refusing = Refusing(code)
     engine = Engine(Store(s3), ds, catalog=Catalog(DATABASE, lambda: refusing))
 
@@ -267,13 +278,16 @@ def test_a_glue_failure_leaves_the_night_committed_and_says_how_to_repair(s3, bu
     assert code in finalized.partitions_error
     assert "ingest partitions --config <config> --dataset movielens --date 2026-11-27" in finalized.partitions_error
     assert finalized.to_json()["partitions_error"] == finalized.partitions_error
+    # The notification people read says so too, with the repair command.
+    assert "not registered in Glue" in finalized.notification.message
+    assert "ingest partitions --config <config>" in finalized.notification.message
     assert any("not registered" in r.message and "ingest partitions" in r.message for r in caplog.records)
 
 
 def test_a_table_the_catalog_lacks_is_a_warning_not_a_failed_run(s3, buckets, aws) -> None:
     source, raw = buckets
     ds = movielens(raw, source)
-    put_keys(s3, source, ["movielens/ratings.csv"])
+    put_files(s3, source, ["movielens/ratings.csv"])
     glue = boto3.client("glue", region_name=REGION)
     glue.create_database(DatabaseInput={"Name": DATABASE})  # no table: moto answers EntityNotFoundException
     engine = Engine(Store(s3), ds, catalog=Catalog(DATABASE, lambda: glue))
@@ -287,7 +301,7 @@ def test_a_table_the_catalog_lacks_is_a_warning_not_a_failed_run(s3, buckets, aw
 
 def test_a_run_without_a_database_touches_no_catalog(s3, buckets) -> None:
     source, raw = buckets
-    put_keys(s3, source, ["movielens/ratings.csv"])
+    put_files(s3, source, ["movielens/ratings.csv"])
     refusing = Refusing()
     ds = movielens(raw, source)  # the demo's case: no database configured, none in the environment
     engine = Engine(Store(s3), ds, catalog=catalog_for(ds, lambda: refusing))
@@ -304,9 +318,9 @@ def test_the_repair_command_registers_nights_landed_before_registration_and_can_
 ) -> None:
     source, raw = buckets
     ds = movielens(raw, source)
-    put_keys(s3, source, ["movielens/ratings.csv", "movielens/links.csv"])
+    put_files(s3, source, ["movielens/ratings.csv", "movielens/links.csv"])
     Engine(Store(s3), ds).run(Date(2026, 11, 26))  # before registration existed: no catalog
-    put_keys(s3, source, ["movielens/ratings2.csv"])
+    put_files(s3, source, ["movielens/ratings2.csv"])
     Engine(Store(s3), ds).run(NIGHT)
     Engine(Store(s3), ds).run(Date(2026, 11, 28))  # nothing new: a run partition only
     create_catalog(glue, [ds])
@@ -342,7 +356,7 @@ def test_the_repair_command_registers_nights_landed_before_registration_and_can_
 def test_the_repair_command_for_one_night_and_without_a_database(s3, buckets, glue, tmp_path, capsys, monkeypatch):
     source, raw = buckets
     ds = movielens(raw, source)
-    put_keys(s3, source, ["movielens/ratings.csv"])
+    put_files(s3, source, ["movielens/ratings.csv"])
     Engine(Store(s3), ds).run(NIGHT)
     create_catalog(glue, [ds])
     monkeypatch.setattr("handler.cli.glue_client", lambda: glue)

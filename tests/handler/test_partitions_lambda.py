@@ -9,10 +9,10 @@ import boto3
 import pytest
 
 from handler import lambda_function
-from tests.conftest import REGION, put_keys
+from tests.conftest import REGION
 from tests.glue_catalog import DATABASE, create_catalog, partitions_of
 from tests.handler.test_lambda_function import Deployment, deployment, invoke  # noqa: F401 - the fixture
-from tests.handler.test_partitions import TABLES, movielens
+from tests.handler.test_partitions import TABLES, movielens, put_files
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def glue(deployment: Deployment) -> Any:  # noqa: F811 - the imported fixture
     lambda_function._glue.cache_clear()  # each test is a fresh container
     deployment.monkeypatch.setenv("GLUE_DATABASE", DATABASE)
     deployment.configure(tables=TABLES)
-    put_keys(deployment.s3, deployment.source, ["movielens/ratings.csv", "movielens/movies.csv"])
+    put_files(deployment.s3, deployment.source, ["movielens/ratings.csv", "movielens/movies.csv"])
     return boto3.client("glue", region_name=REGION)
 
 
