@@ -28,6 +28,8 @@ from datetime import date as Date
 from typing import Any, NoReturn
 
 from . import __version__, logs
+from .aws_options import add_options as _aws_options
+from .aws_options import applied
 from .config import DatasetConfig, parse_run_date, with_overrides
 from .configfile import load_config
 from .errors import (
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description="Land a dataset from S3 into the raw bucket.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({_sdk_versions()})")
     _verbosity(parser, top=True)
+    _aws_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="land what is new or changed (completing an interrupted run first)")
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL[_S3])")
     lineage.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _verbosity(lineage, top=False)
+    _aws_options(lineage, top=False)
 
     send = commands.add_parser(
         "send-lineage",
@@ -191,6 +195,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL[_S3])")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _verbosity(parser, top=False)
+    _aws_options(parser, top=False)
 
 
 def _lineage_url(parser: argparse.ArgumentParser, what: str) -> None:
@@ -378,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     invocation = Invocation(args)
     _stop_on_signals()
     try:
-        return _command(invocation)
+        with applied(getattr(args, "profile", None), getattr(args, "region", None)):
+            return _command(invocation)
     except Exception as err:  # the one place an unexplained error becomes an answer instead of a traceback
         return _report(refusal(err, invocation), getattr(args, "dataset", None), invocation.as_json)
     finally:
