@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 from . import __version__, logs
 from .aws_options import add_options as _aws_options
 from .aws_options import applied
+from .cli_help import add_epilogs
 from .config import DatasetConfig, parse_run_date, with_overrides
 from .configfile import load_config
 from .errors import (
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the pipeline against an in-process local S3 and SNS (moto)")
     demo.add_argument("--source-dir", help="folder of files to ingest, e.g. a downloaded ml-latest-small")
     _verbosity(demo, top=False)
+    add_epilogs(parser, commands)
     return parser
 
 
