@@ -472,11 +472,14 @@ def _local_pool(engine: Engine, args: argparse.Namespace) -> LocalPool:
 
 
 def _dry_run(invocation: Invocation) -> int:
+    """The plan, an object a line as it is found (JSON Lines under --json: each object, then the summary last),
+    and exit 1 when it already knows objects would fail, as `rclone --dry-run` reports its errors."""
     args = invocation.args
     engine = _engine(invocation, args.concurrency)
-    out: Callable[[str], None] = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    _print(engine.dry_run(args.date, out=out).to_json(), args.json)
-    return EXIT_OK
+    show = (lambda planned: print(json.dumps(planned.to_json()))) if args.json else None
+    answer = engine.dry_run(args.date, show=show)
+    _print(answer.to_json(), args.json)
+    return EXIT_FAILED if answer.counts.failed_at_plan else EXIT_OK
 
 
 def _run(invocation: Invocation) -> int:
