@@ -8,7 +8,8 @@ planned).
 
 Every outcome the CLI reaches is reported the same way, so scripts and people never meet a traceback: a command
 that could not do its job prints one `error: ...` line on stderr (the traceback only with LOG_LEVEL=DEBUG), and
-with --json stdout holds exactly one JSON object whatever happened, errors and usage errors included:
+with --json stdout holds exactly one JSON object whatever happened (a dry run's: JSON Lines, each object it would
+act on, then that one object last), errors and usage errors included:
 `{"dataset", "status": "failed" | "invalid" | "in_progress" | "interrupted", "error", "exit_code"}` (README,
 "Commands").
 """
