@@ -39,9 +39,11 @@ def start(tmp_path: Path, endpoint: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def stderr_lines(process: subprocess.Popen[str], deadline: float) -> list[str]:
-    """Every stderr line until the process ends, each read as it comes; fails past the deadline."""
+def stderr_lines(process: subprocess.Popen[str], deadline: float, seen: dict[str, float] | None = None) -> list[str]:
+    """Every stderr line until the process ends, each read as it comes (`seen`: when each was read, in seconds
+    after the call); fails past the deadline."""
     assert process.stderr is not None
+    started = time.monotonic()
     lines: list[str] = []
     with selectors.DefaultSelector() as selector:
         selector.register(process.stderr, selectors.EVENT_READ)
@@ -55,18 +57,22 @@ def stderr_lines(process: subprocess.Popen[str], deadline: float) -> list[str]:
                 if not line:
                     return lines
                 lines.append(line.rstrip("\n"))
+                if seen is not None:
+                    seen.setdefault(lines[-1], time.monotonic() - started)
 
 
 def test_an_unreachable_endpoint_says_it_is_retrying_then_fails_naming_it(tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{closed_port()}"
     process = start(tmp_path, endpoint)
+    seen: dict[str, float] = {}
 
-    lines = stderr_lines(process, time.monotonic() + 30)
+    lines = stderr_lines(process, time.monotonic() + 30, seen)
 
     assert process.wait(timeout=10) == EXIT_FAILED
     retrying = [n for n, line in enumerate(lines) if RETRYING.search(line)]
     assert retrying, lines
     assert "S3 endpoint not reachable" in lines[retrying[0]] and endpoint in lines[retrying[0]]
+    assert seen[lines[retrying[0]]] < 10  # said as the retries start (Python's start-up included), not at the end
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0] == lines[-1], lines
     assert endpoint in errors[0]
