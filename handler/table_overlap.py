@@ -24,10 +24,11 @@ _TOKEN = re.compile(r"\*+|\?|\[!?\]?[^\]]*\]|.", re.DOTALL)
 
 def examples(pattern: str) -> Iterator[str]:
     """Keys `pattern` matches, made from its own text: `*` filled with each of _FILLS, `?` with one character,
-    a `[set]` with a character it accepts. Only keys the pattern really matches are yielded."""
+    a `[set]` with a character it accepts. Only keys the pattern really matches, and that could name a file
+    (not empty, not ending in `/`), are yielded."""
     for fill in _FILLS:
         key = "".join(_fill(token, fill) for token in _TOKEN.findall(pattern))
-        if fnmatchcase(key, pattern):
+        if key and not key.endswith("/") and fnmatchcase(key, pattern):
             yield key
 
 
