@@ -8,7 +8,8 @@ planned).
 
 Every outcome the CLI reaches is reported the same way, so scripts and people never meet a traceback: a command
 that could not do its job prints one `error: ...` line on stderr (the traceback only with LOG_LEVEL=DEBUG), and
-with --json stdout holds exactly one JSON object whatever happened, errors and usage errors included:
+with --json stdout holds exactly one JSON object whatever happened (a dry run's: JSON Lines, each object it would
+act on, then that one object last), errors and usage errors included:
 `{"dataset", "status": "failed" | "invalid" | "in_progress" | "interrupted", "error", "exit_code"}` (README,
 "Commands").
 """
@@ -28,6 +29,9 @@ from datetime import date as Date
 from typing import Any, NoReturn
 
 from . import __version__, logs
+from .aws_options import add_options as _aws_options
+from .aws_options import applied
+from .cli_help import add_epilogs
 from .config import DatasetConfig, parse_run_date, with_overrides
 from .configfile import load_config
 from .errors import (
@@ -100,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description="Land a dataset from S3 into the raw bucket.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({_sdk_versions()})")
     _verbosity(parser, top=True)
+    _aws_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="land what is new or changed (completing an interrupted run first)")
@@ -155,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL[_S3])")
     lineage.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _verbosity(lineage, top=False)
+    _aws_options(lineage, top=False)
 
     send = commands.add_parser(
         "send-lineage",
@@ -182,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the pipeline against an in-process local S3 and SNS (moto)")
     demo.add_argument("--source-dir", help="folder of files to ingest, e.g. a downloaded ml-latest-small")
     _verbosity(demo, top=False)
+    add_epilogs(parser, commands)
     return parser
 
 
@@ -191,6 +198,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="S3 endpoint (default: AWS, or AWS_ENDPOINT_URL[_S3])")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _verbosity(parser, top=False)
+    _aws_options(parser, top=False)
 
 
 def _lineage_url(parser: argparse.ArgumentParser, what: str) -> None:
@@ -378,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     invocation = Invocation(args)
     _stop_on_signals()
     try:
-        return _command(invocation)
+        with applied(getattr(args, "profile", None), getattr(args, "region", None)):
+            return _command(invocation)
     except Exception as err:  # the one place an unexplained error becomes an answer instead of a traceback
         return _report(refusal(err, invocation), getattr(args, "dataset", None), invocation.as_json)
     finally:
@@ -464,11 +473,14 @@ def _local_pool(engine: Engine, args: argparse.Namespace) -> LocalPool:
 
 
 def _dry_run(invocation: Invocation) -> int:
+    """The plan, an object a line as it is found (JSON Lines under --json: each object, then the summary last),
+    and exit 1 when it already knows objects would fail, as `rclone --dry-run` reports its errors."""
     args = invocation.args
     engine = _engine(invocation, args.concurrency)
-    out: Callable[[str], None] = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    _print(engine.dry_run(args.date, out=out).to_json(), args.json)
-    return EXIT_OK
+    show = (lambda planned: print(json.dumps(planned.to_json()))) if args.json else None
+    answer = engine.dry_run(args.date, show=show)
+    _print(answer.to_json(), args.json)
+    return EXIT_FAILED if answer.counts.failed_at_plan else EXIT_OK
 
 
 def _run(invocation: Invocation) -> int:

@@ -26,7 +26,7 @@ from .steps import Job, committed_runs, new_run_id, run_date_for
 from .steps.chain import Chain
 from .steps.chain import one_shot as chained
 from .steps.copy import Progress
-from .steps.dry_run import dry_run
+from .steps.dry_run import PlannedObject, dry_run
 from .steps.lineage import ObjectLineage, lineage, parse_uri
 from .steps.plan import plan
 from .steps.status import lock_view, running_run, status
@@ -124,9 +124,15 @@ class Engine:
         """A step run through the contract's table, as the Lambda runs it, answering its JSON form."""
         return run_step(self.job, StepRequest(step, self.dataset.name, **fields), lock, progress).to_json()
 
-    def dry_run(self, run_date: Date | None = None, out: Callable[[str], None] = print) -> DryRun:
-        """Show what a run would do, writing nothing and taking no lock."""
-        return dry_run(self.job, run_date, out)
+    def dry_run(
+        self,
+        run_date: Date | None = None,
+        out: Callable[[str], None] = print,
+        show: Callable[[PlannedObject], None] | None = None,
+    ) -> DryRun:
+        """Show what a run would do, writing nothing and taking no lock: each object as a line to `out`, or as a
+        PlannedObject to `show`."""
+        return dry_run(self.job, run_date, out, show)
 
     def history(self, limit: int = 20) -> list[HistoryEntry]:
         """Run summaries, newest first; a run in progress comes first, with `status` `in_progress` and how far it

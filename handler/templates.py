@@ -27,6 +27,7 @@ from .layout import (
     render_target_key,
     table_folder,
 )
+from .table_overlap import overlap_problems
 
 DEFAULT_KEY_TEMPLATE = "{dir}/ingest_date={date}/{name}"
 DEFAULT_TABLE_KEY_TEMPLATE = "{table}/ingest_date={date}/{path}"
@@ -189,9 +190,14 @@ def layout_problems(
     dataset: str, template: str, target_prefix: str, tables: tuple[Table, ...] | None, *, tables_given: bool
 ) -> list[str]:
     """How `template` fits its tables, then what it does to ordinary keys: one check for a document and overrides."""
+    # Tables that claim one key fail it whatever the template (schema contracts match tables too).
+    overlaps = overlap_problems(table_patterns(tables))
     try:
         placeholders(template)
     except ValueError:
-        return []  # malformed: template_problems says why
+        return overlaps  # malformed: template_problems says why
     problems = table_layout_problems(dataset, template, target_prefix, tables, tables_given=tables_given)
-    return problems or landing_problems(dataset, template, target_prefix, table_patterns(tables))
+    problems = problems or landing_problems(dataset, template, target_prefix, table_patterns(tables))
+    if any(problem.startswith("tables: ") for problem in problems):
+        return problems  # an ordinary sample key already showed the tables overlap
+    return problems + overlaps

@@ -49,6 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ProxyConnectionError
 from botocore.retries import adaptive, bucket, standard, throttling
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,12 @@ TOTAL_ATTEMPTS = "TotalAttempts"
 LOG_EVERY = 60.0
 """Seconds: while requests are being retried, a line at most this often says how many (a step's or run's end says
 it again for the whole; see `log_report`)."""
+
+UNREACHABLE_EVERY = 5.0
+"""Seconds: while the endpoint cannot be reached, a line at most this often says so and that it is retrying (the
+first one at the first failure), so a wrong --endpoint-url or a server that is down is not a minute of silence."""
+_UNREACHABLE = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
+"""Errors that mean no answer came at all: no connection (refused, unresolvable, timed out)."""
 
 _RETRY_HANDLER_ID = "retry-config-{service}"  # the unique_id botocore registers its retry handler under
 _CARRIED = "ingest_carried_attempts"  # in a botocore request's context: attempts it had on the short road
@@ -124,6 +131,7 @@ class Policy:
         self._counts = Counts()
         self._lock = threading.Lock()
         self._logged = (time.monotonic(), Counts())  # when the last periodic line was logged, and the counts then
+        self._unreachable_said = -UNREACHABLE_EVERY  # when an unreachable endpoint was last reported
         self._carry = threading.local()
 
     # -- what both roads ask -----------------------------------------------------------------------------
@@ -181,7 +189,19 @@ class Policy:
                 self._logged = (now, Counts(**asdict(counts)))
         if due:
             _log_counts(f"S3 retries in the last {now - since:.0f} s", self.counts().minus(logged), self.max_attempts)
+        if delay is not None and isinstance(context.caught_exception, _UNREACHABLE):
+            self._say_unreachable(context.caught_exception, attempt)
         return delay
+
+    def _say_unreachable(self, error: BaseException, attempt: int) -> None:
+        """The endpoint did not answer and the call is retried: say so now, as aws-cli's debug log and rclone's
+        "low level retry 1/10" do, instead of after every attempt has failed (at most every UNREACHABLE_EVERY s)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._unreachable_said < UNREACHABLE_EVERY:
+                return
+            self._unreachable_said = now
+        log.warning("S3 endpoint not reachable (%s); retrying (attempt %d/%d)", error, attempt + 1, self.max_attempts)
 
     def count(self, attempt: int) -> None:
         """An attempt on the short road that needs no decision: a success, or one without an answer (a reset, a

@@ -114,10 +114,19 @@ def test_dry_run_prints_the_plan_and_writes_nothing(stage: Stage) -> None:
     as_json = stage.run(config, "--dry-run", "--json", "--date", "2026-01-03")
 
     assert as_json.returncode == 0, as_json.stderr
-    summary = one_json(as_json)
+    *objects, summary = [json.loads(line) for line in as_json.stdout.splitlines()]  # JSON Lines, summary last
     assert (summary["status"], summary["planned"], summary["run_id"]) == ("dry_run", 1, None)
-    copies = [line for line in as_json.stderr.splitlines() if line.startswith("COPY")]
-    assert copies == [f"COPY  {src}/movielens/ratings.csv -> {raw}/movielens/ingest_date=2026-01-03/ratings.csv"]
+    assert objects[0] == {
+        "action": "copy",
+        "source_key": "movielens/ratings.csv",
+        "target_key": "movielens/ingest_date=2026-01-03/ratings.csv",
+        "size": 2,
+    }
+    assert objects[1:] == [
+        {"action": "skip", "source_key": "movielens/old.csv", "reason": objects[1]["reason"]}
+    ]  # the human line's SKIP, with its reason
+    assert objects[1]["reason"].startswith("archived in GLACIER")
+    assert "COPY" not in as_json.stderr
     assert stage.everything() == before
 
 

@@ -11,6 +11,7 @@ Conditional writes being ignored by a server cannot be tested here: moto honours
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
@@ -125,8 +126,10 @@ def test_a_killed_runs_lock_blocks_the_next_run_and_a_dry_run_shows_it_completed
     # A dry run takes no lock; it must show what a run will do: finish the interrupted plan under its own
     # date, and only then plan what is new under the date asked for.
     assert dry.returncode == 0, dry.stderr
-    assert one_json(dry)["planned"] == 1
-    targets = [line.split(" -> s3://")[1].split("/", 1)[1] for line in dry.stderr.splitlines() if " -> " in line]
+    *shown, summary = [json.loads(line) for line in dry.stdout.splitlines()]  # JSON Lines, summary last
+    assert summary["planned"] == 1
+    targets = [planned["target_key"] for planned in shown if planned["action"] == "copy"]
+    assert {planned.get("completes_run") for planned in shown} == {summary["completes_first"]["run_id"], None}
     assert sorted(targets) == sorted(
         [target_of(key, FIRST_DATE) for key in objects] + [target_of("movielens/late-arrival.csv", "2026-01-03")]
     )

@@ -438,3 +438,29 @@ def test_a_wrong_on_schema_drift_fails_the_config_naming_the_field(spec: dict[st
 
 def test_check_schema_must_be_true_or_false() -> None:
     assert only_problem(raw_dataset(check_schema="no")) == f"datasets.{NAME}.check_schema: must be true or false"
+
+
+@pytest.mark.parametrize("catch_all", ["*", "**", "*.csv", "rat*"])
+def test_a_catch_all_beside_a_specific_table_is_refused_naming_both_and_what_to_do(catch_all: str) -> None:
+    message = only_problem(raw_dataset(tables={"all": catch_all, "ratings": "ratings*.csv"}))
+
+    assert message.startswith(
+        f"datasets.movielens.tables: 'all' ({catch_all!r}) and 'ratings' ('ratings*.csv') overlap: a key such as "
+        "'ratings.csv' matches both"
+    )
+    assert "make the patterns disjoint" in message
+    assert "'_unmatched' folder" in message
+
+
+def test_overlap_is_found_in_any_pattern_of_a_list_and_in_either_direction() -> None:
+    message = only_problem(raw_dataset(tables={"movies": ["movies.csv", "links.csv"], "misc": "*s.csv"}))
+
+    assert "'misc' ('*s.csv') and 'movies' ('movies.csv') overlap: a key such as 'movies.csv'" in message
+
+
+def test_disjoint_patterns_pass_and_the_check_works_on_overrides_too() -> None:
+    ds = parse_one(raw_dataset(tables={"movies": "movies*.csv", "ratings": "ratings*.csv", "tags": "tags-[0-9].csv"}))
+
+    with pytest.raises(ConfigError) as info:
+        with_overrides(ds, tables={"everything": "*", "movies": "movies*.csv"})
+    assert info.value.problems[0].startswith("tables: 'everything' ('*') and 'movies' ('movies*.csv') overlap")
