@@ -4,7 +4,7 @@ part of the interface.
 0 succeeded, nothing new, or verified clean; 1 some objects (or the run) failed, or verify found problems; 2 bad
 usage, config or credentials, or a question the ledger cannot answer as asked (nothing copied); 3 run in progress
 (nothing copied); 130 / 143 interrupted by Ctrl-C / SIGTERM (the lock is released; the next run completes what was
-planned).
+planned); 141 stdout's reader went away (`| head`), quietly, as Unix tools do (pipes.py).
 
 Every outcome the CLI reaches is reported the same way, so scripts and people never meet a traceback: a command
 that could not do its job prints one `error: ...` line on stderr (the traceback only with LOG_LEVEL=DEBUG), and
@@ -47,6 +47,7 @@ from .layout import printable
 from .notify import announce
 from .openlineage import ENDPOINT, Sent, deliver
 from .partitions import GLUE_DATABASE_ENV, catalog_for
+from .pipes import quiet_when_stdout_closes, reader_gone
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
 from .records import Failure, OneShotAnswer, RunStatus, RunSummary, utc_now
@@ -363,6 +364,7 @@ def _debugging() -> bool:
 # ---- main -------------------------------------------------------------------------------------------------------
 
 
+@quiet_when_stdout_closes
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logs.to_stderr()
@@ -380,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _command(invocation)
     except Exception as err:  # the one place an unexplained error becomes an answer instead of a traceback
+        if reader_gone(err):
+            raise  # not an error: the reader had enough (`| head`), and main ends quietly (pipes.py)
         return _report(refusal(err, invocation), getattr(args, "dataset", None), invocation.as_json)
     finally:
         root.setLevel(levels[0])  # a caller's own logging (tests, `main` called in a process) is as it was
