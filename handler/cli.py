@@ -33,6 +33,7 @@ from .configfile import load_config
 from .errors import (
     ConditionalWritesUnsupported,
     ConfigError,
+    ExtraMissing,
     IngestError,
     Interrupted,
     InvalidRequest,
@@ -308,7 +309,7 @@ def refusal(err: BaseException, invocation: Invocation | None = None) -> Refusal
         return Refusal(INTERRUPTED, 128 + err.signum, str(err))
     if isinstance(err, ConfigError):
         return Refusal(INVALID, EXIT_USAGE, "invalid config: " + "; ".join(err.problems), tuple(err.problems))
-    if isinstance(err, ConditionalWritesUnsupported | SdkTooOld | InvalidRequest):
+    if isinstance(err, ConditionalWritesUnsupported | SdkTooOld | ExtraMissing | InvalidRequest):
         return Refusal(INVALID, EXIT_USAGE, str(err))
     if (credentials := credentials_error(err)) is not None:
         return Refusal(INVALID, EXIT_USAGE, str(credentials))
