@@ -51,6 +51,7 @@ from .partitions import GLUE_DATABASE_ENV, catalog_for
 from .pipes import quiet_when_stdout_closes, reader_gone
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
+from .readable import completed_first, shown
 from .records import Failure, OneShotAnswer, RunStatus, RunSummary, utc_now
 from .runner import Engine, lineage_of, one_shot, run_date_for
 from .status import DatasetStatus, HistoryEntry, RunningRun
@@ -505,8 +506,19 @@ def _run(invocation: Invocation) -> int:
         answer.update(_send_events(engine, summaries, args.openlineage_url))
     failing = any(s.failing for s in summaries)
     if args.json or failing or not args.quiet:
-        _print(answer, args.json)
+        _print_run(answer, summaries, args.json)
     return EXIT_FAILED if failing else EXIT_OK
+
+
+def _print_run(answer: dict[str, Any], summaries: list[RunSummary], as_json: bool) -> None:
+    """A one-shot run's answer. A person reads the interrupted runs it completed first a line each, then its own
+    run's fields; --json keeps them in `resumed_runs`."""
+    if as_json:
+        _print(answer, as_json)
+        return
+    for line in completed_first(summaries):
+        print(line)
+    _print({key: value for key, value in answer.items() if key != "resumed_runs"}, as_json)
 
 
 def _notify(topic: str | None, summaries: list[RunSummary]) -> dict[str, str]:
@@ -728,7 +740,8 @@ def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
-    """One JSON object, or `key  value` lines for a person (keys in it escaped, unicode kept readable)."""
+    """One JSON object, or `key  value` lines for a person (keys in it escaped, unicode kept readable, values in
+    words: `resumed  no`, `marker  -`)."""
     if as_json:
         print(json.dumps(result))
         return
@@ -748,5 +761,4 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
                 where = f" at {drifted['target_key']}" if drifted["status"] == "copied" else ""
                 print(printable(f"  - {drifted['source_key']}: {drifted['drift']} ({drifted['status']}{where})"))
             continue
-        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-        print(f"{key:<{width}}  {printable(shown)}")
+        print(f"{key:<{width}}  {printable(shown(value))}")
