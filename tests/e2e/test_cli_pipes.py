@@ -58,7 +58,8 @@ def test_a_command_whose_reader_left_before_it_wrote_stops_quietly_with_141(stag
 
 def test_a_failing_command_whose_reader_left_still_says_why_on_stderr(stage: Stage) -> None:
     """Only the closed pipe is quiet: the error the command met is still told, on stderr, where the user looks."""
-    proc = stage.start(*stage.argv("history", stage.workdir / "missing.json", "--json"))
+    missing = str(stage.workdir / "missing.json")
+    proc = stage.start(*stage.argv("history", missing, "--json"))
     assert proc.stdout is not None
     proc.stdout.close()
 
@@ -67,5 +68,5 @@ def test_a_failing_command_whose_reader_left_still_says_why_on_stderr(stage: Sta
     assert proc.returncode == EXIT_PIPE
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     assert stderr.splitlines() == [
-        f"error: invalid config: cannot read config file {str(stage.workdir / 'missing.json')!r}: No such file or directory"
+        f"error: invalid config: cannot read config file {missing!r}: No such file or directory"
     ]
