@@ -21,6 +21,7 @@ import boto3
 from .configfile import load_config
 from .errors import ExtraMissing
 from .notify import build_notification, publish
+from .readable import shown
 from .runner import Engine, one_shot
 from .store import Store
 
@@ -239,7 +240,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         "manifest",
         "marker",
     ):
-        print(f"  {key:<9} {summary.get(key)}")
+        print(f"  {key:<9} {shown(summary.get(key))}")
 
 
 def _print_notification(sqs: Any, queue_url: str) -> None:
