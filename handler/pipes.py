@@ -45,9 +45,9 @@ def quiet_when_stdout_closes(command: Callable[P, int]) -> Callable[P, int]:
             finally:  # buffered output meets the closed pipe here, not in Python's flush at exit
                 sys.stdout.flush()
         except BrokenPipeError:
-            for stream in (sys.stdout, sys.stderr):
-                if stream is sys.stdout or _widowed(stream):  # `2>&1 | head`: stderr is the same pipe
-                    _to_devnull(stream)
+            # The widowed one (both under `2>&1 | head`); stdout, as the recipe has it, where poll cannot tell.
+            for stream in [s for s in (sys.stdout, sys.stderr) if _widowed(s)] or [sys.stdout]:
+                _to_devnull(stream)
             return EXIT_PIPE
 
     return guarded
