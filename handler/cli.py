@@ -4,7 +4,7 @@ part of the interface.
 0 succeeded, nothing new, or verified clean; 1 some objects (or the run) failed, or verify found problems; 2 bad
 usage, config or credentials, or a question the ledger cannot answer as asked (nothing copied); 3 run in progress
 (nothing copied); 130 / 143 interrupted by Ctrl-C / SIGTERM (the lock is released; the next run completes what was
-planned).
+planned); 141 stdout's reader went away (`| head`), quietly, as Unix tools do (pipes.py).
 
 Every outcome the CLI reaches is reported the same way, so scripts and people never meet a traceback: a command
 that could not do its job prints one `error: ...` line on stderr (the traceback only with LOG_LEVEL=DEBUG), and
@@ -37,6 +37,7 @@ from .configfile import load_config
 from .errors import (
     ConditionalWritesUnsupported,
     ConfigError,
+    ExtraMissing,
     IngestError,
     Interrupted,
     InvalidRequest,
@@ -51,8 +52,10 @@ from .layout import printable
 from .notify import announce
 from .openlineage import ENDPOINT, Sent, deliver
 from .partitions import GLUE_DATABASE_ENV, catalog_for
+from .pipes import quiet_when_stdout_closes, reader_gone
 from .pool import ClientSettings, LocalPool
 from .progress import Meter, RunProgress, wanted
+from .readable import completed_first, shown
 from .records import Failure, OneShotAnswer, RunStatus, RunSummary, utc_now
 from .runner import Engine, lineage_of, one_shot, run_date_for
 from .status import DatasetStatus, HistoryEntry, RunningRun
@@ -315,7 +318,7 @@ def refusal(err: BaseException, invocation: Invocation | None = None) -> Refusal
         return Refusal(INTERRUPTED, 128 + err.signum, str(err))
     if isinstance(err, ConfigError):
         return Refusal(INVALID, EXIT_USAGE, "invalid config: " + "; ".join(err.problems), tuple(err.problems))
-    if isinstance(err, ConditionalWritesUnsupported | SdkTooOld | InvalidRequest):
+    if isinstance(err, ConditionalWritesUnsupported | SdkTooOld | ExtraMissing | InvalidRequest):
         return Refusal(INVALID, EXIT_USAGE, str(err))
     if (credentials := credentials_error(err)) is not None:
         return Refusal(INVALID, EXIT_USAGE, str(credentials))
@@ -371,6 +374,7 @@ def _debugging() -> bool:
 # ---- main -------------------------------------------------------------------------------------------------------
 
 
+@quiet_when_stdout_closes
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logs.to_stderr()
@@ -389,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with applied(getattr(args, "profile", None), getattr(args, "region", None)):
             return _command(invocation)
     except Exception as err:  # the one place an unexplained error becomes an answer instead of a traceback
+        if reader_gone(err):
+            raise  # not an error: the reader had enough (`| head`), and main ends quietly (pipes.py)
         return _report(refusal(err, invocation), getattr(args, "dataset", None), invocation.as_json)
     finally:
         root.setLevel(levels[0])  # a caller's own logging (tests, `main` called in a process) is as it was
@@ -512,8 +518,19 @@ def _run(invocation: Invocation) -> int:
         answer.update(_send_events(engine, summaries, args.openlineage_url))
     failing = any(s.failing for s in summaries)
     if args.json or failing or not args.quiet:
-        _print(answer, args.json)
+        _print_run(answer, summaries, args.json)
     return EXIT_FAILED if failing else EXIT_OK
+
+
+def _print_run(answer: dict[str, Any], summaries: list[RunSummary], as_json: bool) -> None:
+    """A one-shot run's answer. A person reads the interrupted runs it completed first a line each, then its own
+    run's fields; --json keeps them in `resumed_runs`."""
+    if as_json:
+        _print(answer, as_json)
+        return
+    for line in completed_first(summaries):
+        print(line)
+    _print({key: value for key, value in answer.items() if key != "resumed_runs"}, as_json)
 
 
 def _notify(topic: str | None, summaries: list[RunSummary]) -> dict[str, str]:
@@ -735,7 +752,8 @@ def _failure_summary(dataset: DatasetConfig, run_date: Date | None, started: str
 
 
 def _print(result: dict[str, Any], as_json: bool) -> None:
-    """One JSON object, or `key  value` lines for a person (keys in it escaped, unicode kept readable)."""
+    """One JSON object, or `key  value` lines for a person (keys in it escaped, unicode kept readable, values in
+    words: `resumed  no`, `marker  -`)."""
     if as_json:
         print(json.dumps(result))
         return
@@ -755,5 +773,4 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
                 where = f" at {drifted['target_key']}" if drifted["status"] == "copied" else ""
                 print(printable(f"  - {drifted['source_key']}: {drifted['drift']} ({drifted['status']}{where})"))
             continue
-        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-        print(f"{key:<{width}}  {printable(shown)}")
+        print(f"{key:<{width}}  {printable(shown(value))}")

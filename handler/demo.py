@@ -19,7 +19,9 @@ from typing import Any
 import boto3
 
 from .configfile import load_config
+from .errors import ExtraMissing
 from .notify import build_notification, publish
+from .readable import shown
 from .runner import Engine, one_shot
 from .store import Store
 
@@ -33,8 +35,7 @@ BINARY = "binary/octet-stream"
 
 
 def main(source_dir: str | None = None) -> int:
-    from moto.server import ThreadedMotoServer  # demo-only dependency
-
+    moto_server = _moto_server()  # first: without the demo extra, that is all there is to say
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the local server's request log drowns the output
 
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SNS"):
@@ -42,13 +43,27 @@ def main(source_dir: str | None = None) -> int:
     os.environ.update(
         AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1"
     )
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = moto_server(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
         return _demo(f"http://{host}:{port}", Path(source_dir) if source_dir else None)
     finally:
         server.stop()
+
+
+def _moto_server() -> Any:
+    """moto's server class: a dependency of the demo alone (the `demo` extra), so a plain `pip install .` lacks it
+    and is told how to get it instead of meeting an import error."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ModuleNotFoundError as err:
+        raise ExtraMissing(
+            "the demo needs moto, which this Python cannot import: install the demo extra with "
+            "`pip install '.[demo]'` from the repository root, or run `make demo`, which installs everything into "
+            "./.venv"
+        ) from err
+    return ThreadedMotoServer
 
 
 def _demo(endpoint: str, source_dir: Path | None) -> int:
@@ -225,7 +240,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         "manifest",
         "marker",
     ):
-        print(f"  {key:<9} {summary.get(key)}")
+        print(f"  {key:<9} {shown(summary.get(key))}")
 
 
 def _print_notification(sqs: Any, queue_url: str) -> None:

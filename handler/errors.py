@@ -45,6 +45,11 @@ class SdkTooOld(IngestError):
     parameter the runtime depends on; nothing was done."""
 
 
+class ExtraMissing(IngestError):
+    """A command needs an optional dependency (an extra of pyproject.toml, e.g. `demo`'s moto) this Python lacks;
+    the message says how to install it, nothing was done."""
+
+
 class CorruptDocument(IngestError):
     """A ledger document (the lock, a state index, a plan) read the same way several times is not JSON: it was
     damaged outside this tool. Nothing is written over it; the message names the key, `reason` says why."""

@@ -51,3 +51,18 @@ def test_demo_lands_the_real_movielens_files_byte_for_byte_sized() -> None:
     for path in MOVIELENS.iterdir():
         assert f"{path.name}  ({path.stat().st_size} bytes)" in result.stdout, path.name
     assert "Demo succeeded" in result.stdout
+
+
+def test_demo_without_its_extra_says_how_to_install_it() -> None:
+    """`pip install .` without `[demo]`: moto cannot be imported. Made so here by a None in sys.modules, which is
+    what makes an import fail with ModuleNotFoundError."""
+    blocked = "import sys; sys.modules['moto'] = None; from handler.cli import main; sys.exit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", blocked, "demo"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr.splitlines() == [
+        "error: the demo needs moto, which this Python cannot import: install the demo extra with "
+        "`pip install '.[demo]'` from the repository root, or run `make demo`, which installs everything into ./.venv"
+    ]
