@@ -16,6 +16,7 @@ exit codes:
   2    bad usage, config, credentials or profile, or a question the ledger cannot answer (nothing copied)
   3    another run holds the dataset's lock (nothing copied)
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM: the lock is released, the next run completes the plan
+  141  stdout's reader went away (`| head`): the output was cut, quietly, as any Unix tool's
 """
 
 _CONFIG = "--config config.json --dataset movielens"

@@ -23,7 +23,7 @@ def test_help_lists_examples_of_the_command_and_every_exit_code(
     prog = f"python -m handler {command}" if command else "python -m handler "
     assert examples.count(f"\n  {prog}") + examples.startswith(f"  {prog}") >= 1, examples
     codes = text.split("\nexit codes:\n", 1)[1]
-    for code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS, 130, 143):
+    for code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IN_PROGRESS, 130, 141, 143):
         assert f" {code} " in f" {codes}", codes
 
 
