@@ -122,13 +122,14 @@ def test_dev_stack_creates_three_secured_buckets_their_log_bucket_and_one_of_eve
         "data-file-ingestion:catalog:RawTables": 1,
         "data-file-ingestion:monitoring:Monitoring": 1,
     }
-    # The database, the ledger's manifest and runs tables and MovieLens' four described tables; five alarms
-    # (executions, the schedules' failures, and the one dataset's objects failed, freshness and dead letters); one
+    # The database, the ledger's manifest and runs tables and MovieLens' four described tables; six alarms
+    # (executions, the schedules' failures, and the one dataset's objects failed, freshness, dead letters and schema
+    # drift); one
     # dashboard; the schedules' own group, and the one schedule's dead-letter queue with its TLS-only policy.
     operated = {
         "aws:glue/catalogDatabase:CatalogDatabase": 1,
         "aws:glue/catalogTable:CatalogTable": 2 + 4,
-        "aws:cloudwatch/metricAlarm:MetricAlarm": 5,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 6,
         "aws:scheduler/scheduleGroup:ScheduleGroup": 1,
         "aws:sqs/queue:Queue": 1,
         "aws:sqs/queuePolicy:QueuePolicy": 1,

@@ -570,8 +570,8 @@ def test_the_topics_own_key_lets_the_account_manage_it_and_only_this_stacks_alar
     published = [
         a for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if topic.arn in a.inputs["alarmActions"]
     ]
-    # Executions, the dataset's objects failed, freshness and dead letters, and the schedules' failures.
-    assert len(published) == 5
+    # Executions, the dataset's objects failed, freshness, dead letters and schema drift, and the schedules' failures.
+    assert len(published) == 6
     assert all(fnmatch.fnmatchcase(a.arn, pattern) for a in published)
     assert "topicKeyPolicyStatement" not in deployment.exports, "nothing for anyone to add by hand"
 
@@ -606,7 +606,7 @@ def test_every_principal_that_publishes_to_the_encrypted_topic_may_use_its_key(r
     alarms = [
         a for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if topic.arn in a.inputs["alarmActions"]
     ]
-    assert len(alarms) == 5
+    assert len(alarms) == 6
     statement = deployment.exports["topicKeyPolicyStatement"]
     assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert needed <= set(statement["Action"])
