@@ -75,9 +75,9 @@ def render(snapshot: Snapshot, elapsed: float) -> str:
     """`1,234/10,000 objects  12.0 MiB/96.0 MiB  4.0 MiB/s 411 obj/s  ETA 0:21`."""
     objects = f"{snapshot.objects:,}/{snapshot.total_objects:,} objects"
     sizes = f"{size(snapshot.bytes)}/{size(snapshot.total_bytes)}"
-    if elapsed > 0:
+    if elapsed > 0 and (snapshot.objects or snapshot.bytes):
         rate = f"{size(snapshot.bytes / elapsed)}/s {snapshot.objects / elapsed:,.0f} obj/s"
-    else:
+    else:  # nothing done yet (worker processes starting, a first batch under way): no rate is known, not 0/s
         rate = "-/s"
     left = eta(snapshot, elapsed)
     return f"{objects}  {sizes}  {rate}  ETA {'-:--' if left is None else duration(left)}"

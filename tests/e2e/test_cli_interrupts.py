@@ -35,7 +35,7 @@ from tests.e2e.test_crash_and_race import (
 )
 
 INTERRUPTED = 128 + signal.SIGINT
-DRAWN = re.compile(r"\r([\d,]+)/([\d,]+) objects[^\r]*?ETA ([\d:-]+)")
+DRAWN = re.compile(r"\r([\d,]+)/([\d,]+) objects  \S+ \S+/\S+ \S+  (-/s|\S+ \S+/s [\d,]+ obj/s)  ETA ([\d:-]+)")
 
 
 class Terminal:
@@ -101,9 +101,9 @@ def terminals_fixture() -> Iterator[list[Terminal]]:
         reap([terminal.proc])
 
 
-def draws(shown: str) -> list[tuple[int, str]]:
-    """Each progress line drawn: (objects done, its ETA)."""
-    return [(int(done.replace(",", "")), left) for done, _, left in DRAWN.findall(shown)]
+def draws(shown: str) -> list[tuple[int, str, str]]:
+    """Each progress line drawn: (objects done, its rate, its ETA)."""
+    return [(int(done.replace(",", "")), rate, left) for done, _, rate, left in DRAWN.findall(shown)]
 
 
 def workers_of(pid: int) -> list[int]:
@@ -146,10 +146,12 @@ def test_progress_with_two_workers_moves_as_each_batch_ends(stage: Stage, termin
     assert code == 0, shown
     assert one_json(out)["copied"] == 300
     seen = draws(shown)
-    steps = sorted({done for done, _ in seen if 0 < done < 300})
+    steps = sorted({done for done, _, _ in seen if 0 < done < 300})
     assert len(steps) >= 3, f"progress jumped instead of moving batch by batch: {seen}"
-    assert [done for done, _ in seen] == sorted(done for done, _ in seen), "progress went backwards"
-    assert all(left == "-:--" for done, left in seen if done == 0), "an ETA before anything was done"
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen), "progress went backwards"
+    assert all((rate, left) == ("-/s", "-:--") for done, rate, left in seen if done == 0), "a rate from nothing done"
+    assert all(rate != "-/s" and left != "-:--" for done, rate, left in seen if done > 0)
+    assert seen[-1][0] == 300 and seen[-1][2] == "0:00"
     assert "Traceback" not in shown
 
 
@@ -159,7 +161,7 @@ def test_ctrl_c_with_workers_running_exits_130_without_a_traceback_and_loses_not
     stage.seed(300)
     config = stage.config(concurrency=1, batch_max_objects=10, lock_ttl_seconds=900)
     terminals.append(terminal := Terminal(stage, *run_argv(stage, config)))
-    terminal.wait_for(lambda shown: any(0 < done for done, _ in draws(shown)))
+    terminal.wait_for(lambda shown: any(0 < done for done, _, _ in draws(shown)))
 
     terminal.ctrl_c()
     code, out, shown = terminal.finish(timeout=60)
@@ -236,7 +238,7 @@ def test_workers_are_gone_when_an_interrupted_run_has_exited(stage: Stage, termi
     stage.seed(100)
     config = stage.config(concurrency=1, batch_max_objects=10, lock_ttl_seconds=900)
     terminals.append(terminal := Terminal(stage, *run_argv(stage, config)))
-    terminal.wait_for(lambda shown: any(0 < done for done, _ in draws(shown)))
+    terminal.wait_for(lambda shown: any(0 < done for done, _, _ in draws(shown)))
     workers = workers_of(terminal.proc.pid)
     assert workers
 

@@ -58,6 +58,8 @@ def test_time_left_is_by_bytes_when_the_plan_has_bytes_else_by_objects():
 
 def test_before_anything_is_done_there_is_no_rate_and_no_eta():
     assert render(snap(0, 10, 0, 100), elapsed=0.0) == "0/10 objects  0 B/100 B  -/s  ETA -:--"
+    # Workers starting, or a first batch under way in another process: the rate is unknown, not zero.
+    assert render(snap(0, 10, 0, 100), elapsed=20.0) == "0/10 objects  0 B/100 B  -/s  ETA -:--"
 
 
 class Clock:
