@@ -25,6 +25,7 @@ from tests.e2e.test_crash_and_race import (
     assert_landed_exactly_once,
     assert_ledger_matches_bucket,
     first_date_for,
+    nth_target,
 )
 
 INTERRUPTED = 128 + signal.SIGINT
@@ -171,8 +172,7 @@ def test_a_second_ctrl_c_stops_the_running_batches_at_once(stage: Stage, termina
     # Two batches of 300, one object at a time: either takes far longer than the test waits for the exit.
     config = stage.config(concurrency=1, batch_max_objects=300, lock_ttl_seconds=900)
     terminals.append(terminal := Terminal(stage, *run_argv(stage, config)))
-    first = sorted(objects)[5].replace("movielens/", f"movielens/ingest_date={FIRST_DATE}/", 1)
-    stage.wait_for_object(first, terminal.proc)
+    stage.wait_for_object(nth_target(objects, 5), terminal.proc)
 
     terminal.ctrl_c()
     terminal.wait_for(lambda shown: "Ctrl-C again stops them at once" in shown)
@@ -236,3 +236,20 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_a_double_ctrl_c_in_a_run_without_workers_exits_130_and_loses_nothing(
+    stage: Stage, terminals: list[Terminal]
+) -> None:
+    objects = stage.seed(300)
+    config = stage.config(concurrency=1, batch_max_objects=100, lock_ttl_seconds=900)
+    terminals.append(terminal := Terminal(stage, *run_argv(stage, config, "--workers", "1")))  # the last wins
+    stage.wait_for_object(nth_target(objects, 5), terminal.proc)
+
+    terminal.ctrl_c()
+    terminal.ctrl_c()
+    code, out, shown = terminal.finish(timeout=60)
+
+    assert code in (INTERRUPTED, -signal.SIGINT), shown
+    assert "Traceback" not in shown and "KeyboardInterrupt" not in shown
+    assert_the_next_run_completes_it(stage, config, 300)
