@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from typing import Any, NoReturn
 
-from . import __version__, logs
+from . import __version__, interrupts, logs
 from .aws_options import add_options as _aws_options
 from .aws_options import applied
 from .cli_help import add_epilogs
@@ -411,13 +410,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def _stop_on_signals() -> None:
     """SIGTERM (a scheduler's stop, `kill`) and Ctrl-C raise Interrupted in the main thread, so every step
-    unwinds through its clean-up: the lock is released instead of blocking the next run for its TTL."""
-
-    def interrupt(signum: int, frame: Any) -> NoReturn:
-        raise Interrupted(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, interrupt)
+    unwinds through its clean-up: the lock is released instead of blocking the next run for its TTL. A second
+    one stops the worker processes at once instead of waiting for their batches (handler/interrupts.py)."""
+    interrupts.stop_on_signals()
 
 
 def _wants_json(argv: Sequence[str]) -> bool:

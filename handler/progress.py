@@ -8,6 +8,7 @@ shows progress at all: only on a terminal, never under -q (a log file or a pipe 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,9 +76,9 @@ def render(snapshot: Snapshot, elapsed: float) -> str:
     """`1,234/10,000 objects  12.0 MiB/96.0 MiB  4.0 MiB/s 411 obj/s  ETA 0:21`."""
     objects = f"{snapshot.objects:,}/{snapshot.total_objects:,} objects"
     sizes = f"{size(snapshot.bytes)}/{size(snapshot.total_bytes)}"
-    if elapsed > 0:
+    if elapsed > 0 and (snapshot.objects or snapshot.bytes):
         rate = f"{size(snapshot.bytes / elapsed)}/s {snapshot.objects / elapsed:,.0f} obj/s"
-    else:
+    else:  # nothing done yet (worker processes starting, a first batch under way): no rate is known, not 0/s
         rate = "-/s"
     left = eta(snapshot, elapsed)
     return f"{objects}  {sizes}  {rate}  ETA {'-:--' if left is None else duration(left)}"
@@ -94,26 +95,45 @@ class Meter:
         *,
         clock: Callable[[], float] = time.monotonic,
         columns: Callable[[], int] = lambda: shutil.get_terminal_size().columns,
+        later: Callable[[float, Callable[[], None]], Callable[[], None]] | None = None,
     ):
         self._stream = stream
         self._clock = clock
         self._columns = columns
+        self._later = later or _timer
         self._run: str | None = None
         self._started = 0.0
         self._drawn_at: float | None = None
         self._last: Snapshot | None = None
+        self._behind: Callable[[], None] | None = None
+        """Cancels the draw due for a snapshot that came too soon after the last one."""
+        self._lock = threading.Lock()
 
     def __call__(self, snapshot: Snapshot) -> None:
-        now = self._clock()
-        if snapshot.run_id != self._run:
-            self.close()
-            self._run, self._started, self._drawn_at = snapshot.run_id, now, None
-        self._last = snapshot
-        if self._drawn_at is not None and now - self._drawn_at < 1 / MAX_DRAWS_PER_SECOND and not snapshot.finished:
-            return
-        self._draw(snapshot, now)
+        with self._lock:
+            now = self._clock()
+            if snapshot.run_id != self._run:
+                self._close()
+                self._run, self._started, self._drawn_at = snapshot.run_id, now, None
+            self._last = snapshot
+            wait = 0.0 if self._drawn_at is None else self._drawn_at + 1 / MAX_DRAWS_PER_SECOND - now
+            if wait > 0 and not snapshot.finished:
+                # Drawn when its turn comes, not at the next snapshot: with worker processes that is the next
+                # batch's end, and the line would lag a whole batch behind.
+                if self._behind is None:
+                    self._behind = self._later(wait, self._catch_up)
+                return
+            self._draw(snapshot, now)
+
+    def _catch_up(self) -> None:
+        with self._lock:
+            if self._behind is not None and self._last is not None:
+                self._draw(self._last, self._clock())
 
     def _draw(self, snapshot: Snapshot, now: float) -> None:
+        if self._behind is not None:
+            self._behind()
+            self._behind = None
         line = render(snapshot, now - self._started)[: max(self._columns() - 1, 20)]
         self._stream.write(f"\r{line}\x1b[K")
         self._stream.flush()
@@ -121,6 +141,10 @@ class Meter:
 
     def close(self) -> None:
         """End the line (with the last snapshot drawn, so what stays on screen is where it ended)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._drawn_at is None:
             return
         if self._last is not None:
@@ -128,3 +152,11 @@ class Meter:
         self._stream.write("\n")
         self._stream.flush()
         self._drawn_at = None
+
+
+def _timer(delay: float, then: Callable[[], None]) -> Callable[[], None]:
+    """`then` in `delay` seconds on a daemon thread (an exiting CLI never waits for it); returns its cancel."""
+    timer = threading.Timer(delay, then)
+    timer.daemon = True
+    timer.start()
+    return timer.cancel

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date as Date
 from typing import Any
 
+from .. import interrupts
 from ..contract import COPY_BATCH, FINALIZE, FINALIZE_SHARD, PLAN, PLAN_SHARD, SEAL_PLAN, Step, StepRequest
 from ..lock import Lock
 from ..pool import InProcess, Workers
@@ -41,8 +42,10 @@ def one_shot(
             summaries.append(planned.finalized.summary if planned.finalized else chain.copy_and_finalize(planned, lock))
         except BaseException:
             # The open run (if its plan was stored) is completed by the next run; it should not also have to
-            # wait out the TTL of a process that has stopped. A lock another run took over is left alone.
-            lock.release_quietly()
+            # wait out the TTL of a process that has stopped. A lock another run took over is left alone. A second
+            # Ctrl-C must not cut the release short (handler/interrupts.py).
+            with interrupts.held():
+                lock.release_quietly()
             raise
         if not planned.run.resumed:
             return summaries

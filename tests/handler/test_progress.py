@@ -58,6 +58,8 @@ def test_time_left_is_by_bytes_when_the_plan_has_bytes_else_by_objects():
 
 def test_before_anything_is_done_there_is_no_rate_and_no_eta():
     assert render(snap(0, 10, 0, 100), elapsed=0.0) == "0/10 objects  0 B/100 B  -/s  ETA -:--"
+    # Workers starting, or a first batch under way in another process: the rate is unknown, not zero.
+    assert render(snap(0, 10, 0, 100), elapsed=20.0) == "0/10 objects  0 B/100 B  -/s  ETA -:--"
 
 
 class Clock:
@@ -83,6 +85,30 @@ def test_the_meter_redraws_in_place_at_most_a_few_times_a_second():
     assert all(d.endswith("\x1b[K") for d in draws), "each draw erases what the longer one before left"
     assert draws[1].startswith("2/10 objects")
     assert "\n" not in stream.getvalue()
+
+
+def test_a_snapshot_that_came_too_soon_is_drawn_when_its_turn_comes_not_at_the_next_one():
+    """With worker processes the next snapshot is the next batch's end: the line must not lag a batch behind."""
+    stream, clock, due = io.StringIO(), Clock(), []
+
+    def later(delay, then):
+        due.append((delay, then))
+        return lambda: None
+
+    meter = Meter(stream, clock=clock, columns=lambda: 200, later=later)
+
+    meter(snap(0, 10, 0, 100))
+    clock.now += 0.05
+    meter(snap(2, 10, 20, 100))  # too soon: put off
+    clock.now += 0.05
+    meter(snap(4, 10, 40, 100))  # still too soon: the same turn
+    [(delay, then)] = due
+    assert delay == pytest.approx(1 / MAX_DRAWS_PER_SECOND - 0.05)
+    assert "4/10" not in stream.getvalue()
+    clock.now += delay
+    then()
+
+    assert stream.getvalue().split("\r")[-1].startswith("4/10 objects")
 
 
 def test_the_last_snapshot_is_always_drawn_and_the_line_ended():
