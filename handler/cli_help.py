@@ -36,7 +36,7 @@ EXAMPLES = {
         ("the same as JSON Lines: one object a line, then the summary", f"%(prog)s {_CONFIG} --dry-run --json"),
         (
             "re-run a night, in another account's region",
-            f"%(prog)s {_CONFIG} --date 2024-05-01 --profile prod --region eu-west-1",
+            f"%(prog)s {_CONFIG} --date 2024-05-01 --profile prod --region $PROD_REGION",
         ),
     ],
     "history": [("the last five runs as JSON", f"%(prog)s {_CONFIG} --limit 5 --json")],
@@ -46,7 +46,7 @@ EXAMPLES = {
         ("check one night with content checksums", f"%(prog)s {_CONFIG} --date 2024-05-01 --checksums"),
     ],
     "lineage": [
-        ("where a landed object came from", "%(prog)s s3://raw-bucket/ml/ratings/ingest_date=2024-05-01/ratings.csv")
+        ("where a landed object came from", "%(prog)s s3://$RAW_BUCKET/ml/ratings/ingest_date=2024-05-01/ratings.csv")
     ],
     "send-lineage": [
         ("send a night's events", f"%(prog)s {_CONFIG} --date 2024-05-01 --openlineage-url http://marquez:5000")

@@ -42,7 +42,7 @@ class PlannedObject:
         return self.action == "fail"
 
     def line(self, ds: DatasetConfig) -> str:
-        """The person's line: `COPY  s3://src/key -> s3://raw/key`, `SKIP  s3://src/key: reason`."""
+        """The person's line: `COPY  <source URI> -> <target URI>`, `SKIP  <source URI>: reason`."""
         source = f"s3://{ds.source.bucket}/{self.source_key}"
         if self.action == "copy":
             return printable(f"COPY  {source} -> s3://{ds.target.bucket}/{self.target_key}")
