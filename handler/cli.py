@@ -387,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.setLevel(logs.level_for(args.quiet, os.environ.get("LOG_LEVEL")))
     package.setLevel(logs.package_level(args.verbose) or logging.NOTSET)
     invocation = Invocation(args)
-    _stop_on_signals()
+    interrupts.stop_on_signals()  # SIGTERM and Ctrl-C unwind every step's clean-up (handler/interrupts.py)
     try:
         with applied(getattr(args, "profile", None), getattr(args, "region", None)):
             return _command(invocation)
@@ -406,13 +406,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if args.quiet and args.verbose:
         raise UsageError("-q/--quiet and -v/--verbose cannot be used together", parser.format_usage())
     return args
-
-
-def _stop_on_signals() -> None:
-    """SIGTERM (a scheduler's stop, `kill`) and Ctrl-C raise Interrupted in the main thread, so every step
-    unwinds through its clean-up: the lock is released instead of blocking the next run for its TTL. A second
-    one stops the worker processes at once instead of waiting for their batches (handler/interrupts.py)."""
-    interrupts.stop_on_signals()
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
